@@ -1,0 +1,479 @@
+"""The Vision Transformer's building blocks as serializable Keras 3 layers.
+
+Every layer here uses `keras.ops` only, so the same code runs on the
+TensorFlow, JAX and PyTorch backends and converts to TFLite/ONNX with builtin
+operators. Each layer creates its sublayers in `__init__`/`build` with explicit
+names (so weight paths are stable across versions) and its `get_config()`
+holds exactly its constructor arguments.
+
+The four parts of a ViT map onto these layers:
+
+1. `Patches`: image -> sequence of flattened patches.
+2. `PatchEncoder`: linear projection, class token, position embedding.
+3. `TransformerBlock` (x depth): pre-norm self-attention + MLP.
+4. `SequencePooling` + a `Dense` head: the class token (or the mean of the
+   patch tokens) -> logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+PACKAGE = "keras_vit"
+
+
+def _pair(value, name):
+    """Returns `value` as a `(height, width)` tuple of positive ints."""
+    if isinstance(value, int):
+        value = (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) <= 0:
+        raise ValueError(f"`{name}` must be a positive int or a pair of them, got {value}.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Patches(keras.layers.Layer):
+    """Cuts images into non-overlapping square patches, flattened row-major.
+
+    Patch `k` of the output is the patch at grid row `k // grid_width`,
+    column `k % grid_width`; its vector holds the patch's pixels in
+    (row, column, channel) order, the same order as
+    `tf.image.extract_patches` but built from reshape/transpose only (no
+    Flex op in TFLite, no 6-D tensors).
+
+    Args:
+        patch_size: int, side of the square patches in pixels. The image
+            height and width must both be divisible by it.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        images: tensor of shape `(batch, height, width, channels)`.
+
+    Returns:
+        Tensor of shape `(batch, num_patches, patch_size * patch_size *
+        channels)` with `num_patches = (height // patch_size) * (width //
+        patch_size)`.
+    """
+
+    def __init__(self, patch_size, **kwargs):
+        super().__init__(**kwargs)
+        if int(patch_size) <= 0:
+            raise ValueError(f"`patch_size` must be positive, got {patch_size}.")
+        self.patch_size = int(patch_size)
+
+    def _grid(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"Patches expects images of shape (batch, height, width, channels), "
+                f"got shape {tuple(input_shape)}."
+            )
+        _, height, width, channels = input_shape
+        if height is None or width is None or channels is None:
+            raise ValueError(
+                f"Patches needs a known height, width and channel count, got shape {tuple(input_shape)}."
+            )
+        p = self.patch_size
+        if height % p or width % p:
+            raise ValueError(
+                f"Image size {height}x{width} is not divisible by patch_size={p}: "
+                f"choose a patch size that divides both, or resize the images."
+            )
+        return height // p, width // p, channels
+
+    def build(self, input_shape):
+        self._grid(input_shape)
+        self.built = True
+
+    def call(self, images):
+        rows, cols, channels = self._grid(images.shape)
+        p = self.patch_size
+        # (B, H, W, C) -> (B*rows, p, cols, p*C): a pure reshape of the memory.
+        x = ops.reshape(images, (-1, p, cols, p * channels))
+        # Bring the patch column ahead of the pixel row inside the patch.
+        x = ops.transpose(x, (0, 2, 1, 3))
+        return ops.reshape(x, (-1, rows * cols, p * p * channels))
+
+    def compute_output_shape(self, input_shape):
+        rows, cols, channels = self._grid(input_shape)
+        return (input_shape[0], rows * cols, self.patch_size**2 * channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"patch_size": self.patch_size})
+        return config
+
+
+def sincos_position_embedding(grid_size, dim, temperature=10000.0):
+    """Fixed 2-D sine-cosine position embedding (MAE / "simple ViT" style).
+
+    Args:
+        grid_size: `(rows, cols)` of the patch grid.
+        dim: embedding width; must be divisible by 4.
+        temperature: the base of the frequency ladder.
+
+    Returns:
+        float32 numpy array of shape `(rows * cols, dim)`, row-major.
+    """
+    rows, cols = grid_size
+    if dim % 4:
+        raise ValueError(f"sine-cosine position embedding needs a width divisible by 4, got {dim}.")
+    y, x = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
+    omega = 1.0 / temperature ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+    y = y.reshape(-1)[:, None] * omega[None]
+    x = x.reshape(-1)[:, None] * omega[None]
+    return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchEncoder(keras.layers.Layer):
+    """Projects patches, prepends a class token and adds position embeddings.
+
+    Args:
+        num_patches: int, number of patches in the sequence.
+        projection_dim: int, width of the token embeddings.
+        grid_size: optional `(rows, cols)` of the patch grid; needed to
+            resample position embeddings for non-square grids. Defaults to
+            the square grid `sqrt(num_patches)` when that is an integer.
+        class_token: bool, whether to prepend a learned class token (CLS).
+        position_embedding: `"learned"` (trainable, the paper's choice) or
+            `"sincos"` (fixed 2-D sine-cosine, not trained).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        patches: tensor of shape `(batch, num_patches, patch_dim)`.
+
+    Returns:
+        Tensor of shape `(batch, num_patches + class_token, projection_dim)`.
+        The class token, when present, is at index 0.
+    """
+
+    def __init__(
+        self,
+        num_patches,
+        projection_dim,
+        grid_size=None,
+        class_token=True,
+        position_embedding="learned",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_patches = int(num_patches)
+        self.projection_dim = int(projection_dim)
+        if grid_size is None:
+            side = math.isqrt(self.num_patches)
+            if side * side != self.num_patches:
+                raise ValueError(
+                    f"num_patches={self.num_patches} is not a square: pass grid_size=(rows, cols)."
+                )
+            grid_size = (side, side)
+        self.grid_size = _pair(grid_size, "grid_size")
+        if self.grid_size[0] * self.grid_size[1] != self.num_patches:
+            raise ValueError(f"grid_size={self.grid_size} does not hold num_patches={self.num_patches}.")
+        if position_embedding not in ("learned", "sincos"):
+            raise ValueError(f"position_embedding must be 'learned' or 'sincos', got {position_embedding!r}.")
+        self.class_token = bool(class_token)
+        self.position_embedding_type = position_embedding
+        self.projection = keras.layers.Dense(projection_dim, name="projection", dtype=self.dtype_policy)
+
+    @property
+    def num_tokens(self):
+        return self.num_patches + int(self.class_token)
+
+    def build(self, input_shape):
+        if input_shape[-2] is not None and input_shape[-2] != self.num_patches:
+            raise ValueError(
+                f"PatchEncoder was built for {self.num_patches} patches but got {input_shape[-2]} "
+                f"(input shape {tuple(input_shape)})."
+            )
+        self.projection.build(input_shape)
+        if self.class_token:
+            self.cls = self.add_weight(
+                name="class_token",
+                shape=(1, 1, self.projection_dim),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
+        if self.position_embedding_type == "learned":
+            self.position = self.add_weight(
+                name="position_embedding",
+                shape=(1, self.num_tokens, self.projection_dim),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
+        else:
+            table = sincos_position_embedding(self.grid_size, self.projection_dim)
+            if self.class_token:  # the class token gets a zero position vector
+                table = np.concatenate([np.zeros((1, self.projection_dim), "float32"), table])
+            self.position = self.add_weight(
+                name="position_embedding",
+                shape=(1, self.num_tokens, self.projection_dim),
+                initializer=keras.initializers.Constant(table[None]),
+                trainable=False,
+            )
+        self.built = True
+
+    def call(self, patches):
+        tokens = self.projection(patches)
+        if self.class_token:
+            cls = ops.cast(self.cls, tokens.dtype)
+            # Tile with a batch-sized zero tensor: keeps the batch dimension
+            # dynamic in every exported format.
+            cls = cls + ops.zeros_like(tokens[:, :1, :])
+            tokens = ops.concatenate([cls, tokens], axis=1)
+        return tokens + ops.cast(self.position, tokens.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_tokens, self.projection_dim)
+
+    def resampled_position_embedding(self, grid_size):
+        """The position embedding for another patch grid, as a numpy array.
+
+        Learned embeddings are resized bilinearly over the 2-D grid (as timm
+        does for new resolutions); the class token's vector is kept as it is.
+        Sine-cosine embeddings are recomputed for the new grid.
+
+        Args:
+            grid_size: `(rows, cols)` of the new grid.
+
+        Returns:
+            float32 array of shape `(1, rows * cols + class_token, dim)`.
+        """
+        rows, cols = _pair(grid_size, "grid_size")
+        table = ops.convert_to_numpy(self.position).astype("float32")[0]
+        head = table[:1] if self.class_token else table[:0]
+        if self.position_embedding_type == "sincos":
+            grid = sincos_position_embedding((rows, cols), self.projection_dim)
+        elif (rows, cols) == self.grid_size:
+            grid = table[len(head):]
+        else:
+            grid = table[len(head):].reshape(1, *self.grid_size, self.projection_dim)
+            grid = ops.image.resize(grid, (rows, cols), interpolation="bilinear", antialias=True)
+            grid = ops.convert_to_numpy(grid).reshape(rows * cols, self.projection_dim)
+        return np.concatenate([head, grid])[None].astype("float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_patches": self.num_patches,
+                "projection_dim": self.projection_dim,
+                "grid_size": self.grid_size,
+                "class_token": self.class_token,
+                "position_embedding": self.position_embedding_type,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drops a whole residual branch per sample.
+
+    Args:
+        rate: float in `[0, 1)`, probability of dropping the branch.
+        seed: optional int for the random generator.
+        **kwargs: base `Layer` arguments.
+
+    Call arguments:
+        inputs: the residual branch, any shape with batch first.
+        training: bool; the branch is only dropped in training.
+
+    Returns:
+        `inputs` (at inference), or `inputs` zeroed for dropped samples and
+        scaled by `1 / (1 - rate)` for kept ones.
+    """
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"DropPath rate must be in [0, 1), got {rate}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.rate > 0 else None
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        mask = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        return ops.where(mask, inputs / ops.cast(keep, inputs.dtype), ops.zeros_like(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerBlock(keras.layers.Layer):
+    """A pre-norm transformer encoder block (ViT paper, eq. 2-3).
+
+    `x = x + DropPath(MHSA(LayerNorm(x)))`, then
+    `x = x + DropPath(MLP(LayerNorm(x)))` with `MLP = Dense(mlp_dim, exact
+    GELU) -> Dropout -> Dense(projection_dim) -> Dropout`.
+
+    Args:
+        num_heads: int, number of attention heads; must divide
+            `projection_dim`.
+        projection_dim: int, token width.
+        mlp_dim: int, hidden width of the MLP.
+        dropout: float, dropout after the attention output and in the MLP.
+        attention_dropout: float, dropout on the attention weights.
+        drop_path: float, stochastic-depth rate of both residual branches.
+        layer_norm_epsilon: float, epsilon of the two LayerNormalizations.
+        **kwargs: base `Layer` arguments.
+
+    Call arguments:
+        tokens: tensor of shape `(batch, sequence, projection_dim)`.
+        training: bool, enables dropout and stochastic depth.
+        return_attention_scores: bool; when True, also return the attention
+            weights (used for attention maps and rollout).
+
+    Returns:
+        Tensor shaped like `tokens`; with `return_attention_scores=True` a
+        tuple `(tokens, weights)` with weights of shape `(batch, num_heads,
+        sequence, sequence)`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        projection_dim,
+        mlp_dim,
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path=0.0,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if projection_dim % num_heads:
+            raise ValueError(
+                f"projection_dim={projection_dim} is not divisible by num_heads={num_heads}."
+            )
+        self.num_heads = int(num_heads)
+        self.projection_dim = int(projection_dim)
+        self.mlp_dim = int(mlp_dim)
+        self.dropout = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.drop_path = float(drop_path)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+
+        policy = self.dtype_policy
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="attention_norm", dtype=policy
+        )
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=num_heads,
+            key_dim=projection_dim // num_heads,
+            dropout=attention_dropout,
+            name="attention",
+            dtype=policy,
+        )
+        self.attention_dropout_layer = keras.layers.Dropout(dropout, name="attention_output_dropout", dtype=policy)
+        self.mlp_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="mlp_norm", dtype=policy)
+        # Exact (erf) GELU, as in the paper; export/ handles its lowering.
+        self.mlp_hidden = keras.layers.Dense(mlp_dim, activation="gelu", name="mlp_hidden", dtype=policy)
+        self.mlp_hidden_dropout = keras.layers.Dropout(dropout, name="mlp_hidden_dropout", dtype=policy)
+        self.mlp_output = keras.layers.Dense(projection_dim, name="mlp_output", dtype=policy)
+        self.mlp_output_dropout = keras.layers.Dropout(dropout, name="mlp_output_dropout", dtype=policy)
+        self.drop_path_layer = DropPath(drop_path, name="drop_path", dtype=policy)
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.projection_dim:
+            raise ValueError(
+                f"TransformerBlock expects tokens of width {self.projection_dim}, got shape {tuple(input_shape)}."
+            )
+        self.attention_norm.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.mlp_norm.build(input_shape)
+        self.mlp_hidden.build(input_shape)
+        self.mlp_output.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self.built = True
+
+    def call(self, tokens, training=None, return_attention_scores=False):
+        x = self.attention_norm(tokens)
+        attended = self.attention(
+            x, x, training=training, return_attention_scores=return_attention_scores
+        )
+        if return_attention_scores:
+            attended, scores = attended
+        attended = self.attention_dropout_layer(attended, training=training)
+        tokens = tokens + self.drop_path_layer(attended, training=training)
+
+        x = self.mlp_norm(tokens)
+        x = self.mlp_hidden(x)
+        x = self.mlp_hidden_dropout(x, training=training)
+        x = self.mlp_output(x)
+        x = self.mlp_output_dropout(x, training=training)
+        tokens = tokens + self.drop_path_layer(x, training=training)
+        if return_attention_scores:
+            return tokens, scores
+        return tokens
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "projection_dim": self.projection_dim,
+                "mlp_dim": self.mlp_dim,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "drop_path": self.drop_path,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SequencePooling(keras.layers.Layer):
+    """Reduces a token sequence to one vector per image.
+
+    Args:
+        mode: `"token"` reads the class token at index 0 (the paper's head);
+            `"gap"` averages the patch tokens (skipping a class token if
+            `has_class_token`).
+        has_class_token: bool, whether index 0 is a class token.
+        **kwargs: base `Layer` arguments.
+
+    Call arguments:
+        tokens: tensor of shape `(batch, sequence, dim)`.
+
+    Returns:
+        Tensor of shape `(batch, dim)`.
+    """
+
+    def __init__(self, mode="token", has_class_token=True, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("token", "gap"):
+            raise ValueError(f"pooling must be 'token' or 'gap', got {mode!r}.")
+        if mode == "token" and not has_class_token:
+            raise ValueError("pooling='token' needs a class token.")
+        self.mode = mode
+        self.has_class_token = bool(has_class_token)
+
+    def call(self, tokens):
+        if self.mode == "token":
+            return tokens[:, 0]
+        start = 1 if self.has_class_token else 0
+        return ops.mean(tokens[:, start:], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode, "has_class_token": self.has_class_token})
+        return config

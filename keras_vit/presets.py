@@ -1,0 +1,46 @@
+"""Named ViT configurations, in one table.
+
+Each entry gives the `build_vit` arguments and a one-line description. The
+measured results of the presets (accuracy, throughput, the command that
+produced them) live in the README's results tables, next to the machine
+they were measured on.
+"""
+
+from __future__ import annotations
+
+PRESETS = {
+    "vit_micro": {
+        "description": "A few-thousand-parameter ViT for unit tests and smoke runs.",
+        "config": dict(
+            image_size=32, patch_size=8, num_classes=10, projection_dim=32, depth=2,
+            num_heads=2, mlp_dim=64, pooling="token",
+        ),
+    },
+    "vit_tiny": {
+        "description": "CPU-friendly ViT: 8x8 patches (16 tokens + CLS), width 128, 6 blocks; "
+        "the main job trains it on a laptop-class CPU in minutes.",
+        "config": dict(
+            image_size=32, patch_size=8, num_classes=10, projection_dim=128, depth=6,
+            num_heads=4, mlp_dim=256, pooling="token", dropout=0.0, drop_path=0.0,
+        ),
+    },
+    "vit_cifar10": {
+        "description": "The CIFAR-10 ViT (2.7M parameters): 4x4 patches (64 tokens + CLS), width 192, "
+        "9 blocks, 3 heads, MLP 384, as in Lee et al. 2021's ViT baseline.",
+        "config": dict(
+            image_size=32, patch_size=4, num_classes=10, projection_dim=192, depth=9,
+            num_heads=3, mlp_dim=384, pooling="token", dropout=0.0, drop_path=0.1,
+        ),
+    },
+}
+
+
+def get_preset(name):
+    """Returns a copy of the `build_vit` arguments of preset `name`.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}.")
+    return dict(PRESETS[name]["config"])
