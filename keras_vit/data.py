@@ -76,7 +76,7 @@ class DataNotFoundError(FileNotFoundError):
     """No data source worked; the message lists what was tried and why."""
 
 
-@dataclasses.dataclass(repr=False)
+@dataclasses.dataclass(repr=False, eq=False)  # `==` on arrays is ambiguous.
 class Splits:
     """Train/test arrays plus where they came from.
 
@@ -329,7 +329,9 @@ def _scan_split(split_dir: Path, names: tuple[str, ...]) -> tuple[list[str], np.
         class_dir = split_dir / name
         if not class_dir.is_dir():
             raise DataNotFoundError(f"Missing class folder {class_dir}.")
-        found = sorted(e.path for e in os.scandir(class_dir) if e.is_file() and _is_image_file(e.name))
+        found = sorted(
+            e.path for e in os.scandir(class_dir) if e.is_file() and _is_image_file(e.name)
+        )
         if not found:
             raise ValueError(
                 f"Class folder {class_dir} contains no images "
@@ -381,7 +383,8 @@ def _decode_many(
     else:
         resize = size
     if size is None:
-        return np.empty((0, 1, 1, 3), np.uint8), np.zeros(len(paths), bool), _skipped(paths, errors)
+        empty = np.empty((0, 1, 1, 3), np.uint8)
+        return empty, np.zeros(len(paths), bool), _skipped(paths, errors)
 
     x = np.empty((len(paths), *size, 3), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
@@ -546,10 +549,20 @@ def _load_cifar_batches(folder: Path, limit: int | None, seed: int) -> Splits:
             names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
         except Exception as e:
             logger.warning("Ignoring unreadable %s (%s); using CIFAR-10 names.", meta, e)
-    return _finish(x_train, y_train, x_test, y_test, names, f"{_BATCHES_DIRNAME} at {folder}", limit, seed)
+    source = f"{_BATCHES_DIRNAME} at {folder}"
+    return _finish(x_train, y_train, x_test, y_test, names, source, limit, seed)
 
 
-def _finish(x_train, y_train, x_test, y_test, names, source, limit, seed) -> Splits:
+def _finish(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    names: Sequence[str],
+    source: str,
+    limit: int | None,
+    seed: int,
+) -> Splits:
     """Applies `limit`/shuffle to in-memory arrays; casts dtypes."""
     y_train = np.asarray(y_train, np.int32).reshape(-1)
     y_test = np.asarray(y_test, np.int32).reshape(-1)
@@ -584,9 +597,12 @@ def _find_layout(folder: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _load_dir(folder: Path, limit: int | None, seed: int, cache_dir) -> Splits:
+def _load_dir(
+    folder: Path, limit: int | None, seed: int, cache_dir: PathLike | bool | None
+) -> Splits:
     if folder.is_file():
-        hint = " (extract it first: `tar xzf FILE`)" if folder.name.endswith((".tar.gz", ".tgz")) else ""
+        is_tar = folder.name.endswith((".tar.gz", ".tgz"))
+        hint = " (extract it first: `tar xzf FILE`)" if is_tar else ""
         raise DataNotFoundError(f"{folder} is a file, expected a directory{hint}.")
     if not folder.is_dir():
         raise DataNotFoundError(f"{folder} does not exist.")
@@ -745,7 +761,7 @@ def load_cifar10(
             online = download and _network_available()
         return online
 
-    no_net = "downloads disabled" if not download else f"no network ({_CIFAR_URL_HOST}:443 unreachable)"
+    no_net = f"no network ({_CIFAR_URL_HOST}:443 unreachable)" if download else "download=False"
     tfds_dir = Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
     if importlib.util.find_spec("tensorflow_datasets") is None:
         tried.append("tensorflow_datasets: not installed")
@@ -754,7 +770,8 @@ def load_cifar10(
         tried.append(f"tensorflow_datasets: no local copy in {tfds_dir / 'cifar10'}, {no_net}")
     else:
         try:
-            return _finish(*_load_tfds(download=can_download()), "tensorflow_datasets", limit, seed)
+            arrays = _load_tfds(download=can_download())
+            return _finish(*arrays, "tensorflow_datasets", limit, seed)
         except Exception as e:
             tried.append(f"tensorflow_datasets: {_one_line(e)}")
 

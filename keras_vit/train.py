@@ -1,0 +1,257 @@
+"""Train a ViT on CIFAR-10 (or any image-folder data set) with `model.fit`.
+
+    python -m keras_vit.train --preset vit_tiny --epochs 8 --output runs/vit_tiny
+
+Writes to `--output`: `model.keras` (the exportable ViT, no augmentation
+inside), `labels.txt`, `history.csv`, `curves.png` and `metrics.json` (test
+accuracy, parameters, epochs, wall-clock). A checkpoint is written after each
+epoch; rerunning the same command after an interruption resumes from it.
+Runs on any Keras backend (TensorFlow, JAX, PyTorch): set `KERAS_BACKEND`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_vit.augment import AUGMENT_RECIPES
+
+MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
+                   "mixed_bfloat16": "mixed_bfloat16", "float16": "mixed_float16",
+                   "mixed_float16": "mixed_float16"}
+
+
+def build_parser():
+    from keras_vit.presets import PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_vit.train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", default="vit_tiny", choices=sorted(PRESETS), help="model preset (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="data location: an image-folder tree DIR/{train,test}/<class>/*.jpg|png or the "
+                        "cifar-10-batches-py folder (default: $KERAS_VIT_DATA_DIR, then standard places)")
+    parser.add_argument("--dataset", default="auto", choices=["auto", "cifar10", "folder"],
+                        help="'cifar10' uses the CIFAR-10 loader, 'folder' any image-folder tree resized to the "
+                        "model input; 'auto' picks CIFAR-10 unless --data-dir holds other classes")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (after warmup)")
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup, then cosine decay to 0")
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (0: off)")
+    parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
+                        help="augmentation recipe run in the train step (default: %(default)s)")
+    parser.add_argument("--drop-path", type=float, default=None, help="override the preset's stochastic depth")
+    parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION),
+                        help="dtype policy (default: float32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use N images of each split, drawn evenly from the classes (quick runs)")
+    parser.add_argument("--validation-freq", type=int, default=1, help="evaluate on the test split every N epochs")
+    parser.add_argument("--output", default="runs/vit", help="output directory (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    return parser
+
+
+def load_data(args, image_size):
+    from keras_vit import data
+
+    if args.dataset == "folder" or (args.dataset == "auto" and args.data_dir and not _looks_like_cifar10(args.data_dir)):
+        return data.load_image_folder(args.data_dir, image_size=image_size, limit=args.limit, seed=args.seed)
+    return data.load_cifar10(args.data_dir, limit=args.limit, seed=args.seed)
+
+
+def _looks_like_cifar10(path):
+    from keras_vit.data import CIFAR10_CLASSES
+
+    train = Path(path) / "train"
+    if not train.is_dir():
+        return True  # cifar-10-batches-py layouts and the like: the CIFAR-10 loader decides.
+    return {p.name for p in train.iterdir() if p.is_dir()} == set(CIFAR10_CLASSES)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's wall time and training images/s in the logs."""
+
+    def __init__(self, num_images):
+        super().__init__()
+        self.num_images = num_images
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        self.times.append(elapsed)
+        if logs is not None:
+            logs["epoch_seconds"] = elapsed
+            logs["images_per_second"] = self.num_images / elapsed
+
+
+def atomic_write_text(path, text):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path):
+    path = Path(path)
+    tmp = path.with_name(f".tmp_{path.name}")  # must keep the .keras suffix
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def describe_device():
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return f"{jax.devices()[0].device_kind} (jax {jax.__version__})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores ({backend})"
+
+
+def run(args, splits):
+    from keras_vit import build_vit
+    from keras_vit.labels import write_labels
+    from keras_vit.plots import plot_training_curves, read_history_csv
+    from keras_vit.training import learning_rate_schedule, make_optimizer, make_trainer, steps_per_epoch
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    backup_dir = output / "checkpoint"
+    if args.fresh and backup_dir.exists():
+        shutil.rmtree(backup_dir)
+    resuming = backup_dir.exists()
+
+    keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION[args.mixed_precision])
+
+    print(splits.summary(), flush=True)
+    overrides = {"num_classes": splits.num_classes,
+                 "image_size": tuple(splits.x_train.shape[1:3])}
+    if args.drop_path is not None:
+        overrides["drop_path"] = args.drop_path
+    model = build_vit(args.preset, **overrides)
+
+    recipe = AUGMENT_RECIPES[args.augment]
+    trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
+    num_train = len(splits.x_train)
+    steps = steps_per_epoch(num_train, args.batch_size)
+    schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * args.warmup_epochs))
+    optimizer = make_optimizer(args.optimizer, schedule, args.weight_decay, args.clipnorm or None)
+    trainer.compile(
+        optimizer=optimizer,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+    history_path = output / "history.csv"
+    if not resuming and history_path.exists():
+        history_path.unlink()  # a fresh run starts a fresh history
+    timer = EpochTimer(num_train)
+    callbacks = [
+        timer,
+        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        # A NaN loss stops the run; it is reported below, not hidden.
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if resuming:
+        print(f"Resuming from the checkpoint in {backup_dir}", flush=True)
+    print(f"Training {args.preset} ({model.count_params():,} parameters) for {args.epochs} epochs, "
+          f"{steps} steps each, on {describe_device()}", flush=True)
+
+    inputs = {"images": splits.x_train, "labels": splits.y_train}
+    validation = ({"images": splits.x_test, "labels": splits.y_test}, splits.y_test)
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    start = time.perf_counter()
+    trainer.fit(
+        inputs, splits.y_train, batch_size=args.batch_size, epochs=args.epochs,
+        validation_data=validation, validation_freq=args.validation_freq,
+        callbacks=callbacks, verbose=verbose, shuffle=True,
+    )
+    wall_clock = time.perf_counter() - start
+
+    history = read_history_csv(history_path) if history_path.exists() else {}
+    losses = history.get("loss", [])
+    diverged = bool(losses) and not np.isfinite(losses[-1])
+    epochs_done = len(losses)
+
+    logits = model.predict(splits.x_test.astype("float32"), batch_size=max(args.batch_size, 256), verbose=0)
+    test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
+
+    save_model_atomic(model, output / "model.keras")
+    write_labels(output / "labels.txt", splits.class_names)
+    if history:
+        plot_training_curves(history, output / "curves.png", title=f"{args.preset} on {splits.source}")
+    steady = timer.times[1:] or timer.times
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "test_images": int(len(splits.y_test)),
+        "train_images": int(num_train),
+        "parameters": int(model.count_params()),
+        "epochs": epochs_done,
+        "epochs_requested": args.epochs,
+        "diverged": diverged,
+        "wall_clock_seconds": round(wall_clock, 1),
+        "train_images_per_second": round(num_train / float(np.median(steady)), 1) if steady else None,
+        "backend": keras.backend.backend(),
+        "device": describe_device(),
+        "data_source": splits.source,
+        "skipped_images": len(splits.skipped),
+        "args": vars(args),
+    }
+    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print(f"Test accuracy {test_accuracy:.2%} on {len(splits.y_test)} images after {epochs_done} epochs "
+          f"({wall_clock:.0f} s). Wrote {output}/model.keras", flush=True)
+    if diverged:
+        print("error: the loss became NaN and training was stopped; lower --learning-rate or use "
+              "--mixed-precision none.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.epochs <= 0 or args.batch_size <= 0:
+        print("error: --epochs and --batch-size must be positive", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit <= 0:
+        print("error: --limit must be positive", file=sys.stderr)
+        return 2
+    from keras_vit.data import DataNotFoundError
+    from keras_vit.presets import get_preset
+
+    try:
+        splits = load_data(args, get_preset(args.preset)["image_size"])
+    except (DataNotFoundError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return run(args, splits)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

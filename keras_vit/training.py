@@ -1,0 +1,198 @@
+"""Training pieces shared by the CLI, the notebooks and the GPU benchmarks.
+
+`ViTTrainer` wraps the exportable ViT with on-device augmentation and
+MixUp/CutMix so that plain `model.fit` trains it on any backend; the wrapped
+model is what gets saved and exported, never the trainer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from keras_vit.augment import MixUpCutMix, build_augmentation
+from keras_vit.layers import PACKAGE
+
+# Variables that AdamW must not decay (biases, norms, tokens, positions).
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "class_token", "position_embedding"]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ViTTrainer(keras.Model):
+    """`model.fit` wrapper: augmentation and label mixing in the train step.
+
+    Fit it on `x={"images": uint8 or float images (0..255), "labels": int
+    labels}` and `y=labels`. In training it augments the images, mixes
+    images and one-hot labels (MixUp/CutMix), runs the wrapped model and
+    returns `{"logits", "targets"}`; the loss is the soft-target cross
+    entropy with label smoothing. In evaluation and prediction it is the
+    wrapped model on the unaugmented images (`x` may be just the images).
+
+    Args:
+        model: the ViT (`build_vit`); it is what you save and export.
+        augmentation: list of per-image augmentation layers.
+        mixing: optional `MixUpCutMix` layer.
+        label_smoothing: float.
+    """
+
+    def __init__(self, model, augmentation=(), mixing=None, label_smoothing=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.augmentation = list(augmentation)
+        self.mixing = mixing
+        self.label_smoothing = float(label_smoothing)
+        self.num_classes = model.output_shape[-1]
+
+    def build(self, input_shape=None):
+        # The wrapped functional model is built already; the augmentation
+        # layers hold only their seed state.
+        self.built = True
+
+    def call(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            images, labels = inputs["images"], inputs.get("labels")
+        else:
+            images, labels = inputs, None
+        images = ops.cast(images, "float32")
+        if not training:
+            return self.model(images, training=False)
+        for layer in self.augmentation:
+            images = layer(images, training=True)
+        if labels is None:
+            return self.model(images, training=True)
+        targets = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.num_classes)
+        if self.mixing is not None and self.mixing.enabled:
+            images, targets = self.mixing(images, targets)
+        return {"logits": self.model(images, training=True), "targets": targets}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(y_pred, dict):
+            targets, logits = y_pred["targets"], y_pred["logits"]
+        else:
+            targets = ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), self.num_classes)
+            logits = y_pred
+        logits = ops.cast(logits, "float32")
+        if self.label_smoothing:
+            targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        loss = ops.mean(-ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1))
+        # Regularisation losses of the wrapped model (none by default).
+        for extra in self.losses:
+            loss = loss + ops.cast(extra, loss.dtype)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, dict):
+            y_pred = y_pred["logits"]
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def get_config(self):
+        return {
+            "model": keras.saving.serialize_keras_object(self.model),
+            "augmentation": [keras.saving.serialize_keras_object(layer) for layer in self.augmentation],
+            "mixing": None if self.mixing is None else keras.saving.serialize_keras_object(self.mixing),
+            "label_smoothing": self.label_smoothing,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        config["augmentation"] = [keras.saving.deserialize_keras_object(c) for c in config["augmentation"]]
+        if config.get("mixing") is not None:
+            config["mixing"] = keras.saving.deserialize_keras_object(config["mixing"])
+        return cls(**config)
+
+
+def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
+    """Builds a `ViTTrainer` from an augmentation recipe dict.
+
+    Args:
+        model: the ViT to train.
+        recipe: dict with `crop_padding, flip, randaug_ops, randaug_magnitude,
+            erasing, mixup_alpha, cutmix_alpha` (see
+            `keras_vit.augment.AUGMENT_RECIPES`).
+        label_smoothing: float.
+        seed: optional int, seeds the augmentation layers.
+    """
+    augmentation = build_augmentation(
+        recipe["crop_padding"], recipe["flip"], recipe["randaug_ops"], recipe["randaug_magnitude"],
+        recipe["erasing"], seed=seed,
+    )
+    mixing = None
+    if recipe["mixup_alpha"] > 0 or recipe["cutmix_alpha"] > 0:
+        mixing = MixUpCutMix(recipe["mixup_alpha"], recipe["cutmix_alpha"],
+                             seed=None if seed is None else seed + 3, name="mixup_cutmix")
+    return ViTTrainer(model, augmentation, mixing, label_smoothing, name="vit_trainer")
+
+
+def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fraction=0.0):
+    """Linear warmup from 0 to `learning_rate`, then cosine decay.
+
+    Args:
+        learning_rate: float, the peak rate.
+        total_steps: int, optimizer steps of the whole run.
+        warmup_steps: int, steps of linear warmup (part of `total_steps`).
+        final_fraction: float, the end rate as a fraction of the peak.
+    """
+    warmup_steps = int(min(warmup_steps, max(total_steps - 1, 0)))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else learning_rate,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        alpha=final_fraction,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentum=0.9):
+    """AdamW, Adam or SGD with momentum, with global-norm gradient clipping.
+
+    Args:
+        name: `"adamw"`, `"adam"` or `"sgd"`.
+        learning_rate: float or a schedule.
+        weight_decay: float, decoupled weight decay (AdamW and SGD); biases,
+            norms, the class token and position embeddings are not decayed.
+        clipnorm: float or None, global gradient-norm clip (keeps the early
+            steps of a ViT from blowing up).
+        momentum: float, for SGD (Nesterov).
+    """
+    name = name.lower()
+    common = dict(learning_rate=learning_rate, global_clipnorm=clipnorm)
+    if name == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=weight_decay, **common)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(**common)
+    elif name == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=momentum, nesterov=True,
+                                         weight_decay=weight_decay or None, **common)
+    else:
+        raise ValueError(f"Unknown optimizer {name!r}; choose adamw, adam or sgd.")
+    if optimizer.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+    return optimizer
+
+
+def training_flops_per_image(model):
+    """Approximate FLOPs of one training step per image (3 x forward).
+
+    Counts the matrix products (2 x multiply-adds) of the patch projection,
+    attention projections, attention scores and values, MLP and head; the
+    rest (norms, softmax, GELU) is small beside them. Used for MFU.
+    """
+    encoder = model.get_layer("patch_encoder")
+    blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
+    patch_dim = model.get_layer("patches").compute_output_shape(model.input_shape)[-1]
+    tokens, dim = encoder.num_tokens, encoder.projection_dim
+    forward = 2 * encoder.num_patches * patch_dim * dim
+    for block in blocks:
+        forward += 2 * tokens * (4 * dim * dim + 2 * dim * block.mlp_dim)  # qkv+out, MLP
+        forward += 2 * 2 * tokens * tokens * dim  # scores and weighted values
+    forward += 2 * dim * model.get_layer("head").units
+    return 3 * forward
+
+
+def steps_per_epoch(num_images, batch_size):
+    return math.ceil(num_images / batch_size)
