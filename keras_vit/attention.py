@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
@@ -96,8 +97,9 @@ def forward_with_attention(model, images, batch_size: int = 64):
     """
     images = _check_images(model, images)
     layers, dropout, blocks = _vit_layers(model)
+    batch_size = max(1, int(batch_size))
     all_logits, all_weights = [], []
-    for start in range(0, len(images), max(1, int(batch_size))):
+    for start in range(0, len(images), batch_size):
         x = ops.convert_to_tensor(images[start:start + batch_size])
         x = layers["normalize"](x)
         x = layers["patches"](x)
@@ -302,5 +304,103 @@ def plot_attention(
     alpha: float = 0.55,
     cmap: str = "inferno",
     title: str | None = None,
-) -> Ash if False else None:  # pragma: no cover - replaced below
-    raise NotImplementedError
+) -> Path:
+    """Shows each image above its attention map, upsampled and overlaid.
+
+    Args:
+        images: `(batch, height, width, channels)` images, uint8 or float
+            0..255.
+        maps: `(batch, rows, cols)` maps, e.g. from `rollout_map`; each is
+            min-max scaled on its own.
+        path: output PNG path.
+        titles: optional caption per image.
+        ncols: images per row.
+        alpha: opacity of the map over the image.
+        cmap: matplotlib colour map of the attention.
+        title: optional figure title.
+
+    Returns:
+        The `Path` of the PNG.
+    """
+    images = list(images)
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or len(maps) != len(images):
+        raise ValueError(f"Expected one (rows, cols) map per image: {len(images)} images, maps {maps.shape}.")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(images)} images but {len(titles)} titles.")
+    if not images:
+        raise ValueError("plot_attention needs at least one image.")
+    ncols = max(1, min(int(ncols), len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    fig = _figure(1.8 * ncols, 3.5 * nrows + (0.4 if title else 0.0))
+    axes = fig.subplots(2 * nrows, ncols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for k, (image, attention) in enumerate(zip(images, maps)):
+        r, c = divmod(k, ncols)
+        shown = to_display_image(image)
+        top = axes[2 * r, c]
+        top.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
+        if titles is not None:
+            top.set_title(str(titles[k]), fontsize=8)
+        _overlay(axes[2 * r + 1, c], image, attention, alpha, cmap)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_attention_heads(
+    image,
+    weights,
+    grid_size,
+    path: PathLike,
+    class_token: bool = True,
+    alpha: float = 0.55,
+    cmap: str = "inferno",
+    title: str | None = None,
+) -> Path:
+    """Shows one image's attention map for every head of one block.
+
+    Args:
+        image: `(height, width, channels)` image, uint8 or float 0..255.
+        weights: `(heads, sequence, sequence)` attention of one block for
+            this image, e.g. `attention_weights(model, images)[layer, i]`.
+        grid_size: `(rows, cols)` of the patch grid.
+        path: output PNG path.
+        class_token: whether token 0 is a class token (see
+            `attention_map`).
+        alpha: opacity of the maps over the image.
+        cmap: matplotlib colour map of the attention.
+        title: optional figure title.
+
+    Returns:
+        The `Path` of the PNG.
+    """
+    weights = np.asarray(weights, dtype="float32")
+    if weights.ndim == 4 and weights.shape[0] == 1:
+        weights = weights[0]
+    if weights.ndim != 3:
+        raise ValueError(f"Expected weights of shape (heads, seq, seq), got {weights.shape}.")
+    per_head = attention_map(weights, grid_size, class_token)  # heads act as the batch
+    panels = [("image", None)] + [(f"head {h}", m) for h, m in enumerate(per_head)]
+    panels.append(("mean of heads", per_head.mean(axis=0)))
+    fig = _figure(1.9 * len(panels), 2.3 + (0.3 if title else 0.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, attention) in zip(axes, panels):
+        if attention is None:
+            shown = to_display_image(image)
+            ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_axis_off()
+        else:
+            _overlay(ax, image, attention, alpha, cmap)
+        ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+__all__ = [
+    "forward_with_attention", "attention_weights", "has_class_token", "attention_rollout",
+    "attention_map", "cls_attention_map", "rollout_map", "upsample_map", "plot_attention",
+    "plot_attention_heads", "HEAD_FUSIONS",
+]

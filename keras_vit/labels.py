@@ -82,7 +82,7 @@ def write_labels(path: PathLike, names: Sequence[str]) -> Path:
     if len(set(names)) != len(names):
         raise ValueError(f"Class names must be unique, got {names}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, "".join(f"{n}\n" for n in names))
+    atomic_write_text(path, "".join(f"{n}\n" for n in names))
     return path
 
 
@@ -136,8 +136,17 @@ def labels_for_model(
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and `os.replace`."""
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Writes `text` (UTF-8) to `path` via a temporary file and `os.replace`.
+
+    Args:
+        path: destination file; its folder must exist.
+        text: the content.
+
+    Returns:
+        The `Path` written.
+    """
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -148,3 +157,4 @@ def _atomic_write_text(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    return path

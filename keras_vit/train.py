@@ -134,6 +134,16 @@ def describe_device():
     return f"{cpu}, {os.cpu_count()} cores ({backend})"
 
 
+def as_float32(model):
+    """A float32 copy of a (mixed-precision) ViT, with the same weights."""
+    from keras_vit import build_vit, vit_arguments
+
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build_vit(**vit_arguments(model))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def run(args, splits):
     from keras_vit import build_vit
     from keras_vit.labels import write_labels
@@ -200,6 +210,10 @@ def run(args, splits):
     diverged = bool(losses) and not np.isfinite(losses[-1])
     epochs_done = len(losses)
 
+    if keras.mixed_precision.global_policy().name != "float32":
+        # Ship a float32 model: the exporters and the TF-free runtimes expect
+        # float32 layers, and the accuracy below is that model's.
+        model = as_float32(model)
     logits = model.predict(splits.x_test.astype("float32"), batch_size=max(args.batch_size, 256), verbose=0)
     test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
 

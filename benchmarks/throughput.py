@@ -1,0 +1,118 @@
+"""Training throughput of a preset: steady images/s, step time and MFU.
+
+    KERAS_BACKEND=jax python benchmarks/throughput.py --preset vit_cifar10 \
+        --batch-size 500 --mixed-precision bfloat16 --augment strong
+
+Runs `ViTTrainer.fit` (the same train step as `python -m keras_vit.train`,
+augmentation included) for `--epochs` short epochs of `--steps` steps on
+random uint8 images; the first epoch holds the compilation, the others give
+the steady rate. MFU = achieved training FLOP/s (3 x the forward matrix
+products, see `keras_vit.training.training_flops_per_image`) over the peak
+dense rate of the device (`--peak-tflops`, default by device kind). Prints
+one JSON line and writes it to `--output` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_vit import build_vit  # noqa: E402
+from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
+from keras_vit.train import MIXED_PRECISION, describe_device  # noqa: E402
+from keras_vit.training import (  # noqa: E402
+    learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image,
+)
+
+# Dense peak rates (TFLOP/s) from the vendors' datasheets, for MFU.
+PEAK_TFLOPS = {"H100": {"bfloat16": 989.0, "float16": 989.0, "float32": 67.0},
+               "H200": {"bfloat16": 989.0, "float16": 989.0, "float32": 67.0}}
+
+
+def peak_for(device, precision):
+    for name, table in PEAK_TFLOPS.items():
+        if name in device:
+            return table["bfloat16" if "bfloat16" in precision else "float16" if "float16" in precision else "float32"]
+    return None
+
+
+class EpochClock(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras has turned the logs into numbers here, so the device is done.
+        self.times.append(time.perf_counter() - self.start)
+
+
+def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None):
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
+    overrides = {} if pooling is None else {"pooling": pooling}
+    model = build_vit(preset, **overrides)
+    trainer = make_trainer(model, AUGMENT_RECIPES[augment], label_smoothing=0.1, seed=0)
+    trainer.compile(optimizer=make_optimizer("adamw", learning_rate_schedule(1e-3, steps * epochs, steps)),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch_size * steps, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, batch_size * steps).astype("int32")
+    clock = EpochClock()
+    trainer.fit({"images": images, "labels": labels}, labels, batch_size=batch_size, epochs=epochs,
+                callbacks=[clock], verbose=0)
+    steady = float(np.median(clock.times[1:]))
+    images_per_second = batch_size * steps / steady
+    flops = training_flops_per_image(model)
+    device = describe_device()
+    peak = peak_for(device, MIXED_PRECISION[precision])
+    return {
+        "preset": preset, "pooling": model.get_layer("pool").mode, "augment": augment,
+        "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
+        "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
+        "images_per_second": round(images_per_second, 1),
+        "step_ms": round(1000 * steady / steps, 3),
+        "first_epoch_seconds": round(clock.times[0], 2), "steady_epoch_seconds": round(steady, 3),
+        "compile_seconds_estimate": round(clock.times[0] - steady, 2),
+        "train_gflops_per_image": round(flops / 1e9, 4),
+        "achieved_tflops": round(flops * images_per_second / 1e12, 2),
+        "mfu": None if peak is None else round(flops * images_per_second / (peak * 1e12), 4),
+        "peak_tflops": peak,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="vit_tiny")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=50, help="steps per timed epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs (the first holds compilation)")
+    parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION))
+    parser.add_argument("--augment", default="strong", choices=sorted(AUGMENT_RECIPES))
+    parser.add_argument("--pooling", default=None, choices=["token", "gap"])
+    parser.add_argument("--output", default=None, help="append the JSON result to this file")
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first one compiles)")
+    result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
+                     args.augment, args.pooling)
+    line = json.dumps(result)
+    print(line, flush=True)
+    if args.output:
+        with open(args.output, "a") as f:
+            f.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

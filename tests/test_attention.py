@@ -1,0 +1,192 @@
+"""Tests for keras_vit.attention: weights, rollout, maps, plots."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from PIL import Image
+
+from keras_vit import attention, build_vit
+
+
+def randomized_vit(pooling, seed=0):
+    """A vit_micro whose head, class token and position embedding are random.
+
+    The head starts at zero (all logits equal): randomising it makes the
+    logit comparisons meaningful.
+    """
+    model = build_vit("vit_micro", pooling=pooling)
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if w.path.startswith("head/") or "class_token" in w.path or "position_embedding" in w.path:
+            w.assign(rng.normal(0.0, 0.5, w.shape).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module", params=["token", "gap"])
+def model(request):
+    return randomized_vit(request.param)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------
+# Weights and the forward pass.
+
+
+def test_manual_forward_reproduces_model_logits(model, images):
+    logits, weights = attention.forward_with_attention(model, images, batch_size=2)  # two passes
+    expected = ops.convert_to_numpy(model(images, training=False))
+    assert logits.shape == expected.shape == (3, 10)
+    assert np.abs(expected).max() > 1e-3  # the randomised head gives non-trivial logits
+    assert np.abs(logits - expected).max() < 1e-5
+    assert np.abs(logits - model.predict(images, verbose=0)).max() < 1e-5
+
+
+def test_weights_shape_and_rows(model, images):
+    weights = attention.attention_weights(model, images)
+    seq = 16 + int(model.get_layer("pool").mode == "token")  # 4x4 patches (+ CLS)
+    assert weights.shape == (2, 3, 2, seq, seq)  # (depth, batch, heads, seq, seq)
+    assert weights.dtype == np.float32
+    assert weights.min() >= 0.0
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_weights_match_multi_head_attention(model, images):
+    """Block 0's weights equal both MultiHeadAttention's own and a numpy recomputation."""
+    weights = attention.attention_weights(model, images)
+    tokens = model.get_layer("patch_encoder")(model.get_layer("patches")(model.get_layer("normalize")(images)))
+    block = model.get_layer("block_0")
+    x = block.attention_norm(tokens)
+    _, mha_scores = block.attention(x, x, return_attention_scores=True, training=False)
+    np.testing.assert_allclose(weights[0], ops.convert_to_numpy(mha_scores), atol=1e-6)
+
+    x = ops.convert_to_numpy(x).astype("float64")
+    mha = block.attention
+    q = np.einsum("bsd,dhk->bshk", x, ops.convert_to_numpy(mha.query_dense.kernel)) + ops.convert_to_numpy(mha.query_dense.bias)
+    k = np.einsum("bsd,dhk->bshk", x, ops.convert_to_numpy(mha.key_dense.kernel)) + ops.convert_to_numpy(mha.key_dense.bias)
+    reference = softmax(np.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(q.shape[-1]))
+    np.testing.assert_allclose(weights[0], reference, atol=1e-5)
+    assert reference.std() > 1e-4  # not uniform attention, so the check has teeth
+
+
+def test_rejects_bad_inputs(model):
+    with pytest.raises(ValueError, match="shape"):
+        attention.attention_weights(model, np.zeros((2, 16, 16, 3), "float32"))
+    plain = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="build_vit"):
+        attention.attention_weights(plain, np.zeros((1, 32, 32, 3), "float32"))
+
+
+# --------------------------------------------------------------------------
+# Rollout against a plain numpy reference.
+
+
+def reference_rollout(weights, discard_ratio, head_fusion):
+    """Loop-by-loop rollout, written independently of the library's version."""
+    depth, batch, _, seq, _ = weights.shape
+    out = np.zeros((batch, seq, seq))
+    for b in range(batch):
+        result = np.eye(seq)
+        for layer in range(depth):
+            heads = weights[layer, b]
+            a = {"mean": heads.mean(0), "max": heads.max(0), "min": heads.min(0)}[head_fusion].copy()
+            drop = int(seq * seq * discard_ratio)
+            if drop:
+                threshold = np.sort(a.ravel())[drop - 1]
+                a[a <= threshold] = 0.0  # no ties among random floats
+            a = a + np.eye(seq)
+            for i in range(seq):
+                a[i] /= a[i].sum()
+            result = a @ result
+        out[b] = result
+    return out
+
+
+@pytest.mark.parametrize("head_fusion", ["mean", "max", "min"])
+@pytest.mark.parametrize("discard_ratio", [0.0, 0.5, 0.9])
+def test_rollout_matches_reference(head_fusion, discard_ratio):
+    rng = np.random.default_rng(3)
+    weights = rng.dirichlet(np.ones(7), size=(3, 2, 4, 7))  # (depth, batch, heads, seq, seq), rows sum to 1
+    rollout = attention.attention_rollout(weights, discard_ratio, head_fusion)
+    assert rollout.shape == (2, 7, 7)
+    np.testing.assert_allclose(rollout, reference_rollout(weights, discard_ratio, head_fusion), atol=1e-6)
+    np.testing.assert_allclose(rollout.sum(-1), 1.0, atol=1e-5)
+
+
+def test_rollout_one_layer_is_half_attention_half_identity():
+    rng = np.random.default_rng(4)
+    weights = rng.dirichlet(np.ones(5), size=(1, 1, 1, 5))
+    expected = 0.5 * weights[0, :, 0] + 0.5 * np.eye(5)
+    np.testing.assert_allclose(attention.attention_rollout(weights), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="discard_ratio"):
+        attention.attention_rollout(weights, discard_ratio=1.0)
+    with pytest.raises(ValueError, match="head_fusion"):
+        attention.attention_rollout(weights, head_fusion="median")
+    with pytest.raises(ValueError, match="shape"):
+        attention.attention_rollout(weights[0])
+
+
+# --------------------------------------------------------------------------
+# Maps.
+
+
+def test_attention_map_token_and_gap():
+    rng = np.random.default_rng(5)
+    with_cls = rng.random((2, 5, 5))
+    maps = attention.attention_map(with_cls, (2, 2), class_token=True)
+    np.testing.assert_allclose(maps, with_cls[:, 0, 1:].reshape(2, 2, 2), rtol=1e-6)
+    no_cls = rng.random((2, 6, 6))
+    maps = attention.attention_map(no_cls, (2, 3), class_token=False)
+    np.testing.assert_allclose(maps, no_cls.mean(axis=1).reshape(2, 2, 3), rtol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        attention.attention_map(no_cls, (2, 3), class_token=True)
+
+
+def test_model_maps(model, images):
+    has_cls = attention.has_class_token(model)
+    assert has_cls == (model.get_layer("pool").mode == "token")
+    weights = attention.attention_weights(model, images)
+    rollout = attention.rollout_map(model, images, discard_ratio=0.2)
+    assert rollout.shape == (3, 4, 4)
+    expected = attention.attention_map(attention.attention_rollout(weights, 0.2), (4, 4), has_cls)
+    np.testing.assert_allclose(rollout, expected, atol=1e-6)
+    last = attention.cls_attention_map(model, images)
+    expected = attention.attention_map(weights[-1].mean(axis=1), (4, 4), has_cls)
+    np.testing.assert_allclose(last, expected, atol=1e-6)
+    first = attention.cls_attention_map(model, images, layer=0, head_fusion="max")
+    np.testing.assert_allclose(first, attention.attention_map(weights[0].max(axis=1), (4, 4), has_cls), atol=1e-6)
+
+
+def test_upsample_map():
+    up = attention.upsample_map(np.arange(4, dtype="float32").reshape(2, 2), (8, 6))
+    assert up.shape == (8, 6)
+    assert up.min() == 0.0 and up.max() == pytest.approx(1.0)
+    assert not attention.upsample_map(np.ones((2, 2)), (4, 4)).any()
+
+
+def test_plots(model, images, tmp_path):
+    maps = attention.rollout_map(model, images)
+    path = attention.plot_attention(images, maps, tmp_path / "rollout.png", titles=["a", "b", "c"], ncols=2)
+    weights = attention.attention_weights(model, images)
+    encoder = model.get_layer("patch_encoder")
+    heads = attention.plot_attention_heads(
+        images[0].astype("uint8"), weights[-1, 0], encoder.grid_size, tmp_path / "heads.png",
+        class_token=encoder.class_token,
+    )
+    for p in (path, heads):
+        assert os.path.getsize(p) > 0
+        with Image.open(p) as im:
+            im.verify()
+    with pytest.raises(ValueError, match="one"):
+        attention.plot_attention(images, maps[:2], tmp_path / "bad.png")

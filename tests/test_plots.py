@@ -1,0 +1,150 @@
+"""Tests for keras_vit.plots: valid PNGs, numpy confusion matrix, history CSV."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_vit import plots
+
+
+def assert_png(path, min_size=(50, 50)):
+    """The file is a complete, decodable PNG of a plausible size."""
+    assert os.path.getsize(path) > 0
+    with Image.open(path) as im:
+        im.verify()  # Raises on a truncated or corrupt file.
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        assert im.width >= min_size[0] and im.height >= min_size[1]
+    # Atomic save: no temporary files left next to the output.
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------
+# Confusion matrix.
+
+
+def test_confusion_matrix_matches_hand_count():
+    y_true = [0, 0, 1, 2, 2, 2, 1]
+    y_pred = [0, 1, 1, 2, 0, 2, 1]
+    expected = np.array([[1, 1, 0], [0, 2, 0], [1, 0, 2]])
+    cm = plots.confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(cm, expected)
+    assert cm.sum() == len(y_true)
+    # A class that never occurs still gets its (zero) row and column.
+    np.testing.assert_array_equal(plots.confusion_matrix([0, 0], [0, 0], 3), [[2, 0, 0], [0, 0, 0], [0, 0, 0]])
+
+
+def test_confusion_matrix_rejects_bad_input():
+    with pytest.raises(ValueError, match="outside"):
+        plots.confusion_matrix([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError, match="outside"):
+        plots.confusion_matrix([0, 1], [-1, 1], 3)
+    with pytest.raises(ValueError, match="length"):
+        plots.confusion_matrix([0, 1, 2], [0, 1], 3)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_plot_confusion_matrix(tmp_path, normalize):
+    cm = plots.confusion_matrix([0, 1, 2, 2, 1], [0, 2, 2, 2, 1], 4)  # class 3 empty: no divide-by-zero
+    path = plots.plot_confusion_matrix(cm, ["a", "b", "c", "d"], tmp_path / "sub" / "cm.png", normalize=normalize)
+    assert path == tmp_path / "sub" / "cm.png"
+    assert_png(path)
+    with pytest.raises(ValueError, match="class names"):
+        plots.plot_confusion_matrix(cm, ["a", "b"], tmp_path / "bad.png")
+
+
+# --------------------------------------------------------------------------
+# Training curves.
+
+
+def test_read_history_csv(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n"
+        "0,0.25,0.001,2.0,0.3,1.9\n"
+        "1,0.5,0.0005,1.5,,1.7\n"
+    )
+    history = plots.read_history_csv(path)
+    assert list(history) == ["epoch", "accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
+    assert history["loss"] == [2.0, 1.5]
+    assert history["epoch"] == [0.0, 1.0]
+    assert history["val_accuracy"][0] == 0.3 and math.isnan(history["val_accuracy"][1])
+    assert_png(plots.plot_training_curves(history, tmp_path / "curves.png", title="run"))
+
+
+def test_plot_training_curves_key_variants(tmp_path):
+    class FakeHistory:  # Like keras.callbacks.History.
+        history = {
+            "loss": [2.3, 1.0, 0.05],  # big range: log scale
+            "val_loss": [2.2, 1.2, 1.1],
+            "sparse_categorical_accuracy": [0.1, 0.5, 0.9],
+            "val_sparse_categorical_accuracy": [0.1, 0.4, 0.6],
+            "top5_accuracy": [0.5, 0.8, 0.99],
+            "lr": [1e-3, 1e-3, 1e-4],
+        }
+
+    assert_png(plots.plot_training_curves(FakeHistory(), tmp_path / "a.png"))
+    # Only training loss; validation-only accuracy.
+    assert_png(plots.plot_training_curves({"loss": [1.0, 0.5]}, tmp_path / "b.png"))
+    assert_png(plots.plot_training_curves({"val_accuracy": [0.2, 0.4]}, tmp_path / "c.png"))
+    with pytest.raises(ValueError, match="no loss or accuracy"):
+        plots.plot_training_curves({"learning_rate": [0.1]}, tmp_path / "d.png")
+
+
+# --------------------------------------------------------------------------
+# ViT internals and image grids.
+
+
+def test_plot_patches(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert_png(plots.plot_patches(image, 8, tmp_path / "patches.png"))
+    # Float 0..255 (the model's input convention) and grayscale images work too.
+    assert_png(plots.plot_patches(image.astype("float32"), 16, tmp_path / "float.png"))
+    assert_png(plots.plot_patches(image[..., :1], 8, tmp_path / "gray.png"))
+    with pytest.raises(ValueError, match="does not divide"):
+        plots.plot_patches(image, 5, tmp_path / "bad.png")
+
+
+def test_position_similarity_values():
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(1, 1 + 2 * 3, 8))  # with a class token row, as stored
+    sims = plots.position_similarity(table, (2, 3))
+    assert sims.shape == (6, 2, 3)
+    flat = sims.reshape(6, 6)
+    np.testing.assert_allclose(np.diag(flat), 1.0, atol=1e-6)
+    np.testing.assert_allclose(flat, flat.T, atol=1e-6)
+    a, b = table[0, 1], table[0, 2]  # positions 0 and 1 (class token dropped)
+    assert flat[0, 1] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        plots.position_similarity(table, (3, 3))
+
+
+def test_plot_position_similarity_from_model(tmp_path):
+    from keras_vit import build_vit
+
+    encoder = build_vit("vit_micro").get_layer("patch_encoder")
+    path = plots.plot_position_similarity(encoder.position, encoder.grid_size, tmp_path / "pos.png")
+    assert_png(path)
+
+
+def test_plot_image_grid(tmp_path):
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+    path = plots.plot_image_grid(
+        images, [f"img {i}" for i in range(5)], tmp_path / "grid.png", ncols=3,
+        title_colors=["green", "red", "green", "red", "green"], title="grid",
+    )
+    assert_png(path)
+    assert_png(plots.plot_image_grid(images.astype("uint8"), None, tmp_path / "plain.png"))
+    with pytest.raises(ValueError, match="titles"):
+        plots.plot_image_grid(images, ["one"], tmp_path / "bad.png")
+
+
+def test_to_display_image_scales():
+    assert plots.to_display_image(np.full((2, 2, 3), 255, np.uint8)).max() == 1.0
+    assert plots.to_display_image(np.full((2, 2, 3), 127.5, "float32")).max() == pytest.approx(0.5)
+    assert plots.to_display_image(np.full((2, 2, 3), 0.5, "float32")).max() == pytest.approx(0.5)
+    assert plots.to_display_image(np.ones((2, 2, 1), np.uint8)).shape == (2, 2)
