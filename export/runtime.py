@@ -192,7 +192,7 @@ class ExportedModel:
         text += f"; output {np.dtype(self.output_dtype).name} logits (batch, {self.num_classes})"
         if self.output_quantization is not None:
             s, z = self.output_quantization
-            text += f" [logit = {s:g} * (q - {z})]"
+            text += f" [logit = {s:g} * (q {'-' if z >= 0 else '+'} {abs(z)})]"
         return text
 
 
@@ -407,8 +407,15 @@ def classify(model, images, labels, top_k=5):
     return results
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line (`error: ...`), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m export.runtime",
         description="Classify images with an exported .tflite (ai-edge-litert) or .onnx (onnxruntime) "
         "ViT. Needs neither TensorFlow nor Keras.",

@@ -293,14 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="path of the .keras model file")
-    parser.add_argument("--data-dir", help="dataset folder (see 'data layouts' below)")
+    parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (see 'data layouts' below)")
     parser.add_argument("--split", choices=("test", "train"), default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--limit", type=_positive_int, help="evaluate only N images, drawn evenly from the classes")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit selection (default: 0)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch (default: 256)")
-    parser.add_argument("--output", help="folder for evaluation.json and confusion_matrix.png (default: beside the model)")
-    parser.add_argument("--labels", help="class names file, one per line (default: labels.txt beside the model)")
-    parser.add_argument("--cache-dir", help="decoded-image cache folder (default: $KERAS_VIT_CACHE_DIR or ~/.cache/keras_vit)")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only N images, drawn evenly from the classes")
+    parser.add_argument("--seed", type=int, metavar="S", default=0, help="seed of the --limit selection (default: 0)")
+    parser.add_argument("--batch-size", type=_positive_int, metavar="B", default=256, help="images per batch (default: 256)")
+    parser.add_argument("--output", metavar="DIR", help="folder for evaluation.json and confusion_matrix.png (default: beside the model)")
+    parser.add_argument("--labels", metavar="FILE", help="class names file, one per line (default: labels.txt beside the model)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="decoded-image cache folder (default: $KERAS_VIT_CACHE_DIR or ~/.cache/keras_vit)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the decoded-image cache")
     return parser
 

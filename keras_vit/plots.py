@@ -189,9 +189,13 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
                     continue
                 y = _values(history, name)
                 x = _epochs(history, len(y))
+                # Skip missing epochs (CSVLogger writes "NA" when validation_freq > 1)
+                # so the points that exist are still joined by a line.
+                finite = np.isfinite(y)
+                x, y = x[finite], y[finite]
                 ax.plot(x, y, style, color=color, marker="." if len(y) <= 30 else None,
                         label=f"{split} {key}" if len(keys) > 1 else split)
-                if label == "Accuracy" and split == "val" and i == 0 and np.isfinite(y).any():
+                if label == "Accuracy" and split == "val" and i == 0 and len(y):
                     best = int(np.nanargmax(y))
                     ax.plot(x[best], y[best], "*", color=color, markersize=11)
                     ax.annotate(f"best {y[best]:.4f}\n(epoch {x[best]:g})", (x[best], y[best]),

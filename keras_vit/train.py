@@ -62,6 +62,8 @@ def build_parser():
                         help="use N images of each split, drawn evenly from the classes (quick runs)")
     parser.add_argument("--validation-freq", type=int, default=1, help="evaluate on the test split every N epochs")
     parser.add_argument("--output", default="runs/vit", help="output directory (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", type=int, default=1,
+                        help="write the resume checkpoint every N epochs (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
     return parser
@@ -184,7 +186,11 @@ def run(args, splits):
     timer = EpochTimer(num_train)
     callbacks = [
         timer,
-        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True),
+        # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
+        keras.callbacks.BackupAndRestore(
+            str(backup_dir), delete_checkpoint=True,
+            save_freq="epoch" if args.checkpoint_every == 1 else steps * args.checkpoint_every,
+        ),
         keras.callbacks.CSVLogger(str(history_path), append=True),
         # A NaN loss stops the run; it is reported below, not hidden.
         keras.callbacks.TerminateOnNaN(),

@@ -66,11 +66,13 @@ def test_read_history_csv(tmp_path):
         "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n"
         "0,0.25,0.001,2.0,0.3,1.9\n"
         "1,0.5,0.0005,1.5,,1.7\n"
+        "2,0.6,0.0001,1.2,NA,NA\n"  # CSVLogger's mark for an epoch without validation
     )
     history = plots.read_history_csv(path)
     assert list(history) == ["epoch", "accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
-    assert history["loss"] == [2.0, 1.5]
-    assert history["epoch"] == [0.0, 1.0]
+    assert history["loss"] == [2.0, 1.5, 1.2]
+    assert history["epoch"] == [0.0, 1.0, 2.0]
+    assert math.isnan(history["val_loss"][2])
     assert history["val_accuracy"][0] == 0.3 and math.isnan(history["val_accuracy"][1])
     assert_png(plots.plot_training_curves(history, tmp_path / "curves.png", title="run"))
 

@@ -1,0 +1,263 @@
+"""`python -m export.benchmark EXPORT_DIR [--model MODEL.keras]`: latency and throughput per format.
+
+For every format found in `EXPORT_DIR` (the output of `python -m export`:
+`savedmodel/`, `*.tflite`, `*.onnx`) and for the Keras model itself:
+
+- latency: batch 1, `--warmup` calls, then `--runs` timed calls; median
+  and p90 in milliseconds per image;
+- throughput: batch `--batch` (64), images per second over
+  `--throughput-runs` timed calls after one warm-up call;
+- file size.
+
+How each is called (timing covers one call on a batch already in the
+input dtype; no image decoding):
+
+- Keras: `model.predict_on_batch(x)` (a compiled `tf.function`, inference
+  mode), not `model(x)` (eager dispatch per layer) nor `model.predict`
+  (per-call dataset overhead).
+- SavedModel: its `serving_default` signature via `tf.saved_model.load`.
+- TFLite: `ai_edge_litert.interpreter.Interpreter(num_threads=cores)` with the
+  XNNPACK delegate (applied by default on CPU).
+- ONNX: onnxruntime CPUExecutionProvider, `intra_op_num_threads=cores`.
+  TensorFlow (Keras, SavedModel) uses its default thread pools (all cores).
+
+Writes `benchmark.md`, `benchmark.json` and `benchmark.png` (bar chart) into
+`EXPORT_DIR` (or `--out`), and states the machine (CPU model, cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from export import common
+from export.cli import Parser
+from export.common import ExportError
+from export.runtime import default_threads
+
+
+def machine_info():
+    """CPU model, cores and software versions of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores_available": default_threads(),
+        "cores_total": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    for module in ("tensorflow", "keras", "ai_edge_litert", "onnxruntime"):
+        try:
+            from importlib.metadata import version
+
+            info[module] = version(module.replace("_", "-"))
+        except Exception:  # not installed, or no metadata
+            pass
+    return info
+
+
+def time_calls(fn, batch, warmup, runs):
+    """Seconds of each of `runs` calls `fn(batch)` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(batch)
+        times.append(time.perf_counter() - start)
+    return np.asarray(times)
+
+
+def find_targets(export_dir):
+    """`[(name, path)]` of the exported formats in `export_dir`, in report order."""
+    targets = []
+    if os.path.isfile(os.path.join(export_dir, "savedmodel", "saved_model.pb")):
+        targets.append(("SavedModel", os.path.join(export_dir, "savedmodel")))
+    order = {"model_fp32": 0, "model_fp16": 1, "model_dynamic": 2, "model_int8": 3}
+    tflites = sorted(glob.glob(os.path.join(export_dir, "*.tflite")),
+                     key=lambda p: (order.get(os.path.splitext(os.path.basename(p))[0], 9), p))
+    targets += [(f"TFLite {os.path.splitext(os.path.basename(p))[0].replace('model_', '')}", p) for p in tflites]
+    targets += [("ONNX Runtime", p) for p in sorted(glob.glob(os.path.join(export_dir, "*.onnx")))]
+    return targets
+
+
+def _runner(name, path, threads):
+    """`(call, input_dtype, image_shape)` for one target."""
+    if path.endswith(".keras"):
+        model, io = common.load_keras_model(path)
+        return model.predict_on_batch, np.dtype(np.float32), (io.height, io.width, io.channels)
+    if os.path.isdir(path):
+        from export.verify import SavedModelRunner
+
+        runner = SavedModelRunner(path)
+        spec = runner._fn.structured_input_signature[1][runner._input_name]
+        return runner.predict_raw, np.dtype(np.float32), tuple(spec.shape[1:])
+    from export.runtime import load
+
+    model = load(path, num_threads=threads)
+    return model.predict_raw, model.input_dtype, (*model.image_size, model.channels)
+
+
+def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, throughput_runs=10, threads=None):
+    """Times every format; returns the JSON-ready results."""
+    from export.verify import path_size
+
+    threads = threads or default_threads()
+    targets = find_targets(export_dir)
+    if model_path:
+        targets.insert(0, ("Keras", model_path))
+    if not targets:
+        raise ExportError(f"no exported files in {export_dir} (expected savedmodel/, *.tflite, *.onnx).")
+    rng = np.random.default_rng(0)
+    results = []
+    for name, path in common.progress(targets, desc="benchmark"):
+        call, dtype, shape = _runner(name, path, threads)
+        pixels = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+        x = pixels.astype(dtype)  # uint8 for the int8 file: its input is raw pixels
+        single = time_calls(call, x[:1], warmup, runs)
+        many = time_calls(call, x, 1, throughput_runs)
+        row = {
+            "name": name,
+            "path": os.path.abspath(path),
+            "size_bytes": path_size(path),
+            "input_dtype": dtype.name,
+            "latency_ms_median": float(np.median(single) * 1e3),
+            "latency_ms_p90": float(np.percentile(single, 90) * 1e3),
+            "throughput_images_per_s": float(batch * throughput_runs / many.sum()),
+        }
+        print(f"{name:<16} latency {row['latency_ms_median']:7.3f} ms (p90 {row['latency_ms_p90']:7.3f}), "
+              f"throughput {row['throughput_images_per_s']:9.1f} img/s, {row['size_bytes'] / 1e6:.3f} MB")
+        results.append(row)
+    return {
+        "machine": machine_info(),
+        "settings": {"latency_batch": 1, "runs": runs, "warmup": warmup, "throughput_batch": batch,
+                     "throughput_runs": throughput_runs, "threads": threads,
+                     "keras_call": "model.predict_on_batch", "tflite": "ai_edge_litert Interpreter + XNNPACK",
+                     "onnx": "onnxruntime CPUExecutionProvider"},
+        "results": results,
+    }
+
+
+def markdown(report):
+    m, s = report["machine"], report["settings"]
+    lines = [
+        "# keras-vit benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores_available']} cores available to this process ({m['cores_total']} in total); "
+        f"{m['platform']}, Python {m['python']}.",
+        f"Threads: TFLite and ONNX Runtime {s['threads']}; TensorFlow its defaults. Keras is timed with "
+        f"`{s['keras_call']}`.",
+        f"Latency: batch 1, median and p90 of {s['runs']} calls after {s['warmup']} warm-up calls. Throughput: batch "
+        f"{s['throughput_batch']}, {s['throughput_runs']} calls. Inputs are random images in each file's input dtype.",
+        "",
+        "| format | input | size (MB) | latency median (ms) | latency p90 (ms) | throughput (img/s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(f"| {r['name']} | {r['input_dtype']} | {r['size_bytes'] / 1e6:.3f} | {r['latency_ms_median']:.3f} | "
+                     f"{r['latency_ms_p90']:.3f} | {r['throughput_images_per_s']:.1f} |")
+    lines += ["", "![latency and throughput](benchmark.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    """Bar chart: latency (batch 1) and throughput (batch N) per format."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    names = [r["name"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 1.8))
+    y = np.arange(len(rows))
+    left.barh(y, [r["latency_ms_median"] for r in rows], color="tab:blue", label="median")
+    left.scatter([r["latency_ms_p90"] for r in rows], y, color="black", marker="|", s=200, label="p90", zorder=3)
+    left.set_yticks(y, names)
+    left.invert_yaxis()
+    left.set_xlabel("latency, batch 1 (ms, lower is better)")
+    left.legend(loc="lower right")
+    right.barh(y, [r["throughput_images_per_s"] for r in rows], color="tab:green")
+    right.set_yticks(y, [""] * len(rows))
+    right.invert_yaxis()
+    right.set_xlabel(f"throughput, batch {report['settings']['throughput_batch']} (images/s, higher is better)")
+    m = report["machine"]
+    fig.suptitle(f"keras-vit on {m['cpu']} ({m['cores_available']} cores)", fontsize=10)
+    fig.tight_layout()
+    tmp = common.temp_path(path)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        common.discard(tmp)
+        plt.close(fig)
+
+
+def main(argv=None):
+    parser = Parser(
+        prog="python -m export.benchmark", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Latency (batch 1) and throughput (batch N) of Keras, the SavedModel, each TFLite file and "
+        "ONNX Runtime on this machine's CPU; writes benchmark.md/.json/.png.",
+    )
+    parser.add_argument("export_dir", help="output directory of `python -m export`")
+    parser.add_argument("--model", default=None,
+                        help="the .keras model to time too (default: the one named in EXPORT_DIR/report.json, "
+                        "if it still exists)")
+    parser.add_argument("--runs", type=int, default=100, help="timed batch-1 calls")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed batch-1 calls first")
+    parser.add_argument("--batch", type=int, default=64, help="batch size for throughput")
+    parser.add_argument("--throughput-runs", type=int, default=10, help="timed calls at --batch")
+    parser.add_argument("--threads", type=int, default=None, help="TFLite / ONNX Runtime threads (default: cores)")
+    parser.add_argument("--out", default=None, help="where to write benchmark.* (default: EXPORT_DIR)")
+    args = parser.parse_args(argv)
+    for name in ("runs", "batch", "throughput_runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    if not os.path.isdir(args.export_dir):
+        raise ExportError(f"export directory {args.export_dir} does not exist.")
+    model_path = args.model
+    if model_path is None:
+        try:
+            with open(os.path.join(args.export_dir, "report.json"), encoding="utf-8") as f:
+                candidate = json.load(f)["model"]["path"]
+            if os.path.isfile(candidate):
+                model_path = candidate
+        except (OSError, ValueError, KeyError):
+            pass
+    if model_path is None:
+        print("note: no Keras model given (--model) or found via report.json: Keras is not timed")
+    else:
+        common.check_model_file(model_path)
+    out_dir = args.out or args.export_dir
+    common.check_output_path(os.path.join(out_dir, "benchmark.json"))
+
+    report = benchmark(args.export_dir, model_path, runs=args.runs, warmup=args.warmup, batch=args.batch,
+                       throughput_runs=args.throughput_runs, threads=args.threads)
+    text = markdown(report)
+    common.write_json(os.path.join(out_dir, "benchmark.json"), report)
+    common.write_text(os.path.join(out_dir, "benchmark.md"), text)
+    plot(report, os.path.join(out_dir, "benchmark.png"))
+    print()
+    print(text)
+    print(f"wrote {os.path.join(out_dir, 'benchmark.md')}, benchmark.json, benchmark.png")
+
+
+if __name__ == "__main__":
+    sys.exit(common.run_cli(main))

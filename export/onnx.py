@@ -1,0 +1,149 @@
+"""Export a `.keras` ViT to ONNX with tf2onnx, checked in onnxruntime.
+
+Input `images` float32 `(batch, height, width, 3)` raw RGB pixels 0..255
+(channels last, as in Keras: no NCHW transpose), output `logits` float32
+`(batch, num_classes)`; the batch dimension is named `batch`.
+
+Exact GELU. The model's `Dense(activation="gelu")` is the exact (erf) GELU,
+which TensorFlow 2.21 lowers to `0.5 * x * Erfc(-x / sqrt(2))`. tf2onnx 1.17
+has no handler for `Erfc`: it logs an error, keeps a TF node in the graph
+and still writes a file that onnxruntime refuses (this is how
+`model.export(format="onnx")` "succeeds"). We register a tf2onnx custom op
+handler that rewrites each `Erfc(x)` node as `Sub(1, Erf(x))`:
+
+- it is exact math (erfc = 1 - erf), not an approximation: no tanh GELU,
+  nothing changed in the model or its weights;
+- ONNX has had `Erf` since opset 9 and every onnxruntime implements it;
+- it is local to the one missing op, through tf2onnx's documented
+  extension point, so everything else is tf2onnx's normal conversion;
+- precision: `1 - erf(z)` loses relative accuracy only for large positive
+  `z = -x/sqrt(2)`, i.e. very negative `x`, where `GELU(x) = 0.5 x erfc(z)`
+  is ~0: the absolute error is below `|x| * 6e-8`.
+
+After conversion every node must be a standard ONNX op (`onnx.defs.has`),
+the model must pass `onnx.checker.check_model(full_check=True)`, and it must
+load and run in onnxruntime (the proof) before it is called exported.
+
+This module is `export/onnx.py`: it imports the real `onnx` package because
+imports are absolute (`python -m export.onnx` keeps `export/` off `sys.path`).
+
+CLI: `python -m export.onnx MODEL.keras OUT.onnx [--opset N]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from export import cli, common
+from export.common import ExportError
+
+MIN_OPSET = 13  # Unsqueeze/Squeeze/ReduceSum take axes as inputs from 13 on: tf2onnx's best-tested path.
+MAX_OPSET = 18  # the newest opset tf2onnx 1.17 can write
+DEFAULT_OPSET = 17
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+    """tf2onnx handler: TF `Erfc(x)` -> ONNX `Sub(1, Erf(x))` (exact identity)."""
+    from tf2onnx import utils
+
+    x = node.input[0]
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    erf = ctx.make_node("Erf", [x], op_name_scope=node.name)
+    one = ctx.make_const(utils.make_name(f"{node.name}/one"), np.array(1, dtype=dtype))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+
+
+CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
+
+
+def convert(saved_model_dir, opset=DEFAULT_OPSET):
+    """Converts a SavedModel (from `export.savedmodel`) to an ONNX `ModelProto`.
+
+    Args:
+        saved_model_dir: SavedModel directory with a `serving_default` signature.
+        opset: ONNX opset, `MIN_OPSET`..`MAX_OPSET`.
+
+    Returns:
+        A checked `onnx.ModelProto` with input `images` and output `logits`.
+
+    Raises:
+        ExportError: bad opset, or a graph that is not pure standard ONNX.
+    """
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ExportError(f"--opset {opset} is not supported: tf2onnx 1.17 writes opsets {MIN_OPSET} to {MAX_OPSET}.")
+    common.require_tf_backend()
+    import onnx
+    import tensorflow as tf
+    from tf2onnx import convert as tf2onnx_convert
+    from tf2onnx import tf_loader
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    tf.get_logger().setLevel(logging.ERROR)
+    graph_def, inputs, outputs = tf_loader.from_saved_model(saved_model_dir, None, None,
+                                                            signatures=["serving_default"])
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ExportError(f"expected one input and one output in the SavedModel, got {inputs} -> {outputs}.")
+    try:
+        proto, _ = tf2onnx_convert.from_graph_def(
+            graph_def, name="vit", input_names=inputs, output_names=outputs, opset=int(opset),
+            custom_op_handlers=CUSTOM_OP_HANDLERS,
+            tensors_to_rename={inputs[0]: INPUT_NAME, outputs[0]: OUTPUT_NAME},
+        )
+    except Exception as e:  # tf2onnx raises many types
+        raise ExportError(f"tf2onnx conversion failed: {common.first_line(e)}") from None
+
+    # tf2onnx only logs ops it cannot convert and keeps them as TF nodes: refuse those.
+    unknown = sorted({f"{n.domain or 'ai.onnx'}::{n.op_type}" for n in proto.graph.node
+                      if not onnx.defs.has(n.op_type, n.domain or "")})
+    if unknown:
+        raise ExportError(f"the ONNX graph has ops that are not standard ONNX: {', '.join(unknown)} (tf2onnx could "
+                          "not convert them; please report).")
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    proto.doc_string = "keras-vit: images float32 (batch, h, w, 3) raw RGB 0..255 -> logits (batch, classes)"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        raise ExportError(f"the converted ONNX model is invalid: {common.first_line(e)}") from None
+    return proto
+
+
+def main(argv=None):
+    parser = cli.make_parser(
+        "python -m export.onnx",
+        "Export a .keras ViT to ONNX (exact GELU, Erfc rewritten as 1 - Erf), checked in onnxruntime against "
+        "Keras.",
+        "the .onnx file to write (labels.txt and OUT.onnx.json are written beside it)",
+    )
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}; tf2onnx 1.17 supports up to {MAX_OPSET})")
+    args = parser.parse_args(argv)
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        parser.error(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (tf2onnx 1.17), got {args.opset}")
+
+    def do_convert(model, io, tmp, data):
+        import onnx
+
+        from export.savedmodel import export_savedmodel
+
+        with tempfile.TemporaryDirectory(prefix="keras-vit-savedmodel-") as workdir:
+            saved_model = os.path.join(workdir, "savedmodel")
+            export_savedmodel(model, io, saved_model)
+            proto = convert(saved_model, args.opset)
+        onnx.save(proto, tmp)
+        return {"runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)", "opset": args.opset,
+                "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)"}
+
+    cli.export_one(args, fmt="onnx", variant="float32", convert=do_convert)
+
+
+if __name__ == "__main__":
+    sys.exit(common.run_cli(main))

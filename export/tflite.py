@@ -1,0 +1,192 @@
+"""Export a `.keras` ViT to TFLite (LiteRT), float32 or quantized, checked in ai-edge-litert.
+
+Conversion goes `.keras` -> SavedModel -> `TFLiteConverter.from_saved_model`
+(`from_keras_model` is unreliable with Keras 3) with only builtin ops
+(`TFLITE_BUILTINS`, plus `TFLITE_BUILTINS_INT8` for int8): a TensorFlow
+(Flex) op would need the Flex delegate, which ai-edge-litert does not have,
+so it fails the conversion loudly instead.
+
+`--quantize`:
+
+- `none`: float32 weights and compute. Input float32 raw pixels 0..255,
+  output float32 logits.
+- `float16`: float16 weights (half the size), dequantized to float32 at load;
+  same input and output as float32.
+- `dynamic`: int8 weights, activations quantized on the fly (dynamic range);
+  float32 input and output.
+- `int8`: full-integer post-training quantization calibrated on real
+  training images (`--calib-images`, default 500). Input **uint8 raw pixels
+  0..255, fed as they are**: the calibration range of the input is pinned to
+  exactly 0..255, so its quantization is scale 1, zero point 0 (the file's
+  input parameters are checked and written in the model card). Output
+  **int8 logits** with a scale and zero point: `logit = scale * (q -
+  zero_point)`; `argmax(q)` is already the class.
+
+CLI: `python -m export.tflite MODEL.keras OUT.tflite [--quantize none|float16|dynamic|int8]`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+
+from export import cli, common
+from export.common import ExportError
+
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+VARIANTS = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+DEFAULT_CALIB_IMAGES = 500
+
+
+def convert(saved_model_dir, quantize="none", calibration=None):
+    """Converts a SavedModel (from `export.savedmodel`) to a `.tflite` flatbuffer.
+
+    Args:
+        saved_model_dir: SavedModel directory with a `serving_default` signature.
+        quantize: one of `QUANTIZE_MODES`.
+        calibration: uint8 or float images `(n, h, w, c)`, raw pixels, for
+            `int8` (a few hundred real training images).
+
+    Returns:
+        The `.tflite` file contents (bytes).
+
+    Raises:
+        ExportError: unknown mode, no calibration images, or a conversion
+            failure (a non-builtin op is named in the message).
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ExportError(f"unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}.")
+    if quantize == "int8" and (calibration is None or len(calibration) == 0):
+        raise ExportError(f"int8 quantization needs calibration images: {common.DATA_HELP}.")
+    common.require_tf_backend()
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantize == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative_dataset(calibration)
+        # Integer kernels first; the builtin float kernel stays allowed for the few
+        # ops that have no int8 kernel (listed as float_ops in the model card).
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+    try:
+        return converter.convert()
+    except Exception as e:  # ConverterError, or ValueError from the calibrator
+        raise ExportError(_explain(e)) from None
+
+
+def _representative_dataset(images):
+    images = np.array(images, dtype=np.float32)  # a copy: we edit two pixels
+    # Pin the calibrated input range to exactly [0, 255]: the uint8 input then
+    # gets scale (255 - 0) / 255 = 1 and zero point 0, so raw pixels go in
+    # unchanged. Real photos nearly always reach 0 and 255 anyway; this makes
+    # it certain at the cost of two pixels of one calibration image.
+    images[0, 0, 0, :] = 0.0
+    images[0, 0, -1, :] = 255.0
+
+    def generate():
+        for i in range(len(images)):
+            yield [images[i:i + 1]]
+
+    return generate
+
+
+def _explain(error):
+    text = str(error)
+    flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
+    if flex or "not supported by the native TFLite runtime" in text or "Flex" in text:
+        ops = ", ".join(flex) or "see the converter log above"
+        return (
+            f"TFLite conversion needs TensorFlow ops that are not TFLite builtins: {ops}. Flex ops cannot run in "
+            "ai-edge-litert; the model code must lower to builtin ops (please report the op)."
+        )
+    return f"TFLite conversion failed: {common.first_line(error)}"
+
+
+def _convert_to_file(saved_model_dir, out_path, quantize, calibration):
+    data = convert(saved_model_dir, quantize, calibration)
+    with open(out_path, "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def convert_isolated(saved_model_dir, out_path, quantize="none", calibration=None):
+    """`convert` in a fresh process (spawn), writing `out_path`.
+
+    The TFLite converter leaks memory on every call, so a command that runs
+    several conversions runs each in its own process.
+
+    Returns:
+        Size of the written file in bytes.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(_convert_to_file, saved_model_dir, out_path, quantize, calibration).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise ExportError(f"the TFLite converter process died while converting {quantize} (out of memory?).")
+
+
+def runtime_info(path):
+    """Input/output types and op lists of a `.tflite` file, for the model card."""
+    from export.runtime import TFLiteModel
+
+    m = TFLiteModel(path, num_threads=1)
+    info = {
+        "input_dtype": m.input_dtype.name, "input_quantization": m.input_quantization,
+        "output_dtype": m.output_dtype.name, "output_quantization": m.output_quantization,
+    }
+    return info, {"ops": m.op_counts(), "float_ops": m.float_ops() if m.input_quantization else {}}
+
+
+def main(argv=None):
+    parser = cli.make_parser(
+        "python -m export.tflite",
+        "Export a .keras ViT to TFLite (builtin ops only), checked in ai-edge-litert against Keras.",
+        "the .tflite file to write (labels.txt and OUT.tflite.json are written beside it)",
+    )
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
+                        help="none: float32; float16: fp16 weights; dynamic: int8 weights (dynamic range); int8: "
+                        "full-integer, uint8 pixels in, int8 logits out (needs --data-dir)")
+    parser.add_argument("--calib-images", type=cli.positive_int, default=DEFAULT_CALIB_IMAGES,
+                        help="training images for int8 calibration")
+    args = parser.parse_args(argv)
+    calib = args.calib_images if args.quantize == "int8" else 0
+    if calib:  # fail before loading anything if int8 has no data source at all
+        common.check_data_available(args.data_dir)
+
+    def do_convert(model, io, tmp, data):
+        from export.savedmodel import export_savedmodel
+
+        with tempfile.TemporaryDirectory(prefix="keras-vit-savedmodel-") as workdir:
+            saved_model = os.path.join(workdir, "savedmodel")
+            export_savedmodel(model, io, saved_model)
+            content = convert(saved_model, args.quantize, data.x_calib)
+        with open(tmp, "wb") as f:
+            f.write(content)
+        io_info, ops = runtime_info(tmp)
+        extra = {"runtime": "ai_edge_litert.interpreter.Interpreter", "quantize": args.quantize, **ops,
+                 "runtime_info": io_info}
+        if calib:
+            extra["calibration"] = {"images": int(len(data.x_calib)), "source": data.source}
+        return extra
+
+    cli.export_one(args, fmt="tflite", variant=VARIANTS[args.quantize], convert=do_convert, calib_images=calib)
+
+
+if __name__ == "__main__":
+    sys.exit(common.run_cli(main))
