@@ -3,6 +3,7 @@
 from keras_vit.layers import DropPath, Patches, PatchEncoder, SequencePooling, TransformerBlock
 from keras_vit.model import build_vit, resize_vit, vit_arguments
 from keras_vit.presets import PRESETS, get_preset
+from keras_vit.pretrained import load_pretrained
 
 __version__ = "0.1.0"
 
@@ -24,5 +25,5 @@ def load_model(path, compile=False):
 
 __all__ = [
     "DropPath", "Patches", "PatchEncoder", "SequencePooling", "TransformerBlock",
-    "build_vit", "resize_vit", "vit_arguments", "PRESETS", "get_preset", "load_model",
+    "build_vit", "resize_vit", "vit_arguments", "PRESETS", "get_preset", "load_model", "load_pretrained",
 ]

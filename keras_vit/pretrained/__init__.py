@@ -1,0 +1,51 @@
+"""Trained models shipped inside the package.
+
+`vit_cifar10`: the `vit_cifar10` preset trained on the CIFAR-10 JPEG copy on
+one H200 (Keras 3, JAX, bf16) by `python -m keras_vit.train`; its metrics
+(test accuracy, epochs, wall-clock, the exact arguments) are in
+`vit_cifar10.metrics.json` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+AVAILABLE = ("vit_cifar10",)
+
+
+def _check(name):
+    if name not in AVAILABLE:
+        raise ValueError(f"No shipped model {name!r}; available: {', '.join(AVAILABLE)}.")
+
+
+def model_path(name="vit_cifar10"):
+    """Path of the shipped `.keras` file (its `labels.txt` twin is beside it)."""
+    _check(name)
+    return HERE / f"{name}.keras"
+
+
+def labels_path(name="vit_cifar10"):
+    _check(name)
+    return HERE / f"{name}.labels.txt"
+
+
+def metrics(name="vit_cifar10"):
+    """The training metrics recorded when the shipped model was made."""
+    _check(name)
+    return json.loads((HERE / f"{name}.metrics.json").read_text())
+
+
+def load_pretrained(name="vit_cifar10"):
+    """Loads a shipped trained model (safe mode) ready for evaluation or export.
+
+    Args:
+        name: one of `AVAILABLE`.
+
+    Returns:
+        The float32 `keras.Model` (images 0..255 -> logits).
+    """
+    import keras
+
+    return keras.saving.load_model(model_path(name), compile=False, safe_mode=True)

@@ -1,0 +1,436 @@
+"""Tests for export/: every format exports, loads in its own runtime and matches Keras.
+
+A tiny ViT (`vit_micro`) is trained for a few seconds on a generated
+10-class image tree (one color per class, plus noise), so its logits are far
+from zero and its top-1 is confident: parity and quantized-accuracy checks
+are meaningful, and stable. The CLIs run as subprocesses (exit codes,
+one-line errors); the all-formats export runs once per module.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import importlib.util
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_vit
+from keras_vit.data import CIFAR10_CLASSES
+from export import runtime
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = CIFAR10_CLASSES
+PALETTE = np.array(
+    [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+     (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (128, 128, 128)],
+    np.float32,
+)
+N_TRAIN, N_TEST = 24, 10  # per class
+REAL_CIFAR = Path("/work/shared/data/cifar10-jpeg")
+
+
+def make_images(per_class, seed):
+    """Class k: palette color k, random brightness, pixel noise. uint8 NHWC, int32 labels."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), per_class)
+    base = PALETTE[y][:, None, None, :] * rng.uniform(0.8, 1.2, (len(y), 1, 1, 1))
+    x = base + rng.normal(0, 25, (len(y), 32, 32, 3))
+    return np.clip(x, 0, 255).round().astype(np.uint8), y.astype(np.int32)
+
+
+def run(args, *, env=None, cwd=REPO, timeout=600):
+    """Runs `python -m ...args` and returns the CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def explain(proc):
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+
+
+def error_lines(proc):
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def no_data_env(tmp):
+    """An environment in which no CIFAR-10 copy can be found (and nothing downloaded)."""
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    env = {"HOME": str(home), "KERAS_HOME": str(home / ".keras"), "TFDS_DATA_DIR": str(home / "tfds"),
+           "KERAS_VIT_CACHE_DIR": str(tmp / "cache"), "KERAS_VIT_DATA_DIR": ""}
+    return env
+
+
+# --------------------------------------------------------------------------
+# Module fixtures: data tree, trained model, the all-formats export.
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def data_tree(work):
+    """work/data/{train,test}/<CIFAR class>/*.png and the same arrays in memory."""
+    root = work / "data"
+    arrays = {"train": make_images(N_TRAIN, 0), "test": make_images(N_TEST, 1)}
+    for split, (x, y) in arrays.items():
+        for i, (image, label) in enumerate(zip(x, y)):
+            folder = root / split / CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i:04d}.png")
+    return root, arrays
+
+
+@pytest.fixture(scope="module")
+def trained(work, data_tree):
+    """vit_micro trained to ~100% on the tree; `model.keras` + `labels.txt` in work/model."""
+    _, arrays = data_tree
+    x, y = arrays["train"]
+    keras.utils.set_random_seed(0)
+    model = keras_vit.build_vit("vit_micro")
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x.astype("float32"), y, epochs=25, batch_size=32, verbose=0)
+    x_test, y_test = arrays["test"]
+    logits = np.asarray(model.predict(x_test.astype("float32"), verbose=0))
+    assert (logits.argmax(1) == y_test).mean() >= 0.95, "the test model did not learn the toy task"
+    folder = work / "model"
+    folder.mkdir()
+    model.save(folder / "model.keras")
+    (folder / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    return {"model": model, "path": folder / "model.keras", "x_test": x_test, "y_test": y_test, "logits": logits}
+
+
+@pytest.fixture(scope="module")
+def export_dir(work, data_tree, trained):
+    """`python -m export MODEL OUT` on the toy data: all formats, proven."""
+    root, _ = data_tree
+    out = work / "out"
+    proc = run(["export", trained["path"], out, "--data-dir", root, "--calib-images", "64"],
+               env={"KERAS_VIT_CACHE_DIR": str(work / "cache")})
+    assert proc.returncode == 0, explain(proc)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The all-formats export.
+
+FILES = ["savedmodel", "model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite", "model_int8.tflite",
+         "model.onnx"]
+
+
+def test_all_formats_written_and_proven(export_dir):
+    names = set(os.listdir(export_dir))
+    for name in FILES + ["labels.txt", "report.md", "report.json"]:
+        assert name in names, name
+    assert not [n for n in names if ".tmp-" in n], names  # no temp leftovers
+    assert (export_dir / "labels.txt").read_text().split() == list(CLASSES)
+    report = json.loads((export_dir / "report.json").read_text())
+    assert report["passed"] and report["data"]["real"]
+    assert report["data"]["eval_images"] == 10 * N_TEST
+    results = {r["file"]: r for r in report["formats"]}
+    assert sorted(results) == sorted(FILES)
+    for name, r in results.items():
+        assert r["passed"], r
+        assert set(r["dynamic_batch"]) == {"1", "7"}
+        if r["quantize"] == "none":
+            assert r["max_abs_diff"] <= 1e-4 and r["top1_agree"] == r["images"], r
+        else:
+            assert r["keras_accuracy"] - r["accuracy"] <= {"float16": 0.1, "dynamic": 1, "int8": 1}[r["quantize"]]
+    assert results["model_fp16.tflite"]["size_bytes"] < 0.7 * results["model_fp32.tflite"]["size_bytes"]
+    assert results["model_int8.tflite"]["size_bytes"] < 0.6 * results["model_fp32.tflite"]["size_bytes"]
+    assert "size_ratio_to_fp32_tflite" in results["model_int8.tflite"]
+    markdown = (export_dir / "report.md").read_text()
+    assert "PASS" in markdown and "model_int8.tflite" in markdown
+    card = json.loads((export_dir / "model_fp32.tflite.json").read_text())
+    assert card["input"]["shape"] == [None, 32, 32, 3] and "0..255" in card["input"]["values"]
+    assert "softmax" in card["output"]["values"]
+    assert (export_dir / "savedmodel" / "labels.txt").exists()
+
+
+def test_tflite_files_use_builtin_ops_only(export_dir):
+    """Patches (reshape/transpose), MultiHeadAttention and GELU lower to builtins."""
+    for name in ["model_fp32", "model_fp16", "model_dynamic", "model_int8"]:
+        card = json.loads((export_dir / f"{name}.tflite.json").read_text())
+        ops = set(card["ops"])
+        assert not [op for op in ops if "FLEX" in op.upper() or op == "CUSTOM"], ops
+        assert {"TRANSPOSE", "BATCH_MATMUL", "SOFTMAX", "GELU"} <= ops, ops
+
+
+def test_int8_takes_raw_uint8_pixels_and_returns_int8_logits(export_dir):
+    model = runtime.load(export_dir / "model_int8.tflite")
+    assert model.input_dtype == np.uint8 and model.input_quantization == (1.0, 0)
+    assert model.output_dtype == np.int8 and model.output_quantization[0] > 0
+    card = json.loads((export_dir / "model_int8.tflite.json").read_text())
+    assert card["input"]["dtype"] == "uint8" and card["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
+    assert card["output"]["dtype"] == "int8" and "logit =" in card["output"]["values"]
+    assert card["calibration"]["images"] == 64
+
+
+@pytest.mark.parametrize("name", ["model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite",
+                                  "model_int8.tflite", "model.onnx"])
+def test_runtime_matches_keras(export_dir, trained, name):
+    model = runtime.load(export_dir / name)
+    x, logits = trained["x_test"], trained["logits"]
+    out = model.predict(x)
+    if name in ("model_fp32.tflite", "model.onnx"):
+        np.testing.assert_allclose(out, logits, atol=1e-4, rtol=0)
+    # The toy task has large margins: every format keeps every top-1.
+    np.testing.assert_array_equal(out.argmax(1), logits.argmax(1))
+    labels = runtime.read_labels(runtime.default_labels_path(model.path))
+    top = runtime.classify(model, x[:5], labels, top_k=3)
+    assert [t[0]["label"] for t in top] == [CLASSES[i] for i in logits[:5].argmax(1)]
+    assert all(len(t) == 3 and 0.0 <= t[2]["probability"] <= t[0]["probability"] <= 1.0 for t in top)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_dynamic_batch(export_dir, trained, name):
+    from export.verify import open_export
+
+    model = open_export(str(export_dir / name))
+    x, logits = trained["x_test"], trained["logits"]
+    for n in (1, 7, 3):  # one runtime call per size; back down to check re-allocation
+        out = model.predict(x[:n], batch_size=n)
+        assert out.shape == (n, 10)
+        if name in ("savedmodel", "model_fp32.tflite", "model.onnx"):
+            np.testing.assert_allclose(out, logits[:n], atol=1e-4, rtol=0)
+        else:
+            np.testing.assert_array_equal(out.argmax(1), logits[:n].argmax(1))
+
+
+def test_runtime_cli_needs_neither_tensorflow_nor_keras(export_dir, trained, tmp_path, data_tree):
+    blocked = tmp_path / "blocked"
+    for module in ("tensorflow", "keras", "keras_vit", "tf_keras"):
+        (blocked / module).mkdir(parents=True)
+        (blocked / module / "__init__.py").write_text(f"raise ImportError('{module} is blocked in this test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocked), str(REPO)])}
+    # Bigger images than the model's input: the runtime resizes them.
+    images = []
+    for i in range(3):
+        path = tmp_path / f"image{i}.png"
+        Image.fromarray(trained["x_test"][i * 10]).resize((64, 64), Image.Resampling.NEAREST).save(path)
+        images.append(path)
+    expected = [CLASSES[trained["logits"][i * 10].argmax()] for i in range(3)]
+    for name in ("model_int8.tflite", "model.onnx", "model_fp32.tflite"):
+        proc = run(["export.runtime", export_dir / name, *images, "--top-k", "2", "--json"], env=env)
+        assert proc.returncode == 0, explain(proc)
+        result = json.loads(proc.stdout)
+        assert [r["top_k"][0]["label"] for r in result] == expected
+    # The table output, and a module-level check that nothing heavy got imported.
+    proc = run(["export.runtime", export_dir / "model.onnx", images[0]], env=env)
+    assert proc.returncode == 0 and expected[0] in proc.stdout, explain(proc)
+    code = ("import sys, export.runtime as r; m = r.load(sys.argv[1]); "
+            "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'keras_vit', 'tf2onnx')]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code, str(export_dir / "model_int8.tflite")], env={**os.environ, **env},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, explain(proc)
+
+
+def test_runtime_cli_errors(export_dir, tmp_path):
+    bad_image = tmp_path / "bad.png"
+    bad_image.write_bytes(b"not an image")
+    cases = [
+        ([export_dir / "model.onnx", tmp_path / "missing.png"], "does not exist"),
+        ([export_dir / "model.onnx", bad_image], "cannot read image"),
+        ([export_dir / "report.md", bad_image], "expected .tflite or .onnx"),
+        ([export_dir / "model.onnx", bad_image, "--labels", tmp_path / "none.txt"], "labels file"),
+    ]
+    for args, message in cases:
+        proc = run(["export.runtime", *args])
+        assert proc.returncode == 1, explain(proc)
+        assert len(error_lines(proc)) == 1 and message in proc.stderr, explain(proc)
+
+
+def test_benchmark(export_dir, trained, tmp_path):
+    out = tmp_path / "bench"
+    proc = run(["export.benchmark", export_dir, "--model", trained["path"], "--runs", "3", "--warmup", "1",
+                "--batch", "4", "--throughput-runs", "2", "--out", out])
+    assert proc.returncode == 0, explain(proc)
+    report = json.loads((out / "benchmark.json").read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names == ["Keras", "SavedModel", "TFLite fp32", "TFLite fp16", "TFLite dynamic", "TFLite int8",
+                     "ONNX Runtime"]
+    assert all(r["latency_ms_median"] > 0 and r["throughput_images_per_s"] > 0 for r in report["results"])
+    assert report["machine"]["cores_available"] >= 1 and report["machine"]["cpu"]
+    assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "predict_on_batch" in (out / "benchmark.md").read_text()
+
+
+# --------------------------------------------------------------------------
+# One-format CLIs.
+
+
+def test_help_of_every_command():
+    for module in ("export", "export.savedmodel", "export.tflite", "export.onnx", "export.runtime",
+                   "export.benchmark"):
+        proc = run([module, "--help"])
+        assert proc.returncode == 0 and "usage:" in proc.stdout, explain(proc)
+    assert "--opset" in run(["export.onnx", "--help"]).stdout
+    assert "int8" in run(["export.tflite", "--help"]).stdout
+
+
+def test_onnx_module_does_not_shadow_onnx_package():
+    code = "import export.onnx, onnx; assert hasattr(onnx, 'ModelProto') and onnx.__name__ == 'onnx'"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, explain(proc)
+
+
+def test_tflite_cli_float16(trained, data_tree, tmp_path):
+    root, _ = data_tree
+    out = tmp_path / "sub" / "vit.tflite"  # a missing parent directory is created
+    proc = run(["export.tflite", trained["path"], out, "--quantize", "float16", "--data-dir", root],
+               env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, explain(proc)
+    assert "PASS tflite float16" in proc.stdout
+    card = json.loads((out.parent / "vit.tflite.json").read_text())
+    assert card["variant"] == "float16" and card["proof"]["passed"]
+    assert (out.parent / "labels.txt").read_text().split() == list(CLASSES)
+
+
+def test_savedmodel_cli(trained, data_tree, tmp_path):
+    import tensorflow as tf
+
+    root, _ = data_tree
+    out = tmp_path / "sm"
+    proc = run(["export.savedmodel", trained["path"], out, "--data-dir", root],
+               env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, explain(proc)
+    fn = tf.saved_model.load(str(out)).signatures["serving_default"]
+    logits = fn(images=tf.constant(trained["x_test"][:4], tf.float32))["logits"].numpy()
+    np.testing.assert_allclose(logits, trained["logits"][:4], atol=1e-4, rtol=0)
+    assert (out / "labels.txt").exists() and (out / "model_card.json").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_jax_trained_model_to_onnx_without_data(tmp_path):
+    """A .keras file saved under JAX exports under TF; no images: random batch, said loudly."""
+    script = (
+        "import sys, numpy as np, keras, keras_vit\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "m = keras_vit.build_vit('vit_micro')\n"
+        "rng = np.random.default_rng(0)\n"
+        "head = m.get_layer('head')\n"
+        "head.kernel.assign(rng.normal(0, 0.5, head.kernel.shape).astype('float32'))\n"
+        "x = rng.uniform(0, 255, (5, 32, 32, 3)).astype('float32')\n"
+        "np.savez(sys.argv[2], x=x, logits=np.asarray(m.predict(x, verbose=0)))\n"
+        "m.save(sys.argv[1])\n"
+    )
+    model, ref = tmp_path / "jax.keras", tmp_path / "ref.npz"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script, str(model), str(ref)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, explain(proc)
+
+    out = tmp_path / "jax.onnx"
+    # KERAS_BACKEND=jax in the environment: the CLI must still use TensorFlow.
+    proc = run(["export.onnx", model, out, "--opset", "13"], cwd=tmp_path,
+               env={**no_data_env(tmp_path), "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, explain(proc)
+    assert "NO REAL IMAGES" in proc.stdout + proc.stderr
+    assert "CIFAR-10 class names" in proc.stdout  # no labels.txt beside: 10 outputs -> CIFAR names, with a note
+    card = json.loads((tmp_path / "jax.onnx.json").read_text())
+    assert card["proof"]["real_images"] is False and card["opset"] == 13
+    data = np.load(ref)
+    out_logits = runtime.load(out).predict(data["x"])
+    assert np.abs(data["logits"]).max() > 0.1  # not a vacuous comparison
+    np.testing.assert_allclose(out_logits, data["logits"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_keras_imported_with_other_backend_is_a_clear_error(trained):
+    code = ("import keras, sys\n"
+            "from export import common, tflite\n"
+            "sys.exit(common.run_cli(tflite.main, [sys.argv[1], sys.argv[2]]))\n")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code, str(trained["path"]), "/tmp/unused-keras-vit.tflite"],
+                          env=env, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1, explain(proc)
+    assert "'jax' backend" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
+
+
+def test_real_cifar10_parity(trained, tmp_path):
+    """Parity on real CIFAR-10 test images (KERAS_VIT_DATA_DIR), a few hundred of them."""
+    root = os.environ.get("KERAS_VIT_DATA_DIR") or (str(REAL_CIFAR) if REAL_CIFAR.is_dir() else None)
+    if not root:
+        pytest.skip("no CIFAR-10 copy (set KERAS_VIT_DATA_DIR)")
+    out = tmp_path / "real.tflite"
+    proc = run(["export.tflite", trained["path"], out, "--data-dir", root, "--eval-images", "200"],
+               env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, explain(proc)
+    proof = json.loads((tmp_path / "real.tflite.json").read_text())["proof"]
+    assert proof["real_images"] and proof["images"] == 200 and proof["max_abs_diff"] <= 1e-4
+
+
+# --------------------------------------------------------------------------
+# Bad input: one clear line on stderr, non-zero exit, nothing written.
+
+
+def test_failed_proof_leaves_no_file(trained, data_tree, tmp_path):
+    root, _ = data_tree
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"an older export")  # must not survive: it would pass for this one
+    proc = run(["export.onnx", trained["path"], out, "--data-dir", root, "--atol", "1e-12"],
+               env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 1, explain(proc)
+    assert "FAIL onnx float32" in proc.stdout and "max|dlogit|" in proc.stdout  # the numbers
+    assert "proof failed" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no temp files, cards or labels
+
+
+@pytest.fixture(scope="module")
+def odd_models(work):
+    """A corrupt .keras (zip, wrong content), garbage bytes, and a model with unknown input size."""
+    folder = work / "odd"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "corrupt.keras", "w") as z:
+        z.writestr("config.json", "{not json")
+    (folder / "garbage.keras").write_bytes(b"\x00garbage" * 10)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(10)(x)).save(folder / "any_size.keras")
+    return folder
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "corrupt", "unknown_quantize", "unwritable", "int8_no_data",
+                                  "unknown_input_shape", "bad_opset", "not_an_export_dir"])
+def test_bad_input(case, trained, odd_models, tmp_path):
+    model = trained["path"]
+    env = no_data_env(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = tmp_path / "out.tflite"
+    args, message, status = {
+        "missing": (["export.tflite", tmp_path / "nope.keras", out], "does not exist", 1),
+        "garbage": (["export.tflite", odd_models / "garbage.keras", out], "not a .keras file", 1),
+        "corrupt": (["export.tflite", odd_models / "corrupt.keras", out], "cannot load", 1),
+        "unknown_quantize": (["export.tflite", model, out, "--quantize", "int4"], "invalid choice: 'int4'", 2),
+        "unwritable": (["export.tflite", model, blocker / "out.tflite"], "cannot create output directory", 1),
+        "int8_no_data": (["export.tflite", model, out, "--quantize", "int8"], "calibration images", 1),
+        "unknown_input_shape": (["export.onnx", odd_models / "any_size.keras", tmp_path / "o.onnx"],
+                                "unknown height", 1),
+        "bad_opset": (["export.onnx", model, tmp_path / "o.onnx", "--opset", "21"], "--opset", 2),
+        "not_an_export_dir": (["export", model, tmp_path], "is not a previous export", 1),
+    }[case]
+    proc = run(args, env=env, cwd=tmp_path)
+    assert proc.returncode == status, explain(proc)
+    lines = error_lines(proc)
+    assert len(lines) == 1 and message in lines[0], explain(proc)
+    assert "Traceback" not in proc.stderr, explain(proc)
+    assert not out.exists() and not (tmp_path / "o.onnx").exists()
