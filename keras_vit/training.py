@@ -44,6 +44,7 @@ class ViTTrainer(keras.Model):
         self.mixing = mixing
         self.label_smoothing = float(label_smoothing)
         self.num_classes = model.output_shape[-1]
+        self.build()
 
     def build(self, input_shape=None):
         # The wrapped functional model is built already; the augmentation

@@ -1,0 +1,44 @@
+"""Shared test settings: the TF backend unless told otherwise, a private cache."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SHARED_CIFAR10 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10-jpeg")
+
+
+def cifar10_dir():
+    """The real CIFAR-10 copy, or None (tests that need it skip)."""
+    for candidate in (os.environ.get("KERAS_VIT_DATA_DIR"), SHARED_CIFAR10, "/work/shared/data/cifar10-jpeg"):
+        if candidate and os.path.isdir(os.path.join(candidate, "train")):
+            return os.path.abspath(candidate)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    # Never write decoded-image caches into the user's home from tests.
+    monkeypatch.setenv("KERAS_VIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kv_cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory):
+    """A learnable 10-class image tree: each class is a colour, plus noise."""
+    from keras_vit.data import CIFAR10_CLASSES
+
+    root = tmp_path_factory.mktemp("tiny_cifar")
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(0, 255, (10, 3))
+    for split, count in (("train", 12), ("test", 4)):
+        for label, name in enumerate(CIFAR10_CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(colours[label] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root

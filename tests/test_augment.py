@@ -1,0 +1,86 @@
+"""The on-device augmentation layers: what each does, and that it stays out of inference."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit.augment import (AUGMENT_RECIPES, MixUpCutMix, RandAugment, RandomCropFlip, RandomErasing,
+                               build_augmentation)
+
+IMAGES = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+
+
+def np_(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("layer", [RandomCropFlip(4, seed=1), RandAugment(2, 9, seed=1),
+                                   RandomErasing(1.0, seed=1)])
+def test_identity_at_inference_and_round_trip(layer):
+    np.testing.assert_array_equal(np_(layer(IMAGES)), IMAGES)
+    out = np_(layer(IMAGES, training=True))
+    assert out.shape == IMAGES.shape and out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, IMAGES)
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_crop_flip_is_a_window_of_the_reflect_padded_image():
+    out = np_(RandomCropFlip(4, flip=True, seed=3)(IMAGES, training=True))
+    padded = np.pad(IMAGES, [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
+    for i in range(len(IMAGES)):
+        windows = [padded[i, y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
+        candidates = windows + [w[:, ::-1] for w in windows]
+        assert any(np.array_equal(out[i], c) for c in candidates), i
+
+
+def test_flip_only():
+    out = np_(RandomCropFlip(0, flip=True, seed=4)(IMAGES, training=True))
+    flipped = [np.array_equal(o, x[:, ::-1]) for o, x in zip(out, IMAGES)]
+    kept = [np.array_equal(o, x) for o, x in zip(out, IMAGES)]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+
+
+def test_rand_augment_magnitude_zero_is_identity():
+    np.testing.assert_array_equal(np_(RandAugment(2, 0.0)(IMAGES, training=True)), IMAGES)
+    with pytest.raises(ValueError):
+        RandAugment(2, 11)
+
+
+def test_random_erasing_changes_one_rectangle():
+    out = np_(RandomErasing(1.0, seed=5)(IMAGES, training=True))
+    for o, x in zip(out, IMAGES):
+        rows, cols = np.nonzero(np.any(o != x, axis=-1))
+        assert len(rows) > 0
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert len(rows) > 0.9 * box  # the changed pixels fill their bounding box
+    np.testing.assert_array_equal(np_(RandomErasing(0.0)(IMAGES, training=True)), IMAGES)
+
+
+def test_cutmix_label_weight_is_the_pasted_area():
+    targets = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    images, mixed = MixUpCutMix(mixup_alpha=0.0, cutmix_alpha=1.0, seed=6)(IMAGES, targets)
+    images, mixed = np_(images), np_(mixed)
+    np.testing.assert_allclose(mixed.sum(1), 1.0, atol=1e-6)
+    partner = IMAGES[::-1]
+    for i in range(16):
+        from_partner = np.mean(np.all(images[i] == partner[i], -1) & np.any(IMAGES[i] != partner[i], -1))
+        own = targets[i] @ mixed[i] if not np.array_equal(targets[i], targets[15 - i]) else None
+        if own is not None:
+            assert abs((1 - own) - from_partner) < 1e-6
+
+
+def test_mixup_is_a_convex_combination():
+    targets = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    images, mixed = MixUpCutMix(mixup_alpha=0.8, cutmix_alpha=0.0, seed=7)(IMAGES, targets)
+    lam = np_(mixed)[0] @ targets[0] if targets[0].argmax() != targets[15].argmax() else None
+    np.testing.assert_allclose(np_(images)[0], lam * IMAGES[0] + (1 - lam) * IMAGES[15], rtol=1e-4, atol=1e-3)
+
+
+def test_recipes_build():
+    assert set(AUGMENT_RECIPES) == {"none", "basic", "strong"}
+    names = [layer.name for layer in build_augmentation(**{k: v for k, v in AUGMENT_RECIPES["strong"].items()
+                                                            if k not in ("mixup_alpha", "cutmix_alpha")})]
+    assert names == ["rand_augment", "crop_flip", "random_erasing"]
+    assert build_augmentation(**{k: v for k, v in AUGMENT_RECIPES["none"].items()
+                                 if k not in ("mixup_alpha", "cutmix_alpha")}) == []

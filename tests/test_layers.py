@@ -1,0 +1,173 @@
+"""The seed layers one by one: shapes, patch order, config round-trips, dtypes."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit import DropPath, Patches, PatchEncoder, SequencePooling, TransformerBlock
+from keras_vit.layers import sincos_position_embedding
+
+
+def numpy_patches(images, p):
+    """Reference: loop over the grid row-major, flatten each patch (row, col, channel)."""
+    b, h, w, c = images.shape
+    out = []
+    for r in range(h // p):
+        for q in range(w // p):
+            out.append(images[:, r * p:(r + 1) * p, q * p:(q + 1) * p, :].reshape(b, -1))
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize("shape,p", [((2, 32, 32, 3), 4), ((3, 24, 40, 3), 8), ((1, 6, 9, 1), 3)])
+def test_patches_match_numpy_reference(shape, p):
+    images = np.random.default_rng(0).uniform(size=shape).astype("float32")
+    out = keras.ops.convert_to_numpy(Patches(p)(images))
+    np.testing.assert_array_equal(out, numpy_patches(images, p))
+    assert out.shape == (shape[0], (shape[1] // p) * (shape[2] // p), p * p * shape[3])
+
+
+def test_patches_row_major_order():
+    # Each pixel holds its own (row, col): patch k must come from grid row k // cols.
+    rows, cols = np.meshgrid(np.arange(8), np.arange(12), indexing="ij")
+    image = np.stack([rows, cols, np.zeros_like(rows)], -1)[None].astype("float32")
+    out = keras.ops.convert_to_numpy(Patches(4)(image))[0]
+    for k in range(out.shape[0]):
+        top_left = out[k, :3]
+        assert tuple(top_left[:2]) == (4 * (k // 3), 4 * (k % 3))
+
+
+def test_patches_rejects_sizes_it_cannot_cut():
+    with pytest.raises(ValueError, match=r"30x32.*patch_size=4"):
+        Patches(4)(np.zeros((1, 30, 32, 3), "float32"))
+    with pytest.raises(ValueError):
+        Patches(0)
+
+
+def assert_round_trip(layer, inputs, **call_kwargs):
+    """from_config(get_config()) rebuilds an equal layer; with the weights copied it computes the same."""
+    expected = keras.ops.convert_to_numpy(layer(inputs, **call_kwargs))
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    clone(inputs, **call_kwargs)  # build
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(inputs, **call_kwargs)), expected, atol=1e-6)
+    # Through the registered serialization too (what .keras files use).
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(revived) is type(layer) and revived.get_config() == config
+
+
+def test_patches_round_trip():
+    assert_round_trip(Patches(4, name="p"), np.random.rand(2, 8, 8, 3).astype("float32"))
+
+
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+@pytest.mark.parametrize("class_token", [True, False])
+def test_patch_encoder(position, class_token):
+    patches = np.random.default_rng(1).normal(size=(2, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), class_token=class_token, position_embedding=position)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    assert out.shape == (2, 6 + class_token, 16)
+    position_table = keras.ops.convert_to_numpy(layer.position)[0]
+    if class_token:  # token 0 is the same learned vector for every image
+        cls = keras.ops.convert_to_numpy(layer.cls)[0, 0]
+        np.testing.assert_allclose(out[:, 0], np.broadcast_to(cls + position_table[0], (2, 16)), atol=1e-6)
+    trainable = {w.name for w in layer.trainable_weights}
+    assert ("position_embedding" in trainable) == (position == "learned")
+    assert_round_trip(layer, patches)
+
+
+def test_patch_encoder_checks_sizes():
+    with pytest.raises(ValueError, match="not a square"):
+        PatchEncoder(6, 16)
+    with pytest.raises(ValueError, match="built for 4 patches but got 6"):
+        PatchEncoder(4, 16)(np.zeros((1, 6, 12), "float32"))
+
+
+def test_position_embedding_resampling():
+    layer = PatchEncoder(16, 8)
+    layer(np.zeros((1, 16, 12), "float32"))
+    same = layer.resampled_position_embedding((4, 4))
+    np.testing.assert_allclose(same, keras.ops.convert_to_numpy(layer.position), atol=1e-6)
+    bigger = layer.resampled_position_embedding((6, 8))
+    assert bigger.shape == (1, 1 + 48, 8)
+    np.testing.assert_allclose(bigger[0, 0], same[0, 0])  # class token kept
+    # A constant embedding stays constant under resampling.
+    layer.position.assign(np.ones((1, 17, 8), "float32"))
+    np.testing.assert_allclose(layer.resampled_position_embedding((6, 8)), 1.0, atol=1e-5)
+
+
+def test_sincos_table():
+    table = sincos_position_embedding((4, 4), 16)
+    assert table.shape == (16, 16)
+    assert np.allclose(np.linalg.norm(table, axis=1), np.sqrt(8))  # 8 (sin, cos) pairs
+    with pytest.raises(ValueError):
+        sincos_position_embedding((4, 4), 10)
+
+
+def test_transformer_block_and_attention_scores():
+    tokens = np.random.default_rng(2).normal(size=(3, 5, 16)).astype("float32")
+    block = TransformerBlock(num_heads=4, projection_dim=16, mlp_dim=32)
+    out = keras.ops.convert_to_numpy(block(tokens))
+    assert out.shape == tokens.shape
+    out2, scores = block(tokens, return_attention_scores=True)
+    scores = keras.ops.convert_to_numpy(scores)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out2), out, atol=1e-6)
+    assert scores.shape == (3, 4, 5, 5)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
+    assert_round_trip(block, tokens)
+
+
+def test_transformer_block_uses_exact_gelu_and_checks_heads():
+    block = TransformerBlock(num_heads=2, projection_dim=8, mlp_dim=16)
+    x = np.linspace(-3, 3, 16, dtype="float32")
+    exact = keras.ops.convert_to_numpy(keras.activations.gelu(x, approximate=False))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(block.mlp_hidden.activation(x)), exact, atol=1e-6)
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        TransformerBlock(num_heads=3, projection_dim=8, mlp_dim=16)
+
+
+def test_transformer_block_dropout_only_in_training():
+    tokens = np.random.default_rng(3).normal(size=(8, 5, 16)).astype("float32")
+    block = TransformerBlock(4, 16, 32, dropout=0.5, drop_path=0.5)
+    a = keras.ops.convert_to_numpy(block(tokens, training=False))
+    np.testing.assert_allclose(a, keras.ops.convert_to_numpy(block(tokens, training=False)))
+    assert not np.allclose(a, keras.ops.convert_to_numpy(block(tokens, training=True)))
+
+
+def test_drop_path():
+    x = np.ones((400, 3), "float32")
+    layer = DropPath(0.25, seed=1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    values = np.unique(out)
+    np.testing.assert_allclose(values, [0.0, 1 / 0.75], rtol=1e-6)  # dropped or rescaled
+    assert np.all(out.min(axis=1) == out.max(axis=1))  # whole samples, never parts
+    assert 0.15 < np.mean(out[:, 0] == 0) < 0.35
+    assert_round_trip(layer, x)
+    with pytest.raises(ValueError):
+        DropPath(1.0)
+
+
+@pytest.mark.parametrize("mode", ["token", "gap"])
+def test_sequence_pooling(mode):
+    tokens = np.random.default_rng(4).normal(size=(2, 5, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(SequencePooling(mode)(tokens))
+    np.testing.assert_allclose(out, tokens[:, 0] if mode == "token" else tokens[:, 1:].mean(1), atol=1e-6)
+    assert_round_trip(SequencePooling(mode), tokens)
+    with pytest.raises(ValueError):
+        SequencePooling("token", has_class_token=False)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_layers_under_mixed_precision(policy):
+    images = np.random.default_rng(5).uniform(0, 1, (2, 8, 8, 3)).astype("float32")
+    layers = [Patches(4, dtype=policy), PatchEncoder(4, 16, dtype=policy),
+              TransformerBlock(2, 16, 32, drop_path=0.1, dtype=policy), SequencePooling("token", dtype=policy)]
+    x = images
+    for layer in layers:
+        x = layer(x, training=True) if isinstance(layer, TransformerBlock) else layer(x)
+        assert keras.backend.standardize_dtype(x.dtype) == policy.split("_")[1], type(layer).__name__
+        assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(x, "float32"))))
+    # Variables stay float32 under mixed precision.
+    assert {w.dtype for layer in layers for w in layer.weights} <= {"float32"}

@@ -1,0 +1,130 @@
+"""build_vit, presets, save/load in safe mode, resolution changes, backends."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit import PRESETS, build_vit, get_preset, load_model, resize_vit, vit_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def randomize(model, seed=0):
+    """Give every weight random values (the head starts at zero)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if w.trainable:
+            w.assign(rng.normal(0, 0.2, w.shape).astype("float32"))
+    return model
+
+
+def test_preset_sizes():
+    assert {"vit_micro", "vit_tiny", "vit_cifar10"} <= set(PRESETS)
+    cifar = build_vit("vit_cifar10")
+    assert 2.5e6 <= cifar.count_params() <= 5e6
+    assert build_vit("vit_tiny").count_params() < 1e6
+    assert cifar.output_shape == (None, 10)
+
+
+def test_overrides_and_errors():
+    model = build_vit("vit_micro", num_classes=7, depth=1, pooling="gap")
+    assert model.output_shape == (None, 7)
+    assert sum(layer.name.startswith("block_") for layer in model.layers) == 1
+    assert not model.get_layer("patch_encoder").class_token
+    with pytest.raises(TypeError, match="Unknown build_vit arguments"):
+        build_vit("vit_micro", depht=3)
+    with pytest.raises(ValueError, match="known presets"):
+        build_vit("vit_huge")
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        build_vit("vit_micro", image_size=30)
+    assert get_preset("vit_tiny") is not get_preset("vit_tiny")  # a copy
+
+
+def test_token_count_and_non_square_images():
+    model = build_vit("vit_micro", image_size=(16, 40), patch_size=8)
+    assert model.get_layer("patch_encoder").num_tokens == 2 * 5 + 1
+    assert model(np.zeros((2, 16, 40, 3), "float32")).shape == (2, 10)
+
+
+def test_no_lambda_layers_and_safe_mode_round_trip(tmp_path):
+    model = randomize(build_vit("vit_micro", drop_path=0.1, dropout=0.1))
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(images))
+    path = tmp_path / "vit.keras"
+    model.save(path)
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    assert "Lambda" not in json.dumps(config)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), expected)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(load_model(path)(images)), expected)
+    assert vit_arguments(loaded) == vit_arguments(model)
+
+
+def test_resize_vit():
+    model = randomize(build_vit("vit_micro", image_size=32, patch_size=8))
+    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    same = resize_vit(model, 32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(same(images)),
+                               keras.ops.convert_to_numpy(model(images)), atol=1e-5)
+    bigger = resize_vit(model, (48, 64))
+    assert bigger.input_shape == (None, 48, 64, 3)
+    assert bigger.get_layer("patch_encoder").num_patches == 6 * 8
+    out = keras.ops.convert_to_numpy(bigger(np.zeros((1, 48, 64, 3), "float32")))
+    assert out.shape == (1, 10) and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(bigger.get_layer("block_0").get_weights()[0],
+                                  model.get_layer("block_0").get_weights()[0])
+
+
+def test_pretrained_model_loads():
+    from keras_vit import load_pretrained
+    from keras_vit.pretrained import labels_path, metrics, model_path
+
+    assert model_path().stat().st_size < 20 * 2**20
+    model = load_pretrained()
+    assert model.output_shape == (None, 10)
+    assert labels_path().read_text().split()[0] == "airplane"
+    assert metrics()["test_accuracy"] > 0.5
+
+
+BACKEND_SCRIPT = textwrap.dedent("""
+    import numpy as np, keras, sys
+    from keras_vit import build_vit, Patches, PatchEncoder, TransformerBlock
+    assert keras.backend.backend() == sys.argv[1]
+    for policy in ["float32", "mixed_bfloat16"]:
+        keras.mixed_precision.set_global_policy(policy)
+        model = build_vit("vit_micro", drop_path=0.1)
+        x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+        y = keras.ops.convert_to_numpy(model(x, training=True))
+        assert y.shape == (4, 10) and np.isfinite(y).all(), policy
+    keras.mixed_precision.set_global_policy("float32")
+    model = build_vit("vit_micro")
+    for w in model.trainable_weights:
+        w.assign(np.random.default_rng(1).normal(0, 0.2, w.shape).astype("float32"))
+    model.save(sys.argv[2])
+    print("ok", float(keras.ops.sum(model(x))))
+""")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_runs_and_saves_on_each_backend(backend, tmp_path):
+    pytest.importorskip(backend)
+    path = tmp_path / f"{backend}.keras"
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, backend, str(path)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok" in result.stdout
+    # A file saved under another backend loads here (TF) and computes the same.
+    total = float(result.stdout.split()[-1])
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    loaded = load_model(path)
+    assert abs(float(np.sum(keras.ops.convert_to_numpy(loaded(x)))) - total) < 1e-3 * max(1, abs(total))

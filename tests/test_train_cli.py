@@ -1,0 +1,73 @@
+"""python -m keras_vit.train end to end: outputs, honest metrics, resume, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_vit import load_model, train
+from keras_vit.data import load_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "32", "--verbose", "0"]
+
+
+def test_train_writes_everything_and_reports_true_accuracy(tiny_tree, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(ARGS + ["--data-dir", str(tiny_tree), "--output", str(out)]) == 0
+    for name in ("model.keras", "labels.txt", "history.csv", "curves.png", "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "checkpoint").exists()  # removed once training finished
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["parameters"] > 0 and metrics["wall_clock_seconds"] > 0
+    splits = load_cifar10(tiny_tree)
+    model = load_model(out / "model.keras")
+    accuracy = np.mean(np.argmax(model.predict(splits.x_test.astype("float32"), verbose=0), -1) == splits.y_test)
+    assert metrics["test_accuracy"] == pytest.approx(accuracy)
+    assert (out / "labels.txt").read_text().split()[:2] == ["airplane", "automobile"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_rerun_resumes_after_an_interruption(tiny_tree, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ARGS[:] + ["--data-dir", str(tiny_tree), "--output", str(out)]
+    args[args.index("--epochs") + 1] = "3"
+    original = train.EpochTimer.on_epoch_begin
+
+    def stop_at_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise Interrupt()
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(train.EpochTimer, "on_epoch_begin", stop_at_second_epoch)
+    with pytest.raises(Interrupt):
+        train.main(args)
+    assert (out / "checkpoint").exists()
+    monkeypatch.setattr(train.EpochTimer, "on_epoch_begin", original)
+    assert train.main(args) == 0
+    history = (out / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]  # epoch 0 not redone
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_bad_input_exits_non_zero(tmp_path, capsys):
+    assert train.main(["--epochs", "0"]) == 2
+    assert train.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")]) == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--preset", "vit_gigantic"])
+
+
+def test_module_help():
+    result = subprocess.run([sys.executable, "-m", "keras_vit.train", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--preset", "--data-dir", "--epochs", "--batch-size", "--optimizer", "--learning-rate",
+                 "--weight-decay", "--label-smoothing", "--mixed-precision", "--seed", "--limit", "--output"):
+        assert flag in result.stdout

@@ -1,0 +1,82 @@
+"""ViTTrainer, the optimizer and schedule, and that a short fit learns."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit import build_vit
+from keras_vit.augment import AUGMENT_RECIPES
+from keras_vit.training import (ViTTrainer, learning_rate_schedule, make_optimizer, make_trainer,
+                                training_flops_per_image)
+
+
+def colour_data(n=320, seed=0):
+    """Images whose class is their colour: a model that learns gets it right."""
+    colours = np.random.default_rng(123).uniform(0, 255, (10, 3))  # the same classes for every draw
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype("int32")
+    images = np.clip(colours[labels][:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3)), 0, 255)
+    return images.astype("uint8"), labels
+
+
+def compiled_trainer(recipe, steps, learning_rate=3e-3, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = build_vit("vit_micro")
+    trainer = make_trainer(model, AUGMENT_RECIPES[recipe], label_smoothing=0.1, seed=seed)
+    trainer.compile(optimizer=make_optimizer("adamw", learning_rate_schedule(learning_rate, steps, steps // 10)),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model, trainer
+
+
+def test_short_fit_loss_falls_and_model_learns():
+    images, labels = colour_data()
+    model, trainer = compiled_trainer("basic", steps=10 * 5)
+    history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=64, epochs=5, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0] - 0.3, losses
+    test_images, test_labels = colour_data(200, seed=1)
+    accuracy = np.mean(np.argmax(model.predict(test_images.astype("float32"), verbose=0), -1) == test_labels)
+    assert accuracy > 0.5, accuracy  # chance is 0.1
+
+
+def test_strong_recipe_trains_without_nan():
+    images, labels = colour_data(128)
+    model, trainer = compiled_trainer("strong", steps=4)
+    history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    # Evaluation and prediction see the wrapped model on plain images.
+    logits = trainer.predict({"images": images[:8]}, verbose=0)
+    np.testing.assert_allclose(logits, model.predict(images[:8].astype("float32"), verbose=0), atol=1e-5)
+
+
+def test_loss_is_soft_target_cross_entropy():
+    model = build_vit("vit_micro")
+    trainer = ViTTrainer(model, label_smoothing=0.1)
+    logits = np.array([[2.0, 0.0, -1.0] + [0.0] * 7], "float32")
+    targets = np.eye(10, dtype="float32")[[0]]
+    loss = float(trainer.compute_loss(y_pred={"logits": logits, "targets": targets}))
+    smoothed = targets * 0.9 + 0.01
+    expected = -np.sum(smoothed * (logits - np.log(np.sum(np.exp(logits)))))
+    assert abs(loss - expected) < 1e-5
+
+
+def test_schedule_warms_up_then_decays():
+    schedule = learning_rate_schedule(1e-3, total_steps=100, warmup_steps=10)
+    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert values[0] == 0.0 and abs(values[1] - 5e-4) < 1e-9 and abs(values[2] - 1e-3) < 1e-9
+    assert values[2] > values[3] > values[4] and values[4] < 1e-8
+
+
+def test_optimizers():
+    assert isinstance(make_optimizer("adamw", 1e-3), keras.optimizers.AdamW)
+    assert isinstance(make_optimizer("adam", 1e-3), keras.optimizers.Adam)
+    sgd = make_optimizer("sgd", 0.1, weight_decay=5e-4)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        make_optimizer("lamb", 1e-3)
+
+
+def test_flops_count():
+    model = build_vit("vit_micro")  # 16 patches of 192 values, width 32, 2 blocks, MLP 64, 17 tokens
+    forward = 2 * 16 * 192 * 32 + 2 * (2 * 17 * (4 * 32 * 32 + 2 * 32 * 64) + 4 * 17 * 17 * 32) + 2 * 32 * 10
+    assert training_flops_per_image(model) == 3 * forward
