@@ -12,6 +12,11 @@ appears at the output path:
   with neither TensorFlow nor Keras installed.
 - `python -m export.benchmark EXPORT_DIR`: latency and throughput per format.
 
+Modules: `common` (backend, model/labels/data loading, atomic writes),
+`cli` (the one-format flow), `verify` (the proof), `savedmodel`, `tflite`,
+`onnx`, `report` (report.md/json), `runtime` (deployment side, TF-free),
+`benchmark`.
+
 This file imports nothing on purpose: `export.runtime` must stay importable
 without TensorFlow and Keras.
 """

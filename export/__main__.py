@@ -49,9 +49,11 @@ def main(argv=None):
         "directory to write (replaced only if it is a previous export)",
     )
     parser.add_argument("--calib-images", type=cli.positive_int, default=tflite.DEFAULT_CALIB_IMAGES,
-                        help="training images for int8 calibration")
+                        help=f"training images for int8 calibration (default {tflite.DEFAULT_CALIB_IMAGES})")
+    tflite.add_strict_int8_arg(parser)
     parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET,
-                        help=f"ONNX opset ({onnx_export.MIN_OPSET}..{onnx_export.MAX_OPSET})")
+                        help=f"ONNX opset ({onnx_export.MIN_OPSET}..{onnx_export.MAX_OPSET}, default "
+                        f"{onnx_export.DEFAULT_OPSET})")
     args = parser.parse_args(argv)
     if not onnx_export.MIN_OPSET <= args.opset <= onnx_export.MAX_OPSET:
         parser.error(f"--opset must be between {onnx_export.MIN_OPSET} and {onnx_export.MAX_OPSET}")
@@ -97,11 +99,13 @@ def export_all(args):
                     export_savedmodel(model, io, path)
                     extra = {"signature": "serving_default", "runtime": "tf.saved_model.load"}
                 elif fmt == "tflite":
-                    tflite.convert_isolated(saved_model, path, quantize, data.x_calib if quantize == "int8" else None)
+                    tflite.convert_isolated(saved_model, path, quantize, data.x_calib if quantize == "int8" else None,
+                                            args.strict_int8)
                     runtime_info, ops = tflite.runtime_info(path)
                     extra = {"runtime": "ai_edge_litert.interpreter.Interpreter", "quantize": quantize, **ops}
                     if quantize == "int8":
                         extra["calibration"] = {"images": int(len(data.x_calib)), "source": data.source}
+                        extra["strict_int8"] = args.strict_int8
                 else:
                     import onnx
 

@@ -61,6 +61,10 @@ def machine_info():
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+    try:  # other jobs on the machine make the numbers noisy: record how busy it was
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
     for module in ("tensorflow", "keras", "ai_edge_litert", "onnxruntime"):
         try:
             from importlib.metadata import version
@@ -123,6 +127,7 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
         targets.insert(0, ("Keras", model_path))
     if not targets:
         raise ExportError(f"no exported files in {export_dir} (expected savedmodel/, *.tflite, *.onnx).")
+    machine = machine_info()  # before timing: its load average is the other processes'
     rng = np.random.default_rng(0)
     results = []
     for name, path in common.progress(targets, desc="benchmark"):
@@ -143,8 +148,12 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
         print(f"{name:<16} latency {row['latency_ms_median']:7.3f} ms (p90 {row['latency_ms_p90']:7.3f}), "
               f"throughput {row['throughput_images_per_s']:9.1f} img/s, {row['size_bytes'] / 1e6:.3f} MB")
         results.append(row)
+    try:
+        machine["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
     return {
-        "machine": machine_info(),
+        "machine": machine,
         "settings": {"latency_batch": 1, "runs": runs, "warmup": warmup, "throughput_batch": batch,
                      "throughput_runs": throughput_runs, "threads": threads,
                      "keras_call": "model.predict_on_batch", "tflite": "ai_edge_litert Interpreter + XNNPACK",
@@ -155,11 +164,18 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
 
 def markdown(report):
     m, s = report["machine"], report["settings"]
+    # The load before the first timing is the other processes' (this one was idle
+    # loading files); the load after includes this benchmark's own threads.
+    before, after = m.get("load_average_1min"), m.get("load_average_1min_after")
+    busy = before is not None and before > m["cores_available"] / 2
     lines = [
         "# keras-vit benchmark",
         "",
         f"Machine: {m['cpu']}, {m['cores_available']} cores available to this process ({m['cores_total']} in total); "
-        f"{m['platform']}, Python {m['python']}.",
+        f"{m['platform']}, Python {m['python']}."
+        + (f" 1-minute load average {before} before, {after} after (this benchmark adds up to its thread count)"
+           + ("; the machine was busy with other processes: expect noisy numbers." if busy else ".")
+           if before is not None else ""),
         f"Threads: TFLite and ONNX Runtime {s['threads']}; TensorFlow its defaults. Keras is timed with "
         f"`{s['keras_call']}`.",
         f"Latency: batch 1, median and p90 of {s['runs']} calls after {s['warmup']} warm-up calls. Throughput: batch "
@@ -169,7 +185,8 @@ def markdown(report):
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
-        lines.append(f"| {r['name']} | {r['input_dtype']} | {r['size_bytes'] / 1e6:.3f} | {r['latency_ms_median']:.3f} | "
+        lines.append(f"| {r['name']} | {r['input_dtype']} | {r['size_bytes'] / 1e6:.3f} | "
+                     f"{r['latency_ms_median']:.3f} | "
                      f"{r['latency_ms_p90']:.3f} | {r['throughput_images_per_s']:.1f} |")
     lines += ["", "![latency and throughput](benchmark.png)", ""]
     return "\n".join(lines)

@@ -48,7 +48,7 @@ class Parser(argparse.ArgumentParser):
 def make_parser(prog, description, output_help):
     """An `ArgumentParser` with the arguments every exporter takes."""
     parser = Parser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, description=description,
         epilog="Input of every exported file: float32 (batch, height, width, 3) raw RGB pixels 0..255, channels "
         "last (int8 TFLite: uint8 pixels). Output: logits (batch, num_classes); softmax gives probabilities. "
         "The file is written to a temp path and renamed only after it passes the parity proof.",
@@ -56,16 +56,17 @@ def make_parser(prog, description, output_help):
     parser.add_argument("model", help="trained .keras file (from any Keras backend)")
     parser.add_argument("output", help=output_help)
     parser.add_argument("--labels", default=None,
-                        help="class names, one per line (default: labels.txt beside the model, else the CIFAR-10 "
-                        "names for a 10-class model)")
+                        help="class names, one per line (default: labels.txt or MODEL.labels.txt beside the model, "
+                        "else the CIFAR-10 names for a 10-class model)")
     parser.add_argument("--data-dir", default=None,
                         help="real images for the proof (and int8 calibration): a CIFAR-10 copy "
                         "(DIR/{train,test}/<class>/*.jpg or cifar-10-batches-py); default $KERAS_VIT_DATA_DIR, "
                         "then the standard local places; else a random batch, with a warning")
     parser.add_argument("--eval-images", type=eval_images_arg, default="all",
-                        help="test images for parity and accuracy, or 'all' (CIFAR-10: 10000). A 1-point accuracy "
-                        "tolerance needs thousands of images: int8 flips ~5%% of borderline images both ways, so "
-                        "on 2000 images the measured drop has a noise of about +-0.5 point")
+                        help="test images for parity and accuracy, or 'all' (default; CIFAR-10: 10000). A 1-point "
+                        "accuracy tolerance needs thousands of images: int8 changes the top-1 of a few %% of "
+                        "borderline images, both ways, so on 2000 images the measured drop has a noise of about "
+                        "+-0.4 point")
     parser.add_argument("--atol", type=float, default=None,
                         help="max |logit diff| for float32 files (default 1e-4)")
     return parser
@@ -99,7 +100,7 @@ def export_one(args, *, fmt, variant, convert, is_dir=False, calib_images=0, mar
 
     model, io = common.load_keras_model(args.model)
     labels, label_source = common.resolve_labels(args.model, io.num_classes, args.labels)
-    print(label_source if label_source.startswith("note") else f"{label_source}")
+    print(label_source)
     data = common.load_data(args.data_dir, io, labels, eval_images=args.eval_images, calib_images=calib_images)
     for note in data.notes:
         print(note, file=sys.stderr if not data.real else sys.stdout)

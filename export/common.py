@@ -176,8 +176,9 @@ def resolve_labels(model_path, num_classes, labels_file=None):
     """Finds the class names of a model.
 
     Order: `labels_file`, else `labels.txt` beside the model (written by
-    `keras_vit.train`), else the CIFAR-10 names when the model has 10
-    outputs (returned with a note to print).
+    `keras_vit.train`), else its `<name>.labels.txt` twin (as the shipped
+    `keras_vit/pretrained/vit_cifar10.keras` has), else the CIFAR-10 names
+    when the model has 10 outputs (returned with a note to print).
 
     Returns:
         `(labels, source)`: the names and a sentence saying where they came from.
@@ -185,9 +186,11 @@ def resolve_labels(model_path, num_classes, labels_file=None):
     Raises:
         ExportError: unreadable file, wrong count, or no source.
     """
-    beside = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), LABELS_FILENAME)
-    if labels_file is None and os.path.isfile(beside):
-        labels_file = beside
+    model_path = os.path.abspath(os.fspath(model_path))
+    folder, stem = os.path.dirname(model_path), os.path.splitext(os.path.basename(model_path))[0]
+    for beside in (os.path.join(folder, LABELS_FILENAME), os.path.join(folder, f"{stem}.labels.txt")):
+        if labels_file is None and os.path.isfile(beside):
+            labels_file = beside
     if labels_file is not None:
         try:
             labels = read_labels(labels_file)

@@ -124,7 +124,8 @@ def main(argv=None):
         "the .onnx file to write (labels.txt and OUT.onnx.json are written beside it)",
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}; tf2onnx 1.17 supports up to {MAX_OPSET})")
+                        help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET}; tf2onnx 1.17 writes "
+                        f"up to {MAX_OPSET})")
     args = parser.parse_args(argv)
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         parser.error(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (tf2onnx 1.17), got {args.opset}")

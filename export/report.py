@@ -43,6 +43,7 @@ def build(*, args, model, io, labels, label_source, data, reference, results, ca
         "io": {name: {"input": card["input"], "output": card["output"]} for name, card in cards.items()},
         "tflite_ops": {name: card.get("ops") for name, card in cards.items() if card.get("ops")},
         "int8_float_ops": cards.get("model_int8.tflite", {}).get("float_ops"),
+        "strict_int8": bool(getattr(args, "strict_int8", False)),
         "versions": {"keras_vit": keras_vit.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
     }
 
@@ -66,7 +67,7 @@ def markdown(report):
         + (f"; int8 calibrated on {data['calibration_images']} training images" if data["calibration_images"] else ""),
         f"- Keras accuracy on them: {keras_info['accuracy']:.2f}%"
         + ("" if data["labels_known"] else " (no labels: accuracy = agreement with Keras's top-1)"),
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
     ]
     for note in data["notes"]:
         lines += ["", f"> **{note}**" if not data["real"] else f"> {note}"]
@@ -75,8 +76,8 @@ def markdown(report):
         "",
         "## Parity",
         "",
-        f"float32 files: max |logit - Keras logit| <= {tol['float32_max_abs_logit_diff']:g} and the same top-1 on every "
-        "image. Quantized files: accuracy within "
+        f"float32 files: max |logit - Keras logit| <= {tol['float32_max_abs_logit_diff']:g} and the same top-1 on "
+        "every image. Quantized files: accuracy within "
         + ", ".join(f"{k} {v:g}" for k, v in tol["max_accuracy_drop_points"].items())
         + f" points of Keras. Every file also runs batches of {' and '.join(map(str, tol['dynamic_batch_sizes']))}.",
         "",
@@ -120,9 +121,13 @@ def markdown(report):
             "",
             "## Notes",
             "",
-            "- `model_int8.tflite` is integer end to end except for these ops, which have no int8 kernel and run in "
-            "float between DEQUANTIZE and QUANTIZE (fine on LiteRT CPU; an integer-only accelerator would need them "
-            "gone from the model): " + ", ".join(f"{op} x{n}" for op, n in float_ops.items()) + ".",
+            "- `model_int8.tflite`: every matmul is int8; these ops compute in float32 between DEQUANTIZE and "
+            "QUANTIZE: " + ", ".join(f"{op} x{n}" for op, n in float_ops.items()) + ". NEG (in every "
+            "LayerNormalization) and ZEROS_LIKE (the class-token tiling of PatchEncoder) have no int8 kernel; "
+            + ("the class-token assembly and the first LayerNorm are kept float32 on purpose (int8 rounds the "
+               "small class token to zero; see export/tflite.py, `--strict-int8` quantizes them). "
+               if not report.get("strict_int8") else "")
+            + "Fine on LiteRT CPU; an integer-only accelerator needs a model without them.",
         ]
     lines += [
         "",

@@ -219,7 +219,7 @@ class TFLiteModel(ExportedModel):
             raise RuntimeModelError(f"{self.path} is not a valid TFLite model: {_first_line(e)}") from None
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeModelError(f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1.")
+            raise RuntimeModelError(f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1.")
         self._input, self._output = inputs[0], outputs[0]
         signature = self._input.get("shape_signature", self._input["shape"])
         if len(signature) != 4:
@@ -245,10 +245,18 @@ class TFLiteModel(ExportedModel):
         interpreter.invoke()
         return interpreter.get_tensor(self._output["index"]).copy()
 
+    def _undelegated(self):
+        # The op list of an interpreter that applied XNNPACK shows DELEGATE nodes
+        # instead of the file's ops: read them from one without delegates.
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        return Interpreter(model_path=self.path,
+                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
     def op_counts(self):
         """`{op_name: count}` of the operators in the file."""
         counts = {}
-        for op in self._interpreter._get_ops_details():
+        for op in self._undelegated()._get_ops_details():
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
         return dict(sorted(counts.items()))
 
@@ -259,9 +267,10 @@ class TFLiteModel(ExportedModel):
         quantize; they run in float between a DEQUANTIZE and a QUANTIZE, which
         LiteRT on CPU handles but an integer-only accelerator does not.
         """
-        tensors = {t["index"]: t for t in self._interpreter.get_tensor_details()}
+        interpreter = self._undelegated()
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
         found = {}
-        for op in self._interpreter._get_ops_details():
+        for op in interpreter._get_ops_details():
             if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
                 continue
             indices = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
@@ -293,10 +302,11 @@ class ONNXModel(ExportedModel):
         try:
             self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types.
-            raise RuntimeModelError(f"{self.path} is not a valid ONNX model for onnxruntime: {_first_line(e)}") from None
+            raise RuntimeModelError(f"{self.path} is not a valid ONNX model for onnxruntime: {_first_line(e)}") \
+                from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeModelError(f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1.")
+            raise RuntimeModelError(f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1.")
         self._input_name = inputs[0].name
         shape = inputs[0].shape
         if len(shape) != 4 or not all(isinstance(v, int) for v in shape[1:]):

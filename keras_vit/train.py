@@ -105,13 +105,6 @@ class EpochTimer(keras.callbacks.Callback):
             logs["images_per_second"] = self.num_images / elapsed
 
 
-def atomic_write_text(path, text):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_model_atomic(model, path):
     path = Path(path)
     tmp = path.with_name(f".tmp_{path.name}")  # must keep the .keras suffix
@@ -148,7 +141,7 @@ def as_float32(model):
 
 def run(args, splits):
     from keras_vit import build_vit
-    from keras_vit.labels import write_labels
+    from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
     from keras_vit.training import learning_rate_schedule, make_optimizer, make_trainer, steps_per_epoch
 

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 
 import keras_vit
-from keras_vit.data import CIFAR10_CLASSES
 from export import runtime
+from keras_vit.data import CIFAR10_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = CIFAR10_CLASSES
@@ -144,7 +144,7 @@ def test_all_formats_written_and_proven(export_dir):
     assert report["data"]["eval_images"] == 10 * N_TEST
     results = {r["file"]: r for r in report["formats"]}
     assert sorted(results) == sorted(FILES)
-    for name, r in results.items():
+    for r in results.values():
         assert r["passed"], r
         assert set(r["dynamic_batch"]) == {"1", "7"}
         if r["quantize"] == "none":
@@ -179,6 +179,58 @@ def test_int8_takes_raw_uint8_pixels_and_returns_int8_logits(export_dir):
     assert card["input"]["dtype"] == "uint8" and card["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
     assert card["output"]["dtype"] == "int8" and "logit =" in card["output"]["values"]
     assert card["calibration"]["images"] == 64
+
+
+def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir):
+    import onnx
+
+    model = onnx.load(str(export_dir / "model.onnx"))
+    ops = {node.op_type for node in model.graph.node}
+    assert "Erf" in ops and "Erfc" not in ops  # exact GELU, via 1 - Erf
+    assert all(onnx.defs.has(node.op_type, node.domain) for node in model.graph.node)
+    (image,), (logits,) = model.graph.input, model.graph.output
+    assert (image.name, logits.name) == ("images", "logits")
+    assert image.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_value for d in image.type.tensor_type.shape.dim[1:]] == [32, 32, 3]
+
+
+needs_tf_keras = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                    reason="in-process conversion needs Keras on TensorFlow")
+
+
+@needs_tf_keras
+def test_flex_op_fails_loudly(tmp_path):
+    """An op without a TFLite builtin is a conversion error naming the op, never a Flex op."""
+    import tensorflow as tf
+
+    from export import tflite
+    from export.common import ExportError
+
+    class Erfc(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+        def serve(self, x):
+            return {"y": tf.math.erfc(x)}
+
+    module = Erfc()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    with pytest.raises(ExportError, match="not TFLite builtins: Erfc"):
+        tflite.convert(str(tmp_path / "sm"), "none")
+
+
+@needs_tf_keras
+def test_int8_float_ops_default_and_strict(export_dir, data_tree, tmp_path):
+    """By default the class-token assembly and first LayerNorm stay float; --strict-int8 quantizes them."""
+    from export import tflite
+
+    default = runtime.load(export_dir / "model_int8.tflite").float_ops()
+    assert {"CONCATENATION", "RSQRT"} <= set(default), default
+    _, arrays = data_tree
+    content = tflite.convert(str(export_dir / "savedmodel"), "int8", arrays["train"][0][:64], strict_int8=True)
+    (tmp_path / "strict.tflite").write_bytes(content)
+    strict = runtime.load(tmp_path / "strict.tflite")
+    assert set(strict.float_ops()) <= {"NEG", "ZEROS_LIKE"}, strict.float_ops()  # no int8 kernel for these
+    assert strict.input_dtype == np.uint8 and strict.input_quantization == (1.0, 0)
+    assert strict.output_dtype == np.int8
 
 
 @pytest.mark.parametrize("name", ["model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite",
@@ -236,8 +288,8 @@ def test_runtime_cli_needs_neither_tensorflow_nor_keras(export_dir, trained, tmp
     code = ("import sys, export.runtime as r; m = r.load(sys.argv[1]); "
             "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'keras_vit', 'tf2onnx')]; "
             "assert not bad, bad")
-    proc = subprocess.run([sys.executable, "-c", code, str(export_dir / "model_int8.tflite")], env={**os.environ, **env},
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, str(export_dir / "model_int8.tflite")],
+                          env={**os.environ, **env}, capture_output=True, text=True)
     assert proc.returncode == 0, explain(proc)
 
 
@@ -374,6 +426,23 @@ def test_real_cifar10_parity(trained, tmp_path):
     assert proc.returncode == 0, explain(proc)
     proof = json.loads((tmp_path / "real.tflite.json").read_text())["proof"]
     assert proof["real_images"] and proof["images"] == 200 and proof["max_abs_diff"] <= 1e-4
+
+
+def test_resolve_labels(tmp_path):
+    from export.common import ExportError, resolve_labels
+
+    model = tmp_path / "m.keras"
+    labels, source = resolve_labels(model, 10)
+    assert labels == list(CLASSES) and source.startswith("note")  # no file: CIFAR-10 names, said so
+    with pytest.raises(ExportError, match="--labels"):
+        resolve_labels(model, 3)
+    (tmp_path / "m.labels.txt").write_text("a\nb\nc\n")  # the shipped-model twin
+    assert resolve_labels(model, 3)[0] == ["a", "b", "c"]
+    (tmp_path / "labels.txt").write_text("x\ny\nz\n\n")  # keras_vit.train's file wins
+    assert resolve_labels(model, 3)[0] == ["x", "y", "z"]
+    (tmp_path / "given.txt").write_text("p\nq\n")
+    with pytest.raises(ExportError, match="2 labels but the model has 3"):
+        resolve_labels(model, 3, tmp_path / "given.txt")
 
 
 # --------------------------------------------------------------------------
