@@ -66,7 +66,7 @@ def run_cli(main, argv=None):
 
 def progress(iterable, **kwargs):
     """A tqdm progress bar on stderr, shown only on a terminal."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(iterable, file=sys.stderr, disable=None, leave=False, **kwargs)
 

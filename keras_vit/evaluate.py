@@ -99,7 +99,7 @@ def predict_logits(model, images, batch_size: int = 256, progress: bool = True, 
     Returns:
         float32 numpy array `(n, num_classes)`.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     images = np.asarray(images)
     n = len(images)
