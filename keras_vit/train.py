@@ -219,7 +219,8 @@ def run(args, splits):
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", splits.class_names)
     if history:
-        plot_training_curves(history, output / "curves.png", title=f"{args.preset} on {splits.source}")
+        plot_training_curves(history, output / "curves.png",
+                             title=f"{args.preset}, {num_train:,} training images")
     steady = timer.times[1:] or timer.times
     metrics = {
         "test_accuracy": test_accuracy,
