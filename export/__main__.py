@@ -24,6 +24,7 @@ import os
 import sys
 
 from export import cli, common
+from keras_vit.evaluate import positive_int  # after export.common: it pins the TF backend
 from export.common import ExportError
 
 # (format, variant, file name, tflite quantize mode)
@@ -48,7 +49,7 @@ def main(argv=None):
         "against Keras in its own runtime, and write report.md/report.json.",
         "directory to write (replaced only if it is a previous export)",
     )
-    parser.add_argument("--calib-images", type=cli.positive_int, default=tflite.DEFAULT_CALIB_IMAGES,
+    parser.add_argument("--calib-images", type=positive_int, default=tflite.DEFAULT_CALIB_IMAGES,
                         help=f"training images for int8 calibration (default {tflite.DEFAULT_CALIB_IMAGES})")
     tflite.add_strict_int8_arg(parser)
     parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET,

@@ -13,29 +13,16 @@ import sys
 
 from export import common
 from export.common import ExportError
+from keras_vit.evaluate import positive_int
 
 
 def eval_images_arg(value):
     """`--eval-images`: a positive int, or `all`."""
     if value.lower() == "all":
         return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
-    return n
+    return positive_int(value)
 
 
-def positive_int(value):
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
 
 
 class Parser(argparse.ArgumentParser):

@@ -52,6 +52,7 @@ import tempfile
 import numpy as np
 
 from export import cli, common
+from keras_vit.evaluate import positive_int  # after export.common: it pins the TF backend
 from export.common import ExportError
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
@@ -221,7 +222,7 @@ def main(argv=None):
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
                         help="none: float32; float16: fp16 weights; dynamic: int8 weights (dynamic range); int8: "
                         "uint8 pixels in, int8 logits out (needs --data-dir). Default: none")
-    parser.add_argument("--calib-images", type=cli.positive_int, default=DEFAULT_CALIB_IMAGES,
+    parser.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIB_IMAGES,
                         help=f"training images for int8 calibration (default {DEFAULT_CALIB_IMAGES})")
     add_strict_int8_arg(parser)
     args = parser.parse_args(argv)

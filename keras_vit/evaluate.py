@@ -295,9 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="path of the .keras model file")
     parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (see 'data layouts' below)")
     parser.add_argument("--split", choices=("test", "train"), default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only N images, drawn evenly from the classes")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only N images, drawn evenly from the classes")
     parser.add_argument("--seed", type=int, metavar="S", default=0, help="seed of the --limit selection (default: 0)")
-    parser.add_argument("--batch-size", type=_positive_int, metavar="B", default=256, help="images per batch (default: 256)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="B", default=256, help="images per batch (default: 256)")
     parser.add_argument("--output", metavar="DIR", help="folder for evaluation.json and confusion_matrix.png (default: beside the model)")
     parser.add_argument("--labels", metavar="FILE", help="class names file, one per line (default: labels.txt beside the model)")
     parser.add_argument("--cache-dir", metavar="DIR", help="decoded-image cache folder (default: $KERAS_VIT_CACHE_DIR or ~/.cache/keras_vit)")
@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text):
+def positive_int(text):
+    """argparse type: a positive int, with a clear message otherwise."""
     try:
         value = int(text)
     except ValueError:

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_vit.evaluate import CLIError, _first_line, _positive_int, load_model_checked, predict_logits, softmax
+from keras_vit.evaluate import CLIError, _first_line, positive_int, load_model_checked, predict_logits, softmax
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", help="path of the .keras model file")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
-    parser.add_argument("--top-k", type=_positive_int, metavar="K", default=5, help="classes to show per image (default: 5)")
+    parser.add_argument("--top-k", type=positive_int, metavar="K", default=5, help="classes to show per image (default: 5)")
     parser.add_argument("--labels", metavar="FILE", help="class names file, one per line (default: labels.txt beside the model)")
-    parser.add_argument("--batch-size", type=_positive_int, metavar="B", default=64, help="images per batch (default: 64)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="B", default=64, help="images per batch (default: 64)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     return parser
 
