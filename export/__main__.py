@@ -68,21 +68,8 @@ def export_all(args):
     from export import tflite, verify
     from export.savedmodel import export_savedmodel
 
-    common.check_model_file(args.model)
-    output = common.check_output_path(args.output, kind="dir", marker=REPORT_MARKER)
-    common.check_data_available(args.data_dir)
-    if args.labels is not None and not os.path.isfile(args.labels):
-        raise ExportError(f"labels file {args.labels} does not exist.")
-
-    model, io = common.load_keras_model(args.model)
-    labels, label_source = common.resolve_labels(args.model, io.num_classes, args.labels)
-    print(label_source)
-    # int8 needs calibration images, so this fails (clearly) without real data.
-    data = common.load_data(args.data_dir, io, labels, eval_images=args.eval_images, calib_images=args.calib_images)
-    for note in data.notes:
-        print(note)
-    reference = verify.Reference(model, data)
-    print(f"checking on {reference.description}; Keras accuracy {reference.keras_accuracy:.2f}%")
+    output, model, io, labels, label_source, data, reference = cli.prepare(
+        args, kind="dir", marker=REPORT_MARKER, calib_images=args.calib_images)
     atol = verify.FLOAT_ATOL if args.atol is None else args.atol
 
     tmp = common.temp_path(output)

@@ -8,6 +8,7 @@ first, labels, data, the proof, the atomic rename, the model card) is here.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
 
@@ -59,6 +60,39 @@ def make_parser(prog, description, output_help):
     return parser
 
 
+Prepared = collections.namedtuple("Prepared", "output model io labels label_source data reference")
+
+
+def prepare(args, *, kind, marker=None, calib_images=0):
+    """The steps every export command starts with, cheap checks first.
+
+    Checks the model file, the output path and the data before loading
+    TensorFlow (a typo fails in a second), then loads the model, its labels
+    and the proof images and computes the Keras reference.
+
+    Returns:
+        A `Prepared` tuple.
+    """
+    from export import verify
+
+    common.check_model_file(args.model)
+    output = common.check_output_path(args.output, kind=kind, marker=marker)
+    common.check_data_available(args.data_dir)
+    if args.labels is not None and not os.path.isfile(args.labels):
+        raise ExportError(f"labels file {args.labels} does not exist.")
+
+    model, io = common.load_keras_model(args.model)
+    labels, label_source = common.resolve_labels(args.model, io.num_classes, args.labels)
+    print(label_source)
+    # int8 needs calibration images, so this fails (clearly) without real data.
+    data = common.load_data(args.data_dir, io, labels, eval_images=args.eval_images, calib_images=calib_images)
+    for note in data.notes:
+        print(note, file=sys.stderr if not data.real else sys.stdout)
+    reference = verify.Reference(model, data)
+    print(f"checking on {reference.description}; Keras accuracy {reference.keras_accuracy:.2f}%")
+    return Prepared(output, model, io, labels, label_source, data, reference)
+
+
 def export_one(args, *, fmt, variant, convert, is_dir=False, calib_images=0, marker=None):
     """Runs one export end to end; returns the proof result.
 
@@ -78,21 +112,8 @@ def export_one(args, *, fmt, variant, convert, is_dir=False, calib_images=0, mar
     """
     from export import verify
 
-    # Cheap checks first: a typo fails in a second, not after loading TensorFlow.
-    common.check_model_file(args.model)
-    output = common.check_output_path(args.output, kind="dir" if is_dir else "file", marker=marker)
-    common.check_data_available(args.data_dir)
-    if args.labels is not None and not os.path.isfile(args.labels):
-        raise ExportError(f"labels file {args.labels} does not exist.")
-
-    model, io = common.load_keras_model(args.model)
-    labels, label_source = common.resolve_labels(args.model, io.num_classes, args.labels)
-    print(label_source)
-    data = common.load_data(args.data_dir, io, labels, eval_images=args.eval_images, calib_images=calib_images)
-    for note in data.notes:
-        print(note, file=sys.stderr if not data.real else sys.stdout)
-    reference = verify.Reference(model, data)
-    print(f"checking on {reference.description}; Keras accuracy {reference.keras_accuracy:.2f}%")
+    output, model, io, labels, _, data, reference = prepare(
+        args, kind="dir" if is_dir else "file", marker=marker, calib_images=calib_images)
 
     tmp = common.temp_path(output)
     labels_path, card_path = common.sidecar_paths(output, is_dir=is_dir)
