@@ -136,12 +136,15 @@ def labels_for_model(
     )
 
 
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Writes `text` (UTF-8) to `path` via a temporary file and `os.replace`.
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` via a temporary file beside it and `os.replace`.
+
+    A reader never sees a half-written file, and an interrupted write leaves
+    the old file (or none).
 
     Args:
         path: destination file; its folder must exist.
-        text: the content.
+        data: the content.
 
     Returns:
         The `Path` written.
@@ -149,12 +152,17 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; labels are not secret.
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are not secret.
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """`atomic_write_bytes` for UTF-8 text with `\\n` line ends."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

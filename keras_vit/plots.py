@@ -18,15 +18,17 @@ plots.plot_confusion_matrix(cm, class_names, "run/confusion_matrix.png")
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from keras_vit.labels import atomic_write_bytes
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -49,17 +51,9 @@ def _save(fig, path, dpi=100):
     """Saves `fig` as a PNG at `path` atomically and returns the `Path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def to_display_image(image):
