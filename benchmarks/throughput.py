@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from keras_vit import build_vit  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
-from keras_vit.train import MIXED_PRECISION, describe_device  # noqa: E402
+from keras_vit.train import MIXED_PRECISION, EpochTimer, describe_device  # noqa: E402
 from keras_vit.training import (  # noqa: E402
     learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image,
 )
@@ -44,19 +43,6 @@ def peak_for(device, precision):
     return None
 
 
-class EpochClock(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        # Keras has turned the logs into numbers here, so the device is done.
-        self.times.append(time.perf_counter() - self.start)
-
-
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     overrides = {} if pooling is None else {"pooling": pooling}
@@ -67,7 +53,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * steps, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * steps).astype("int32")
-    clock = EpochClock()
+    # Epoch end is where Keras turns the logs into numbers, so the device is done.
+    clock = EpochTimer(batch_size * steps)
     trainer.fit({"images": images, "labels": labels}, labels, batch_size=batch_size, epochs=epochs,
                 callbacks=[clock], verbose=0)
     steady = float(np.median(clock.times[1:]))
