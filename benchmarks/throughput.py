@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 
 from keras_vit import build_vit  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
-from keras_vit.train import MIXED_PRECISION, EpochTimer, describe_device  # noqa: E402
+from keras_vit.callbacks import EpochTimer  # noqa: E402
+from keras_vit.train import MIXED_PRECISION, describe_device  # noqa: E402
 from keras_vit.training import (  # noqa: E402
     learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image,
 )
@@ -43,13 +44,19 @@ def peak_for(device, precision):
     return None
 
 
-def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None):
+def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
+            repeats=None, steps_per_execution=1, ema_momentum=None):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
-    overrides = {} if pooling is None else {"pooling": pooling}
-    model = build_vit(preset, **overrides)
-    trainer = make_trainer(model, AUGMENT_RECIPES[augment], label_smoothing=0.1, seed=0)
-    trainer.compile(optimizer=make_optimizer("adamw", learning_rate_schedule(1e-3, steps * epochs, steps)),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    flags = {"pooling": pooling, "num_heads": num_heads}
+    model = build_vit(preset, **{name: value for name, value in flags.items() if value is not None})
+    recipe = dict(AUGMENT_RECIPES[augment])
+    if repeats is not None:
+        recipe["repeats"] = repeats
+    trainer = make_trainer(model, recipe, label_smoothing=0.1, seed=0)
+    schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
+    trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                    steps_per_execution=steps_per_execution)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * steps, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * steps).astype("int32")
@@ -64,6 +71,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None)
     peak = peak_for(device, MIXED_PRECISION[precision])
     return {
         "preset": preset, "pooling": model.get_layer("pool").mode, "augment": augment,
+        "num_heads": model.get_layer("block_0").num_heads, "repeats": trainer.repeats,
+        "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
         "images_per_second": round(images_per_second, 1),
@@ -86,12 +95,17 @@ def main(argv=None):
     parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION))
     parser.add_argument("--augment", default="strong", choices=sorted(AUGMENT_RECIPES))
     parser.add_argument("--pooling", default=None, choices=["token", "gap"])
+    parser.add_argument("--num-heads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first one compiles)")
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
-                     args.augment, args.pooling)
+                     args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
+                     args.ema_momentum)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

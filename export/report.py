@@ -122,8 +122,8 @@ def markdown(report):
             "## Notes",
             "",
             "- `model_int8.tflite`: every matmul is int8; these ops compute in float32 between DEQUANTIZE and "
-            "QUANTIZE: " + ", ".join(f"{op} x{n}" for op, n in float_ops.items()) + ". NEG (in every "
-            "LayerNormalization) and ZEROS_LIKE (the class-token tiling of PatchEncoder) have no int8 kernel; "
+            "QUANTIZE: " + ", ".join(f"{op} x{n}" for op, n in float_ops.items()) + ". NEG (in every Keras "
+            "LayerNormalization, which computes `-mean * inv`) has no int8 kernel; "
             + ("the class-token assembly and the first LayerNorm are kept float32 on purpose (int8 rounds the "
                "small class token to zero; see export/tflite.py, `--strict-int8` quantizes them). "
                if not report.get("strict_int8") else "")

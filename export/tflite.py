@@ -29,15 +29,23 @@ One int8 scale per tensor rounds the class token to zero, the first
 LayerNorm then normalizes a zero vector, and the class token (the one the
 head reads) is wrong from there on: on vit_micro that costs 9 accuracy
 points, on a vit_tiny 7% of top-1 answers and max |logit error| ~4.8.
-Keeping the token assembly (class token concat, position add: `patch_encoder`
-minus its projection) and the first block's `attention_norm` in float32
-(16 small elementwise ops; every matmul stays int8) restores it: vit_micro
-loses nothing, the vit_tiny's top-1 agreement goes 92.8% -> 97.1% and max
-|logit error| 4.8 -> 0.4. This is TFLite's selective quantization
+Keeping the token assembly (class token broadcast and concat, position add:
+`patch_encoder` minus its projection) and the first block's `attention_norm`
+in float32 (14 small ops: BROADCAST_TO, CONCATENATION, ADD and the
+LayerNorm's 11; every matmul stays int8) restores it: vit_micro loses
+nothing, the vit_tiny's top-1 agreement goes 92.8% -> 97.1% and max |logit
+error| 4.8 -> 0.4. This is TFLite's selective quantization
 (`denylisted_nodes`, as in its quantization debugger); the ops are found by
 the layer names `build_vit` gives, and the model card lists every op that
 computes in float. `--strict-int8` quantizes them too (for integer-only
 accelerators; expect the loss above).
+
+One op stays float32 even with `--strict-int8`: NEG, once in every
+LayerNormalization (Keras computes `x * inv + (-mean * inv + beta)`; the
+LiteRT NEG kernel is float32/int32/int64 only). It negates the per-token
+mean, a `(batch, tokens, 1)` tensor, between a DEQUANTIZE and a QUANTIZE.
+Removing it would need a LayerNormalization other than Keras' (`beta - mean
+* inv` gives the same float32 bits), and the saved models name Keras'.
 
 CLI: `python -m export.tflite MODEL.keras OUT.tflite [--quantize none|float16|dynamic|int8]`.
 """
@@ -130,7 +138,9 @@ def _quantize_selectively(converter):
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     interpreter = Interpreter(model_content=calibrated)
-    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    # Only ops with a float output: denylisting shape arithmetic (SHAPE reads the
+    # int8 patches for the class token's BROADCAST_TO) would only add a DEQUANTIZE.
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details() if t["dtype"] == np.float32}
     nodes = sorted({names[i] for op in interpreter._get_ops_details() for i in op["outputs"]
                     if i in names and INT8_FLOAT_NODES.search(names[i])})
     return tflite_convert.mlir_quantize(

@@ -11,6 +11,7 @@ from keras_vit import data
 
 splits = data.load_cifar10()  # --data-dir / $KERAS_VIT_DATA_DIR / ...
 print(data.describe(splits))
+test_only = data.load_cifar10(splits="test")  # Evaluation: train/ is not read.
 ```
 """
 
@@ -60,7 +61,7 @@ _BATCHES_DIRNAME = "cifar-10-batches-py"
 # Sub-folder names accepted when a data dir *contains* the dataset.
 _NESTED_FOLDER_NAMES = ("cifar10-jpeg", "cifar10", "cifar-10")
 _CIFAR_URL_HOST = "www.cs.toronto.edu"  # Where both tfds and keras download from.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: one cache file per split.
 
 _LAYOUT_HELP = (
     "To use a local copy, pass `--data-dir DIR` or `export "
@@ -79,6 +80,9 @@ class DataNotFoundError(FileNotFoundError):
 @dataclasses.dataclass(repr=False, eq=False)  # `==` on arrays is ambiguous.
 class Splits:
     """Train/test arrays plus where they came from.
+
+    A split that was not requested (`splits=` of the loaders) has zero
+    images; its arrays still have the other split's image shape.
 
     Attributes:
         x_train: uint8 array of shape `(N, H, W, 3)`, RGB.
@@ -109,15 +113,17 @@ class Splits:
     def summary(self) -> str:
         """One-line description: sizes, per-class counts, source."""
 
-        def counts(y: np.ndarray) -> str:
-            per = np.bincount(y, minlength=self.num_classes) if len(y) else [0]
+        def counts(y: np.ndarray, name: str) -> str:
+            if not len(y):  # A split that was not loaded.
+                return f"0 {name}"
+            per = np.bincount(y, minlength=self.num_classes)
             lo, hi = int(np.min(per)), int(np.max(per))
-            return f"{lo}/class" if lo == hi else f"{lo}-{hi}/class"
+            per_class = f"{lo}/class" if lo == hi else f"{lo}-{hi}/class"
+            return f"{len(y)} {name} ({per_class})"
 
         h, w, c = self.image_shape
         text = (
-            f"{len(self.y_train)} train ({counts(self.y_train)}) + "
-            f"{len(self.y_test)} test ({counts(self.y_test)}) images of "
+            f"{counts(self.y_train, 'train')} + {counts(self.y_test, 'test')} images of "
             f"{h}x{w}x{c}, {self.num_classes} classes, from {self.source}"
         )
         if self.skipped:
@@ -177,6 +183,20 @@ def stratified_indices(
     return rng.permutation(chosen)
 
 
+def _normalize_splits(splits: str | Sequence[str]) -> tuple[str, ...]:
+    """`"test"` or `("train", "test")`-like -> the requested subset of `_SPLITS`, in order."""
+    wanted = (splits,) if isinstance(splits, str) else tuple(splits)
+    unknown = [s for s in wanted if s not in _SPLITS]
+    if unknown or not wanted:
+        raise ValueError(f"`splits` must be one or more of {_SPLITS}, got {splits!r}.")
+    return tuple(s for s in _SPLITS if s in wanted)
+
+
+def _empty_like(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero images of `x`'s image shape: the arrays of a split not loaded."""
+    return np.empty((0, *x.shape[1:]), np.uint8), np.empty((0,), np.int32)
+
+
 # --------------------------------------------------------------------------
 # Image folders.
 
@@ -189,6 +209,7 @@ def load_image_folder(
     limit: int | None = None,
     seed: int = 0,
     cache_dir: PathLike | bool | None = None,
+    splits: str | Sequence[str] = _SPLITS,
 ) -> Splits:
     """Loads `root/{train,test}/<class>/*.{png,jpg,jpeg}` into arrays.
 
@@ -196,15 +217,19 @@ def load_image_folder(
     folders are ignored. Grayscale, RGBA and palette images are converted to
     RGB. Unreadable (corrupt, truncated) images are skipped, reported with
     `warnings.warn` and listed in `Splits.skipped`. Decoded arrays are cached
-    as an `.npz` so the next load takes about a second.
+    as one `.npz` per split so the next load takes about a second (a
+    test-only load reuses the test cache of an earlier full load).
 
     Args:
-        root: Dataset folder containing `train/` and `test/`.
+        root: Dataset folder containing `train/` and `test/` (only the
+            folders of the requested `splits` need to exist).
         image_size: `int` or `(height, width)`; images of another size are
             resized with Pillow. `None` requires all images to share a size.
         class_names: Class folders to use, in label order. Defaults to the
             sorted sub-folders of `train/` (CIFAR-10 label order if they
-            are exactly the CIFAR-10 classes).
+            are exactly the CIFAR-10 classes), so labels are the same
+            whichever splits are loaded; of `test/` if only `test` is
+            requested and `train/` is absent.
         limit: If set, use only this many images of each split, drawn evenly
             from the classes (see `stratified_indices`). Only the selected
             files are decoded.
@@ -214,69 +239,77 @@ def load_image_folder(
         cache_dir: Folder for the decoded-array cache. Defaults to
             `$KERAS_VIT_CACHE_DIR` or `~/.cache/keras_vit`. `False` disables
             the cache.
+        splits: `"train"`, `"test"` or both (the default). Only these
+            splits are read; the other one is returned with zero images.
 
     Returns:
         A `Splits`.
 
     Raises:
-        DataNotFoundError: If `root`, a split folder or a class folder is
-            missing.
+        DataNotFoundError: If `root`, a requested split folder or one of its
+            class folders is missing.
         ValueError: If a class folder has no images, all images of a split
-            are unreadable, or images differ in size and `image_size` is
-            `None`.
+            are unreadable, images differ in size and `image_size` is
+            `None`, or `splits` names an unknown split.
     """
     root = Path(root).expanduser().absolute()
     size = _normalize_size(image_size)
+    wanted = _normalize_splits(splits)
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit <= 0):
         raise ValueError(f"`limit` must be a positive integer or None, got {limit!r}.")
     if not root.is_dir():
         raise DataNotFoundError(f"Image folder {root} does not exist.\n{_LAYOUT_HELP}")
-    for split in _SPLITS:
+    for split in wanted:
         if not (root / split).is_dir():
+            other = " next to the other split" if len(wanted) == len(_SPLITS) else ""
             raise DataNotFoundError(
                 f"Missing split folder {root / split}: expected "
-                f"{root}/{split}/<class>/*.png|jpg next to the other split."
+                f"{root}/{split}/<class>/*.png|jpg{other}."
             )
-    names = _class_names(root, class_names)
-    files = {split: _scan_split(root / split, names) for split in _SPLITS}
-
-    cache_path = _cache_path(cache_dir, root, files, size, names, limit, seed)
-    if cache_path is not None and cache_path.is_file():
-        cached = _read_cache(cache_path)
-        if cached is not None:
-            _warn_skipped(cached.skipped, root)
-            return cached
+    names = _class_names(root, class_names, wanted)
+    files = {split: _scan_split(root / split, names) for split in wanted}
 
     start = time.perf_counter()
-    arrays, skipped = {}, []
-    for split in _SPLITS:
+    arrays, skipped, cached, decoded = {}, [], [], 0
+    for split in wanted:
         paths, labels = files[split]
-        order = stratified_indices(labels, limit, seed)
-        paths = [paths[i] for i in order]
-        x, ok, bad = _decode_many(paths, size, root)
-        if not ok.any():
-            raise ValueError(
-                f"None of the {len(paths)} images in {root / split} could be "
-                f"read; first error: {bad[0][0]}: {bad[0][1]}"
-            )
-        labels = labels[order]
-        # Indexing copies; skip it in the common all-readable case (memory).
-        arrays[split] = (x, labels) if ok.all() else (x[ok], labels[ok])
+        cache_path = _cache_path(cache_dir, root, split, paths, size, names, limit, seed)
+        hit = _read_cache(cache_path) if cache_path is not None and cache_path.is_file() else None
+        if hit is not None:
+            x, y, bad = hit
+            cached.append(cache_path)
+        else:
+            order = stratified_indices(labels, limit, seed)
+            paths = [paths[i] for i in order]
+            x, ok, bad = _decode_many(paths, size, root)
+            if not ok.any():
+                raise ValueError(
+                    f"None of the {len(paths)} images in {root / split} could be "
+                    f"read; first error: {bad[0][0]}: {bad[0][1]}"
+                )
+            y = labels[order]
+            # Indexing copies; skip it in the common all-readable case (memory).
+            if not ok.all():
+                x, y = x[ok], y[ok]
+            decoded += len(paths)
+            if cache_path is not None:
+                _write_cache(cache_path, x, y, bad)
+        arrays[split] = (x, y)
         skipped += bad
-    logger.info(
-        "Decoded %d images from %s in %.1f s.",
-        sum(len(a[1]) for a in arrays.values()),
-        root,
-        time.perf_counter() - start,
-    )
-    splits = Splits(
-        *arrays["train"], *arrays["test"], class_names=names,
-        source=f"image folder {root}", skipped=skipped,
+    if decoded:
+        logger.info(
+            "Decoded %d images from %s in %.1f s.", decoded, root, time.perf_counter() - start
+        )
+    for split in _SPLITS:  # A split not requested: zero images of the same shape.
+        arrays.setdefault(split, _empty_like(arrays[wanted[0]][0]))
+    source = f"image folder {root}"
+    if cached:
+        source += f" (cached: {'; '.join(map(str, cached))})"
+    result = Splits(
+        *arrays["train"], *arrays["test"], class_names=names, source=source, skipped=skipped,
     )
     _warn_skipped(skipped, root)
-    if cache_path is not None:
-        _write_cache(cache_path, splits)
-    return splits
+    return result
 
 
 def _normalize_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -299,23 +332,31 @@ def _subdirs(path: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 
 
-def _class_names(root: Path, class_names: Sequence[str] | None) -> tuple[str, ...]:
+def _class_names(
+    root: Path, class_names: Sequence[str] | None, wanted: tuple[str, ...] = _SPLITS
+) -> tuple[str, ...]:
     if class_names is not None:
         names = tuple(str(c) for c in class_names)
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"`class_names` must be non-empty and unique, got {names}.")
         return names
-    names = _subdirs(root / "train")
+    # train/ defines the classes (and so the labels) whenever it has any, even
+    # if only test/ is loaded; a test-only tree uses test/'s own folders.
+    train = root / "train"
+    use_train = "train" in wanted or (train.is_dir() and bool(_subdirs(train)))
+    ref = "train" if use_train else wanted[0]
+    names = _subdirs(root / ref)
     if not names:
         raise DataNotFoundError(
-            f"{root / 'train'} has no class sub-folders: expected "
-            f"{root}/train/<class>/*.png|jpg."
+            f"{root / ref} has no class sub-folders: expected "
+            f"{root}/{ref}/<class>/*.png|jpg."
         )
-    extra = sorted(set(_subdirs(root / "test")) - set(names))
-    if extra:
-        raise ValueError(
-            f"{root / 'test'} has class folders that {root / 'train'} lacks: {extra}."
-        )
+    for split in wanted:
+        extra = sorted(set(_subdirs(root / split)) - set(names)) if split != ref else []
+        if extra:
+            raise ValueError(
+                f"{root / split} has class folders that {root / ref} lacks: {extra}."
+            )
     if set(names) == set(CIFAR10_CLASSES):
         return CIFAR10_CLASSES
     return tuple(names)
@@ -446,43 +487,40 @@ def _default_cache_dir() -> Path:
 def _cache_path(
     cache_dir: PathLike | bool | None,
     root: Path,
-    files: dict[str, tuple[list[str], np.ndarray]],
+    split: str,
+    paths: list[str],
     size: tuple[int, int] | None,
     names: tuple[str, ...],
     limit: int | None,
     seed: int,
 ) -> Path | None:
-    """Cache file named by a hash of everything that affects the arrays."""
+    """Cache file of one split, named by a hash of everything that affects it."""
     if cache_dir is False:
         return None
     cache_dir = _default_cache_dir() if cache_dir in (None, True) else Path(cache_dir).expanduser()
-    key: dict[str, object] = {
-        "version": _CACHE_VERSION, "root": str(root), "size": size,
+    # Names (not just the count) so renames/moves also invalidate.
+    names_hash = hashlib.sha256("\n".join(paths).encode()).hexdigest()
+    newest = max(os.stat(p).st_mtime_ns for p in paths)
+    key = {
+        "version": _CACHE_VERSION, "root": str(root), "split": split, "size": size,
         "classes": names, "limit": limit, "seed": seed,
+        "files": (len(paths), newest, names_hash),
     }
-    for split, (paths, _) in files.items():
-        # Names (not just the count) so renames/moves also invalidate.
-        names_hash = hashlib.sha256("\n".join(paths).encode()).hexdigest()
-        newest = max(os.stat(p).st_mtime_ns for p in paths)
-        key[split] = (len(paths), newest, names_hash)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir / f"{root.name or 'data'}-{digest}.npz"
+    return cache_dir / f"{root.name or 'data'}-{split}-{digest}.npz"
 
 
-def _write_cache(path: Path, splits: Splits) -> None:
+def _write_cache(
+    path: Path, x: np.ndarray, y: np.ndarray, skipped: list[tuple[str, str]]
+) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # tmp file + os.replace: a concurrent reader never sees a partial file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(  # Uncompressed: loading 60k images then takes ~1 s.
-                f,
-                x_train=splits.x_train, y_train=splits.y_train,
-                x_test=splits.x_test, y_test=splits.y_test,
-                class_names=np.array(splits.class_names, dtype=str),
-                source=np.array(splits.source),
-                skipped=np.array(splits.skipped, dtype=str).reshape(-1, 2),
+            np.savez(  # Uncompressed: loading 50k images then takes ~1 s.
+                f, x=x, y=y, skipped=np.array(skipped, dtype=str).reshape(-1, 2),
             )
         os.replace(tmp, path)
         logger.info("Cached decoded arrays in %s.", path)
@@ -492,16 +530,15 @@ def _write_cache(path: Path, splits: Splits) -> None:
             os.remove(tmp)
 
 
-def _read_cache(path: Path) -> Splits | None:
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None:
+    """`(x, y, skipped)` of one split, or None if the file is unusable."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            return Splits(
-                x_train=f["x_train"], y_train=f["y_train"],
-                x_test=f["x_test"], y_test=f["y_test"],
-                class_names=tuple(str(c) for c in f["class_names"]),
-                source=f"{f['source']} (cached: {path})",
-                skipped=[(str(p), str(r)) for p, r in f["skipped"]],
-            )
+            x, y = f["x"], f["y"]
+            skipped = [(str(p), str(r)) for p, r in f["skipped"]]
+        if x.dtype != np.uint8 or x.ndim != 4 or y.shape != (len(x),):
+            raise ValueError(f"unexpected arrays {x.dtype}{x.shape}, {y.dtype}{y.shape}")
+        return x, y.astype(np.int32, copy=False), skipped
     except Exception as e:  # Corrupt cache: decode again (and overwrite it).
         logger.warning("Ignoring unreadable cache %s: %s", path, e)
         return None
@@ -511,11 +548,18 @@ def _read_cache(path: Path) -> Splits | None:
 # Official `cifar-10-batches-py`.
 
 
-def _load_cifar_batches(folder: Path, limit: int | None, seed: int) -> Splits:
-    """Reads the official pickled batches (trusted files, like keras does)."""
-    train_files = [folder / f"data_batch_{i}" for i in range(1, 6)]
-    test_file = folder / "test_batch"
-    missing = [p.name for p in [*train_files, test_file] if not p.is_file()]
+def _load_cifar_batches(
+    folder: Path, limit: int | None, seed: int, splits: tuple[str, ...] = _SPLITS
+) -> Splits:
+    """Reads the official pickled batches (trusted files, like keras does).
+
+    Only the files of the requested `splits` are read (or need to exist).
+    """
+    files = {
+        "train": [folder / f"data_batch_{i}" for i in range(1, 6)],
+        "test": [folder / "test_batch"],
+    }
+    missing = [p.name for split in splits for p in files[split] if not p.is_file()]
     if missing:
         raise DataNotFoundError(
             f"{folder} looks like {_BATCHES_DIRNAME} but lacks {', '.join(missing)}."
@@ -535,10 +579,15 @@ def _load_cifar_batches(folder: Path, limit: int | None, seed: int) -> Splits:
             raise ValueError(f"{path} is not a valid CIFAR-10 batch file: {e}") from None
         return x.transpose(0, 2, 3, 1), y  # CHW -> HWC
 
-    parts = [read(p) for p in train_files]
-    x_train = np.concatenate([x for x, _ in parts])
-    y_train = np.concatenate([y for _, y in parts])
-    x_test, y_test = read(test_file)
+    arrays = {}
+    for split in _SPLITS:
+        parts = [read(p) for p in files[split]] if split in splits else []
+        if parts:
+            arrays[split] = (
+                np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+            )
+        else:
+            arrays[split] = np.empty((0, 32, 32, 3), np.uint8), np.empty((0,), np.int32)
     names = CIFAR10_CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
@@ -550,7 +599,7 @@ def _load_cifar_batches(folder: Path, limit: int | None, seed: int) -> Splits:
         except Exception as e:
             logger.warning("Ignoring unreadable %s (%s); using CIFAR-10 names.", meta, e)
     source = f"{_BATCHES_DIRNAME} at {folder}"
-    return _finish(x_train, y_train, x_test, y_test, names, source, limit, seed)
+    return _finish(*arrays["train"], *arrays["test"], names, source, limit, seed, splits)
 
 
 def _finish(
@@ -562,10 +611,18 @@ def _finish(
     source: str,
     limit: int | None,
     seed: int,
+    splits: tuple[str, ...] = _SPLITS,
 ) -> Splits:
-    """Applies `limit`/shuffle to in-memory arrays; casts dtypes."""
+    """Applies `limit`/shuffle to in-memory arrays; casts dtypes.
+
+    A split not in `splits` is emptied (zero images, same image shape).
+    """
     y_train = np.asarray(y_train, np.int32).reshape(-1)
     y_test = np.asarray(y_test, np.int32).reshape(-1)
+    if "train" not in splits:
+        x_train, y_train = x_train[:0], y_train[:0]
+    if "test" not in splits:
+        x_test, y_test = x_test[:0], y_test[:0]
     i = stratified_indices(y_train, limit, seed)
     j = stratified_indices(y_test, limit, seed)
     return Splits(
@@ -592,13 +649,17 @@ def _find_layout(folder: Path) -> tuple[str, Path] | None:
     if is_batches(folder / _BATCHES_DIRNAME):
         return "batches", folder / _BATCHES_DIRNAME
     for name in _NESTED_FOLDER_NAMES:
-        if (folder / name / "train").is_dir():
+        if any((folder / name / split).is_dir() for split in _SPLITS):
             return "folder", folder / name
     return None
 
 
 def _load_dir(
-    folder: Path, limit: int | None, seed: int, cache_dir: PathLike | bool | None
+    folder: Path,
+    limit: int | None,
+    seed: int,
+    cache_dir: PathLike | bool | None,
+    splits: tuple[str, ...] = _SPLITS,
 ) -> Splits:
     if folder.is_file():
         is_tar = folder.name.endswith((".tar.gz", ".tgz"))
@@ -615,15 +676,17 @@ def _load_dir(
         )
     kind, path = layout
     if kind == "batches":
-        return _load_cifar_batches(path, limit, seed)
-    splits = load_image_folder(path, image_size=32, limit=limit, seed=seed, cache_dir=cache_dir)
-    if splits.class_names != CIFAR10_CLASSES:
+        return _load_cifar_batches(path, limit, seed, splits)
+    loaded = load_image_folder(
+        path, image_size=32, limit=limit, seed=seed, cache_dir=cache_dir, splits=splits
+    )
+    if loaded.class_names != CIFAR10_CLASSES:
         warnings.warn(
-            f"{path} has classes {list(splits.class_names)}, not the CIFAR-10 ones; "
+            f"{path} has classes {list(loaded.class_names)}, not the CIFAR-10 ones; "
             "using them anyway.",
             stacklevel=3,
         )
-    return splits
+    return loaded
 
 
 def _standard_places() -> list[Path]:
@@ -691,6 +754,7 @@ def load_cifar10(
     seed: int = 0,
     cache_dir: PathLike | bool | None = None,
     download: bool = True,
+    splits: str | Sequence[str] = _SPLITS,
 ) -> Splits:
     """Loads CIFAR-10 from the first source that works.
 
@@ -718,6 +782,9 @@ def load_cifar10(
         cache_dir: Decoded-array cache for image folders (see
             `load_image_folder`); `False` disables it.
         download: Whether steps 3-4 may download.
+        splits: `"train"`, `"test"` or both (the default). A local folder
+            needs only the requested splits, and only those are read; the
+            other split is returned with zero images.
 
     Returns:
         A `Splits` with 32x32 RGB uint8 images and int32 labels.
@@ -726,21 +793,22 @@ def load_cifar10(
         DataNotFoundError: If no source works; the message lists every
             source tried and why it failed.
         ValueError: If a given image folder is malformed (e.g. an empty
-            class folder).
+            class folder), or `splits` names an unknown split.
     """
+    wanted = _normalize_splits(splits)
     origin = "the data_dir argument"
     if data_dir is None and os.environ.get(DATA_DIR_ENV):
         data_dir, origin = os.environ[DATA_DIR_ENV], f"${DATA_DIR_ENV}"
     if data_dir is not None:
         folder = Path(data_dir).expanduser().absolute()
         try:
-            splits = _load_dir(folder, limit, seed, cache_dir)
+            loaded = _load_dir(folder, limit, seed, cache_dir, wanted)
         except DataNotFoundError as e:
             raise DataNotFoundError(
                 f"CIFAR-10 not found in {folder} (from {origin}): {e}\n{_LAYOUT_HELP}"
             ) from None
-        splits.source += f" (from {origin})"
-        return splits
+        loaded.source += f" (from {origin})"
+        return loaded
 
     tried = [f"data_dir argument / ${DATA_DIR_ENV}: not set"]
     for place in _standard_places():
@@ -749,7 +817,7 @@ def load_cifar10(
             tried.append(f"{shown}: does not exist")
             continue
         try:
-            return _load_dir(place.absolute(), limit, seed, cache_dir)
+            return _load_dir(place.absolute(), limit, seed, cache_dir, wanted)
         except (OSError, ValueError) as e:
             tried.append(f"{shown}: {_one_line(e)}")
 
@@ -771,7 +839,7 @@ def load_cifar10(
     else:
         try:
             arrays = _load_tfds(download=can_download())
-            return _finish(*arrays, "tensorflow_datasets", limit, seed)
+            return _finish(*arrays, "tensorflow_datasets", limit, seed, wanted)
         except Exception as e:
             tried.append(f"tensorflow_datasets: {_one_line(e)}")
 
@@ -779,7 +847,7 @@ def load_cifar10(
         tried.append(f"keras.datasets.cifar10: {no_net}")
     else:
         try:
-            return _finish(*_load_keras_datasets(), "keras.datasets.cifar10", limit, seed)
+            return _finish(*_load_keras_datasets(), "keras.datasets.cifar10", limit, seed, wanted)
         except Exception as e:
             tried.append(f"keras.datasets.cifar10: {_one_line(e)}")
 

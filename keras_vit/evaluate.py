@@ -26,7 +26,8 @@ LAYOUT_HELP = """\
 data layouts:
   DIR/{train,test}/<class>/*.png|jpg   an image-folder tree; images are resized to the
                                        model's input size, classes are matched to the
-                                       model's labels by name
+                                       model's labels by name; only the --split
+                                       folder is read (DIR/test alone is enough)
   DIR/cifar-10-batches-py/             the official CIFAR-10 python batches (or DIR itself)
 Without --data-dir, $KERAS_VIT_DATA_DIR and the usual CIFAR-10 places are tried.
 
@@ -119,6 +120,29 @@ def predict_logits(model, images, batch_size: int = 256, progress: bool = True, 
             bar.update(size)
     if logits is None:
         raise ValueError("No images to predict.")
+    return logits
+
+
+TTA_CHOICES = ("none", "flip")
+
+
+def tta_logits(model, images, tta: str = "none", batch_size: int = 256, progress: bool = True,
+               desc: str = "predict"):
+    """`predict_logits`, optionally averaged over test-time augmentation.
+
+    Args:
+        tta: `"none"`, or `"flip"`: the mean of the logits of the images and
+            of their mirror images (left-right), the same flip as in
+            training. It doubles the prediction cost; on the shipped
+            vit_cifar10 it adds 1.0 point of test accuracy (73.66% to 74.68%).
+        other arguments: as `predict_logits`.
+    """
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"Unknown tta {tta!r}; choose one of {', '.join(TTA_CHOICES)}.")
+    logits = predict_logits(model, images, batch_size, progress, desc)
+    if tta == "flip":
+        mirrored = predict_logits(model, np.asarray(images)[:, :, ::-1], batch_size, progress, desc + " (flipped)")
+        logits = (logits + mirrored) / 2.0
     return logits
 
 
@@ -245,10 +269,13 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     root = Path(data_dir).expanduser() if data_dir is not None else None
     is_folder = root is not None and ((root / "train").is_dir() or (root / "test").is_dir())
     cifar_like = not is_folder or (set(_class_folders(root)) == set(data.CIFAR10_CLASSES) and size == (32, 32))
+    # Only `split` is read: a folder may lack the other one, and it is not decoded.
     if cifar_like:
-        splits = data.load_cifar10(root, limit=limit, seed=seed, cache_dir=cache_dir)
+        splits = data.load_cifar10(root, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
     else:
-        splits = data.load_image_folder(root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir)
+        splits = data.load_image_folder(
+            root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,)
+        )
     x, y = (splits.x_train, splits.y_train) if split == "train" else (splits.x_test, splits.y_test)
     if tuple(x.shape[1:3]) != size:  # CIFAR-10 batches for a model of another resolution.
         x = _resize_images(x, size)
@@ -298,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only N images, drawn evenly from the classes")
     parser.add_argument("--seed", type=int, metavar="S", default=0, help="seed of the --limit selection (default: 0)")
     parser.add_argument("--batch-size", type=positive_int, metavar="B", default=256, help="images per batch (default: 256)")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help="test-time augmentation: 'flip' averages the logits of each image and its mirror "
+                        "image (twice the cost; default: none)")
     parser.add_argument("--output", metavar="DIR", help="folder for evaluation.json and confusion_matrix.png (default: beside the model)")
     parser.add_argument("--labels", metavar="FILE", help="class names file, one per line (default: labels.txt beside the model)")
     parser.add_argument("--cache-dir", metavar="DIR", help="decoded-image cache folder (default: $KERAS_VIT_CACHE_DIR or ~/.cache/keras_vit)")
@@ -355,7 +385,7 @@ def run(args) -> dict:
     print(f"Model: {model_path} ({model.count_params():,} parameters, backend {keras.backend.backend()})")
     print(f"Data: {args.split} split, {len(y)} images, from {source}")
     start = time.perf_counter()
-    logits = predict_logits(model, x, args.batch_size, desc=f"evaluate {args.split}")
+    logits = tta_logits(model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}")
     seconds = time.perf_counter() - start
 
     results = {
@@ -364,6 +394,7 @@ def run(args) -> dict:
         "split": args.split,
         "limit": args.limit,
         "seed": args.seed,
+        "tta": args.tta,
         "skipped_images": skipped,
         "class_names": list(class_names),
         **evaluation_metrics(logits, y, class_names),

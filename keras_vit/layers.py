@@ -218,10 +218,14 @@ class PatchEncoder(keras.layers.Layer):
     def call(self, patches):
         tokens = self.projection(patches)
         if self.class_token:
-            cls = ops.cast(self.cls, tokens.dtype)
-            # Tile with a batch-sized zero tensor: keeps the batch dimension
-            # dynamic in every exported format.
-            cls = cls + ops.zeros_like(tokens[:, :1, :])
+            # One copy of the class token per image. The batch size is read at
+            # run time (`ops.shape` gives a tensor when it is dynamic), so exports
+            # keep a dynamic batch: TFLite SHAPE + BROADCAST_TO (both have int8
+            # kernels, unlike the ZEROS_LIKE of `cls + zeros_like(...)`), ONNX
+            # Expand. The shape is read from `patches`: in int8 TFLite files it is
+            # an int8 tensor, while `tokens` may be dequantized (export/tflite.py).
+            batch = ops.shape(patches)[0]
+            cls = ops.broadcast_to(ops.cast(self.cls, tokens.dtype), (batch, 1, self.projection_dim))
             tokens = ops.concatenate([cls, tokens], axis=1)
         return tokens + ops.cast(self.position, tokens.dtype)
 

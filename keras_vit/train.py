@@ -24,6 +24,8 @@ import keras
 import numpy as np
 
 from keras_vit.augment import AUGMENT_RECIPES
+from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit
+from keras_vit.evaluate import positive_int, predict_logits
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
                    "mixed_bfloat16": "mixed_bfloat16", "float16": "mixed_float16",
@@ -55,18 +57,48 @@ def build_parser():
     parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
                         help="augmentation recipe run in the train step (default: %(default)s)")
     parser.add_argument("--drop-path", type=float, default=None, help="override the preset's stochastic depth")
+    parser.add_argument("--num-heads", type=positive_int, default=None,
+                        help="override the preset's attention heads (the width must divide by it)")
+    parser.add_argument("--pooling", default=None, choices=["token", "gap"],
+                        help="override the preset's head: class token or mean of the patch tokens")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="repeated augmentation: each image this many times per batch "
+                        "(default: the --augment recipe's)")
+    parser.add_argument("--ema-momentum", type=float, default=None,
+                        help="keep an exponential moving average of the weights (e.g. 0.999) and "
+                        "train-end swap it in; off by default")
     parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION),
                         help="dtype policy (default: float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None,
                         help="use N images of each split, drawn evenly from the classes (quick runs)")
-    parser.add_argument("--validation-freq", type=int, default=1, help="evaluate on the test split every N epochs")
+    parser.add_argument("--validation-freq", type=positive_int, default=1,
+                        help="evaluate on the test split every N epochs")
+    parser.add_argument("--steps-per-execution", type=positive_int, default=1,
+                        help="train steps per call into the backend (fewer Python round trips)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="stop after the epoch that would otherwise end past this many seconds of "
+                        "fit; the model is still evaluated and saved")
     parser.add_argument("--output", default="runs/vit", help="output directory (default: %(default)s)")
-    parser.add_argument("--checkpoint-every", type=int, default=1,
+    parser.add_argument("--checkpoint-every", type=positive_int, default=1,
                         help="write the resume checkpoint every N epochs (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
     return parser
+
+
+def model_overrides(args):
+    """`build_vit` overrides from the --drop-path/--num-heads/--pooling flags."""
+    flags = {"drop_path": args.drop_path, "num_heads": args.num_heads, "pooling": args.pooling}
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def training_recipe(args):
+    """The --augment recipe, with --repeats applied."""
+    recipe = dict(AUGMENT_RECIPES[args.augment])
+    if args.repeats is not None:
+        recipe["repeats"] = args.repeats
+    return recipe
 
 
 def load_data(args, image_size):
@@ -84,25 +116,6 @@ def _looks_like_cifar10(path):
     if not train.is_dir():
         return True  # cifar-10-batches-py layouts and the like: the CIFAR-10 loader decides.
     return {p.name for p in train.iterdir() if p.is_dir()} == set(CIFAR10_CLASSES)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Records each epoch's wall time and training images/s in the logs."""
-
-    def __init__(self, num_images):
-        super().__init__()
-        self.num_images = num_images
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self._start
-        self.times.append(elapsed)
-        if logs is not None:
-            logs["epoch_seconds"] = elapsed
-            logs["images_per_second"] = self.num_images / elapsed
 
 
 def save_model_atomic(model, path):
@@ -158,36 +171,42 @@ def run(args, splits):
     print(splits.summary(), flush=True)
     overrides = {"num_classes": splits.num_classes,
                  "image_size": tuple(splits.x_train.shape[1:3])}
-    if args.drop_path is not None:
-        overrides["drop_path"] = args.drop_path
+    overrides.update(model_overrides(args))
     model = build_vit(args.preset, **overrides)
 
-    recipe = AUGMENT_RECIPES[args.augment]
+    recipe = training_recipe(args)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
     num_train = len(splits.x_train)
     steps = steps_per_epoch(num_train, args.batch_size)
     schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * args.warmup_epochs))
-    optimizer = make_optimizer(args.optimizer, schedule, args.weight_decay, args.clipnorm or None)
+    optimizer = make_optimizer(args.optimizer, schedule, args.weight_decay, args.clipnorm or None,
+                               ema_momentum=args.ema_momentum)
     trainer.compile(
         optimizer=optimizer,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=args.steps_per_execution,
     )
 
     history_path = output / "history.csv"
     if not resuming and history_path.exists():
         history_path.unlink()  # a fresh run starts a fresh history
     timer = EpochTimer(num_train)
+    nan_guard = StopOnNaN()  # a NaN loss stops the run; it is reported below, not hidden
+    time_limit = TimeLimit(args.time_limit) if args.time_limit else None
+    # Only epoch-end callbacks: batch hooks would make fit wait for the device
+    # after every step (see keras_vit.callbacks).
     callbacks = [
         timer,
         # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
-        keras.callbacks.BackupAndRestore(
-            str(backup_dir), delete_checkpoint=True,
-            save_freq="epoch" if args.checkpoint_every == 1 else steps * args.checkpoint_every,
-        ),
+        EpochBackup(str(backup_dir), every=args.checkpoint_every),
         keras.callbacks.CSVLogger(str(history_path), append=True),
-        # A NaN loss stops the run; it is reported below, not hidden.
-        keras.callbacks.TerminateOnNaN(),
+        nan_guard,
     ]
+    if args.ema_momentum is not None:
+        # Validate with the averaged weights, which are the ones that get saved.
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if time_limit is not None:
+        callbacks.append(time_limit)
     if resuming:
         print(f"Resuming from the checkpoint in {backup_dir}", flush=True)
     print(f"Training {args.preset} ({model.count_params():,} parameters) for {args.epochs} epochs, "
@@ -206,15 +225,20 @@ def run(args, splits):
 
     history = read_history_csv(history_path) if history_path.exists() else {}
     losses = history.get("loss", [])
-    diverged = bool(losses) and not np.isfinite(losses[-1])
+    diverged = nan_guard.stopped_epoch is not None or (bool(losses) and not np.isfinite(losses[-1]))
     epochs_done = len(losses)
+    stopped_by_time_limit = time_limit is not None and time_limit.stopped_epoch is not None
 
     if keras.mixed_precision.global_policy().name != "float32":
         # Ship a float32 model: the exporters and the TF-free runtimes expect
         # float32 layers, and the accuracy below is that model's.
         model = as_float32(model)
-    logits = model.predict(splits.x_test.astype("float32"), batch_size=max(args.batch_size, 256), verbose=0)
+    batch = max(args.batch_size, 256)
+    logits = predict_logits(model, splits.x_test, batch, progress=False)
     test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
+    # Test-time flip (keras_vit.evaluate --tta flip), reported beside the plain accuracy.
+    mirrored = predict_logits(model, splits.x_test[:, :, ::-1], batch, progress=False)
+    test_accuracy_flip_tta = float(np.mean(np.argmax(logits + mirrored, axis=-1) == splits.y_test))
 
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", splits.class_names)
@@ -224,12 +248,14 @@ def run(args, splits):
     steady = timer.times[1:] or timer.times
     metrics = {
         "test_accuracy": test_accuracy,
+        "test_accuracy_flip_tta": test_accuracy_flip_tta,
         "test_images": int(len(splits.y_test)),
         "train_images": int(num_train),
         "parameters": int(model.count_params()),
         "epochs": epochs_done,
         "epochs_requested": args.epochs,
         "diverged": diverged,
+        "stopped_by_time_limit": stopped_by_time_limit,
         "wall_clock_seconds": round(wall_clock, 1),
         "train_images_per_second": round(num_train / float(np.median(steady)), 1) if steady else None,
         "backend": keras.backend.backend(),
@@ -239,8 +265,9 @@ def run(args, splits):
         "args": vars(args),
     }
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    print(f"Test accuracy {test_accuracy:.2%} on {len(splits.y_test)} images after {epochs_done} epochs "
-          f"({wall_clock:.0f} s). Wrote {output}/model.keras", flush=True)
+    print(f"Test accuracy {test_accuracy:.2%} (with test-time flip {test_accuracy_flip_tta:.2%}) on "
+          f"{len(splits.y_test)} images after {epochs_done} epochs ({wall_clock:.0f} s). "
+          f"Wrote {output}/model.keras", flush=True)
     if diverged:
         print("error: the loss became NaN and training was stopped; lower --learning-rate or use "
               "--mixed-precision none.", file=sys.stderr)
@@ -255,6 +282,12 @@ def main(argv=None):
         return 2
     if args.limit is not None and args.limit <= 0:
         print("error: --limit must be positive", file=sys.stderr)
+        return 2
+    if args.ema_momentum is not None and not 0.0 < args.ema_momentum < 1.0:
+        print("error: --ema-momentum must be between 0 and 1", file=sys.stderr)
+        return 2
+    if args.time_limit is not None and args.time_limit <= 0:
+        print("error: --time-limit must be positive", file=sys.stderr)
         return 2
     from keras_vit.data import DataNotFoundError
     from keras_vit.presets import get_preset

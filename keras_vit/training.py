@@ -26,7 +26,7 @@ class ViTTrainer(keras.Model):
     Fit it on `x={"images": uint8 or float images (0..255), "labels": int
     labels}` and `y=labels`. In training it augments the images, mixes
     images and one-hot labels (MixUp/CutMix), runs the wrapped model and
-    returns `{"logits", "targets"}`; the loss is the soft-target cross
+    returns `{"logits", "targets", "labels"}`; the loss is the soft-target cross
     entropy with label smoothing. In evaluation and prediction it is the
     wrapped model on the unaugmented images (`x` may be just the images).
 
@@ -35,14 +35,22 @@ class ViTTrainer(keras.Model):
         augmentation: list of per-image augmentation layers.
         mixing: optional `MixUpCutMix` layer.
         label_smoothing: float.
+        repeats: int, repeated augmentation: a training batch of `n` images
+            is replaced by its first `ceil(n / repeats)` images, each
+            `repeats` times, before the (per-image random) augmentation. The
+            batch size and step cost stay the same; an epoch then shows each
+            image about once, as with DeiT's repeated-augmentation sampler.
     """
 
-    def __init__(self, model, augmentation=(), mixing=None, label_smoothing=0.0, **kwargs):
+    def __init__(self, model, augmentation=(), mixing=None, label_smoothing=0.0, repeats=1, **kwargs):
         super().__init__(**kwargs)
+        if int(repeats) < 1:
+            raise ValueError(f"repeats must be a positive integer, got {repeats}.")
         self.model = model
         self.augmentation = list(augmentation)
         self.mixing = mixing
         self.label_smoothing = float(label_smoothing)
+        self.repeats = int(repeats)
         self.num_classes = model.output_shape[-1]
         self.build()
 
@@ -59,6 +67,11 @@ class ViTTrainer(keras.Model):
         images = ops.cast(images, "float32")
         if not training:
             return self.model(images, training=False)
+        if self.repeats > 1 and labels is not None:
+            # Rows 0,0,0,1,1,1,... (dynamic batch size: the last batch may be short).
+            rows = ops.arange(ops.shape(images)[0]) // self.repeats
+            images = ops.take(images, rows, axis=0)
+            labels = ops.take(ops.reshape(labels, (-1,)), rows, axis=0)
         for layer in self.augmentation:
             images = layer(images, training=True)
         if labels is None:
@@ -66,7 +79,9 @@ class ViTTrainer(keras.Model):
         targets = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.num_classes)
         if self.mixing is not None and self.mixing.enabled:
             images, targets = self.mixing(images, targets)
-        return {"logits": self.model(images, training=True), "targets": targets}
+        # `labels` are what the training metrics compare with (repeats reorder them).
+        return {"logits": self.model(images, training=True), "targets": targets,
+                "labels": ops.reshape(labels, (-1,))}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, dict):
@@ -85,7 +100,7 @@ class ViTTrainer(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, dict):
-            y_pred = y_pred["logits"]
+            y, y_pred = y_pred["labels"], y_pred["logits"]
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def get_config(self):
@@ -94,6 +109,7 @@ class ViTTrainer(keras.Model):
             "augmentation": [keras.saving.serialize_keras_object(layer) for layer in self.augmentation],
             "mixing": None if self.mixing is None else keras.saving.serialize_keras_object(self.mixing),
             "label_smoothing": self.label_smoothing,
+            "repeats": self.repeats,
             "name": self.name,
         }
 
@@ -113,8 +129,9 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
     Args:
         model: the ViT to train.
         recipe: dict with `crop_padding, flip, randaug_ops, randaug_magnitude,
-            erasing, mixup_alpha, cutmix_alpha` (see
-            `keras_vit.augment.AUGMENT_RECIPES`).
+            erasing, mixup_alpha, cutmix_alpha` and optionally `mix_prob`
+            (default 1) and `repeats` (default 1); see
+            `keras_vit.augment.AUGMENT_RECIPES`.
         label_smoothing: float.
         seed: optional int, seeds the augmentation layers.
     """
@@ -123,10 +140,12 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
         recipe["erasing"], seed=seed,
     )
     mixing = None
-    if recipe["mixup_alpha"] > 0 or recipe["cutmix_alpha"] > 0:
-        mixing = MixUpCutMix(recipe["mixup_alpha"], recipe["cutmix_alpha"],
+    mix_prob = recipe.get("mix_prob", 1.0)
+    if (recipe["mixup_alpha"] > 0 or recipe["cutmix_alpha"] > 0) and mix_prob > 0:
+        mixing = MixUpCutMix(recipe["mixup_alpha"], recipe["cutmix_alpha"], mix_prob=mix_prob,
                              seed=None if seed is None else seed + 3, name="mixup_cutmix")
-    return ViTTrainer(model, augmentation, mixing, label_smoothing, name="vit_trainer")
+    return ViTTrainer(model, augmentation, mixing, label_smoothing, repeats=recipe.get("repeats", 1),
+                      name="vit_trainer")
 
 
 def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fraction=0.0):
@@ -148,7 +167,7 @@ def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fract
     )
 
 
-def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentum=0.9):
+def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentum=0.9, ema_momentum=None):
     """AdamW, Adam or SGD with momentum, with global-norm gradient clipping.
 
     Args:
@@ -159,9 +178,16 @@ def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentu
         clipnorm: float or None, global gradient-norm clip (keeps the early
             steps of a ViT from blowing up).
         momentum: float, for SGD (Nesterov).
+        ema_momentum: optional float in `(0, 1)`: keep an exponential moving
+            average of the weights, which replaces the weights when `fit`
+            ends (Keras' `use_ema`); `None` for no EMA.
     """
     name = name.lower()
     common = dict(learning_rate=learning_rate, global_clipnorm=clipnorm)
+    if ema_momentum is not None:
+        if not 0.0 < ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in (0, 1), got {ema_momentum}.")
+        common.update(use_ema=True, ema_momentum=ema_momentum)
     if name == "adamw":
         optimizer = keras.optimizers.AdamW(weight_decay=weight_decay, **common)
     elif name == "adam":

@@ -77,10 +77,31 @@ def test_mixup_is_a_convex_combination():
     np.testing.assert_allclose(np_(images)[0], lam * IMAGES[0] + (1 - lam) * IMAGES[15], rtol=1e-4, atol=1e-3)
 
 
+PER_BATCH_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "repeats")
+
+
 def test_recipes_build():
-    assert set(AUGMENT_RECIPES) == {"none", "basic", "strong"}
-    names = [layer.name for layer in build_augmentation(**{k: v for k, v in AUGMENT_RECIPES["strong"].items()
-                                                            if k not in ("mixup_alpha", "cutmix_alpha")})]
-    assert names == ["rand_augment", "crop_flip", "random_erasing"]
+    assert set(AUGMENT_RECIPES) == {"none", "basic", "strong", "lee2021"}
+    for name in ("strong", "lee2021"):
+        layers = build_augmentation(**{k: v for k, v in AUGMENT_RECIPES[name].items() if k not in PER_BATCH_KEYS})
+        assert [layer.name for layer in layers] == ["rand_augment", "crop_flip", "random_erasing"]
     assert build_augmentation(**{k: v for k, v in AUGMENT_RECIPES["none"].items()
-                                 if k not in ("mixup_alpha", "cutmix_alpha")}) == []
+                                 if k not in PER_BATCH_KEYS}) == []
+
+
+def test_mix_prob_leaves_some_batches_clean_and_round_trips():
+    targets = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    layer = MixUpCutMix(mixup_alpha=1.0, cutmix_alpha=1.0, mix_prob=0.5, seed=3)
+    clean = 0
+    for _ in range(40):
+        images, mixed = layer(IMAGES, targets)
+        if np.array_equal(np_(mixed), targets):
+            clean += 1
+            np.testing.assert_array_equal(np_(images), IMAGES)  # an unmixed batch is untouched
+        else:
+            np.testing.assert_allclose(np_(mixed).sum(1), 1.0, atol=1e-6)
+    assert 8 <= clean <= 32, clean  # about half of 40 (binomial; 8..32 is over 4 sigma)
+    assert MixUpCutMix.from_config(layer.get_config()).get_config() == layer.get_config()
+    assert not MixUpCutMix(1.0, 1.0, mix_prob=0.0).enabled
+    with pytest.raises(ValueError, match="mix_prob"):
+        MixUpCutMix(mix_prob=1.5)

@@ -7,6 +7,7 @@ recomputed here from `model.predict`.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_vit import build_vit, evaluate, labels, predict
+from keras_vit import build_vit, data, evaluate, labels, predict
 from keras_vit.data import CIFAR10_CLASSES
 
 CLASSES = tuple(f"shape{i}" for i in range(10))
@@ -110,6 +111,22 @@ def test_evaluate_end_to_end(setup, tmp_path, capsys):
     assert "shape3" in printed  # per-class table
 
 
+def test_evaluate_flip_tta_averages_the_mirror_images(setup, tmp_path, capsys):
+    out = tmp_path / "eval_tta"
+    status = evaluate.main([str(setup["model_path"]), "--data-dir", str(setup["tree"]), "--output", str(out),
+                            "--no-cache", "--batch-size", "8", "--tta", "flip"])
+    assert status == 0, capsys.readouterr().err
+    results = json.loads((out / "evaluation.json").read_text())
+    x, y = read_split(setup["tree"], "test", setup["classes"])
+    logits = (setup["model"].predict(x, verbose=0) + setup["model"].predict(x[:, :, ::-1], verbose=0)) / 2
+    assert results["tta"] == "flip"
+    assert results["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-12)
+    # The mirror images really change the logits (the test would pass vacuously otherwise).
+    assert not np.allclose(logits, setup["model"].predict(x, verbose=0), atol=1e-4)
+    with pytest.raises(ValueError, match="tta"):
+        evaluate.tta_logits(setup["model"], x, "rotate")
+
+
 def test_evaluate_limit_and_default_output(setup, capsys):
     status = evaluate.main([str(setup["model_path"]), "--data-dir", str(setup["tree"]), "--limit", "10",
                             "--split", "train", "--no-cache"])
@@ -130,6 +147,57 @@ def test_evaluate_cifar_named_tree_uses_cifar_names(setup, tmp_path, capsys):
     assert results["accuracy"] == pytest.approx(expected, abs=1e-12)
     assert results["class_names"] == list(CIFAR10_CLASSES)
     assert "from the data_dir argument" in results["data"]  # read by load_cifar10
+
+    # The same tree without train/: evaluation needs only test/.
+    shutil.rmtree(tree / "train")
+    out = tmp_path / "test_only"
+    assert evaluate.main([str(model_path), "--data-dir", str(tree), "--no-cache", "--output", str(out)]) == 0
+    again = json.loads((out / "evaluation.json").read_text())
+    assert again["accuracy"] == results["accuracy"] and again["num_images"] == 10 * 2
+    assert again["confusion_matrix"] == results["confusion_matrix"]
+
+
+def test_evaluate_test_only_folder(setup, tmp_path, capsys, monkeypatch):
+    """A tree with only test/ evaluates like the full tree; train/ is never read."""
+    tree = tmp_path / "test_only"
+    shutil.copytree(setup["tree"] / "test", tree / "test")
+    read = []
+    real_read = data._read_rgb
+    monkeypatch.setattr(data, "_read_rgb", lambda path, size: read.append(path) or real_read(path, size))
+    cache = tmp_path / "cache"
+    argv = [str(setup["model_path"]), "--data-dir", str(tree), "--cache-dir", str(cache), "--batch-size", "8"]
+    assert evaluate.main([*argv, "--output", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    x, y = read_split(setup["tree"], "test", setup["classes"])
+    predicted = setup["model"].predict(x, verbose=0).argmax(axis=-1)
+    assert results["num_images"] == len(y) == 10 * PER_CLASS
+    assert results["accuracy"] == pytest.approx(float(np.mean(predicted == y)), abs=1e-12)
+    assert len(set(read)) == 10 * PER_CLASS
+    assert [f.name.split("-")[1] for f in cache.glob("*.npz")] == ["test"]
+
+    # Second run: from the test split's cache, nothing decoded.
+    read.clear()
+    assert evaluate.main([*argv, "--output", str(tmp_path / "b")]) == 0
+    cached = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    assert read == [] and "cached" in cached["data"]
+    assert cached["accuracy"] == results["accuracy"]
+    assert cached["confusion_matrix"] == results["confusion_matrix"]
+
+    # Asking for the missing split is a clear one-line error naming it.
+    capsys.readouterr()
+    assert evaluate.main([*argv, "--split", "train", "--output", str(tmp_path / "c")]) == 1
+    line = error_line(capsys)
+    assert line.startswith("error: ") and f"Missing split folder {tree / 'train'}" in line
+
+
+def test_evaluate_decodes_only_the_evaluated_split(setup, tmp_path, monkeypatch):
+    read = []
+    real_read = data._read_rgb
+    monkeypatch.setattr(data, "_read_rgb", lambda path, size: read.append(path) or real_read(path, size))
+    assert evaluate.main([str(setup["model_path"]), "--data-dir", str(setup["tree"]), "--no-cache",
+                          "--output", str(tmp_path)]) == 0
+    assert len(set(read)) == 10 * PER_CLASS
+    assert all(Path(p).parent.parent.name == "test" for p in read)
 
 
 def test_evaluate_errors(setup, tmp_path, capsys):

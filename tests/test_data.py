@@ -193,8 +193,9 @@ def test_cache_hit_returns_identical_arrays(tree, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     with pytest.warns(UserWarning):
         first = data.load_image_folder(tree, cache_dir=cache, limit=6)
-    files = list(cache.glob("*.npz"))
-    assert len(files) == 1 and not list(cache.glob("*.tmp"))
+    files = sorted(f.name for f in cache.glob("*.npz"))  # One file per split.
+    assert [f.split("-")[1] for f in files] == ["test", "train"]
+    assert not list(cache.glob("*.tmp"))
 
     def no_decode(*args):
         raise AssertionError("cache miss: decoded an image")
@@ -209,13 +210,197 @@ def test_cache_hit_returns_identical_arrays(tree, tmp_path, monkeypatch):
     assert second.skipped == first.skipped
     assert "cached" in second.source
 
-    # The env var sets the default cache dir; new files invalidate the key.
+    # The env var sets the default cache dir; a new file invalidates the
+    # cache of its split only.
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(cache))
-    monkeypatch.setattr(data, "_read_rgb", REAL_READ)
+    decoded = []
+    monkeypatch.setattr(data, "_read_rgb", lambda p, s: decoded.append(p) or REAL_READ(p, s))
     save_image(tree / "train/cat/new.png", 0)
     with pytest.warns(UserWarning):
         third = data.load_image_folder(tree, limit=6)
-    assert "cached" not in third.source and len(list(cache.glob("*.npz"))) == 2
+    assert len(set(decoded)) == 6 and all(f"{os.sep}train{os.sep}" in p for p in decoded)
+    assert "test-" in third.source and "train-" not in third.source
+    np.testing.assert_array_equal(third.x_test, first.x_test)
+    assert len(list(cache.glob("*.npz"))) == 3
+
+
+def test_corrupt_cache_is_decoded_again(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    cache = tmp_path / "cache"
+    first = data.load_image_folder(root, cache_dir=cache, splits="test")
+    (path,) = cache.glob("*.npz")
+    path.write_bytes(b"not an npz")
+    again = data.load_image_folder(root, cache_dir=cache, splits="test")
+    assert "cached" not in again.source
+    np.testing.assert_array_equal(again.x_test, first.x_test)
+    assert "cached" in data.load_image_folder(root, cache_dir=cache, splits="test").source
+
+
+# --------------------------------------------------------------------------
+# Loading only some splits.
+
+
+def test_test_only_folder_loads_with_splits_test(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ds", n_test=3)
+    shutil.rmtree(root / "train")
+    with pytest.raises(data.DataNotFoundError, match=r"Missing split folder .*ds.train"):
+        data.load_image_folder(root, cache_dir=False)  # Both splits by default.
+    decoded = []
+    monkeypatch.setattr(data, "_read_rgb", lambda p, s: decoded.append(p) or REAL_READ(p, s))
+    for splits in ("test", ["test"], ("test",)):
+        s = data.load_image_folder(root, cache_dir=False, splits=splits)
+        assert s.class_names == CLASSES  # From test/ since there is no train/.
+        assert s.x_test.shape == (9, 8, 8, 3) and s.y_test.dtype == np.int32
+        check_labels(s.x_test, s.y_test)
+        # The train split is empty but keeps the image shape.
+        assert s.x_train.shape == (0, 8, 8, 3) and s.x_train.dtype == np.uint8
+        assert s.y_train.shape == (0,) and s.y_train.dtype == np.int32
+        assert s.image_shape == (8, 8, 3)
+        assert s.summary().startswith("0 train + 9 test (3/class) images of 8x8x3")
+    assert len(set(decoded)) == 9 and all(f"{os.sep}test{os.sep}" in p for p in decoded)
+
+
+def test_only_requested_split_is_decoded(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ds", n_train=5, n_test=2)
+    decoded = []
+    monkeypatch.setattr(data, "_read_rgb", lambda p, s: decoded.append(p) or REAL_READ(p, s))
+    test = data.load_image_folder(root, cache_dir=False, splits="test")
+    assert len(set(decoded)) == 6 and all(f"{os.sep}test{os.sep}" in p for p in decoded)
+    decoded.clear()
+    train = data.load_image_folder(root, cache_dir=False, splits="train")
+    assert len(set(decoded)) == 15 and all(f"{os.sep}train{os.sep}" in p for p in decoded)
+    assert len(train.y_train) == 15 and train.x_test.shape == (0, 8, 8, 3)
+
+    # Same arrays and labels as a full load (same seed/limit).
+    both = data.load_image_folder(root, cache_dir=False)
+    for field in ("x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(test, field), getattr(both, field))
+    for field in ("x_train", "y_train"):
+        np.testing.assert_array_equal(getattr(train, field), getattr(both, field))
+    limited = data.load_image_folder(root, cache_dir=False, splits="test", limit=3)
+    np.testing.assert_array_equal(
+        limited.y_test, data.load_image_folder(root, cache_dir=False, limit=3).y_test
+    )
+
+
+def test_test_only_load_uses_train_class_order(tmp_path):
+    # Labels of a test-only load follow train/'s class folders, as in a full
+    # load, not test/'s own (here test/ lacks "dog" at first).
+    root = make_tree(tmp_path / "ds", classes=("cat", "frog"), n_train=1, n_test=2)
+    save_image(root / "train/dog/0000.png", 2)
+    with pytest.raises(data.DataNotFoundError, match=r"Missing class folder .*test.dog"):
+        data.load_image_folder(root, cache_dir=False, splits="test")
+    save_image(root / "test/dog/0000.png", 2)
+    s = data.load_image_folder(root, cache_dir=False, splits="test")
+    assert s.class_names == ("cat", "dog", "frog")
+    assert np.bincount(s.y_test).tolist() == [2, 1, 2]
+    # cat, dog, frog images were drawn with the colours of labels 0, 2, 1.
+    expected = np.array([red(0), red(2), red(1)])[s.y_test]
+    np.testing.assert_array_equal(s.x_test[:, 0, 0, 0], expected)
+    full = data.load_image_folder(root, cache_dir=False)
+    np.testing.assert_array_equal(full.y_test, s.y_test)
+
+
+def test_missing_requested_split_is_an_error_unrequested_is_fine(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    shutil.rmtree(root / "test")
+    with pytest.raises(data.DataNotFoundError, match=r"Missing split folder .*ds.test") as info:
+        data.load_image_folder(root, cache_dir=False, splits="test")
+    assert str(root / "test") in str(info.value)
+    s = data.load_image_folder(root, cache_dir=False, splits="train")
+    assert len(s.y_train) == 12 and len(s.y_test) == 0
+
+    # An unrequested split is not scanned: an empty class folder in train/
+    # breaks a full load but not a test-only one.
+    root = make_tree(tmp_path / "ds2")
+    for f in (root / "train/dog").iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match=r"train.dog contains no images"):
+        data.load_image_folder(root, cache_dir=False)
+    assert len(data.load_image_folder(root, cache_dir=False, splits="test").y_test) == 6
+    # An empty train/ (no class folders): the classes come from test/.
+    shutil.rmtree(root / "train")
+    (root / "train").mkdir()
+    assert data.load_image_folder(root, cache_dir=False, splits="test").class_names == CLASSES
+    with pytest.raises(data.DataNotFoundError, match=r"ds2.train has no class sub-folders"):
+        data.load_image_folder(root, cache_dir=False)
+
+
+def test_bad_splits_argument(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    for bad in ("val", (), ["train", "validation"]):
+        with pytest.raises(ValueError, match="splits"):
+            data.load_image_folder(root, cache_dir=False, splits=bad)
+        with pytest.raises(ValueError, match="splits"):
+            data.load_cifar10(root, cache_dir=False, splits=bad)
+
+
+def test_split_caches_are_shared(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ds")
+    cache = tmp_path / "cache"
+    full = data.load_image_folder(root, cache_dir=cache)
+
+    def no_decode(*args):
+        raise AssertionError("cache miss: decoded an image")
+
+    monkeypatch.setattr(data, "_read_rgb", no_decode)
+    test = data.load_image_folder(root, cache_dir=cache, splits="test")  # From the full load's cache.
+    np.testing.assert_array_equal(test.x_test, full.x_test)
+    np.testing.assert_array_equal(test.y_test, full.y_test)
+    assert test.y_test.dtype == np.int32 and test.x_train.shape == (0, 8, 8, 3)
+    assert "cached" in test.source and "-test-" in test.source
+
+    # A test-only load first, then a full load decodes only train/.
+    cache2 = tmp_path / "cache2"
+    decoded = []
+    monkeypatch.setattr(data, "_read_rgb", lambda p, s: decoded.append(p) or REAL_READ(p, s))
+    data.load_image_folder(root, cache_dir=cache2, splits="test")
+    decoded.clear()
+    again = data.load_image_folder(root, cache_dir=cache2)
+    assert len(set(decoded)) == 12 and all(f"{os.sep}train{os.sep}" in p for p in decoded)
+    np.testing.assert_array_equal(again.x_test, full.x_test)
+    np.testing.assert_array_equal(again.x_train, full.x_train)
+
+
+def test_load_cifar10_test_only(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    # An image-folder tree with only test/ (also nested under cifar10-jpeg/).
+    root = make_tree(tmp_path / "c" / "cifar10-jpeg", data.CIFAR10_CLASSES, n_train=1, n_test=2,
+                     size=(32, 32))
+    shutil.rmtree(root / "train")
+    for where in (root, root.parent):
+        s = data.load_cifar10(where, cache_dir=False, splits="test")
+        assert s.x_test.shape == (20, 32, 32, 3) and s.x_train.shape == (0, 32, 32, 3)
+        assert s.class_names == data.CIFAR10_CLASSES
+    with pytest.raises(data.DataNotFoundError, match=r"Missing split folder .*cifar10-jpeg.train"):
+        data.load_cifar10(root, cache_dir=False)
+
+    # The official batches: only test_batch is needed (and read).
+    folder = write_batches(tmp_path / "cifar-10-batches-py")
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").unlink()
+    s = data.load_cifar10(folder, splits="test")
+    assert s.x_test.shape == (10, 32, 32, 3) and s.y_test.dtype == np.int32
+    assert s.x_train.shape == (0, 32, 32, 3) and s.y_train.shape == (0,)
+    np.testing.assert_array_equal(s.x_test[:, 5, 7, 0], s.y_test * 20)
+    assert data.load_cifar10(folder, splits="test", limit=5).y_test.shape == (5,)
+    with pytest.raises(data.DataNotFoundError, match=r"lacks data_batch_1"):
+        data.load_cifar10(folder)
+    with pytest.raises(data.DataNotFoundError, match=r"lacks data_batch_1"):
+        data.load_cifar10(folder, splits="train")
+    (folder / "test_batch").unlink()
+    write_batches(tmp_path / "b2")
+    (tmp_path / "b2/test_batch").unlink()
+    s = data.load_cifar10(tmp_path / "b2", splits=("train",))
+    assert s.x_train.shape == (50, 32, 32, 3) and s.x_test.shape == (0, 32, 32, 3)
+
+
+def test_finish_empties_unrequested_split():
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    y = np.arange(4) % 2
+    s = data._finish(x, y, x[:2], y[:2], ("a", "b"), "arrays", None, 0, ("test",))
+    assert s.x_train.shape == (0, 32, 32, 3) and s.y_train.shape == (0,)
+    assert s.x_test.shape == (2, 32, 32, 3) and s.y_test.dtype == np.int32
 
 
 

@@ -169,6 +169,8 @@ def test_tflite_files_use_builtin_ops_only(export_dir):
         ops = set(card["ops"])
         assert not [op for op in ops if "FLEX" in op.upper() or op == "CUSTOM"], ops
         assert {"TRANSPOSE", "BATCH_MATMUL", "SOFTMAX", "GELU"} <= ops, ops
+        # The class token is broadcast to the (dynamic) batch, not added to a ZEROS_LIKE (no int8 kernel).
+        assert "BROADCAST_TO" in ops and "ZEROS_LIKE" not in ops, ops
 
 
 def test_int8_takes_raw_uint8_pixels_and_returns_int8_logits(export_dir):
@@ -187,6 +189,7 @@ def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir):
     model = onnx.load(str(export_dir / "model.onnx"))
     ops = {node.op_type for node in model.graph.node}
     assert "Erf" in ops and "Erfc" not in ops  # exact GELU, via 1 - Erf
+    assert "Expand" in ops and "ConstantOfShape" not in ops  # the class token broadcast, no zeros_like
     assert all(onnx.defs.has(node.op_type, node.domain) for node in model.graph.node)
     (image,), (logits,) = model.graph.input, model.graph.output
     assert (image.name, logits.name) == ("images", "logits")
@@ -218,17 +221,28 @@ def test_flex_op_fails_loudly(tmp_path):
 
 
 @needs_tf_keras
-def test_int8_float_ops_default_and_strict(export_dir, data_tree, tmp_path):
-    """By default the class-token assembly and first LayerNorm stay float; --strict-int8 quantizes them."""
+def test_int8_float_ops_default_and_strict(export_dir, data_tree, trained, tmp_path):
+    """By default the class-token assembly and first LayerNorm stay float; --strict-int8 quantizes them.
+
+    Either way NEG (one in each LayerNormalization) stays float: it has no
+    int8 kernel. The class token is copied per image by BROADCAST_TO, which
+    has one (the former `cls + zeros_like` left a float ZEROS_LIKE).
+    """
     from export import tflite
 
+    norms = sum(isinstance(layer, keras.layers.LayerNormalization) for layer in trained["model"]._flatten_layers())
+    assert norms == 2 * 2 + 1  # vit_micro: depth 2, two norms a block, one before the head
     default = runtime.load(export_dir / "model_int8.tflite").float_ops()
-    assert {"CONCATENATION", "RSQRT"} <= set(default), default
+    # patch_encoder's BROADCAST_TO, CONCATENATION, position ADD; block_0's attention_norm (11 ops, NEG
+    # included); the NEG of every other LayerNormalization.
+    assert default == {"ADD": 4, "BROADCAST_TO": 1, "CONCATENATION": 1, "MEAN": 2, "MUL": 3, "NEG": norms,
+                       "RSQRT": 1, "SQUARED_DIFFERENCE": 1}, default
     _, arrays = data_tree
     content = tflite.convert(str(export_dir / "savedmodel"), "int8", arrays["train"][0][:64], strict_int8=True)
     (tmp_path / "strict.tflite").write_bytes(content)
     strict = runtime.load(tmp_path / "strict.tflite")
-    assert set(strict.float_ops()) <= {"NEG", "ZEROS_LIKE"}, strict.float_ops()  # no int8 kernel for these
+    assert strict.float_ops() == {"NEG": norms}, strict.float_ops()  # no int8 kernel for NEG
+    assert "BROADCAST_TO" in strict.op_counts() and "ZEROS_LIKE" not in strict.op_counts()
     assert strict.input_dtype == np.uint8 and strict.input_quantization == (1.0, 0)
     assert strict.output_dtype == np.int8
 

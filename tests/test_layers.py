@@ -77,6 +77,62 @@ def test_patch_encoder(position, class_token):
     assert_round_trip(layer, patches)
 
 
+def test_patch_encoder_class_token_with_a_dynamic_batch():
+    """One class token per image whatever the batch size, in a model whose batch dimension is None."""
+    inputs = keras.Input((6, 12))
+    layer = PatchEncoder(6, 16, grid_size=(2, 3))
+    model = keras.Model(inputs, layer(inputs))
+    assert model.output_shape == (None, 7, 16)
+    cls = keras.ops.convert_to_numpy(layer.cls)[0, 0] + keras.ops.convert_to_numpy(layer.position)[0, 0]
+    for batch in (1, 5):
+        patches = np.random.default_rng(batch).normal(size=(batch, 6, 12)).astype("float32")
+        out = np.asarray(model.predict(patches, batch_size=batch, verbose=0))
+        assert out.shape == (batch, 7, 16)
+        np.testing.assert_allclose(out[:, 0], np.broadcast_to(cls, (batch, 16)), atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite conversion needs the TF backend")
+def test_patch_encoder_converts_to_int8_tflite_without_float_ops(tmp_path):
+    """The class token is copied per image by BROADCAST_TO (int8 kernel), not ZEROS_LIKE + ADD (float only).
+
+    Converted alone with full-integer quantization, the layer has no op left
+    in float32, and the file keeps a dynamic batch.
+    """
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    inputs = keras.Input((6, 12))
+    model = keras.Model(inputs, PatchEncoder(6, 16, grid_size=(2, 3), name="patch_encoder")(inputs))
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec((None, 6, 12), tf.float32)])
+    archive.write_out(str(tmp_path / "sm"), verbose=False)
+    calibration = np.random.default_rng(0).normal(size=(8, 6, 12)).astype("float32")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # fails on a float-only op
+    interpreter = Interpreter(model_content=converter.convert(),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    names = {op["op_name"] for op in ops}
+    assert "BROADCAST_TO" in names and "ZEROS_LIKE" not in names, names
+    float_ops = {op["op_name"] for op in ops if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                 and any(tensors.get(i) == np.float32 for i in [*op["inputs"], *op["outputs"]])}
+    assert not float_ops, float_ops
+    patches = calibration[:3]
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, [3, 6, 12], strict=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, patches)
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert out.shape == (3, 7, 16)
+    np.testing.assert_allclose(out, np.asarray(model(patches)), atol=0.1)  # int8 steps of ~0.02
+
+
 def test_patch_encoder_checks_sizes():
     with pytest.raises(ValueError, match="not a square"):
         PatchEncoder(6, 16)

@@ -56,8 +56,29 @@ def test_rerun_resumes_after_an_interruption(tiny_tree, tmp_path, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
 
 
+def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
+    # The flags of benchmarks/gpu_cifar10.sh, on a tiny run: the time limit
+    # stops it after the first epoch, and the model is still saved and scored.
+    out = tmp_path / "run"
+    args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--augment", "lee2021",
+                   "--num-heads", "4", "--steps-per-execution", "2", "--ema-momentum", "0.9",
+                   "--checkpoint-every", "2", "--time-limit", "0.001"]
+    args[args.index("--epochs") + 1] = "4"
+    assert train.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["epochs_requested"] == 4
+    assert metrics["stopped_by_time_limit"] and not metrics["diverged"]
+    model = load_model(out / "model.keras")
+    assert model.get_layer("block_0").num_heads == 4
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
 def test_bad_input_exits_non_zero(tmp_path, capsys):
     assert train.main(["--epochs", "0"]) == 2
+    assert train.main(["--ema-momentum", "1.5"]) == 2
+    assert train.main(["--time-limit", "-1"]) == 2
+    with pytest.raises(SystemExit):
+        train.main(["--num-heads", "0"])
     assert train.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")]) == 2
     assert str(tmp_path / "nowhere") in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -60,6 +60,51 @@ def test_loss_is_soft_target_cross_entropy():
     assert abs(loss - expected) < 1e-5
 
 
+def test_repeated_augmentation_repeats_images_and_labels():
+    model = build_vit("vit_micro")  # no dropout, no drop path: equal inputs give equal logits
+    head = model.get_layer("head")  # zero-initialised: give it weights so that logits differ
+    head.kernel.assign(np.random.default_rng(0).normal(0, 1, head.kernel.shape))
+    trainer = make_trainer(model, dict(AUGMENT_RECIPES["none"], repeats=3), seed=0)
+    images, labels = colour_data(7)  # 7 is not a multiple of 3: the batch keeps its size
+    out = trainer({"images": images, "labels": labels}, training=True)
+    rows = np.arange(7) // 3
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out["labels"]), labels[rows])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out["targets"]).argmax(1), labels[rows])
+    logits = keras.ops.convert_to_numpy(out["logits"])
+    assert logits.shape == (7, 10)
+    np.testing.assert_allclose(logits[:3], np.repeat(logits[:1], 3, axis=0), atol=1e-5)
+    assert not np.allclose(logits[0], logits[3])
+    # Inference is not repeated.
+    assert keras.ops.convert_to_numpy(trainer({"images": images}, training=False)).shape == (7, 10)
+    assert ViTTrainer.from_config(trainer.get_config()).repeats == 3
+    with pytest.raises(ValueError, match="repeats"):
+        ViTTrainer(model, repeats=0)
+
+
+def test_lee2021_recipe_fits_and_training_accuracy_uses_repeated_labels():
+    images, labels = colour_data(192)
+    model, trainer = compiled_trainer("lee2021", steps=6)
+    history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert 0.0 <= history.history["accuracy"][0] <= 1.0
+
+
+def test_ema_weights_replace_the_trained_ones_at_the_end():
+    images, labels = colour_data(128)
+    keras.utils.set_random_seed(0)
+    model = build_vit("vit_micro")
+    trainer = make_trainer(model, AUGMENT_RECIPES["none"])
+    optimizer = make_optimizer("adamw", 1e-3, ema_momentum=0.5)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.5
+    trainer.compile(optimizer=optimizer)
+    trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
+    averages = [keras.ops.convert_to_numpy(v) for v in optimizer._model_variables_moving_average]
+    for variable, average in zip(trainer.trainable_variables, averages):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), average, atol=1e-6)
+    with pytest.raises(ValueError, match="ema_momentum"):
+        make_optimizer("adamw", 1e-3, ema_momentum=1.0)
+
+
 def test_schedule_warms_up_then_decays():
     schedule = learning_rate_schedule(1e-3, total_steps=100, warmup_steps=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
