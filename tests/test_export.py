@@ -261,6 +261,12 @@ def test_runtime_matches_keras(export_dir, trained, name):
     top = runtime.classify(model, x[:5], labels, top_k=3)
     assert [t[0]["label"] for t in top] == [CLASSES[i] for i in logits[:5].argmax(1)]
     assert all(len(t) == 3 and 0.0 <= t[2]["probability"] <= t[0]["probability"] <= 1.0 for t in top)
+    # Test-time flip: the softmax of the mean of the image's and its mirror's logits.
+    flipped = runtime.classify(model, x[:5], labels, top_k=1, tta="flip")
+    expected = runtime.softmax((out[:5] + model.predict(x[:5, :, ::-1])) / 2.0)
+    np.testing.assert_allclose([t[0]["probability"] for t in flipped], expected.max(1), rtol=1e-5)
+    with pytest.raises(runtime.RuntimeModelError, match="tta"):
+        runtime.classify(model, x[:1], labels, tta="rotate")
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -299,6 +305,8 @@ def test_runtime_cli_needs_neither_tensorflow_nor_keras(export_dir, trained, tmp
     # The table output, and a module-level check that nothing heavy got imported.
     proc = run(["export.runtime", export_dir / "model.onnx", images[0]], env=env)
     assert proc.returncode == 0 and expected[0] in proc.stdout, explain(proc)
+    proc = run(["export.runtime", export_dir / "model_fp32.tflite", images[0], "--tta", "flip", "--json"], env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)[0]["top_k"][0]["label"] == expected[0], explain(proc)
     code = ("import sys, export.runtime as r; m = r.load(sys.argv[1]); "
             "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'keras_vit', 'tf2onnx')]; "
             "assert not bad, bad")
@@ -517,3 +525,15 @@ def test_bad_input(case, trained, odd_models, tmp_path):
     assert len(lines) == 1 and message in lines[0], explain(proc)
     assert "Traceback" not in proc.stderr, explain(proc)
     assert not out.exists() and not (tmp_path / "o.onnx").exists()
+
+
+def test_flip_tta_benchmark_scores_exported_files(export_dir, trained):
+    spec = importlib.util.spec_from_file_location("flip_tta", REPO / "benchmarks" / "flip_tta.py")
+    flip_tta = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flip_tta)
+    x, y = trained["x_test"], trained["y_test"]
+    row = flip_tta.measure(export_dir / "model_fp32.tflite", x, y)
+    assert row["accuracy"] == pytest.approx(float(np.mean(trained["logits"].argmax(1) == y)))
+    model = runtime.load(export_dir / "model_fp32.tflite")
+    mean_logits = (model.predict(x) + model.predict(x[:, :, ::-1])) / 2.0
+    assert row["accuracy_flip_tta"] == pytest.approx(float(np.mean(mean_logits.argmax(1) == y)))
