@@ -204,7 +204,9 @@ def run(args, splits):
     ]
     if args.ema_momentum is not None:
         # Validate with the averaged weights, which are the ones that get saved.
-        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        # Not swap_on_epoch: it leaves the average in the model after an early
+        # stop (--time-limit, NaN), and fit's end then saves the raw weights.
+        callbacks.append(keras.callbacks.SwapEMAWeights())
     if time_limit is not None:
         callbacks.append(time_limit)
     if resuming:

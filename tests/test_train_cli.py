@@ -73,6 +73,26 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
+def test_ema_weights_are_saved_even_when_the_time_limit_stops_early(tiny_tree, tmp_path):
+    # With momentum ~1 the average barely leaves the initial weights, while
+    # training moves them: the saved model must be the average.
+    import keras
+
+    from keras_vit import build_vit
+
+    out = tmp_path / "run"
+    args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--ema-momentum", "0.9999999",
+                   "--learning-rate", "1e-2", "--time-limit", "0.001"]
+    args[args.index("--epochs") + 1] = "3"
+    assert train.main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["stopped_by_time_limit"]
+    keras.utils.set_random_seed(0)  # what train.main does before building
+    initial = build_vit("vit_micro", num_classes=10, image_size=(32, 32))
+    saved = load_model(out / "model.keras")
+    drift = max(float(np.max(np.abs(a - b))) for a, b in zip(initial.get_weights(), saved.get_weights()))
+    assert drift < 1e-4, drift
+
+
 def test_bad_input_exits_non_zero(tmp_path, capsys):
     assert train.main(["--epochs", "0"]) == 2
     assert train.main(["--ema-momentum", "1.5"]) == 2
