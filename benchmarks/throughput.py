@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from keras_vit import build_vit  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.callbacks import EpochTimer  # noqa: E402
-from keras_vit.train import MIXED_PRECISION, describe_device  # noqa: E402
+from keras_vit.train import MIXED_PRECISION, describe_device, model_overrides, training_recipe  # noqa: E402
 from keras_vit.training import (  # noqa: E402
     learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image,
 )
@@ -47,12 +47,9 @@ def peak_for(device, precision):
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
             repeats=None, steps_per_execution=1, ema_momentum=None):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
-    flags = {"pooling": pooling, "num_heads": num_heads}
-    model = build_vit(preset, **{name: value for name, value in flags.items() if value is not None})
-    recipe = dict(AUGMENT_RECIPES[augment])
-    if repeats is not None:
-        recipe["repeats"] = repeats
-    trainer = make_trainer(model, recipe, label_smoothing=0.1, seed=0)
+    # The same flag handling as python -m keras_vit.train.
+    model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling))
+    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

@@ -87,17 +87,17 @@ def build_parser():
     return parser
 
 
-def model_overrides(args):
-    """`build_vit` overrides from the --drop-path/--num-heads/--pooling flags."""
-    flags = {"drop_path": args.drop_path, "num_heads": args.num_heads, "pooling": args.pooling}
+def model_overrides(drop_path=None, num_heads=None, pooling=None):
+    """`build_vit` overrides from the --drop-path/--num-heads/--pooling flags (None: the preset's)."""
+    flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling}
     return {name: value for name, value in flags.items() if value is not None}
 
 
-def training_recipe(args):
-    """The --augment recipe, with --repeats applied."""
-    recipe = dict(AUGMENT_RECIPES[args.augment])
-    if args.repeats is not None:
-        recipe["repeats"] = args.repeats
+def training_recipe(augment, repeats=None):
+    """The `AUGMENT_RECIPES[augment]` recipe, with --repeats applied (None: the recipe's)."""
+    recipe = dict(AUGMENT_RECIPES[augment])
+    if repeats is not None:
+        recipe["repeats"] = repeats
     return recipe
 
 
@@ -171,10 +171,10 @@ def run(args, splits):
     print(splits.summary(), flush=True)
     overrides = {"num_classes": splits.num_classes,
                  "image_size": tuple(splits.x_train.shape[1:3])}
-    overrides.update(model_overrides(args))
+    overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling))
     model = build_vit(args.preset, **overrides)
 
-    recipe = training_recipe(args)
+    recipe = training_recipe(args.augment, args.repeats)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
     num_train = len(splits.x_train)
     steps = steps_per_epoch(num_train, args.batch_size)
