@@ -15,7 +15,7 @@ RUN=/tmp/gpu_run
 PRESET=${PRESET:-vit_cifar10}
 DATA=/tmp/cifar10 OUT=$RUN PRESET=$PRESET bash benchmarks/gpu_cifar10.sh > "$OUT/log.txt" 2>&1
 status=$?
-for f in throughput.jsonl $PRESET/metrics.json $PRESET/history.csv $PRESET/curves.png \
+for f in attention_probe.jsonl throughput_no_augment.jsonl throughput.jsonl $PRESET/metrics.json $PRESET/history.csv $PRESET/curves.png \
          $PRESET/labels.txt $PRESET/model.keras; do
   [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"
 done

@@ -45,10 +45,10 @@ def peak_for(device, precision):
 
 
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
-            repeats=None, steps_per_execution=1, ema_momentum=None):
+            repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
-    model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling))
+    model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers))
     trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
@@ -69,6 +69,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
     return {
         "preset": preset, "pooling": model.get_layer("pool").mode, "augment": augment,
         "num_heads": model.get_layer("block_0").num_heads, "repeats": trainer.repeats,
+        "num_registers": model.get_layer("patch_encoder").num_registers,
+        "sequence_length": model.get_layer("patch_encoder").num_tokens,
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
@@ -94,6 +96,7 @@ def main(argv=None):
     parser.add_argument("--pooling", default=None, choices=["token", "gap"])
     parser.add_argument("--num-heads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)")
+    parser.add_argument("--registers", type=int, default=None, help="register tokens (default: the preset's)")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
@@ -102,7 +105,7 @@ def main(argv=None):
         parser.error("--epochs must be at least 2 (the first one compiles)")
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
                      args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
-                     args.ema_momentum)
+                     args.ema_momentum, args.registers)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

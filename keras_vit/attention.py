@@ -194,7 +194,7 @@ def attention_rollout(weights, discard_ratio: float = 0.0, head_fusion: str = "m
     return rollout.astype("float32")
 
 
-def attention_map(matrix, grid_size, class_token: bool = True) -> np.ndarray:
+def attention_map(matrix, grid_size, class_token: bool = True, num_registers: int = 0) -> np.ndarray:
     """Turns token-to-token attention into one map over the patch grid.
 
     Args:
@@ -205,23 +205,26 @@ def attention_map(matrix, grid_size, class_token: bool = True) -> np.ndarray:
             class token's row (what the classifier reads); otherwise
             ("gap" models) it is the mean over the patch-token rows, the
             attention each patch receives on average.
+        num_registers: register tokens between the class token and the
+            patches (`PatchEncoder(num_registers=...)`); left out of the map.
 
     Returns:
         float32 array `(batch, rows, cols)`.
     """
     matrix = np.asarray(matrix, dtype="float32")
     rows, cols = (int(v) for v in grid_size)
-    n = rows * cols
-    expected = n + int(class_token)
+    prefix = int(class_token) + int(num_registers)
+    expected = rows * cols + prefix
     if matrix.ndim != 3 or matrix.shape[1:] != (expected, expected):
         raise ValueError(
             f"Expected attention of shape (batch, {expected}, {expected}) for a {rows}x{cols} grid"
-            f"{' plus a class token' if class_token else ''}, got {matrix.shape}."
+            f"{' plus a class token' if class_token else ''}"
+            f"{f' and {num_registers} registers' if num_registers else ''}, got {matrix.shape}."
         )
     if class_token:
-        values = matrix[:, 0, 1:]
+        values = matrix[:, 0, prefix:]
     else:
-        values = matrix.mean(axis=1)
+        values = matrix[:, prefix:, prefix:].mean(axis=1)
     return values.reshape(-1, rows, cols)
 
 
@@ -242,7 +245,8 @@ def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean")
     """
     weights = attention_weights(model, images)[layer]
     encoder = model.get_layer("patch_encoder")
-    return attention_map(_fuse_heads(weights, head_fusion), encoder.grid_size, encoder.class_token)
+    return attention_map(_fuse_heads(weights, head_fusion), encoder.grid_size, encoder.class_token,
+                         encoder.num_registers)
 
 
 def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "mean") -> np.ndarray:
@@ -259,7 +263,7 @@ def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "m
     """
     rollout = attention_rollout(attention_weights(model, images), discard_ratio, head_fusion)
     encoder = model.get_layer("patch_encoder")
-    return attention_map(rollout, encoder.grid_size, encoder.class_token)
+    return attention_map(rollout, encoder.grid_size, encoder.class_token, encoder.num_registers)
 
 
 # --------------------------------------------------------------------------
@@ -355,6 +359,7 @@ def plot_attention_heads(
     grid_size,
     path: PathLike,
     class_token: bool = True,
+    num_registers: int = 0,
     alpha: float = 0.55,
     cmap: str = "inferno",
     title: str | None = None,
@@ -369,6 +374,7 @@ def plot_attention_heads(
         path: output PNG path.
         class_token: whether token 0 is a class token (see
             `attention_map`).
+        num_registers: register tokens after the class token.
         alpha: opacity of the maps over the image.
         cmap: matplotlib colour map of the attention.
         title: optional figure title.
@@ -381,7 +387,7 @@ def plot_attention_heads(
         weights = weights[0]
     if weights.ndim != 3:
         raise ValueError(f"Expected weights of shape (heads, seq, seq), got {weights.shape}.")
-    per_head = attention_map(weights, grid_size, class_token)  # heads act as the batch
+    per_head = attention_map(weights, grid_size, class_token, num_registers)  # heads act as the batch
     panels = [("image", None)] + [(f"head {h}", m) for h, m in enumerate(per_head)]
     panels.append(("mean of heads", per_head.mean(axis=0)))
     fig = _figure(1.9 * len(panels), 2.3 + (0.3 if title else 0.0))

@@ -335,15 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def positive_int(text):
-    """argparse type: a positive int, with a clear message otherwise."""
+def _bounded_int(text, low, what):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     return value
+
+
+def positive_int(text):
+    """argparse type: a positive int, with a clear message otherwise."""
+    return _bounded_int(text, 1, "a positive integer")
+
+
+def non_negative_int(text):
+    """argparse type: an int >= 0, with a clear message otherwise."""
+    return _bounded_int(text, 0, "a non-negative integer")
 
 
 def run(args) -> dict:

@@ -133,6 +133,13 @@ def sincos_position_embedding(grid_size, dim, temperature=10000.0):
 class PatchEncoder(keras.layers.Layer):
     """Projects patches, prepends a class token and adds position embeddings.
 
+    Optionally inserts `num_registers` learned register tokens after the
+    class token (Darcet et al. 2024, "Vision Transformers Need Registers").
+    They carry no position embedding and are read by no head; besides giving
+    attention a place to park, one register makes the 65 tokens of a 32x32
+    image in 4x4 patches plus a class token an even 66, a length cuDNN's
+    fused attention accepts in training (see `benchmarks/attention_probe.py`).
+
     Args:
         num_patches: int, number of patches in the sequence.
         projection_dim: int, width of the token embeddings.
@@ -142,14 +149,16 @@ class PatchEncoder(keras.layers.Layer):
         class_token: bool, whether to prepend a learned class token (CLS).
         position_embedding: `"learned"` (trainable, the paper's choice) or
             `"sincos"` (fixed 2-D sine-cosine, not trained).
+        num_registers: int, learned register tokens (default 0).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         patches: tensor of shape `(batch, num_patches, patch_dim)`.
 
     Returns:
-        Tensor of shape `(batch, num_patches + class_token, projection_dim)`.
-        The class token, when present, is at index 0.
+        Tensor of shape `(batch, class_token + num_registers + num_patches,
+        projection_dim)`: the class token (when present) at index 0, then the
+        registers, then the patch tokens in row-major grid order.
     """
 
     def __init__(
@@ -159,10 +168,14 @@ class PatchEncoder(keras.layers.Layer):
         grid_size=None,
         class_token=True,
         position_embedding="learned",
+        num_registers=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_patches = int(num_patches)
+        if int(num_registers) < 0:
+            raise ValueError(f"num_registers must be >= 0, got {num_registers}.")
+        self.num_registers = int(num_registers)
         self.projection_dim = int(projection_dim)
         if grid_size is None:
             side = math.isqrt(self.num_patches)
@@ -181,8 +194,13 @@ class PatchEncoder(keras.layers.Layer):
         self.projection = keras.layers.Dense(projection_dim, name="projection", dtype=self.dtype_policy)
 
     @property
+    def num_prefix_tokens(self):
+        """Tokens before the first patch token: the class token and the registers."""
+        return int(self.class_token) + self.num_registers
+
+    @property
     def num_tokens(self):
-        return self.num_patches + int(self.class_token)
+        return self.num_patches + self.num_prefix_tokens
 
     def build(self, input_shape):
         if input_shape[-2] is not None and input_shape[-2] != self.num_patches:
@@ -197,10 +215,18 @@ class PatchEncoder(keras.layers.Layer):
                 shape=(1, 1, self.projection_dim),
                 initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             )
+        if self.num_registers:
+            self.registers = self.add_weight(
+                name="registers",
+                shape=(1, self.num_registers, self.projection_dim),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
+        # One position vector per patch, and one for the class token.
+        positions = self.num_patches + int(self.class_token)
         if self.position_embedding_type == "learned":
             self.position = self.add_weight(
                 name="position_embedding",
-                shape=(1, self.num_tokens, self.projection_dim),
+                shape=(1, positions, self.projection_dim),
                 initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             )
         else:
@@ -209,7 +235,7 @@ class PatchEncoder(keras.layers.Layer):
                 table = np.concatenate([np.zeros((1, self.projection_dim), "float32"), table])
             self.position = self.add_weight(
                 name="position_embedding",
-                shape=(1, self.num_tokens, self.projection_dim),
+                shape=(1, positions, self.projection_dim),
                 initializer=keras.initializers.Constant(table[None]),
                 trainable=False,
             )
@@ -227,7 +253,14 @@ class PatchEncoder(keras.layers.Layer):
             batch = ops.shape(patches)[0]
             cls = ops.broadcast_to(ops.cast(self.cls, tokens.dtype), (batch, 1, self.projection_dim))
             tokens = ops.concatenate([cls, tokens], axis=1)
-        return tokens + ops.cast(self.position, tokens.dtype)
+        tokens = tokens + ops.cast(self.position, tokens.dtype)
+        if self.num_registers:
+            batch = ops.shape(patches)[0]
+            registers = ops.broadcast_to(ops.cast(self.registers, tokens.dtype),
+                                         (batch, self.num_registers, self.projection_dim))
+            head = int(self.class_token)
+            tokens = ops.concatenate([tokens[:, :head], registers, tokens[:, head:]], axis=1)
+        return tokens
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_tokens, self.projection_dim)
@@ -267,6 +300,7 @@ class PatchEncoder(keras.layers.Layer):
                 "grid_size": self.grid_size,
                 "class_token": self.class_token,
                 "position_embedding": self.position_embedding_type,
+                "num_registers": self.num_registers,
             }
         )
         return config
@@ -450,6 +484,8 @@ class SequencePooling(keras.layers.Layer):
             `"gap"` averages the patch tokens (skipping a class token if
             `has_class_token`).
         has_class_token: bool, whether index 0 is a class token.
+        num_registers: int, register tokens after the class token, which
+            `"gap"` skips too.
         **kwargs: base `Layer` arguments.
 
     Call arguments:
@@ -459,7 +495,7 @@ class SequencePooling(keras.layers.Layer):
         Tensor of shape `(batch, dim)`.
     """
 
-    def __init__(self, mode="token", has_class_token=True, **kwargs):
+    def __init__(self, mode="token", has_class_token=True, num_registers=0, **kwargs):
         super().__init__(**kwargs)
         if mode not in ("token", "gap"):
             raise ValueError(f"pooling must be 'token' or 'gap', got {mode!r}.")
@@ -467,11 +503,12 @@ class SequencePooling(keras.layers.Layer):
             raise ValueError("pooling='token' needs a class token.")
         self.mode = mode
         self.has_class_token = bool(has_class_token)
+        self.num_registers = int(num_registers)
 
     def call(self, tokens):
         if self.mode == "token":
             return tokens[:, 0]
-        start = 1 if self.has_class_token else 0
+        start = int(self.has_class_token) + self.num_registers
         return ops.mean(tokens[:, start:], axis=1)
 
     def compute_output_shape(self, input_shape):
@@ -479,5 +516,6 @@ class SequencePooling(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mode": self.mode, "has_class_token": self.has_class_token})
+        config.update({"mode": self.mode, "has_class_token": self.has_class_token,
+                       "num_registers": self.num_registers})
         return config

@@ -24,7 +24,8 @@ CIFAR10_STD = (63.0, 62.1, 66.7)
 DEFAULTS = dict(
     image_size=32, patch_size=4, num_classes=10, projection_dim=192, depth=9, num_heads=3,
     mlp_dim=384, pooling="token", dropout=0.0, attention_dropout=0.0, drop_path=0.0,
-    position_embedding="learned", channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD, name="vit",
+    position_embedding="learned", num_registers=0, channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    name="vit",
 )
 
 
@@ -49,6 +50,8 @@ def build_vit(preset=None, **kwargs):
         drop_path: float, the stochastic-depth rate of the last block; it
             grows linearly from 0 in the first block.
         position_embedding: `"learned"` or `"sincos"` (fixed 2-D).
+        num_registers: int, learned register tokens after the class token
+            (see `PatchEncoder`); 0 by default.
         channels: int, image channels.
         mean, std: per-channel pixel statistics (0..255 units) used by the
             model's own normalization layer.
@@ -71,8 +74,8 @@ def build_vit(preset=None, **kwargs):
 
 
 def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_heads, mlp_dim,
-           pooling, dropout, attention_dropout, drop_path, position_embedding, channels, mean,
-           std, name):
+           pooling, dropout, attention_dropout, drop_path, position_embedding, num_registers, channels,
+           mean, std, name):
     height, width = _pair(image_size, "image_size")
     if height % patch_size or width % patch_size:
         raise ValueError(
@@ -90,7 +93,7 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
     x = Patches(patch_size, name="patches")(x)
     x = PatchEncoder(
         grid[0] * grid[1], projection_dim, grid_size=grid, class_token=class_token,
-        position_embedding=position_embedding, name="patch_encoder",
+        position_embedding=position_embedding, num_registers=num_registers, name="patch_encoder",
     )(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(depth):
@@ -101,7 +104,7 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
             name=f"block_{i}",
         )(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
-    x = SequencePooling(pooling, has_class_token=class_token, name="pool")(x)
+    x = SequencePooling(pooling, has_class_token=class_token, num_registers=num_registers, name="pool")(x)
     # Logits in float32 even under a mixed-precision policy (stable softmax).
     outputs = keras.layers.Dense(
         num_classes, kernel_initializer="zeros", name="head", dtype="float32"
@@ -131,7 +134,8 @@ def vit_arguments(model):
         depth=len(blocks), num_heads=first.num_heads, mlp_dim=first.mlp_dim,
         pooling=model.get_layer("pool").mode, dropout=first.dropout,
         attention_dropout=first.attention_dropout, drop_path=blocks[-1].drop_path,
-        position_embedding=encoder.position_embedding_type, channels=channels,
+        position_embedding=encoder.position_embedding_type, num_registers=encoder.num_registers,
+        channels=channels,
         mean=tuple(float(v) for v in np.ravel(norm.input_mean)),
         std=tuple(float(v) for v in np.sqrt(np.ravel(norm.input_variance))),
         name=model.name,
@@ -164,5 +168,7 @@ def resize_vit(model, image_size):
     new_encoder.projection.set_weights(encoder.projection.get_weights())
     if encoder.class_token:
         new_encoder.cls.assign(encoder.cls)
+    if encoder.num_registers:
+        new_encoder.registers.assign(encoder.registers)
     new_encoder.position.assign(encoder.resampled_position_embedding(new_encoder.grid_size))
     return new

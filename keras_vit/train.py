@@ -25,7 +25,7 @@ import numpy as np
 
 from keras_vit.augment import AUGMENT_RECIPES
 from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit
-from keras_vit.evaluate import positive_int, predict_logits
+from keras_vit.evaluate import non_negative_int, positive_int, predict_logits
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
                    "mixed_bfloat16": "mixed_bfloat16", "float16": "mixed_float16",
@@ -61,6 +61,9 @@ def build_parser():
                         help="override the preset's attention heads (the width must divide by it)")
     parser.add_argument("--pooling", default=None, choices=["token", "gap"],
                         help="override the preset's head: class token or mean of the patch tokens")
+    parser.add_argument("--registers", type=non_negative_int, default=None,
+                        help="learned register tokens after the class token (default: the preset's, 0); "
+                        "1 makes CIFAR's 65 tokens an even 66, which cuDNN's fused attention takes")
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="repeated augmentation: each image this many times per batch "
                         "(default: the --augment recipe's)")
@@ -87,9 +90,9 @@ def build_parser():
     return parser
 
 
-def model_overrides(drop_path=None, num_heads=None, pooling=None):
-    """`build_vit` overrides from the --drop-path/--num-heads/--pooling flags (None: the preset's)."""
-    flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling}
+def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None):
+    """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers flags (None: the preset's)."""
+    flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling, "num_registers": num_registers}
     return {name: value for name, value in flags.items() if value is not None}
 
 
@@ -171,7 +174,7 @@ def run(args, splits):
     print(splits.summary(), flush=True)
     overrides = {"num_classes": splits.num_classes,
                  "image_size": tuple(splits.x_train.shape[1:3])}
-    overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling))
+    overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers))
     model = build_vit(args.preset, **overrides)
 
     recipe = training_recipe(args.augment, args.repeats)

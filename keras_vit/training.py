@@ -129,15 +129,16 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
     Args:
         model: the ViT to train.
         recipe: dict with `crop_padding, flip, randaug_ops, randaug_magnitude,
-            erasing, mixup_alpha, cutmix_alpha` and optionally `mix_prob`
-            (default 1) and `repeats` (default 1); see
+            erasing, mixup_alpha, cutmix_alpha` and optionally
+            `erasing_max_area` (default 0.25), `mix_prob` (default 1) and
+            `repeats` (default 1); see
             `keras_vit.augment.AUGMENT_RECIPES`.
         label_smoothing: float.
         seed: optional int, seeds the augmentation layers.
     """
     augmentation = build_augmentation(
         recipe["crop_padding"], recipe["flip"], recipe["randaug_ops"], recipe["randaug_magnitude"],
-        recipe["erasing"], seed=seed,
+        recipe["erasing"], recipe.get("erasing_max_area", 0.25), seed=seed,
     )
     mixing = None
     mix_prob = recipe.get("mix_prob", 1.0)

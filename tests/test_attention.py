@@ -151,6 +151,27 @@ def test_attention_map_token_and_gap():
     np.testing.assert_allclose(maps, no_cls.mean(axis=1).reshape(2, 2, 3), rtol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         attention.attention_map(no_cls, (2, 3), class_token=True)
+    # Registers (after the class token) are left out of the map.
+    with_registers = rng.random((2, 7, 7))  # class token, 2 registers, 2x2 patches
+    maps = attention.attention_map(with_registers, (2, 2), class_token=True, num_registers=2)
+    np.testing.assert_allclose(maps, with_registers[:, 0, 3:].reshape(2, 2, 2), rtol=1e-6)
+    maps = attention.attention_map(with_registers[:, 1:, 1:], (2, 2), class_token=False, num_registers=2)
+    np.testing.assert_allclose(maps, with_registers[:, 3:, 3:].mean(axis=1).reshape(2, 2, 2), rtol=1e-6)
+    with pytest.raises(ValueError, match="2 registers"):
+        attention.attention_map(with_cls, (2, 2), class_token=True, num_registers=2)
+
+
+@pytest.mark.parametrize("pooling", ["token", "gap"])
+def test_model_maps_with_registers(pooling, images):
+    model = build_vit("vit_micro", pooling=pooling, num_registers=2)
+    weights = attention.attention_weights(model, images)
+    prefix = int(pooling == "token") + 2
+    assert weights.shape[-1] == 16 + prefix
+    rollout = attention.rollout_map(model, images)
+    assert rollout.shape == (3, 4, 4) and np.all(np.isfinite(rollout))
+    expected = attention.attention_map(attention.attention_rollout(weights), (4, 4), pooling == "token", 2)
+    np.testing.assert_allclose(rollout, expected, atol=1e-6)
+    assert attention.cls_attention_map(model, images).shape == (3, 4, 4)
 
 
 def test_model_maps(model, images):

@@ -31,8 +31,16 @@ def test_gpu_cifar10_script_on_cpu(tiny_tree, tmp_path):
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_cifar10.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    # No cuDNN on the CPU: the probe says so for every length and the run takes no registers.
+    probe = [json.loads(line) for line in (out / "attention_probe.jsonl").read_text().splitlines()]
+    assert [row["sequence_length"] for row in probe] == [17, 18, 19, 20]
+    assert all(not row["cudnn"]["accepted"] and row["xla"]["accepted"] for row in probe)
+    assert "registers=0" in result.stdout
+    baseline = json.loads((out / "throughput_no_augment.jsonl").read_text().splitlines()[-1])
+    assert baseline["augment"] == "none" and baseline["images_per_second"] > 0
     throughput = json.loads((out / "throughput.jsonl").read_text().splitlines()[-1])
-    assert throughput["num_heads"] == 4 and throughput["repeats"] == 3 and throughput["images_per_second"] > 0
+    assert throughput["num_heads"] == 4 and throughput["repeats"] == 1 and throughput["images_per_second"] > 0
+    assert throughput["num_registers"] == 0 and throughput["sequence_length"] == 17
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
     metrics = json.loads((out / "vit_micro" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["time_limit"] == 355
@@ -44,3 +52,25 @@ def test_throughput_help():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--help"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0 and "--steps-per-execution" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_attention_probe_picks_registers():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import attention_probe
+
+    rows = [{"sequence_length": 65, "cudnn": {"accepted": False}}, {"sequence_length": 67, "cudnn": {"accepted": True}},
+            {"sequence_length": 66, "cudnn": {"accepted": True}}]
+    assert attention_probe.pick_registers(rows, 65) == 1
+    assert attention_probe.pick_registers(rows[:1], 65) == 0
+    assert attention_probe.pick_registers([{"sequence_length": 64, "cudnn": {"accepted": True}}], 64) == 0
+    # On the CPU: XLA compiles and is timed, cuDNN is reported missing, the pick is 0.
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attention_probe.py"), "--preset", "vit_micro",
+                             "--batch-size", "4", "--max-registers", "1", "--calls", "1", "--pick-registers"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "0"
+    rows = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [row["sequence_length"] for row in rows] == [17, 18]
+    assert rows[0]["xla"]["ms_per_call"] > 0 and "error" in rows[0]["cudnn"]

@@ -77,6 +77,28 @@ def test_patch_encoder(position, class_token):
     assert_round_trip(layer, patches)
 
 
+@pytest.mark.parametrize("class_token", [True, False])
+def test_patch_encoder_registers(class_token):
+    """Registers sit after the class token, the same learned vectors for every image, without positions."""
+    patches = np.random.default_rng(2).normal(size=(3, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), class_token=class_token, num_registers=2)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    head = int(class_token)
+    assert out.shape == (3, head + 2 + 6, 16) and layer.num_tokens == head + 8 and layer.num_prefix_tokens == head + 2
+    assert layer.position.shape == (1, 6 + head, 16)  # positions for the class token and the patches only
+    registers = keras.ops.convert_to_numpy(layer.registers)[0]
+    np.testing.assert_allclose(out[:, head:head + 2], np.broadcast_to(registers, (3, 2, 16)), atol=1e-6)
+    # The patch tokens are what a register-free encoder with the same weights gives.
+    plain = PatchEncoder(6, 16, grid_size=(2, 3), class_token=class_token)
+    plain(patches)
+    plain.set_weights([w for w in layer.get_weights() if w.shape != registers[None].shape])
+    np.testing.assert_allclose(out[:, head + 2:], keras.ops.convert_to_numpy(plain(patches))[:, head:], atol=1e-6)
+    assert layer.get_config()["num_registers"] == 2
+    assert_round_trip(layer, patches)
+    with pytest.raises(ValueError, match="num_registers"):
+        PatchEncoder(6, 16, grid_size=(2, 3), num_registers=-1)
+
+
 def test_patch_encoder_class_token_with_a_dynamic_batch():
     """One class token per image whatever the batch size, in a model whose batch dimension is None."""
     inputs = keras.Input((6, 12))
@@ -213,6 +235,10 @@ def test_sequence_pooling(mode):
     assert_round_trip(SequencePooling(mode), tokens)
     with pytest.raises(ValueError):
         SequencePooling("token", has_class_token=False)
+    # With 2 registers after the class token, "gap" averages tokens 3: only.
+    pooled = keras.ops.convert_to_numpy(SequencePooling(mode, num_registers=2)(tokens))
+    np.testing.assert_allclose(pooled, tokens[:, 0] if mode == "token" else tokens[:, 3:].mean(1), atol=1e-6)
+    assert_round_trip(SequencePooling(mode, num_registers=2), tokens)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])

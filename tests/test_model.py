@@ -84,6 +84,27 @@ def test_resize_vit():
                                   model.get_layer("block_0").get_weights()[0])
 
 
+def test_registers_build_save_and_resize(tmp_path):
+    model = randomize(build_vit("vit_micro", num_registers=1))
+    encoder = model.get_layer("patch_encoder")
+    assert encoder.num_tokens == 16 + 1 + 1 and vit_arguments(model)["num_registers"] == 1
+    images = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(images))
+    path = tmp_path / "registers.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), expected)
+    assert vit_arguments(loaded) == vit_arguments(model)
+    # The registers' weights matter, and resize_vit carries them over.
+    same = resize_vit(model, 32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(same(images)), expected, atol=1e-5)
+    # (a random change: LayerNorm would cancel a constant shift)
+    encoder.registers.assign(np.random.default_rng(4).normal(0, 2, encoder.registers.shape).astype("float32"))
+    assert not np.allclose(keras.ops.convert_to_numpy(model(images)), expected, atol=1e-3)
+    # Old files (no num_registers in their config) still load: the shipped model is one.
+    assert build_vit("vit_micro").get_layer("patch_encoder").num_registers == 0
+
+
 def test_pretrained_model_loads():
     from keras_vit import load_pretrained
     from keras_vit.pretrained import labels_path, metrics, model_path

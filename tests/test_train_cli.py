@@ -61,7 +61,7 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     # stops it after the first epoch, and the model is still saved and scored.
     out = tmp_path / "run"
     args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--augment", "lee2021",
-                   "--num-heads", "4", "--steps-per-execution", "2", "--ema-momentum", "0.9",
+                   "--num-heads", "4", "--registers", "1", "--steps-per-execution", "2", "--ema-momentum", "0.9",
                    "--checkpoint-every", "2", "--time-limit", "0.001"]
     args[args.index("--epochs") + 1] = "4"
     assert train.main(args) == 0
@@ -69,7 +69,7 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     assert metrics["epochs"] == 1 and metrics["epochs_requested"] == 4
     assert metrics["stopped_by_time_limit"] and not metrics["diverged"]
     model = load_model(out / "model.keras")
-    assert model.get_layer("block_0").num_heads == 4
+    assert model.get_layer("block_0").num_heads == 4 and model.get_layer("patch_encoder").num_registers == 1
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 

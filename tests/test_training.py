@@ -19,10 +19,10 @@ def colour_data(n=320, seed=0):
     return images.astype("uint8"), labels
 
 
-def compiled_trainer(recipe, steps, learning_rate=3e-3, seed=0):
+def compiled_trainer(recipe, steps, learning_rate=3e-3, seed=0, **recipe_overrides):
     keras.utils.set_random_seed(seed)
     model = build_vit("vit_micro")
-    trainer = make_trainer(model, AUGMENT_RECIPES[recipe], label_smoothing=0.1, seed=seed)
+    trainer = make_trainer(model, dict(AUGMENT_RECIPES[recipe], **recipe_overrides), label_smoothing=0.1, seed=seed)
     trainer.compile(optimizer=make_optimizer("adamw", learning_rate_schedule(learning_rate, steps, steps // 10)),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model, trainer
@@ -81,9 +81,10 @@ def test_repeated_augmentation_repeats_images_and_labels():
         ViTTrainer(model, repeats=0)
 
 
-def test_lee2021_recipe_fits_and_training_accuracy_uses_repeated_labels():
+def test_lee2021_recipe_with_repeats_fits_and_training_accuracy_uses_repeated_labels():
     images, labels = colour_data(192)
-    model, trainer = compiled_trainer("lee2021", steps=6)
+    model, trainer = compiled_trainer("lee2021", steps=6, repeats=3)
+    assert trainer.repeats == 3 and trainer.augmentation[-1].area == (0.02, 0.4)
     history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert 0.0 <= history.history["accuracy"][0] <= 1.0
