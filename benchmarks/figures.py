@@ -2,7 +2,8 @@
 
     python benchmarks/figures.py --data-dir DIR --output benchmarks/results/figures
 
-Writes: `patches.png` (a test image cut into its 4x4 patches), `position_similarity.png`
+Writes: `patches.png` (a test image cut into its 4x4 patches), `augmentation.png` (what
+`--augment lee2021` makes of eight images in three training batches), `position_similarity.png`
 (cosine similarity of the learned position embeddings), `attention_rollout.png`
 (rollout maps of correct and wrong predictions) and, through `python -m
 keras_vit.evaluate`, `confusion_matrix.png` + `evaluation.json`.
@@ -19,10 +20,32 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_vit import evaluate, load_pretrained  # noqa: E402
+from keras_vit.train import training_recipe  # noqa: E402
+from keras_vit.training import make_trainer  # noqa: E402
 from keras_vit.attention import plot_attention, rollout_map  # noqa: E402
 from keras_vit.data import load_cifar10  # noqa: E402
-from keras_vit.plots import plot_patches, plot_position_similarity  # noqa: E402
+from keras_vit.plots import plot_image_grid, plot_patches, plot_position_similarity  # noqa: E402
 from keras_vit.pretrained import model_path  # noqa: E402
+
+
+def plot_training_views(model, images, labels, names, path, recipe="lee2021", batches=3, seed=0):
+    """The originals, then what `ViTTrainer.augment_batch` makes of them in `batches` training batches.
+
+    Captions give the soft target: the class, or the two mixed classes with their weights.
+    """
+    trainer = make_trainer(model, training_recipe(recipe), seed=seed)
+    shown, titles = list(images), [names[label] for label in labels]
+    for _ in range(batches):
+        augmented, targets, _ = trainer.augment_batch(images, labels)
+        targets = np.asarray(targets)
+        for image, target in zip(np.asarray(augmented), targets):
+            top = np.argsort(target)[::-1][:2]
+            mixed = target[top[1]] > 0.01
+            shown.append(image)
+            titles.append(f"{names[top[0]]} {target[top[0]]:.2f}\n{names[top[1]]} {target[top[1]]:.2f}"
+                          if mixed else names[top[0]])
+    return plot_image_grid(shown, titles, path, ncols=len(images),
+                           title=f"--augment {recipe}: originals (top row), then {batches} training batches")
 
 
 def main(argv=None):
@@ -37,6 +60,7 @@ def main(argv=None):
     data = load_cifar10(args.data_dir, limit=1000, seed=0)
     names = data.class_names
     plot_patches(data.x_test[0], 4, out / "patches.png", title=f"a {names[data.y_test[0]]}, cut into 64 patches of 4x4")
+    plot_training_views(model, data.x_test[:8], data.y_test[:8], names, out / "augmentation.png")
     encoder = model.get_layer("patch_encoder")
     table = np.asarray(encoder.position)[0, 1:]  # without the class token's entry
     plot_position_similarity(table, encoder.grid_size, out / "position_similarity.png",

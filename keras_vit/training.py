@@ -59,29 +59,47 @@ class ViTTrainer(keras.Model):
         # layers hold only their seed state.
         self.built = True
 
+    def augment_batch(self, images, labels):
+        """What the model is trained on: the batch after repeats, augmentation and mixing.
+
+        Args:
+            images: uint8 or float images `(batch, height, width, channels)`, 0..255.
+            labels: int labels `(batch,)`.
+
+        Returns:
+            `(images, targets, labels)`: float32 images, soft targets
+            `(batch, num_classes)` (before label smoothing) and the labels in
+            the order of the rows (repeats reorder them).
+        """
+        images = ops.cast(images, "float32")
+        labels = ops.reshape(labels, (-1,))
+        if self.repeats > 1:
+            # Rows 0,0,0,1,1,1,... (dynamic batch size: the last batch may be short).
+            rows = ops.arange(ops.shape(images)[0]) // self.repeats
+            images = ops.take(images, rows, axis=0)
+            labels = ops.take(labels, rows, axis=0)
+        for layer in self.augmentation:
+            images = layer(images, training=True)
+        targets = ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
+        if self.mixing is not None and self.mixing.enabled:
+            images, targets = self.mixing(images, targets)
+        return images, targets, labels
+
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
             images, labels = inputs["images"], inputs.get("labels")
         else:
             images, labels = inputs, None
-        images = ops.cast(images, "float32")
         if not training:
-            return self.model(images, training=False)
-        if self.repeats > 1 and labels is not None:
-            # Rows 0,0,0,1,1,1,... (dynamic batch size: the last batch may be short).
-            rows = ops.arange(ops.shape(images)[0]) // self.repeats
-            images = ops.take(images, rows, axis=0)
-            labels = ops.take(ops.reshape(labels, (-1,)), rows, axis=0)
-        for layer in self.augmentation:
-            images = layer(images, training=True)
-        if labels is None:
+            return self.model(ops.cast(images, "float32"), training=False)
+        if labels is None:  # no labels to mix: augmentation only
+            images = ops.cast(images, "float32")
+            for layer in self.augmentation:
+                images = layer(images, training=True)
             return self.model(images, training=True)
-        targets = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.num_classes)
-        if self.mixing is not None and self.mixing.enabled:
-            images, targets = self.mixing(images, targets)
-        # `labels` are what the training metrics compare with (repeats reorder them).
-        return {"logits": self.model(images, training=True), "targets": targets,
-                "labels": ops.reshape(labels, (-1,))}
+        images, targets, labels = self.augment_batch(images, labels)
+        # `labels` are what the training metrics compare with.
+        return {"logits": self.model(images, training=True), "targets": targets, "labels": labels}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, dict):

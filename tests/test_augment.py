@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vit.augment import (AUGMENT_RECIPES, MixUpCutMix, RandAugment, RandomCropFlip, RandomErasing,
-                               build_augmentation)
+from keras_vit.augment import (AUGMENT_RECIPES, COLOR_OPS, MixUpCutMix, RandAugment, RandomCropFlip, RandomErasing,
+                               bilinear_warp, build_augmentation)
 
 IMAGES = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
 
@@ -45,6 +45,56 @@ def test_rand_augment_magnitude_zero_is_identity():
     np.testing.assert_array_equal(np_(RandAugment(2, 0.0)(IMAGES, training=True)), IMAGES)
     with pytest.raises(ValueError):
         RandAugment(2, 11)
+
+
+def test_bilinear_warp_matches_keras_affine_transform():
+    rng = np.random.default_rng(8)
+    angle = rng.uniform(-0.6, 0.6, 16)
+    transform = np.stack([np.cos(angle) + rng.uniform(-0.2, 0.2, 16), -np.sin(angle) + rng.uniform(-0.3, 0.3, 16),
+                          rng.uniform(-9, 9, 16), np.sin(angle), np.cos(angle), rng.uniform(-9, 9, 16)], 1)
+    transform[0] = [1, 0, 0, 0, 1, 0]  # identity
+    transform[1] = [-1, 0, 31, 0, 1, 0]  # mirror
+    transform[2] = [1, 0, 3, 0, 1, -2]  # whole-pixel shift: the edge fills
+    transform = transform.astype("float32")
+    ours = np_(bilinear_warp(IMAGES, transform, fill_value=128.0))
+    full = np.concatenate([transform, np.zeros((16, 2), "float32")], 1)
+    reference = np_(keras.ops.image.affine_transform(IMAGES, full, interpolation="bilinear", fill_mode="constant",
+                                                     fill_value=128.0))
+    np.testing.assert_allclose(ours, reference, atol=2e-3)
+    np.testing.assert_allclose(ours[0], IMAGES[0], atol=1e-4)
+    np.testing.assert_allclose(ours[1], IMAGES[1][:, ::-1], atol=1e-4)
+    # Output (x, y) reads input (x + 3, y - 2): rows 0-1 and columns 29-31 come from outside.
+    np.testing.assert_allclose(ours[2][2:, :29], IMAGES[2][:30, 3:], atol=1e-4)
+    assert np.all(ours[2][:2] == 128.0) and np.all(ours[2][:, 29:] == 128.0)
+
+
+def test_sharpness_matches_pil():
+    from PIL import Image, ImageEnhance
+
+    sharpness = COLOR_OPS[-1]
+    assert sharpness.__name__ == "_sharpness"
+    images = IMAGES[:4].round()
+    strength = np.array([0.2, 0.5, 0.8, 1.0], "float32").reshape(4, 1, 1, 1)
+    sign = np.array([1, -1, 1, -1], "float32").reshape(4, 1, 1, 1)
+    ours = np.clip(np_(sharpness(images, strength, sign)), 0, 255)
+    for i in range(4):
+        factor = 1.0 + 0.9 * strength[i, 0, 0, 0] * sign[i, 0, 0, 0]
+        pil = ImageEnhance.Sharpness(Image.fromarray(images[i].astype("uint8"))).enhance(factor)
+        # PIL rounds the smoothed image to uint8 (up to 0.5 x |1 - factor| <= 0.45 here), then the blend (< 1).
+        assert np.abs(ours[i] - np.asarray(pil, "float32")).max() < 1.5
+
+
+def test_rand_augment_composes_geometric_rounds_into_one_warp():
+    """Two translation rounds compose into their sum (one warp, no double resampling)."""
+    layer = RandAugment(2, 9.0, seed=0)
+    shift = len(COLOR_OPS) + 3  # translate_x
+    op = np.full(16, shift, "int32")
+    strength, sign = np.full(16, 0.5, "float32"), np.ones(16, "float32")
+    first = np_(layer._affine(IMAGES, op, strength, sign))
+    both = first @ first
+    np.testing.assert_allclose(both[:, 0, 2], 2 * 0.5 * 0.3 * 32, atol=1e-5)
+    colour = np_(layer._affine(IMAGES, np.ones(16, "int32"), strength, sign))
+    np.testing.assert_allclose(colour, np.broadcast_to(np.eye(3), (16, 3, 3)), atol=1e-6)
 
 
 def test_random_erasing_changes_one_rectangle():
