@@ -2,7 +2,7 @@
 # The full CIFAR-10 run on the GPU machine (Keras 3, JAX backend, bf16):
 # 0. which token counts cuDNN's fused attention takes in training (benchmarks/attention_probe.py):
 #    with REGISTERS=auto the run adds the fewest register tokens that make the length one it takes
-#    (65 tokens were refused on the H200, which cost about 30% of the throughput);
+#    (65 tokens were refused on the H200; in the brief's measurement 65 tokens trained 29% slower than 64);
 # 1. training throughput of the run's exact configuration (benchmarks/throughput.py), and of the
 #    same model without augmentation (BASELINE=1), which prices the augmentation;
 # 2. python -m keras_vit.train with the CIFAR-10 recipe, its epoch count chosen
