@@ -1,4 +1,4 @@
-"""Training callbacks that keep the accelerator busy.
+"""Training callbacks that keep the accelerator busy, and a schedule that fits a time budget.
 
 Keras runs the per-batch hooks of callbacks in a background thread only
 when no callback overrides a batch-end hook (`CallbackList`'s async
@@ -7,6 +7,8 @@ main thread, which waits for the device after each step. Keras'
 `TerminateOnNaN` and `BackupAndRestore` both override one, which cost run 1
 on the H200 about a fifth of its throughput. The callbacks here work at
 epoch ends only, so `fit` keeps dispatching steps ahead of the device.
+`TimeBudget` plans the learning-rate schedule over the epochs that fit in a
+number of seconds, from their measured times.
 """
 
 from __future__ import annotations
@@ -95,6 +97,92 @@ class TimeLimit(keras.callbacks.Callback):
         if now - self._train_start + max(steady) > self.seconds:
             print(f"\nEpoch {epoch + 1}: the next epoch would pass the {self.seconds:.0f} s "
                   "time limit; stopping.", flush=True)
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+def warmup_cosine(progress, warmup, final_fraction=0.0):
+    """Warmup + cosine as a share of the peak rate, at `progress` in [0, 1] of a run.
+
+    Linear from 0 to 1 over the first `warmup` share of the run, then a
+    cosine from 1 down to `final_fraction` at the end.
+    """
+    progress = min(max(float(progress), 0.0), 1.0)
+    if progress < warmup:
+        return progress / warmup
+    decayed = (progress - warmup) / max(1.0 - warmup, 1e-12)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * decayed))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Warmup + cosine learning rate over a wall-clock budget for `fit`.
+
+    A schedule fixed in steps assumes a speed. When `fit` runs slower than
+    planned, a time limit cuts it before the rate has decayed (GPU run 1 ran
+    23% slower in `fit` than in its benchmark); when faster, time is left
+    over. This callback plans again at every epoch start: the epochs that
+    fit in `seconds` are the ones done plus the time left over the mean
+    epoch after the first (which holds compilation; until a second epoch is
+    timed, `planned_epochs` stands), and the optimizer's learning rate is set to the
+    warmup + cosine value at the middle of this epoch. After each epoch it
+    stops training if the next one would end past the budget. The rate is
+    constant within an epoch, which is close to a per-step schedule for runs
+    of tens of epochs or more.
+
+    The optimizer must have a float learning rate (not a schedule). Writes
+    `learning_rate` and `planned_epochs` to the epoch logs; place it before
+    `CSVLogger` to have them in the history.
+
+    Args:
+        seconds: float, the budget of `fit` from its start, compilation included.
+        learning_rate: float, the peak rate.
+        planned_epochs: int, the estimate used before an epoch has been timed.
+        warmup: float in [0, 1), share of the run with linear warmup.
+        final_fraction: float, the rate at the end as a share of the peak.
+        clock: callable returning seconds (tests pass a fake one).
+    """
+
+    def __init__(self, seconds, learning_rate, planned_epochs, warmup=0.1, final_fraction=0.0,
+                 clock=time.perf_counter):
+        super().__init__()
+        if seconds <= 0 or planned_epochs < 1 or not 0.0 <= warmup < 1.0:
+            raise ValueError(f"need seconds > 0, planned_epochs >= 1 and 0 <= warmup < 1; got {seconds}, "
+                             f"{planned_epochs}, {warmup}.")
+        self.seconds = float(seconds)
+        self.learning_rate = float(learning_rate)
+        self.planned_epochs = int(planned_epochs)
+        self.warmup = float(warmup)
+        self.final_fraction = float(final_fraction)
+        self.clock = clock
+        self.stopped_epoch = None
+        self.rates = []
+        self._epoch_times = []
+
+    def _mean_epoch(self):
+        steady = self._epoch_times[1:] or self._epoch_times
+        return sum(steady) / len(steady)
+
+    def on_train_begin(self, logs=None):
+        self._train_start = self.clock()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.clock()
+        if len(self._epoch_times) >= 2:  # a steady epoch timed: the first holds compilation
+            left = self.seconds - (self._epoch_start - self._train_start)
+            self.planned_epochs = max(epoch + 1, epoch + int(left // self._mean_epoch()))
+        rate = self.learning_rate * warmup_cosine((epoch + 0.5) / self.planned_epochs, self.warmup,
+                                                  self.final_fraction)
+        self.model.optimizer.learning_rate = rate
+        self.rates.append(rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self._epoch_times.append(now - self._epoch_start)
+        if logs is not None:
+            logs["learning_rate"] = self.rates[-1]
+            logs["planned_epochs"] = self.planned_epochs
+        if now - self._train_start + self._mean_epoch() > self.seconds:
+            print(f"\nEpoch {epoch + 1}: the {self.seconds:.0f} s budget is spent; stopping.", flush=True)
             self.stopped_epoch = epoch
             self.model.stop_training = True
 

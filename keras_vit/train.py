@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from keras_vit.augment import AUGMENT_RECIPES
-from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit
+from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeBudget, TimeLimit
 from keras_vit.evaluate import non_negative_int, positive_int, predict_logits
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
@@ -82,6 +82,13 @@ def build_parser():
     parser.add_argument("--time-limit", type=float, default=None,
                         help="stop after the epoch that would otherwise end past this many seconds of "
                         "fit; the model is still evaluated and saved")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="train for this many seconds of fit instead of a fixed number of epochs: the "
+                        "warmup + cosine schedule follows the epochs that fit, re-planned every epoch from "
+                        "their measured time; --epochs is then the first estimate and --warmup-epochs a "
+                        "share of it")
+    parser.add_argument("--max-epochs", type=positive_int, default=None,
+                        help="with --time-budget: stop after this many epochs at most (default: 10 x --epochs)")
     parser.add_argument("--output", default="runs/vit", help="output directory (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=1,
                         help="write the resume checkpoint every N epochs (default: %(default)s)")
@@ -181,7 +188,15 @@ def run(args, splits):
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
     num_train = len(splits.x_train)
     steps = steps_per_epoch(num_train, args.batch_size)
-    schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * args.warmup_epochs))
+    if args.time_budget:
+        # The rate is set per epoch by TimeBudget; fit may run past the estimate.
+        schedule = float(args.learning_rate)
+        budget = TimeBudget(args.time_budget, args.learning_rate, args.epochs,
+                            warmup=min(args.warmup_epochs / args.epochs, 0.5))
+        max_epochs = args.max_epochs or 10 * args.epochs
+    else:
+        schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * args.warmup_epochs))
+        budget, max_epochs = None, args.epochs
     optimizer = make_optimizer(args.optimizer, schedule, args.weight_decay, args.clipnorm or None,
                                ema_momentum=args.ema_momentum)
     trainer.compile(
@@ -200,6 +215,7 @@ def run(args, splits):
     # after every step (see keras_vit.callbacks).
     callbacks = [
         timer,
+        *([budget] if budget else []),  # before CSVLogger: its learning rate goes into the history
         # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
         EpochBackup(str(backup_dir), every=args.checkpoint_every),
         keras.callbacks.CSVLogger(str(history_path), append=True),
@@ -214,7 +230,9 @@ def run(args, splits):
         callbacks.append(time_limit)
     if resuming:
         print(f"Resuming from the checkpoint in {backup_dir}", flush=True)
-    print(f"Training {args.preset} ({model.count_params():,} parameters) for {args.epochs} epochs, "
+    length = (f"{args.time_budget:.0f} s of fit (about {args.epochs} epochs)" if budget
+              else f"{args.epochs} epochs")
+    print(f"Training {args.preset} ({model.count_params():,} parameters) for {length}, "
           f"{steps} steps each, on {describe_device()}", flush=True)
 
     inputs = {"images": splits.x_train, "labels": splits.y_train}
@@ -222,7 +240,7 @@ def run(args, splits):
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     start = time.perf_counter()
     trainer.fit(
-        inputs, splits.y_train, batch_size=args.batch_size, epochs=args.epochs,
+        inputs, splits.y_train, batch_size=args.batch_size, epochs=max_epochs,
         validation_data=validation, validation_freq=args.validation_freq,
         callbacks=callbacks, verbose=verbose, shuffle=True,
     )
@@ -233,6 +251,9 @@ def run(args, splits):
     diverged = nan_guard.stopped_epoch is not None or (bool(losses) and not np.isfinite(losses[-1]))
     epochs_done = len(losses)
     stopped_by_time_limit = time_limit is not None and time_limit.stopped_epoch is not None
+    if budget is not None and budget.stopped_epoch is None and epochs_done == max_epochs:
+        print(f"warning: {max_epochs} epochs ended before the {args.time_budget:.0f} s budget; "
+              "raise --max-epochs next time.", file=sys.stderr)
 
     if keras.mixed_precision.global_policy().name != "float32":
         # Ship a float32 model: the exporters and the TF-free runtimes expect
@@ -261,6 +282,7 @@ def run(args, splits):
         "epochs_requested": args.epochs,
         "diverged": diverged,
         "stopped_by_time_limit": stopped_by_time_limit,
+        "time_budget_seconds": args.time_budget,
         "wall_clock_seconds": round(wall_clock, 1),
         "train_images_per_second": round(num_train / float(np.median(steady)), 1) if steady else None,
         "backend": keras.backend.backend(),
@@ -293,6 +315,9 @@ def main(argv=None):
         return 2
     if args.time_limit is not None and args.time_limit <= 0:
         print("error: --time-limit must be positive", file=sys.stderr)
+        return 2
+    if args.time_budget is not None and args.time_budget <= 0:
+        print("error: --time-budget must be positive", file=sys.stderr)
         return 2
     from keras_vit.data import DataNotFoundError
     from keras_vit.presets import get_preset

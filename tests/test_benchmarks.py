@@ -44,6 +44,7 @@ def test_gpu_cifar10_script_on_cpu(tiny_tree, tmp_path):
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
     metrics = json.loads((out / "vit_micro" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["time_limit"] == 355
+    assert metrics["time_budget_seconds"] == 600 and metrics["args"]["max_epochs"] == 2
     assert 0.0 <= metrics["test_accuracy_flip_tta"] <= 1.0
     assert (out / "vit_micro" / "model.keras").stat().st_size > 0
 

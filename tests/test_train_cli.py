@@ -56,6 +56,18 @@ def test_rerun_resumes_after_an_interruption(tiny_tree, tmp_path, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
 
 
+def test_time_budget_sets_the_schedule_and_stops(tiny_tree, tmp_path):
+    out = tmp_path / "budget"
+    args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--time-budget", "1", "--warmup-epochs", "1"]
+    assert train.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The first epoch (compilation included) takes more than the 1 s budget: it is the only one.
+    assert metrics["epochs"] == 1 and metrics["time_budget_seconds"] == 1.0
+    header = (out / "history.csv").read_text().splitlines()[0].split(",")
+    assert "learning_rate" in header and "planned_epochs" in header
+    assert train.main(ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--time-budget", "0"]) == 2
+
+
 def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     # The flags of benchmarks/gpu_cifar10.sh, on a tiny run: the time limit
     # stops it after the first epoch, and the model is still saved and scored.
