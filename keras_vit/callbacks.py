@@ -63,7 +63,44 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class TimeLimit(keras.callbacks.Callback):
+class _FitClock(keras.callbacks.Callback):
+    """Times `fit` from its start (compilation included) and each epoch.
+
+    The shared clock of `TimeLimit` and `TimeBudget`: both stop at an epoch
+    end when the next epoch would end past `seconds`, and differ in how long
+    they expect that epoch to be.
+    """
+
+    def __init__(self, seconds, clock=time.perf_counter):
+        super().__init__()
+        if seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {seconds}.")
+        self.seconds = float(seconds)
+        self.clock = clock
+        self.stopped_epoch = None
+        self._epoch_times = []
+
+    def _steady_times(self):
+        # The first epoch holds the compilation: it is not a guide to the next.
+        return self._epoch_times[1:] or self._epoch_times
+
+    def on_train_begin(self, logs=None):
+        self._train_start = self.clock()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.clock()
+
+    def _stop_if_next_epoch_overruns(self, epoch, next_epoch_seconds, reason):
+        """Records this epoch's time; stops `fit` if one more would end past `seconds`."""
+        now = self.clock()
+        self._epoch_times.append(now - self._epoch_start)
+        if now - self._train_start + next_epoch_seconds(self._steady_times()) > self.seconds:
+            print(f"\nEpoch {epoch + 1}: {reason}; stopping.", flush=True)
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class TimeLimit(_FitClock):
     """Stops training before an epoch would end past `seconds` of `fit`.
 
     The clock starts when `fit` starts (compilation included). After each
@@ -75,30 +112,9 @@ class TimeLimit(keras.callbacks.Callback):
         seconds: float, the wall-clock budget of `fit`.
     """
 
-    def __init__(self, seconds):
-        super().__init__()
-        if seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {seconds}.")
-        self.seconds = float(seconds)
-        self.stopped_epoch = None
-        self._epoch_times = []
-
-    def on_train_begin(self, logs=None):
-        self._train_start = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-
     def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        self._epoch_times.append(now - self._epoch_start)
-        # The first epoch holds the compilation: it is not a guide to the next.
-        steady = self._epoch_times[1:] or self._epoch_times
-        if now - self._train_start + max(steady) > self.seconds:
-            print(f"\nEpoch {epoch + 1}: the next epoch would pass the {self.seconds:.0f} s "
-                  "time limit; stopping.", flush=True)
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
+        self._stop_if_next_epoch_overruns(
+            epoch, max, f"the next epoch would pass the {self.seconds:.0f} s time limit")
 
 
 def warmup_cosine(progress, warmup, final_fraction=0.0):
@@ -114,7 +130,7 @@ def warmup_cosine(progress, warmup, final_fraction=0.0):
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * decayed))
 
 
-class TimeBudget(keras.callbacks.Callback):
+class TimeBudget(_FitClock):
     """Warmup + cosine learning rate over a wall-clock budget for `fit`.
 
     A schedule fixed in steps assumes a speed. When `fit` runs slower than
@@ -144,47 +160,34 @@ class TimeBudget(keras.callbacks.Callback):
 
     def __init__(self, seconds, learning_rate, planned_epochs, warmup=0.1, final_fraction=0.0,
                  clock=time.perf_counter):
-        super().__init__()
-        if seconds <= 0 or planned_epochs < 1 or not 0.0 <= warmup < 1.0:
-            raise ValueError(f"need seconds > 0, planned_epochs >= 1 and 0 <= warmup < 1; got {seconds}, "
-                             f"{planned_epochs}, {warmup}.")
-        self.seconds = float(seconds)
+        super().__init__(seconds, clock)
+        if planned_epochs < 1 or not 0.0 <= warmup < 1.0:
+            raise ValueError(f"need planned_epochs >= 1 and 0 <= warmup < 1; got {planned_epochs}, {warmup}.")
         self.learning_rate = float(learning_rate)
         self.planned_epochs = int(planned_epochs)
         self.warmup = float(warmup)
         self.final_fraction = float(final_fraction)
-        self.clock = clock
-        self.stopped_epoch = None
         self.rates = []
-        self._epoch_times = []
 
-    def _mean_epoch(self):
-        steady = self._epoch_times[1:] or self._epoch_times
-        return sum(steady) / len(steady)
-
-    def on_train_begin(self, logs=None):
-        self._train_start = self.clock()
+    @staticmethod
+    def _mean(times):
+        return sum(times) / len(times)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self.clock()
+        super().on_epoch_begin(epoch, logs)
         if len(self._epoch_times) >= 2:  # a steady epoch timed: the first holds compilation
             left = self.seconds - (self._epoch_start - self._train_start)
-            self.planned_epochs = max(epoch + 1, epoch + int(left // self._mean_epoch()))
+            self.planned_epochs = max(epoch + 1, epoch + int(left // self._mean(self._steady_times())))
         rate = self.learning_rate * warmup_cosine((epoch + 0.5) / self.planned_epochs, self.warmup,
                                                   self.final_fraction)
         self.model.optimizer.learning_rate = rate
         self.rates.append(rate)
 
     def on_epoch_end(self, epoch, logs=None):
-        now = self.clock()
-        self._epoch_times.append(now - self._epoch_start)
         if logs is not None:
             logs["learning_rate"] = self.rates[-1]
             logs["planned_epochs"] = self.planned_epochs
-        if now - self._train_start + self._mean_epoch() > self.seconds:
-            print(f"\nEpoch {epoch + 1}: the {self.seconds:.0f} s budget is spent; stopping.", flush=True)
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
+        self._stop_if_next_epoch_overruns(epoch, self._mean, f"the {self.seconds:.0f} s budget is spent")
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):

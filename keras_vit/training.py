@@ -78,12 +78,16 @@ class ViTTrainer(keras.Model):
             rows = ops.arange(ops.shape(images)[0]) // self.repeats
             images = ops.take(images, rows, axis=0)
             labels = ops.take(labels, rows, axis=0)
-        for layer in self.augmentation:
-            images = layer(images, training=True)
+        images = self._augment_images(images)
         targets = ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
         if self.mixing is not None and self.mixing.enabled:
             images, targets = self.mixing(images, targets)
         return images, targets, labels
+
+    def _augment_images(self, images):
+        for layer in self.augmentation:
+            images = layer(images, training=True)
+        return images
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
@@ -93,10 +97,7 @@ class ViTTrainer(keras.Model):
         if not training:
             return self.model(ops.cast(images, "float32"), training=False)
         if labels is None:  # no labels to mix: augmentation only
-            images = ops.cast(images, "float32")
-            for layer in self.augmentation:
-                images = layer(images, training=True)
-            return self.model(images, training=True)
+            return self.model(self._augment_images(ops.cast(images, "float32")), training=True)
         images, targets, labels = self.augment_batch(images, labels)
         # `labels` are what the training metrics compare with.
         return {"logits": self.model(images, training=True), "targets": targets, "labels": labels}
