@@ -9,7 +9,10 @@
 #    warmup + cosine schedule is planned over the epochs that fit in that many seconds of fit
 #    (compilation included), first from the throughput above, then from the epochs' measured
 #    times, so that the rate has decayed when the budget ends even if fit runs slower than the
-#    benchmark (run 1: 23% slower); --time-limit is the backstop.
+#    benchmark (run 1: 23% slower); --time-limit (the budget + 15 s) is the backstop.
+# With DEADLINE (a Unix time, set by gpu_session.sh from the call's limit) the budget shrinks to what is
+# left before it, less RESERVE seconds for loading the data, scoring and saving, if steps 0 and 1 took
+# longer than planned: a run cut short by the device tool brings back no model.
 # Usage (from the repository root, data unpacked to $DATA):
 #   DATA=/tmp/cifar10 OUT=/tmp/out bash benchmarks/gpu_cifar10.sh
 # Every setting below can be overridden from the environment, e.g. AUGMENT=strong HEADS=3.
@@ -41,9 +44,13 @@ STEPS=${STEPS:-60}
 MAX_EPOCHS=${MAX_EPOCHS:-1000}           # a cap; --time-budget decides
 MIN_EPOCHS=${MIN_EPOCHS:-2}
 SPARE=${SPARE:-0.9}                 # plan with this share of the budget after compilation
+RESERVE=${RESERVE:-60}              # seconds kept before DEADLINE for everything but fit
 mkdir -p "$OUT"
+START=$(date +%s)
+phase() { echo "== $(( $(date +%s) - START )) s: $*"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
+phase "attention probe"
 if [ "$REGISTERS" = auto ]; then
   # A crash of the probe is reported, and the run goes on without registers.
   REGISTERS=$(python3 benchmarks/attention_probe.py --preset "$PRESET" --num-heads "$HEADS" --pooling "$POOLING" \
@@ -53,12 +60,27 @@ fi
 echo "registers=$REGISTERS"
 MODEL_FLAGS=(--num-heads "$HEADS" --pooling "$POOLING" --registers "$REGISTERS")
 if [ "$BASELINE" = 1 ]; then
+  phase "throughput without augmentation"
   python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \
     --steps "$STEPS" --epochs 2 --mixed-precision bfloat16 --augment none --output "$OUT/throughput_no_augment.jsonl"
 fi
+phase "throughput of the run"
 python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \
   --steps "$STEPS" --epochs 3 --mixed-precision bfloat16 --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA} \
   --output "$OUT/throughput.jsonl"
+
+if [ -n "${DEADLINE:-}" ]; then
+  LEFT=$(( DEADLINE - $(date +%s) - RESERVE ))
+  if [ "$LEFT" -lt 30 ]; then
+    echo "ERROR: only $LEFT s left before the deadline for training; not starting it" >&2
+    exit 1
+  fi
+  if [ "$LEFT" -lt "${TRAIN_BUDGET%.*}" ]; then
+    echo "WARNING: the steps before training ran long; training budget cut from $TRAIN_BUDGET s to $LEFT s" >&2
+    TRAIN_BUDGET=$LEFT
+  fi
+fi
+TIME_LIMIT=$(( ${TRAIN_BUDGET%.*} + 15 ))
 
 # The first estimate of the epochs that fit the budget: (budget - compile) / seconds per epoch,
 # with a margin for validation; --time-budget re-plans from the measured epochs.
@@ -71,11 +93,14 @@ print(max(low, min(high, int(spare * (budget - r["compile_seconds_estimate"]) / 
 PY
 )
 WARMUP=$(( EPOCHS / 10 > 1 ? EPOCHS / 10 : 1 ))
-echo "epochs=$EPOCHS warmup=$WARMUP"
-
+echo "epochs=$EPOCHS warmup=$WARMUP budget=$TRAIN_BUDGET time_limit=$TIME_LIMIT"
+phase "training"
+status=0
 python3 -m keras_vit.train --preset "$PRESET" "${MODEL_FLAGS[@]}" --data-dir "$DATA" --epochs "$EPOCHS" \
   --time-budget "$TRAIN_BUDGET" --max-epochs "$MAX_EPOCHS" \
   --batch-size "$BATCH" --optimizer adamw --learning-rate "$LR" --warmup-epochs "$WARMUP" \
   --weight-decay "$WD" --label-smoothing 0.1 --augment "$AUGMENT" --mixed-precision bfloat16 \
-  ${EMA:+--ema-momentum $EMA} --validation-freq 10 --checkpoint-every 1000 --time-limit 355 \
-  --output "$OUT/$PRESET" --verbose 2 ${LIMIT:+--limit $LIMIT}
+  ${EMA:+--ema-momentum $EMA} --validation-freq 10 --checkpoint-every 1000 --time-limit "$TIME_LIMIT" \
+  --output "$OUT/$PRESET" --verbose 2 ${LIMIT:+--limit $LIMIT} || status=$?
+phase "done (exit $status)"
+exit "$status"

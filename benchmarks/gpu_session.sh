@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
 # One GPU-machine session, start to finish: the body of a `run` call that
 # carries .whl and .devdata (made here first by ../shared/tools/device_prep.sh).
-# It installs Keras from the wheels, unpacks CIFAR-10, runs
-# benchmarks/gpu_cifar10.sh and copies what is worth keeping (all small: the
-# float32 vit_cifar10 .keras file is 11 MB) to $OUT, which the tool brings back.
+# It installs Keras from the wheels, unpacks CIFAR-10 and runs
+# benchmarks/gpu_cifar10.sh with its outputs written straight under $OUT/run,
+# so that whatever exists when the call ends comes back, even if the call is
+# killed at its limit (all small: the float32 vit_cifar10 .keras file is 11 MB).
 #   run(command="bash benchmarks/gpu_session.sh", carry=[".whl", ".devdata"], timeout_s=590)
+# SESSION_SECONDS (default 575) is the call's limit less a margin: the training
+# budget shrinks if the steps before it took longer than planned, so the run
+# ends with a saved, scored model instead of being killed.
 # Settings of gpu_cifar10.sh (AUGMENT, HEADS, BATCH, LR, EMA, ...) pass through the environment.
+# INSTALL=0 and DATA=DIR skip the wheels and the unpacking (the CPU test in tests/test_benchmarks.py).
 set -uo pipefail
 : "${OUT:?OUT must be set (the device tool sets it)}"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1 KERAS_VIT_CACHE_DIR=/tmp/kvcache
-python3 .devdata/unpack_cifar10.py .devdata/cifar10_jpeg.npz /tmp/cifar10 || exit 1
-RUN=/tmp/gpu_run
+SESSION_SECONDS=${SESSION_SECONDS:-575}
+export DEADLINE=$(( $(date +%s) + SESSION_SECONDS ))
+if [ "${INSTALL:-1}" = 1 ]; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+export KERAS_VIT_CACHE_DIR=${KERAS_VIT_CACHE_DIR:-/tmp/kvcache}
+if [ -z "${DATA:-}" ]; then
+  DATA=/tmp/cifar10
+  python3 .devdata/unpack_cifar10.py .devdata/cifar10_jpeg.npz "$DATA" || exit 1
+fi
 PRESET=${PRESET:-vit_cifar10}
-DATA=/tmp/cifar10 OUT=$RUN PRESET=$PRESET bash benchmarks/gpu_cifar10.sh > "$OUT/log.txt" 2>&1
+DATA=$DATA OUT=$OUT/run PRESET=$PRESET bash benchmarks/gpu_cifar10.sh > "$OUT/log.txt" 2>&1
 status=$?
-for f in attention_probe.jsonl throughput_no_augment.jsonl throughput.jsonl $PRESET/metrics.json $PRESET/history.csv $PRESET/curves.png \
-         $PRESET/labels.txt $PRESET/model.keras; do
-  [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"
-done
+rm -rf "$OUT/run/$PRESET/checkpoint"  # the resume checkpoint of an interrupted run: not worth bringing back
 tail -n 5 "$OUT/log.txt"
 exit "$status"

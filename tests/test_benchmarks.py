@@ -22,31 +22,75 @@ def test_scripts_parse():
         assert result.returncode == 0, result.stderr
 
 
+# The GPU machine has JAX but no TensorFlow (nor the converters): a sitecustomize
+# on PYTHONPATH makes their imports fail here too, so that a TensorFlow need that
+# crept into the training path fails this test instead of the GPU session.
+MISSING_ON_THE_GPU_MACHINE = ("tensorflow", "tensorflow_datasets", "tf2onnx", "ai_edge_litert", "tf_keras")
+BLOCKER = f"""
+import importlib.abc
+import sys
+
+class _Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {MISSING_ON_THE_GPU_MACHINE!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not on the GPU machine)", name=name)
+        return None
+
+sys.meta_path.insert(0, _Missing())
+"""
+
+
+@pytest.fixture
+def without_tensorflow(tmp_path):
+    """A PYTHONPATH entry under which importing TensorFlow fails, as on the GPU machine."""
+    folder = tmp_path / "gpu_machine_site"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(BLOCKER)
+    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env={**os.environ, "PYTHONPATH": str(folder)},
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0 and "not on the GPU machine" in check.stderr
+    return folder
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
-def test_gpu_cifar10_script_on_cpu(tiny_tree, tmp_path):
-    out = tmp_path / "gpu"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-           "DATA": str(tiny_tree), "OUT": str(out), "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32",
+def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensorflow):
+    """The whole GPU session (gpu_session.sh -> gpu_cifar10.sh) on a tiny setting."""
+    out = tmp_path / "out"
+    out.mkdir()
+    # SESSION_SECONDS leaves less than TRAIN_BUDGET + RESERVE after the probe and the
+    # throughputs: the training budget must shrink to what is left.
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
+           "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "SESSION_SECONDS": "480",
+           "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"), "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32",
            "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2"}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_cifar10.sh")], cwd=ROOT, env=env,
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
+    assert result.returncode == 0, log[-4000:] + result.stderr[-2000:]
+    run = out / "run"
     # No cuDNN on the CPU: the probe says so for every length and the run takes no registers.
-    probe = [json.loads(line) for line in (out / "attention_probe.jsonl").read_text().splitlines()]
+    probe = [json.loads(line) for line in (run / "attention_probe.jsonl").read_text().splitlines()]
     assert [row["sequence_length"] for row in probe] == [17, 18, 19, 20]
     assert all(not row["cudnn"]["accepted"] and row["xla"]["accepted"] for row in probe)
-    assert "registers=0" in result.stdout
-    baseline = json.loads((out / "throughput_no_augment.jsonl").read_text().splitlines()[-1])
+    assert "registers=0" in log
+    baseline = json.loads((run / "throughput_no_augment.jsonl").read_text().splitlines()[-1])
     assert baseline["augment"] == "none" and baseline["images_per_second"] > 0
-    throughput = json.loads((out / "throughput.jsonl").read_text().splitlines()[-1])
+    throughput = json.loads((run / "throughput.jsonl").read_text().splitlines()[-1])
     assert throughput["num_heads"] == 4 and throughput["repeats"] == 1 and throughput["images_per_second"] > 0
     assert throughput["num_registers"] == 0 and throughput["sequence_length"] == 17
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
-    metrics = json.loads((out / "vit_micro" / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["time_limit"] == 355
-    assert metrics["time_budget_seconds"] == 600 and metrics["args"]["max_epochs"] == 2
+    metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
+    # The budget was cut to the time left before the deadline, less the reserve, and the
+    # backstop follows it.
+    assert "training budget cut from 600 s" in log
+    assert 30 <= metrics["time_budget_seconds"] < 480 - 60
+    assert metrics["args"]["time_limit"] == metrics["time_budget_seconds"] + 15
     assert 0.0 <= metrics["test_accuracy_flip_tta"] <= 1.0
-    assert (out / "vit_micro" / "model.keras").stat().st_size > 0
+    assert (run / "vit_micro" / "model.keras").stat().st_size > 0
+    assert not (run / "vit_micro" / "checkpoint").exists()
+    assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:2] == [
+        "attention probe", "throughput without augmentation"]
 
 
 def test_throughput_help():
