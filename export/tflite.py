@@ -65,10 +65,11 @@ from export.common import ExportError
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 # Ops kept in float32 in int8 files (see the module docstring): the token
-# assembly of `PatchEncoder` (not its projection) and the first LayerNorm.
+# assembly of `PatchEncoder` (not its projection, nor the reshapes around it:
+# `keras_vit.layers.dense_over_tokens`) and the first LayerNorm.
 # Matched against TFLite tensor names such as "vit_1/patch_encoder_1/concat".
 INT8_FLOAT_NODES = re.compile(
-    r"(^|/)patch_encoder(_\d+)?/(?!projection)|(^|/)block_0(_\d+)?/attention_norm(_\d+)?/"
+    r"(^|/)patch_encoder(_\d+)?/(?!projection|Reshape)|(^|/)block_0(_\d+)?/attention_norm(_\d+)?/"
 )
 VARIANTS = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
 DEFAULT_CALIB_IMAGES = 500

@@ -173,6 +173,24 @@ def test_tflite_files_use_builtin_ops_only(export_dir):
         assert "BROADCAST_TO" in ops and "ZEROS_LIKE" not in ops, ops
 
 
+def test_tflite_graph_has_static_shapes_and_few_xnnpack_partitions(export_dir):
+    """Token-wise Dense layers lower without run-time shape arithmetic (keras_vit.layers.dense_over_tokens).
+
+    Keras' Dense on 3-D tokens would lower to tensordot: SHAPE, GATHER and REDUCE_PROD per layer, int32 ops
+    that XNNPACK does not take, which split its graph (40 partitions for vit_cifar10 before; 3 now).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(export_dir / "model_fp32.tflite"))
+    interpreter.allocate_tensors()  # applies the default delegate (XNNPACK)
+    counts = {}
+    for op in interpreter._get_ops_details():
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    assert "GATHER" not in counts and "REDUCE_PROD" not in counts, counts
+    assert counts.get("SHAPE", 0) == 1, counts  # the class token's batch size only
+    assert 1 <= counts["DELEGATE"] <= 3, counts
+
+
 def test_int8_takes_raw_uint8_pixels_and_returns_int8_logits(export_dir):
     model = runtime.load(export_dir / "model_int8.tflite")
     assert model.input_dtype == np.uint8 and model.input_quantization == (1.0, 0)
