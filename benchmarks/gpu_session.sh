@@ -9,7 +9,7 @@
 # SESSION_SECONDS (default 575) is the call's limit less a margin: the training
 # budget shrinks if the steps before it took longer than planned, so the run
 # ends with a saved, scored model instead of being killed.
-# Settings of gpu_cifar10.sh (AUGMENT, HEADS, BATCH, LR, EMA, ...) pass through the environment.
+# Settings of gpu_cifar10.sh (RECIPE, PRESET, AUGMENT, HEADS, BATCH, LR, EMA, ...) pass through the environment.
 # INSTALL=0 and DATA=DIR skip the wheels and the unpacking (the CPU test in tests/test_benchmarks.py).
 set -uo pipefail
 : "${OUT:?OUT must be set (the device tool sets it)}"
@@ -25,9 +25,8 @@ if [ -z "${DATA:-}" ]; then
   DATA=/tmp/cifar10
   python3 .devdata/unpack_cifar10.py .devdata/cifar10_jpeg.npz "$DATA" || exit 1
 fi
-PRESET=${PRESET:-vit_cifar10}
-DATA=$DATA OUT=$OUT/run PRESET=$PRESET bash benchmarks/gpu_cifar10.sh > "$OUT/log.txt" 2>&1
+DATA=$DATA OUT=$OUT/run bash benchmarks/gpu_cifar10.sh > "$OUT/log.txt" 2>&1
 status=$?
-rm -rf "$OUT/run/$PRESET/checkpoint"  # the resume checkpoint of an interrupted run: not worth bringing back
+rm -rf "$OUT"/run/*/checkpoint  # the resume checkpoint of an interrupted run: not worth bringing back
 tail -n 5 "$OUT/log.txt"
 exit "$status"

@@ -34,11 +34,15 @@ MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_b
 
 def build_parser():
     from keras_vit.presets import PRESETS
+    from keras_vit.recipes import TRAINING_RECIPES
 
     parser = argparse.ArgumentParser(
         prog="python -m keras_vit.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--recipe", default=None, choices=sorted(TRAINING_RECIPES),
+                        help="a named set of the flags below (keras_vit/recipes.py; `python -m keras_vit.recipes` "
+                        "lists them); flags given on the command line win over the recipe's values")
     parser.add_argument("--preset", default="vit_tiny", choices=sorted(PRESETS), help="model preset (default: %(default)s)")
     parser.add_argument("--data-dir", default=None,
                         help="data location: an image-folder tree DIR/{train,test}/<class>/*.jpg|png or the "
@@ -302,8 +306,20 @@ def run(args, splits):
     return 0
 
 
+def parse_args(argv=None):
+    """The flags, with a `--recipe`'s values as defaults that explicit flags override."""
+    from keras_vit.recipes import recipe_flags
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.recipe:
+        parser.set_defaults(**recipe_flags(args.recipe))
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.epochs <= 0 or args.batch_size <= 0:
         print("error: --epochs and --batch-size must be positive", file=sys.stderr)
         return 2

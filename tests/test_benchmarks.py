@@ -81,6 +81,10 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
+    # What the environment did not set comes from the recipe cifar10_gpu.
+    args = metrics["args"]
+    assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 1.5e-3 and args["weight_decay"] == 0.05
+    assert args["label_smoothing"] == 0.1 and args["validation_freq"] == 10 and args["mixed_precision"] == "bfloat16"
     # The budget was cut to the time left before the deadline, less the reserve, and the
     # backstop follows it.
     assert "training budget cut from 600 s" in log

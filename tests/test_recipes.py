@@ -1,0 +1,60 @@
+"""Named training recipes: valid flags, command-line overrides, the shell form the GPU script reads."""
+
+import subprocess
+import sys
+
+import pytest
+
+from keras_vit.recipes import TRAINING_RECIPES, recipe_flags, shell_defaults
+from keras_vit.train import build_parser, parse_args
+
+
+def as_argv(flags):
+    return [arg for flag, value in flags.items() for arg in (f"--{flag.replace('_', '-')}", str(value))]
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING_RECIPES))
+def test_recipe_is_the_same_as_its_flags_typed_out(name):
+    # Typed out, every value goes through argparse's types and choices; --recipe must give the same.
+    flags = recipe_flags(name)
+    spelled = vars(parse_args(as_argv(flags)))
+    recipe = vars(parse_args(["--recipe", name]))
+    assert set(flags) <= set(recipe), set(flags) - set(recipe)
+    for flag, value in flags.items():
+        assert recipe[flag] == spelled[flag] == value, flag
+    assert recipe["recipe"] == name and TRAINING_RECIPES[name]["description"]
+
+
+def test_command_line_flags_win_over_the_recipe():
+    args = parse_args(["--recipe", "cifar10_gpu", "--batch-size", "512", "--num-heads", "3"])
+    assert args.batch_size == 512 and args.num_heads == 3
+    assert args.augment == "lee2021" and args.learning_rate == 1.5e-3 and args.time_budget == 340
+
+
+def test_cpu_recipe_is_the_readme_main_job():
+    # The main job is `--preset vit_tiny --epochs 6` with the parser's defaults.
+    defaults = vars(build_parser().parse_args([]))
+    main_job = {**defaults, "preset": "vit_tiny", "epochs": 6, "recipe": "cifar10_cpu"}
+    recipe = vars(parse_args(["--recipe", "cifar10_cpu"]))
+    assert recipe == main_job
+
+
+def test_unknown_recipe():
+    with pytest.raises(SystemExit):
+        parse_args(["--recipe", "nope"])
+    with pytest.raises(ValueError, match="cifar10_gpu"):
+        recipe_flags("nope")
+
+
+def test_shell_form_sets_only_what_is_unset():
+    script = shell_defaults("cifar10_gpu") + '\necho "$PRESET $HEADS $BATCH $LR $TRAIN_BUDGET $MAX_EPOCHS"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"BATCH": "64"}, check=True)
+    assert out.stdout.split() == ["vit_cifar10", "12", "64", "0.0015", "340", "1000"]
+
+
+def test_cli_lists_recipes():
+    out = subprocess.run([sys.executable, "-m", "keras_vit.recipes"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "cifar10_gpu:" in out.stdout and "--time-budget 340" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "keras_vit.recipes", "nope"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
