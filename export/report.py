@@ -122,12 +122,15 @@ def markdown(report):
             "## Notes",
             "",
             "- `model_int8.tflite`: every matmul is int8; these ops compute in float32 between DEQUANTIZE and "
-            "QUANTIZE: " + ", ".join(f"{op} x{n}" for op, n in float_ops.items()) + ". NEG (in every Keras "
-            "LayerNormalization, which computes `-mean * inv`) has no int8 kernel; "
-            + ("the class-token assembly and the first LayerNorm are kept float32 on purpose (int8 rounds the "
+            "QUANTIZE: " + ", ".join(f"{op} x{n}" for op, n in float_ops.items()) + ". "
+            + ("NEG (in each Keras LayerNormalization, which computes `-mean * inv`; keras_vit's LayerNorm "
+               "writes `beta - mean * inv` instead and models saved before it keep one, `encoder_norm`) has no "
+               "int8 kernel. " if "NEG" in float_ops else "")
+            + ("The class-token assembly and the first LayerNorm are kept float32 on purpose (int8 rounds the "
                "small class token to zero; see export/tflite.py, `--strict-int8` quantizes them). "
                if not report.get("strict_int8") else "")
-            + "Fine on LiteRT CPU; an integer-only accelerator needs a model without them.",
+            + "Fine on LiteRT CPU; an integer-only accelerator needs `--strict-int8` (and, for a model saved "
+            "before keras_vit's LayerNorm, no NEG).",
         ]
     lines += [
         "",

@@ -31,8 +31,8 @@ head reads) is wrong from there on: on vit_micro that costs 9 accuracy
 points, on a vit_tiny 7% of top-1 answers and max |logit error| ~4.8.
 Keeping the token assembly (class token broadcast and concat, position add:
 `patch_encoder` minus its projection) and the first block's `attention_norm`
-in float32 (14 small ops: BROADCAST_TO, CONCATENATION, ADD and the
-LayerNorm's 11; every matmul stays int8) restores it: vit_micro loses
+in float32 (13 small ops: BROADCAST_TO, CONCATENATION, ADD and the
+LayerNorm's 10; every matmul stays int8) restores it: vit_micro loses
 nothing, the vit_tiny's top-1 agreement goes 92.8% -> 97.1% and max |logit
 error| 4.8 -> 0.4. This is TFLite's selective quantization
 (`denylisted_nodes`, as in its quantization debugger); the ops are found by
@@ -40,12 +40,15 @@ the layer names `build_vit` gives, and the model card lists every op that
 computes in float. `--strict-int8` quantizes them too (for integer-only
 accelerators; expect the loss above).
 
-One op stays float32 even with `--strict-int8`: NEG, once in every
-LayerNormalization (Keras computes `x * inv + (-mean * inv + beta)`; the
-LiteRT NEG kernel is float32/int32/int64 only). It negates the per-token
-mean, a `(batch, tokens, 1)` tensor, between a DEQUANTIZE and a QUANTIZE.
-Removing it would need a LayerNormalization other than Keras' (`beta - mean
-* inv` gives the same float32 bits), and the saved models name Keras'.
+With `--strict-int8` the file is integer from input to output. That needs
+the LayerNorms of `keras_vit.layers.LayerNorm`: Keras' LayerNormalization
+computes `x * inv + (-mean * inv + beta)`, and LiteRT's NEG kernel is
+float32/int32/int64 only, so each Keras layer leaves one NEG between a
+DEQUANTIZE and a QUANTIZE. `LayerNorm` writes `beta - mean * inv` (the same
+float32 bits) and lowers to SUB, which has an int8 kernel. Models saved
+before it keep Keras' layer as `encoder_norm` (the blocks' norms are built
+by `TransformerBlock` and switch on load), so one NEG is left in theirs; the
+model card lists it.
 
 CLI: `python -m export.tflite MODEL.keras OUT.tflite [--quantize none|float16|dynamic|int8]`.
 """

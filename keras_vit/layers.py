@@ -13,6 +13,10 @@ The four parts of a ViT map onto these layers:
 3. `TransformerBlock` (x depth): pre-norm self-attention + MLP.
 4. `SequencePooling` + a `Dense` head: the class token (or the mean of the
    patch tokens) -> logits.
+
+Two helpers shape the exported graphs: `LayerNorm` (Keras' layer norm
+without a NEG op, which int8 TFLite lacks) and `dense_over_tokens` (token-wise
+Dense layers without run-time shape arithmetic).
 """
 
 from __future__ import annotations
@@ -335,6 +339,46 @@ class PatchEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LayerNorm(keras.layers.LayerNormalization):
+    """`keras.layers.LayerNormalization` over the last axis, without a NEG op.
+
+    The same weights, config and float32 results, bit for bit: Keras computes
+    `x * inv + (-mean * inv + beta)` and this layer `x * inv + (beta - mean *
+    inv)`, which IEEE arithmetic rounds the same way. Why: LiteRT has no int8
+    kernel for NEG, so every Keras LayerNormalization left a float island
+    (DEQUANTIZE, NEG, QUANTIZE) in an int8 TFLite file; SUB has one, and with
+    this layer `--strict-int8` files are integer from end to end. Like Keras'
+    layer it computes in float32 under mixed precision.
+
+    Args:
+        epsilon: float, added to the variance.
+        **kwargs: the other `keras.layers.LayerNormalization` arguments;
+            `axis` must be the last one, with `center` and `scale` and no
+            `rms_scaling`.
+    """
+
+    def __init__(self, epsilon=1e-6, **kwargs):
+        super().__init__(epsilon=epsilon, **kwargs)
+        if not (self.center and self.scale) or self.rms_scaling:
+            raise ValueError("LayerNorm needs center and scale and no rms_scaling; got "
+                             f"center={self.center}, scale={self.scale}, rms_scaling={self.rms_scaling}.")
+
+    def build(self, input_shape):
+        axes = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
+        if [axis % len(input_shape) for axis in axes] != [len(input_shape) - 1]:
+            raise ValueError(f"LayerNorm normalizes the last axis only; got axis={self.axis} for shape {input_shape}.")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        # At least float32, as Keras' layer_normalization: stable in half-precision training.
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = ops.moments(x, axes=[-1], keepdims=True)
+        inv = ops.rsqrt(variance + self.epsilon) * ops.cast(self.gamma, x.dtype)
+        outputs = x * inv + (ops.cast(self.beta, x.dtype) - mean * inv)
+        return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class DropPath(keras.layers.Layer):
     """Stochastic depth: drops a whole residual branch per sample.
 
@@ -433,9 +477,7 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
 
         policy = self.dtype_policy
-        self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="attention_norm", dtype=policy
-        )
+        self.attention_norm = LayerNorm(epsilon=layer_norm_epsilon, name="attention_norm", dtype=policy)
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=num_heads,
             key_dim=projection_dim // num_heads,
@@ -444,7 +486,7 @@ class TransformerBlock(keras.layers.Layer):
             dtype=policy,
         )
         self.attention_dropout_layer = keras.layers.Dropout(dropout, name="attention_output_dropout", dtype=policy)
-        self.mlp_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="mlp_norm", dtype=policy)
+        self.mlp_norm = LayerNorm(epsilon=layer_norm_epsilon, name="mlp_norm", dtype=policy)
         # Exact (erf) GELU, as in the paper; export/ handles its lowering.
         self.mlp_hidden = keras.layers.Dense(mlp_dim, activation="gelu", name="mlp_hidden", dtype=policy)
         self.mlp_hidden_dropout = keras.layers.Dropout(dropout, name="mlp_hidden_dropout", dtype=policy)

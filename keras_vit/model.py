@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_vit.layers import Patches, PatchEncoder, SequencePooling, TransformerBlock, _pair
+from keras_vit.layers import LayerNorm, Patches, PatchEncoder, SequencePooling, TransformerBlock, _pair
 from keras_vit.presets import get_preset
 
 # Per-channel statistics of the CIFAR-10 training images, in 0..255 units.
@@ -103,7 +103,7 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
             drop_path=drop_path * i / max(depth - 1, 1),
             name=f"block_{i}",
         )(x)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+    x = LayerNorm(epsilon=1e-6, name="encoder_norm")(x)
     x = SequencePooling(pooling, has_class_token=class_token, num_registers=num_registers, name="pool")(x)
     # Logits in float32 even under a mixed-precision policy (stable softmax).
     outputs = keras.layers.Dense(

@@ -240,26 +240,29 @@ def test_flex_op_fails_loudly(tmp_path):
 
 @needs_tf_keras
 def test_int8_float_ops_default_and_strict(export_dir, data_tree, trained, tmp_path):
-    """By default the class-token assembly and first LayerNorm stay float; --strict-int8 quantizes them.
+    """By default the class-token assembly and first LayerNorm stay float; --strict-int8 is integer throughout.
 
-    Either way NEG (one in each LayerNormalization) stays float: it has no
-    int8 kernel. The class token is copied per image by BROADCAST_TO, which
-    has one (the former `cls + zeros_like` left a float ZEROS_LIKE).
+    keras_vit's LayerNorm computes `beta - mean * inv` where Keras' writes
+    `-mean * inv + beta`: LiteRT's NEG has no int8 kernel, and each Keras
+    LayerNormalization used to leave one float NEG. The class token is copied
+    per image by BROADCAST_TO, which has an int8 kernel (the former
+    `cls + zeros_like` left a float ZEROS_LIKE).
     """
     from export import tflite
 
     norms = sum(isinstance(layer, keras.layers.LayerNormalization) for layer in trained["model"]._flatten_layers())
     assert norms == 2 * 2 + 1  # vit_micro: depth 2, two norms a block, one before the head
     default = runtime.load(export_dir / "model_int8.tflite").float_ops()
-    # patch_encoder's BROADCAST_TO, CONCATENATION, position ADD; block_0's attention_norm (11 ops, NEG
-    # included); the NEG of every other LayerNormalization.
-    assert default == {"ADD": 4, "BROADCAST_TO": 1, "CONCATENATION": 1, "MEAN": 2, "MUL": 3, "NEG": norms,
-                       "RSQRT": 1, "SQUARED_DIFFERENCE": 1}, default
+    # patch_encoder's BROADCAST_TO, CONCATENATION, position ADD; block_0's attention_norm (MEAN,
+    # SQUARED_DIFFERENCE, MEAN, ADD, RSQRT, MUL x3, SUB, ADD): no NEG anywhere.
+    assert default == {"ADD": 3, "BROADCAST_TO": 1, "CONCATENATION": 1, "MEAN": 2, "MUL": 3, "RSQRT": 1,
+                       "SQUARED_DIFFERENCE": 1, "SUB": 1}, default
     _, arrays = data_tree
     content = tflite.convert(str(export_dir / "savedmodel"), "int8", arrays["train"][0][:64], strict_int8=True)
     (tmp_path / "strict.tflite").write_bytes(content)
     strict = runtime.load(tmp_path / "strict.tflite")
-    assert strict.float_ops() == {"NEG": norms}, strict.float_ops()  # no int8 kernel for NEG
+    assert strict.float_ops() == {}, strict.float_ops()  # integer from input to output
+    assert "NEG" not in strict.op_counts() and "DEQUANTIZE" not in strict.op_counts(), strict.op_counts()
     assert "BROADCAST_TO" in strict.op_counts() and "ZEROS_LIKE" not in strict.op_counts()
     assert strict.input_dtype == np.uint8 and strict.input_quantization == (1.0, 0)
     assert strict.output_dtype == np.int8

@@ -269,3 +269,38 @@ def test_dense_over_tokens_is_the_dense_layer_on_3d_tokens():
     model = keras.Model(inputs, dense_over_tokens(dense, inputs))
     assert model.output_shape == (None, 5, 6)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(tokens[:2])), expected[:2], rtol=1e-5, atol=1e-6)
+
+
+def test_layer_norm_is_keras_layer_normalization_bit_for_bit():
+    from keras_vit.layers import LayerNorm
+
+    rng = np.random.default_rng(0)
+    tokens = (rng.normal(size=(3, 9, 16)) * 4 + 2).astype("float32")
+    reference = keras.layers.LayerNormalization(epsilon=1e-6)
+    reference.build(tokens.shape)
+    reference.set_weights([rng.normal(size=16).astype("float32"), rng.normal(size=16).astype("float32")])
+    layer = LayerNorm(epsilon=1e-6)
+    layer.build(tokens.shape)
+    layer.set_weights(reference.get_weights())
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(tokens)), keras.ops.convert_to_numpy(reference(tokens)))
+    # Config round trip, and the same weights under the same names.
+    copy = LayerNorm.from_config(layer.get_config())
+    copy.build(tokens.shape)
+    assert [w.path.split("/")[-1] for w in copy.weights] == ["gamma", "beta"]
+    with pytest.raises(ValueError, match="last axis"):
+        LayerNorm(axis=1).build((2, 3, 4))
+    with pytest.raises(ValueError, match="center"):
+        LayerNorm(center=False)
+
+
+def test_layer_norm_computes_in_float32_under_mixed_precision():
+    from keras_vit.layers import LayerNorm
+
+    tokens = np.random.default_rng(0).normal(size=(2, 4, 8)).astype("float32")
+    layer = LayerNorm(dtype="mixed_bfloat16")
+    out = layer(tokens)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    reference = keras.layers.LayerNormalization(epsilon=1e-6, dtype="mixed_bfloat16")
+    reference.build(tokens.shape)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")),
+                                  keras.ops.convert_to_numpy(keras.ops.cast(reference(tokens), "float32")))
