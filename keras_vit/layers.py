@@ -273,23 +273,27 @@ class PatchEncoder(keras.layers.Layer):
             )
         self.built = True
 
+    def _per_image(self, weight, patches, dtype):
+        """A learned `(1, n, dim)` block of tokens (class token, registers), copied for every image.
+
+        The batch size is read at run time (`ops.shape` gives a tensor when it
+        is dynamic), so exports keep a dynamic batch: TFLite SHAPE +
+        BROADCAST_TO (both have int8 kernels, unlike the ZEROS_LIKE of `cls +
+        zeros_like(...)`), ONNX Expand. The shape is read from `patches`: in
+        int8 TFLite files it is an int8 tensor, while the tokens may be
+        dequantized (export/tflite.py).
+        """
+        batch = ops.shape(patches)[0]
+        return ops.broadcast_to(ops.cast(weight, dtype), (batch, weight.shape[1], self.projection_dim))
+
     def call(self, patches):
         tokens = dense_over_tokens(self.projection, patches)
         if self.class_token:
-            # One copy of the class token per image. The batch size is read at
-            # run time (`ops.shape` gives a tensor when it is dynamic), so exports
-            # keep a dynamic batch: TFLite SHAPE + BROADCAST_TO (both have int8
-            # kernels, unlike the ZEROS_LIKE of `cls + zeros_like(...)`), ONNX
-            # Expand. The shape is read from `patches`: in int8 TFLite files it is
-            # an int8 tensor, while `tokens` may be dequantized (export/tflite.py).
-            batch = ops.shape(patches)[0]
-            cls = ops.broadcast_to(ops.cast(self.cls, tokens.dtype), (batch, 1, self.projection_dim))
-            tokens = ops.concatenate([cls, tokens], axis=1)
+            tokens = ops.concatenate([self._per_image(self.cls, patches, tokens.dtype), tokens], axis=1)
         tokens = tokens + ops.cast(self.position, tokens.dtype)
         if self.num_registers:
-            batch = ops.shape(patches)[0]
-            registers = ops.broadcast_to(ops.cast(self.registers, tokens.dtype),
-                                         (batch, self.num_registers, self.projection_dim))
+            # After the class token, and after the position embedding: registers have none.
+            registers = self._per_image(self.registers, patches, tokens.dtype)
             head = int(self.class_token)
             tokens = ops.concatenate([tokens[:, :head], registers, tokens[:, head:]], axis=1)
         return tokens
