@@ -30,10 +30,12 @@ set -euo pipefail
 DATA=${DATA:-/tmp/cifar10}
 OUT=${OUT:-runs/gpu}
 RECIPE=${RECIPE:-cifar10_gpu}
-# PRESET, HEADS, POOLING, AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360) and
-# MAX_EPOCHS (a cap; --time-budget decides): the recipe's values unless set in the environment.
+# PRESET, HEADS, POOLING, AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
+# MAX_EPOCHS (a cap; --time-budget decides) and SHIFTED_PATCHES (1/0): the recipe's values unless set in
+# the environment.
 recipe_settings=$(python3 -m keras_vit.recipes "$RECIPE" --shell)
 eval "$recipe_settings"
+SHIFTED_PATCHES=${SHIFTED_PATCHES:-0}
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
@@ -55,6 +57,7 @@ if [ "$REGISTERS" = auto ]; then
 fi
 echo "registers=$REGISTERS"
 MODEL_FLAGS=(--num-heads "$HEADS" --pooling "$POOLING" --registers "$REGISTERS")
+if [ "$SHIFTED_PATCHES" = 1 ]; then MODEL_FLAGS+=(--shifted-patches); else MODEL_FLAGS+=(--no-shifted-patches); fi
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"
   python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \

@@ -78,9 +78,19 @@ class Patches(keras.layers.Layer):
     `tf.image.extract_patches` but built from reshape/transpose only (no
     Flex op in TFLite, no 6-D tensors).
 
+    With `shifted=True` it is Lee et al. 2021's Shifted Patch Tokenization
+    ("Vision Transformer for Small-Size Datasets"): the image is stacked,
+    along the channels, with four copies of itself shifted by half a patch
+    diagonally (left-up, right-up, left-down, right-down; zeros shifted in),
+    before it is cut. Every patch vector then also sees the pixels around
+    its patch, a little of the locality a convolution has, for the cost of
+    a 5x wider projection input. The shifts are pads and slices: builtin
+    TFLite ops.
+
     Args:
         patch_size: int, side of the square patches in pixels. The image
             height and width must both be divisible by it.
+        shifted: bool, Shifted Patch Tokenization (default False).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -88,15 +98,18 @@ class Patches(keras.layers.Layer):
 
     Returns:
         Tensor of shape `(batch, num_patches, patch_size * patch_size *
-        channels)` with `num_patches = (height // patch_size) * (width //
-        patch_size)`.
+        channels * (5 if shifted else 1))` with `num_patches = (height //
+        patch_size) * (width // patch_size)`.
     """
 
-    def __init__(self, patch_size, **kwargs):
+    def __init__(self, patch_size, shifted=False, **kwargs):
         super().__init__(**kwargs)
         if int(patch_size) <= 0:
             raise ValueError(f"`patch_size` must be positive, got {patch_size}.")
         self.patch_size = int(patch_size)
+        self.shifted = bool(shifted)
+        if self.shifted and self.patch_size < 2:
+            raise ValueError("shifted=True needs patch_size >= 2 (the shift is half a patch).")
 
     def _grid(self, input_shape):
         if len(input_shape) != 4:
@@ -121,7 +134,22 @@ class Patches(keras.layers.Layer):
         self._grid(input_shape)
         self.built = True
 
+    def _with_shifted_copies(self, images):
+        """`images` and its four diagonal half-patch shifts, stacked on the channel axis."""
+        _, height, width, _ = images.shape
+        s = self.patch_size // 2
+        padded = ops.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+        # The window at (top, left) of the padded image: top 0 moves the
+        # content down (the pixels above shift in), top 2s moves it up.
+        copies = [images] + [
+            padded[:, top:top + height, left:left + width, :]
+            for top, left in ((0, 0), (0, 2 * s), (2 * s, 0), (2 * s, 2 * s))
+        ]
+        return ops.concatenate(copies, axis=-1)
+
     def call(self, images):
+        if self.shifted:
+            images = self._with_shifted_copies(images)
         rows, cols, channels = self._grid(images.shape)
         p = self.patch_size
         # (B, H, W, C) -> (B*rows, p, cols, p*C): a pure reshape of the memory.
@@ -132,11 +160,12 @@ class Patches(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         rows, cols, channels = self._grid(input_shape)
-        return (input_shape[0], rows * cols, self.patch_size**2 * channels)
+        copies = 5 if self.shifted else 1
+        return (input_shape[0], rows * cols, self.patch_size**2 * channels * copies)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"patch_size": self.patch_size})
+        config.update({"patch_size": self.patch_size, "shifted": self.shifted})
         return config
 
 
@@ -182,6 +211,9 @@ class PatchEncoder(keras.layers.Layer):
         position_embedding: `"learned"` (trainable, the paper's choice) or
             `"sincos"` (fixed 2-D sine-cosine, not trained).
         num_registers: int, learned register tokens (default 0).
+        patch_norm: bool, layer-normalize each patch vector before the
+            projection, as Shifted Patch Tokenization does (its five
+            stacked copies are otherwise on one scale only by chance).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -201,6 +233,7 @@ class PatchEncoder(keras.layers.Layer):
         class_token=True,
         position_embedding="learned",
         num_registers=0,
+        patch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -223,6 +256,9 @@ class PatchEncoder(keras.layers.Layer):
             raise ValueError(f"position_embedding must be 'learned' or 'sincos', got {position_embedding!r}.")
         self.class_token = bool(class_token)
         self.position_embedding_type = position_embedding
+        self.patch_norm = bool(patch_norm)
+        if self.patch_norm:
+            self.patch_norm_layer = LayerNorm(epsilon=1e-6, name="patch_norm", dtype=self.dtype_policy)
         self.projection = keras.layers.Dense(projection_dim, name="projection", dtype=self.dtype_policy)
 
     @property
@@ -240,6 +276,8 @@ class PatchEncoder(keras.layers.Layer):
                 f"PatchEncoder was built for {self.num_patches} patches but got {input_shape[-2]} "
                 f"(input shape {tuple(input_shape)})."
             )
+        if self.patch_norm:
+            self.patch_norm_layer.build(input_shape)
         self.projection.build(input_shape)
         if self.class_token:
             self.cls = self.add_weight(
@@ -287,7 +325,8 @@ class PatchEncoder(keras.layers.Layer):
         return ops.broadcast_to(ops.cast(weight, dtype), (batch, weight.shape[1], self.projection_dim))
 
     def call(self, patches):
-        tokens = dense_over_tokens(self.projection, patches)
+        projected = self.patch_norm_layer(patches) if self.patch_norm else patches
+        tokens = dense_over_tokens(self.projection, projected)
         if self.class_token:
             tokens = ops.concatenate([self._per_image(self.cls, patches, tokens.dtype), tokens], axis=1)
         tokens = tokens + ops.cast(self.position, tokens.dtype)
@@ -337,6 +376,7 @@ class PatchEncoder(keras.layers.Layer):
                 "class_token": self.class_token,
                 "position_embedding": self.position_embedding_type,
                 "num_registers": self.num_registers,
+                "patch_norm": self.patch_norm,
             }
         )
         return config

@@ -24,7 +24,7 @@ CIFAR10_STD = (63.0, 62.1, 66.7)
 DEFAULTS = dict(
     image_size=32, patch_size=4, num_classes=10, projection_dim=192, depth=9, num_heads=3,
     mlp_dim=384, pooling="token", dropout=0.0, attention_dropout=0.0, drop_path=0.0,
-    position_embedding="learned", num_registers=0, channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    position_embedding="learned", num_registers=0, shifted_patches=False, channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
     name="vit",
 )
 
@@ -52,6 +52,9 @@ def build_vit(preset=None, **kwargs):
         position_embedding: `"learned"` or `"sincos"` (fixed 2-D).
         num_registers: int, learned register tokens after the class token
             (see `PatchEncoder`); 0 by default.
+        shifted_patches: bool, Shifted Patch Tokenization (Lee et al. 2021):
+            `Patches(shifted=True)` and a layer norm on the patch vectors
+            (`PatchEncoder(patch_norm=True)`). Off by default.
         channels: int, image channels.
         mean, std: per-channel pixel statistics (0..255 units) used by the
             model's own normalization layer.
@@ -74,7 +77,8 @@ def build_vit(preset=None, **kwargs):
 
 
 def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_heads, mlp_dim,
-           pooling, dropout, attention_dropout, drop_path, position_embedding, num_registers, channels,
+           pooling, dropout, attention_dropout, drop_path, position_embedding, num_registers, shifted_patches,
+           channels,
            mean, std, name):
     height, width = _pair(image_size, "image_size")
     if height % patch_size or width % patch_size:
@@ -90,10 +94,11 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
     x = keras.layers.Normalization(
         mean=list(mean), variance=list(np.square(std)), name="normalize"
     )(inputs)
-    x = Patches(patch_size, name="patches")(x)
+    x = Patches(patch_size, shifted=shifted_patches, name="patches")(x)
     x = PatchEncoder(
         grid[0] * grid[1], projection_dim, grid_size=grid, class_token=class_token,
-        position_embedding=position_embedding, num_registers=num_registers, name="patch_encoder",
+        position_embedding=position_embedding, num_registers=num_registers, patch_norm=shifted_patches,
+        name="patch_encoder",
     )(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(depth):
@@ -135,7 +140,7 @@ def vit_arguments(model):
         pooling=model.get_layer("pool").mode, dropout=first.dropout,
         attention_dropout=first.attention_dropout, drop_path=blocks[-1].drop_path,
         position_embedding=encoder.position_embedding_type, num_registers=encoder.num_registers,
-        channels=channels,
+        shifted_patches=patches.shifted, channels=channels,
         mean=tuple(float(v) for v in np.ravel(norm.input_mean)),
         std=tuple(float(v) for v in np.sqrt(np.ravel(norm.input_variance))),
         name=model.name,
@@ -166,6 +171,8 @@ def resize_vit(model, image_size):
             continue
         new_layer.set_weights(old_layer.get_weights())
     new_encoder.projection.set_weights(encoder.projection.get_weights())
+    if encoder.patch_norm:
+        new_encoder.patch_norm_layer.set_weights(encoder.patch_norm_layer.get_weights())
     if encoder.class_token:
         new_encoder.cls.assign(encoder.cls)
     if encoder.num_registers:

@@ -48,7 +48,7 @@ TRAINING_RECIPES = {
 # The names of gpu_cifar10.sh's settings for the recipe's flags.
 SHELL_NAMES = {"preset": "PRESET", "num_heads": "HEADS", "pooling": "POOLING", "augment": "AUGMENT",
                "batch_size": "BATCH", "learning_rate": "LR", "weight_decay": "WD", "time_budget": "TRAIN_BUDGET",
-               "max_epochs": "MAX_EPOCHS"}
+               "max_epochs": "MAX_EPOCHS", "shifted_patches": "SHIFTED_PATCHES"}
 
 
 def recipe_flags(name):
@@ -69,9 +69,23 @@ def shell_defaults(name):
     for flag, variable in SHELL_NAMES.items():
         if flag in flags:
             value = flags[flag]
+            if isinstance(value, bool):  # an on/off flag: 1 or 0 in the script
+                value = int(value)
             value = int(value) if isinstance(value, float) and value.is_integer() else value
             lines.append(f': "${{{variable}:={shlex.quote(str(value))}}}"')
     return "\n".join(lines)
+
+
+def as_command_line(flags):
+    """The flags as `python -m keras_vit.train` arguments (on/off flags as `--name` / `--no-name`)."""
+    words = []
+    for flag, value in flags.items():
+        name = flag.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            words += [f"--{name}", str(value)]
+    return words
 
 
 def main(argv=None):
@@ -86,7 +100,7 @@ def main(argv=None):
         print(shell_defaults(args.name))
         return 0
     for name in [args.name] if args.name else sorted(TRAINING_RECIPES):
-        flags = " ".join(f"--{flag.replace('_', '-')} {value}" for flag, value in recipe_flags(name).items())
+        flags = " ".join(as_command_line(recipe_flags(name)))
         print(f"{name}: {TRAINING_RECIPES[name]['description']}\n  {flags}\n")
     return 0
 

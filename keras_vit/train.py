@@ -12,6 +12,7 @@ Runs on any Keras backend (TensorFlow, JAX, PyTorch): set `KERAS_BACKEND`.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -68,6 +69,12 @@ def build_parser():
     parser.add_argument("--registers", type=non_negative_int, default=None,
                         help="learned register tokens after the class token (default: the preset's, 0); "
                         "1 makes CIFAR's 65 tokens an even 66, which cuDNN's fused attention takes")
+    parser.add_argument("--shifted-patches", action=argparse.BooleanOptionalAction, default=None,
+                        help="Shifted Patch Tokenization (Lee et al. 2021): each patch vector also holds its "
+                        "four half-patch diagonal shifts (default: the preset's, off)")
+    parser.add_argument("--model-arg", dest="model_args", metavar="KEY=VALUE", type=model_argument, action="append",
+                        default=None, help="any other build_vit argument, over the preset's value (repeatable), "
+                        "e.g. --model-arg projection_dim=96 --model-arg depth=6; VALUE is a Python literal or a word")
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="repeated augmentation: each image this many times per batch "
                         "(default: the --augment recipe's)")
@@ -101,9 +108,35 @@ def build_parser():
     return parser
 
 
-def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None):
-    """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers flags (None: the preset's)."""
-    flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling, "num_registers": num_registers}
+# build_vit arguments that --model-arg may not set: the data decide them.
+_DATA_DECIDED = ("image_size", "num_classes", "channels")
+
+
+def model_argument(text):
+    """`KEY=VALUE` -> `(key, value)` for --model-arg; VALUE is read as a Python literal, else kept as a word."""
+    from keras_vit.model import DEFAULTS
+
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not raw.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key not in DEFAULTS or key in _DATA_DECIDED:
+        known = ", ".join(sorted(set(DEFAULTS) - set(_DATA_DECIDED)))
+        raise argparse.ArgumentTypeError(f"unknown build_vit argument {key!r}; known: {known}")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()
+    return key, value
+
+
+def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None, shifted_patches=None):
+    """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers/--shifted-patches flags.
+
+    None leaves the preset's value.
+    """
+    flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling, "num_registers": num_registers,
+             "shifted_patches": shifted_patches}
     return {name: value for name, value in flags.items() if value is not None}
 
 
@@ -185,8 +218,14 @@ def run(args, splits):
     print(splits.summary(), flush=True)
     overrides = {"num_classes": splits.num_classes,
                  "image_size": tuple(splits.x_train.shape[1:3])}
-    overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers))
-    model = build_vit(args.preset, **overrides)
+    overrides.update(dict(args.model_args or []))
+    overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers,
+                                     args.shifted_patches))
+    try:
+        model = build_vit(args.preset, **overrides)
+    except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
+        print(f"error: cannot build the model: {error}", file=sys.stderr)
+        return 2
 
     recipe = training_recipe(args.augment, args.repeats)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
@@ -334,6 +373,11 @@ def main(argv=None):
         return 2
     if args.time_budget is not None and args.time_budget <= 0:
         print("error: --time-budget must be positive", file=sys.stderr)
+        return 2
+    named = model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers, args.shifted_patches)
+    twice = sorted(set(dict(args.model_args or [])) & set(named))
+    if twice:
+        print(f"error: {', '.join(twice)} given both as a flag and as --model-arg", file=sys.stderr)
         return 2
     from keras_vit.data import DataNotFoundError
     from keras_vit.presets import get_preset

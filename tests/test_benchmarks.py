@@ -62,7 +62,8 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
            "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "SESSION_SECONDS": "480",
            "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"), "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32",
-           "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2"}
+           "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2",
+           "SHIFTED_PATCHES": "1"}  # the recipe's option that is off by default, so that its path runs too
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
@@ -79,12 +80,14 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert throughput["num_heads"] == 4 and throughput["repeats"] == 1 and throughput["images_per_second"] > 0
     assert throughput["num_registers"] == 0 and throughput["sequence_length"] == 17
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
+    assert throughput["shifted_patches"] and baseline["shifted_patches"]
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
     # What the environment did not set comes from the recipe cifar10_gpu.
     args = metrics["args"]
     assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 1.5e-3 and args["weight_decay"] == 0.05
     assert args["label_smoothing"] == 0.1 and args["validation_freq"] == 10 and args["mixed_precision"] == "bfloat16"
+    assert args["shifted_patches"] is True
     # The budget was cut to the time left before the deadline, less the reserve, and the
     # backstop follows it.
     assert "training budget cut from 600 s" in log

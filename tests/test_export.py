@@ -397,22 +397,23 @@ def test_tflite_cli_float16(trained, data_tree, tmp_path):
     assert (out.parent / "labels.txt").read_text().split() == list(CLASSES)
 
 
-def test_model_with_register_tokens_exports(data_tree, tmp_path):
-    """A ViT with a register token (66 tokens in the GPU recipe) converts to int8 TFLite and ONNX, proven."""
+@pytest.mark.parametrize("variant", [dict(num_registers=1), dict(shifted_patches=True)], ids=["registers", "shifted"])
+def test_model_variants_export(variant, data_tree, tmp_path):
+    """ViTs with a register token (66 tokens in the GPU recipe) or shifted patches convert to int8 TFLite and ONNX, proven."""
     root, arrays = data_tree
     x, y = arrays["train"]
     keras.utils.set_random_seed(1)
-    model = keras_vit.build_vit("vit_micro", num_registers=1)
+    model = keras_vit.build_vit("vit_micro", **variant)
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x.astype("float32"), y, epochs=15, batch_size=32, verbose=0)
     x_test = arrays["test"][0].astype("float32")
     logits = np.asarray(model.predict(x_test, verbose=0))
     assert np.abs(logits).max() > 1.0  # a trained model, not a vacuous comparison
-    model.save(tmp_path / "registers.keras")
+    model.save(tmp_path / "variant.keras")
     env = {"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")}
     for module, out, extra, tolerance in (("export.tflite", "vit_int8.tflite", ["--quantize", "int8"], None),
                                           ("export.onnx", "vit.onnx", [], 1e-4)):
-        proc = run([module, tmp_path / "registers.keras", tmp_path / out, "--data-dir", root, *extra], env=env)
+        proc = run([module, tmp_path / "variant.keras", tmp_path / out, "--data-dir", root, *extra], env=env)
         assert proc.returncode == 0, explain(proc)
         assert "PASS" in proc.stdout
         predicted = runtime.load(tmp_path / out).predict(x_test)

@@ -43,6 +43,27 @@ def test_patches_rejects_sizes_it_cannot_cut():
         Patches(0)
 
 
+@pytest.mark.parametrize("p", [2, 4, 3])
+def test_shifted_patches_stack_four_diagonal_half_patch_shifts(p):
+    """Shifted Patch Tokenization: the image, then the windows of its zero-padded copy at (0,0), (0,2s), (2s,0), (2s,2s)."""
+    images = np.random.default_rng(2).uniform(1, 2, size=(2, 12, 24, 3)).astype("float32")
+    s = p // 2
+    padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+    stacked = np.concatenate(
+        [images] + [padded[:, t:t + 12, l:l + 24] for t, l in ((0, 0), (0, 2 * s), (2 * s, 0), (2 * s, 2 * s))],
+        axis=-1,
+    )
+    out = keras.ops.convert_to_numpy(Patches(p, shifted=True)(images))
+    np.testing.assert_array_equal(out, numpy_patches(stacked, p))
+    assert out.shape == Patches(p, shifted=True).compute_output_shape(images.shape)
+    # The first copy's window (0, 0) is the image moved s pixels down and right, zeros shifted in.
+    moved = stacked[..., 3:6]
+    np.testing.assert_array_equal(moved[:, s:, s:], images[:, :-s, :-s])
+    assert not moved[:, :s].any() and not moved[:, :, :s].any()
+    with pytest.raises(ValueError, match="patch_size >= 2"):
+        Patches(1, shifted=True)
+
+
 def assert_round_trip(layer, inputs, **call_kwargs):
     """from_config(get_config()) rebuilds an equal layer; with the weights copied it computes the same."""
     expected = keras.ops.convert_to_numpy(layer(inputs, **call_kwargs))
@@ -59,6 +80,11 @@ def assert_round_trip(layer, inputs, **call_kwargs):
 
 def test_patches_round_trip():
     assert_round_trip(Patches(4, name="p"), np.random.rand(2, 8, 8, 3).astype("float32"))
+    assert_round_trip(Patches(4, shifted=True, name="p"), np.random.rand(2, 8, 8, 3).astype("float32"))
+    # Files saved before `shifted` existed have no such key: they get plain patches.
+    config = Patches(4).get_config()
+    del config["shifted"]
+    assert Patches.from_config(config).shifted is False
 
 
 @pytest.mark.parametrize("position", ["learned", "sincos"])
@@ -97,6 +123,20 @@ def test_patch_encoder_registers(class_token):
     assert_round_trip(layer, patches)
     with pytest.raises(ValueError, match="num_registers"):
         PatchEncoder(6, 16, grid_size=(2, 3), num_registers=-1)
+
+
+def test_patch_encoder_patch_norm():
+    """patch_norm layer-normalizes each patch vector before the projection: scaling a patch changes nothing."""
+    patches = np.random.default_rng(5).normal(size=(2, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), patch_norm=True)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    assert layer.get_config()["patch_norm"] is True
+    assert {w.path.split("/", 1)[1] for w in layer.weights} >= {"patch_norm/gamma", "patch_norm/beta"}
+    scaled = patches * np.array([3.0, 0.5, 7.0, 1.0, 2.0, 9.0], "float32")[None, :, None] + 4.0
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(scaled)), out, atol=1e-4)
+    assert not np.allclose(keras.ops.convert_to_numpy(PatchEncoder(6, 16, grid_size=(2, 3))(scaled))[:, 1:],
+                           out[:, 1:], atol=1e-2)
+    assert_round_trip(layer, patches)
 
 
 def test_patch_encoder_class_token_with_a_dynamic_batch():

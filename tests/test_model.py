@@ -84,25 +84,40 @@ def test_resize_vit():
                                   model.get_layer("block_0").get_weights()[0])
 
 
-def test_registers_build_save_and_resize(tmp_path):
-    model = randomize(build_vit("vit_micro", num_registers=1))
-    encoder = model.get_layer("patch_encoder")
-    assert encoder.num_tokens == 16 + 1 + 1 and vit_arguments(model)["num_registers"] == 1
+def assert_saved_and_resized_alike(model, path):
+    """The model's `.keras` file (safe mode) and `resize_vit(model, 32)` compute what it does; returns (images, logits)."""
     images = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(images))
-    path = tmp_path / "registers.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), expected)
     assert vit_arguments(loaded) == vit_arguments(model)
-    # The registers' weights matter, and resize_vit carries them over.
     same = resize_vit(model, 32)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(same(images)), expected, atol=1e-5)
-    # (a random change: LayerNorm would cancel a constant shift)
+    return images, expected
+
+
+def test_registers_build_save_and_resize(tmp_path):
+    model = randomize(build_vit("vit_micro", num_registers=1))
+    encoder = model.get_layer("patch_encoder")
+    assert encoder.num_tokens == 16 + 1 + 1 and vit_arguments(model)["num_registers"] == 1
+    images, expected = assert_saved_and_resized_alike(model, tmp_path / "registers.keras")
+    # The registers' weights matter (resize_vit carried them over). (a random change: LayerNorm would cancel a constant shift)
     encoder.registers.assign(np.random.default_rng(4).normal(0, 2, encoder.registers.shape).astype("float32"))
     assert not np.allclose(keras.ops.convert_to_numpy(model(images)), expected, atol=1e-3)
     # Old files (no num_registers in their config) still load: the shipped model is one.
     assert build_vit("vit_micro").get_layer("patch_encoder").num_registers == 0
+
+
+def test_shifted_patches_build_save_and_resize(tmp_path):
+    model = randomize(build_vit("vit_micro", shifted_patches=True))
+    patches, encoder = model.get_layer("patches"), model.get_layer("patch_encoder")
+    assert patches.shifted and encoder.patch_norm and vit_arguments(model)["shifted_patches"] is True
+    assert encoder.projection.kernel.shape == (5 * 8 * 8 * 3, 32)  # five stacked copies of each 8x8 patch
+    assert encoder.num_tokens == 17  # the same sequence as plain patches
+    assert_saved_and_resized_alike(model, tmp_path / "spt.keras")  # resize_vit carries the patch norm over
+    assert resize_vit(model, 48)(np.zeros((1, 48, 48, 3), "float32")).shape == (1, 10)
+    assert vit_arguments(build_vit("vit_micro"))["shifted_patches"] is False
 
 
 def test_pretrained_model_loads():

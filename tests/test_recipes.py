@@ -5,12 +5,18 @@ import sys
 
 import pytest
 
-from keras_vit.recipes import TRAINING_RECIPES, recipe_flags, shell_defaults
+from keras_vit.recipes import TRAINING_RECIPES, as_command_line, recipe_flags, shell_defaults
 from keras_vit.train import build_parser, parse_args
 
 
 def as_argv(flags):
-    return [arg for flag, value in flags.items() for arg in (f"--{flag.replace('_', '-')}", str(value))]
+    return as_command_line(flags)
+
+
+def test_on_off_flags_are_typed_as_flags():
+    assert as_command_line({"shifted_patches": True, "batch_size": 64}) == ["--shifted-patches", "--batch-size", "64"]
+    assert parse_args(as_command_line({"shifted_patches": False})).shifted_patches is False
+    assert parse_args([]).shifted_patches is None  # the preset's
 
 
 @pytest.mark.parametrize("name", sorted(TRAINING_RECIPES))

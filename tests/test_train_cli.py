@@ -74,7 +74,8 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     out = tmp_path / "run"
     args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--augment", "lee2021",
                    "--num-heads", "4", "--registers", "1", "--steps-per-execution", "2", "--ema-momentum", "0.9",
-                   "--checkpoint-every", "2", "--time-limit", "0.001"]
+                   "--checkpoint-every", "2", "--time-limit", "0.001", "--shifted-patches",
+                   "--model-arg", "mlp_dim=48", "--model-arg", "position_embedding=sincos"]
     args[args.index("--epochs") + 1] = "4"
     assert train.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -82,6 +83,9 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     assert metrics["stopped_by_time_limit"] and not metrics["diverged"]
     model = load_model(out / "model.keras")
     assert model.get_layer("block_0").num_heads == 4 and model.get_layer("patch_encoder").num_registers == 1
+    assert model.get_layer("patches").shifted and model.get_layer("block_0").mlp_dim == 48
+    assert model.get_layer("patch_encoder").position_embedding_type == "sincos"
+    assert metrics["args"]["model_args"] == [["mlp_dim", 48], ["position_embedding", "sincos"]]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
@@ -105,8 +109,16 @@ def test_ema_weights_are_saved_even_when_the_time_limit_stops_early(tiny_tree, t
     assert drift < 1e-4, drift
 
 
-def test_bad_input_exits_non_zero(tmp_path, capsys):
+def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
     assert train.main(["--epochs", "0"]) == 2
+    for bad in (["--model-arg", "nope=1"], ["--model-arg", "num_classes=3"], ["--model-arg", "depth"]):
+        with pytest.raises(SystemExit):
+            train.main(bad)
+    assert train.main(["--model-arg", "num_heads=2", "--num-heads", "2"]) == 2
+    assert "num_heads given both" in capsys.readouterr().err
+    run = ARGS + ["--data-dir", str(tiny_tree), "--output", str(tmp_path / "bad")]
+    assert train.main(run + ["--model-arg", "pooling=avg"]) == 2
+    assert "cannot build the model" in capsys.readouterr().err
     assert train.main(["--ema-momentum", "1.5"]) == 2
     assert train.main(["--time-limit", "-1"]) == 2
     with pytest.raises(SystemExit):
