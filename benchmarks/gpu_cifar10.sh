@@ -31,11 +31,12 @@ DATA=${DATA:-/tmp/cifar10}
 OUT=${OUT:-runs/gpu}
 RECIPE=${RECIPE:-cifar10_gpu}
 # PRESET, HEADS, POOLING, AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
-# MAX_EPOCHS (a cap; --time-budget decides) and SHIFTED_PATCHES (1/0): the recipe's values unless set in
-# the environment.
+# MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0): the recipe's
+# values unless set in the environment.
 recipe_settings=$(python3 -m keras_vit.recipes "$RECIPE" --shell)
 eval "$recipe_settings"
 SHIFTED_PATCHES=${SHIFTED_PATCHES:-0}
+LOCALITY_ATTENTION=${LOCALITY_ATTENTION:-0}
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
@@ -49,6 +50,10 @@ phase() { echo "== $(( $(date +%s) - START )) s: $*"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
 phase "attention probe"
+if [ "$REGISTERS" = auto ] && [ "$LOCALITY_ATTENTION" = 1 ]; then
+  # Locality Self-Attention computes its scores itself (never cuDNN's fused kernel): registers would buy nothing.
+  REGISTERS=0
+fi
 if [ "$REGISTERS" = auto ]; then
   # A crash of the probe is reported, and the run goes on without registers.
   REGISTERS=$(python3 benchmarks/attention_probe.py --preset "$PRESET" --num-heads "$HEADS" --pooling "$POOLING" \
@@ -58,6 +63,7 @@ fi
 echo "registers=$REGISTERS"
 MODEL_FLAGS=(--num-heads "$HEADS" --pooling "$POOLING" --registers "$REGISTERS")
 if [ "$SHIFTED_PATCHES" = 1 ]; then MODEL_FLAGS+=(--shifted-patches); else MODEL_FLAGS+=(--no-shifted-patches); fi
+if [ "$LOCALITY_ATTENTION" = 1 ]; then MODEL_FLAGS+=(--locality-attention); else MODEL_FLAGS+=(--no-locality-attention); fi
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"
   python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \

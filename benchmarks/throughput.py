@@ -45,11 +45,13 @@ def peak_for(device, precision):
 
 
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
-            repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None):
+            repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
+            locality_attention=None):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
     model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
-                                                shifted_patches=shifted_patches))
+                                                shifted_patches=shifted_patches,
+                                                locality_attention=locality_attention))
     trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
@@ -73,6 +75,7 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "num_registers": model.get_layer("patch_encoder").num_registers,
         "sequence_length": model.get_layer("patch_encoder").num_tokens,
         "shifted_patches": model.get_layer("patches").shifted,
+        "locality_attention": model.get_layer("block_0").locality_attention,
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
@@ -101,6 +104,8 @@ def main(argv=None):
     parser.add_argument("--registers", type=int, default=None, help="register tokens (default: the preset's)")
     parser.add_argument("--shifted-patches", action=argparse.BooleanOptionalAction, default=None,
                         help="Shifted Patch Tokenization (default: the preset's)")
+    parser.add_argument("--locality-attention", action=argparse.BooleanOptionalAction, default=None,
+                        help="Locality Self-Attention (default: the preset's)")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
@@ -109,7 +114,8 @@ def main(argv=None):
         parser.error("--epochs must be at least 2 (the first one compiles)")
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
                      args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
-                     args.ema_momentum, args.registers, args.shifted_patches)
+                     args.ema_momentum, args.registers, args.shifted_patches,
+                     args.locality_attention)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

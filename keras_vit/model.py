@@ -24,7 +24,8 @@ CIFAR10_STD = (63.0, 62.1, 66.7)
 DEFAULTS = dict(
     image_size=32, patch_size=4, num_classes=10, projection_dim=192, depth=9, num_heads=3,
     mlp_dim=384, pooling="token", dropout=0.0, attention_dropout=0.0, drop_path=0.0,
-    position_embedding="learned", num_registers=0, shifted_patches=False, channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    position_embedding="learned", num_registers=0, shifted_patches=False, locality_attention=False,
+    channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
     name="vit",
 )
 
@@ -55,6 +56,9 @@ def build_vit(preset=None, **kwargs):
         shifted_patches: bool, Shifted Patch Tokenization (Lee et al. 2021):
             `Patches(shifted=True)` and a layer norm on the patch vectors
             (`PatchEncoder(patch_norm=True)`). Off by default.
+        locality_attention: bool, Locality Self-Attention (Lee et al. 2021)
+            in every block (`TransformerBlock(locality_attention=True)`).
+            Off by default.
         channels: int, image channels.
         mean, std: per-channel pixel statistics (0..255 units) used by the
             model's own normalization layer.
@@ -78,7 +82,7 @@ def build_vit(preset=None, **kwargs):
 
 def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_heads, mlp_dim,
            pooling, dropout, attention_dropout, drop_path, position_embedding, num_registers, shifted_patches,
-           channels,
+           locality_attention, channels,
            mean, std, name):
     height, width = _pair(image_size, "image_size")
     if height % patch_size or width % patch_size:
@@ -105,7 +109,7 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
         x = TransformerBlock(
             num_heads, projection_dim, mlp_dim, dropout=dropout,
             attention_dropout=attention_dropout,
-            drop_path=drop_path * i / max(depth - 1, 1),
+            drop_path=drop_path * i / max(depth - 1, 1), locality_attention=locality_attention,
             name=f"block_{i}",
         )(x)
     x = LayerNorm(epsilon=1e-6, name="encoder_norm")(x)
@@ -140,7 +144,7 @@ def vit_arguments(model):
         pooling=model.get_layer("pool").mode, dropout=first.dropout,
         attention_dropout=first.attention_dropout, drop_path=blocks[-1].drop_path,
         position_embedding=encoder.position_embedding_type, num_registers=encoder.num_registers,
-        shifted_patches=patches.shifted, channels=channels,
+        shifted_patches=patches.shifted, locality_attention=first.locality_attention, channels=channels,
         mean=tuple(float(v) for v in np.ravel(norm.input_mean)),
         std=tuple(float(v) for v in np.sqrt(np.ravel(norm.input_variance))),
         name=model.name,

@@ -48,7 +48,8 @@ TRAINING_RECIPES = {
 # The names of gpu_cifar10.sh's settings for the recipe's flags.
 SHELL_NAMES = {"preset": "PRESET", "num_heads": "HEADS", "pooling": "POOLING", "augment": "AUGMENT",
                "batch_size": "BATCH", "learning_rate": "LR", "weight_decay": "WD", "time_budget": "TRAIN_BUDGET",
-               "max_epochs": "MAX_EPOCHS", "shifted_patches": "SHIFTED_PATCHES"}
+               "max_epochs": "MAX_EPOCHS", "shifted_patches": "SHIFTED_PATCHES",
+               "locality_attention": "LOCALITY_ATTENTION"}
 
 
 def recipe_flags(name):

@@ -72,6 +72,9 @@ def build_parser():
     parser.add_argument("--shifted-patches", action=argparse.BooleanOptionalAction, default=None,
                         help="Shifted Patch Tokenization (Lee et al. 2021): each patch vector also holds its "
                         "four half-patch diagonal shifts (default: the preset's, off)")
+    parser.add_argument("--locality-attention", action=argparse.BooleanOptionalAction, default=None,
+                        help="Locality Self-Attention (Lee et al. 2021): no attention of a token to itself, learned "
+                        "softmax temperature (default: the preset's, off)")
     parser.add_argument("--model-arg", dest="model_args", metavar="KEY=VALUE", type=model_argument, action="append",
                         default=None, help="any other build_vit argument, over the preset's value (repeatable), "
                         "e.g. --model-arg projection_dim=96 --model-arg depth=6; VALUE is a Python literal or a word")
@@ -130,13 +133,15 @@ def model_argument(text):
     return key, value
 
 
-def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None, shifted_patches=None):
-    """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers/--shifted-patches flags.
+def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None, shifted_patches=None,
+                    locality_attention=None):
+    """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers/--shifted-patches/
+    --locality-attention flags.
 
     None leaves the preset's value.
     """
     flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling, "num_registers": num_registers,
-             "shifted_patches": shifted_patches}
+             "shifted_patches": shifted_patches, "locality_attention": locality_attention}
     return {name: value for name, value in flags.items() if value is not None}
 
 
@@ -220,7 +225,7 @@ def run(args, splits):
                  "image_size": tuple(splits.x_train.shape[1:3])}
     overrides.update(dict(args.model_args or []))
     overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers,
-                                     args.shifted_patches))
+                                     args.shifted_patches, args.locality_attention))
     try:
         model = build_vit(args.preset, **overrides)
     except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
@@ -374,7 +379,8 @@ def main(argv=None):
     if args.time_budget is not None and args.time_budget <= 0:
         print("error: --time-budget must be positive", file=sys.stderr)
         return 2
-    named = model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers, args.shifted_patches)
+    named = model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers, args.shifted_patches,
+                            args.locality_attention)
     twice = sorted(set(dict(args.model_args or [])) & set(named))
     if twice:
         print(f"error: {', '.join(twice)} given both as a flag and as --model-arg", file=sys.stderr)

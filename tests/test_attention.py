@@ -174,6 +174,17 @@ def test_model_maps_with_registers(pooling, images):
     assert attention.cls_attention_map(model, images).shape == (3, 4, 4)
 
 
+def test_maps_of_a_model_with_shifted_patches_and_locality_attention(images):
+    """Lee et al.'s SL-ViT options: the maps' forward pass is still the model's, and no token attends to itself."""
+    model = build_vit("vit_micro", shifted_patches=True, locality_attention=True)
+    model.get_layer("head").kernel.assign(np.random.default_rng(2).normal(0, 0.5, (32, 10)).astype("float32"))
+    logits, weights = attention.forward_with_attention(model, images)
+    assert np.abs(logits - ops.convert_to_numpy(model(images, training=False))).max() < 1e-5
+    assert weights.shape == (2, 3, 2, 17, 17)
+    assert np.diagonal(weights, axis1=-2, axis2=-1).max() < 1e-8
+    assert np.all(np.isfinite(attention.rollout_map(model, images)))
+
+
 def test_model_maps(model, images):
     has_cls = attention.has_class_token(model)
     assert has_cls == (model.get_layer("pool").mode == "token")

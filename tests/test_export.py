@@ -397,9 +397,11 @@ def test_tflite_cli_float16(trained, data_tree, tmp_path):
     assert (out.parent / "labels.txt").read_text().split() == list(CLASSES)
 
 
-@pytest.mark.parametrize("variant", [dict(num_registers=1), dict(shifted_patches=True)], ids=["registers", "shifted"])
+@pytest.mark.parametrize("variant", [dict(num_registers=1), dict(shifted_patches=True, locality_attention=True)],
+                         ids=["registers", "shifted_locality"])
 def test_model_variants_export(variant, data_tree, tmp_path):
-    """ViTs with a register token (66 tokens in the GPU recipe) or shifted patches convert to int8 TFLite and ONNX, proven."""
+    """ViTs with a register token (66 tokens in the GPU recipe), or with shifted patches and locality attention,
+    convert to int8 TFLite and ONNX, proven."""
     root, arrays = data_tree
     x, y = arrays["train"]
     keras.utils.set_random_seed(1)

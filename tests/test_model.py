@@ -120,6 +120,15 @@ def test_shifted_patches_build_save_and_resize(tmp_path):
     assert vit_arguments(build_vit("vit_micro"))["shifted_patches"] is False
 
 
+def test_locality_attention_build_save_and_resize(tmp_path):
+    model = randomize(build_vit("vit_micro", locality_attention=True, shifted_patches=True))
+    blocks = [model.get_layer(f"block_{i}") for i in range(2)]
+    assert all(block.locality_attention for block in blocks) and vit_arguments(model)["locality_attention"] is True
+    assert model.count_params() == build_vit("vit_micro", shifted_patches=True).count_params() + 2  # a temperature each
+    assert_saved_and_resized_alike(model, tmp_path / "lsa.keras")
+    assert vit_arguments(build_vit("vit_micro"))["locality_attention"] is False
+
+
 def test_pretrained_model_loads():
     from keras_vit import load_pretrained
     from keras_vit.pretrained import labels_path, metrics, model_path

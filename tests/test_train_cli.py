@@ -74,7 +74,7 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     out = tmp_path / "run"
     args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--augment", "lee2021",
                    "--num-heads", "4", "--registers", "1", "--steps-per-execution", "2", "--ema-momentum", "0.9",
-                   "--checkpoint-every", "2", "--time-limit", "0.001", "--shifted-patches",
+                   "--checkpoint-every", "2", "--time-limit", "0.001", "--shifted-patches", "--locality-attention",
                    "--model-arg", "mlp_dim=48", "--model-arg", "position_embedding=sincos"]
     args[args.index("--epochs") + 1] = "4"
     assert train.main(args) == 0
@@ -84,6 +84,7 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     model = load_model(out / "model.keras")
     assert model.get_layer("block_0").num_heads == 4 and model.get_layer("patch_encoder").num_registers == 1
     assert model.get_layer("patches").shifted and model.get_layer("block_0").mlp_dim == 48
+    assert model.get_layer("block_0").locality_attention
     assert model.get_layer("patch_encoder").position_embedding_type == "sincos"
     assert metrics["args"]["model_args"] == [["mlp_dim", 48], ["position_embedding", "sincos"]]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
