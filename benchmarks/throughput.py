@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 from keras_vit import build_vit  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.callbacks import EpochTimer  # noqa: E402
-from keras_vit.train import MIXED_PRECISION, describe_device, model_overrides, training_recipe  # noqa: E402
+from keras_vit.train import (  # noqa: E402
+    MIXED_PRECISION, add_model_flags, describe_device, model_overrides, training_recipe,
+)
 from keras_vit.training import (  # noqa: E402
     learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image,
 )
@@ -98,14 +100,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3, help="epochs (the first holds compilation)")
     parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION))
     parser.add_argument("--augment", default="strong", choices=sorted(AUGMENT_RECIPES))
-    parser.add_argument("--pooling", default=None, choices=["token", "gap"])
-    parser.add_argument("--num-heads", type=int, default=None)
+    add_model_flags(parser)  # --num-heads, --pooling, --registers, ... as in python -m keras_vit.train
     parser.add_argument("--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)")
-    parser.add_argument("--registers", type=int, default=None, help="register tokens (default: the preset's)")
-    parser.add_argument("--shifted-patches", action=argparse.BooleanOptionalAction, default=None,
-                        help="Shifted Patch Tokenization (default: the preset's)")
-    parser.add_argument("--locality-attention", action=argparse.BooleanOptionalAction, default=None,
-                        help="Locality Self-Attention (default: the preset's)")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument("--output", default=None, help="append the JSON result to this file")

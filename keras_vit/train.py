@@ -62,19 +62,7 @@ def build_parser():
     parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
                         help="augmentation recipe run in the train step (default: %(default)s)")
     parser.add_argument("--drop-path", type=float, default=None, help="override the preset's stochastic depth")
-    parser.add_argument("--num-heads", type=positive_int, default=None,
-                        help="override the preset's attention heads (the width must divide by it)")
-    parser.add_argument("--pooling", default=None, choices=["token", "gap"],
-                        help="override the preset's head: class token or mean of the patch tokens")
-    parser.add_argument("--registers", type=non_negative_int, default=None,
-                        help="learned register tokens after the class token (default: the preset's, 0); "
-                        "1 makes CIFAR's 65 tokens an even 66, which cuDNN's fused attention takes")
-    parser.add_argument("--shifted-patches", action=argparse.BooleanOptionalAction, default=None,
-                        help="Shifted Patch Tokenization (Lee et al. 2021): each patch vector also holds its "
-                        "four half-patch diagonal shifts (default: the preset's, off)")
-    parser.add_argument("--locality-attention", action=argparse.BooleanOptionalAction, default=None,
-                        help="Locality Self-Attention (Lee et al. 2021): no attention of a token to itself, learned "
-                        "softmax temperature (default: the preset's, off)")
+    add_model_flags(parser)
     parser.add_argument("--model-arg", dest="model_args", metavar="KEY=VALUE", type=model_argument, action="append",
                         default=None, help="any other build_vit argument, over the preset's value (repeatable), "
                         "e.g. --model-arg projection_dim=96 --model-arg depth=6; VALUE is a Python literal or a word")
@@ -133,6 +121,23 @@ def model_argument(text):
     return key, value
 
 
+def add_model_flags(parser):
+    """The flags that override a preset's model shape; `benchmarks/throughput.py` takes them too."""
+    parser.add_argument("--num-heads", type=positive_int, default=None,
+                        help="override the preset's attention heads (the width must divide by it)")
+    parser.add_argument("--pooling", default=None, choices=["token", "gap"],
+                        help="override the preset's head: class token or mean of the patch tokens")
+    parser.add_argument("--registers", type=non_negative_int, default=None,
+                        help="learned register tokens after the class token (default: the preset's, 0); "
+                        "1 makes CIFAR's 65 tokens an even 66, which cuDNN's fused attention takes")
+    parser.add_argument("--shifted-patches", action=argparse.BooleanOptionalAction, default=None,
+                        help="Shifted Patch Tokenization (Lee et al. 2021): each patch vector also holds its "
+                        "four half-patch diagonal shifts (default: the preset's, off)")
+    parser.add_argument("--locality-attention", action=argparse.BooleanOptionalAction, default=None,
+                        help="Locality Self-Attention (Lee et al. 2021): no attention of a token to itself, learned "
+                        "softmax temperature (default: the preset's, off)")
+
+
 def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None, shifted_patches=None,
                     locality_attention=None):
     """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers/--shifted-patches/
@@ -143,6 +148,21 @@ def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=
     flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling, "num_registers": num_registers,
              "shifted_patches": shifted_patches, "locality_attention": locality_attention}
     return {name: value for name, value in flags.items() if value is not None}
+
+
+def flag_overrides(args):
+    """`build_vit` overrides from --model-arg and the model flags (which give their own keys).
+
+    Raises:
+        ValueError: a key given both by its flag and by --model-arg.
+    """
+    named = model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers, args.shifted_patches,
+                            args.locality_attention)
+    free = dict(args.model_args or [])
+    twice = sorted(set(free) & set(named))
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given both as a flag and as --model-arg")
+    return {**free, **named}
 
 
 def training_recipe(augment, repeats=None):
@@ -204,7 +224,8 @@ def as_float32(model):
     return copy
 
 
-def run(args, splits):
+def run(args, splits, overrides):
+    """Trains, scores and saves; `overrides` are `flag_overrides(args)`."""
     from keras_vit import build_vit
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
@@ -221,11 +242,7 @@ def run(args, splits):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[args.mixed_precision])
 
     print(splits.summary(), flush=True)
-    overrides = {"num_classes": splits.num_classes,
-                 "image_size": tuple(splits.x_train.shape[1:3])}
-    overrides.update(dict(args.model_args or []))
-    overrides.update(model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers,
-                                     args.shifted_patches, args.locality_attention))
+    overrides = {"num_classes": splits.num_classes, "image_size": tuple(splits.x_train.shape[1:3]), **overrides}
     try:
         model = build_vit(args.preset, **overrides)
     except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
@@ -379,11 +396,10 @@ def main(argv=None):
     if args.time_budget is not None and args.time_budget <= 0:
         print("error: --time-budget must be positive", file=sys.stderr)
         return 2
-    named = model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers, args.shifted_patches,
-                            args.locality_attention)
-    twice = sorted(set(dict(args.model_args or [])) & set(named))
-    if twice:
-        print(f"error: {', '.join(twice)} given both as a flag and as --model-arg", file=sys.stderr)
+    try:
+        overrides = flag_overrides(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     from keras_vit.data import DataNotFoundError
     from keras_vit.presets import get_preset
@@ -393,7 +409,7 @@ def main(argv=None):
     except (DataNotFoundError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return run(args, splits)
+    return run(args, splits, overrides)
 
 
 if __name__ == "__main__":
