@@ -99,6 +99,8 @@ def main(argv=None):
     parser.add_argument("--max-registers", type=int, default=3, help="also try this many extra tokens")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per repetition")
     parser.add_argument("--output", default=None, help="append one JSON line per length to this file")
+    parser.add_argument("--patch-dropout", type=float, default=0.0,
+                        help="the model's PatchDropout rate: training then sees fewer tokens, and those are probed")
     parser.add_argument("--pick-registers", action="store_true",
                         help="print the fewest registers cuDNN takes as the last line")
     args = parser.parse_args(argv)
@@ -110,10 +112,13 @@ def main(argv=None):
 
     from keras_vit import build_vit
     from keras_vit.train import model_overrides
+    from keras_vit.training import training_sequence_length
 
-    model = build_vit(args.preset, **model_overrides(num_heads=args.num_heads, pooling=args.pooling, num_registers=0))
-    encoder, block = model.get_layer("patch_encoder"), model.get_layer("block_0")
-    base_length, num_heads = encoder.num_tokens, block.num_heads
+    model = build_vit(args.preset, **model_overrides(num_heads=args.num_heads, pooling=args.pooling, num_registers=0,
+                                                     patch_dropout=args.patch_dropout))
+    block = model.get_layer("block_0")
+    # The token count of a training step (PatchDropout shortens it), which is what cuDNN must take.
+    base_length, num_heads = training_sequence_length(model), block.num_heads
     head_dim = block.projection_dim // num_heads
     if keras.backend.backend() != "jax":
         print(f"attention_probe: the Keras backend is {keras.backend.backend()!r}, not jax; "

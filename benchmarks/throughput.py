@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_vit import build_vit  # noqa: E402
+from keras_vit import build_vit, vit_arguments  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.callbacks import EpochTimer  # noqa: E402
 from keras_vit.train import (  # noqa: E402
     MIXED_PRECISION, add_model_flags, describe_device, model_overrides, training_recipe,
 )
 from keras_vit.training import (  # noqa: E402
-    learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image,
+    learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image, training_sequence_length,
 )
 
 # Dense peak rates (TFLOP/s) from the vendors' datasheets, for MFU.
@@ -48,12 +48,13 @@ def peak_for(device, precision):
 
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
             repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
-            locality_attention=None):
+            locality_attention=None, patch_dropout=None):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
     model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
                                                 shifted_patches=shifted_patches,
-                                                locality_attention=locality_attention))
+                                                locality_attention=locality_attention,
+                                                patch_dropout=patch_dropout))
     trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
@@ -78,6 +79,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "sequence_length": model.get_layer("patch_encoder").num_tokens,
         "shifted_patches": model.get_layer("patches").shifted,
         "locality_attention": model.get_layer("block_0").locality_attention,
+        "patch_dropout": vit_arguments(model)["patch_dropout"],
+        "train_sequence_length": training_sequence_length(model),
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
@@ -111,7 +114,7 @@ def main(argv=None):
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
                      args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
                      args.ema_momentum, args.registers, args.shifted_patches,
-                     args.locality_attention)
+                     args.locality_attention, args.patch_dropout)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

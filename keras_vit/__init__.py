@@ -1,6 +1,7 @@
 """keras-vit: the Vision Transformer as Keras 3 layers, from `model.fit` to the edge."""
 
-from keras_vit.layers import DropPath, LayerNorm, LocalitySelfAttention, Patches, PatchEncoder, SequencePooling, TransformerBlock
+from keras_vit.layers import (DropPath, LayerNorm, LocalitySelfAttention, PatchDropout, Patches, PatchEncoder,
+                              SequencePooling, TransformerBlock)
 from keras_vit.model import build_vit, resize_vit, vit_arguments
 from keras_vit.presets import PRESETS, get_preset
 from keras_vit.pretrained import load_pretrained
@@ -24,6 +25,6 @@ def load_model(path, compile=False):
 
 
 __all__ = [
-    "DropPath", "LayerNorm", "LocalitySelfAttention", "Patches", "PatchEncoder", "SequencePooling", "TransformerBlock",
+    "DropPath", "LayerNorm", "LocalitySelfAttention", "PatchDropout", "Patches", "PatchEncoder", "SequencePooling", "TransformerBlock",
     "build_vit", "resize_vit", "vit_arguments", "PRESETS", "get_preset", "load_model", "load_pretrained",
 ]

@@ -332,7 +332,10 @@ class RandomErasing(keras.layers.Layer):
             return images
         height, width, _ = _static_hwc(images, "RandomErasing")
         batch = _batch_size(images)
-        uniform = lambda low=0.0, high=1.0: keras.random.uniform((batch, 1, 1, 1), low, high, seed=self.seed_generator)
+
+        def uniform(low=0.0, high=1.0):
+            return keras.random.uniform((batch, 1, 1, 1), low, high, seed=self.seed_generator)
+
         area = uniform(*self.area) * (height * width)
         log_aspect = uniform(math.log(self.aspect[0]), math.log(self.aspect[1]))
         box_h = ops.minimum(ops.sqrt(area * ops.exp(log_aspect)), float(height))

@@ -1,6 +1,6 @@
 """`build_vit`: the functional Vision Transformer.
 
-    images (0..255) -> normalize -> Patches -> PatchEncoder -> dropout
+    images (0..255) -> normalize -> Patches -> PatchEncoder [-> PatchDropout] -> dropout
         -> TransformerBlock x depth -> LayerNorm -> SequencePooling -> Dense head -> logits
 
 The model takes raw pixel values (float, 0 to 255, channels last) and returns
@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_vit.layers import LayerNorm, Patches, PatchEncoder, SequencePooling, TransformerBlock, _pair
+from keras_vit.layers import LayerNorm, PatchDropout, Patches, PatchEncoder, SequencePooling, TransformerBlock, _pair
 from keras_vit.presets import get_preset
 
 # Per-channel statistics of the CIFAR-10 training images, in 0..255 units.
@@ -25,7 +25,7 @@ DEFAULTS = dict(
     image_size=32, patch_size=4, num_classes=10, projection_dim=192, depth=9, num_heads=3,
     mlp_dim=384, pooling="token", dropout=0.0, attention_dropout=0.0, drop_path=0.0,
     position_embedding="learned", num_registers=0, shifted_patches=False, locality_attention=False,
-    channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    patch_dropout=0.0, channels=3, mean=CIFAR10_MEAN, std=CIFAR10_STD,
     name="vit",
 )
 
@@ -59,6 +59,10 @@ def build_vit(preset=None, **kwargs):
         locality_attention: bool, Locality Self-Attention (Lee et al. 2021)
             in every block (`TransformerBlock(locality_attention=True)`).
             Off by default.
+        patch_dropout: float in [0, 1), the share of patch tokens left out
+            of each training image (`PatchDropout`, after the position
+            embedding): cheaper steps and a regularizer; inference sees every
+            token. 0 (no layer) by default.
         channels: int, image channels.
         mean, std: per-channel pixel statistics (0..255 units) used by the
             model's own normalization layer.
@@ -82,7 +86,7 @@ def build_vit(preset=None, **kwargs):
 
 def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_heads, mlp_dim,
            pooling, dropout, attention_dropout, drop_path, position_embedding, num_registers, shifted_patches,
-           locality_attention, channels,
+           locality_attention, patch_dropout, channels,
            mean, std, name):
     height, width = _pair(image_size, "image_size")
     if height % patch_size or width % patch_size:
@@ -104,6 +108,8 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
         position_embedding=position_embedding, num_registers=num_registers, patch_norm=shifted_patches,
         name="patch_encoder",
     )(x)
+    if patch_dropout:  # no layer at 0: models without it keep their old graph and config
+        x = PatchDropout(patch_dropout, num_prefix_tokens=int(class_token) + num_registers, name="patch_dropout")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(depth):
         x = TransformerBlock(
@@ -144,7 +150,9 @@ def vit_arguments(model):
         pooling=model.get_layer("pool").mode, dropout=first.dropout,
         attention_dropout=first.attention_dropout, drop_path=blocks[-1].drop_path,
         position_embedding=encoder.position_embedding_type, num_registers=encoder.num_registers,
-        shifted_patches=patches.shifted, locality_attention=first.locality_attention, channels=channels,
+        shifted_patches=patches.shifted, locality_attention=first.locality_attention,
+        patch_dropout=next((layer.rate for layer in model.layers if isinstance(layer, PatchDropout)), 0.0),
+        channels=channels,
         mean=tuple(float(v) for v in np.ravel(norm.input_mean)),
         std=tuple(float(v) for v in np.sqrt(np.ravel(norm.input_variance))),
         name=model.name,

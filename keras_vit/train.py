@@ -136,17 +136,29 @@ def add_model_flags(parser):
     parser.add_argument("--locality-attention", action=argparse.BooleanOptionalAction, default=None,
                         help="Locality Self-Attention (Lee et al. 2021): no attention of a token to itself, learned "
                         "softmax temperature (default: the preset's, off)")
+    parser.add_argument("--patch-dropout", type=unit_fraction, default=None, metavar="RATE",
+                        help="leave out this share of each training image's patch tokens (PatchDropout, Liu et al. "
+                        "2022): cheaper steps and a regularizer; inference sees all tokens (default: the preset's, 0)")
+
+
+def unit_fraction(text):
+    """argparse type: a float in [0, 1)."""
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def model_overrides(drop_path=None, num_heads=None, pooling=None, num_registers=None, shifted_patches=None,
-                    locality_attention=None):
+                    locality_attention=None, patch_dropout=None):
     """`build_vit` overrides from the --drop-path/--num-heads/--pooling/--registers/--shifted-patches/
-    --locality-attention flags.
+    --locality-attention/--patch-dropout flags.
 
     None leaves the preset's value.
     """
     flags = {"drop_path": drop_path, "num_heads": num_heads, "pooling": pooling, "num_registers": num_registers,
-             "shifted_patches": shifted_patches, "locality_attention": locality_attention}
+             "shifted_patches": shifted_patches, "locality_attention": locality_attention,
+             "patch_dropout": patch_dropout}
     return {name: value for name, value in flags.items() if value is not None}
 
 
@@ -157,7 +169,7 @@ def flag_overrides(args):
         ValueError: a key given both by its flag and by --model-arg.
     """
     named = model_overrides(args.drop_path, args.num_heads, args.pooling, args.registers, args.shifted_patches,
-                            args.locality_attention)
+                            args.locality_attention, args.patch_dropout)
     free = dict(args.model_args or [])
     twice = sorted(set(free) & set(named))
     if twice:
@@ -229,7 +241,8 @@ def run(args, splits, overrides):
     from keras_vit import build_vit
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
-    from keras_vit.training import learning_rate_schedule, make_optimizer, make_trainer, steps_per_epoch
+    from keras_vit.training import (TrainingBatches, even_batch_size, learning_rate_schedule, make_optimizer,
+                                     make_trainer)
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -251,8 +264,10 @@ def run(args, splits, overrides):
 
     recipe = training_recipe(args.augment, args.repeats)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
-    num_train = len(splits.x_train)
-    steps = steps_per_epoch(num_train, args.batch_size)
+    # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
+    batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
+    steps = len(batches)
+    num_train = steps * batches.batch_size  # images trained on per epoch
     if args.time_budget:
         # The rate is set per epoch by TimeBudget; fit may run past the estimate.
         schedule = float(args.learning_rate)
@@ -300,14 +315,14 @@ def run(args, splits, overrides):
     print(f"Training {args.preset} ({model.count_params():,} parameters) for {length}, "
           f"{steps} steps each, on {describe_device()}", flush=True)
 
-    inputs = {"images": splits.x_train, "labels": splits.y_train}
     validation = ({"images": splits.x_test, "labels": splits.y_test}, splits.y_test)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     start = time.perf_counter()
     trainer.fit(
-        inputs, splits.y_train, batch_size=args.batch_size, epochs=max_epochs,
+        batches, epochs=max_epochs,
         validation_data=validation, validation_freq=args.validation_freq,
-        callbacks=callbacks, verbose=verbose, shuffle=True,
+        validation_batch_size=even_batch_size(len(splits.x_test), max(args.batch_size, 250)),
+        callbacks=callbacks, verbose=verbose,
     )
     wall_clock = time.perf_counter() - start
 
@@ -335,13 +350,14 @@ def run(args, splits, overrides):
     write_labels(output / "labels.txt", splits.class_names)
     if history:
         plot_training_curves(history, output / "curves.png",
-                             title=f"{args.preset}, {num_train:,} training images")
+                             title=f"{args.preset}, {len(splits.x_train):,} training images")
     steady = timer.times[1:] or timer.times
     metrics = {
         "test_accuracy": test_accuracy,
         "test_accuracy_flip_tta": test_accuracy_flip_tta,
         "test_images": int(len(splits.y_test)),
-        "train_images": int(num_train),
+        "train_images": int(len(splits.x_train)),
+        "images_per_epoch": int(num_train),  # full batches only (TrainingBatches)
         "parameters": int(model.count_params()),
         "epochs": epochs_done,
         "epochs_requested": args.epochs,

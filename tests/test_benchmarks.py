@@ -63,31 +63,34 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
            "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "SESSION_SECONDS": "480",
            "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"), "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32",
            "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2",
-           "SHIFTED_PATCHES": "1"}  # the recipe's option that is off by default, so that its path runs too
+           # The recipe's options that are off by default, so that their paths run too.
+           "SHIFTED_PATCHES": "1", "PATCH_DROPOUT": "0.5"}
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
     assert result.returncode == 0, log[-4000:] + result.stderr[-2000:]
     run = out / "run"
     # No cuDNN on the CPU: the probe says so for every length and the run takes no registers.
+    # It probes the training steps' token count: the class token and 8 of the 16 patches.
     probe = [json.loads(line) for line in (run / "attention_probe.jsonl").read_text().splitlines()]
-    assert [row["sequence_length"] for row in probe] == [17, 18, 19, 20]
+    assert [row["sequence_length"] for row in probe] == [9, 10, 11, 12]
     assert all(not row["cudnn"]["accepted"] and row["xla"]["accepted"] for row in probe)
     assert "registers=0" in log
-    baseline = json.loads((run / "throughput_no_augment.jsonl").read_text().splitlines()[-1])
+    # One file for both throughputs: the baseline first, the run's configuration last.
+    baseline, throughput = (json.loads(line) for line in (run / "throughput.jsonl").read_text().splitlines())
     assert baseline["augment"] == "none" and baseline["images_per_second"] > 0
-    throughput = json.loads((run / "throughput.jsonl").read_text().splitlines()[-1])
     assert throughput["num_heads"] == 4 and throughput["repeats"] == 1 and throughput["images_per_second"] > 0
     assert throughput["num_registers"] == 0 and throughput["sequence_length"] == 17
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
     assert throughput["shifted_patches"] and baseline["shifted_patches"]
+    assert throughput["patch_dropout"] == 0.5 and throughput["train_sequence_length"] == 9
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
     # What the environment did not set comes from the recipe cifar10_gpu.
     args = metrics["args"]
     assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 1.5e-3 and args["weight_decay"] == 0.05
     assert args["label_smoothing"] == 0.1 and args["validation_freq"] == 10 and args["mixed_precision"] == "bfloat16"
-    assert args["shifted_patches"] is True
+    assert args["shifted_patches"] is True and args["patch_dropout"] == 0.5
     # The budget was cut to the time left before the deadline, less the reserve, and the
     # backstop follows it.
     assert "training budget cut from 600 s" in log
@@ -96,6 +99,8 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert 0.0 <= metrics["test_accuracy_flip_tta"] <= 1.0
     assert (run / "vit_micro" / "model.keras").stat().st_size > 0
     assert not (run / "vit_micro" / "checkpoint").exists()
+    # The device tool brings back at most 8 files: all of them fit, so nothing was packed.
+    assert len([f for f in out.rglob("*") if f.is_file()]) <= 8 and not (out / "extras.tar.gz").exists()
     assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:2] == [
         "attention probe", "throughput without augmentation"]
 

@@ -397,8 +397,9 @@ def test_tflite_cli_float16(trained, data_tree, tmp_path):
     assert (out.parent / "labels.txt").read_text().split() == list(CLASSES)
 
 
-@pytest.mark.parametrize("variant", [dict(num_registers=1), dict(shifted_patches=True, locality_attention=True)],
-                         ids=["registers", "shifted_locality"])
+@pytest.mark.parametrize("variant", [dict(num_registers=1, patch_dropout=0.5),
+                                     dict(shifted_patches=True, locality_attention=True)],
+                         ids=["registers_patch_dropout", "shifted_locality"])
 def test_model_variants_export(variant, data_tree, tmp_path):
     """ViTs with a register token (66 tokens in the GPU recipe), or with shifted patches and locality attention,
     convert to int8 TFLite and ONNX, proven."""

@@ -129,6 +129,23 @@ def test_locality_attention_build_save_and_resize(tmp_path):
     assert vit_arguments(build_vit("vit_micro"))["locality_attention"] is False
 
 
+def test_patch_dropout_build_save_and_resize(tmp_path):
+    model = randomize(build_vit("vit_micro", patch_dropout=0.5, num_registers=1))
+    dropout = model.get_layer("patch_dropout")
+    assert dropout.rate == 0.5 and dropout.num_prefix_tokens == 2 and vit_arguments(model)["patch_dropout"] == 0.5
+    assert model.count_params() == build_vit("vit_micro", num_registers=1).count_params()  # no weights
+    images, expected = assert_saved_and_resized_alike(model, tmp_path / "patch_dropout.keras")
+    # Inference sees every token: the same logits as the model without the layer, given the same weights.
+    plain = build_vit("vit_micro", num_registers=1)
+    plain.set_weights(model.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(images)), expected, atol=1e-5)
+    # Training sees 1 + 1 + 8 tokens: a different forward pass.
+    trained_view = keras.ops.convert_to_numpy(model(images, training=True))
+    assert trained_view.shape == expected.shape and not np.allclose(trained_view, expected, atol=1e-3)
+    assert "patch_dropout" not in [layer.name for layer in build_vit("vit_micro").layers]  # no layer at 0
+    assert vit_arguments(build_vit("vit_micro"))["patch_dropout"] == 0.0
+
+
 def test_pretrained_model_loads():
     from keras_vit import load_pretrained
     from keras_vit.pretrained import labels_path, metrics, model_path
@@ -146,7 +163,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     assert keras.backend.backend() == sys.argv[1]
     for policy in ["float32", "mixed_bfloat16"]:
         keras.mixed_precision.set_global_policy(policy)
-        model = build_vit("vit_micro", drop_path=0.1)
+        model = build_vit("vit_micro", drop_path=0.1, patch_dropout=0.5)
         x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
         y = keras.ops.convert_to_numpy(model(x, training=True))
         assert y.shape == (4, 10) and np.isfinite(y).all(), policy

@@ -75,7 +75,7 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--augment", "lee2021",
                    "--num-heads", "4", "--registers", "1", "--steps-per-execution", "2", "--ema-momentum", "0.9",
                    "--checkpoint-every", "2", "--time-limit", "0.001", "--shifted-patches", "--locality-attention",
-                   "--model-arg", "mlp_dim=48", "--model-arg", "position_embedding=sincos"]
+                   "--patch-dropout", "0.5", "--model-arg", "mlp_dim=48", "--model-arg", "position_embedding=sincos"]
     args[args.index("--epochs") + 1] = "4"
     assert train.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -84,7 +84,7 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     model = load_model(out / "model.keras")
     assert model.get_layer("block_0").num_heads == 4 and model.get_layer("patch_encoder").num_registers == 1
     assert model.get_layer("patches").shifted and model.get_layer("block_0").mlp_dim == 48
-    assert model.get_layer("block_0").locality_attention
+    assert model.get_layer("block_0").locality_attention and model.get_layer("patch_dropout").rate == 0.5
     assert model.get_layer("patch_encoder").position_embedding_type == "sincos"
     assert metrics["args"]["model_args"] == [["mlp_dim", 48], ["position_embedding", "sincos"]]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -116,6 +116,10 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
         with pytest.raises(SystemExit):
             train.main(bad)
     assert train.main(["--model-arg", "num_heads=2", "--num-heads", "2"]) == 2
+    for rate in ("1", "-0.1", "half"):  # --patch-dropout takes a share in [0, 1)
+        with pytest.raises(SystemExit) as stop:
+            train.main(["--patch-dropout", rate])
+        assert stop.value.code == 2
     assert "num_heads given both" in capsys.readouterr().err
     run = ARGS + ["--data-dir", str(tiny_tree), "--output", str(tmp_path / "bad")]
     assert train.main(run + ["--model-arg", "pooling=avg"]) == 2

@@ -1,13 +1,21 @@
 """ViTTrainer, the optimizer and schedule, and that a short fit learns."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from keras_vit import build_vit
 from keras_vit.augment import AUGMENT_RECIPES
-from keras_vit.training import (ViTTrainer, learning_rate_schedule, make_optimizer, make_trainer,
-                                training_flops_per_image)
+from keras_vit.training import (TrainingBatches, ViTTrainer, even_batch_size, learning_rate_schedule, make_optimizer,
+                                make_trainer, training_flops_per_image)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def colour_data(n=320, seed=0):
@@ -126,3 +134,88 @@ def test_flops_count():
     model = build_vit("vit_micro")  # 16 patches of 192 values, width 32, 2 blocks, MLP 64, 17 tokens
     forward = 2 * 16 * 192 * 32 + 2 * (2 * 17 * (4 * 32 * 32 + 2 * 32 * 64) + 4 * 17 * 17 * 32) + 2 * 32 * 10
     assert training_flops_per_image(model) == 3 * forward
+    # PatchDropout 0.5: the blocks see the class token and 8 patches in training.
+    forward = 2 * 16 * 192 * 32 + 2 * (2 * 9 * (4 * 32 * 32 + 2 * 32 * 64) + 4 * 9 * 9 * 32) + 2 * 32 * 10
+    assert training_flops_per_image(build_vit("vit_micro", patch_dropout=0.5)) == 3 * forward
+
+
+def test_training_batches_are_full_shuffled_and_reshuffled():
+    images = np.arange(10)[:, None, None, None] * np.ones((1, 2, 2, 3), "uint8")
+    labels = np.arange(10)
+    batches = TrainingBatches(images, labels, 4, seed=1)
+    assert len(batches) == 2  # 10 // 4: the 2 images left over sit out this epoch
+
+    def epoch():
+        seen = []
+        for index in range(len(batches)):
+            inputs, targets = batches[index]
+            assert inputs["images"].shape == (4, 2, 2, 3)  # one shape only: one compilation
+            np.testing.assert_array_equal(inputs["labels"], targets)
+            np.testing.assert_array_equal(inputs["images"][:, 0, 0, 0], targets)  # images stay with their labels
+            seen += targets.tolist()
+        return seen
+
+    first = epoch()
+    assert len(set(first)) == 8
+    batches.on_epoch_end()
+    second = epoch()
+    assert len(set(second)) == 8 and second != first  # a new shuffle every epoch
+    # Over many epochs every image is trained on: the left-over ones change.
+    seen = set()
+    for _ in range(20):
+        batches.on_epoch_end()
+        seen |= set(epoch())
+    assert seen == set(range(10))
+    with pytest.raises(IndexError):
+        batches[2]
+    # A set smaller than a batch is one batch.
+    assert len(TrainingBatches(images[:3], labels[:3], 8)) == 1
+    with pytest.raises(ValueError, match="as many labels"):
+        TrainingBatches(images, labels[:5], 4)
+
+
+def test_even_batch_size():
+    assert even_batch_size(10000, 256) == 250
+    assert even_batch_size(10000, 500) == 500
+    assert even_batch_size(7, 4) == 4  # no divisor close enough: the batch size as asked
+    assert even_batch_size(3, 8) == 3
+
+
+COMPILE_COUNT = """
+import logging, os
+import jax, numpy as np
+from keras_vit import build_vit
+from keras_vit.train import training_recipe
+from keras_vit.training import TrainingBatches, make_trainer
+messages = []
+class Collect(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+logging.getLogger("jax").addHandler(Collect())
+logging.getLogger("jax").setLevel(logging.DEBUG)
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 255, (300, 32, 32, 3)).astype("uint8"), rng.integers(0, 10, 300)
+counts = []
+with jax.log_compiles(True):
+    for data in ("arrays", "batches"):
+        messages.clear()
+        trainer = make_trainer(build_vit("vit_micro"), training_recipe("basic"), seed=0)
+        trainer.compile(optimizer="adam")
+        if data == "arrays":
+            trainer.fit({"images": images, "labels": labels}, labels, batch_size=128, epochs=2, verbose=0)
+        else:
+            trainer.fit(TrainingBatches(images, labels, 128), epochs=2, verbose=0)
+        counts.append(sum("Compiling" in m and "train_step" in m for m in messages))
+print("train_step compilations", *counts)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_fit_on_training_batches_compiles_the_train_step_once():
+    """Under JAX, fit(x, y, batch_size=128) on 300 images compiles twice (the last batch has 44); not ours."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", COMPILE_COUNT], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "train_step compilations 2 1"

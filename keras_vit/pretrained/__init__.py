@@ -1,7 +1,7 @@
 """Trained models shipped inside the package.
 
 `vit_cifar10`: the `vit_cifar10` preset trained on the CIFAR-10 JPEG copy on
-one H200 (Keras 3, JAX, bf16) by `python -m keras_vit.train`; its metrics
+one H100 (Keras 3, JAX, bf16; run 4 of the README's GPU table) by `python -m keras_vit.train`; its metrics
 (test accuracy, epochs, wall-clock, the exact arguments) are in
 `vit_cifar10.metrics.json` beside it.
 """
