@@ -358,6 +358,59 @@ class RandomErasing(keras.layers.Layer):
         return config
 
 
+def _standard_gamma(shape, alpha, seed, candidates):
+    """Gamma(alpha, 1) samples by Marsaglia and Tsang's method, without a loop.
+
+    The method draws (normal, uniform) pairs until one is accepted; here
+    `candidates` pairs are drawn at once and the first accepted one is kept.
+    Each is accepted with probability above 0.95 (for the shape >= 1 that
+    is sampled), so all of 12 fail with probability below 1e-15; the last one
+    is kept then.
+    """
+    boosted = alpha + 1.0 if alpha < 1.0 else alpha  # shape < 1: Gamma(a) = Gamma(a + 1) * U^(1/a)
+    d = boosted - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    x = keras.random.normal((candidates, *shape), seed=seed)
+    v = (1.0 + c * x) ** 3
+    u = keras.random.uniform((candidates, *shape), seed=seed)
+    safe_v = ops.maximum(v, 1e-30)
+    accepted = (v > 0) & (ops.log(u) < 0.5 * x * x + d - d * safe_v + d * ops.log(safe_v))
+    # Index of the first accepted candidate (the last one if none is).
+    first = ops.argmax(ops.concatenate([accepted[:-1], ops.ones_like(accepted[-1:])], axis=0), axis=0)
+    gamma = d * ops.take_along_axis(safe_v, ops.expand_dims(first, 0), axis=0)[0]
+    if alpha < 1.0:
+        boost = keras.random.uniform(shape, minval=1e-30, maxval=1.0, seed=seed)
+        gamma = gamma * ops.power(boost, 1.0 / alpha)
+    return gamma
+
+
+def symmetric_beta(shape, alpha, seed=None, candidates=12):
+    """Samples of Beta(alpha, alpha) (MixUp's and CutMix's mixing weight), without loops.
+
+    `keras.random.beta` on JAX is `jax.random.beta`, whose gamma sampler runs
+    `while` loops (7 of them for one number): on a GPU each iteration waits for the
+    device, inside every training step. Beta(1, 1) is the uniform distribution;
+    other shapes go through two loop-free gamma samples (see `_standard_gamma`).
+
+    Args:
+        shape: tuple, the output shape.
+        alpha: float > 0, both Beta parameters.
+        seed: a `keras.random.SeedGenerator` or int.
+        candidates: int, proposals per gamma sample.
+
+    Returns:
+        float32 tensor of `shape`, values in `[0, 1]`.
+    """
+    alpha = float(alpha)
+    if alpha <= 0:
+        raise ValueError(f"alpha must be positive, got {alpha}.")
+    if alpha == 1.0:
+        return keras.random.uniform(shape, seed=seed)
+    first = _standard_gamma(shape, alpha, seed, candidates)
+    second = _standard_gamma(shape, alpha, seed, candidates)
+    return first / (first + second)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MixUpCutMix(keras.layers.Layer):
     """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) on a batch.
@@ -400,7 +453,7 @@ class MixUpCutMix(keras.layers.Layer):
         return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.mix_prob > 0
 
     def _lam(self, alpha):
-        return keras.random.beta((), alpha, alpha, seed=self.seed_generator)
+        return symmetric_beta((), alpha, seed=self.seed_generator)
 
     def call(self, images, targets):
         if not self.enabled:

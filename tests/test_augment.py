@@ -1,11 +1,18 @@
 """The on-device augmentation layers: what each does, and that it stays out of inference."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
+from scipy import stats
 
 from keras_vit.augment import (AUGMENT_RECIPES, COLOR_OPS, MixUpCutMix, RandAugment, RandomCropFlip, RandomErasing,
-                               bilinear_warp, build_augmentation)
+                               bilinear_warp, build_augmentation, symmetric_beta)
 
 IMAGES = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
 
@@ -155,3 +162,41 @@ def test_mix_prob_leaves_some_batches_clean_and_round_trips():
     assert not MixUpCutMix(1.0, 1.0, mix_prob=0.0).enabled
     with pytest.raises(ValueError, match="mix_prob"):
         MixUpCutMix(mix_prob=1.5)
+
+
+@pytest.mark.parametrize("alpha", [0.4, 0.8, 1.0, 2.0])
+def test_symmetric_beta_has_the_beta_distribution(alpha):
+    samples = np_(symmetric_beta((20000,), alpha, seed=keras.random.SeedGenerator(11)))
+    assert samples.dtype == np.float32 and samples.min() >= 0 and samples.max() <= 1
+    # Kolmogorov-Smirnov against scipy's Beta: a wrong sampler (say alpha off by 10%) gives p < 1e-6 here.
+    assert stats.kstest(samples, stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+    wrong = stats.beta(alpha * 1.15, alpha * 1.15).cdf
+    assert stats.kstest(samples, wrong).pvalue < 1e-3  # the test can tell a near miss
+    with pytest.raises(ValueError, match="positive"):
+        symmetric_beta((), 0.0)
+
+
+LOOP_CHECK = """
+import jax, keras
+from keras_vit.augment import MixUpCutMix
+import numpy as np
+images = np.zeros((4, 8, 8, 3), "float32"); targets = np.eye(4, dtype="float32")
+for alphas in [(1.0, 1.0), (0.8, 1.0), (0.2, 0.0)]:
+    layer = MixUpCutMix(*alphas, mix_prob=0.5, seed=1)
+    layer.build(images.shape)
+    state = [v.value for v in layer.non_trainable_variables]
+    program = str(jax.make_jaxpr(lambda s: layer.stateless_call([], s, images, targets))(state))
+    print(alphas, "random_gamma" in program, "while" in program)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_mixing_weight_needs_no_rejection_loop_under_jax():
+    """jax.random.beta's gamma sampler loops until it accepts: a device sync on a GPU, every step."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", LOOP_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:3] == ["(1.0, 1.0) False False", "(0.8, 1.0) False False",
+                                             "(0.2, 0.0) False False"]
