@@ -5,8 +5,8 @@
 
 Runs `ViTTrainer.fit` (the same train step as `python -m keras_vit.train`,
 augmentation included) for `--epochs` short epochs of `--steps` steps on
-random uint8 images; the first epoch holds the compilation, the others give
-the steady rate. MFU = achieved training FLOP/s (3 x the forward matrix
+random uint8 images; the first epoch holds the compilation, the median of the others gives
+the steady rate (`images_per_second_range`: the slowest and fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
 products, see `keras_vit.training.training_flops_per_image`) over the peak
 dense rate of the device (`--peak-tflops`, default by device kind). Prints
 one JSON line and writes it to `--output` when given.
@@ -67,7 +67,10 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
     clock = EpochTimer(batch_size * steps)
     trainer.fit({"images": images, "labels": labels}, labels, batch_size=batch_size, epochs=epochs,
                 callbacks=[clock], verbose=0)
-    steady = float(np.median(clock.times[1:]))
+    # The median of the timed epochs; their spread shows how far one epoch's rate can be trusted
+    # (run 5's only timed epoch of a baseline gave 21.2k images/s where run 3's gave 38.2k).
+    timed = [float(t) for t in clock.times[1:]]
+    steady = float(np.median(timed))
     images_per_second = batch_size * steps / steady
     flops = training_flops_per_image(model)
     device = describe_device()
@@ -86,6 +89,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
         "images_per_second": round(images_per_second, 1),
         "step_ms": round(1000 * steady / steps, 3),
+        "images_per_second_range": [round(batch_size * steps / max(timed), 1), round(batch_size * steps / min(timed), 1)],
+        "timed_epochs": len(timed),
         "first_epoch_seconds": round(clock.times[0], 2), "steady_epoch_seconds": round(steady, 3),
         "compile_seconds_estimate": round(clock.times[0] - steady, 2),
         "train_gflops_per_image": round(flops / 1e9, 4),

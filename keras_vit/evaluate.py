@@ -134,7 +134,7 @@ def tta_logits(model, images, tta: str = "none", batch_size: int = 256, progress
         tta: `"none"`, or `"flip"`: the mean of the logits of the images and
             of their mirror images (left-right), the same flip as in
             training. It doubles the prediction cost; on the shipped
-            vit_cifar10 it adds 0.6 point of test accuracy (77.83% to 78.46%).
+            vit_cifar10 it adds 0.2 point of test accuracy (85.19% to 85.38%).
         other arguments: as `predict_logits`.
     """
     if tta not in TTA_CHOICES:

@@ -84,6 +84,9 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
     assert throughput["shifted_patches"] and baseline["shifted_patches"]
     assert throughput["patch_dropout"] == 0.5 and throughput["train_sequence_length"] == 9
+    for result in (baseline, throughput):  # the median of 3 timed epochs, inside their range
+        low, high = result["images_per_second_range"]
+        assert result["timed_epochs"] == 3 and low <= result["images_per_second"] <= high
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
     # What the environment did not set comes from the recipe cifar10_gpu.
