@@ -358,14 +358,15 @@ class RandomErasing(keras.layers.Layer):
         return config
 
 
-def _standard_gamma(shape, alpha, seed, candidates):
-    """Gamma(alpha, 1) samples by Marsaglia and Tsang's method, without a loop.
+def _log_standard_gamma(shape, alpha, seed, candidates):
+    """The logarithm of Gamma(alpha, 1) samples by Marsaglia and Tsang's method, without a loop.
 
     The method draws (normal, uniform) pairs until one is accepted; here
     `candidates` pairs are drawn at once and the first accepted one is kept.
     Each is accepted with probability above 0.95 (for the shape >= 1 that
     is sampled), so all of 12 fail with probability below 1e-15; the last one
-    is kept then.
+    is kept then. Logarithms, because for a small `alpha` the samples
+    themselves underflow float32.
     """
     boosted = alpha + 1.0 if alpha < 1.0 else alpha  # shape < 1: Gamma(a) = Gamma(a + 1) * U^(1/a)
     d = boosted - 1.0 / 3.0
@@ -377,11 +378,11 @@ def _standard_gamma(shape, alpha, seed, candidates):
     accepted = (v > 0) & (ops.log(u) < 0.5 * x * x + d - d * safe_v + d * ops.log(safe_v))
     # Index of the first accepted candidate (the last one if none is).
     first = ops.argmax(ops.concatenate([accepted[:-1], ops.ones_like(accepted[-1:])], axis=0), axis=0)
-    gamma = d * ops.take_along_axis(safe_v, ops.expand_dims(first, 0), axis=0)[0]
+    log_gamma = math.log(d) + ops.log(ops.take_along_axis(safe_v, ops.expand_dims(first, 0), axis=0)[0])
     if alpha < 1.0:
         boost = keras.random.uniform(shape, minval=1e-30, maxval=1.0, seed=seed)
-        gamma = gamma * ops.power(boost, 1.0 / alpha)
-    return gamma
+        log_gamma = log_gamma + ops.log(boost) / alpha
+    return log_gamma
 
 
 def symmetric_beta(shape, alpha, seed=None, candidates=12):
@@ -390,7 +391,8 @@ def symmetric_beta(shape, alpha, seed=None, candidates=12):
     `keras.random.beta` on JAX is `jax.random.beta`, whose gamma sampler runs
     `while` loops (7 of them for one number): on a GPU each iteration waits for the
     device, inside every training step. Beta(1, 1) is the uniform distribution;
-    other shapes go through two loop-free gamma samples (see `_standard_gamma`).
+    other shapes are `G1 / (G1 + G2)` of two loop-free gamma samples (see
+    `_log_standard_gamma`), computed as `sigmoid(log G1 - log G2)`.
 
     Args:
         shape: tuple, the output shape.
@@ -406,9 +408,9 @@ def symmetric_beta(shape, alpha, seed=None, candidates=12):
         raise ValueError(f"alpha must be positive, got {alpha}.")
     if alpha == 1.0:
         return keras.random.uniform(shape, seed=seed)
-    first = _standard_gamma(shape, alpha, seed, candidates)
-    second = _standard_gamma(shape, alpha, seed, candidates)
-    return first / (first + second)
+    first = _log_standard_gamma(shape, alpha, seed, candidates)
+    second = _log_standard_gamma(shape, alpha, seed, candidates)
+    return ops.sigmoid(first - second)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -176,6 +176,16 @@ def test_symmetric_beta_has_the_beta_distribution(alpha):
         symmetric_beta((), 0.0)
 
 
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_symmetric_beta_small_alpha_stays_finite(alpha):
+    # The gamma samples of so small a shape underflow float32 (a ratio of them would be 0/0); in logarithms
+    # they do not. Float32 rounds most samples to 0 or 1 here, so the check is the variance, 1 / (4 (2a + 1)).
+    samples = np_(symmetric_beta((20000,), alpha, seed=keras.random.SeedGenerator(5)))
+    assert np.isfinite(samples).all() and samples.min() >= 0 and samples.max() <= 1
+    np.testing.assert_allclose(samples.var(), 1 / (4 * (2 * alpha + 1)), rtol=0.03)
+    assert abs(samples.mean() - 0.5) < 0.02
+
+
 LOOP_CHECK = """
 import jax, keras
 from keras_vit.augment import MixUpCutMix
