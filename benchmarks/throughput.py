@@ -5,10 +5,11 @@
 
 Runs `ViTTrainer.fit` (the same train step as `python -m keras_vit.train`,
 augmentation included) for `--epochs` short epochs of `--steps` steps on
-random uint8 images; the first epoch holds the compilation, the median of the others gives
-the steady rate (`images_per_second_range`: the slowest and fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
+random uint8 images; the first epoch holds the compilation, the median of
+the others gives the steady rate (`images_per_second_range`: the slowest and
+fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
 products, see `keras_vit.training.training_flops_per_image`) over the peak
-dense rate of the device (`--peak-tflops`, default by device kind). Prints
+dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others). Prints
 one JSON line and writes it to `--output` when given.
 """
 
