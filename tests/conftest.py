@@ -1,6 +1,9 @@
 """Shared test settings: the TF backend unless told otherwise, a private cache."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -9,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10-jpeg")
 
 
@@ -42,3 +46,12 @@ def tiny_tree(tmp_path_factory):
                 pixels = np.clip(colours[label] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root
+
+
+def run_python(code, *args, backend="jax", timeout=300, **kwargs):
+    """Runs `python -c code args...` under Keras backend `backend` (JAX on its CPU), the repository first on
+    the path; returns the `CompletedProcess` with text output captured. `kwargs` go to `subprocess.run`."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)

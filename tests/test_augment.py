@@ -1,14 +1,11 @@
 """The on-device augmentation layers: what each does, and that it stays out of inference."""
 
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_python
 from scipy import stats
 
 from keras_vit.augment import (AUGMENT_RECIPES, COLOR_OPS, MixUpCutMix, RandAugment, RandomCropFlip, RandomErasing,
@@ -203,10 +200,7 @@ for alphas in [(1.0, 1.0), (0.8, 1.0), (0.2, 0.0)]:
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
 def test_mixing_weight_needs_no_rejection_loop_under_jax():
     """jax.random.beta's gamma sampler loops until it accepts: a device sync on a GPU, every step."""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", LOOP_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    result = run_python(LOOP_CHECK)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:3] == ["(1.0, 1.0) False False", "(0.8, 1.0) False False",
                                              "(0.2, 0.0) False False"]

@@ -2,14 +2,11 @@
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_python
 
 from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit
 
@@ -40,10 +37,7 @@ print("ok")
 def test_epoch_callbacks_keep_async_dispatch(tmp_path):
     # Keras dispatches batch hooks asynchronously only on thread-safe
     # backends (JAX, PyTorch; not TensorFlow): check under JAX, the GPU path.
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, "-c", ASYNC_CHECK, str(tmp_path / "ckpt")], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_python(ASYNC_CHECK, tmp_path / "ckpt")
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
@@ -162,7 +156,5 @@ print("ok")
 def test_time_budget_rate_reaches_the_train_step(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"needs {backend}")
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, "-c", BUDGET_FIT], env=env, capture_output=True, text=True, timeout=300)
+    result = run_python(BUDGET_FIT, backend=backend)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

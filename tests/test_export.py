@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import run_python
 from PIL import Image
 
 import keras_vit
@@ -455,9 +456,7 @@ def test_jax_trained_model_to_onnx_without_data(tmp_path):
         "m.save(sys.argv[1])\n"
     )
     model, ref = tmp_path / "jax.keras", tmp_path / "ref.npz"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script, str(model), str(ref)], env=env, capture_output=True, text=True)
+    proc = run_python(script, model, ref, timeout=None)
     assert proc.returncode == 0, explain(proc)
 
     out = tmp_path / "jax.onnx"
@@ -480,9 +479,7 @@ def test_keras_imported_with_other_backend_is_a_clear_error(trained):
     code = ("import keras, sys\n"
             "from export import common, tflite\n"
             "sys.exit(common.run_cli(tflite.main, [sys.argv[1], sys.argv[2]]))\n")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code, str(trained["path"]), "/tmp/unused-keras-vit.tflite"],
-                          env=env, capture_output=True, text=True, cwd=REPO)
+    proc = run_python(code, trained["path"], "/tmp/unused-keras-vit.tflite", timeout=None, cwd=REPO)
     assert proc.returncode == 1, explain(proc)
     assert "'jax' backend" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
 

@@ -1,9 +1,6 @@
 """build_vit, presets, save/load in safe mode, resolution changes, backends."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -11,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import run_python
 
 from keras_vit import PRESETS, build_vit, get_preset, load_model, resize_vit, vit_arguments
 
@@ -180,9 +178,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
 def test_runs_and_saves_on_each_backend(backend, tmp_path):
     pytest.importorskip(backend)
     path = tmp_path / f"{backend}.keras"
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, backend, str(path)], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_python(BACKEND_SCRIPT, backend, path, backend=backend)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok" in result.stdout
     # A file saved under another backend loads here (TF) and computes the same.

@@ -1,14 +1,12 @@
 """ViTTrainer, the optimizer and schedule, and that a short fit learns."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_python
 
 from keras_vit import build_vit
 from keras_vit.augment import AUGMENT_RECIPES
@@ -213,9 +211,6 @@ print("train_step compilations", *counts)
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
 def test_fit_on_training_batches_compiles_the_train_step_once():
     """Under JAX, fit(x, y, batch_size=128) on 300 images compiles twice (the last batch has 44); not ours."""
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", COMPILE_COUNT], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = run_python(COMPILE_COUNT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "train_step compilations 2 1"
