@@ -41,13 +41,16 @@ DATA=${DATA:-/tmp/cifar10}
 OUT=${OUT:-runs/gpu}
 RECIPE=${RECIPE:-cifar10_gpu}
 # PRESET, HEADS, POOLING, AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
-# MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0), PATCH_DROPOUT (a rate): the recipe's
+# MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0), PATCH_DROPOUT (a rate),
+# UNMASKED_FINISH (a share of the run; its epochs are slower, and the switch compiles the train step again:
+# the first epoch, compilation included, took 16 to 25 s on the H100): the recipe's
 # values unless set in the environment.
 recipe_settings=$(python3 -m keras_vit.recipes "$RECIPE" --shell)
 eval "$recipe_settings"
 SHIFTED_PATCHES=${SHIFTED_PATCHES:-0}
 LOCALITY_ATTENTION=${LOCALITY_ATTENTION:-0}
 PATCH_DROPOUT=${PATCH_DROPOUT:-0}   # e.g. 0.5: train on half of each image's patch tokens (PatchDropout)
+UNMASKED_FINISH=${UNMASKED_FINISH:-0}  # e.g. 0.15: with PATCH_DROPOUT, the last share of the run on every token
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
@@ -114,6 +117,8 @@ PY
 )
 WARMUP=$(( EPOCHS / 10 > 1 ? EPOCHS / 10 : 1 ))
 echo "epochs=$EPOCHS warmup=$WARMUP budget=$TRAIN_BUDGET time_limit=$TIME_LIMIT"
+TRAIN_FLAGS=()
+if [ "$UNMASKED_FINISH" != 0 ]; then TRAIN_FLAGS+=(--unmasked-finish "$UNMASKED_FINISH"); fi
 phase "training"
 status=0
 # The recipe's flags, with this run's values of the settings above (the same unless overridden).
@@ -121,6 +126,7 @@ python3 -m keras_vit.train --recipe "$RECIPE" --preset "$PRESET" "${MODEL_FLAGS[
   --epochs "$EPOCHS" --warmup-epochs "$WARMUP" --time-budget "$TRAIN_BUDGET" --time-limit "$TIME_LIMIT" \
   --max-epochs "$MAX_EPOCHS" --batch-size "$BATCH" --learning-rate "$LR" --weight-decay "$WD" \
   --augment "$AUGMENT" --mixed-precision bfloat16 ${EMA:+--ema-momentum $EMA} \
+  ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} \
   --output "$OUT/$PRESET" --verbose 2 ${LIMIT:+--limit $LIMIT} || status=$?
 phase "done (exit $status)"
 exit "$status"

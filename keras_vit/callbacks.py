@@ -8,7 +8,8 @@ main thread, which waits for the device after each step. Keras'
 on the H200 about a fifth of its throughput. The callbacks here work at
 epoch ends only, so `fit` keeps dispatching steps ahead of the device.
 `TimeBudget` plans the learning-rate schedule over the epochs that fit in a
-number of seconds, from their measured times.
+number of seconds, from their measured times; `UnmaskedFinish` turns
+PatchDropout off for the last part of a run.
 """
 
 from __future__ import annotations
@@ -79,10 +80,27 @@ class _FitClock(keras.callbacks.Callback):
         self.clock = clock
         self.stopped_epoch = None
         self._epoch_times = []
+        self._phase_start = 0  # index of the first epoch timed at the current speed
+        self._phase_estimate = None  # seconds an epoch is expected to take at a new speed, until one is timed
 
     def _steady_times(self):
-        # The first epoch holds the compilation: it is not a guide to the next.
-        return self._epoch_times[1:] or self._epoch_times
+        # The first epoch of fit, and of each change of speed, holds a compilation: not a guide to the next.
+        phase = self._epoch_times[self._phase_start:]
+        if len(phase) >= 2 or self._phase_estimate is None:
+            return phase[1:] or phase
+        return [self._phase_estimate]
+
+    def expect_new_epoch_time(self, ratio):
+        """Says that epochs from the next one on take `ratio` times as long as so far.
+
+        Called at an epoch start, before the epoch runs (`UnmaskedFinish`
+        calls it when training switches to every token). Until one epoch at
+        the new speed has been timed after the first (which recompiles), the
+        estimate is `ratio` times the mean steady epoch so far.
+        """
+        steady = self._steady_times()
+        self._phase_estimate = ratio * sum(steady) / len(steady) if steady else None
+        self._phase_start = len(self._epoch_times)
 
     def on_train_begin(self, logs=None):
         self._train_start = self.clock()
@@ -188,6 +206,95 @@ class TimeBudget(_FitClock):
             logs["learning_rate"] = self.rates[-1]
             logs["planned_epochs"] = self.planned_epochs
         self._stop_if_next_epoch_overruns(epoch, self._mean, f"the {self.seconds:.0f} s budget is spent")
+
+
+class UnmaskedFinish(keras.callbacks.Callback):
+    """Trains the last share of a run on every patch token (PatchDropout off).
+
+    PatchDropout makes steps cheaper, but the model then trains on fewer
+    tokens than it sees at inference. As FLIP's unmasked tuning (Li et al.
+    2023), the last epochs train on every token, so the model ends on the
+    sequence it will be used on. At the first epoch of the last `share` of
+    the run, this sets `active = False` on every `PatchDropout` layer of the
+    model and makes the train step again (one recompilation). With a
+    `TimeBudget` the run's length is its current plan, and the budget (and
+    any other clock in `clocks`, such as a `TimeLimit`) is told that epochs
+    now take `cost_ratio` times as long, so that it re-plans the schedule
+    and its stop around the slower epochs. The layers are switched back on
+    when training ends. `started_epoch` is the first unmasked epoch
+    (0-based), or None; the epoch logs get `unmasked` (1 or 0).
+
+    Args:
+        share: float in (0, 1), the share of the run's epochs trained unmasked
+            (at least one epoch).
+        epochs: int, the run's epochs; needed without `budget`, a cap on its plan with one.
+        budget: optional `TimeBudget`; place this callback before it.
+        clocks: other `TimeLimit`/`TimeBudget` callbacks to tell of the slower epochs.
+        cost_ratio: float, expected unmasked / masked epoch time; default:
+            the ratio of the token counts.
+    """
+
+    def __init__(self, share, epochs=None, budget=None, clocks=(), cost_ratio=None):
+        super().__init__()
+        if not 0.0 < float(share) < 1.0:
+            raise ValueError(f"share must be in (0, 1), got {share}.")
+        if budget is None and (epochs is None or epochs < 1):
+            raise ValueError("UnmaskedFinish needs the run's epochs or its TimeBudget.")
+        self.share = float(share)
+        self.epochs = epochs
+        self.budget = budget
+        self.clocks = [clock for clock in ([budget] if budget is not None else []) + list(clocks)
+                       if clock is not None]
+        self.cost_ratio = cost_ratio
+        self.started_epoch = None
+        self._layers = []
+
+    def first_unmasked_epoch(self):
+        """The first epoch (0-based) of the unmasked finish under the current plan."""
+        total = self.budget.planned_epochs if self.budget is not None else self.epochs
+        if self.budget is not None and self.epochs is not None:
+            total = min(total, self.epochs)  # a cap on the budget's plan
+        return total - max(1, math.ceil(self.share * total - 1e-9))
+
+    def _token_ratio(self):
+        # Tokens at inference over tokens kept in training: the step cost scales about so (MLP, projections).
+        layer = self._layers[0]
+        tokens = layer.input.shape[1]
+        kept = layer.num_prefix_tokens + layer.kept_patches(tokens - layer.num_prefix_tokens)
+        return tokens / kept
+
+    def on_train_begin(self, logs=None):
+        from keras_vit.layers import PatchDropout
+
+        self._layers = [layer for layer in self.model._flatten_layers() if isinstance(layer, PatchDropout)]
+        if not self._layers:
+            raise ValueError("UnmaskedFinish: the model has no PatchDropout layer (build it with patch_dropout > 0).")
+        for layer in self._layers:
+            layer.active = True
+        self.started_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.started_epoch is not None or epoch < self.first_unmasked_epoch():
+            return
+        for layer in self._layers:
+            layer.active = False
+        self.model.make_train_function(force=True)  # the compiled step holds the masked graph
+        ratio = self.cost_ratio or self._token_ratio()
+        for clock in self.clocks:
+            clock.expect_new_epoch_time(ratio)
+        self.started_epoch = epoch
+        print(f"\nEpoch {epoch + 1}: training on every token from now on (unmasked finish); "
+              f"epochs expected {ratio:.2f}x as long.", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["unmasked"] = float(self.started_epoch is not None)
+
+    def on_train_end(self, logs=None):
+        if self.started_epoch is not None:
+            for layer in self._layers:
+                layer.active = True
+            self.model.make_train_function(force=True)  # a later fit traces the masked step again
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):

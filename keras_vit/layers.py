@@ -665,6 +665,12 @@ class PatchDropout(keras.layers.Layer):
     of the kept tokens does not matter to self-attention. Outside training
     it passes every token through, so an exported model has no trace of it.
 
+    Setting `active = False` makes training see every token too (an
+    unmasked finish, as FLIP's unmasked tuning; `keras_vit.callbacks.
+    UnmaskedFinish`). It is a training switch, not configuration: it is not
+    saved, and a compiled train step keeps the value it was traced with
+    until the step is made again (`model.make_train_function(force=True)`).
+
     Args:
         rate: float in [0, 1), the share of patch tokens left out in training.
         num_prefix_tokens: int, leading tokens always kept (class token +
@@ -690,6 +696,7 @@ class PatchDropout(keras.layers.Layer):
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.active = True
 
     def kept_patches(self, num_patches):
         """Patch tokens kept in training out of `num_patches` (at least one)."""
@@ -697,7 +704,7 @@ class PatchDropout(keras.layers.Layer):
 
     def call(self, tokens, training=None):
         num_patches = tokens.shape[1] - self.num_prefix_tokens
-        if not training or self.rate == 0.0 or self.kept_patches(num_patches) == num_patches:
+        if not training or not self.active or self.rate == 0.0 or self.kept_patches(num_patches) == num_patches:
             return tokens
         keep = self.kept_patches(num_patches)
         batch = ops.shape(tokens)[0]

@@ -92,6 +92,17 @@ def _epochs(history, length):
     return np.arange(1, length + 1, dtype="float64")
 
 
+def unmasked_span(history):
+    """`(first, last)` epoch (1-based) of an unmasked finish in `history` (`unmasked` = 1), or None."""
+    if "unmasked" not in history:
+        return None
+    flags = _values(history, "unmasked")
+    if not np.any(flags == 1):
+        return None
+    epochs = _epochs(history, len(flags))
+    return float(epochs[int(np.argmax(flags == 1))]), float(epochs[-1])
+
+
 # --------------------------------------------------------------------------
 # Training history.
 
@@ -131,7 +142,8 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
 
     One panel for the loss, one for every accuracy-like metric (train as a
     solid line, validation dashed, the best validation accuracy marked), and
-    one for the learning rate when it was logged.
+    one for the learning rate when it was logged. The epochs of an unmasked
+    finish (`keras_vit.callbacks.UnmaskedFinish`) are shaded.
 
     Args:
         history: dict of metric name -> list of per-epoch values (as in
@@ -175,7 +187,10 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
     fig = _figure(4.2 * len(panels), 3.6)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colors = ["C0", "C1", "C2", "C3", "C4", "C5"]
+    span = unmasked_span(history)
     for ax, (label, keys) in zip(axes, panels):
+        if span is not None:  # PatchDropout off: the model trained on every token there
+            ax.axvspan(span[0] - 0.5, span[1] + 0.5, color="0.9", zorder=0, label="every token")
         for i, key in enumerate(keys):
             color = colors[i % len(colors)]
             for split, name, style in (("train", key, "-"), ("val", f"val_{key}", "--")):

@@ -49,7 +49,8 @@ TRAINING_RECIPES = {
 SHELL_NAMES = {"preset": "PRESET", "num_heads": "HEADS", "pooling": "POOLING", "augment": "AUGMENT",
                "batch_size": "BATCH", "learning_rate": "LR", "weight_decay": "WD", "time_budget": "TRAIN_BUDGET",
                "max_epochs": "MAX_EPOCHS", "shifted_patches": "SHIFTED_PATCHES",
-               "locality_attention": "LOCALITY_ATTENTION", "patch_dropout": "PATCH_DROPOUT"}
+               "locality_attention": "LOCALITY_ATTENTION", "patch_dropout": "PATCH_DROPOUT",
+               "unmasked_finish": "UNMASKED_FINISH"}
 
 
 def recipe_flags(name):

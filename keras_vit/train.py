@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_vit.augment import AUGMENT_RECIPES
-from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeBudget, TimeLimit
+from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeBudget, TimeLimit, UnmaskedFinish
 from keras_vit.evaluate import non_negative_int, positive_int, predict_logits
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
@@ -89,6 +89,9 @@ def build_parser():
                         "warmup + cosine schedule follows the epochs that fit, re-planned every epoch from "
                         "their measured time; --epochs is then the first estimate and --warmup-epochs a "
                         "share of it")
+    parser.add_argument("--unmasked-finish", type=unit_fraction, default=None, metavar="SHARE",
+                        help="with --patch-dropout: train the last SHARE of the epochs (of the --time-budget's "
+                        "plan) on every token, as FLIP's unmasked tuning (e.g. 0.1; one recompilation)")
     parser.add_argument("--max-epochs", type=positive_int, default=None,
                         help="with --time-budget: stop after this many epochs at most (default: 10 x --epochs)")
     parser.add_argument("--output", default="runs/vit", help="output directory (default: %(default)s)")
@@ -238,7 +241,7 @@ def as_float32(model):
 
 def run(args, splits, overrides):
     """Trains, scores and saves; `overrides` are `flag_overrides(args)`."""
-    from keras_vit import build_vit
+    from keras_vit import build_vit, vit_arguments
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
     from keras_vit.training import (TrainingBatches, even_batch_size, learning_rate_schedule, make_optimizer,
@@ -260,6 +263,11 @@ def run(args, splits, overrides):
         model = build_vit(args.preset, **overrides)
     except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
         print(f"error: cannot build the model: {error}", file=sys.stderr)
+        return 2
+
+    if args.unmasked_finish and not vit_arguments(model)["patch_dropout"]:
+        print("error: --unmasked-finish needs --patch-dropout (a model that leaves tokens out in training)",
+              file=sys.stderr)
         return 2
 
     recipe = training_recipe(args.augment, args.repeats)
@@ -291,10 +299,13 @@ def run(args, splits, overrides):
     timer = EpochTimer(num_train)
     nan_guard = StopOnNaN()  # a NaN loss stops the run; it is reported below, not hidden
     time_limit = TimeLimit(args.time_limit) if args.time_limit else None
+    unmasked = (UnmaskedFinish(args.unmasked_finish, epochs=max_epochs, budget=budget, clocks=[time_limit])
+                if args.unmasked_finish else None)
     # Only epoch-end callbacks: batch hooks would make fit wait for the device
     # after every step (see keras_vit.callbacks).
     callbacks = [
         timer,
+        *([unmasked] if unmasked else []),  # before TimeBudget: its plan then counts the slower epochs
         *([budget] if budget else []),  # before CSVLogger: its learning rate goes into the history
         # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
         EpochBackup(str(backup_dir), every=args.checkpoint_every),
@@ -363,6 +374,7 @@ def run(args, splits, overrides):
         "epochs_requested": args.epochs,
         "diverged": diverged,
         "stopped_by_time_limit": stopped_by_time_limit,
+        "unmasked_from_epoch": None if unmasked is None or unmasked.started_epoch is None else unmasked.started_epoch + 1,
         "time_budget_seconds": args.time_budget,
         "wall_clock_seconds": round(wall_clock, 1),
         "train_images_per_second": round(num_train / float(np.median(steady)), 1) if steady else None,

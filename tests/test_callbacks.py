@@ -152,9 +152,96 @@ print("ok")
 """
 
 
+def test_unmasked_finish_replans_the_budget_around_slower_epochs():
+    # Masked epochs take 5 s; from the switch on they take 10 s (+ 20 s of recompilation in the first).
+    # The budget must re-plan over the slower epochs and still stop inside its seconds, annealed.
+    from keras_vit import build_vit
+    from keras_vit.callbacks import TimeBudget, UnmaskedFinish
+
+    model = build_vit("vit_micro", patch_dropout=0.5)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    clock = FakeClock()
+    budget = TimeBudget(300.0, 1.0, planned_epochs=40, warmup=0.1, clock=clock)
+    limit = TimeLimit(310.0, clock=clock)
+    finish = UnmaskedFinish(0.2, budget=budget, clocks=[limit], cost_ratio=2.0)
+    callbacks = [finish, budget, limit]  # train.py's order: the finish first
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    layer = model.get_layer("patch_dropout")
+    epoch, masked_plans = 0, []
+    while not model.stop_training:
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        if finish.started_epoch is None:
+            masked_plans.append(budget.planned_epochs)
+        assert layer.active == (finish.started_epoch is None)
+        clock.now += 30.0 if epoch == 0 else 5.0 if layer.active else 30.0 if epoch == finish.started_epoch else 10.0
+        logs = {}
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        assert logs["unmasked"] == float(not layer.active)
+        epoch += 1
+    # 30 s of compilation, then 5 s epochs: 55 epochs fit in 300 s, so the finish starts at 55 - 11 = 44.
+    assert masked_plans[-1] == 55 and finish.started_epoch == 44
+    # The switch is planned with twice the epoch time, then with the measured 10 s.
+    assert clock.now <= 300.0 and budget.stopped_epoch == epoch - 1 and limit.stopped_epoch is None
+    unmasked_epochs = epoch - finish.started_epoch
+    assert unmasked_epochs == 1 + (300 - 30 - 44 * 5 - 30) // 10  # 3: the recompiling epoch, then 10 s ones
+    assert budget.planned_epochs == epoch
+    assert budget.rates[-1] < 0.01  # annealed by the end, though the end came sooner than first planned
+    for callback in callbacks:
+        callback.on_train_end()
+    assert layer.active  # switched back for whoever trains next
+
+
+def test_unmasked_finish_needs_patch_dropout_and_a_length():
+    from keras_vit.callbacks import UnmaskedFinish
+
+    with pytest.raises(ValueError):
+        UnmaskedFinish(0.1)  # neither epochs nor a budget
+    with pytest.raises(ValueError):
+        UnmaskedFinish(1.0, epochs=10)
+    finish = UnmaskedFinish(0.25, epochs=10)
+    assert finish.first_unmasked_epoch() == 7  # the last 2.5 epochs, rounded up
+    assert UnmaskedFinish(0.01, epochs=10).first_unmasked_epoch() == 9  # at least one
+    finish.set_model(tiny_model())
+    with pytest.raises(ValueError, match="PatchDropout"):
+        finish.on_train_begin()
+
+
+UNMASKED_FIT = """
+import numpy as np, keras
+from keras_vit import build_vit
+from keras_vit.callbacks import UnmaskedFinish
+keras.utils.set_random_seed(0)
+model = build_vit("vit_micro", patch_dropout=0.5)  # 16 patches + CLS; training keeps 8 + CLS
+layer = model.get_layer("patch_dropout")
+traced = []  # (training, tokens out) each time the layer is traced or run
+original = layer.call
+def spy(tokens, training=None):
+    out = original(tokens, training=training)
+    traced.append((bool(training), int(out.shape[1])))
+    return out
+layer.call = spy
+model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+x = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32"); y = np.arange(32) % 10
+finish = UnmaskedFinish(0.5, epochs=4)
+history = model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[finish])
+train_tokens = [tokens for training, tokens in traced if training]
+assert finish.started_epoch == 2 and history.history["unmasked"] == [0.0, 0.0, 1.0, 1.0], history.history
+assert train_tokens[0] == 9 and train_tokens[-1] == 17 and sorted(set(train_tokens)) == [9, 17], traced
+assert layer.active and np.isfinite(history.history["loss"]).all()
+print("ok")
+"""
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_time_budget_rate_reaches_the_train_step(backend):
+@pytest.mark.parametrize("script", [BUDGET_FIT, UNMASKED_FIT], ids=["time_budget_rate", "unmasked_finish"])
+def test_callback_reaches_the_compiled_train_step(script, backend):
+    # What the callbacks change between epochs (the rate; the traced graph) must reach the compiled step.
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"needs {backend}")
-    result = run_python(BUDGET_FIT, backend=backend)
+    result = run_python(script, backend=backend)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

@@ -100,6 +100,16 @@ def test_plot_training_curves_key_variants(tmp_path):
 # ViT internals and image grids.
 
 
+def test_unmasked_finish_is_shaded(tmp_path):
+    history = {"epoch": [0, 1, 2, 3], "loss": [2.0, 1.5, 1.2, 1.1], "unmasked": [0.0, 0.0, 1.0, 1.0]}
+    assert plots.unmasked_span(history) == (3.0, 4.0)
+    assert plots.unmasked_span({"loss": [1.0], "unmasked": [0.0]}) is None
+    assert plots.unmasked_span({"loss": [1.0]}) is None
+    shaded = plots.plot_training_curves(history, tmp_path / "shaded.png").read_bytes()
+    history["unmasked"] = [0.0] * 4
+    assert shaded != plots.plot_training_curves(history, tmp_path / "plain.png").read_bytes()
+
+
 def test_plot_patches(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert_png(plots.plot_patches(image, 8, tmp_path / "patches.png"))

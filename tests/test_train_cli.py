@@ -90,6 +90,19 @@ def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
+def test_unmasked_finish_flag(tiny_tree, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--unmasked-finish", "0.5"]
+    assert train.main(args) == 2  # no PatchDropout to turn off
+    assert "needs --patch-dropout" in capsys.readouterr().err
+    assert train.main(args + ["--patch-dropout", "0.5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["unmasked_from_epoch"] == 2
+    lines = (out / "history.csv").read_text().splitlines()
+    column = lines[0].split(",").index("unmasked")
+    assert [float(line.split(",")[column]) for line in lines[1:]] == [0.0, 1.0]
+
+
 def test_ema_weights_are_saved_even_when_the_time_limit_stops_early(tiny_tree, tmp_path):
     # With momentum ~1 the average barely leaves the initial weights, while
     # training moves them: the saved model must be the average.
