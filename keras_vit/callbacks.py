@@ -259,7 +259,10 @@ class UnmaskedFinish(keras.callbacks.Callback):
     def _token_ratio(self):
         # Tokens at inference over tokens kept in training: the step cost scales about so (MLP, projections).
         layer = self._layers[0]
-        tokens = layer.input.shape[1]
+        try:
+            tokens = layer.input.shape[1]
+        except (AttributeError, ValueError):  # not called in a functional graph: the patch share alone
+            return 1.0 / (1.0 - layer.rate)
         kept = layer.num_prefix_tokens + layer.kept_patches(tokens - layer.num_prefix_tokens)
         return tokens / kept
 
