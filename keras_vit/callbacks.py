@@ -263,8 +263,7 @@ class UnmaskedFinish(keras.callbacks.Callback):
             tokens = layer.input.shape[1]
         except (AttributeError, ValueError):  # not called in a functional graph: the patch share alone
             return 1.0 / (1.0 - layer.rate)
-        kept = layer.num_prefix_tokens + layer.kept_patches(tokens - layer.num_prefix_tokens)
-        return tokens / kept
+        return tokens / layer.kept_tokens(tokens)
 
     def on_train_begin(self, logs=None):
         from keras_vit.layers import PatchDropout

@@ -702,6 +702,10 @@ class PatchDropout(keras.layers.Layer):
         """Patch tokens kept in training out of `num_patches` (at least one)."""
         return max(1, int(round((1.0 - self.rate) * num_patches)))
 
+    def kept_tokens(self, num_tokens):
+        """Tokens a training image keeps out of `num_tokens` (leading tokens + patches)."""
+        return self.num_prefix_tokens + self.kept_patches(num_tokens - self.num_prefix_tokens)
+
     def call(self, tokens, training=None):
         num_patches = tokens.shape[1] - self.num_prefix_tokens
         if not training or not self.active or self.rate == 0.0 or self.kept_patches(num_patches) == num_patches:

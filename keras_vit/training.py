@@ -230,7 +230,7 @@ def training_sequence_length(model):
     encoder = model.get_layer("patch_encoder")
     for layer in model.layers:
         if isinstance(layer, PatchDropout):
-            return layer.num_prefix_tokens + layer.kept_patches(encoder.num_patches)
+            return layer.kept_tokens(encoder.num_tokens)
     return encoder.num_tokens
 
 
