@@ -94,7 +94,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="vit_cifar10")
     parser.add_argument("--num-heads", type=int, default=None, help="override the preset's heads")
-    parser.add_argument("--pooling", default=None, choices=["token", "gap"], help="override the preset's head")
+    parser.add_argument("--pooling", default=None, choices=["token", "gap", "seqpool"],
+                        help="override the preset's head (gap and seqpool: no class token)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-registers", type=int, default=3, help="also try this many extra tokens")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per repetition")

@@ -3,7 +3,7 @@
 `attention_weights` re-runs a `build_vit` model layer by layer (normalize ->
 patches -> patch_encoder -> blocks) in inference mode and collects each
 block's softmax attention; it uses the model's own layers and `keras.ops`
-only, so it works on every backend and for both "token" and "gap" pooling.
+only, so it works on every backend and for "token", "gap" and "seqpool" heads.
 
 Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in
 Transformers") follows attention through the residual connections: each
@@ -95,10 +95,21 @@ def forward_with_attention(model, images, batch_size: int = 64):
         for the class token when the model has one (at index 0). Each row of
         the weights sums to 1.
     """
+    logits, weights, _ = _forward(model, images, batch_size)
+    return logits, weights
+
+
+def _forward(model, images, batch_size):
+    """`forward_with_attention`'s logits and weights, and the `"seqpool"` head's weights over the patches.
+
+    The third value is `(batch, patches)` float32 for a `pooling="seqpool"`
+    model and None for the others.
+    """
     images = _check_images(model, images)
     layers, dropout, blocks = _vit_layers(model)
+    pool = layers["pool"]
     batch_size = max(1, int(batch_size))
-    all_logits, all_weights = [], []
+    all_logits, all_weights, all_pooling = [], [], []
     for start in range(0, len(images), batch_size):
         x = ops.convert_to_tensor(images[start:start + batch_size])
         x = layers["normalize"](x)
@@ -111,13 +122,17 @@ def forward_with_attention(model, images, batch_size: int = 64):
             x, w = block(x, training=False, return_attention_scores=True)
             weights.append(ops.convert_to_numpy(ops.cast(w, "float32")))
         x = layers["encoder_norm"](x)
-        x = layers["pool"](x)
+        if pool.mode == "seqpool":
+            prefix = int(pool.has_class_token) + pool.num_registers
+            all_pooling.append(ops.convert_to_numpy(pool.pooling_weights(x[:, prefix:])))
+        x = pool(x)
         logits = layers["head"](x)
         all_logits.append(ops.convert_to_numpy(ops.cast(logits, "float32")))
         all_weights.append(np.stack(weights))
     if not all_logits:
         raise ValueError("No images given.")
-    return np.concatenate(all_logits), np.concatenate(all_weights, axis=1)
+    pooling = np.concatenate(all_pooling) if all_pooling else None
+    return np.concatenate(all_logits), np.concatenate(all_weights, axis=1), pooling
 
 
 def attention_weights(model, images, batch_size: int = 64) -> np.ndarray:
@@ -194,7 +209,8 @@ def attention_rollout(weights, discard_ratio: float = 0.0, head_fusion: str = "m
     return rollout.astype("float32")
 
 
-def attention_map(matrix, grid_size, class_token: bool = True, num_registers: int = 0) -> np.ndarray:
+def attention_map(matrix, grid_size, class_token: bool = True, num_registers: int = 0,
+                  row_weights=None) -> np.ndarray:
     """Turns token-to-token attention into one map over the patch grid.
 
     Args:
@@ -203,10 +219,14 @@ def attention_map(matrix, grid_size, class_token: bool = True, num_registers: in
         grid_size: `(rows, cols)` of the patch grid.
         class_token: whether token 0 is a class token. If so the map is the
             class token's row (what the classifier reads); otherwise
-            ("gap" models) it is the mean over the patch-token rows, the
-            attention each patch receives on average.
+            ("gap" and "seqpool" models) it is a mean over the patch-token
+            rows: the attention each patch receives on average.
         num_registers: register tokens between the class token and the
             patches (`PatchEncoder(num_registers=...)`); left out of the map.
+        row_weights: optional array `(batch, patches)` whose rows sum to 1:
+            the mean over the patch rows is weighted by it (a `"seqpool"`
+            head's weights, which say how much of each patch token the
+            classifier reads). Only without a class token.
 
     Returns:
         float32 array `(batch, rows, cols)`.
@@ -222,9 +242,17 @@ def attention_map(matrix, grid_size, class_token: bool = True, num_registers: in
             f"{f' and {num_registers} registers' if num_registers else ''}, got {matrix.shape}."
         )
     if class_token:
+        if row_weights is not None:
+            raise ValueError("row_weights is for models without a class token.")
         values = matrix[:, 0, prefix:]
-    else:
+    elif row_weights is None:
         values = matrix[:, prefix:, prefix:].mean(axis=1)
+    else:
+        row_weights = np.asarray(row_weights, dtype="float32")
+        if row_weights.shape != (matrix.shape[0], rows * cols):
+            raise ValueError(f"row_weights must have shape {(matrix.shape[0], rows * cols)}, "
+                             f"got {row_weights.shape}.")
+        values = np.einsum("bp,bpq->bq", row_weights, matrix[:, prefix:, prefix:])
     return values.reshape(-1, rows, cols)
 
 
@@ -232,7 +260,8 @@ def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean")
     """The class token's attention over the patches in one block.
 
     For "gap" models (no class token) it is the mean attention the patches
-    receive from all patch tokens.
+    receive from all patch tokens; for "seqpool" models that mean is
+    weighted by the head's pooling weights.
 
     Args:
         model: a model made by `keras_vit.build_vit`.
@@ -243,10 +272,10 @@ def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean")
     Returns:
         float32 array `(batch, grid_rows, grid_cols)`.
     """
-    weights = attention_weights(model, images)[layer]
+    _, weights, pooling = _forward(model, images, 64)
     encoder = model.get_layer("patch_encoder")
-    return attention_map(_fuse_heads(weights, head_fusion), encoder.grid_size, encoder.class_token,
-                         encoder.num_registers)
+    return attention_map(_fuse_heads(weights[layer], head_fusion), encoder.grid_size, encoder.class_token,
+                         encoder.num_registers, pooling)
 
 
 def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "mean") -> np.ndarray:
@@ -261,9 +290,10 @@ def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "m
     Returns:
         float32 array `(batch, grid_rows, grid_cols)`.
     """
-    rollout = attention_rollout(attention_weights(model, images), discard_ratio, head_fusion)
+    _, weights, pooling = _forward(model, images, 64)
+    rollout = attention_rollout(weights, discard_ratio, head_fusion)
     encoder = model.get_layer("patch_encoder")
-    return attention_map(rollout, encoder.grid_size, encoder.class_token, encoder.num_registers)
+    return attention_map(rollout, encoder.grid_size, encoder.class_token, encoder.num_registers, pooling)
 
 
 # --------------------------------------------------------------------------

@@ -44,8 +44,10 @@ def build_vit(preset=None, **kwargs):
         depth: int, number of transformer blocks.
         num_heads: int, attention heads per block.
         mlp_dim: int, hidden width of each block's MLP.
-        pooling: `"token"` (class-token head, as in the paper) or `"gap"`
-            (mean of the patch tokens; no class token is created).
+        pooling: `"token"` (class-token head, as in the paper), `"gap"`
+            (mean of the patch tokens) or `"seqpool"` (learned weighted mean
+            of the patch tokens, see `SequencePooling`); no class token is
+            created for the last two.
         dropout: float, dropout on embeddings, attention output and MLP.
         attention_dropout: float, dropout on attention weights.
         drop_path: float, the stochastic-depth rate of the last block; it
@@ -93,8 +95,8 @@ def _build(*, image_size, patch_size, num_classes, projection_dim, depth, num_he
         raise ValueError(
             f"image_size {height}x{width} is not divisible by patch_size={patch_size}."
         )
-    if pooling not in ("token", "gap"):
-        raise ValueError(f"pooling must be 'token' or 'gap', got {pooling!r}.")
+    if pooling not in SequencePooling.MODES:
+        raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
     grid = (height // patch_size, width // patch_size)
     class_token = pooling == "token"
 

@@ -27,6 +27,7 @@ import numpy as np
 from keras_vit.augment import AUGMENT_RECIPES
 from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeBudget, TimeLimit, UnmaskedFinish
 from keras_vit.evaluate import non_negative_int, positive_int, predict_logits
+from keras_vit.layers import SequencePooling
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
                    "mixed_bfloat16": "mixed_bfloat16", "float16": "mixed_float16",
@@ -128,8 +129,9 @@ def add_model_flags(parser):
     """The flags that override a preset's model shape; `benchmarks/throughput.py` takes them too."""
     parser.add_argument("--num-heads", type=positive_int, default=None,
                         help="override the preset's attention heads (the width must divide by it)")
-    parser.add_argument("--pooling", default=None, choices=["token", "gap"],
-                        help="override the preset's head: class token or mean of the patch tokens")
+    parser.add_argument("--pooling", default=None, choices=list(SequencePooling.MODES),
+                        help="override the preset's head: class token, mean of the patch tokens, or their "
+                        "learned weighted mean (seqpool; no class token: 64 tokens for 4x4 patches)")
     parser.add_argument("--registers", type=non_negative_int, default=None,
                         help="learned register tokens after the class token (default: the preset's, 0); "
                         "1 makes CIFAR's 65 tokens an even 66, which cuDNN's fused attention takes")

@@ -25,7 +25,7 @@ def randomized_vit(pooling, seed=0):
     return model
 
 
-@pytest.fixture(scope="module", params=["token", "gap"])
+@pytest.fixture(scope="module", params=["token", "gap", "seqpool"])
 def model(request):
     return randomized_vit(request.param)
 
@@ -161,7 +161,7 @@ def test_attention_map_token_and_gap():
         attention.attention_map(with_cls, (2, 2), class_token=True, num_registers=2)
 
 
-@pytest.mark.parametrize("pooling", ["token", "gap"])
+@pytest.mark.parametrize("pooling", ["token", "gap", "seqpool"])
 def test_model_maps_with_registers(pooling, images):
     model = build_vit("vit_micro", pooling=pooling, num_registers=2)
     weights = attention.attention_weights(model, images)
@@ -169,7 +169,9 @@ def test_model_maps_with_registers(pooling, images):
     assert weights.shape[-1] == 16 + prefix
     rollout = attention.rollout_map(model, images)
     assert rollout.shape == (3, 4, 4) and np.all(np.isfinite(rollout))
-    expected = attention.attention_map(attention.attention_rollout(weights), (4, 4), pooling == "token", 2)
+    pooling_weights = seqpool_weights(model, images)  # over the 16 patches: the registers left out
+    expected = attention.attention_map(attention.attention_rollout(weights), (4, 4), pooling == "token", 2,
+                                       pooling_weights)
     np.testing.assert_allclose(rollout, expected, atol=1e-6)
     assert attention.cls_attention_map(model, images).shape == (3, 4, 4)
 
@@ -185,19 +187,52 @@ def test_maps_of_a_model_with_shifted_patches_and_locality_attention(images):
     assert np.all(np.isfinite(attention.rollout_map(model, images)))
 
 
+def seqpool_weights(model, images):
+    """The seqpool head's weights over the patches, from the model's own graph and numpy."""
+    if model.get_layer("pool").mode != "seqpool":
+        return None
+    pool = model.get_layer("pool")
+    features = keras.Model(model.inputs, model.get_layer("encoder_norm").output)(images)
+    patches = ops.convert_to_numpy(features)[:, int(pool.has_class_token) + pool.num_registers:]
+    score = pool.score
+    scores = patches @ ops.convert_to_numpy(score.kernel) + ops.convert_to_numpy(score.bias)
+    return softmax(scores[..., 0])
+
+
 def test_model_maps(model, images):
     has_cls = attention.has_class_token(model)
     assert has_cls == (model.get_layer("pool").mode == "token")
+    pooling = seqpool_weights(model, images)
     weights = attention.attention_weights(model, images)
     rollout = attention.rollout_map(model, images, discard_ratio=0.2)
     assert rollout.shape == (3, 4, 4)
-    expected = attention.attention_map(attention.attention_rollout(weights, 0.2), (4, 4), has_cls)
+    expected = attention.attention_map(attention.attention_rollout(weights, 0.2), (4, 4), has_cls, 0, pooling)
     np.testing.assert_allclose(rollout, expected, atol=1e-6)
     last = attention.cls_attention_map(model, images)
-    expected = attention.attention_map(weights[-1].mean(axis=1), (4, 4), has_cls)
+    expected = attention.attention_map(weights[-1].mean(axis=1), (4, 4), has_cls, 0, pooling)
     np.testing.assert_allclose(last, expected, atol=1e-6)
     first = attention.cls_attention_map(model, images, layer=0, head_fusion="max")
-    np.testing.assert_allclose(first, attention.attention_map(weights[0].max(axis=1), (4, 4), has_cls), atol=1e-6)
+    np.testing.assert_allclose(first, attention.attention_map(weights[0].max(axis=1), (4, 4), has_cls, 0, pooling),
+                               atol=1e-6)
+    if pooling is not None:  # the head's weights differ per image and change the map
+        assert np.abs(pooling - 1 / 16).max() > 1e-3
+        plain = attention.attention_map(attention.attention_rollout(weights, 0.2), (4, 4), False)
+        assert np.abs(rollout - plain).max() > 1e-4
+
+
+def test_attention_map_row_weights():
+    rng = np.random.default_rng(6)
+    no_cls = rng.random((2, 6, 6))
+    row_weights = softmax(rng.normal(size=(2, 6)))
+    maps = attention.attention_map(no_cls, (2, 3), class_token=False, row_weights=row_weights)
+    expected = np.stack([row_weights[b] @ no_cls[b] for b in range(2)]).reshape(2, 2, 3)
+    np.testing.assert_allclose(maps, expected, rtol=1e-5)
+    uniform = attention.attention_map(no_cls, (2, 3), class_token=False, row_weights=np.full((2, 6), 1 / 6))
+    np.testing.assert_allclose(uniform, attention.attention_map(no_cls, (2, 3), class_token=False), rtol=1e-5)
+    with pytest.raises(ValueError, match="row_weights"):
+        attention.attention_map(no_cls, (2, 3), class_token=False, row_weights=row_weights[:, :4])
+    with pytest.raises(ValueError, match="class token"):
+        attention.attention_map(rng.random((2, 5, 5)), (2, 2), class_token=True, row_weights=np.ones((2, 4)) / 4)
 
 
 def test_upsample_map():

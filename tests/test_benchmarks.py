@@ -135,3 +135,10 @@ def test_attention_probe_picks_registers():
     rows = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [row["sequence_length"] for row in rows] == [17, 18]
     assert rows[0]["xla"]["ms_per_call"] > 0 and "error" in rows[0]["cudnn"]
+    # The seqpool head has no class token: the 16 patch tokens alone.
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attention_probe.py"), "--preset", "vit_micro",
+                             "--pooling", "seqpool", "--batch-size", "4", "--max-registers", "0", "--calls", "1"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (result.stdout + result.stderr).splitlines() if line.startswith("{")]
+    assert [row["sequence_length"] for row in rows] == [16]

@@ -399,11 +399,12 @@ def test_tflite_cli_float16(trained, data_tree, tmp_path):
 
 
 @pytest.mark.parametrize("variant", [dict(num_registers=1, patch_dropout=0.5),
-                                     dict(shifted_patches=True, locality_attention=True)],
-                         ids=["registers_patch_dropout", "shifted_locality"])
+                                     dict(shifted_patches=True, locality_attention=True),
+                                     dict(pooling="seqpool")],
+                         ids=["registers_patch_dropout", "shifted_locality", "seqpool"])
 def test_model_variants_export(variant, data_tree, tmp_path):
-    """ViTs with a register token (66 tokens in the GPU recipe), or with shifted patches and locality attention,
-    convert to int8 TFLite and ONNX, proven."""
+    """ViTs with a register token (66 tokens in the GPU recipe), with shifted patches and locality attention, or
+    with the seqpool head, convert to int8 TFLite and ONNX, proven."""
     root, arrays = data_tree
     x, y = arrays["train"]
     keras.utils.set_random_seed(1)

@@ -333,6 +333,25 @@ def test_sequence_pooling(mode):
     assert_round_trip(SequencePooling(mode, num_registers=2), tokens)
 
 
+def test_sequence_pooling_seqpool():
+    """A learned softmax over the patch tokens (class token and registers skipped) weights their sum."""
+    tokens = np.random.default_rng(4).normal(size=(3, 7, 4)).astype("float32")
+    layer = SequencePooling("seqpool", has_class_token=True, num_registers=2)
+    out = keras.ops.convert_to_numpy(layer(tokens))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.score.kernel, layer.score.bias))
+    patches = tokens[:, 3:]
+    scores = (patches @ kernel + bias)[..., 0]
+    weights = np.exp(scores - scores.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    assert np.abs(weights - 1 / 4).max() > 1e-2  # not a plain mean
+    np.testing.assert_allclose(out, np.einsum("bp,bpd->bd", weights, patches), atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.pooling_weights(patches)), weights, atol=1e-6)
+    assert [w.path.split("/", 1)[1] for w in layer.weights] == ["score/kernel", "score/bias"]  # named sublayer
+    assert_round_trip(SequencePooling("seqpool", has_class_token=False), tokens)
+    with pytest.raises(ValueError, match="seqpool"):
+        SequencePooling("attention")
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_layers_under_mixed_precision(policy):
     images = np.random.default_rng(5).uniform(0, 1, (2, 8, 8, 3)).astype("float32")
