@@ -40,7 +40,8 @@ set -euo pipefail
 DATA=${DATA:-/tmp/cifar10}
 OUT=${OUT:-runs/gpu}
 RECIPE=${RECIPE:-cifar10_gpu}
-# PRESET, HEADS, POOLING, AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
+# PRESET, HEADS, POOLING (token, gap or seqpool: the last two have no class token, 64 tokens, which cuDNN
+# takes without a register), AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
 # MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0), PATCH_DROPOUT (a rate),
 # UNMASKED_FINISH (a share of the run; its epochs are slower, and the switch compiles the train step again:
 # the first epoch, compilation included, took 16 to 25 s on the H100): the recipe's
