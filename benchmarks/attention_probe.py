@@ -94,6 +94,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="vit_cifar10")
     parser.add_argument("--num-heads", type=int, default=None, help="override the preset's heads")
+    # SequencePooling.MODES, spelled out: importing keras_vit here would load Keras before KERAS_BACKEND is set.
     parser.add_argument("--pooling", default=None, choices=["token", "gap", "seqpool"],
                         help="override the preset's head (gap and seqpool: no class token)")
     parser.add_argument("--batch-size", type=int, default=256)

@@ -99,7 +99,7 @@ def forward_with_attention(model, images, batch_size: int = 64):
     return logits, weights
 
 
-def _forward(model, images, batch_size):
+def _forward(model, images, batch_size=64):
     """`forward_with_attention`'s logits and weights, and the `"seqpool"` head's weights over the patches.
 
     The third value is `(batch, patches)` float32 for a `pooling="seqpool"`
@@ -123,8 +123,7 @@ def _forward(model, images, batch_size):
             weights.append(ops.convert_to_numpy(ops.cast(w, "float32")))
         x = layers["encoder_norm"](x)
         if pool.mode == "seqpool":
-            prefix = int(pool.has_class_token) + pool.num_registers
-            all_pooling.append(ops.convert_to_numpy(pool.pooling_weights(x[:, prefix:])))
+            all_pooling.append(ops.convert_to_numpy(pool.pooling_weights(pool.patch_tokens(x))))
         x = pool(x)
         logits = layers["head"](x)
         all_logits.append(ops.convert_to_numpy(ops.cast(logits, "float32")))
@@ -272,7 +271,7 @@ def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean")
     Returns:
         float32 array `(batch, grid_rows, grid_cols)`.
     """
-    _, weights, pooling = _forward(model, images, 64)
+    _, weights, pooling = _forward(model, images)
     encoder = model.get_layer("patch_encoder")
     return attention_map(_fuse_heads(weights[layer], head_fusion), encoder.grid_size, encoder.class_token,
                          encoder.num_registers, pooling)
@@ -290,7 +289,7 @@ def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "m
     Returns:
         float32 array `(batch, grid_rows, grid_cols)`.
     """
-    _, weights, pooling = _forward(model, images, 64)
+    _, weights, pooling = _forward(model, images)
     rollout = attention_rollout(weights, discard_ratio, head_fusion)
     encoder = model.get_layer("patch_encoder")
     return attention_map(rollout, encoder.grid_size, encoder.class_token, encoder.num_registers, pooling)

@@ -770,11 +770,14 @@ class SequencePooling(keras.layers.Layer):
             self.score.build((None, input_shape[-1]))
         self.built = True
 
+    def patch_tokens(self, tokens):
+        """The patch tokens of `(batch, sequence, dim)`: the class and register tokens left out."""
+        return tokens[:, int(self.has_class_token) + self.num_registers:]
+
     def call(self, tokens):
         if self.mode == "token":
             return tokens[:, 0]
-        start = int(self.has_class_token) + self.num_registers
-        patches = tokens[:, start:]
+        patches = self.patch_tokens(tokens)
         if self.mode == "gap":
             return ops.mean(patches, axis=1)
         weights = self.pooling_weights(patches)

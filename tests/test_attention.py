@@ -189,9 +189,9 @@ def test_maps_of_a_model_with_shifted_patches_and_locality_attention(images):
 
 def seqpool_weights(model, images):
     """The seqpool head's weights over the patches, from the model's own graph and numpy."""
-    if model.get_layer("pool").mode != "seqpool":
-        return None
     pool = model.get_layer("pool")
+    if pool.mode != "seqpool":
+        return None
     features = keras.Model(model.inputs, model.get_layer("encoder_norm").output)(images)
     patches = ops.convert_to_numpy(features)[:, int(pool.has_class_token) + pool.num_registers:]
     score = pool.score
