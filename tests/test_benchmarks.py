@@ -91,7 +91,7 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
     # What the environment did not set comes from the recipe cifar10_gpu.
     args = metrics["args"]
-    assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 1.5e-3 and args["weight_decay"] == 0.05
+    assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 3e-3 and args["weight_decay"] == 0.05
     assert args["label_smoothing"] == 0.1 and args["validation_freq"] == 10 and args["mixed_precision"] == "bfloat16"
     assert args["shifted_patches"] is True and args["patch_dropout"] == 0.5
     assert args["unmasked_finish"] == 0.5 and metrics["unmasked_from_epoch"] == 2  # the last of MAX_EPOCHS=2

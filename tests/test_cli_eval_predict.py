@@ -137,6 +137,13 @@ def test_evaluate_limit_and_default_output(setup, capsys):
     assert (setup["model_path"].parent / "confusion_matrix.png").stat().st_size > 0
 
 
+def test_evaluate_never_writes_into_the_package(tmp_path):
+    from keras_vit.pretrained import model_path
+
+    assert evaluate.default_output_dir(model_path()) == Path("runs") / "evaluate" / "vit_cifar10"
+    assert evaluate.default_output_dir(tmp_path / "model.keras") == tmp_path
+
+
 def test_evaluate_cifar_named_tree_uses_cifar_names(setup, tmp_path, capsys):
     tree = make_tree(tmp_path / "cifar", CIFAR10_CLASSES, per_class=2, seed=1)
     model, model_path = save_model(tmp_path / "run", seed=1)  # no labels.txt: CIFAR-10 names

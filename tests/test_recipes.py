@@ -32,9 +32,9 @@ def test_recipe_is_the_same_as_its_flags_typed_out(name):
 
 
 def test_command_line_flags_win_over_the_recipe():
-    args = parse_args(["--recipe", "cifar10_gpu", "--batch-size", "512", "--num-heads", "3"])
-    assert args.batch_size == 512 and args.num_heads == 3
-    assert args.augment == "lee2021" and args.learning_rate == 1.5e-3 and args.time_budget == 340
+    args = parse_args(["--recipe", "cifar10_gpu", "--batch-size", "256", "--num-heads", "3"])
+    assert args.batch_size == 256 and args.num_heads == 3
+    assert args.augment == "lee2021" and args.learning_rate == 3e-3 and args.time_budget == 340
 
 
 def test_cpu_recipe_is_the_readme_main_job():
@@ -55,7 +55,7 @@ def test_unknown_recipe():
 def test_shell_form_sets_only_what_is_unset():
     script = shell_defaults("cifar10_gpu") + '\necho "$PRESET $HEADS $BATCH $LR $TRAIN_BUDGET $MAX_EPOCHS"'
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"BATCH": "64"}, check=True)
-    assert out.stdout.split() == ["vit_cifar10", "12", "64", "0.0015", "340", "1000"]
+    assert out.stdout.split() == ["vit_cifar10", "12", "64", "0.003", "340", "1000"]
 
 
 def test_cli_lists_recipes():
