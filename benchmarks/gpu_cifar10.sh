@@ -60,6 +60,7 @@ LOCALITY_ATTENTION=${LOCALITY_ATTENTION:-0}
 PATCH_DROPOUT=${PATCH_DROPOUT:-0}   # e.g. 0.5: train on half of each image's patch tokens (PatchDropout)
 UNMASKED_FINISH=${UNMASKED_FINISH:-0}  # e.g. 0.15: with PATCH_DROPOUT, the last share of the run on every token
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
+STEPS_PER_EXECUTION=${STEPS_PER_EXECUTION:-1}  # train steps per compiled call (fewer host round trips at small batches)
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
 STEPS=${STEPS:-60}
@@ -93,12 +94,13 @@ MODEL_FLAGS+=(--patch-dropout "$PATCH_DROPOUT")
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"
   python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \
-    --steps "$STEPS" --epochs 4 --mixed-precision bfloat16 --augment none --output "$OUT/throughput.jsonl"
+    --steps "$STEPS" --epochs 4 --mixed-precision bfloat16 --augment none --steps-per-execution "$STEPS_PER_EXECUTION" \
+    --output "$OUT/throughput.jsonl"
 fi
 phase "throughput of the run"
 python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \
   --steps "$STEPS" --epochs 4 --mixed-precision bfloat16 --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA} \
-  --output "$OUT/throughput.jsonl"
+  --steps-per-execution "$STEPS_PER_EXECUTION" --output "$OUT/throughput.jsonl"
 
 if [ -n "${DEADLINE:-}" ]; then
   LEFT=$(( DEADLINE - $(date +%s) - RESERVE ))
@@ -134,7 +136,7 @@ python3 -m keras_vit.train --recipe "$RECIPE" --preset "$PRESET" "${MODEL_FLAGS[
   --epochs "$EPOCHS" --warmup-epochs "$WARMUP" --time-budget "$TRAIN_BUDGET" --time-limit "$TIME_LIMIT" \
   --max-epochs "$MAX_EPOCHS" --batch-size "$BATCH" --learning-rate "$LR" --weight-decay "$WD" \
   --augment "$AUGMENT" --mixed-precision bfloat16 ${EMA:+--ema-momentum $EMA} \
-  ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} \
+  --steps-per-execution "$STEPS_PER_EXECUTION" ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} \
   --output "$OUT/$PRESET" --verbose 2 ${LIMIT:+--limit $LIMIT} || status=$?
 phase "done (exit $status)"
 exit "$status"

@@ -192,7 +192,7 @@ def seqpool_weights(model, images):
     pool = model.get_layer("pool")
     if pool.mode != "seqpool":
         return None
-    features = keras.Model(model.inputs, model.get_layer("encoder_norm").output)(images)
+    features = keras.Model(model.input, model.get_layer("encoder_norm").output)(images)
     patches = ops.convert_to_numpy(features)[:, int(pool.has_class_token) + pool.num_registers:]
     score = pool.score
     scores = patches @ ops.convert_to_numpy(score.kernel) + ops.convert_to_numpy(score.bias)

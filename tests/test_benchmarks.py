@@ -64,7 +64,8 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
            "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"), "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32",
            "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2",
            # The recipe's options that are off by default, so that their paths run too.
-           "SHIFTED_PATCHES": "1", "PATCH_DROPOUT": "0.5", "UNMASKED_FINISH": "0.5"}
+           "SHIFTED_PATCHES": "1", "PATCH_DROPOUT": "0.5", "UNMASKED_FINISH": "0.5",
+           "STEPS_PER_EXECUTION": "2"}
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
@@ -94,6 +95,7 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 3e-3 and args["weight_decay"] == 0.05
     assert args["label_smoothing"] == 0.1 and args["validation_freq"] == 10 and args["mixed_precision"] == "bfloat16"
     assert args["shifted_patches"] is True and args["patch_dropout"] == 0.5
+    assert args["steps_per_execution"] == 2 and throughput["steps_per_execution"] == 2
     assert args["unmasked_finish"] == 0.5 and metrics["unmasked_from_epoch"] == 2  # the last of MAX_EPOCHS=2
     # The budget was cut to the time left before the deadline, less the reserve, and the
     # backstop follows it.
