@@ -90,17 +90,15 @@ if [ "$SHIFTED_PATCHES" = 1 ]; then MODEL_FLAGS+=(--shifted-patches); else MODEL
 if [ "$LOCALITY_ATTENTION" = 1 ]; then MODEL_FLAGS+=(--locality-attention); else MODEL_FLAGS+=(--no-locality-attention); fi
 MODEL_FLAGS+=(--patch-dropout "$PATCH_DROPOUT")
 # Both throughput measurements go into one file (the run's is its last line): the device tool
-# brings back at most 8 files, and run 3 lost its model.keras to a ninth.
+# brings back at most 8 files, and run 3 lost its model.keras to a ninth. They differ only in the augmentation.
+THROUGHPUT_FLAGS=(--preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" --steps "$STEPS" --epochs 4
+  --mixed-precision bfloat16 --steps-per-execution "$STEPS_PER_EXECUTION" --output "$OUT/throughput.jsonl")
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"
-  python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \
-    --steps "$STEPS" --epochs 4 --mixed-precision bfloat16 --augment none --steps-per-execution "$STEPS_PER_EXECUTION" \
-    --output "$OUT/throughput.jsonl"
+  python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment none
 fi
 phase "throughput of the run"
-python3 benchmarks/throughput.py --preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" \
-  --steps "$STEPS" --epochs 4 --mixed-precision bfloat16 --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA} \
-  --steps-per-execution "$STEPS_PER_EXECUTION" --output "$OUT/throughput.jsonl"
+python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA}
 
 if [ -n "${DEADLINE:-}" ]; then
   LEFT=$(( DEADLINE - $(date +%s) - RESERVE ))
