@@ -9,7 +9,9 @@ random uint8 images; the first epoch holds the compilation, the median of
 the others gives the steady rate (`images_per_second_range`: the slowest and
 fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
 products, see `keras_vit.training.training_flops_per_image`) over the peak
-dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others). Prints
+dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others). With
+`--teacher-width W` the step also runs a ResNet-9 teacher of that width forward
+(`python -m keras_vit.train --teacher`): its forward FLOPs count in the MFU. Prints
 one JSON line and writes it to `--output` when given.
 """
 
@@ -49,14 +51,19 @@ def peak_for(device, precision):
 
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
             repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
-            locality_attention=None, patch_dropout=None):
+            locality_attention=None, patch_dropout=None, teacher_width=0):
+    from keras_vit.teacher import build_resnet9, forward_flops_per_image
+
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
     model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
                                                 shifted_patches=shifted_patches,
                                                 locality_attention=locality_attention,
                                                 patch_dropout=patch_dropout))
-    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0)
+    # A randomly initialised teacher costs what a trained one does.
+    teacher = build_resnet9(width=teacher_width) if teacher_width else None
+    distillation = {} if teacher is None else dict(teacher=teacher, distillation="soft", distillation_weight=1.0)
+    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, **distillation)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -73,7 +80,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
     timed = [float(t) for t in clock.times[1:]]
     steady = float(np.median(timed))
     images_per_second = batch_size * steps / steady
-    flops = training_flops_per_image(model)
+    teacher_flops = 0 if teacher is None else forward_flops_per_image(teacher)
+    flops = training_flops_per_image(model) + teacher_flops
     device = describe_device()
     peak = peak_for(device, MIXED_PRECISION[precision])
     return {
@@ -86,6 +94,7 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "patch_dropout": vit_arguments(model)["patch_dropout"],
         "train_sequence_length": training_sequence_length(model),
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
+        "teacher_width": teacher_width, "teacher_gflops_per_image": round(teacher_flops / 1e9, 4),
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
         "images_per_second": round(images_per_second, 1),
@@ -94,7 +103,7 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "timed_epochs": len(timed),
         "first_epoch_seconds": round(clock.times[0], 2), "steady_epoch_seconds": round(steady, 3),
         "compile_seconds_estimate": round(clock.times[0] - steady, 2),
-        "train_gflops_per_image": round(flops / 1e9, 4),
+        "train_gflops_per_image": round(flops / 1e9, 4),  # the teacher's forward included
         "achieved_tflops": round(flops * images_per_second / 1e12, 2),
         "mfu": None if peak is None else round(flops * images_per_second / (peak * 1e12), 4),
         "peak_tflops": peak,
@@ -113,6 +122,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
+    parser.add_argument("--teacher-width", type=int, default=0,
+                        help="also run a ResNet-9 teacher of this width forward in each step (0: none)")
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -120,7 +131,7 @@ def main(argv=None):
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
                      args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
                      args.ema_momentum, args.registers, args.shifted_patches,
-                     args.locality_attention, args.patch_dropout)
+                     args.locality_attention, args.patch_dropout, args.teacher_width)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

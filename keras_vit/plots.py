@@ -231,6 +231,49 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
 # Confusion matrix.
 
 
+def plot_validation_comparison(histories, path: PathLike, title: str | None = None) -> Path:
+    """Plots the validation accuracy of several runs on one set of axes (an A/B at a glance).
+
+    Args:
+        histories: dict of run label -> history (as for `plot_training_curves`);
+            each needs a `val_accuracy` column (epochs without validation,
+            empty or NaN, are skipped). Runs whose label shares the text
+            before " seed" share a colour; seeds get their own line style.
+        path: output PNG path.
+        title: optional figure title.
+
+    Returns:
+        The `Path` of the PNG.
+
+    Raises:
+        ValueError: a run without any validation accuracy.
+    """
+    fig = _figure(7.5, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    groups = {}
+    styles = ["-", "--", ":", "-."]
+    for label, history in histories.items():
+        history = getattr(history, "history", history)
+        values = _values(history, "val_accuracy") if "val_accuracy" in history else np.asarray([])
+        epochs = _epochs(history, len(values))
+        keep = np.isfinite(values)
+        if not keep.any():
+            raise ValueError(f"run {label!r} has no validation accuracy to plot.")
+        group = label.split(" seed")[0]
+        colour = groups.setdefault(group, f"C{len(groups)}")
+        style = styles[sum(1 for other in list(histories)[: list(histories).index(label)]
+                           if other.split(" seed")[0] == group) % len(styles)]
+        ax.plot(epochs[keep], 100 * values[keep], style, color=colour, marker="o", markersize=3,
+                label=f"{label}: {100 * values[keep][-1]:.2f}%")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     """Counts (true label, predicted label) pairs.
 

@@ -70,6 +70,18 @@ def build_parser():
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="repeated augmentation: each image this many times per batch "
                         "(default: the --augment recipe's)")
+    parser.add_argument("--teacher", default=None, metavar="PATH",
+                        help="a .keras classifier to distil into the ViT (python -m keras_vit.teacher trains one); "
+                        "it sees the same augmented images and stays frozen; not part of the saved model")
+    parser.add_argument("--distillation", default="soft", choices=["hard", "soft"],
+                        help="with --teacher: learn the teacher's probabilities at --temperature (soft) or its "
+                        "top class as a second label (DeiT's hard distillation) (default: %(default)s; soft "
+                        "beat hard by 2.3 points on the CPU: README)")
+    parser.add_argument("--distillation-weight", type=float, default=1.0,
+                        help="with --teacher: the teacher's share of the loss, the labels' is the rest "
+                        "(default: %(default)s, the teacher's targets alone)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="with --distillation soft: the softmax temperature (default: %(default)s)")
     parser.add_argument("--ema-momentum", type=float, default=None,
                         help="keep an exponential moving average of the weights (e.g. 0.999) and "
                         "train-end swap it in; off by default")
@@ -272,8 +284,22 @@ def run(args, splits, overrides):
               file=sys.stderr)
         return 2
 
+    distillation = {}
+    if args.teacher:
+        from keras_vit.teacher import load_teacher
+
+        try:
+            teacher = load_teacher(args.teacher, tuple(splits.x_train.shape[1:3]), splits.num_classes)
+        except (OSError, ValueError) as error:
+            print(f"error: cannot use the teacher: {error}", file=sys.stderr)
+            return 2
+        distillation = dict(teacher=teacher, distillation=args.distillation,
+                            distillation_weight=args.distillation_weight, temperature=args.temperature)
+        print(f"Distilling {args.teacher} ({teacher.count_params():,} parameters, {args.distillation}, "
+              f"weight {args.distillation_weight})", flush=True)
+
     recipe = training_recipe(args.augment, args.repeats)
-    trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed)
+    trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, **distillation)
     # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
@@ -425,6 +451,12 @@ def main(argv=None):
         return 2
     if args.time_budget is not None and args.time_budget <= 0:
         print("error: --time-budget must be positive", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.distillation_weight <= 1.0 or args.temperature <= 0:
+        print("error: --distillation-weight must be in [0, 1] and --temperature positive", file=sys.stderr)
+        return 2
+    if args.teacher and not Path(args.teacher).is_file():
+        print(f"error: --teacher {args.teacher}: no such file", file=sys.stderr)
         return 2
     try:
         overrides = flag_overrides(args)

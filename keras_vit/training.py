@@ -1,8 +1,9 @@
 """Training pieces shared by the CLI, the notebooks and the GPU benchmarks.
 
 `ViTTrainer` wraps the exportable ViT with on-device augmentation and
-MixUp/CutMix so that plain `model.fit` trains it on any backend; the wrapped
-model is what gets saved and exported, never the trainer.
+MixUp/CutMix (and, optionally, a frozen teacher to distil) so that plain
+`model.fit` trains it on any backend; the wrapped model is what gets saved
+and exported, never the trainer.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ class ViTTrainer(keras.Model):
     entropy with label smoothing. In evaluation and prediction it is the
     wrapped model on the unaugmented images (`x` may be just the images).
 
+    With a `teacher`, the teacher classifies the same augmented, mixed images
+    (frozen, in inference mode) and the loss becomes
+    `(1 - distillation_weight) * CE(targets) + distillation_weight * D`, where
+    `D` is, for `distillation="hard"` (DeiT's hard-label distillation), the
+    cross entropy with the teacher's top class (label smoothing applied as to
+    the labels), and for `"soft"` Hinton's `temperature**2 * KL(teacher ||
+    model)` at that temperature. The teacher is never saved with the model.
+
     Args:
         model: the ViT (`build_vit`); it is what you save and export.
         augmentation: list of per-image augmentation layers.
@@ -41,18 +50,43 @@ class ViTTrainer(keras.Model):
             `repeats` times, before the (per-image random) augmentation. The
             batch size and step cost stay the same; an epoch then shows each
             image about once, as with DeiT's repeated-augmentation sampler.
+        teacher: optional frozen classifier of the same images into the same
+            classes (e.g. `keras_vit.teacher.build_resnet9`) to distil.
+        distillation: `"soft"` (default) or `"hard"`, the teacher's targets.
+        distillation_weight: float in `[0, 1]`, the teacher's share of the
+            loss (default 1: the teacher's targets alone, which did best on
+            the CPU, README).
+        temperature: float, the softmax temperature of `"soft"` distillation.
     """
 
-    def __init__(self, model, augmentation=(), mixing=None, label_smoothing=0.0, repeats=1, **kwargs):
+    DISTILLATION_MODES = ("hard", "soft")
+
+    def __init__(self, model, augmentation=(), mixing=None, label_smoothing=0.0, repeats=1, teacher=None,
+                 distillation="soft", distillation_weight=1.0, temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         if int(repeats) < 1:
             raise ValueError(f"repeats must be a positive integer, got {repeats}.")
+        if distillation not in self.DISTILLATION_MODES:
+            raise ValueError(f"distillation must be one of {self.DISTILLATION_MODES}, got {distillation!r}.")
+        if not 0.0 <= float(distillation_weight) <= 1.0:
+            raise ValueError(f"distillation_weight must be in [0, 1], got {distillation_weight}.")
+        if float(temperature) <= 0.0:
+            raise ValueError(f"temperature must be positive, got {temperature}.")
         self.model = model
         self.augmentation = list(augmentation)
         self.mixing = mixing
         self.label_smoothing = float(label_smoothing)
         self.repeats = int(repeats)
         self.num_classes = model.output_shape[-1]
+        if teacher is not None:
+            if teacher.output_shape[-1] != self.num_classes:
+                raise ValueError(f"the teacher has {teacher.output_shape[-1]} outputs, the model "
+                                 f"{self.num_classes}.")
+            teacher.trainable = False  # its weights are not the optimizer's
+        self.teacher = teacher
+        self.distillation = distillation
+        self.distillation_weight = float(distillation_weight)
+        self.temperature = float(temperature)
         self.build()
 
     def build(self, input_shape=None):
@@ -101,7 +135,12 @@ class ViTTrainer(keras.Model):
             return self.model(self._augment_images(ops.cast(images, "float32")), training=True)
         images, targets, labels = self.augment_batch(images, labels)
         # `labels` are what the training metrics compare with.
-        return {"logits": self.model(images, training=True), "targets": targets, "labels": labels}
+        outputs = {"logits": self.model(images, training=True), "targets": targets, "labels": labels}
+        if self.teacher is not None:
+            # The teacher sees exactly the student's images (DeiT; Beyer et al. 2022's "consistent" teaching).
+            teacher_logits = self.teacher(images, training=False)
+            outputs["teacher_logits"] = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
+        return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, dict):
@@ -110,13 +149,33 @@ class ViTTrainer(keras.Model):
             targets = ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), self.num_classes)
             logits = y_pred
         logits = ops.cast(logits, "float32")
-        if self.label_smoothing:
-            targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
-        loss = ops.mean(-ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1))
+        loss = self._cross_entropy(self._smooth(targets), logits)
+        teacher_logits = y_pred.get("teacher_logits") if isinstance(y_pred, dict) else None
+        if teacher_logits is not None and self.distillation_weight > 0:
+            loss = (1.0 - self.distillation_weight) * loss + self.distillation_weight * self._distillation_loss(
+                teacher_logits, logits)
         # Regularisation losses of the wrapped model (none by default).
         for extra in self.losses:
             loss = loss + ops.cast(extra, loss.dtype)
         return loss
+
+    def _smooth(self, targets):
+        if not self.label_smoothing:
+            return targets
+        return targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+
+    @staticmethod
+    def _cross_entropy(targets, logits):
+        return ops.mean(-ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1))
+
+    def _distillation_loss(self, teacher_logits, logits):
+        if self.distillation == "hard":
+            teacher_targets = ops.one_hot(ops.argmax(teacher_logits, axis=-1), self.num_classes)
+            return self._cross_entropy(self._smooth(teacher_targets), logits)
+        t = self.temperature
+        teacher_log_probs = ops.log_softmax(teacher_logits / t, axis=-1)
+        kl = ops.sum(ops.exp(teacher_log_probs) * (teacher_log_probs - ops.log_softmax(logits / t, axis=-1)), axis=-1)
+        return t * t * ops.mean(kl)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, dict):
@@ -130,6 +189,10 @@ class ViTTrainer(keras.Model):
             "mixing": None if self.mixing is None else keras.saving.serialize_keras_object(self.mixing),
             "label_smoothing": self.label_smoothing,
             "repeats": self.repeats,
+            "teacher": None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher),
+            "distillation": self.distillation,
+            "distillation_weight": self.distillation_weight,
+            "temperature": self.temperature,
             "name": self.name,
         }
 
@@ -138,12 +201,13 @@ class ViTTrainer(keras.Model):
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
         config["augmentation"] = [keras.saving.deserialize_keras_object(c) for c in config["augmentation"]]
-        if config.get("mixing") is not None:
-            config["mixing"] = keras.saving.deserialize_keras_object(config["mixing"])
+        for key in ("mixing", "teacher"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
 
-def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
+def make_trainer(model, recipe, label_smoothing=0.0, seed=None, **distillation):
     """Builds a `ViTTrainer` from an augmentation recipe dict.
 
     Args:
@@ -155,6 +219,8 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
             `keras_vit.augment.AUGMENT_RECIPES`.
         label_smoothing: float.
         seed: optional int, seeds the augmentation layers.
+        **distillation: `teacher`, `distillation`, `distillation_weight`,
+            `temperature` of `ViTTrainer`.
     """
     augmentation = build_augmentation(
         recipe["crop_padding"], recipe["flip"], recipe["randaug_ops"], recipe["randaug_magnitude"],
@@ -166,7 +232,7 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None):
         mixing = MixUpCutMix(recipe["mixup_alpha"], recipe["cutmix_alpha"], mix_prob=mix_prob,
                              seed=None if seed is None else seed + 3, name="mixup_cutmix")
     return ViTTrainer(model, augmentation, mixing, label_smoothing, repeats=recipe.get("repeats", 1),
-                      name="vit_trainer")
+                      name="vit_trainer", **distillation)
 
 
 def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fraction=0.0):

@@ -111,6 +111,38 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
         "attention probe", "throughput without augmentation"]
 
 
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
+    """TEACHER_EPOCHS: the teacher trains first, its fit time comes off the ViT's budget, the ViT distils it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
+           "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
+           "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32", "STEPS": "2", "TRAIN_BUDGET": "300",
+           "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
+           "TEACHER_EPOCHS": "1", "TEACHER_WIDTH": "4", "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7",
+           "MAX_FILES": "20"}  # nothing packed: the test reads every file
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
+    assert result.returncode == 0, log[-4000:] + result.stderr[-2000:]
+    run = out / "run"
+    # The run's throughput includes the teacher's forward pass.
+    throughput = json.loads((run / "throughput.jsonl").read_text().splitlines()[-1])
+    assert throughput["teacher_width"] == 4 and throughput["teacher_gflops_per_image"] > 0
+    teacher = json.loads((run / "teacher" / "metrics.json").read_text())
+    assert teacher["epochs"] == 1 and teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
+    assert not (run / "teacher" / "model.keras").exists()  # removed: 26 MB at width 64, not worth bringing back
+    metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
+    teacher_fit = -(-teacher["wall_clock_seconds"] // 1)
+    assert metrics["time_budget_seconds"] == 300 - teacher_fit and f"the ViT's budget: {300 - int(teacher_fit)} s" in log
+    args = metrics["args"]
+    assert args["teacher"].endswith("teacher/model.keras") and args["distillation"] == "soft"
+    assert args["distillation_weight"] == 0.7 and metrics["epochs"] == 1
+    assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:3] == [
+        "attention probe", "throughput of the run", "teacher"]
+
 def test_throughput_help():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--help"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -2,6 +2,8 @@
 
 import math
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +162,20 @@ def test_to_display_image_scales():
     assert plots.to_display_image(np.full((2, 2, 3), 127.5, "float32")).max() == pytest.approx(0.5)
     assert plots.to_display_image(np.full((2, 2, 3), 0.5, "float32")).max() == pytest.approx(0.5)
     assert plots.to_display_image(np.ones((2, 2, 1), np.uint8)).shape == (2, 2)
+
+
+def test_plot_validation_comparison_and_its_cli(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compare_runs
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("epoch,accuracy,val_accuracy\n0,0.3,\n1,0.4,0.35\n2,0.5,0.45\n")
+    b.write_text("epoch,accuracy,val_accuracy\n0,0.3,0.3\n1,0.5,0.5\n2,0.6,0.55\n")
+    assert compare_runs.main([f"plain seed 0={a}", f"teacher seed 0={b}", "--output", str(tmp_path / "ab.png")]) == 0
+    assert_png(tmp_path / "ab.png")
+    no_validation = tmp_path / "c.csv"
+    no_validation.write_text("epoch,accuracy\n0,0.3\n")
+    assert compare_runs.main([f"c={no_validation}", "--output", str(tmp_path / "c.png")]) == 2
+    assert compare_runs.main([f"d={tmp_path / 'missing.csv'}", "--output", str(tmp_path / "d.png")]) == 2
+    with pytest.raises(SystemExit):
+        compare_runs.main(["no-label", "--output", str(tmp_path / "e.png")])

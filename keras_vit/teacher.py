@@ -1,0 +1,271 @@
+"""A small convolutional teacher for distilling into the ViT (DeiT-style).
+
+A ViT trained from scratch on 50,000 images memorises them: the shipped
+`vit_cifar10` model scores 99.5% on the clean training images and 87.2% on the
+test set. A convolutional network's locality is the inductive bias the ViT
+lacks, and DeiT (Touvron et al. 2021) showed that a ViT learns it best from a
+ConvNet teacher's predictions. This module builds and trains that teacher on
+the same data; `python -m keras_vit.train --teacher PATH` then distils it into
+the ViT (`keras_vit.training.ViTTrainer`). The shipped model stays a plain ViT:
+the teacher is used in training only.
+
+    python -m keras_vit.teacher --data-dir DIR --epochs 16 --output runs/teacher
+
+The network is David Page's ResNet-9 for fast CIFAR-10 training ("How to
+train your ResNet", 2018): three stages of 3x3 convolutions with batch norm,
+two residual pairs, a global max pool and a linear head whose logits are
+scaled by 1/8. Only built-in Keras layers, so the `.keras` file loads with
+`safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+from keras import layers
+
+# Page's scale of the logits: with SGD at a peak rate of 0.4 the unscaled head trains too fast.
+LOGIT_SCALE = 0.125
+
+
+def _conv_bn(x, filters, name):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                      name=f"{name}_conv")(x)
+    # Momentum 0.9: a run of a few thousand steps needs the running statistics to follow quickly.
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _residual(x, filters, name):
+    shortcut = x
+    x = _conv_bn(x, filters, f"{name}_a")
+    x = _conv_bn(x, filters, f"{name}_b")
+    return layers.Add(name=f"{name}_add")([shortcut, x])
+
+
+def build_resnet9(image_size=(32, 32), num_classes=10, width=64, channels=3, name="resnet9_teacher"):
+    """ResNet-9 (Page 2018) for small images.
+
+    Args:
+        image_size: `(height, width)` of the input; must divide by 8.
+        num_classes: int, number of classes.
+        width: int, channels of the first convolution; the stages have
+            2x, 4x and 8x as many (64: Page's network, 6.6M parameters).
+        channels: int, image channels.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` from images `(batch, height, width,
+        channels)` with values 0..255 (as the ViT takes them) to logits.
+    """
+    height, width_px = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if height % 8 or width_px % 8:
+        raise ValueError(f"image_size must divide by 8 (three 2x2 poolings), got {image_size}.")
+    if width < 1:
+        raise ValueError(f"width must be positive, got {width}.")
+    images = keras.Input((height, width_px, channels), name="images")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
+    x = _conv_bn(x, width, "prep")
+    x = _conv_bn(x, 2 * width, "stage1")
+    x = layers.MaxPooling2D(2, name="stage1_pool")(x)
+    x = _residual(x, 2 * width, "stage1_res")
+    x = _conv_bn(x, 4 * width, "stage2")
+    x = layers.MaxPooling2D(2, name="stage2_pool")(x)
+    x = _conv_bn(x, 8 * width, "stage3")
+    x = layers.MaxPooling2D(2, name="stage3_pool")(x)
+    x = _residual(x, 8 * width, "stage3_res")
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    logits = layers.Rescaling(LOGIT_SCALE, name="logit_scale", dtype="float32")(x)
+    return keras.Model(images, logits, name=name)
+
+
+def forward_flops_per_image(model):
+    """FLOPs of one image's forward pass through `model`'s convolutions and dense layers (2 x multiply-adds).
+
+    For MFU when a teacher's forward pass shares the training step
+    (`benchmarks/throughput.py --teacher-width`); batch norm, pooling and
+    activations are small beside them and not counted. Page's ResNet-9
+    (width 64) on 32x32 images: 0.76 GFLOP.
+    """
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, height, width, filters = layer.output.shape
+            kernel_h, kernel_w, channels_in, _ = layer.kernel.shape
+            flops += 2 * height * width * kernel_h * kernel_w * channels_in * filters
+        elif isinstance(layer, layers.Dense):
+            flops += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(flops)
+
+
+def with_dtype_policy(model, policy):
+    """A copy of `model` whose layers compute in `policy` (e.g. `"mixed_bfloat16"`), with the same weights.
+
+    A `.keras` file restores each layer's saved policy (float32 for a saved
+    teacher); on a GPU the teacher's forward pass in a bf16 training step
+    should run in bf16 as well. The last layer keeps float32 logits.
+    """
+    last = model.layers[-1].name
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name != last and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_teacher(path, image_size, num_classes):
+    """Loads a teacher `.keras` classifier (safe mode), frozen, checked against the data.
+
+    Raises:
+        ValueError: the file is not a classifier of `image_size` images into
+            `num_classes` classes.
+    """
+    teacher = keras.saving.load_model(path, compile=False, safe_mode=True)
+    input_hw = tuple(teacher.input_shape[1:3])
+    if input_hw != tuple(image_size):
+        raise ValueError(f"the teacher {path} takes {input_hw} images, the data are {tuple(image_size)}.")
+    if teacher.output_shape[-1] != num_classes:
+        raise ValueError(f"the teacher {path} has {teacher.output_shape[-1]} outputs, the data "
+                         f"{num_classes} classes.")
+    policy = keras.mixed_precision.global_policy().name
+    if policy != "float32":
+        teacher = with_dtype_policy(teacher, policy)
+    teacher.trainable = False
+    return teacher
+
+
+def build_parser():
+    from keras_vit.augment import AUGMENT_RECIPES
+    from keras_vit.evaluate import positive_int
+    from keras_vit.train import MIXED_PRECISION
+
+    parser = argparse.ArgumentParser(prog="python -m keras_vit.teacher", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="data location, as for keras_vit.train")
+    parser.add_argument("--dataset", default="auto", choices=["auto", "cifar10", "folder"],
+                        help="as for keras_vit.train")
+    parser.add_argument("--width", type=positive_int, default=64,
+                        help="channels of the first convolution (default: %(default)s, Page's ResNet-9)")
+    parser.add_argument("--epochs", type=positive_int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=512)
+    parser.add_argument("--learning-rate", type=float, default=0.4,
+                        help="peak rate of SGD with Nesterov momentum 0.9 (default: %(default)s)")
+    parser.add_argument("--warmup-epochs", type=float, default=None,
+                        help="linear warmup, then cosine decay to 0 (default: a fifth of --epochs)")
+    parser.add_argument("--weight-decay", type=float, default=5e-3,
+                        help="decoupled weight decay per unit of learning rate (default: %(default)s, about "
+                        "Page's L2 of 5e-4 under momentum 0.9)")
+    parser.add_argument("--label-smoothing", type=float, default=0.2)
+    parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
+                        help="augmentation in the train step (default: %(default)s: crop + flip)")
+    parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION),
+                        help="dtype policy of training (default: float32); the saved teacher is float32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="use N images of each split (the same selection as keras_vit.train's --limit)")
+    parser.add_argument("--output", default="runs/teacher", help="output directory (default: %(default)s)")
+    parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    return parser
+
+
+def run(args, splits):
+    """Trains, scores and saves the teacher; writes `model.keras`, `labels.txt`, `history.csv` and `metrics.json`
+    to `--output`."""
+    import numpy as np
+
+    from keras_vit.augment import AUGMENT_RECIPES
+    from keras_vit.callbacks import EpochTimer, StopOnNaN
+    from keras_vit.evaluate import predict_logits
+    from keras_vit.labels import atomic_write_text, write_labels
+    from keras_vit.train import MIXED_PRECISION, describe_device, save_model_atomic
+    from keras_vit.training import (TrainingBatches, even_batch_size, learning_rate_schedule, make_optimizer,
+                                     make_trainer)
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    policy = MIXED_PRECISION[args.mixed_precision]
+    keras.mixed_precision.set_global_policy(policy)
+    print(splits.summary(), flush=True)
+    image_size = tuple(splits.x_train.shape[1:3])
+    model = build_resnet9(image_size, splits.num_classes, args.width, channels=splits.x_train.shape[-1])
+
+    trainer = make_trainer(model, AUGMENT_RECIPES[args.augment], label_smoothing=args.label_smoothing,
+                           seed=args.seed)
+    batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
+    steps = len(batches)
+    warmup = args.epochs / 5 if args.warmup_epochs is None else args.warmup_epochs
+    schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * warmup))
+    # No gradient clipping: batch norm keeps the steps in scale, and Page's recipe has none.
+    optimizer = make_optimizer("sgd", schedule, args.weight_decay, clipnorm=None)
+    trainer.compile(optimizer=optimizer, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    timer = EpochTimer(steps * batches.batch_size)
+    nan_guard = StopOnNaN()
+    print(f"Training the ResNet-9 teacher ({model.count_params():,} parameters) for {args.epochs} epochs, "
+          f"{steps} steps each, on {describe_device()}", flush=True)
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    start = time.perf_counter()
+    history_path = output / "history.csv"
+    history_path.unlink(missing_ok=True)
+    trainer.fit(batches, epochs=args.epochs, verbose=verbose,
+                callbacks=[timer, nan_guard, keras.callbacks.CSVLogger(str(history_path))])
+    wall_clock = time.perf_counter() - start
+
+    if policy != "float32":
+        keras.mixed_precision.set_global_policy("float32")
+        model = with_dtype_policy(model, "float32")
+    batch = even_batch_size(len(splits.x_test), max(args.batch_size, 250))
+    logits = predict_logits(model, splits.x_test, batch, progress=False)
+    test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
+    save_model_atomic(model, output / "model.keras")
+    write_labels(output / "labels.txt", splits.class_names)
+    steady = timer.times[1:] or timer.times
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "test_images": int(len(splits.y_test)),
+        "train_images": int(len(splits.x_train)),
+        "parameters": int(model.count_params()),
+        "epochs": len(timer.times),
+        "diverged": nan_guard.stopped_epoch is not None,
+        "wall_clock_seconds": round(wall_clock, 1),
+        "train_images_per_second": round(steps * batches.batch_size / float(np.median(steady)), 1),
+        "backend": keras.backend.backend(),
+        "device": describe_device(),
+        "data_source": splits.source,
+        "args": vars(args),
+    }
+    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print(f"Teacher test accuracy {test_accuracy:.2%} on {len(splits.y_test)} images after "
+          f"{metrics['epochs']} epochs ({wall_clock:.0f} s of fit). Wrote {output}/model.keras", flush=True)
+    if metrics["diverged"]:
+        print("error: the loss became NaN; lower --learning-rate.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None):
+    from keras_vit.data import DataNotFoundError
+    from keras_vit.train import load_data
+
+    args = build_parser().parse_args(argv)
+    try:
+        splits = load_data(args, (32, 32))
+    except (DataNotFoundError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return run(args, splits)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
