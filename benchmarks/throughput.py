@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from keras_vit import build_vit, vit_arguments  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.callbacks import EpochTimer  # noqa: E402
+from keras_vit.teacher import build_resnet9, forward_flops_per_image  # noqa: E402
 from keras_vit.train import (  # noqa: E402
     MIXED_PRECISION, add_model_flags, describe_device, model_overrides, training_recipe,
 )
@@ -52,18 +53,15 @@ def peak_for(device, precision):
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
             repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
             locality_attention=None, patch_dropout=None, teacher_width=0):
-    from keras_vit.teacher import build_resnet9, forward_flops_per_image
-
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
     model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
                                                 shifted_patches=shifted_patches,
                                                 locality_attention=locality_attention,
                                                 patch_dropout=patch_dropout))
-    # A randomly initialised teacher costs what a trained one does.
+    # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).
     teacher = build_resnet9(width=teacher_width) if teacher_width else None
-    distillation = {} if teacher is None else dict(teacher=teacher, distillation="soft", distillation_weight=1.0)
-    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, **distillation)
+    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, teacher=teacher)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

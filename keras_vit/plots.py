@@ -250,7 +250,7 @@ def plot_validation_comparison(histories, path: PathLike, title: str | None = No
     """
     fig = _figure(7.5, 4.5)
     ax = fig.add_subplot(1, 1, 1)
-    groups = {}
+    colours, drawn = {}, {}  # per group: its colour, and how many of its runs are drawn (the line style)
     styles = ["-", "--", ":", "-."]
     for label, history in histories.items():
         history = getattr(history, "history", history)
@@ -260,9 +260,9 @@ def plot_validation_comparison(histories, path: PathLike, title: str | None = No
         if not keep.any():
             raise ValueError(f"run {label!r} has no validation accuracy to plot.")
         group = label.split(" seed")[0]
-        colour = groups.setdefault(group, f"C{len(groups)}")
-        style = styles[sum(1 for other in list(histories)[: list(histories).index(label)]
-                           if other.split(" seed")[0] == group) % len(styles)]
+        colour = colours.setdefault(group, f"C{len(colours)}")
+        style = styles[drawn.get(group, 0) % len(styles)]
+        drawn[group] = drawn.get(group, 0) + 1
         ax.plot(epochs[keep], 100 * values[keep], style, color=colour, marker="o", markersize=3,
                 label=f"{label}: {100 * values[keep][-1]:.2f}%")
     ax.set_xlabel("epoch")

@@ -284,7 +284,7 @@ def run(args, splits, overrides):
               file=sys.stderr)
         return 2
 
-    distillation = {}
+    teacher = None
     if args.teacher:
         from keras_vit.teacher import load_teacher
 
@@ -293,13 +293,13 @@ def run(args, splits, overrides):
         except (OSError, ValueError) as error:
             print(f"error: cannot use the teacher: {error}", file=sys.stderr)
             return 2
-        distillation = dict(teacher=teacher, distillation=args.distillation,
-                            distillation_weight=args.distillation_weight, temperature=args.temperature)
         print(f"Distilling {args.teacher} ({teacher.count_params():,} parameters, {args.distillation}, "
               f"weight {args.distillation_weight})", flush=True)
 
     recipe = training_recipe(args.augment, args.repeats)
-    trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, **distillation)
+    trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, teacher=teacher,
+                           distillation=args.distillation, distillation_weight=args.distillation_weight,
+                           temperature=args.temperature)
     # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)

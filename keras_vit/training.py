@@ -136,7 +136,7 @@ class ViTTrainer(keras.Model):
         images, targets, labels = self.augment_batch(images, labels)
         # `labels` are what the training metrics compare with.
         outputs = {"logits": self.model(images, training=True), "targets": targets, "labels": labels}
-        if self.teacher is not None:
+        if self.teacher is not None and self.distillation_weight > 0:  # weight 0: its forward pass is not needed
             # The teacher sees exactly the student's images (DeiT; Beyer et al. 2022's "consistent" teaching).
             teacher_logits = self.teacher(images, training=False)
             outputs["teacher_logits"] = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
