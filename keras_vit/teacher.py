@@ -157,7 +157,15 @@ def build_parser():
                         help="as for keras_vit.train")
     parser.add_argument("--width", type=positive_int, default=64,
                         help="channels of the first convolution (default: %(default)s, Page's ResNet-9)")
-    parser.add_argument("--epochs", type=positive_int, default=16)
+    parser.add_argument("--epochs", type=positive_int, default=16,
+                        help="epochs of training (default: %(default)s); with --time-budget, the first estimate")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="train for as many epochs as fit in SECONDS of fit (compilation included), with "
+                        "warmup + cosine planned over them and planned again each epoch from the measured "
+                        "epoch times (keras_vit.callbacks.TimeBudget); caps the teacher's share of a "
+                        "wall-clock budget whatever the machine's speed")
+    parser.add_argument("--max-epochs", type=positive_int, default=None,
+                        help="with --time-budget, at most this many epochs (default: 4 x --epochs)")
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--learning-rate", type=float, default=0.4,
                         help="peak rate of SGD with Nesterov momentum 0.9 (default: %(default)s)")
@@ -185,7 +193,7 @@ def run(args, splits):
     import numpy as np
 
     from keras_vit.augment import AUGMENT_RECIPES
-    from keras_vit.callbacks import EpochTimer, StopOnNaN
+    from keras_vit.callbacks import EpochTimer, StopOnNaN, TimeBudget
     from keras_vit.evaluate import predict_logits
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.train import MIXED_PRECISION, describe_device, save_model_atomic
@@ -206,21 +214,33 @@ def run(args, splits):
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
     warmup = args.epochs / 5 if args.warmup_epochs is None else args.warmup_epochs
-    schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * warmup))
+    if args.time_budget:
+        # TimeBudget sets the rate at each epoch start, over the epochs that fit.
+        schedule = float(args.learning_rate)
+        budget = TimeBudget(args.time_budget, args.learning_rate, args.epochs, warmup=min(warmup / args.epochs, 0.5))
+        max_epochs = args.max_epochs or 4 * args.epochs
+        length = f"{args.time_budget:.0f} s of fit (about {args.epochs} epochs, at most {max_epochs})"
+    else:
+        schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * warmup))
+        budget, max_epochs, length = None, args.epochs, f"{args.epochs} epochs"
     # No gradient clipping: batch norm keeps the steps in scale, and Page's recipe has none.
     optimizer = make_optimizer("sgd", schedule, args.weight_decay, clipnorm=None)
     trainer.compile(optimizer=optimizer, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     timer = EpochTimer(steps * batches.batch_size)
     nan_guard = StopOnNaN()
-    print(f"Training the ResNet-9 teacher ({model.count_params():,} parameters) for {args.epochs} epochs, "
+    print(f"Training the ResNet-9 teacher ({model.count_params():,} parameters) for {length}, "
           f"{steps} steps each, on {describe_device()}", flush=True)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     start = time.perf_counter()
     history_path = output / "history.csv"
     history_path.unlink(missing_ok=True)
-    trainer.fit(batches, epochs=args.epochs, verbose=verbose,
-                callbacks=[timer, nan_guard, keras.callbacks.CSVLogger(str(history_path))])
+    # TimeBudget before CSVLogger: its learning rate and plan go into the history.
+    callbacks = [timer, *([budget] if budget else []), nan_guard, keras.callbacks.CSVLogger(str(history_path))]
+    trainer.fit(batches, epochs=max_epochs, verbose=verbose, callbacks=callbacks)
     wall_clock = time.perf_counter() - start
+    if budget is not None and budget.stopped_epoch is None and nan_guard.stopped_epoch is None:
+        print(f"warning: {max_epochs} epochs ended before the {args.time_budget:.0f} s budget; "
+              "--max-epochs caps the run", flush=True)
 
     if policy != "float32":
         keras.mixed_precision.set_global_policy("float32")
@@ -237,6 +257,8 @@ def run(args, splits):
         "train_images": int(len(splits.x_train)),
         "parameters": int(model.count_params()),
         "epochs": len(timer.times),
+        "time_budget_seconds": args.time_budget,
+        "stopped_by_time_budget": budget is not None and budget.stopped_epoch is not None,
         "diverged": nan_guard.stopped_epoch is not None,
         "wall_clock_seconds": round(wall_clock, 1),
         "train_images_per_second": round(steps * batches.batch_size / float(np.median(steady)), 1),
@@ -259,6 +281,9 @@ def main(argv=None):
     from keras_vit.train import load_data
 
     args = build_parser().parse_args(argv)
+    if args.time_budget is not None and args.time_budget <= 0:
+        print("error: --time-budget must be positive", file=sys.stderr)
+        return 2
     try:
         splits = load_data(args, (32, 32))
     except (DataNotFoundError, OSError, ValueError) as error:

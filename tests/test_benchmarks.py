@@ -114,14 +114,15 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
 def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
-    """TEACHER_EPOCHS: the teacher trains first, its fit time comes off the ViT's budget, the ViT distils it."""
+    """TEACHER_EPOCHS (and TEACHER_BUDGET): the teacher trains first, its fit time comes off the ViT's budget,
+    the ViT distils it."""
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
            "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
            "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32", "STEPS": "2", "TRAIN_BUDGET": "300",
            "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
-           "TEACHER_EPOCHS": "1", "TEACHER_WIDTH": "4", "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7",
+           "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4", "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7",
            "MAX_FILES": "20"}  # nothing packed: the test reads every file
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -132,7 +133,9 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     throughput = json.loads((run / "throughput.jsonl").read_text().splitlines()[-1])
     assert throughput["teacher_width"] == 4 and throughput["teacher_gflops_per_image"] > 0
     teacher = json.loads((run / "teacher" / "metrics.json").read_text())
-    assert teacher["epochs"] == 1 and teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
+    assert teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
+    # TEACHER_BUDGET: of the 3 epochs planned, the 0.5 s budget left room for the first (compilation included).
+    assert teacher["epochs"] == 1 and teacher["stopped_by_time_budget"] and teacher["args"]["time_budget"] == 0.5
     assert not (run / "teacher" / "model.keras").exists()  # removed: 26 MB at width 64, not worth bringing back
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
     teacher_fit = -(-teacher["wall_clock_seconds"] // 1)

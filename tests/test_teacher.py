@@ -152,3 +152,25 @@ def test_teacher_cli_and_train_with_teacher(tiny_tree, tmp_path, capsys):
     assert "3 outputs" in capsys.readouterr().err
     assert train.main(args + ["--teacher", str(out / "model.keras"), "--distillation-weight", "2"]) == 2
     assert teacher.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")]) == 2
+
+
+def test_teacher_time_budget(tiny_tree, tmp_path, capsys):
+    """--time-budget stops the teacher once the next epoch would pass it, and plans its rate per epoch."""
+    out = tmp_path / "teacher"
+    # The first epoch holds the compilation, far longer than 0.5 s: the budget stops fit after it.
+    assert teacher.main(["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "3", "--batch-size", "32",
+                         "--time-budget", "0.5", "--output", str(out), "--verbose", "0"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["stopped_by_time_budget"] and metrics["time_budget_seconds"] == 0.5
+    header, row = (out / "history.csv").read_text().splitlines()
+    rate = float(row.split(",")[header.split(",").index("learning_rate")])
+    # Epoch 1 of the 3 planned, warmup a fifth of them: the rate at the epoch's middle is 0.5/3/0.2 of the peak.
+    assert rate == pytest.approx(0.4 * (0.5 / 3) / 0.2)
+    # A budget large enough runs the planned epochs and is not reported as the stop.
+    assert teacher.main(["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "2", "--max-epochs", "2",
+                         "--batch-size", "32", "--time-budget", "600", "--output", str(out), "--verbose", "0"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and not metrics["stopped_by_time_budget"]
+    capsys.readouterr()
+    assert teacher.main(["--data-dir", str(tiny_tree), "--time-budget", "0", "--output", str(out)]) == 2
+    assert "--time-budget must be positive" in capsys.readouterr().err
