@@ -122,7 +122,8 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
            "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
            "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32", "STEPS": "2", "TRAIN_BUDGET": "300",
            "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
-           "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4", "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7",
+           "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4",
+           "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7",
            "MAX_FILES": "20"}  # nothing packed: the test reads every file
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)

@@ -166,11 +166,12 @@ def test_teacher_time_budget(tiny_tree, tmp_path, capsys):
     rate = float(row.split(",")[header.split(",").index("learning_rate")])
     # Epoch 1 of the 3 planned, warmup a fifth of them: the rate at the epoch's middle is 0.5/3/0.2 of the peak.
     assert rate == pytest.approx(0.4 * (0.5 / 3) / 0.2)
-    # A budget large enough runs the planned epochs and is not reported as the stop.
+    # A budget larger than --max-epochs need: the cap ends the run, which says so and is not a budget stop.
+    capsys.readouterr()
     assert teacher.main(["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "2", "--max-epochs", "2",
                          "--batch-size", "32", "--time-budget", "600", "--output", str(out), "--verbose", "0"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and not metrics["stopped_by_time_budget"]
-    capsys.readouterr()
+    assert "2 epochs ended before the 600 s budget" in capsys.readouterr().out
     assert teacher.main(["--data-dir", str(tiny_tree), "--time-budget", "0", "--output", str(out)]) == 2
     assert "--time-budget must be positive" in capsys.readouterr().err
