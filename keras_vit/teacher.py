@@ -193,12 +193,12 @@ def run(args, splits):
     import numpy as np
 
     from keras_vit.augment import AUGMENT_RECIPES
-    from keras_vit.callbacks import EpochTimer, StopOnNaN, TimeBudget
+    from keras_vit.callbacks import EpochTimer, StopOnNaN
     from keras_vit.evaluate import predict_logits
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.train import MIXED_PRECISION, describe_device, save_model_atomic
-    from keras_vit.training import (TrainingBatches, even_batch_size, learning_rate_schedule, make_optimizer,
-                                     make_trainer)
+    from keras_vit.training import (TrainingBatches, even_batch_size, make_optimizer, make_trainer,
+                                     plan_learning_rate)
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -214,15 +214,12 @@ def run(args, splits):
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
     warmup = args.epochs / 5 if args.warmup_epochs is None else args.warmup_epochs
-    if args.time_budget:
-        # TimeBudget sets the rate at each epoch start, over the epochs that fit.
-        schedule = float(args.learning_rate)
-        budget = TimeBudget(args.time_budget, args.learning_rate, args.epochs, warmup=min(warmup / args.epochs, 0.5))
+    schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, warmup, args.time_budget)
+    if budget:
         max_epochs = args.max_epochs or 4 * args.epochs
         length = f"{args.time_budget:.0f} s of fit (about {args.epochs} epochs, at most {max_epochs})"
     else:
-        schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * warmup))
-        budget, max_epochs, length = None, args.epochs, f"{args.epochs} epochs"
+        max_epochs, length = args.epochs, f"{args.epochs} epochs"
     # No gradient clipping: batch norm keeps the steps in scale, and Page's recipe has none.
     optimizer = make_optimizer("sgd", schedule, args.weight_decay, clipnorm=None)
     trainer.compile(optimizer=optimizer, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

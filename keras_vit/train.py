@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_vit.augment import AUGMENT_RECIPES
-from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeBudget, TimeLimit, UnmaskedFinish
+from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit, UnmaskedFinish
 from keras_vit.evaluate import non_negative_int, positive_int, predict_logits
 from keras_vit.layers import SequencePooling
 
@@ -258,8 +258,8 @@ def run(args, splits, overrides):
     from keras_vit import build_vit, vit_arguments
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
-    from keras_vit.training import (TrainingBatches, even_batch_size, learning_rate_schedule, make_optimizer,
-                                     make_trainer)
+    from keras_vit.training import (TrainingBatches, even_batch_size, make_optimizer, make_trainer,
+                                     plan_learning_rate)
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -304,15 +304,10 @@ def run(args, splits, overrides):
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
     num_train = steps * batches.batch_size  # images trained on per epoch
-    if args.time_budget:
-        # The rate is set per epoch by TimeBudget; fit may run past the estimate.
-        schedule = float(args.learning_rate)
-        budget = TimeBudget(args.time_budget, args.learning_rate, args.epochs,
-                            warmup=min(args.warmup_epochs / args.epochs, 0.5))
-        max_epochs = args.max_epochs or 10 * args.epochs
-    else:
-        schedule = learning_rate_schedule(args.learning_rate, steps * args.epochs, int(steps * args.warmup_epochs))
-        budget, max_epochs = None, args.epochs
+    schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, args.warmup_epochs,
+                                          args.time_budget)
+    # With a budget fit may run past the estimate, up to --max-epochs.
+    max_epochs = (args.max_epochs or 10 * args.epochs) if budget else args.epochs
     optimizer = make_optimizer(args.optimizer, schedule, args.weight_decay, args.clipnorm or None,
                                ema_momentum=args.ema_momentum)
     trainer.compile(

@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.augment import MixUpCutMix, build_augmentation
+from keras_vit.callbacks import TimeBudget
 from keras_vit.layers import PACKAGE
 
 # Variables that AdamW must not decay (biases, norms, tokens, positions).
@@ -151,7 +152,7 @@ class ViTTrainer(keras.Model):
         logits = ops.cast(logits, "float32")
         loss = self._cross_entropy(self._smooth(targets), logits)
         teacher_logits = y_pred.get("teacher_logits") if isinstance(y_pred, dict) else None
-        if teacher_logits is not None and self.distillation_weight > 0:
+        if teacher_logits is not None:  # present only at a weight above 0 (call skips the teacher otherwise)
             loss = (1.0 - self.distillation_weight) * loss + self.distillation_weight * self._distillation_loss(
                 teacher_logits, logits)
         # Regularisation losses of the wrapped model (none by default).
@@ -252,6 +253,28 @@ def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fract
         warmup_target=learning_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
+
+
+def plan_learning_rate(learning_rate, steps_per_epoch, epochs, warmup_epochs, time_budget=None):
+    """Warmup + cosine over `epochs`, or over the epochs that fit in `time_budget` seconds of `fit`.
+
+    Args:
+        learning_rate: float, the peak rate.
+        steps_per_epoch: int, optimizer steps an epoch.
+        epochs: int, the run's length; with `time_budget`, the first estimate.
+        warmup_epochs: float, epochs of linear warmup (with `time_budget`, as a
+            share of `epochs`, at most half the run).
+        time_budget: optional float, seconds of `fit` (compilation included).
+
+    Returns:
+        `(rate, budget)`: what the optimizer takes (a schedule, or with a
+        budget a float that `budget`, a `keras_vit.callbacks.TimeBudget` to
+        pass to `fit`, sets at every epoch start; else None).
+    """
+    if time_budget:
+        budget = TimeBudget(time_budget, learning_rate, epochs, warmup=min(warmup_epochs / epochs, 0.5))
+        return float(learning_rate), budget
+    return learning_rate_schedule(learning_rate, steps_per_epoch * epochs, int(steps_per_epoch * warmup_epochs)), None
 
 
 def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentum=0.9, ema_momentum=None):
