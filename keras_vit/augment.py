@@ -517,6 +517,10 @@ AUGMENT_RECIPES = {
     # DeiT-style: every batch mixed (GPU run 1 of 2026-11-26: 83.9% after 190 epochs).
     "strong": dict(crop_padding=4, flip=True, randaug_ops=2, randaug_magnitude=9.0, erasing=0.25,
                    erasing_max_area=0.25, mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=1.0, repeats=1),
+    # Cutout for the convolutional teacher (DeVries & Taylor 2017; Page's ResNet-9 used 8x8 squares):
+    # crop + flip, and every image loses a rectangle of 2% to 12.5% of its area (8x8 is 6.25%).
+    "cutout": dict(crop_padding=4, flip=True, randaug_ops=0, randaug_magnitude=0.0, erasing=1.0,
+                   erasing_max_area=0.125, mixup_alpha=0.0, cutmix_alpha=0.0, mix_prob=0.0, repeats=1),
     # Lee et al. 2021's CIFAR recipe for ViTs on small data sets, with their AutoAugment
     # replaced by the RandAugment above: half the batches mixed (MixUp 1.0 or CutMix 1.0),
     # erasing 0.25 of up to 40% of the image. Their "--ra 3" is not in-batch repetition:

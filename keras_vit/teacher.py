@@ -1,13 +1,15 @@
 """A small convolutional teacher for distilling into the ViT (DeiT-style).
 
-A ViT trained from scratch on 50,000 images memorises them: the shipped
-`vit_cifar10` model scores 99.5% on the clean training images and 87.2% on the
-test set. A convolutional network's locality is the inductive bias the ViT
-lacks, and DeiT (Touvron et al. 2021) showed that a ViT learns it best from a
-ConvNet teacher's predictions. This module builds and trains that teacher on
-the same data; `python -m keras_vit.train --teacher PATH` then distils it into
-the ViT (`keras_vit.training.ViTTrainer`). The shipped model stays a plain ViT:
-the teacher is used in training only.
+A ViT trained from scratch on 50,000 images memorises them: GPU run 6's
+`vit_cifar10` model scored 99.5% on the clean training images and 87.2% on the
+test set; distilled from this teacher in the same 6 minutes (run 8: 62 s for
+the teacher, 278 s for the ViT) it scored 89.4%. A convolutional network's
+locality is the inductive bias the ViT lacks, and DeiT (Touvron et al. 2021)
+showed that a ViT learns it best from a ConvNet teacher's predictions. This
+module builds and trains that teacher on the same data; `python -m
+keras_vit.train --teacher PATH` then distils it into the ViT
+(`keras_vit.training.ViTTrainer`). The shipped model stays a plain ViT: the
+teacher is used in training only.
 
     python -m keras_vit.teacher --data-dir DIR --epochs 16 --output runs/teacher
 
@@ -176,7 +178,8 @@ def build_parser():
                         "Page's L2 of 5e-4 under momentum 0.9)")
     parser.add_argument("--label-smoothing", type=float, default=0.2)
     parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
-                        help="augmentation in the train step (default: %(default)s: crop + flip)")
+                        help="augmentation in the train step (default: %(default)s: crop + flip; cutout, the GPU "
+                        "session's: +0.7 point at 40 epochs on the H100)")
     parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION),
                         help="dtype policy of training (default: float32); the saved teacher is float32")
     parser.add_argument("--seed", type=int, default=0)
@@ -214,12 +217,13 @@ def run(args, splits):
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
     warmup = args.epochs / 5 if args.warmup_epochs is None else args.warmup_epochs
-    schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, warmup, args.time_budget)
-    if budget:
+    if args.time_budget:
         max_epochs = args.max_epochs or 4 * args.epochs
         length = f"{args.time_budget:.0f} s of fit (about {args.epochs} epochs, at most {max_epochs})"
     else:
         max_epochs, length = args.epochs, f"{args.epochs} epochs"
+    schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, warmup, args.time_budget,
+                                          max_epochs=max_epochs)
     # No gradient clipping: batch norm keeps the steps in scale, and Page's recipe has none.
     optimizer = make_optimizer("sgd", schedule, args.weight_decay, clipnorm=None)
     trainer.compile(optimizer=optimizer, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

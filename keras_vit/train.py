@@ -304,10 +304,10 @@ def run(args, splits, overrides):
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
     num_train = steps * batches.batch_size  # images trained on per epoch
-    schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, args.warmup_epochs,
-                                          args.time_budget)
     # With a budget fit may run past the estimate, up to --max-epochs.
-    max_epochs = (args.max_epochs or 10 * args.epochs) if budget else args.epochs
+    max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
+    schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, args.warmup_epochs,
+                                          args.time_budget, max_epochs=max_epochs)
     optimizer = make_optimizer(args.optimizer, schedule, args.weight_decay, args.clipnorm or None,
                                ema_momentum=args.ema_momentum)
     trainer.compile(

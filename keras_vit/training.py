@@ -255,7 +255,7 @@ def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fract
     )
 
 
-def plan_learning_rate(learning_rate, steps_per_epoch, epochs, warmup_epochs, time_budget=None):
+def plan_learning_rate(learning_rate, steps_per_epoch, epochs, warmup_epochs, time_budget=None, max_epochs=None):
     """Warmup + cosine over `epochs`, or over the epochs that fit in `time_budget` seconds of `fit`.
 
     Args:
@@ -265,6 +265,8 @@ def plan_learning_rate(learning_rate, steps_per_epoch, epochs, warmup_epochs, ti
         warmup_epochs: float, epochs of linear warmup (with `time_budget`, as a
             share of `epochs`, at most half the run).
         time_budget: optional float, seconds of `fit` (compilation included).
+        max_epochs: optional int, with `time_budget` the epochs `fit` is
+            called with: the budget's plan never exceeds them.
 
     Returns:
         `(rate, budget)`: what the optimizer takes (a schedule, or with a
@@ -272,7 +274,8 @@ def plan_learning_rate(learning_rate, steps_per_epoch, epochs, warmup_epochs, ti
         pass to `fit`, sets at every epoch start; else None).
     """
     if time_budget:
-        budget = TimeBudget(time_budget, learning_rate, epochs, warmup=min(warmup_epochs / epochs, 0.5))
+        budget = TimeBudget(time_budget, learning_rate, epochs, warmup=min(warmup_epochs / epochs, 0.5),
+                            max_epochs=max_epochs)
         return float(learning_rate), budget
     return learning_rate_schedule(learning_rate, steps_per_epoch * epochs, int(steps_per_epoch * warmup_epochs)), None
 

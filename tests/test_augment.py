@@ -135,10 +135,23 @@ PER_BATCH_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "repeats")
 
 
 def test_recipes_build():
-    assert set(AUGMENT_RECIPES) == {"none", "basic", "strong", "lee2021"}
+    assert set(AUGMENT_RECIPES) == {"none", "basic", "cutout", "strong", "lee2021"}
     for name in ("strong", "lee2021"):
         layers = build_augmentation(**{k: v for k, v in AUGMENT_RECIPES[name].items() if k not in PER_BATCH_KEYS})
         assert [layer.name for layer in layers] == ["rand_augment", "crop_flip", "random_erasing"]
+    layers = build_augmentation(**{k: v for k, v in AUGMENT_RECIPES["cutout"].items() if k not in PER_BATCH_KEYS})
+    assert [layer.name for layer in layers] == ["crop_flip", "random_erasing"]
+
+
+def test_cutout_erases_one_rectangle_in_every_image():
+    """The teacher's cutout recipe: every image loses one rectangle of 2% to 12.5% of its area."""
+    recipe = AUGMENT_RECIPES["cutout"]
+    erasing = RandomErasing(recipe["erasing"], area=(0.02, recipe["erasing_max_area"]), seed=5)
+    flat = np.full((64, 32, 32, 3), -1.0, "float32")  # noise is drawn from 0..255: -1 marks what was kept
+    erased = np_(erasing(flat, training=True)) >= 0.0
+    pixels = erased[..., 0].reshape(64, -1).sum(1) / (32 * 32)
+    assert np.all(pixels > 0.0) and np.all(pixels <= 0.125 + 2 * 33 / 1024), pixels  # rounding to whole pixels
+    assert np.array_equal(erased[..., 0], erased[..., 2])  # whole pixels, every channel
     assert build_augmentation(**{k: v for k, v in AUGMENT_RECIPES["none"].items()
                                  if k not in PER_BATCH_KEYS}) == []
 

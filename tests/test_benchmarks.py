@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_scripts_parse():
-    for script in ("gpu_cifar10.sh", "gpu_session.sh"):
+    for script in ("gpu_cifar10.sh", "gpu_session.sh", "teacher_sweep.sh"):
         result = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
@@ -65,7 +65,7 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
            "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2",
            # The recipe's options that are off by default, so that their paths run too.
            "SHIFTED_PATCHES": "1", "PATCH_DROPOUT": "0.5", "UNMASKED_FINISH": "0.5",
-           "STEPS_PER_EXECUTION": "2"}
+           "STEPS_PER_EXECUTION": "2", "TEACHER_EPOCHS": "0"}  # the plain path: no teacher (the default has one)
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
@@ -135,6 +135,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     assert throughput["teacher_width"] == 4 and throughput["teacher_gflops_per_image"] > 0
     teacher = json.loads((run / "teacher" / "metrics.json").read_text())
     assert teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
+    assert teacher["args"]["augment"] == "cutout"  # TEACHER_AUGMENT's default: the GPU sweep's best teacher
     # TEACHER_BUDGET: of the 3 epochs planned, the 0.5 s budget left room for the first (compilation included).
     assert teacher["epochs"] == 1 and teacher["stopped_by_time_budget"] and teacher["args"]["time_budget"] == 0.5
     assert not (run / "teacher" / "model.keras").exists()  # removed: 26 MB at width 64, not worth bringing back
@@ -146,6 +147,26 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     assert args["distillation_weight"] == 0.7 and metrics["epochs"] == 1
     assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:3] == [
         "attention probe", "throughput of the run", "teacher"]
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_teacher_sweep(tiny_tree, tmp_path, without_tensorflow):
+    """benchmarks/teacher_sweep.sh: one teacher per line of CONFIGS, one metrics line each, no model kept;
+    a failing line fails the script but not the lines after it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
+           "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
+           "CONFIGS": "--width 4 --epochs 1 --augment cutout\n--width 4 --epochs 1 --augment nope\n"
+                      "--width 4 --epochs 2 --augment basic"}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "teacher_sweep.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "FAILED: --width 4 --epochs 1 --augment nope" in result.stdout, result.stderr
+    rows = [json.loads(line) for line in (out / "teacher_sweep.jsonl").read_text().splitlines()]
+    assert [row["flags"] for row in rows] == ["--width 4 --epochs 1 --augment cutout", "--width 4 --epochs 2 --augment basic"]
+    assert [row["epochs"] for row in rows] == [1, 2] and [row["args"]["augment"] for row in rows] == ["cutout", "basic"]
+    assert all(0.0 <= row["test_accuracy"] <= 1.0 and row["args"]["mixed_precision"] == "bfloat16" for row in rows)
+    assert [f.name for f in out.iterdir()] == ["teacher_sweep.jsonl"]
+
 
 def test_throughput_help():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--help"],

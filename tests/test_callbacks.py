@@ -130,6 +130,30 @@ def test_time_budget_plans_from_measured_epochs_and_stops_in_budget():
         TimeBudget(0, 1e-3, 10)
 
 
+
+def test_time_budget_plan_never_exceeds_the_epoch_cap():
+    """GPU run 8's teacher planned 97 epochs, was capped at 80 and ended at 12% of its peak rate."""
+    from keras_vit.callbacks import TimeBudget, warmup_cosine
+
+    clock = FakeClock()
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    # 100 s at 1 s an epoch after 10 s of compilation would plan 91 epochs; fit is called with 20.
+    budget = TimeBudget(100.0, 0.4, planned_epochs=30, warmup=0.2, max_epochs=20, clock=clock)
+    assert budget.planned_epochs == 20
+    budget.set_model(model)
+    budget.on_train_begin()
+    for epoch in range(20):
+        budget.on_epoch_begin(epoch)
+        clock.now += 10.0 if epoch == 0 else 1.0
+        budget.on_epoch_end(epoch, {})
+        assert budget.planned_epochs == 20
+    assert budget.rates[-1] == pytest.approx(0.4 * warmup_cosine(19.5 / 20, 0.2))
+    assert budget.rates[-1] < 0.01 * 0.4  # annealed although the budget was not spent
+    with pytest.raises(ValueError):
+        TimeBudget(10.0, 1e-3, 10, max_epochs=0)
+
+
 BUDGET_FIT = """
 import sys, numpy as np, keras
 from keras_vit.callbacks import TimeBudget

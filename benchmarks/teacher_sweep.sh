@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Teacher settings on the GPU machine: trains the ResNet-9 teacher (python -m keras_vit.teacher) once per
+# line of CONFIGS and appends each run's metrics to $OUT/teacher_sweep.jsonl (models are deleted: 26 MB each).
+# The distilled ViT learns toward its teacher (GPU run 8: a 91.18% teacher, a 89.41% ViT), so the teacher's
+# accuracy in its share of the 6 minutes is what this measures. Body of a `run` call:
+#   run(command="bash benchmarks/teacher_sweep.sh", carry=[".whl", ".devdata"], timeout_s=300)
+# SESSION_SECONDS (default 285): no run starts with less than 45 s left. INSTALL=0 DATA=DIR: as gpu_session.sh.
+# CONFIGS: one run per line, the teacher's flags (the data, batch 512, bf16 and the output are added).
+set -uo pipefail
+: "${OUT:?OUT must be set (the device tool sets it)}"
+SESSION_SECONDS=${SESSION_SECONDS:-285}
+DEADLINE=$(( $(date +%s) + SESSION_SECONDS ))
+if [ "${INSTALL:-1}" = 1 ]; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1
+export KERAS_VIT_CACHE_DIR=${KERAS_VIT_CACHE_DIR:-/tmp/kvcache}
+if [ -z "${DATA:-}" ]; then
+  DATA=/tmp/cifar10
+  python3 .devdata/unpack_cifar10.py .devdata/cifar10_jpeg.npz "$DATA" || exit 1
+fi
+CONFIGS=${CONFIGS:-"--augment cutout --epochs 40
+--augment basic --epochs 40
+--augment cutout --epochs 24
+--augment cutout --epochs 40 --weight-decay 5e-4
+--augment cutout --epochs 60"}
+status=0
+while IFS= read -r flags; do
+  [ -z "$flags" ] && continue
+  if [ $(( DEADLINE - $(date +%s) )) -lt 45 ]; then echo "deadline near: skipping '$flags'"; continue; fi
+  echo "== $flags"
+  dir=$(mktemp -d /tmp/teacher.XXXXXX)
+  # shellcheck disable=SC2086  # the flags are split on purpose
+  if python3 -m keras_vit.teacher --data-dir "$DATA" --batch-size 512 --mixed-precision "${PRECISION:-bfloat16}" \
+      --verbose 0 --output "$dir" ${LIMIT:+--limit $LIMIT} $flags; then
+    python3 - "$dir/metrics.json" "$flags" >> "$OUT/teacher_sweep.jsonl" <<'PY'
+import json, sys
+metrics = json.load(open(sys.argv[1]))
+metrics["flags"] = sys.argv[2]
+print(json.dumps(metrics))
+PY
+    tail -n 1 "$OUT/teacher_sweep.jsonl" | cut -c1-200
+  else
+    status=1
+    echo "FAILED: $flags"
+  fi
+  rm -rf "$dir"
+done <<< "$CONFIGS"
+exit "$status"
