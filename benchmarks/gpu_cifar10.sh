@@ -85,6 +85,7 @@ TEACHER_AUGMENT=${TEACHER_AUGMENT:-cutout}  # its augmentation (keras_vit.augmen
 TEACHER_BUDGET=${TEACHER_BUDGET:-}   # e.g. 60: the teacher's seconds of fit, TEACHER_EPOCHS its first estimate
 DISTILLATION=${DISTILLATION:-soft}   # soft (the teacher's probabilities) or hard (its top class, DeiT)
 DISTILLATION_WEIGHT=${DISTILLATION_WEIGHT:-1.0}  # the teacher's share of the loss (1: the labels' is none)
+TEACHER_FLIP=${TEACHER_FLIP:-0}      # 1: the teacher's targets averaged over each image and its mirror (unmeasured on the GPU)
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
 STEPS=${STEPS:-60}
 MIN_EPOCHS=${MIN_EPOCHS:-2}
@@ -123,7 +124,10 @@ fi
 phase "throughput of the run"
 # With a teacher, its forward pass is part of every step: the run's throughput includes it.
 TEACHER_THROUGHPUT=()
-if [ "$TEACHER_EPOCHS" != 0 ]; then TEACHER_THROUGHPUT=(--teacher-width "$TEACHER_WIDTH"); fi
+if [ "$TEACHER_EPOCHS" != 0 ]; then
+  TEACHER_THROUGHPUT=(--teacher-width "$TEACHER_WIDTH")
+  if [ "$TEACHER_FLIP" = 1 ]; then TEACHER_THROUGHPUT+=(--teacher-flip); fi
+fi
 python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA} \
   ${TEACHER_THROUGHPUT[@]+"${TEACHER_THROUGHPUT[@]}"}
 
@@ -144,6 +148,7 @@ if [ "$TEACHER_EPOCHS" != 0 ]; then
   fi
   TRAIN_FLAGS+=(--teacher "$OUT/teacher/model.keras" --distillation "$DISTILLATION"
     --distillation-weight "$DISTILLATION_WEIGHT")
+  if [ "$TEACHER_FLIP" = 1 ]; then TRAIN_FLAGS+=(--teacher-flip); fi
 fi
 
 if [ -n "${DEADLINE:-}" ]; then

@@ -11,7 +11,8 @@ fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
 products, see `keras_vit.training.training_flops_per_image`) over the peak
 dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others). With
 `--teacher-width W` the step also runs a ResNet-9 teacher of that width forward
-(`python -m keras_vit.train --teacher`): its forward FLOPs count in the MFU. Prints
+(`python -m keras_vit.train --teacher`), twice with `--teacher-flip` (the mirror
+images too): its forward FLOPs count in the MFU. Prints
 one JSON line and writes it to `--output` when given.
 """
 
@@ -52,7 +53,7 @@ def peak_for(device, precision):
 
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
             repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
-            locality_attention=None, patch_dropout=None, teacher_width=0):
+            locality_attention=None, patch_dropout=None, teacher_width=0, teacher_flip=False):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
     model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
@@ -61,7 +62,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
                                                 patch_dropout=patch_dropout))
     # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).
     teacher = build_resnet9(width=teacher_width) if teacher_width else None
-    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, teacher=teacher)
+    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, teacher=teacher,
+                           teacher_flip=teacher_flip)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
     trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -78,7 +80,7 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
     timed = [float(t) for t in clock.times[1:]]
     steady = float(np.median(timed))
     images_per_second = batch_size * steps / steady
-    teacher_flops = 0 if teacher is None else forward_flops_per_image(teacher)
+    teacher_flops = 0 if teacher is None else forward_flops_per_image(teacher) * (2 if teacher_flip else 1)
     flops = training_flops_per_image(model) + teacher_flops
     device = describe_device()
     peak = peak_for(device, MIXED_PRECISION[precision])
@@ -92,7 +94,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "patch_dropout": vit_arguments(model)["patch_dropout"],
         "train_sequence_length": training_sequence_length(model),
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
-        "teacher_width": teacher_width, "teacher_gflops_per_image": round(teacher_flops / 1e9, 4),
+        "teacher_width": teacher_width, "teacher_flip": teacher is not None and bool(teacher_flip),
+        "teacher_gflops_per_image": round(teacher_flops / 1e9, 4),
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
         "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
         "images_per_second": round(images_per_second, 1),
@@ -122,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument("--teacher-width", type=int, default=0,
                         help="also run a ResNet-9 teacher of this width forward in each step (0: none)")
+    parser.add_argument("--teacher-flip", action="store_true",
+                        help="with --teacher-width: the teacher also classifies the mirror images (train's --teacher-flip)")
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -129,7 +134,7 @@ def main(argv=None):
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
                      args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
                      args.ema_momentum, args.registers, args.shifted_patches,
-                     args.locality_attention, args.patch_dropout, args.teacher_width)
+                     args.locality_attention, args.patch_dropout, args.teacher_width, args.teacher_flip)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

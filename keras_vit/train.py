@@ -82,6 +82,9 @@ def build_parser():
                         "(default: %(default)s, the teacher's targets alone)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="with --distillation soft: the softmax temperature (default: %(default)s)")
+    parser.add_argument("--teacher-flip", action="store_true",
+                        help="with --teacher: average its logits over each image and its mirror image (its "
+                        "test-time flip), at twice its cost per step; off by default")
     parser.add_argument("--ema-momentum", type=float, default=None,
                         help="keep an exponential moving average of the weights (e.g. 0.999) and "
                         "train-end swap it in; off by default")
@@ -299,7 +302,7 @@ def run(args, splits, overrides):
     recipe = training_recipe(args.augment, args.repeats)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, teacher=teacher,
                            distillation=args.distillation, distillation_weight=args.distillation_weight,
-                           temperature=args.temperature)
+                           temperature=args.temperature, teacher_flip=args.teacher_flip)
     # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)

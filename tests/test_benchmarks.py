@@ -123,7 +123,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
            "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32", "STEPS": "2", "TRAIN_BUDGET": "300",
            "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
            "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4",
-           "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7",
+           "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7", "TEACHER_FLIP": "1",
            "MAX_FILES": "20"}  # nothing packed: the test reads every file
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -133,6 +133,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     # The run's throughput includes the teacher's forward pass.
     throughput = json.loads((run / "throughput.jsonl").read_text().splitlines()[-1])
     assert throughput["teacher_width"] == 4 and throughput["teacher_gflops_per_image"] > 0
+    assert throughput["teacher_flip"] is True  # TEACHER_FLIP=1: the teacher's forward pass twice, both counted
     teacher = json.loads((run / "teacher" / "metrics.json").read_text())
     assert teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
     assert teacher["args"]["augment"] == "cutout"  # TEACHER_AUGMENT's default: the GPU sweep's best teacher
@@ -144,7 +145,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     assert metrics["time_budget_seconds"] == 300 - teacher_fit and f"the ViT's budget: {300 - int(teacher_fit)} s" in log
     args = metrics["args"]
     assert args["teacher"].endswith("teacher/model.keras") and args["distillation"] == "soft"
-    assert args["distillation_weight"] == 0.7 and metrics["epochs"] == 1
+    assert args["distillation_weight"] == 0.7 and args["teacher_flip"] is True and metrics["epochs"] == 1
     assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:3] == [
         "attention probe", "throughput of the run", "teacher"]
 

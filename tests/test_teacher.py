@@ -127,6 +127,22 @@ def test_fit_with_a_teacher_trains_the_student_only():
     assert ViTTrainer.from_config(config).teacher.count_params() == guide.count_params()
 
 
+def test_teacher_flip_averages_the_teacher_over_the_mirror_images():
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    labels = np.arange(8).astype("int32")
+    guide = teacher.build_resnet9(width=4)  # random weights: not mirror-symmetric
+    plain, mirrored = (keras.ops.convert_to_numpy(guide(x, training=False)) for x in (images, images[:, :, ::-1]))
+    assert not np.allclose(plain, mirrored, atol=1e-4)
+    # No augmentation and no mixing: the teacher sees the batch as it is.
+    for flip, expected in ((False, plain), (True, (plain + mirrored) / 2)):
+        trainer = make_trainer(build_vit("vit_micro"), AUGMENT_RECIPES["none"], teacher=guide, teacher_flip=flip)
+        outputs = trainer({"images": images, "labels": labels}, training=True)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs["teacher_logits"]), expected, atol=1e-5)
+        assert trainer.get_config()["teacher_flip"] is flip
+        assert ViTTrainer.from_config(trainer.get_config()).teacher_flip is flip
+
+
 def test_teacher_cli_and_train_with_teacher(tiny_tree, tmp_path, capsys):
     out = tmp_path / "teacher"
     assert teacher.main(["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "2", "--batch-size", "32",
@@ -139,9 +155,10 @@ def test_teacher_cli_and_train_with_teacher(tiny_tree, tmp_path, capsys):
     args = ["--preset", "vit_micro", "--epochs", "1", "--batch-size", "32", "--verbose", "0",
             "--data-dir", str(tiny_tree), "--output", str(student)]
     assert train.main(args + ["--teacher", str(out / "model.keras"), "--distillation", "soft",
-                              "--temperature", "2"]) == 0
+                              "--temperature", "2", "--teacher-flip"]) == 0
     saved = json.loads((student / "metrics.json").read_text())
     assert saved["args"]["teacher"] == str(out / "model.keras") and saved["args"]["distillation"] == "soft"
+    assert saved["args"]["teacher_flip"] is True
     # The saved model is the ViT alone.
     assert keras.saving.load_model(student / "model.keras").count_params() == saved["parameters"]
     capsys.readouterr()
