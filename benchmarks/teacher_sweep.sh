@@ -10,16 +10,8 @@ set -uo pipefail
 : "${OUT:?OUT must be set (the device tool sets it)}"
 SESSION_SECONDS=${SESSION_SECONDS:-285}
 DEADLINE=$(( $(date +%s) + SESSION_SECONDS ))
-if [ "${INSTALL:-1}" = 1 ]; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1
-export KERAS_VIT_CACHE_DIR=${KERAS_VIT_CACHE_DIR:-/tmp/kvcache}
-if [ -z "${DATA:-}" ]; then
-  DATA=/tmp/cifar10
-  python3 .devdata/unpack_cifar10.py .devdata/cifar10_jpeg.npz "$DATA" || exit 1
-fi
+# Wheels, PYTHONPATH, JAX backend, CIFAR-10 unpacked to $DATA.
+source benchmarks/device_env.sh
 CONFIGS=${CONFIGS:-"--augment cutout --epochs 40
 --augment basic --epochs 40
 --augment cutout --epochs 24

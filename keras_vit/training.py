@@ -146,11 +146,11 @@ class ViTTrainer(keras.Model):
         outputs = {"logits": self.model(images, training=True), "targets": targets, "labels": labels}
         if self.teacher is not None and self.distillation_weight > 0:  # weight 0: its forward pass is not needed
             # The teacher sees exactly the student's images (DeiT; Beyer et al. 2022's "consistent" teaching).
-            teacher_logits = self.teacher(images, training=False)
+            teacher_logits = ops.cast(self.teacher(images, training=False), "float32")
             if self.teacher_flip:  # the width axis of (batch, height, width, channels)
-                mirrored = self.teacher(ops.flip(images, axis=2), training=False)
-                teacher_logits = (ops.cast(teacher_logits, "float32") + ops.cast(mirrored, "float32")) / 2.0
-            outputs["teacher_logits"] = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
+                mirrored = ops.cast(self.teacher(ops.flip(images, axis=2), training=False), "float32")
+                teacher_logits = (teacher_logits + mirrored) / 2.0
+            outputs["teacher_logits"] = ops.stop_gradient(teacher_logits)
         return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_scripts_parse():
-    for script in ("gpu_cifar10.sh", "gpu_session.sh", "teacher_sweep.sh"):
+    for script in ("gpu_cifar10.sh", "gpu_session.sh", "teacher_sweep.sh", "device_env.sh"):
         result = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
