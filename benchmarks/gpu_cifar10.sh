@@ -6,7 +6,8 @@
 # 1. training throughput of the run's exact configuration (benchmarks/throughput.py), and of the
 #    same model without augmentation (BASELINE=1), which prices the augmentation;
 # 1b. with TEACHER_EPOCHS > 0 (the default, 60; 0 for none): python -m keras_vit.teacher trains a
-#    ResNet-9 teacher on the same data (TEACHER_EPOCHS epochs with TEACHER_AUGMENT, or with TEACHER_BUDGET
+#    ResNet-9 teacher (TEACHER_ARCH=airbench: airbench94's network, 16 epochs of crop+flip by default)
+#    on the same data (TEACHER_EPOCHS epochs with TEACHER_AUGMENT, or with TEACHER_BUDGET
 #    as many as fit in that many seconds; about 0.5 s an epoch after 21 s of compilation on the H100);
 #    its seconds of fit come off TRAIN_BUDGET (the 6 minutes are the teacher's and the ViT's fit
 #    together), and the ViT distils it (--teacher, DISTILLATION hard or soft, DISTILLATION_WEIGHT);
@@ -56,6 +57,9 @@
 #      cutout 40 with weight decay 5e-4 instead of 5e-3: 90.70%. Hence the defaults TEACHER_EPOCHS=60
 #      TEACHER_AUGMENT=cutout (the best teacher measured, in less fit time than run 8's); that whole session is
 #      unmeasured. The teacher's accuracy sits below 93%, so distillation alone will not reach the target.
+# (No GPU, 2026-11-27, third session) Added, unmeasured on the GPU: TEACHER_ARCH=airbench (airbench94's network, a
+#   third of the ResNet-9's FLOPs; 16 epochs of crop+flip: 89.63%, flip 90.38%, on the CPU in float32) and
+#   TEACHERS=N (N teachers from seeds 0..N-1, their logits averaged); teacher_sweep.sh's default lines now try it.
 # Defaults now: the recipe `cifar10_gpu` (keras_vit/recipes.py): Lee et al. 2021's recipe for ViTs on
 # small data sets (12 heads of 16, half the batches mixed, erasing; RandAugment for their AutoAugment)
 # at batch 512 (theirs: 128) with as many passes over the data as fit the budget (theirs: 300), distilling
@@ -79,13 +83,19 @@ UNMASKED_FINISH=${UNMASKED_FINISH:-0}  # e.g. 0.15: with PATCH_DROPOUT, the last
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
 STEPS_PER_EXECUTION=${STEPS_PER_EXECUTION:-1}  # train steps per compiled call (fewer host round trips at small batches)
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
-TEACHER_EPOCHS=${TEACHER_EPOCHS:-60}  # > 0: train a ResNet-9 teacher for this many epochs first, and distil it; 0: no teacher
-TEACHER_WIDTH=${TEACHER_WIDTH:-64}   # its first convolution's channels (64: Page's ResNet-9)
+TEACHER_ARCH=${TEACHER_ARCH:-resnet9}  # the teacher's network: resnet9 (Page) or airbench (Jordan; unmeasured on the GPU)
+if [ "$TEACHER_ARCH" = airbench ]; then
+  # 16 epochs of crop+flip: what the CPU measured (README); an epoch of it costs a fraction of a second on a GPU.
+  : "${TEACHER_EPOCHS:=16}" "${TEACHER_AUGMENT:=basic}"
+fi
+TEACHER_EPOCHS=${TEACHER_EPOCHS:-60}  # > 0: train the teacher for this many epochs first, and distil it; 0: no teacher
+TEACHER_WIDTH=${TEACHER_WIDTH:-64}   # its first stage's channels (64: the published networks)
 TEACHER_AUGMENT=${TEACHER_AUGMENT:-cutout}  # its augmentation (keras_vit.augment.AUGMENT_RECIPES; run 8: basic)
 TEACHER_BUDGET=${TEACHER_BUDGET:-}   # e.g. 60: the teacher's seconds of fit, TEACHER_EPOCHS its first estimate
 DISTILLATION=${DISTILLATION:-soft}   # soft (the teacher's probabilities) or hard (its top class, DeiT)
 DISTILLATION_WEIGHT=${DISTILLATION_WEIGHT:-1.0}  # the teacher's share of the loss (1: the labels' is none)
 TEACHER_FLIP=${TEACHER_FLIP:-0}      # 1: the teacher's targets averaged over each image and its mirror (unmeasured on the GPU)
+TEACHERS=${TEACHERS:-1}              # > 1: that many teachers (seeds 0, 1, ...), all their fit counted, their logits averaged
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
 STEPS=${STEPS:-60}
 MIN_EPOCHS=${MIN_EPOCHS:-2}
@@ -125,7 +135,7 @@ phase "throughput of the run"
 # With a teacher, its forward pass is part of every step: the run's throughput includes it.
 TEACHER_THROUGHPUT=()
 if [ "$TEACHER_EPOCHS" != 0 ]; then
-  TEACHER_THROUGHPUT=(--teacher-width "$TEACHER_WIDTH")
+  TEACHER_THROUGHPUT=(--teacher-arch "$TEACHER_ARCH" --teacher-width "$TEACHER_WIDTH" --teachers "$TEACHERS")
   if [ "$TEACHER_FLIP" = 1 ]; then TEACHER_THROUGHPUT+=(--teacher-flip); fi
 fi
 python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA} \
@@ -133,20 +143,28 @@ python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment "$AUGMENT" $
 
 TRAIN_FLAGS=()
 if [ "$TEACHER_EPOCHS" != 0 ]; then
-  phase "teacher"
-  python3 -m keras_vit.teacher --data-dir "$DATA" --width "$TEACHER_WIDTH" --epochs "$TEACHER_EPOCHS" \
-    --augment "$TEACHER_AUGMENT" --batch-size "$BATCH" --mixed-precision bfloat16 --output "$OUT/teacher" --verbose 2 ${LIMIT:+--limit $LIMIT} \
-    ${TEACHER_BUDGET:+--time-budget $TEACHER_BUDGET}
-  # The teacher's training counts: what is left of the budget is the ViT's.
-  TEACHER_FIT=$(python3 -c 'import json, math, sys; print(math.ceil(json.load(open(sys.argv[1]))["wall_clock_seconds"]))' \
-    "$OUT/teacher/metrics.json")
+  TEACHER_FIT=0
+  TEACHER_PATHS=()
+  for (( seed = 0; seed < TEACHERS; seed++ )); do
+    dir="$OUT/teacher"
+    if [ "$seed" -gt 0 ]; then dir="$OUT/teacher_$seed"; fi
+    phase "teacher (seed $seed)"
+    python3 -m keras_vit.teacher --data-dir "$DATA" --arch "$TEACHER_ARCH" --width "$TEACHER_WIDTH" \
+      --epochs "$TEACHER_EPOCHS" --augment "$TEACHER_AUGMENT" --batch-size "$BATCH" --mixed-precision bfloat16 \
+      --seed "$seed" --output "$dir" --verbose 2 ${LIMIT:+--limit $LIMIT} ${TEACHER_BUDGET:+--time-budget $TEACHER_BUDGET}
+    # Every teacher's training counts: what is left of the budget is the ViT's.
+    fit=$(python3 -c 'import json, math, sys; print(math.ceil(json.load(open(sys.argv[1]))["wall_clock_seconds"]))' \
+      "$dir/metrics.json")
+    TEACHER_FIT=$(( TEACHER_FIT + fit ))
+    TEACHER_PATHS+=("$dir/model.keras")
+  done
   TRAIN_BUDGET=$(( ${TRAIN_BUDGET%.*} - TEACHER_FIT ))
   echo "teacher_fit=$TEACHER_FIT s; the ViT's budget: $TRAIN_BUDGET s"
   if [ "$TRAIN_BUDGET" -lt 30 ]; then
     echo "ERROR: the teacher took the budget ($TEACHER_FIT s); fewer TEACHER_EPOCHS or a larger TRAIN_BUDGET" >&2
     exit 1
   fi
-  TRAIN_FLAGS+=(--teacher "$OUT/teacher/model.keras" --distillation "$DISTILLATION"
+  TRAIN_FLAGS+=(--teacher "${TEACHER_PATHS[@]}" --distillation "$DISTILLATION"
     --distillation-weight "$DISTILLATION_WEIGHT")
   if [ "$TEACHER_FLIP" = 1 ]; then TRAIN_FLAGS+=(--teacher-flip); fi
 fi

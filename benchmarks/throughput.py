@@ -10,9 +10,10 @@ the others gives the steady rate (`images_per_second_range`: the slowest and
 fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
 products, see `keras_vit.training.training_flops_per_image`) over the peak
 dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others). With
-`--teacher-width W` the step also runs a ResNet-9 teacher of that width forward
-(`python -m keras_vit.train --teacher`), twice with `--teacher-flip` (the mirror
-images too): its forward FLOPs count in the MFU. Prints
+`--teacher-width W` the step also runs a teacher of that width forward
+(`python -m keras_vit.train --teacher`; `--teacher-arch`: ResNet-9 or airbench),
+twice with `--teacher-flip` (the mirror images too), `--teachers N` of them:
+their forward FLOPs count in the MFU. Prints
 one JSON line and writes it to `--output` when given.
 """
 
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 from keras_vit import build_vit, vit_arguments  # noqa: E402
 from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.callbacks import EpochTimer  # noqa: E402
-from keras_vit.teacher import build_resnet9, forward_flops_per_image  # noqa: E402
+from keras_vit.teacher import TEACHER_ARCHS, average_logits, build_teacher, forward_flops_per_image  # noqa: E402
 from keras_vit.train import (  # noqa: E402
     MIXED_PRECISION, add_model_flags, describe_device, model_overrides, training_recipe,
 )
@@ -53,7 +54,8 @@ def peak_for(device, precision):
 
 def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
             repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
-            locality_attention=None, patch_dropout=None, teacher_width=0, teacher_flip=False):
+            locality_attention=None, patch_dropout=None, teacher_width=0, teacher_flip=False,
+            teacher_arch="resnet9", teachers=1):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     # The same flag handling as python -m keras_vit.train.
     model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
@@ -61,7 +63,10 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
                                                 locality_attention=locality_attention,
                                                 patch_dropout=patch_dropout))
     # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).
-    teacher = build_resnet9(width=teacher_width) if teacher_width else None
+    teacher = None
+    if teacher_width:
+        members = [build_teacher(teacher_arch, width=teacher_width) for _ in range(teachers)]
+        teacher = members[0] if teachers == 1 else average_logits(members)
     trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, teacher=teacher,
                            teacher_flip=teacher_flip)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
@@ -94,6 +99,8 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
         "patch_dropout": vit_arguments(model)["patch_dropout"],
         "train_sequence_length": training_sequence_length(model),
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
+        "teacher_arch": teacher_arch if teacher is not None else None,
+        "teachers": teachers if teacher is not None else 0,
         "teacher_width": teacher_width, "teacher_flip": teacher is not None and bool(teacher_flip),
         "teacher_gflops_per_image": round(teacher_flops / 1e9, 4),
         "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
@@ -124,17 +131,24 @@ def main(argv=None):
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument("--teacher-width", type=int, default=0,
-                        help="also run a ResNet-9 teacher of this width forward in each step (0: none)")
+                        help="also run a teacher of this width forward in each step (0: none)")
+    parser.add_argument("--teacher-arch", default="resnet9", choices=sorted(TEACHER_ARCHS),
+                        help="the teacher's network (python -m keras_vit.teacher --arch; default: %(default)s)")
+    parser.add_argument("--teachers", type=int, default=1,
+                        help="with --teacher-width: this many teachers, their logits averaged (train's --teacher A B)")
     parser.add_argument("--teacher-flip", action="store_true",
                         help="with --teacher-width: the teacher also classifies the mirror images (train's --teacher-flip)")
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first one compiles)")
+    if args.teachers < 1:
+        parser.error("--teachers must be at least 1")
     result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
                      args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
                      args.ema_momentum, args.registers, args.shifted_patches,
-                     args.locality_attention, args.patch_dropout, args.teacher_width, args.teacher_flip)
+                     args.locality_attention, args.patch_dropout, args.teacher_width, args.teacher_flip,
+                     args.teacher_arch, args.teachers)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

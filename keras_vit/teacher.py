@@ -13,26 +13,41 @@ teacher is used in training only.
 
     python -m keras_vit.teacher --data-dir DIR --epochs 16 --output runs/teacher
 
-The network is David Page's ResNet-9 for fast CIFAR-10 training ("How to
-train your ResNet", 2018): three stages of 3x3 convolutions with batch norm,
-two residual pairs, a global max pool and a linear head whose logits are
-scaled by 1/8. Only built-in Keras layers, so the `.keras` file loads with
-`safe_mode=True`.
+Two networks (`--arch`), both of built-in Keras layers only, so the `.keras`
+file loads with `safe_mode=True`:
+
+- `resnet9`: David Page's ResNet-9 for fast CIFAR-10 training ("How to train
+  your ResNet", 2018): three stages of 3x3 convolutions with batch norm, two
+  residual pairs, a global max pool and a linear head whose logits are scaled
+  by 1/8 (6.6M parameters, 0.76 GFLOP an image).
+- `airbench`: the network of Keller Jordan's airbench94 ("94% on CIFAR-10 in
+  3.29 seconds on a single GPU", 2024): a frozen 2x2 convolution that whitens
+  the image patches (its kernel from the training images' patch covariance),
+  then three blocks of two 3x3 convolutions with max pooling, batch norm
+  without scale and GELU, the convolutions initialised as identities where
+  their shapes allow (2.0M parameters, 0.24 GFLOP an image: a third of the
+  ResNet-9's cost in each distillation step). Its lookahead optimiser and the
+  64x learning rate of the norms' biases are left out: each saved a few
+  epochs, and an epoch of it is a fraction of a second on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 # Page's scale of the logits: with SGD at a peak rate of 0.4 the unscaled head trains too fast.
 LOGIT_SCALE = 0.125
+# airbench94's scale of the logits, for the same reason.
+AIRBENCH_LOGIT_SCALE = 1.0 / 9.0
 
 
 def _conv_bn(x, filters, name):
@@ -87,6 +102,140 @@ def build_resnet9(image_size=(32, 32), num_classes=10, width=64, channels=3, nam
     return keras.Model(images, logits, name=name)
 
 
+def whitening_kernel(images, kernel_size=2, epsilon=5e-4):
+    """The kernel of a convolution that whitens the `kernel_size` x `kernel_size` patches of `images`.
+
+    The patch covariance's eigenvectors, each divided by the square root of
+    its eigenvalue (plus `epsilon`), and their negatives: `2 * k * k * channels`
+    filters whose outputs are decorrelated with unit variance, in both signs
+    so that the GELU after them loses nothing.
+
+    Args:
+        images: float array `(n, height, width, channels)`, normalised as the
+            layer's input will be.
+        kernel_size: int, the patch side.
+        epsilon: float, added to the eigenvalues (keeps the smallest ones from
+            blowing up noise).
+
+    Returns:
+        float32 array `(kernel_size, kernel_size, channels, 2 * k * k * channels)`.
+    """
+    images = np.asarray(images, dtype="float64")
+    channels = images.shape[-1]
+    windows = np.lib.stride_tricks.sliding_window_view(images, (kernel_size, kernel_size), axis=(1, 2))
+    # (n, h', w', channels, k, k) -> rows of (k, k, channels), the order of a Keras kernel's first three axes.
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, kernel_size * kernel_size * channels)
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]  # strongest component first
+    scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + epsilon)
+    kernel = np.concatenate([scaled, -scaled], axis=1)
+    return kernel.reshape(kernel_size, kernel_size, channels, -1).astype("float32")
+
+
+def _airbench_block(x, filters, name):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    # Fast running statistics (airbench's momentum 0.6 in PyTorch's convention) and no scale: the
+    # convolutions before it are scale-free, so the weight decay sets their effective step size.
+    x = layers.BatchNormalization(momentum=0.4, epsilon=1e-5, scale=False, name=f"{name}_bn1")(x)
+    x = layers.Activation("gelu", name=f"{name}_gelu1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(momentum=0.4, epsilon=1e-5, scale=False, name=f"{name}_bn2")(x)
+    return layers.Activation("gelu", name=f"{name}_gelu2")(x)
+
+
+def _identity_init(conv):
+    """Sets the first `channels_in` filters of a 3x3 convolution to the identity (PyTorch's `dirac_`).
+
+    An implicit residual connection at the start of training; the other
+    filters keep their random initialisation.
+    """
+    kernel = keras.ops.convert_to_numpy(conv.kernel).copy()
+    size, _, channels_in, filters = kernel.shape
+    identity = min(channels_in, filters)
+    kernel[..., :identity] = 0.0
+    kernel[size // 2, size // 2, np.arange(identity), np.arange(identity)] = 1.0
+    conv.kernel.assign(kernel)
+
+
+def build_airbench(image_size=(32, 32), num_classes=10, width=64, channels=3, images=None,
+                   name="airbench_teacher"):
+    """The airbench94 network (Jordan 2024) for small images.
+
+    Args:
+        image_size: `(height, width)` of the input, at least 16.
+        num_classes: int, number of classes.
+        width: int, channels of the first block; the second and third have
+            4x as many (64: airbench94's network, 2.0M parameters).
+        channels: int, image channels.
+        images: optional array `(n, height, width, channels)` of training
+            images, values 0..255 (a few thousand are plenty): the input
+            normalisation and the whitening kernel come from them. Without
+            them the normalisation is generic and the whitening kernel random,
+            which is only good for timing (`benchmarks/throughput.py`).
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` from images `(batch, height, width,
+        channels)` with values 0..255 to logits.
+    """
+    height, width_px = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if min(height, width_px) < 16:
+        raise ValueError(f"image_size must be at least 16 (a 2x2 whitening and three 2x2 poolings), got {image_size}.")
+    if width < 1:
+        raise ValueError(f"width must be positive, got {width}.")
+    if images is not None:
+        images = np.asarray(images, dtype="float32")
+        mean = images.mean(axis=(0, 1, 2))
+        variance = images.var(axis=(0, 1, 2))
+    else:
+        mean, variance = np.full(channels, 127.5), np.full(channels, 64.0**2)
+    inputs = keras.Input((height, width_px, channels), name="images")
+    x = layers.Normalization(mean=mean.tolist(), variance=variance.tolist(), name="normalize")(inputs)
+    # Frozen: it only decorrelates the pixels of each 2x2 patch, which the blocks then learn from.
+    whitening = layers.Conv2D(2 * 2 * 2 * channels, 2, padding="valid", use_bias=False, trainable=False,
+                              name="whiten")
+    x = layers.Activation("gelu", name="whiten_gelu")(whitening(x))
+    for index, filters in enumerate((width, 4 * width, 4 * width), start=1):
+        x = _airbench_block(x, filters, f"block{index}")
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    logits = layers.Rescaling(AIRBENCH_LOGIT_SCALE, name="logit_scale", dtype="float32")(x)
+    model = keras.Model(inputs, logits, name=name)
+    if images is not None:
+        normalized = (images - mean) / np.sqrt(variance)
+        whitening.kernel.assign(whitening_kernel(normalized, kernel_size=2))
+    for layer in model.layers:
+        if layer.name.startswith("block") and isinstance(layer, layers.Conv2D):
+            _identity_init(layer)
+    return model
+
+
+# The teachers `--arch` picks, and the SGD settings that go with each at batch 512.
+TEACHER_ARCHS = {
+    # Page's peak rate 0.4 and L2 5e-4 (decoupled: 5e-3 per unit of rate under momentum 0.9).
+    "resnet9": dict(learning_rate=0.4, weight_decay=5e-3),
+    # airbench94's step sizes (its lr 11.5 and weight decay 0.0153 per 1024 images, summed loss, Nesterov 0.85)
+    # for a mean loss, batch 512 and momentum 0.9: a rate of 0.5 moves as far per image, and a decoupled decay
+    # of 0.0133 per unit of rate shrinks the weights as much per step as its coupled one does.
+    "airbench": dict(learning_rate=0.5, weight_decay=0.0133),
+}
+
+
+def build_teacher(arch="resnet9", image_size=(32, 32), num_classes=10, width=64, channels=3, images=None):
+    """The `arch` teacher (`TEACHER_ARCHS`); `images` (training images) set up airbench's whitening.
+
+    Raises:
+        ValueError: for an unknown `arch`.
+    """
+    if arch not in TEACHER_ARCHS:
+        raise ValueError(f"Unknown teacher arch {arch!r}; choose {', '.join(sorted(TEACHER_ARCHS))}.")
+    if arch == "airbench":
+        return build_airbench(image_size, num_classes, width, channels=channels, images=images)
+    return build_resnet9(image_size, num_classes, width, channels=channels)
+
+
 def forward_flops_per_image(model):
     """FLOPs of one image's forward pass through `model`'s convolutions and dense layers (2 x multiply-adds).
 
@@ -97,7 +246,9 @@ def forward_flops_per_image(model):
     """
     flops = 0
     for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
+        if isinstance(layer, keras.Model):  # an ensemble's members (average_logits)
+            flops += forward_flops_per_image(layer)
+        elif isinstance(layer, layers.Conv2D):
             _, height, width, filters = layer.output.shape
             kernel_h, kernel_w, channels_in, _ = layer.kernel.shape
             flops += 2 * height * width * kernel_h * kernel_w * channels_in * filters
@@ -126,23 +277,50 @@ def with_dtype_policy(model, policy):
     return copy
 
 
-def load_teacher(path, image_size, num_classes):
+def average_logits(models, name="teacher_ensemble"):
+    """One classifier whose logits are the mean of `models`' logits: an ensemble of teachers.
+
+    Two teachers trained from different seeds disagree on some images; their
+    mean is a better target than either (`python -m keras_vit.train --teacher
+    A B`). Only built-in layers: the ensemble serialises with the trainer.
+    """
+    inputs = keras.Input(models[0].input_shape[1:], name="images")
+    # Each member under its own name (two files saved by the same builder share one).
+    members = [keras.Model(model.input, model.output, name=f"{model.name}_{index}")
+               for index, model in enumerate(models)]
+    logits = layers.Average(name="mean_logits", dtype="float32")([member(inputs) for member in members])
+    return keras.Model(inputs, logits, name=name)
+
+
+def load_teacher(paths, image_size, num_classes):
     """Loads a teacher `.keras` classifier (safe mode), frozen, checked against the data.
 
+    Args:
+        paths: a path, or several: their logits are averaged (`average_logits`).
+        image_size: `(height, width)` of the training images.
+        num_classes: int, classes of the data.
+
     Raises:
-        ValueError: the file is not a classifier of `image_size` images into
+        ValueError: a file is not a classifier of `image_size` images into
             `num_classes` classes.
     """
-    teacher = keras.saving.load_model(path, compile=False, safe_mode=True)
-    input_hw = tuple(teacher.input_shape[1:3])
-    if input_hw != tuple(image_size):
-        raise ValueError(f"the teacher {path} takes {input_hw} images, the data are {tuple(image_size)}.")
-    if teacher.output_shape[-1] != num_classes:
-        raise ValueError(f"the teacher {path} has {teacher.output_shape[-1]} outputs, the data "
-                         f"{num_classes} classes.")
-    policy = keras.mixed_precision.global_policy().name
-    if policy != "float32":
-        teacher = with_dtype_policy(teacher, policy)
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise ValueError("no teacher given.")
+    teachers = []
+    for path in paths:
+        teacher = keras.saving.load_model(path, compile=False, safe_mode=True)
+        input_hw = tuple(teacher.input_shape[1:3])
+        if input_hw != tuple(image_size):
+            raise ValueError(f"the teacher {path} takes {input_hw} images, the data are {tuple(image_size)}.")
+        if teacher.output_shape[-1] != num_classes:
+            raise ValueError(f"the teacher {path} has {teacher.output_shape[-1]} outputs, the data "
+                             f"{num_classes} classes.")
+        policy = keras.mixed_precision.global_policy().name
+        if policy != "float32":
+            teacher = with_dtype_policy(teacher, policy)
+        teachers.append(teacher)
+    teacher = teachers[0] if len(teachers) == 1 else average_logits(teachers)
     teacher.trainable = False
     return teacher
 
@@ -157,8 +335,10 @@ def build_parser():
     parser.add_argument("--data-dir", default=None, help="data location, as for keras_vit.train")
     parser.add_argument("--dataset", default="auto", choices=["auto", "cifar10", "folder"],
                         help="as for keras_vit.train")
+    parser.add_argument("--arch", default="resnet9", choices=sorted(TEACHER_ARCHS),
+                        help="the network (default: %(default)s; see above)")
     parser.add_argument("--width", type=positive_int, default=64,
-                        help="channels of the first convolution (default: %(default)s, Page's ResNet-9)")
+                        help="channels of the first stage (default: %(default)s, the published networks)")
     parser.add_argument("--epochs", type=positive_int, default=16,
                         help="epochs of training (default: %(default)s); with --time-budget, the first estimate")
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -169,13 +349,14 @@ def build_parser():
     parser.add_argument("--max-epochs", type=positive_int, default=None,
                         help="with --time-budget, at most this many epochs (default: 4 x --epochs)")
     parser.add_argument("--batch-size", type=positive_int, default=512)
-    parser.add_argument("--learning-rate", type=float, default=0.4,
-                        help="peak rate of SGD with Nesterov momentum 0.9 (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="peak rate of SGD with Nesterov momentum 0.9 (default: the arch's, at batch 512: "
+                        "0.4 for resnet9, 0.5 for airbench)")
     parser.add_argument("--warmup-epochs", type=float, default=None,
                         help="linear warmup, then cosine decay to 0 (default: a fifth of --epochs)")
-    parser.add_argument("--weight-decay", type=float, default=5e-3,
-                        help="decoupled weight decay per unit of learning rate (default: %(default)s, about "
-                        "Page's L2 of 5e-4 under momentum 0.9)")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="decoupled weight decay per unit of learning rate (default: the arch's: 5e-3 for "
+                        "resnet9, about Page's L2 of 5e-4 under momentum 0.9; 0.0133 for airbench)")
     parser.add_argument("--label-smoothing", type=float, default=0.2)
     parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
                         help="augmentation in the train step (default: %(default)s: crop + flip; cutout, the GPU "
@@ -210,7 +391,12 @@ def run(args, splits):
     keras.mixed_precision.set_global_policy(policy)
     print(splits.summary(), flush=True)
     image_size = tuple(splits.x_train.shape[1:3])
-    model = build_resnet9(image_size, splits.num_classes, args.width, channels=splits.x_train.shape[-1])
+    # airbench's whitening and input normalisation come from 5,000 training images, as in airbench94.
+    model = build_teacher(args.arch, image_size, splits.num_classes, args.width, channels=splits.x_train.shape[-1],
+                          images=splits.x_train[:5000])
+    for setting in ("learning_rate", "weight_decay"):
+        if getattr(args, setting) is None:
+            setattr(args, setting, TEACHER_ARCHS[args.arch][setting])
 
     trainer = make_trainer(model, AUGMENT_RECIPES[args.augment], label_smoothing=args.label_smoothing,
                            seed=args.seed)
@@ -229,7 +415,7 @@ def run(args, splits):
     trainer.compile(optimizer=optimizer, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     timer = EpochTimer(steps * batches.batch_size)
     nan_guard = StopOnNaN()
-    print(f"Training the ResNet-9 teacher ({model.count_params():,} parameters) for {length}, "
+    print(f"Training the {args.arch} teacher ({model.count_params():,} parameters) for {length}, "
           f"{steps} steps each, on {describe_device()}", flush=True)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     start = time.perf_counter()
@@ -249,11 +435,16 @@ def run(args, splits):
     batch = even_batch_size(len(splits.x_test), max(args.batch_size, 250))
     logits = predict_logits(model, splits.x_test, batch, progress=False)
     test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
+    # What a distillation with --teacher-flip learns from: the mean of the image's and its mirror's logits.
+    mirrored = predict_logits(model, splits.x_test[:, :, ::-1], batch, progress=False)
+    test_accuracy_flip = float(np.mean(np.argmax(logits + mirrored, axis=-1) == splits.y_test))
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", splits.class_names)
     steady = timer.times[1:] or timer.times
     metrics = {
+        "arch": args.arch,
         "test_accuracy": test_accuracy,
+        "test_accuracy_flip": test_accuracy_flip,
         "test_images": int(len(splits.y_test)),
         "train_images": int(len(splits.x_train)),
         "parameters": int(model.count_params()),
@@ -269,7 +460,8 @@ def run(args, splits):
         "args": vars(args),
     }
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    print(f"Teacher test accuracy {test_accuracy:.2%} on {len(splits.y_test)} images after "
+    print(f"Teacher test accuracy {test_accuracy:.2%} (with its mirror images {test_accuracy_flip:.2%}) on "
+          f"{len(splits.y_test)} images after "
           f"{metrics['epochs']} epochs ({wall_clock:.0f} s of fit). Wrote {output}/model.keras", flush=True)
     if metrics["diverged"]:
         print("error: the loss became NaN; lower --learning-rate.", file=sys.stderr)

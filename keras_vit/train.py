@@ -70,9 +70,10 @@ def build_parser():
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="repeated augmentation: each image this many times per batch "
                         "(default: the --augment recipe's)")
-    parser.add_argument("--teacher", default=None, metavar="PATH",
-                        help="a .keras classifier to distil into the ViT (python -m keras_vit.teacher trains one); "
-                        "it sees the same augmented images and stays frozen; not part of the saved model")
+    parser.add_argument("--teacher", default=None, nargs="+", metavar="PATH",
+                        help="a .keras classifier to distil into the ViT (python -m keras_vit.teacher trains one), "
+                        "or several, whose logits are averaged; it sees the same augmented images and stays "
+                        "frozen; not part of the saved model")
     parser.add_argument("--distillation", default="soft", choices=["hard", "soft"],
                         help="with --teacher: learn the teacher's probabilities at --temperature (soft) or its "
                         "top class as a second label (DeiT's hard distillation) (default: %(default)s; soft "
@@ -296,8 +297,8 @@ def run(args, splits, overrides):
         except (OSError, ValueError) as error:
             print(f"error: cannot use the teacher: {error}", file=sys.stderr)
             return 2
-        print(f"Distilling {args.teacher} ({teacher.count_params():,} parameters, {args.distillation}, "
-              f"weight {args.distillation_weight})", flush=True)
+        print(f"Distilling {' + '.join(args.teacher)} ({teacher.count_params():,} parameters, "
+              f"{args.distillation}, weight {args.distillation_weight})", flush=True)
 
     recipe = training_recipe(args.augment, args.repeats)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, teacher=teacher,
@@ -453,9 +454,13 @@ def main(argv=None):
     if not 0.0 <= args.distillation_weight <= 1.0 or args.temperature <= 0:
         print("error: --distillation-weight must be in [0, 1] and --temperature positive", file=sys.stderr)
         return 2
-    if args.teacher and not Path(args.teacher).is_file():
-        print(f"error: --teacher {args.teacher}: no such file", file=sys.stderr)
+    if args.teacher_flip and not args.teacher:
+        print("error: --teacher-flip needs --teacher (it averages the teacher over the mirror images)", file=sys.stderr)
         return 2
+    for path in args.teacher or ():
+        if not Path(path).is_file():
+            print(f"error: --teacher {path}: no such file", file=sys.stderr)
+            return 2
     try:
         overrides = flag_overrides(args)
     except ValueError as error:

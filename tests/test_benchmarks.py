@@ -122,7 +122,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
            "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
            "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32", "STEPS": "2", "TRAIN_BUDGET": "300",
            "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
-           "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4",
+           "TEACHER_ARCH": "airbench", "TEACHERS": "2", "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4",
            "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7", "TEACHER_FLIP": "1",
            "MAX_FILES": "20"}  # nothing packed: the test reads every file
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
@@ -132,22 +132,29 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     run = out / "run"
     # The run's throughput includes the teacher's forward pass.
     throughput = json.loads((run / "throughput.jsonl").read_text().splitlines()[-1])
-    assert throughput["teacher_width"] == 4 and throughput["teacher_gflops_per_image"] > 0
+    assert throughput["teacher_arch"] == "airbench" and throughput["teacher_width"] == 4 and throughput["teachers"] == 2
+    assert throughput["teacher_gflops_per_image"] > 0
     assert throughput["teacher_flip"] is True  # TEACHER_FLIP=1: the teacher's forward pass twice, both counted
     teacher = json.loads((run / "teacher" / "metrics.json").read_text())
     assert teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
-    assert teacher["args"]["augment"] == "cutout"  # TEACHER_AUGMENT's default: the GPU sweep's best teacher
+    assert teacher["arch"] == "airbench"
+    assert teacher["args"]["augment"] == "basic"  # TEACHER_AUGMENT's default for airbench (cutout for resnet9)
     # TEACHER_BUDGET: of the 3 epochs planned, the 0.5 s budget left room for the first (compilation included).
     assert teacher["epochs"] == 1 and teacher["stopped_by_time_budget"] and teacher["args"]["time_budget"] == 0.5
-    assert not (run / "teacher" / "model.keras").exists()  # removed: 26 MB at width 64, not worth bringing back
+    # TEACHERS=2: a second teacher from seed 1; both fit times come off the ViT's budget.
+    second = json.loads((run / "teacher_1" / "metrics.json").read_text())
+    assert second["args"]["seed"] == 1 and second["arch"] == "airbench"
+    # Removed: 8 to 26 MB each, not worth bringing back.
+    assert not (run / "teacher" / "model.keras").exists() and not (run / "teacher_1" / "model.keras").exists()
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
-    teacher_fit = -(-teacher["wall_clock_seconds"] // 1)
+    teacher_fit = -(-teacher["wall_clock_seconds"] // 1) - (-second["wall_clock_seconds"] // 1)
     assert metrics["time_budget_seconds"] == 300 - teacher_fit and f"the ViT's budget: {300 - int(teacher_fit)} s" in log
     args = metrics["args"]
-    assert args["teacher"].endswith("teacher/model.keras") and args["distillation"] == "soft"
+    assert [path.split("/")[-2:] for path in args["teacher"]] == [["teacher", "model.keras"], ["teacher_1", "model.keras"]]
+    assert args["distillation"] == "soft"
     assert args["distillation_weight"] == 0.7 and args["teacher_flip"] is True and metrics["epochs"] == 1
-    assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:3] == [
-        "attention probe", "throughput of the run", "teacher"]
+    assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:4] == [
+        "attention probe", "throughput of the run", "teacher (seed 0)", "teacher (seed 1)"]
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
 def test_teacher_sweep(tiny_tree, tmp_path, without_tensorflow):
