@@ -21,12 +21,12 @@ import numpy as np  # noqa: E402
 
 
 def accuracies(model, images, labels, batch_size):
-    from keras_vit.evaluate import predict_logits
+    from keras_vit.evaluate import flip_averaged, predict_logits
 
     plain = predict_logits(model, images, batch_size, progress=False)
-    mirrored = predict_logits(model, images[:, :, ::-1], batch_size, progress=False)
+    flipped = flip_averaged(model, images, plain, batch_size, progress=False)
     return {"accuracy": float(np.mean(plain.argmax(1) == labels)),
-            "accuracy_flip": float(np.mean((plain + mirrored).argmax(1) == labels))}
+            "accuracy_flip": float(np.mean(flipped.argmax(1) == labels))}
 
 
 def main(argv=None):

@@ -143,9 +143,18 @@ def tta_logits(model, images, tta: str = "none", batch_size: int = 256, progress
         raise ValueError(f"Unknown tta {tta!r}; choose one of {', '.join(TTA_CHOICES)}.")
     logits = predict_logits(model, images, batch_size, progress, desc)
     if tta == "flip":
-        mirrored = predict_logits(model, np.asarray(images)[:, :, ::-1], batch_size, progress, desc + " (flipped)")
-        logits = (logits + mirrored) / 2.0
+        logits = flip_averaged(model, images, logits, batch_size, progress, desc)
     return logits
+
+
+def flip_averaged(model, images, logits, batch_size: int = 256, progress: bool = True, desc: str = "predict"):
+    """The mean of `logits` (`model`'s on `images`) and `model`'s logits on the mirror images: flip TTA.
+
+    For callers that report both the plain and the flip accuracy without
+    predicting the plain images twice.
+    """
+    mirrored = predict_logits(model, np.asarray(images)[:, :, ::-1], batch_size, progress, desc + " (flipped)")
+    return (logits + mirrored) / 2.0
 
 
 def softmax(logits) -> np.ndarray:

@@ -307,6 +307,7 @@ def load_teacher(paths, image_size, num_classes):
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise ValueError("no teacher given.")
+    policy = keras.mixed_precision.global_policy().name
     teachers = []
     for path in paths:
         teacher = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -316,7 +317,6 @@ def load_teacher(paths, image_size, num_classes):
         if teacher.output_shape[-1] != num_classes:
             raise ValueError(f"the teacher {path} has {teacher.output_shape[-1]} outputs, the data "
                              f"{num_classes} classes.")
-        policy = keras.mixed_precision.global_policy().name
         if policy != "float32":
             teacher = with_dtype_policy(teacher, policy)
         teachers.append(teacher)
@@ -378,7 +378,7 @@ def run(args, splits):
 
     from keras_vit.augment import AUGMENT_RECIPES
     from keras_vit.callbacks import EpochTimer, StopOnNaN
-    from keras_vit.evaluate import predict_logits
+    from keras_vit.evaluate import flip_averaged, predict_logits
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.train import MIXED_PRECISION, describe_device, save_model_atomic
     from keras_vit.training import (TrainingBatches, even_batch_size, make_optimizer, make_trainer,
@@ -436,8 +436,8 @@ def run(args, splits):
     logits = predict_logits(model, splits.x_test, batch, progress=False)
     test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
     # What a distillation with --teacher-flip learns from: the mean of the image's and its mirror's logits.
-    mirrored = predict_logits(model, splits.x_test[:, :, ::-1], batch, progress=False)
-    test_accuracy_flip = float(np.mean(np.argmax(logits + mirrored, axis=-1) == splits.y_test))
+    flipped = flip_averaged(model, splits.x_test, logits, batch, progress=False)
+    test_accuracy_flip = float(np.mean(np.argmax(flipped, axis=-1) == splits.y_test))
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", splits.class_names)
     steady = timer.times[1:] or timer.times
