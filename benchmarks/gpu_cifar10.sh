@@ -60,6 +60,9 @@
 # (No GPU, 2026-11-27, third session) Added, unmeasured on the GPU: TEACHER_ARCH=airbench (airbench94's network, a
 #   third of the ResNet-9's FLOPs; 16 epochs of crop+flip: 89.63%, flip 90.38%, on the CPU in float32) and
 #   TEACHERS=N (N teachers from seeds 0..N-1, their logits averaged); teacher_sweep.sh's default lines now try it.
+# (No GPU, 2026-11-28) train's metrics.json now also gives test_accuracy_flip_shift_tta (--tta flip-shift: the image
+#   and its mirror, each also shifted one pixel in the 4 diagonal directions, 10 predictions): run 8's model 89.38% plain,
+#   89.78% flip, 90.73% flip-shift on the CPU (float32). Test-time compute, not a better ViT.
 # Defaults now: the recipe `cifar10_gpu` (keras_vit/recipes.py): Lee et al. 2021's recipe for ViTs on
 # small data sets (12 heads of 16, half the batches mixed, erasing; RandAugment for their AutoAugment)
 # at batch 512 (theirs: 128) with as many passes over the data as fit the budget (theirs: 300), distilling

@@ -3,9 +3,10 @@
     python benchmarks/teacher_ensemble.py A/model.keras B/model.keras --data-dir DIR [--output ensemble.json]
 
 Loads each teacher and their average with `keras_vit.teacher.load_teacher`
-(the training code path), classifies the test split plainly and with each
-image's mirror averaged in (`--teacher-flip`), and prints a table; `--output`
-writes it as JSON.
+(the training code path), classifies the test split plainly, with each
+image's mirror averaged in (what `--teacher-flip` distils) and, with `--tta
+flip-shift`, also with one-pixel shifts (`keras_vit.evaluate --tta flip-shift`),
+and prints a table; `--output` writes it as JSON.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 
-def accuracies(model, images, labels, batch_size):
-    from keras_vit.evaluate import flip_averaged, predict_logits
+def accuracies(model, images, labels, batch_size, tta="flip"):
+    """`{"accuracy": plain, "accuracy_flip": ..., ["accuracy_flip_shift": ...]}` from one pass over `tta`'s views."""
+    from keras_vit.evaluate import tta_accuracies, view_logits
 
-    plain = predict_logits(model, images, batch_size, progress=False)
-    flipped = flip_averaged(model, images, plain, batch_size, progress=False)
-    return {"accuracy": float(np.mean(plain.argmax(1) == labels)),
-            "accuracy_flip": float(np.mean(flipped.argmax(1) == labels))}
+    scored = tta_accuracies(view_logits(model, images, tta, batch_size, progress=False), labels)
+    return {"accuracy" if name == "none" else f"accuracy_{name.replace('-', '_')}": value
+            for name, value in scored.items()}
 
 
 def main(argv=None):
@@ -35,6 +36,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $KERAS_VIT_DATA_DIR, ...)")
     parser.add_argument("--limit", type=int, default=None, help="use N test images, drawn evenly from the classes")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--tta", choices=("flip", "flip-shift"), default="flip",
+                        help="also score this test-time augmentation (default: flip; flip-shift: 10 predictions)")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     from keras_vit.data import load_cifar10
@@ -46,14 +49,16 @@ def main(argv=None):
     splits = load_cifar10(args.data_dir, limit=args.limit, splits=("test",))
     image_size = tuple(splits.x_test.shape[1:3])
     rows = []
-    print(f"{'teacher':<40} {'plain':>8} {'flip':>8}")
+    columns = ["accuracy", "accuracy_flip"] + (["accuracy_flip_shift"] if args.tta == "flip-shift" else [])
+    print(f"{'teacher':<40}" + "".join(f" {c.replace('accuracy_', '') if c != 'accuracy' else 'plain':>10}"
+                                       for c in columns))
     candidates = [[path] for path in args.teachers] + ([args.teachers] if len(args.teachers) > 1 else [])
     for paths in candidates:
         model = load_teacher(paths, image_size, splits.num_classes)
-        row = {"teachers": paths, **accuracies(model, splits.x_test, splits.y_test, args.batch_size)}
+        row = {"teachers": paths, **accuracies(model, splits.x_test, splits.y_test, args.batch_size, args.tta)}
         rows.append(row)
         name = paths[0] if len(paths) == 1 else f"mean of {len(paths)}"
-        print(f"{name[-40:]:<40} {row['accuracy']:8.2%} {row['accuracy_flip']:8.2%}", flush=True)
+        print(f"{name[-40:]:<40}" + "".join(f" {row[c]:10.2%}" for c in columns), flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps({"test_images": int(len(splits.y_test)), "rows": rows}, indent=2) + "\n")
     return 0

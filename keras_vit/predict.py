@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_vit.evaluate import CLIError, _first_line, positive_int, load_model_checked, predict_logits, softmax
+from keras_vit.evaluate import (TTA_CHOICES, CLIError, _first_line, load_model_checked, positive_int, softmax,
+                                tta_logits)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", metavar="FILE", help="class names file, one per line (default: labels.txt beside the model)")
     parser.add_argument("--batch-size", type=positive_int, metavar="B", default=64, help="images per batch (default: 64)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help="test-time augmentation: 'flip' (2 predictions an image) or 'flip-shift' (10); as "
+                        "python -m keras_vit.evaluate --tta (default: none)")
     return parser
 
 
@@ -134,7 +138,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
             print(f"error: cannot read image {path}: {reason}", file=sys.stderr)
     predictions = []
     if images:
-        logits = predict_logits(model, np.stack(images), args.batch_size, progress=len(images) > 256)
+        logits = tta_logits(model, np.stack(images), args.tta, args.batch_size, progress=len(images) > 256)
         ranked = top_k(softmax(logits), class_names, args.top_k)
         predictions = [{"image": str(p), "top_k": r} for p, r in zip(readable, ranked)]
     return predictions, errors

@@ -378,7 +378,7 @@ def run(args, splits):
 
     from keras_vit.augment import AUGMENT_RECIPES
     from keras_vit.callbacks import EpochTimer, StopOnNaN
-    from keras_vit.evaluate import flip_averaged, predict_logits
+    from keras_vit.evaluate import tta_accuracies, view_logits
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.train import MIXED_PRECISION, describe_device, save_model_atomic
     from keras_vit.training import (TrainingBatches, even_batch_size, make_optimizer, make_trainer,
@@ -433,11 +433,9 @@ def run(args, splits):
         keras.mixed_precision.set_global_policy("float32")
         model = with_dtype_policy(model, "float32")
     batch = even_batch_size(len(splits.x_test), max(args.batch_size, 250))
-    logits = predict_logits(model, splits.x_test, batch, progress=False)
-    test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
     # What a distillation with --teacher-flip learns from: the mean of the image's and its mirror's logits.
-    flipped = flip_averaged(model, splits.x_test, logits, batch, progress=False)
-    test_accuracy_flip = float(np.mean(np.argmax(flipped, axis=-1) == splits.y_test))
+    accuracy = tta_accuracies(view_logits(model, splits.x_test, "flip", batch, progress=False), splits.y_test)
+    test_accuracy, test_accuracy_flip = accuracy["none"], accuracy["flip"]
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", splits.class_names)
     steady = timer.times[1:] or timer.times

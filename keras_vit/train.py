@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_vit.augment import AUGMENT_RECIPES
 from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit, UnmaskedFinish
-from keras_vit.evaluate import non_negative_int, positive_int, predict_logits
+from keras_vit.evaluate import non_negative_int, positive_int, tta_accuracies, view_logits
 from keras_vit.layers import SequencePooling
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
@@ -378,11 +378,8 @@ def run(args, splits, overrides):
         # float32 layers, and the accuracy below is that model's.
         model = as_float32(model)
     batch = max(args.batch_size, 256)
-    logits = predict_logits(model, splits.x_test, batch, progress=False)
-    test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == splits.y_test))
-    # Test-time flip (keras_vit.evaluate --tta flip), reported beside the plain accuracy.
-    mirrored = predict_logits(model, splits.x_test[:, :, ::-1], batch, progress=False)
-    test_accuracy_flip_tta = float(np.mean(np.argmax(logits + mirrored, axis=-1) == splits.y_test))
+    # Test-time augmentation (keras_vit.evaluate --tta flip / flip-shift), reported beside the plain accuracy.
+    accuracy = tta_accuracies(view_logits(model, splits.x_test, "flip-shift", batch, progress=False), splits.y_test)
 
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", splits.class_names)
@@ -391,8 +388,9 @@ def run(args, splits, overrides):
                              title=f"{args.preset}, {len(splits.x_train):,} training images")
     steady = timer.times[1:] or timer.times
     metrics = {
-        "test_accuracy": test_accuracy,
-        "test_accuracy_flip_tta": test_accuracy_flip_tta,
+        "test_accuracy": accuracy["none"],
+        "test_accuracy_flip_tta": accuracy["flip"],
+        "test_accuracy_flip_shift_tta": accuracy["flip-shift"],
         "test_images": int(len(splits.y_test)),
         "train_images": int(len(splits.x_train)),
         "images_per_epoch": int(num_train),  # full batches only (TrainingBatches)
@@ -412,7 +410,8 @@ def run(args, splits, overrides):
         "args": vars(args),
     }
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    print(f"Test accuracy {test_accuracy:.2%} (with test-time flip {test_accuracy_flip_tta:.2%}) on "
+    print(f"Test accuracy {accuracy['none']:.2%} (test-time flip {accuracy['flip']:.2%}, flip-shift "
+          f"{accuracy['flip-shift']:.2%}) on "
           f"{len(splits.y_test)} images after {epochs_done} epochs ({wall_clock:.0f} s). "
           f"Wrote {output}/model.keras", flush=True)
     if diverged:

@@ -55,3 +55,23 @@ def run_python(code, *args, backend="jax", timeout=300, **kwargs):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+def reference_tta_views(images, tta):
+    """The views `export.runtime.tta_views` should give, written with index arithmetic instead of padding:
+    a shift by (dy, dx) reads pixel (r + dy, c + dx), reflected at the borders without repeating the edge."""
+    images = np.asarray(images)
+    height, width = images.shape[1:3]
+
+    def reflect(index, size):
+        index = np.abs(index)
+        return np.where(index > size - 1, 2 * (size - 1) - index, index)
+
+    views = [images]
+    if tta in ("flip", "flip-shift"):
+        views.append(images[:, :, ::-1])
+    if tta == "flip-shift":
+        for dy, dx in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            shifted = images[:, reflect(np.arange(height) + dy, height)][:, :, reflect(np.arange(width) + dx, width)]
+            views += [shifted, shifted[:, :, ::-1]]
+    return views

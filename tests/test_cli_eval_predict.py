@@ -111,13 +111,16 @@ def test_evaluate_end_to_end(setup, tmp_path, capsys):
     assert "shape3" in printed  # per-class table
 
 
-def test_evaluate_flip_tta_averages_the_mirror_images(setup, tmp_path, capsys):
-    out = tmp_path / "eval_tta"
+def evaluate_with_tta(setup, out, capsys, tta):
+    """`python -m keras_vit.evaluate --tta TTA` on the test tree: its results, and the test images and labels."""
     status = evaluate.main([str(setup["model_path"]), "--data-dir", str(setup["tree"]), "--output", str(out),
-                            "--no-cache", "--batch-size", "8", "--tta", "flip"])
+                            "--no-cache", "--batch-size", "8", "--tta", tta])
     assert status == 0, capsys.readouterr().err
-    results = json.loads((out / "evaluation.json").read_text())
-    x, y = read_split(setup["tree"], "test", setup["classes"])
+    return json.loads((out / "evaluation.json").read_text()), *read_split(setup["tree"], "test", setup["classes"])
+
+
+def test_evaluate_flip_tta_averages_the_mirror_images(setup, tmp_path, capsys):
+    results, x, y = evaluate_with_tta(setup, tmp_path / "eval_tta", capsys, "flip")
     logits = (setup["model"].predict(x, verbose=0) + setup["model"].predict(x[:, :, ::-1], verbose=0)) / 2
     assert results["tta"] == "flip"
     assert results["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-12)
@@ -125,6 +128,26 @@ def test_evaluate_flip_tta_averages_the_mirror_images(setup, tmp_path, capsys):
     assert not np.allclose(logits, setup["model"].predict(x, verbose=0), atol=1e-4)
     with pytest.raises(ValueError, match="tta"):
         evaluate.tta_logits(setup["model"], x, "rotate")
+
+
+def test_evaluate_flip_shift_tta_averages_ten_views(setup, tmp_path, capsys):
+    from conftest import reference_tta_views
+
+    results, x, y = evaluate_with_tta(setup, tmp_path / "eval_flip_shift", capsys, "flip-shift")
+    views = [setup["model"].predict(view, verbose=0) for view in reference_tta_views(x, "flip-shift")]
+    assert len(views) == 10 and results["tta"] == "flip-shift"
+    logits = np.mean(views, axis=0)
+    assert results["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-12)
+    np.testing.assert_allclose(evaluate.tta_logits(setup["model"], x, "flip-shift", 8, progress=False), logits,
+                               atol=1e-5)
+    # Every shifted view changes the logits, and the flip-shift mean is not the flip mean.
+    assert all(not np.allclose(view, views[0], atol=1e-4) for view in views[1:])
+    assert not np.allclose(logits, (views[0] + views[1]) / 2, atol=1e-4)
+    # One pass over the ten views scores all three augmentations.
+    scored = evaluate.tta_accuracies(evaluate.view_logits(setup["model"], x, "flip-shift", 8, progress=False), y)
+    assert scored["none"] == pytest.approx(float(np.mean(views[0].argmax(-1) == y)))
+    assert scored["flip"] == pytest.approx(float(np.mean((views[0] + views[1]).argmax(-1) == y)))
+    assert scored["flip-shift"] == results["accuracy"]
 
 
 def test_evaluate_limit_and_default_output(setup, capsys):
@@ -259,6 +282,21 @@ def test_predict_json_matches_softmax(setup, tmp_path, capsys):
         np.testing.assert_allclose([t["probability"] for t in top], row[order], atol=1e-6)
 
 
+def test_predict_flip_shift_tta(setup, capsys):
+    from conftest import reference_tta_views
+
+    files = sorted((setup["tree"] / "test" / "shape1").glob("*.png"))[:3]
+    assert predict.main([str(setup["model_path"]), *map(str, files), "--top-k", "1", "--json", "--tta",
+                         "flip-shift"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    x = np.stack([predict.load_image(f, (32, 32)) for f in files])
+    logits = np.mean([setup["model"].predict(v.astype("float32"), verbose=0) for v in reference_tta_views(x, "flip-shift")], 0)
+    probs = evaluate.softmax(logits)
+    np.testing.assert_allclose([item["top_k"][0]["probability"] for item in output["predictions"]], probs.max(-1),
+                               atol=1e-5)
+    assert [item["top_k"][0]["index"] for item in output["predictions"]] == probs.argmax(-1).tolist()
+
+
 def test_predict_text_folder_and_unreadable(setup, tmp_path, capsys):
     folder = setup["tree"] / "test" / "shape0"
     broken = tmp_path / "broken.png"
@@ -338,3 +376,32 @@ def test_labels_for_model_precedence(tmp_path):
     assert labels.labels_for_model(model_path, 3, explicit) == ("x", "y", "z")
     with pytest.raises(FileNotFoundError):
         labels.labels_for_model(model_path, 3, tmp_path / "missing.txt")
+
+
+def test_tta_variants_benchmark(tiny_tree, tmp_path):
+    """benchmarks/tta_variants.py: its flip-shift variant is `--tta flip-shift`, and the other shifts differ."""
+    import importlib.util
+
+    from conftest import reference_tta_views
+
+    spec = importlib.util.spec_from_file_location(
+        "tta_variants", Path(__file__).resolve().parents[1] / "benchmarks" / "tta_variants.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model, path = save_model(tmp_path / "m", seed=3)
+    output = tmp_path / "variants.json"
+    assert script.main([str(path), "--data-dir", str(tiny_tree), "--batch-size", "20", "--output", str(output)]) == 0
+    rows = {row["variant"]: row for row in json.loads(output.read_text())["rows"]}
+    test = data.load_cifar10(str(tiny_tree), splits=("test",))
+    x, y = test.x_test, test.y_test
+    views = [model.predict(view.astype("float32"), verbose=0) for view in reference_tta_views(x, "flip-shift")]
+    assert rows["plain"]["accuracy"] == pytest.approx(float(np.mean(views[0].argmax(-1) == y)))
+    flip_shift = rows["shift 1, diagonal, reflect (--tta flip-shift)"]
+    assert flip_shift["views"] == 10 and rows["shift 1, all 8 directions, reflect"]["views"] == 18
+    assert flip_shift["accuracy"] == pytest.approx(float(np.mean(np.mean(views, 0).argmax(-1) == y)))
+    # The fill modes and shift sizes really give other images.
+    image = x[:1]
+    variants = [script.shifted(image, 1, 1, "reflect"), script.shifted(image, 1, 1, "edge"),
+                script.shifted(image, 1, 1, "constant"), script.shifted(image, 2, 2, "reflect")]
+    assert len({v.tobytes() for v in variants}) == 4
+    np.testing.assert_array_equal(script.shifted(image, 1, 1, "reflect")[0, :-1, :-1], image[0, 1:, 1:])

@@ -575,13 +575,46 @@ def test_bad_input(case, trained, odd_models, tmp_path):
     assert not out.exists() and not (tmp_path / "o.onnx").exists()
 
 
-def test_flip_tta_benchmark_scores_exported_files(export_dir, trained):
-    spec = importlib.util.spec_from_file_location("flip_tta", REPO / "benchmarks" / "flip_tta.py")
-    flip_tta = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(flip_tta)
+def test_tta_views_shift_by_one_pixel_with_reflection():
+    from conftest import reference_tta_views
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 6, 5, 3), dtype=np.uint8)
+    for tta, count in (("none", 1), ("flip", 2), ("flip-shift", 10)):
+        views = list(runtime.tta_views(images, tta))
+        assert len(views) == count == runtime.TTA_VIEW_COUNTS[tta]
+        for view, expected in zip(views, reference_tta_views(images, tta)):
+            np.testing.assert_array_equal(view, expected)
+            assert view.flags["C_CONTIGUOUS"] and view.dtype == np.uint8
+    # Ten different views: no shift is repeated or the identity.
+    views = list(runtime.tta_views(images, "flip-shift"))
+    assert len({view.tobytes() for view in views}) == 10
+    with pytest.raises(runtime.RuntimeModelError, match="tta"):
+        list(runtime.tta_views(images, "rotate"))
+
+
+def test_tta_accuracies_score_every_prefix():
+    labels = np.array([0, 1, 1])
+    # View 0 gets one image right, flip two, the ten views all three.
+    views = [np.array([[2.0, 0.0], [1.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 3.0], [0.0, 0.0]])]
+    views += [np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]])] * 8
+    assert runtime.tta_accuracies(views[:1], labels) == {"none": pytest.approx(1 / 3)}
+    assert runtime.tta_accuracies(views[:2], labels) == {"none": pytest.approx(1 / 3), "flip": pytest.approx(2 / 3)}
+    assert runtime.tta_accuracies(views, labels)["flip-shift"] == 1.0
+
+
+def test_tta_exports_benchmark_scores_exported_files(export_dir, trained, tmp_path):
+    from conftest import reference_tta_views
+
+    spec = importlib.util.spec_from_file_location("tta_exports", REPO / "benchmarks" / "tta_exports.py")
+    tta_exports = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tta_exports)
     x, y = trained["x_test"], trained["y_test"]
-    row = flip_tta.measure(export_dir / "model_fp32.tflite", x, y)
+    row = tta_exports.measure(export_dir / "model_fp32.tflite", x, y)
+    assert row["views"] == 10 and row["images"] == len(y)
     assert row["accuracy"] == pytest.approx(float(np.mean(trained["logits"].argmax(1) == y)))
     model = runtime.load(export_dir / "model_fp32.tflite")
-    mean_logits = (model.predict(x) + model.predict(x[:, :, ::-1])) / 2.0
-    assert row["accuracy_flip_tta"] == pytest.approx(float(np.mean(mean_logits.argmax(1) == y)))
+    views = [model.predict(view) for view in reference_tta_views(x, "flip-shift")]
+    assert row["accuracy_flip_tta"] == pytest.approx(float(np.mean((views[0] + views[1]).argmax(1) == y)))
+    assert row["accuracy_flip_shift_tta"] == pytest.approx(float(np.mean(np.mean(views, 0).argmax(1) == y)))
+    flip_only = tta_exports.measure(export_dir / "model_fp32.tflite", x, y, "flip")
+    assert flip_only["views"] == 2 and "accuracy_flip_shift_tta" not in flip_only

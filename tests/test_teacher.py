@@ -331,5 +331,14 @@ def test_teacher_ensemble_benchmark(tiny_tree, tmp_path):
     assert rows[0]["accuracy"] == pytest.approx(float(np.mean(logits[0].argmax(1) == y)))
     assert rows[2]["accuracy"] == pytest.approx(float(np.mean((logits[0] + logits[1]).argmax(1) == y)))
     assert rows[2]["accuracy_flip"] == pytest.approx(float(np.mean(sum(logits + mirrored).argmax(1) == y)))
+    assert "accuracy_flip_shift" not in rows[2]
+    from conftest import reference_tta_views
+
+    assert script.main([*paths, "--data-dir", str(tiny_tree), "--batch-size", "20", "--tta", "flip-shift",
+                        "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())["rows"]
+    views = [sum(m.predict(view, verbose=0) for m in members) for view in reference_tta_views(x, "flip-shift")]
+    assert rows[2]["accuracy_flip_shift"] == pytest.approx(float(np.mean(sum(views).argmax(1) == y)))
+    assert rows[2]["accuracy_flip"] == pytest.approx(float(np.mean(sum(logits + mirrored).argmax(1) == y)))
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "missing.keras"), "--data-dir", str(tiny_tree)])

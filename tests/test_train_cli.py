@@ -27,6 +27,12 @@ def test_train_writes_everything_and_reports_true_accuracy(tiny_tree, tmp_path):
     model = load_model(out / "model.keras")
     accuracy = np.mean(np.argmax(model.predict(splits.x_test.astype("float32"), verbose=0), -1) == splits.y_test)
     assert metrics["test_accuracy"] == pytest.approx(accuracy)
+    # The test-time augmentations' accuracies are the saved model's too.
+    from conftest import reference_tta_views
+
+    views = [model.predict(v.astype("float32"), verbose=0) for v in reference_tta_views(splits.x_test, "flip-shift")]
+    for key, count in (("test_accuracy_flip_tta", 2), ("test_accuracy_flip_shift_tta", 10)):
+        assert metrics[key] == pytest.approx(np.mean(np.mean(views[:count], 0).argmax(-1) == splits.y_test)), key
     assert (out / "labels.txt").read_text().split()[:2] == ["airplane", "automobile"]
 
 
