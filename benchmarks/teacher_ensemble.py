@@ -60,7 +60,10 @@ def main(argv=None):
         name = paths[0] if len(paths) == 1 else f"mean of {len(paths)}"
         print(f"{name[-40:]:<40}" + "".join(f" {row[c]:10.2%}" for c in columns), flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps({"test_images": int(len(splits.y_test)), "rows": rows}, indent=2) + "\n")
+        from keras_vit.labels import atomic_write_text
+
+        atomic_write_text(Path(args.output), json.dumps({"test_images": int(len(splits.y_test)), "rows": rows},
+                                                        indent=2) + "\n")
     return 0
 
 

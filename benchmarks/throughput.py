@@ -65,8 +65,7 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
     # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).
     teacher = None
     if teacher_width:
-        members = [build_teacher(teacher_arch, width=teacher_width) for _ in range(teachers)]
-        teacher = members[0] if teachers == 1 else average_logits(members)
+        teacher = average_logits([build_teacher(teacher_arch, width=teacher_width) for _ in range(teachers)])
     trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, teacher=teacher,
                            teacher_flip=teacher_flip)
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)

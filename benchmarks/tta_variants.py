@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from export.runtime import shift_images  # noqa: E402
+
 DIAGONAL = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 ALL_EIGHT = DIAGONAL + ((0, 1), (0, -1), (1, 0), (-1, 0))
 # (name, shift in pixels, directions, numpy padding mode)
@@ -33,14 +35,6 @@ VARIANTS = (
     ("shift 1, diagonal, zeros", 1, DIAGONAL, "constant"),
     ("shift 2, diagonal, reflect", 2, DIAGONAL, "reflect"),
 )
-
-
-def shifted(images, dy, dx, mode):
-    """`images` moved so that pixel (r, c) shows (r + dy, c + dx), the border filled by `mode`."""
-    pad = max(abs(dy), abs(dx))
-    height, width = images.shape[1:3]
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
-    return padded[:, pad + dy:pad + dy + height, pad + dx:pad + dx + width]
 
 
 def main(argv=None):
@@ -70,7 +64,7 @@ def main(argv=None):
         # Shared views (the plain and mirror images; a shift in every variant using it) are predicted once.
         key = (dy, dx, mode if (dy, dx) != (0, 0) else None, flip)
         if key not in cache:
-            picture = shifted(images, dy, dx, mode) if (dy, dx) != (0, 0) else images
+            picture = shift_images(images, dy, dx, mode) if (dy, dx) != (0, 0) else images
             cache[key] = predict_logits(model, picture[:, :, ::-1] if flip else picture, args.batch_size,
                                         desc=f"shift {dy:+d} {dx:+d} {mode}{' mirrored' if flip else ''}")
         return cache[key]

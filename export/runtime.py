@@ -396,6 +396,14 @@ TTA_CHOICES = ("none", "flip", "flip-shift")
 TTA_SHIFTS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
+def shift_images(images, dy, dx, mode="reflect"):
+    """`images` moved so that pixel (r, c) shows (r + dy, c + dx), the border filled by numpy's pad `mode`."""
+    pad = max(abs(dy), abs(dx))
+    height, width = images.shape[1:3]
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
+    return np.ascontiguousarray(padded[:, pad + dy:pad + dy + height, pad + dx:pad + dx + width])
+
+
 def tta_views(images, tta="none"):
     """The images a test-time augmentation averages over, in a fixed order.
 
@@ -420,11 +428,9 @@ def tta_views(images, tta="none"):
         return
     yield np.ascontiguousarray(images[:, :, ::-1])
     if tta == "flip-shift":
-        height, width = images.shape[1:3]
-        padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
         for dy, dx in TTA_SHIFTS:
-            shifted = padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
-            yield np.ascontiguousarray(shifted)
+            shifted = shift_images(images, dy, dx)
+            yield shifted
             yield np.ascontiguousarray(shifted[:, :, ::-1])
 
 

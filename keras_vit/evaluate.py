@@ -143,10 +143,9 @@ def view_logits(model, images, tta: str = "none", batch_size: int = 256, progres
         mirror images second (`export.runtime.tta_accuracies` scores every
         augmentation the list covers).
     """
-    if tta not in TTA_CHOICES:
-        raise ValueError(f"Unknown tta {tta!r}; choose one of {', '.join(TTA_CHOICES)}.")
-    count = TTA_VIEW_COUNTS[tta]
-    return [predict_logits(model, view, batch_size, progress, desc if count == 1 else f"{desc} (view {i}/{count})")
+    # tta_views rejects an unknown name (RuntimeModelError, a ValueError) before the first view.
+    return [predict_logits(model, view, batch_size, progress,
+                           desc if tta == "none" else f"{desc} (view {i}/{TTA_VIEW_COUNTS[tta]})")
             for i, view in enumerate(tta_views(images, tta), 1)]
 
 

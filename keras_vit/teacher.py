@@ -283,7 +283,10 @@ def average_logits(models, name="teacher_ensemble"):
     Two teachers trained from different seeds disagree on some images; their
     mean is a better target than either (`python -m keras_vit.train --teacher
     A B`). Only built-in layers: the ensemble serialises with the trainer.
+    A single model is returned as it is: it is its own average.
     """
+    if len(models) == 1:
+        return models[0]
     inputs = keras.Input(models[0].input_shape[1:], name="images")
     # Each member under its own name (two files saved by the same builder share one).
     members = [keras.Model(model.input, model.output, name=f"{model.name}_{index}")
@@ -320,7 +323,7 @@ def load_teacher(paths, image_size, num_classes):
         if policy != "float32":
             teacher = with_dtype_policy(teacher, policy)
         teachers.append(teacher)
-    teacher = teachers[0] if len(teachers) == 1 else average_logits(teachers)
+    teacher = average_logits(teachers)
     teacher.trainable = False
     return teacher
 

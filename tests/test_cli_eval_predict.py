@@ -401,7 +401,7 @@ def test_tta_variants_benchmark(tiny_tree, tmp_path):
     assert flip_shift["accuracy"] == pytest.approx(float(np.mean(np.mean(views, 0).argmax(-1) == y)))
     # The fill modes and shift sizes really give other images.
     image = x[:1]
-    variants = [script.shifted(image, 1, 1, "reflect"), script.shifted(image, 1, 1, "edge"),
-                script.shifted(image, 1, 1, "constant"), script.shifted(image, 2, 2, "reflect")]
+    variants = [script.shift_images(image, 1, 1, "reflect"), script.shift_images(image, 1, 1, "edge"),
+                script.shift_images(image, 1, 1, "constant"), script.shift_images(image, 2, 2, "reflect")]
     assert len({v.tobytes() for v in variants}) == 4
-    np.testing.assert_array_equal(script.shifted(image, 1, 1, "reflect")[0, :-1, :-1], image[0, 1:, 1:])
+    np.testing.assert_array_equal(script.shift_images(image, 1, 1, "reflect")[0, :-1, :-1], image[0, 1:, 1:])
