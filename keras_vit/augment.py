@@ -532,16 +532,27 @@ AUGMENT_RECIPES = {
 }
 
 
+# The augmentation computes in float32 whatever the global dtype policy: under
+# mixed_bfloat16 Keras would cast the pixels to bfloat16 on entry, and the
+# TensorFlow backend refuses the bfloat16 x float32 products of the random
+# strengths (JAX promotes them). The model casts its input to its own dtype.
+AUGMENT_DTYPE = "float32"
+
+
 def build_augmentation(crop_padding=4, flip=True, randaug_ops=0, randaug_magnitude=9.0, erasing=0.0,
                        erasing_max_area=0.25, seed=None):
-    """The per-image augmentation pipeline as a list of layers (may be empty)."""
+    """The per-image augmentation pipeline as a list of layers (may be empty).
+
+    The layers compute in float32 (`AUGMENT_DTYPE`) under any dtype policy.
+    """
     layers = []
     if randaug_ops > 0 and randaug_magnitude > 0:
-        layers.append(RandAugment(randaug_ops, randaug_magnitude, seed=seed, name="rand_augment"))
+        layers.append(RandAugment(randaug_ops, randaug_magnitude, seed=seed, name="rand_augment",
+                                  dtype=AUGMENT_DTYPE))
     if crop_padding > 0 or flip:
         layers.append(RandomCropFlip(crop_padding, flip, seed=None if seed is None else seed + 1,
-                                     name="crop_flip"))
+                                     name="crop_flip", dtype=AUGMENT_DTYPE))
     if erasing > 0:
         layers.append(RandomErasing(erasing, area=(0.02, erasing_max_area), seed=None if seed is None else seed + 2,
-                                    name="random_erasing"))
+                                    name="random_erasing", dtype=AUGMENT_DTYPE))
     return layers
