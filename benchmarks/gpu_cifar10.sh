@@ -23,7 +23,7 @@
 #   DATA=/tmp/cifar10 OUT=/tmp/out bash benchmarks/gpu_cifar10.sh
 # Every setting below can be overridden from the environment, e.g. AUGMENT=strong HEADS=3.
 #
-# Runs so far (H200, 2026-11-26; see README "Training on a GPU"):
+# Runs so far (H200, 2026-11-26; see benchmarks/README.md, "GPU runs"):
 #   1. AUGMENT=strong HEADS=3 BATCH=500 LR=1.5e-3, 202 epochs planned: killed at epoch ~191 by the
 #      command limit (no --time-limit then), val 83.86% at epoch 190. In fit 26.5k img/s against
 #      34.3k in the benchmark: Keras' TerminateOnNaN and BackupAndRestore have batch hooks, which
@@ -88,7 +88,7 @@ STEPS_PER_EXECUTION=${STEPS_PER_EXECUTION:-1}  # train steps per compiled call (
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
 TEACHER_ARCH=${TEACHER_ARCH:-resnet9}  # the teacher's network: resnet9 (Page) or airbench (Jordan; unmeasured on the GPU)
 if [ "$TEACHER_ARCH" = airbench ]; then
-  # 16 epochs of crop+flip: what the CPU measured (README); an epoch of it costs a fraction of a second on a GPU.
+  # 16 epochs of crop+flip: what the CPU measured (benchmarks/README.md); an epoch of it costs a fraction of a second on a GPU.
   : "${TEACHER_EPOCHS:=16}" "${TEACHER_AUGMENT:=basic}"
 fi
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-60}  # > 0: train the teacher for this many epochs first, and distil it; 0: no teacher

@@ -12,7 +12,7 @@ SESSION_SECONDS=${SESSION_SECONDS:-285}
 DEADLINE=$(( $(date +%s) + SESSION_SECONDS ))
 # Wheels, PYTHONPATH, JAX backend, CIFAR-10 unpacked to $DATA.
 source benchmarks/device_env.sh
-# The ResNet-9 lines measured on 2026-11-27 (H100; README): "--augment cutout --epochs 40", "--augment basic
+# The ResNet-9 lines measured on 2026-11-27 (H100; benchmarks/README.md): "--augment cutout --epochs 40", "--augment basic
 # --epochs 40", "--augment cutout --epochs 24", "--augment cutout --epochs 40 --weight-decay 5e-4", "--augment
 # cutout --epochs 60". Now airbench94's network (--arch airbench), a fraction of a second an epoch: its length,
 # cutout, and width (96: 2.2x the FLOPs of 64, in the teacher's training and in every distillation step).

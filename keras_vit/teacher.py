@@ -408,7 +408,8 @@ def run(args, splits):
     warmup = args.epochs / 5 if args.warmup_epochs is None else args.warmup_epochs
     if args.time_budget:
         max_epochs = args.max_epochs or 4 * args.epochs
-        length = f"{args.time_budget:.0f} s of fit (about {args.epochs} epochs, at most {max_epochs})"
+        length = (f"{args.time_budget:.0f} s of fit (first estimate {args.epochs} epochs, at most {max_epochs}, "
+                  "planned again from each epoch's time)")
     else:
         max_epochs, length = args.epochs, f"{args.epochs} epochs"
     schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, warmup, args.time_budget,

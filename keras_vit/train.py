@@ -77,7 +77,7 @@ def build_parser():
     parser.add_argument("--distillation", default="soft", choices=["hard", "soft"],
                         help="with --teacher: learn the teacher's probabilities at --temperature (soft) or its "
                         "top class as a second label (DeiT's hard distillation) (default: %(default)s; soft "
-                        "beat hard by 2.3 points on the CPU: README)")
+                        "beat hard by 2.3 points on the CPU: benchmarks/README.md)")
     parser.add_argument("--distillation-weight", type=float, default=1.0,
                         help="with --teacher: the teacher's share of the loss, the labels' is the rest "
                         "(default: %(default)s, the teacher's targets alone)")
@@ -348,8 +348,8 @@ def run(args, splits, overrides):
         callbacks.append(time_limit)
     if resuming:
         print(f"Resuming from the checkpoint in {backup_dir}", flush=True)
-    length = (f"{args.time_budget:.0f} s of fit (about {args.epochs} epochs)" if budget
-              else f"{args.epochs} epochs")
+    length = (f"{args.time_budget:.0f} s of fit (first estimate {args.epochs} epochs, planned again from "
+              "each epoch's time)" if budget else f"{args.epochs} epochs")
     print(f"Training {args.preset} ({model.count_params():,} parameters) for {length}, "
           f"{steps} steps each, on {describe_device()}", flush=True)
 

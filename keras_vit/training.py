@@ -60,7 +60,7 @@ class ViTTrainer(keras.Model):
         distillation: `"soft"` (default) or `"hard"`, the teacher's targets.
         distillation_weight: float in `[0, 1]`, the teacher's share of the
             loss (default 1: the teacher's targets alone, which did best on
-            the CPU, README).
+            the CPU, benchmarks/README.md).
         temperature: float, the softmax temperature of `"soft"` distillation.
         teacher_flip: bool, average the teacher's logits over each image and
             its left-right mirror.
