@@ -63,6 +63,9 @@
 # (No GPU, 2026-11-28) train's metrics.json now also gives test_accuracy_flip_shift_tta (--tta flip-shift: the image
 #   and its mirror, each also shifted one pixel in the 4 diagonal directions, 10 predictions): run 8's model 89.38% plain,
 #   89.78% flip, 90.73% flip-shift on the CPU (float32). Test-time compute, not a better ViT.
+# (No GPU, 2026-11-28, later) The augmentation now computes in float32 under every dtype policy (under bf16 the
+#   TensorFlow backend refused RandAugment's mixed products; JAX promoted them): its cost here is unmeasured.
+#   TEACHER_FLIP=1 came out level on the CPU (+0.45 / -0.04 points on two seeds), so it stays off.
 # Defaults now: the recipe `cifar10_gpu` (keras_vit/recipes.py): Lee et al. 2021's recipe for ViTs on
 # small data sets (12 heads of 16, half the batches mixed, erasing; RandAugment for their AutoAugment)
 # at batch 512 (theirs: 128) with as many passes over the data as fit the budget (theirs: 300), distilling
