@@ -34,7 +34,7 @@ def measure(path, images, labels, tta="flip-shift"):
     seconds = time.perf_counter() - start
     row = {"file": Path(path).name}
     for name, accuracy in runtime.tta_accuracies(views, labels).items():
-        row["accuracy" if name == "none" else f"accuracy_{name.replace('-', '_')}_tta"] = accuracy
+        row[runtime.tta_metric_name(name)] = accuracy
     row.update(images=int(len(labels)), views=len(views), seconds=round(seconds, 1))
     return row
 
@@ -65,9 +65,8 @@ def main(argv=None):
     for path in files:
         row = measure(path, splits.x_test, splits.y_test, args.tta)
         results.append(row)
-        keys = ["accuracy"] + [f"accuracy_{name.replace('-', '_')}_tta" for name in names[1:]]
-        print(f"{row['file']:<24}" + "".join(f" {row[key]:10.2%}" for key in keys) + f" {row['seconds']:8.0f}",
-              flush=True)
+        print(f"{row['file']:<24}" + "".join(f" {row[runtime.tta_metric_name(name)]:10.2%}" for name in names)
+              + f" {row['seconds']:8.0f}", flush=True)
     if args.output:
         from keras_vit.labels import atomic_write_text
 

@@ -455,6 +455,12 @@ def tta_accuracies(view_logits, labels):
             for tta, count in TTA_VIEW_COUNTS.items() if count <= len(view_logits)}
 
 
+def tta_metric_name(tta, prefix="accuracy"):
+    """The report key of a test-time augmentation's score: `prefix` for `"none"`,
+    else e.g. `accuracy_flip_shift_tta` (train's metrics.json, benchmarks/tta_exports.py)."""
+    return prefix if tta == "none" else f"{prefix}_{tta.replace('-', '_')}_tta"
+
+
 def tta_logits(model, images, tta="none"):
     """`model.predict(images)`, or the mean of its logits over `tta_views(images, tta)`:
     `"flip"` costs twice the plain prediction, `"flip-shift"` ten times (the

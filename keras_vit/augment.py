@@ -39,8 +39,22 @@ def _static_hwc(images, layer):
     return height, width, channels
 
 
+class AugmentationLayer(keras.layers.Layer):
+    """Base of the augmentation layers: float32 under every dtype policy.
+
+    Under mixed_bfloat16 Keras would cast the pixels to bfloat16 on entry, and
+    the TensorFlow backend refuses the bfloat16 x float32 products of the
+    random strengths (JAX promotes them). Pixels need no lower precision; the
+    model casts its input to its own dtype. An explicit `dtype` still wins.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RandomCropFlip(keras.layers.Layer):
+class RandomCropFlip(AugmentationLayer):
     """Random crop with reflect padding, then a random horizontal flip.
 
     Args:
@@ -207,7 +221,7 @@ def bilinear_warp(images, transform, fill_value=128.0):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RandAugment(keras.layers.Layer):
+class RandAugment(AugmentationLayer):
     """A vectorised RandAugment: random colour and geometric ops per image.
 
     For each of `num_ops` rounds every image draws one operation uniformly
@@ -302,7 +316,7 @@ class RandAugment(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RandomErasing(keras.layers.Layer):
+class RandomErasing(AugmentationLayer):
     """Replaces a random rectangle of some images with uniform noise.
 
     Args:
@@ -414,7 +428,7 @@ def symmetric_beta(shape, alpha, seed=None, candidates=12):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MixUpCutMix(keras.layers.Layer):
+class MixUpCutMix(AugmentationLayer):
     """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) on a batch.
 
     Each batch is mixed with itself reversed, with one `lambda ~
@@ -532,27 +546,16 @@ AUGMENT_RECIPES = {
 }
 
 
-# The augmentation computes in float32 whatever the global dtype policy: under
-# mixed_bfloat16 Keras would cast the pixels to bfloat16 on entry, and the
-# TensorFlow backend refuses the bfloat16 x float32 products of the random
-# strengths (JAX promotes them). The model casts its input to its own dtype.
-AUGMENT_DTYPE = "float32"
-
-
 def build_augmentation(crop_padding=4, flip=True, randaug_ops=0, randaug_magnitude=9.0, erasing=0.0,
                        erasing_max_area=0.25, seed=None):
-    """The per-image augmentation pipeline as a list of layers (may be empty).
-
-    The layers compute in float32 (`AUGMENT_DTYPE`) under any dtype policy.
-    """
+    """The per-image augmentation pipeline as a list of layers (may be empty)."""
     layers = []
     if randaug_ops > 0 and randaug_magnitude > 0:
-        layers.append(RandAugment(randaug_ops, randaug_magnitude, seed=seed, name="rand_augment",
-                                  dtype=AUGMENT_DTYPE))
+        layers.append(RandAugment(randaug_ops, randaug_magnitude, seed=seed, name="rand_augment"))
     if crop_padding > 0 or flip:
         layers.append(RandomCropFlip(crop_padding, flip, seed=None if seed is None else seed + 1,
-                                     name="crop_flip", dtype=AUGMENT_DTYPE))
+                                     name="crop_flip"))
     if erasing > 0:
         layers.append(RandomErasing(erasing, area=(0.02, erasing_max_area), seed=None if seed is None else seed + 2,
-                                    name="random_erasing", dtype=AUGMENT_DTYPE))
+                                    name="random_erasing"))
     return layers

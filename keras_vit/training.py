@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.augment import AUGMENT_DTYPE, MixUpCutMix, build_augmentation
+from keras_vit.augment import MixUpCutMix, build_augmentation
 from keras_vit.callbacks import TimeBudget
 from keras_vit.layers import PACKAGE
 
@@ -242,7 +242,7 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None, **distillation):
     mix_prob = recipe.get("mix_prob", 1.0)
     if (recipe["mixup_alpha"] > 0 or recipe["cutmix_alpha"] > 0) and mix_prob > 0:
         mixing = MixUpCutMix(recipe["mixup_alpha"], recipe["cutmix_alpha"], mix_prob=mix_prob,
-                             seed=None if seed is None else seed + 3, name="mixup_cutmix", dtype=AUGMENT_DTYPE)
+                             seed=None if seed is None else seed + 3, name="mixup_cutmix")
     return ViTTrainer(model, augmentation, mixing, label_smoothing, repeats=recipe.get("repeats", 1),
                       name="vit_trainer", **distillation)
 
