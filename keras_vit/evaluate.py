@@ -155,9 +155,9 @@ def tta_logits(model, images, tta: str = "none", batch_size: int = 256, progress
 
     Args:
         tta: `"none"`, `"flip"` (twice the prediction cost) or `"flip-shift"`
-            (ten times; see `view_logits`). The shipped vit_cifar10 on the
-            CIFAR-10 test images, CPU, float32: 89.38%, 89.78%, 90.73%. Flip
-            alone paid little on run 6's model (87.21% to 87.18%).
+            (ten times; see `view_logits`). What each pays on the shipped
+            vit_cifar10 (flip-shift about a point, flip alone little):
+            benchmarks/README.md, "The shipped model and test-time augmentation".
         other arguments: as `predict_logits`.
     """
     return np.mean(view_logits(model, images, tta, batch_size, progress, desc), axis=0)
