@@ -384,8 +384,8 @@ def run(args, splits):
     from keras_vit.evaluate import tta_accuracies, view_logits
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.train import MIXED_PRECISION, describe_device, save_model_atomic
-    from keras_vit.training import (TrainingBatches, even_batch_size, make_optimizer, make_trainer,
-                                     plan_learning_rate)
+    from keras_vit.training import (TrainingBatches, describe_length, even_batch_size, make_optimizer,
+                                     make_trainer, plan_learning_rate)
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -406,12 +406,8 @@ def run(args, splits):
     batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
     steps = len(batches)
     warmup = args.epochs / 5 if args.warmup_epochs is None else args.warmup_epochs
-    if args.time_budget:
-        max_epochs = args.max_epochs or 4 * args.epochs
-        length = (f"{args.time_budget:.0f} s of fit (first estimate {args.epochs} epochs, at most {max_epochs}, "
-                  "planned again from each epoch's time)")
-    else:
-        max_epochs, length = args.epochs, f"{args.epochs} epochs"
+    max_epochs = (args.max_epochs or 4 * args.epochs) if args.time_budget else args.epochs
+    length = describe_length(args.epochs, args.time_budget, max_epochs)
     schedule, budget = plan_learning_rate(args.learning_rate, steps, args.epochs, warmup, args.time_budget,
                                           max_epochs=max_epochs)
     # No gradient clipping: batch norm keeps the steps in scale, and Page's recipe has none.

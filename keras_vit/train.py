@@ -262,8 +262,8 @@ def run(args, splits, overrides):
     from keras_vit import build_vit, vit_arguments
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
-    from keras_vit.training import (TrainingBatches, even_batch_size, make_optimizer, make_trainer,
-                                     plan_learning_rate)
+    from keras_vit.training import (TrainingBatches, describe_length, even_batch_size, make_optimizer,
+                                     make_trainer, plan_learning_rate)
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -348,8 +348,7 @@ def run(args, splits, overrides):
         callbacks.append(time_limit)
     if resuming:
         print(f"Resuming from the checkpoint in {backup_dir}", flush=True)
-    length = (f"{args.time_budget:.0f} s of fit (first estimate {args.epochs} epochs, planned again from "
-              "each epoch's time)" if budget else f"{args.epochs} epochs")
+    length = describe_length(args.epochs, args.time_budget)
     print(f"Training {args.preset} ({model.count_params():,} parameters) for {length}, "
           f"{steps} steps each, on {describe_device()}", flush=True)
 

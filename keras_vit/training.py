@@ -291,6 +291,16 @@ def plan_learning_rate(learning_rate, steps_per_epoch, epochs, warmup_epochs, ti
     return learning_rate_schedule(learning_rate, steps_per_epoch * epochs, int(steps_per_epoch * warmup_epochs)), None
 
 
+def describe_length(epochs, time_budget=None, max_epochs=None):
+    """A run's length for its start-up line: `"N epochs"`, or with `time_budget`
+    its seconds of `fit`, `epochs` as the first estimate (as `plan_learning_rate`
+    takes them) and, when given, the cap `max_epochs`."""
+    if not time_budget:
+        return f"{epochs} epochs"
+    cap = "" if max_epochs is None else f", at most {max_epochs}"
+    return f"{time_budget:.0f} s of fit (first estimate {epochs} epochs{cap}, planned again from each epoch's time)"
+
+
 def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentum=0.9, ema_momentum=None):
     """AdamW, Adam or SGD with momentum, with global-norm gradient clipping.
 

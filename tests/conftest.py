@@ -17,9 +17,14 @@ SHARED_CIFAR10 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "
 
 
 def cifar10_dir():
-    """The real CIFAR-10 copy, or None (tests that need it skip)."""
-    for candidate in (os.environ.get("KERAS_VIT_DATA_DIR"), SHARED_CIFAR10, "/work/shared/data/cifar10-jpeg"):
-        if candidate and os.path.isdir(os.path.join(candidate, "train")):
+    """The real CIFAR-10 copy, or None (tests that need it skip): `$KERAS_VIT_DATA_DIR` as given (any layout
+    `keras_vit.data.load_cifar10` reads; a wrong one fails the test, never skips it), else the shared
+    image-folder copy beside the repository."""
+    given = os.environ.get("KERAS_VIT_DATA_DIR")
+    if given:
+        return given
+    for candidate in (SHARED_CIFAR10, "/work/shared/data/cifar10-jpeg"):
+        if os.path.isdir(os.path.join(candidate, "train")):
             return os.path.abspath(candidate)
     return None
 
@@ -28,6 +33,17 @@ def cifar10_dir():
 def _private_cache(tmp_path_factory, monkeypatch):
     # Never write decoded-image caches into the user's home from tests.
     monkeypatch.setenv("KERAS_VIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kv_cache"))
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """The mixed_bfloat16 dtype policy for one test; the previous policy comes back after it."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    yield
+    keras.config.set_dtype_policy(previous)
 
 
 @pytest.fixture(scope="session")

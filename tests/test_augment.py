@@ -29,20 +29,15 @@ def test_identity_at_inference_and_round_trip(layer):
     assert clone.get_config() == layer.get_config()
 
 
-def test_layers_compute_in_float32_under_mixed_bfloat16():
+def test_layers_compute_in_float32_under_mixed_bfloat16(mixed_bfloat16):
     # Built directly too, not only through make_trainer: under mixed_bfloat16 the
     # TensorFlow backend refused RandAugment's bfloat16 x float32 products.
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        layers = [RandomCropFlip(4, seed=1), RandAugment(2, 9, seed=1), RandomErasing(1.0, seed=1),
-                  MixUpCutMix(1.0, 1.0, seed=1), RandAugment(2, 9, seed=1, dtype="mixed_bfloat16")]
-        assert [layer.compute_dtype for layer in layers] == ["float32"] * 4 + ["bfloat16"]
-        for layer in layers[:3]:
-            out = layer(IMAGES.astype("float32"), training=True)
-            assert keras.backend.standardize_dtype(out.dtype) == "float32"
-    finally:
-        keras.config.set_dtype_policy(previous)
+    layers = [RandomCropFlip(4, seed=1), RandAugment(2, 9, seed=1), RandomErasing(1.0, seed=1),
+              MixUpCutMix(1.0, 1.0, seed=1), RandAugment(2, 9, seed=1, dtype="mixed_bfloat16")]
+    assert [layer.compute_dtype for layer in layers] == ["float32"] * 4 + ["bfloat16"]
+    for layer in layers[:3]:
+        out = layer(IMAGES.astype("float32"), training=True)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
 
 
 def test_crop_flip_is_a_window_of_the_reflect_padded_image():

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cifar10_dir
 from PIL import Image
 
 from keras_vit import data
 
 CLASSES = ("cat", "dog", "frog")
-SHARED_CIFAR = Path("/work/shared/data/cifar10-jpeg")
 REAL_READ = data._read_rgb
 
 
@@ -513,13 +513,10 @@ def test_explicit_wrong_dir_fails_fast(offline, tmp_path, monkeypatch):
     assert offline == []  # No fallback, not even a network probe.
 
 
-@pytest.mark.skipif(
-    not (os.environ.get(data.DATA_DIR_ENV) or SHARED_CIFAR.is_dir()),
-    reason=f"no real CIFAR-10 copy (${data.DATA_DIR_ENV} unset and {SHARED_CIFAR} missing)",
-)
+@pytest.mark.skipif(cifar10_dir() is None,
+                    reason=f"no real CIFAR-10 copy (${data.DATA_DIR_ENV} unset, no shared copy)")
 def test_real_cifar10_limit(tmp_path):
-    where = os.environ.get(data.DATA_DIR_ENV) or SHARED_CIFAR
-    s = data.load_cifar10(where, limit=200, cache_dir=tmp_path)
+    s = data.load_cifar10(cifar10_dir(), limit=200, cache_dir=tmp_path)
     assert s.class_names == data.CIFAR10_CLASSES
     assert s.x_train.shape == (200, 32, 32, 3) and s.x_test.shape == (200, 32, 32, 3)
     assert np.bincount(s.y_train, minlength=10).tolist() == [20] * 10

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import cifar10_dir, run_python
 from PIL import Image
 
 import keras_vit
@@ -37,7 +37,6 @@ PALETTE = np.array(
     np.float32,
 )
 N_TRAIN, N_TEST = 24, 10  # per class
-REAL_CIFAR = Path("/work/shared/data/cifar10-jpeg")
 
 
 def make_images(per_class, seed):
@@ -487,7 +486,7 @@ def test_keras_imported_with_other_backend_is_a_clear_error(trained):
 
 def test_real_cifar10_parity(trained, tmp_path):
     """Parity on real CIFAR-10 test images (KERAS_VIT_DATA_DIR), a few hundred of them."""
-    root = os.environ.get("KERAS_VIT_DATA_DIR") or (str(REAL_CIFAR) if REAL_CIFAR.is_dir() else None)
+    root = cifar10_dir()
     if not root:
         pytest.skip("no CIFAR-10 copy (set KERAS_VIT_DATA_DIR)")
     out = tmp_path / "real.tflite"

@@ -55,23 +55,28 @@ def test_strong_recipe_trains_without_nan():
     np.testing.assert_allclose(logits, model.predict(images[:8].astype("float32"), verbose=0), atol=1e-5)
 
 
-def test_gpu_recipe_trains_under_mixed_bfloat16():
+def test_gpu_recipe_trains_under_mixed_bfloat16(mixed_bfloat16):
     # The cifar10_gpu recipe is lee2021 under --mixed-precision bfloat16
     # (mixed_bfloat16); the TensorFlow backend once refused RandAugment's
     # bfloat16 x float32 products there.
     images, labels = colour_data(64)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        model, trainer = compiled_trainer("lee2021", steps=2, mix_prob=1.0)
-        assert model.compute_dtype == "bfloat16"
-        augmented, targets, _ = trainer.augment_batch(images[:16], labels[:16])
-        assert keras.backend.standardize_dtype(augmented.dtype) == "float32"
-        assert keras.backend.standardize_dtype(targets.dtype) == "float32"
-        history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model, trainer = compiled_trainer("lee2021", steps=2, mix_prob=1.0)
+    assert model.compute_dtype == "bfloat16"
+    augmented, targets, _ = trainer.augment_batch(images[:16], labels[:16])
+    assert keras.backend.standardize_dtype(augmented.dtype) == "float32"
+    assert keras.backend.standardize_dtype(targets.dtype) == "float32"
+    history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_describe_length():
+    from keras_vit.training import describe_length
+
+    assert describe_length(6) == describe_length(6, None, 24) == "6 epochs"
+    assert describe_length(280, 340.0) == ("340 s of fit (first estimate 280 epochs, planned again from each "
+                                           "epoch's time)")
+    assert describe_length(60, 70.0, 240) == ("70 s of fit (first estimate 60 epochs, at most 240, planned again "
+                                              "from each epoch's time)")
 
 
 def test_loss_is_soft_target_cross_entropy():
