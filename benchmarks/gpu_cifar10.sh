@@ -74,6 +74,9 @@
 #   Teacher sweep after it: airbench width 64 / 96, 16 to 40 epochs, crop+flip or cutout, 89.61% to 90.82% in 15 to 22 s
 #      of fit; ResNet-9 cutout 80 epochs 92.40% (57 s). The ViT with an airbench teacher: 42.2k / 41.4k img/s (width
 #      64 / 96). The ResNet-9 of 60 cutout epochs stays the default; the ViT lands 1.8-1.9 points under its teacher.
+# (No GPU, 2026-11-28, third session, and 2026-11-29) HEADS=auto with HEAD_CHOICES (default "12 6 3"): the run's
+#   step, teacher included, timed with each head count (the same parameters and FLOPs), the fastest trained;
+#   throughput_sweep.sh times those and two other shapes alone. Unmeasured on the GPU.
 # Defaults now: the recipe `cifar10_gpu` (keras_vit/recipes.py): Lee et al. 2021's recipe for ViTs on
 # small data sets (12 heads of 16, half the batches mixed, erasing; RandAugment for their AutoAugment)
 # at batch 512 (theirs: 128) with as many passes over the data as fit the budget (theirs: 300), distilling
@@ -82,7 +85,8 @@ set -euo pipefail
 DATA=${DATA:-/tmp/cifar10}
 OUT=${OUT:-runs/gpu}
 RECIPE=${RECIPE:-cifar10_gpu}
-# PRESET, HEADS, POOLING (token, gap or seqpool: the last two have no class token, 64 tokens, which cuDNN
+# PRESET, HEADS (auto: time the run's step with each of HEAD_CHOICES heads, train the fastest), POOLING (token, gap
+# or seqpool: the last two have no class token, 64 tokens, which cuDNN
 # takes without a register), AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
 # MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0), PATCH_DROPOUT (a rate),
 # UNMASKED_FINISH (a share of the run; its epochs are slower, and the switch compiles the train step again:
@@ -97,6 +101,7 @@ UNMASKED_FINISH=${UNMASKED_FINISH:-0}  # e.g. 0.15: with PATCH_DROPOUT, the last
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
 STEPS_PER_EXECUTION=${STEPS_PER_EXECUTION:-1}  # train steps per compiled call (fewer host round trips at small batches)
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
+HEAD_CHOICES=${HEAD_CHOICES:-12 6 3}  # with HEADS=auto: the head counts timed in the run's step; the fastest trains
 TEACHER_ARCH=${TEACHER_ARCH:-resnet9}  # the teacher's network: resnet9 (Page) or airbench (Jordan; unmeasured on the GPU)
 if [ "$TEACHER_ARCH" = airbench ]; then
   # 16 epochs of crop+flip: what the CPU measured (benchmarks/README.md); an epoch of it costs a fraction of a second on a GPU.
@@ -125,35 +130,58 @@ if [ "$REGISTERS" = auto ] && [ "$LOCALITY_ATTENTION" = 1 ]; then
   # Locality Self-Attention computes its scores itself (never cuDNN's fused kernel): registers would buy nothing.
   REGISTERS=0
 fi
+PROBE_HEADS=$HEADS
+if [ "$HEADS" = auto ]; then PROBE_HEADS=${HEAD_CHOICES%% *}; fi  # the token counts cuDNN takes do not depend on the heads
 if [ "$REGISTERS" = auto ]; then
   # A crash of the probe is reported, and the run goes on without registers.
-  REGISTERS=$(python3 benchmarks/attention_probe.py --preset "$PRESET" --num-heads "$HEADS" --pooling "$POOLING" \
+  REGISTERS=$(python3 benchmarks/attention_probe.py --preset "$PRESET" --num-heads "$PROBE_HEADS" --pooling "$POOLING" \
     --batch-size "$BATCH" --patch-dropout "$PATCH_DROPOUT" --max-registers 3 --pick-registers \
     --output "$OUT/attention_probe.jsonl" | tail -n 1) \
     || { echo "WARNING: attention_probe.py failed; training without registers" >&2; REGISTERS=0; }
 fi
 echo "registers=$REGISTERS"
-MODEL_FLAGS=(--num-heads "$HEADS" --pooling "$POOLING" --registers "$REGISTERS")
-if [ "$SHIFTED_PATCHES" = 1 ]; then MODEL_FLAGS+=(--shifted-patches); else MODEL_FLAGS+=(--no-shifted-patches); fi
-if [ "$LOCALITY_ATTENTION" = 1 ]; then MODEL_FLAGS+=(--locality-attention); else MODEL_FLAGS+=(--no-locality-attention); fi
-MODEL_FLAGS+=(--patch-dropout "$PATCH_DROPOUT")
-# Both throughput measurements go into one file (the run's is its last line): the device tool
-# brings back at most 8 files, and run 3 lost its model.keras to a ninth. They differ only in the augmentation.
-THROUGHPUT_FLAGS=(--preset "$PRESET" "${MODEL_FLAGS[@]}" --batch-size "$BATCH" --steps "$STEPS" --epochs 4
+SHAPE_FLAGS=(--pooling "$POOLING" --registers "$REGISTERS")
+if [ "$SHIFTED_PATCHES" = 1 ]; then SHAPE_FLAGS+=(--shifted-patches); else SHAPE_FLAGS+=(--no-shifted-patches); fi
+if [ "$LOCALITY_ATTENTION" = 1 ]; then SHAPE_FLAGS+=(--locality-attention); else SHAPE_FLAGS+=(--no-locality-attention); fi
+SHAPE_FLAGS+=(--patch-dropout "$PATCH_DROPOUT")
+# Every throughput measurement goes into one file: the device tool brings back at most 8 files, and
+# run 3 lost its model.keras to a ninth. The epochs' first estimate reads the run's line (its heads, its augmentation).
+THROUGHPUT_FLAGS=(--preset "$PRESET" "${SHAPE_FLAGS[@]}" --batch-size "$BATCH" --steps "$STEPS" --epochs 4
   --mixed-precision bfloat16 --steps-per-execution "$STEPS_PER_EXECUTION" --output "$OUT/throughput.jsonl")
+# The run's step: its augmentation and, with a teacher, the teacher's forward pass.
+RUN_THROUGHPUT=(--augment "$AUGMENT" ${EMA:+--ema-momentum "$EMA"})
+if [ "$TEACHER_EPOCHS" != 0 ]; then
+  RUN_THROUGHPUT+=(--teacher-arch "$TEACHER_ARCH" --teacher-width "$TEACHER_WIDTH" --teachers "$TEACHERS")
+  if [ "$TEACHER_FLIP" = 1 ]; then RUN_THROUGHPUT+=(--teacher-flip); fi
+fi
+RUN_MEASURED=0
+if [ "$HEADS" = auto ]; then
+  # The run's step with each head count (same parameters and FLOPs); the fastest trains.
+  phase "throughput of the run with $HEAD_CHOICES heads"
+  for heads in $HEAD_CHOICES; do
+    python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$heads" "${RUN_THROUGHPUT[@]}" \
+      || echo "WARNING: no throughput with $heads heads" >&2
+  done
+  HEADS=$(python3 - "$OUT/throughput.jsonl" "$AUGMENT" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+rows = [r for r in rows if r["augment"] == sys.argv[2]]
+print(max(rows, key=lambda r: r["images_per_second"])["num_heads"] if rows else "")
+PY
+  )
+  if [ -z "$HEADS" ]; then echo "ERROR: no head count of '$HEAD_CHOICES' could be timed" >&2; exit 1; fi
+  echo "heads=$HEADS (the fastest of $HEAD_CHOICES)"
+  RUN_MEASURED=1
+fi
+MODEL_FLAGS=(--num-heads "$HEADS" "${SHAPE_FLAGS[@]}")
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"
-  python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment none
+  python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$HEADS" --augment none
 fi
-phase "throughput of the run"
-# With a teacher, its forward pass is part of every step: the run's throughput includes it.
-TEACHER_THROUGHPUT=()
-if [ "$TEACHER_EPOCHS" != 0 ]; then
-  TEACHER_THROUGHPUT=(--teacher-arch "$TEACHER_ARCH" --teacher-width "$TEACHER_WIDTH" --teachers "$TEACHERS")
-  if [ "$TEACHER_FLIP" = 1 ]; then TEACHER_THROUGHPUT+=(--teacher-flip); fi
+if [ "$RUN_MEASURED" = 0 ]; then
+  phase "throughput of the run"
+  python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$HEADS" "${RUN_THROUGHPUT[@]}"
 fi
-python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --augment "$AUGMENT" ${EMA:+--ema-momentum $EMA} \
-  ${TEACHER_THROUGHPUT[@]+"${TEACHER_THROUGHPUT[@]}"}
 
 TRAIN_FLAGS=()
 if [ "$TEACHER_EPOCHS" != 0 ]; then
@@ -198,9 +226,10 @@ TIME_LIMIT=$(( ${TRAIN_BUDGET%.*} + 15 ))
 
 # The first estimate of the epochs that fit the budget: (budget - compile) / seconds per epoch,
 # with a margin for validation; --time-budget re-plans from the measured epochs.
-EPOCHS=$(python3 - "$OUT/throughput.jsonl" "$TRAIN_BUDGET" "$MIN_EPOCHS" "$MAX_EPOCHS" "$SPARE" <<'PY'
+EPOCHS=$(python3 - "$OUT/throughput.jsonl" "$TRAIN_BUDGET" "$MIN_EPOCHS" "$MAX_EPOCHS" "$SPARE" "$AUGMENT" "$HEADS" <<'PY'
 import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+rows = [json.loads(line) for line in open(sys.argv[1])]
+r = [r for r in rows if r["augment"] == sys.argv[6] and r["num_heads"] == int(sys.argv[7])][-1]  # the run's step
 budget, low, high, spare = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 epoch_s = 50000 / r["images_per_second"]
 print(max(low, min(high, int(spare * (budget - r["compile_seconds_estimate"]) / epoch_s))))

@@ -13,8 +13,11 @@ dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others)
 `--teacher-width W` the step also runs a teacher of that width forward
 (`python -m keras_vit.train --teacher`; `--teacher-arch`: ResNet-9 or airbench),
 twice with `--teacher-flip` (the mirror images too), `--teachers N` of them:
-their forward FLOPs count in the MFU. Prints
-one JSON line and writes it to `--output` when given.
+their forward FLOPs count in the MFU. The model flags are `train`'s
+(`--num-heads`, `--pooling`, `--model-arg projection_dim=256`, ...), so a
+shape timed here trains with the same flags. Prints one JSON line and
+appends it to `--output` when given (`benchmarks/throughput_sweep.sh` times
+several shapes in one GPU session).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.callbacks import EpochTimer  # noqa: E402
 from keras_vit.teacher import TEACHER_ARCHS, average_logits, build_teacher, forward_flops_per_image  # noqa: E402
 from keras_vit.train import (  # noqa: E402
-    MIXED_PRECISION, add_model_flags, describe_device, model_overrides, training_recipe,
+    MIXED_PRECISION, add_model_flags, describe_device, flag_overrides, training_recipe,
 )
 from keras_vit.training import (  # noqa: E402
     learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image, training_sequence_length,
@@ -52,16 +55,13 @@ def peak_for(device, precision):
     return None
 
 
-def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None, num_heads=None,
-            repeats=None, steps_per_execution=1, ema_momentum=None, num_registers=None, shifted_patches=None,
-            locality_attention=None, patch_dropout=None, teacher_width=0, teacher_flip=False,
-            teacher_arch="resnet9", teachers=1):
+def measure(preset, batch_size, steps, epochs, precision, augment, model_overrides=None, repeats=None,
+            steps_per_execution=1, ema_momentum=None, teacher_width=0, teacher_flip=False, teacher_arch="resnet9",
+            teachers=1):
+    """Times `fit` on random images; returns the result row (a dict). `model_overrides`: `build_vit`
+    keyword arguments over the preset's (`keras_vit.train.flag_overrides` of the model flags)."""
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
-    # The same flag handling as python -m keras_vit.train.
-    model = build_vit(preset, **model_overrides(num_heads=num_heads, pooling=pooling, num_registers=num_registers,
-                                                shifted_patches=shifted_patches,
-                                                locality_attention=locality_attention,
-                                                patch_dropout=patch_dropout))
+    model = build_vit(preset, **(model_overrides or {}))
     # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).
     teacher = None
     if teacher_width:
@@ -87,15 +87,18 @@ def measure(preset, batch_size, steps, epochs, precision, augment, pooling=None,
     teacher_flops = 0 if teacher is None else forward_flops_per_image(teacher) * (2 if teacher_flip else 1)
     flops = training_flops_per_image(model) + teacher_flops
     device = describe_device()
+    shape = vit_arguments(model)
     peak = peak_for(device, MIXED_PRECISION[precision])
     return {
-        "preset": preset, "pooling": model.get_layer("pool").mode, "augment": augment,
+        "preset": preset, "model_overrides": dict(model_overrides or {}),
+        "projection_dim": shape["projection_dim"], "depth": shape["depth"], "mlp_dim": shape["mlp_dim"],
+        "pooling": model.get_layer("pool").mode, "augment": augment,
         "num_heads": model.get_layer("block_0").num_heads, "repeats": trainer.repeats,
         "num_registers": model.get_layer("patch_encoder").num_registers,
         "sequence_length": model.get_layer("patch_encoder").num_tokens,
         "shifted_patches": model.get_layer("patches").shifted,
         "locality_attention": model.get_layer("block_0").locality_attention,
-        "patch_dropout": vit_arguments(model)["patch_dropout"],
+        "patch_dropout": shape["patch_dropout"],
         "train_sequence_length": training_sequence_length(model),
         "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
         "teacher_arch": teacher_arch if teacher is not None else None,
@@ -125,7 +128,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3, help="epochs (the first holds compilation)")
     parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION))
     parser.add_argument("--augment", default="strong", choices=sorted(AUGMENT_RECIPES))
-    add_model_flags(parser)  # --num-heads, --pooling, --registers, ... as in python -m keras_vit.train
+    add_model_flags(parser)  # --num-heads, --pooling, --registers, --model-arg, ... as in python -m keras_vit.train
     parser.add_argument("--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
@@ -143,11 +146,13 @@ def main(argv=None):
         parser.error("--epochs must be at least 2 (the first one compiles)")
     if args.teachers < 1:
         parser.error("--teachers must be at least 1")
-    result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision,
-                     args.augment, args.pooling, args.num_heads, args.repeats, args.steps_per_execution,
-                     args.ema_momentum, args.registers, args.shifted_patches,
-                     args.locality_attention, args.patch_dropout, args.teacher_width, args.teacher_flip,
-                     args.teacher_arch, args.teachers)
+    try:
+        overrides = flag_overrides(args)  # the same flag handling as python -m keras_vit.train
+    except ValueError as error:
+        parser.error(str(error))
+    result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision, args.augment,
+                     overrides, args.repeats, args.steps_per_execution, args.ema_momentum, args.teacher_width,
+                     args.teacher_flip, args.teacher_arch, args.teachers)
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

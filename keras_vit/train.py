@@ -62,11 +62,7 @@ def build_parser():
     parser.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (0: off)")
     parser.add_argument("--augment", default="basic", choices=sorted(AUGMENT_RECIPES),
                         help="augmentation recipe run in the train step (default: %(default)s)")
-    parser.add_argument("--drop-path", type=float, default=None, help="override the preset's stochastic depth")
     add_model_flags(parser)
-    parser.add_argument("--model-arg", dest="model_args", metavar="KEY=VALUE", type=model_argument, action="append",
-                        default=None, help="any other build_vit argument, over the preset's value (repeatable), "
-                        "e.g. --model-arg projection_dim=96 --model-arg depth=6; VALUE is a Python literal or a word")
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="repeated augmentation: each image this many times per batch "
                         "(default: the --augment recipe's)")
@@ -142,7 +138,14 @@ def model_argument(text):
 
 
 def add_model_flags(parser):
-    """The flags that override a preset's model shape; `benchmarks/throughput.py` takes them too."""
+    """The flags that override a preset's model shape; `benchmarks/throughput.py` takes them too.
+
+    `flag_overrides(args)` turns the parsed values into `build_vit` keyword arguments.
+    """
+    parser.add_argument("--drop-path", type=float, default=None, help="override the preset's stochastic depth")
+    parser.add_argument("--model-arg", dest="model_args", metavar="KEY=VALUE", type=model_argument, action="append",
+                        default=None, help="any other build_vit argument, over the preset's value (repeatable), "
+                        "e.g. --model-arg projection_dim=96 --model-arg depth=6; VALUE is a Python literal or a word")
     parser.add_argument("--num-heads", type=positive_int, default=None,
                         help="override the preset's attention heads (the width must divide by it)")
     parser.add_argument("--pooling", default=None, choices=list(SequencePooling.MODES),
