@@ -154,33 +154,26 @@ if [ "$TEACHER_EPOCHS" != 0 ]; then
   RUN_THROUGHPUT+=(--teacher-arch "$TEACHER_ARCH" --teacher-width "$TEACHER_WIDTH" --teachers "$TEACHERS")
   if [ "$TEACHER_FLIP" = 1 ]; then RUN_THROUGHPUT+=(--teacher-flip); fi
 fi
-RUN_MEASURED=0
-if [ "$HEADS" = auto ]; then
-  # The run's step with each head count (same parameters and FLOPs); the fastest trains.
-  phase "throughput of the run with $HEAD_CHOICES heads"
-  for heads in $HEAD_CHOICES; do
-    python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$heads" "${RUN_THROUGHPUT[@]}" \
-      || echo "WARNING: no throughput with $heads heads" >&2
-  done
-  HEADS=$(python3 - "$OUT/throughput.jsonl" "$AUGMENT" <<'PY'
+# The run's step with each head count (same parameters and FLOPs; a fixed HEADS is a list of one); the fastest trains.
+if [ "$HEADS" != auto ]; then HEAD_CHOICES=$HEADS; fi
+phase "throughput of the run with $HEAD_CHOICES heads"
+for heads in $HEAD_CHOICES; do
+  python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$heads" "${RUN_THROUGHPUT[@]}" \
+    || echo "WARNING: no throughput with $heads heads" >&2
+done
+HEADS=$(python3 - "$OUT/throughput.jsonl" "$AUGMENT" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 rows = [r for r in rows if r["augment"] == sys.argv[2]]
 print(max(rows, key=lambda r: r["images_per_second"])["num_heads"] if rows else "")
 PY
-  )
-  if [ -z "$HEADS" ]; then echo "ERROR: no head count of '$HEAD_CHOICES' could be timed" >&2; exit 1; fi
-  echo "heads=$HEADS (the fastest of $HEAD_CHOICES)"
-  RUN_MEASURED=1
-fi
+)
+if [ -z "$HEADS" ]; then echo "ERROR: no head count of '$HEAD_CHOICES' could be timed" >&2; exit 1; fi
+echo "heads=$HEADS (the fastest of $HEAD_CHOICES)"
 MODEL_FLAGS=(--num-heads "$HEADS" "${SHAPE_FLAGS[@]}")
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"
   python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$HEADS" --augment none
-fi
-if [ "$RUN_MEASURED" = 0 ]; then
-  phase "throughput of the run"
-  python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$HEADS" "${RUN_THROUGHPUT[@]}"
 fi
 
 TRAIN_FLAGS=()
@@ -229,7 +222,7 @@ TIME_LIMIT=$(( ${TRAIN_BUDGET%.*} + 15 ))
 EPOCHS=$(python3 - "$OUT/throughput.jsonl" "$TRAIN_BUDGET" "$MIN_EPOCHS" "$MAX_EPOCHS" "$SPARE" "$AUGMENT" "$HEADS" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-r = [r for r in rows if r["augment"] == sys.argv[6] and r["num_heads"] == int(sys.argv[7])][-1]  # the run's step
+r = [r for r in rows if r["augment"] == sys.argv[6] and r["num_heads"] == int(sys.argv[7])][0]  # the run's step
 budget, low, high, spare = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 epoch_s = 50000 / r["images_per_second"]
 print(max(low, min(high, int(spare * (budget - r["compile_seconds_estimate"]) / epoch_s))))

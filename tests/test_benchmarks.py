@@ -77,9 +77,9 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert [row["sequence_length"] for row in probe] == [9, 10, 11, 12]
     assert all(not row["cudnn"]["accepted"] and row["xla"]["accepted"] for row in probe)
     assert "registers=0" in log
-    # One file for both throughputs: the baseline first, the run's configuration last.
-    baseline, throughput = (json.loads(line) for line in (run / "throughput.jsonl").read_text().splitlines())
-    assert baseline["augment"] == "none" and baseline["images_per_second"] > 0
+    # One file for both throughputs: the run's configuration first (the heads are picked from it), the baseline last.
+    throughput, baseline = (json.loads(line) for line in (run / "throughput.jsonl").read_text().splitlines())
+    assert baseline["augment"] == "none" and baseline["num_heads"] == 4 and baseline["images_per_second"] > 0
     assert throughput["num_heads"] == 4 and throughput["repeats"] == 1 and throughput["images_per_second"] > 0
     assert throughput["num_registers"] == 0 and throughput["sequence_length"] == 17
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
@@ -107,8 +107,9 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert not (run / "vit_micro" / "checkpoint").exists()
     # The device tool brings back at most 8 files: all of them fit, so nothing was packed.
     assert len([f for f in out.rglob("*") if f.is_file()]) <= 8 and not (out / "extras.tar.gz").exists()
-    assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:2] == [
-        "attention probe", "throughput without augmentation"]
+    assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:3] == [
+        "attention probe", "throughput of the run with 4 heads", "throughput without augmentation"]
+    assert "heads=4 (the fastest of 4)" in log
 
 
 
