@@ -145,7 +145,7 @@ if [ "$SHIFTED_PATCHES" = 1 ]; then SHAPE_FLAGS+=(--shifted-patches); else SHAPE
 if [ "$LOCALITY_ATTENTION" = 1 ]; then SHAPE_FLAGS+=(--locality-attention); else SHAPE_FLAGS+=(--no-locality-attention); fi
 SHAPE_FLAGS+=(--patch-dropout "$PATCH_DROPOUT")
 # Every throughput measurement goes into one file: the device tool brings back at most 8 files, and
-# run 3 lost its model.keras to a ninth. The epochs' first estimate reads the run's line (its heads, its augmentation).
+# run 3 lost its model.keras to a ninth.
 THROUGHPUT_FLAGS=(--preset "$PRESET" "${SHAPE_FLAGS[@]}" --batch-size "$BATCH" --steps "$STEPS" --epochs 4
   --mixed-precision bfloat16 --steps-per-execution "$STEPS_PER_EXECUTION" --output "$OUT/throughput.jsonl")
 # The run's step: its augmentation and, with a teacher, the teacher's forward pass.
@@ -161,13 +161,17 @@ for heads in $HEAD_CHOICES; do
   python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$heads" "${RUN_THROUGHPUT[@]}" \
     || echo "WARNING: no throughput with $heads heads" >&2
 done
-HEADS=$(python3 - "$OUT/throughput.jsonl" "$AUGMENT" <<'PY'
+# The fastest line is the run's step: its heads train, and its speed and compilation time plan the epochs below.
+HEADS=
+read -r HEADS RUN_IMAGES_PER_SECOND RUN_COMPILE_SECONDS < <(python3 - "$OUT/throughput.jsonl" "$AUGMENT" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 rows = [r for r in rows if r["augment"] == sys.argv[2]]
-print(max(rows, key=lambda r: r["images_per_second"])["num_heads"] if rows else "")
+if rows:
+    r = max(rows, key=lambda r: r["images_per_second"])
+    print(r["num_heads"], r["images_per_second"], r["compile_seconds_estimate"])
 PY
-)
+) || true
 if [ -z "$HEADS" ]; then echo "ERROR: no head count of '$HEAD_CHOICES' could be timed" >&2; exit 1; fi
 echo "heads=$HEADS (the fastest of $HEAD_CHOICES)"
 MODEL_FLAGS=(--num-heads "$HEADS" "${SHAPE_FLAGS[@]}")
@@ -219,13 +223,12 @@ TIME_LIMIT=$(( ${TRAIN_BUDGET%.*} + 15 ))
 
 # The first estimate of the epochs that fit the budget: (budget - compile) / seconds per epoch,
 # with a margin for validation; --time-budget re-plans from the measured epochs.
-EPOCHS=$(python3 - "$OUT/throughput.jsonl" "$TRAIN_BUDGET" "$MIN_EPOCHS" "$MAX_EPOCHS" "$SPARE" "$AUGMENT" "$HEADS" <<'PY'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-r = [r for r in rows if r["augment"] == sys.argv[6] and r["num_heads"] == int(sys.argv[7])][0]  # the run's step
-budget, low, high, spare = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-epoch_s = 50000 / r["images_per_second"]
-print(max(low, min(high, int(spare * (budget - r["compile_seconds_estimate"]) / epoch_s))))
+EPOCHS=$(python3 - "$RUN_IMAGES_PER_SECOND" "$RUN_COMPILE_SECONDS" "$TRAIN_BUDGET" "$MIN_EPOCHS" "$MAX_EPOCHS" "$SPARE" <<'PY'
+import sys
+images_per_second, compile_s, budget, spare = (float(sys.argv[i]) for i in (1, 2, 3, 6))
+low, high = int(sys.argv[4]), int(sys.argv[5])
+epoch_s = 50000 / images_per_second
+print(max(low, min(high, int(spare * (budget - compile_s) / epoch_s))))
 PY
 )
 WARMUP=$(( EPOCHS / 10 > 1 ? EPOCHS / 10 : 1 ))
