@@ -98,8 +98,7 @@ def export_all(args):
                     import onnx
 
                     onnx.save(onnx_export.convert(saved_model, args.opset), path)
-                    extra = {"runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)", "opset": args.opset,
-                             "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)"}
+                    extra = onnx_export.card_fields(args.opset)
             except ExportError as e:  # record it and go on: the report shows every format
                 print(f"FAIL {name}: {e}")
                 results.append({"name": name, "file": filename, "passed": False, "failures": [str(e)]})

@@ -100,8 +100,8 @@ def find_targets(export_dir):
     return targets
 
 
-def _runner(name, path, threads):
-    """`(call, input_dtype, image_shape)` for one target."""
+def make_runner(path, threads):
+    """`(call, input_dtype, image_shape)` for one `.keras` file, SavedModel folder, `.tflite` or `.onnx` file."""
     if path.endswith(".keras"):
         model, io = common.load_keras_model(path)
         return model.predict_on_batch, np.dtype(np.float32), (io.height, io.width, io.channels)
@@ -131,7 +131,7 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
     rng = np.random.default_rng(0)
     results = []
     for name, path in common.progress(targets, desc="benchmark"):
-        call, dtype, shape = _runner(name, path, threads)
+        call, dtype, shape = make_runner(path, threads)
         pixels = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
         x = pixels.astype(dtype)  # uint8 for the int8 file: its input is raw pixels
         single = time_calls(call, x[:1], warmup, runs)

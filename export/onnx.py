@@ -20,6 +20,19 @@ handler that rewrites each `Erfc(x)` node as `Sub(1, Erf(x))`:
   `z = -x/sqrt(2)`, i.e. very negative `x`, where `GELU(x) = 0.5 x erfc(z)`
   is ~0: the absolute error is below `|x| * 6e-8`.
 
+Attention without run-time shape arithmetic. Keras' attention lowers to two
+TF `Einsum` ops a block (`BTNH,BSNH->BNTS` for the scores, `BNTS,BSNH->BTNH`
+for the weighted values). tf2onnx writes them as ONNX `Einsum` and then
+decomposes each into MatMul between Reshapes whose shapes it computes at run
+time from the dynamic batch (Shape, Gather, ReduceProd, Concat, Unsqueeze):
+378 of the shipped `vit_cifar10` graph's 946 nodes, about a fifth of its
+latency in onnxruntime. A second handler writes every einsum that is a
+batched matrix product (one summed index, one free index an operand, the
+rest shared) as Transpose -> MatMul -> Transpose with static permutations:
+the same products in the same order, so the same logits (the shipped model's
+differ by 0 on all 10,000 test images), and 568 nodes. Any other einsum
+goes to tf2onnx's own handler.
+
 After conversion every node must be a standard ONNX op (`onnx.defs.has`),
 the model must pass `onnx.checker.check_model(full_check=True)`, and it must
 load and run in onnxruntime (the proof) before it is called exported.
@@ -61,7 +74,73 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
     ctx.replace_inputs(node, [one.output[0], erf.output[0]])
 
 
-CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
+def batched_matmul_permutations(equation):
+    """The static Transposes that turn a two-operand einsum into one batched MatMul, if it is one.
+
+    Args:
+        equation: an einsum equation with an explicit output, e.g.
+            `"btnh,bsnh->bnts"` (case-insensitive).
+
+    Returns:
+        `(perm_a, perm_b, perm_out)`: transpose the first operand by `perm_a`
+        to `(batch..., rows, summed)`, the second by `perm_b` to `(batch...,
+        summed, columns)`, multiply, and transpose the product by `perm_out`
+        to the output's order. `None` when the equation is not a batched
+        matrix product: not exactly one summed index and one free index in
+        each operand, a repeated index, an index summed in one operand only,
+        or no explicit output.
+    """
+    equation = equation.replace(" ", "").lower()
+    if "->" not in equation or "." in equation:
+        return None
+    operands, output = equation.split("->")
+    operands = operands.split(",")
+    if len(operands) != 2:
+        return None
+    a, b = operands
+    if any(len(set(term)) != len(term) for term in (a, b, output)):
+        return None
+    batch = [index for index in output if index in a and index in b]
+    summed = [index for index in a if index in b and index not in output]
+    rows = [index for index in a if index not in b]
+    columns = [index for index in b if index not in a]
+    if len(summed) != 1 or len(rows) != 1 or len(columns) != 1 or sorted(output) != sorted(batch + rows + columns):
+        return None
+    product = batch + rows + columns
+    return ([a.index(index) for index in batch + rows + summed],
+            [b.index(index) for index in batch + summed + columns],
+            [product.index(index) for index in output])
+
+
+def _einsum_as_matmul(ctx, node, name, args):
+    """tf2onnx handler: TF `Einsum` -> ONNX Transpose/MatMul/Transpose when it is a batched matrix product.
+
+    Other equations go to tf2onnx's own Einsum handler (ONNX `Einsum`, which
+    its einsum optimizer later decomposes).
+    """
+    plan = batched_matmul_permutations(node.get_attr_value("equation").decode())
+    if plan is None:
+        from tf2onnx.onnx_opset.math import Einsum
+
+        return Einsum.version_12(ctx, node)
+    perm_a, perm_b, perm_out = plan
+    inputs = []
+    for tensor, perm in zip(node.input[:2], (perm_a, perm_b)):
+        if perm != sorted(perm):
+            tensor = ctx.make_node("Transpose", [tensor], attr={"perm": perm}, op_name_scope=node.name).output[0]
+        inputs.append(tensor)
+    for attribute in ("equation", "N"):
+        node.attr.pop(attribute, None)
+    if perm_out == sorted(perm_out):
+        node.type = "MatMul"
+    else:  # the einsum node becomes the output Transpose, so its consumers need no rewiring
+        inputs = [ctx.make_node("MatMul", inputs, op_name_scope=node.name).output[0]]
+        node.type = "Transpose"
+        node.set_attr("perm", perm_out)
+    ctx.replace_inputs(node, inputs)
+
+
+CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, []), "Einsum": (_einsum_as_matmul, [])}
 
 
 def convert(saved_model_dir, opset=DEFAULT_OPSET):
@@ -116,6 +195,13 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET):
     return proto
 
 
+def card_fields(opset):
+    """What the model card of an ONNX file says of its conversion."""
+    return {"runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)", "opset": int(opset),
+            "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)",
+            "attention": "einsums as static Transpose/MatMul/Transpose (no run-time shape ops)"}
+
+
 def main(argv=None):
     parser = cli.make_parser(
         "python -m export.onnx",
@@ -140,8 +226,7 @@ def main(argv=None):
             export_savedmodel(model, io, saved_model)
             proto = convert(saved_model, args.opset)
         onnx.save(proto, tmp)
-        return {"runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)", "opset": args.opset,
-                "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)"}
+        return card_fields(args.opset)
 
     cli.export_one(args, fmt="onnx", variant="float32", convert=do_convert)
 

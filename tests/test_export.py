@@ -209,14 +209,85 @@ def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir):
     assert "Erf" in ops and "Erfc" not in ops  # exact GELU, via 1 - Erf
     assert "Expand" in ops and "ConstantOfShape" not in ops  # the class token broadcast, no zeros_like
     assert all(onnx.defs.has(node.op_type, node.domain) for node in model.graph.node)
+    # Attention's einsums are static Transpose/MatMul, without the run-time shape arithmetic tf2onnx's einsum
+    # decomposition adds per einsum (export/onnx.py); one Shape is left: the class token's batch size.
+    counts = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    assert "Einsum" not in counts and "ReduceProd" not in counts and "Gather" not in counts, counts
+    assert counts.get("Shape", 0) == 1, counts
+    blocks = keras_vit.get_preset("vit_micro")["depth"]
+    assert counts["MatMul"] >= 2 * blocks, counts
+    card = json.loads((export_dir / "model.onnx.json").read_text())
+    assert card["opset"] == 17 and "Transpose/MatMul" in card["attention"] and "Erf" in card["gelu"]
     (image,), (logits,) = model.graph.input, model.graph.output
     assert (image.name, logits.name) == ("images", "logits")
     assert image.type.tensor_type.shape.dim[0].dim_param == "batch"
     assert [d.dim_value for d in image.type.tensor_type.shape.dim[1:]] == [32, 32, 3]
 
 
+@pytest.mark.parametrize("equation, expected", [
+    ("BTNH,BSNH->BNTS", ([0, 2, 1, 3], [0, 2, 3, 1], [0, 1, 2, 3])),  # Keras' attention scores (TF backend)
+    ("BNTS,BSNH->BTNH", ([0, 1, 2, 3], [0, 2, 1, 3], [0, 2, 1, 3])),  # and its weighted values
+    ("aecd,abcd->acbe", ([0, 2, 1, 3], [0, 2, 3, 1], [0, 1, 3, 2])),  # MultiHeadAttention's own equations
+    ("bij,bjk->bik", ([0, 1, 2], [0, 1, 2], [0, 1, 2])),
+    ("ij,jk->ik", ([0, 1], [0, 1], [0, 1])),
+    ("abc,cde->abde", None),  # two free indices in the second operand
+    ("bij,bjk->bki", ([0, 1, 2], [0, 1, 2], [0, 2, 1])),
+    ("bij,bij->bi", None),  # nothing free in either operand
+    ("bii,bij->bj", None),  # a repeated index
+    ("bij,bjk", None),  # no explicit output
+    ("...ij,...jk->...ik", None),
+    ("bij->bji", None),
+])
+def test_batched_matmul_permutations(equation, expected):
+    from export.onnx import batched_matmul_permutations
+
+    assert batched_matmul_permutations(equation) == expected
+    if expected is not None:  # the plan computes the einsum
+        rng = np.random.default_rng(0)
+        operands, output = equation.lower().split("->")
+        sizes = {index: 2 + i for i, index in enumerate(sorted(set(operands) - {","}))}
+        a, b = (rng.normal(size=[sizes[i] for i in term]) for term in operands.split(","))
+        perm_a, perm_b, perm_out = expected
+        product = np.matmul(a.transpose(perm_a), b.transpose(perm_b)).transpose(perm_out)
+        np.testing.assert_allclose(product, np.einsum(equation.lower(), a, b), atol=1e-12)
+
+
 needs_tf_keras = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                     reason="in-process conversion needs Keras on TensorFlow")
+
+
+@needs_tf_keras
+def test_onnx_einsum_handler_converts_attention_and_falls_back():
+    """Batched-matrix einsums become Transpose/MatMul without shape ops; any other einsum still converts."""
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    from tf2onnx import convert as tf2onnx_convert
+
+    from export.onnx import CUSTOM_OP_HANDLERS
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(5, 2, 3)).astype(np.float32)  # a constant in the graph (made inside the function)
+    cases = {
+        "BTNH,BSNH->BNTS": ([(None, 6, 2, 4), (None, 7, 2, 4)], lambda a, b: tf.einsum("BTNH,BSNH->BNTS", a, b)),
+        "BNTS,BSNH->BTNH": ([(None, 2, 6, 7), (None, 7, 2, 4)], lambda a, b: tf.einsum("BNTS,BSNH->BTNH", a, b)),
+        "abc,cde->abde": ([(None, 4, 5)], lambda a: tf.einsum("abc,cde->abde", a, tf.constant(weights))),
+    }
+    for equation, (shapes, function) in cases.items():
+        signature = [tf.TensorSpec(shape, tf.float32) for shape in shapes]
+        proto, _ = tf2onnx_convert.from_function(tf.function(function, input_signature=signature),
+                                                 input_signature=signature, opset=17,
+                                                 custom_op_handlers=CUSTOM_OP_HANDLERS)
+        onnx.checker.check_model(proto, full_check=True)
+        ops = {node.op_type for node in proto.graph.node}
+        if equation != "abc,cde->abde":
+            assert "MatMul" in ops and not ops & {"Einsum", "Shape", "Gather", "ReduceProd"}, (equation, ops)
+        inputs = [rng.normal(size=(3, *shape[1:])).astype(np.float32) for shape in shapes]
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        (result,) = session.run(None, {i.name: x for i, x in zip(session.get_inputs(), inputs)})
+        np.testing.assert_allclose(result, function(*inputs).numpy(), atol=1e-5, err_msg=equation)
 
 
 @needs_tf_keras
@@ -617,3 +688,23 @@ def test_tta_exports_benchmark_scores_exported_files(export_dir, trained, tmp_pa
     assert row["accuracy_flip_shift_tta"] == pytest.approx(float(np.mean(np.mean(views, 0).argmax(1) == y)))
     flip_only = tta_exports.measure(export_dir / "model_fp32.tflite", x, y, "flip")
     assert flip_only["views"] == 2 and "accuracy_flip_shift_tta" not in flip_only
+
+
+def test_compare_latency_times_files_in_rounds(export_dir, tmp_path):
+    script = REPO / "benchmarks" / "compare_latency.py"
+    out = tmp_path / "latency.json"
+    files = [export_dir / "model.onnx", export_dir / "model_fp32.tflite", export_dir / "model_int8.tflite"]
+    proc = subprocess.run([sys.executable, script, *files, "--rounds", "2", "--runs", "3", "--batch", "4",
+                           "--output", out], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [row["path"] for row in report["results"]] == [str(f) for f in files]
+    for row in report["results"]:
+        assert len(row["latency_ms_by_round"]) == 2 and min(row["latency_ms_by_round"]) > 0
+        assert row["throughput_images_per_s_median_of_rounds"] > 0
+    assert report["results"][0]["latency_ratio_to_first_median"] == 1.0
+    assert report["settings"]["rounds"] == 2 and report["machine"]["cores_available"] >= 1
+    assert "model_int8.tflite" in proc.stdout  # the table
+    missing = subprocess.run([sys.executable, script, files[0], tmp_path / "none.onnx"], capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode == 2 and "not found" in missing.stderr
