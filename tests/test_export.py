@@ -218,8 +218,12 @@ def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir):
     assert counts.get("Shape", 0) == 1, counts
     blocks = keras_vit.get_preset("vit_micro")["depth"]
     assert counts["MatMul"] >= 2 * blocks, counts
+    # Every LayerNorm (two a block and the encoder's) is one ONNX LayerNormalization, none left as moments.
+    assert counts.get("LayerNormalization") == 2 * blocks + 1, counts
+    assert not {"GlobalAveragePool", "ReduceMean", "Sqrt", "Reciprocal"} & set(counts), counts
     card = json.loads((export_dir / "model.onnx.json").read_text())
     assert card["opset"] == 17 and "Transpose/MatMul" in card["attention"] and "Erf" in card["gelu"]
+    assert card["layer_norm"] == "one LayerNormalization op each"
     (image,), (logits,) = model.graph.input, model.graph.output
     assert (image.name, logits.name) == ("images", "logits")
     assert image.type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -539,6 +543,10 @@ def test_jax_trained_model_to_onnx_without_data(tmp_path):
     assert "CIFAR-10 class names" in proc.stdout  # no labels.txt beside: 10 outputs -> CIFAR names, with a note
     card = json.loads((tmp_path / "jax.onnx.json").read_text())
     assert card["proof"]["real_images"] is False and card["opset"] == 13
+    assert card["layer_norm"].startswith("decomposed")  # ONNX LayerNormalization is opset 17
+    import onnx
+
+    assert "LayerNormalization" not in {node.op_type for node in onnx.load(str(out)).graph.node}
     data = np.load(ref)
     out_logits = runtime.load(out).predict(data["x"])
     assert np.abs(data["logits"]).max() > 0.1  # not a vacuous comparison
