@@ -38,11 +38,11 @@ def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5
     if len(shapes) != 1:
         raise ValueError(f"the files take different image shapes: {sorted(shapes)}")
     pixels = np.random.default_rng(0).integers(0, 256, (batch, *shapes.pop()), dtype=np.uint8)
+    inputs = [pixels.astype(dtype) for _, dtype, _ in runners]  # uint8 stays uint8 for an int8 file
     latency = np.zeros((rounds, len(paths)))
     throughput = np.zeros((rounds, len(paths)))
     for round_index in range(rounds):
-        for index, (call, dtype, _) in enumerate(runners):
-            x = pixels.astype(dtype)
+        for index, ((call, _, _), x) in enumerate(zip(runners, inputs)):
             latency[round_index, index] = np.median(time_calls(call, x[:1], warmup, runs)) * 1e3
             throughput[round_index, index] = batch * throughput_runs / time_calls(call, x, 1, throughput_runs).sum()
         print(f"round {round_index + 1}/{rounds}: " + ", ".join(

@@ -97,8 +97,9 @@ def export_all(args):
                 else:
                     import onnx
 
-                    onnx.save(onnx_export.convert(saved_model, args.opset), path)
-                    extra = onnx_export.card_fields(args.opset)
+                    proto = onnx_export.convert(saved_model, args.opset)
+                    onnx.save(proto, path)
+                    extra = onnx_export.card_fields(proto, args.opset)
             except ExportError as e:  # record it and go on: the report shows every format
                 print(f"FAIL {name}: {e}")
                 results.append({"name": name, "file": filename, "passed": False, "failures": [str(e)]})

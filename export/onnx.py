@@ -266,13 +266,24 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET):
     return proto
 
 
-def card_fields(opset):
-    """What the model card of an ONNX file says of its conversion."""
+def card_fields(proto, opset):
+    """What the model card of an ONNX file says of its conversion, read from the converted `proto`.
+
+    The layer norms are counted in the graph rather than assumed: a model
+    whose norms the rewriter does not match (an older `.keras` file with
+    Keras' own LayerNormalization, or opset < 17) keeps them op by op.
+    """
+    fused = sum(node.op_type == "LayerNormalization" for node in proto.graph.node)
+    if fused:
+        layer_norm = f"{fused} LayerNormalization ops"
+    elif int(opset) < LAYER_NORM_MIN_OPSET:
+        layer_norm = f"decomposed (LayerNormalization needs opset {LAYER_NORM_MIN_OPSET})"
+    else:
+        layer_norm = "decomposed (no keras_vit LayerNorm pattern matched)"
     return {"runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)", "opset": int(opset),
             "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)",
-            "attention": "einsums as static Transpose/MatMul/Transpose (no run-time shape ops)",
-            "layer_norm": ("one LayerNormalization op each" if int(opset) >= LAYER_NORM_MIN_OPSET
-                           else f"decomposed (LayerNormalization needs opset {LAYER_NORM_MIN_OPSET})")}
+            "attention": "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)",
+            "layer_norm": layer_norm}
 
 
 def main(argv=None):
@@ -299,7 +310,7 @@ def main(argv=None):
             export_savedmodel(model, io, saved_model)
             proto = convert(saved_model, args.opset)
         onnx.save(proto, tmp)
-        return card_fields(args.opset)
+        return card_fields(proto, args.opset)
 
     cli.export_one(args, fmt="onnx", variant="float32", convert=do_convert)
 
