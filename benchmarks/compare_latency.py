@@ -2,15 +2,15 @@
 
     python benchmarks/compare_latency.py A.onnx B.onnx [C.tflite ...] [--rounds 7] [--output latency.json]
 
-`python -m export.benchmark` times each format of one export once, one after
-the other; on a shared machine whose speed drifts by tens of percent between
-minutes, that cannot tell two versions of one file apart. This script loads
-every file once (`export.benchmark.make_runner`: ai-edge-litert with XNNPACK,
-onnxruntime, SavedModel or Keras, the same calls as `export.benchmark`) and
-then times them in turn, `--rounds` times: each round gives every file its
-median of `--runs` batch-1 calls and its images/s at `--batch`. It reports
-the median over the rounds and each file's ratio to the first file's, round
-by round, so a slow minute slows every file of that round alike.
+`python -m export.benchmark` times the formats of one export; this script
+times any files, e.g. two versions of one format, against the first. It
+loads every file once (`export.benchmark.make_runner`: ai-edge-litert with
+XNNPACK, onnxruntime, SavedModel or Keras, the same calls as
+`export.benchmark`) and times them in turn, `--rounds` times
+(`export.benchmark.time_rounds`): each round gives every file its median of
+`--runs` batch-1 calls and its images/s at `--batch`. It reports the median
+over the rounds and each file's ratio to the first file's, round by round,
+so a slow minute on a shared machine slows every file of that round alike.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from export.benchmark import machine_info, make_runner, time_calls  # noqa: E402
+from export.benchmark import make_runner, time_rounds  # noqa: E402
+from export.common import machine_info  # noqa: E402
 from export.runtime import default_threads  # noqa: E402
 
 
@@ -39,14 +40,15 @@ def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5
         raise ValueError(f"the files take different image shapes: {sorted(shapes)}")
     pixels = np.random.default_rng(0).integers(0, 256, (batch, *shapes.pop()), dtype=np.uint8)
     inputs = [pixels.astype(dtype) for _, dtype, _ in runners]  # uint8 stays uint8 for an int8 file
-    latency = np.zeros((rounds, len(paths)))
-    throughput = np.zeros((rounds, len(paths)))
-    for round_index in range(rounds):
-        for index, ((call, _, _), x) in enumerate(zip(runners, inputs)):
-            latency[round_index, index] = np.median(time_calls(call, x[:1], warmup, runs)) * 1e3
-            throughput[round_index, index] = batch * throughput_runs / time_calls(call, x, 1, throughput_runs).sum()
-        print(f"round {round_index + 1}/{rounds}: " + ", ".join(
-            f"{Path(p).name} {latency[round_index, i]:.2f} ms" for i, p in enumerate(paths)), flush=True)
+    names = [Path(p).name for p in paths]
+
+    def report_round(r, so_far):
+        print(f"round {r + 1}/{rounds}: " + ", ".join(
+            f"{name} {so_far['latency_ms_median'][r, i]:.2f} ms" for i, name in enumerate(names)), flush=True)
+
+    timings = time_rounds([call for call, _, _ in runners], inputs, rounds=rounds, runs=runs, warmup=warmup,
+                          batch=batch, throughput_runs=throughput_runs, on_round=report_round)
+    latency, throughput = timings["latency_ms_median"], timings["throughput_images_per_s"]
     results = []
     for index, path in enumerate(paths):
         results.append({

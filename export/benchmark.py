@@ -9,6 +9,13 @@ For every format found in `EXPORT_DIR` (the output of `python -m export`:
   `--throughput-runs` timed calls after one warm-up call;
 - file size.
 
+Every file is loaded once, then the formats are timed in turn, `--rounds`
+times (5): a shared machine's speed drifts by tens of percent from one
+minute to the next, and timing one format after the other puts that drift
+between the formats. Interleaved, a slow minute slows every format of its
+round alike; the figures are the medians over the rounds, with the range of
+the rounds beside them.
+
 How each is called (timing covers one call on a batch already in the
 input dtype; no image decoding):
 
@@ -31,7 +38,6 @@ import argparse
 import glob
 import json
 import os
-import platform
 import sys
 import time
 
@@ -39,40 +45,8 @@ import numpy as np
 
 from export import common
 from export.cli import Parser
-from export.common import ExportError
+from export.common import ExportError, machine_info
 from export.runtime import default_threads
-
-
-def machine_info():
-    """CPU model, cores and software versions of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores_available": default_threads(),
-        "cores_total": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    try:  # other jobs on the machine make the numbers noisy: record how busy it was
-        info["load_average_1min"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
-    for module in ("tensorflow", "keras", "ai_edge_litert", "onnxruntime"):
-        try:
-            from importlib.metadata import version
-
-            info[module] = version(module.replace("_", "-"))
-        except Exception:  # not installed, or no metadata
-            pass
-    return info
 
 
 def time_calls(fn, batch, warmup, runs):
@@ -117,8 +91,41 @@ def make_runner(path, threads):
     return model.predict_raw, model.input_dtype, (*model.image_size, model.channels)
 
 
-def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, throughput_runs=10, threads=None):
-    """Times every format; returns the JSON-ready results."""
+def time_rounds(calls, inputs, *, rounds, runs, warmup, batch, throughput_runs, on_round=None):
+    """Times `calls` in turn, `rounds` times over.
+
+    Args:
+        calls: functions that take one batch.
+        inputs: one array `(batch, ...)` per call, already in its input dtype.
+        rounds: how many times every call is timed.
+        runs, warmup: timed and untimed batch-1 calls, each round.
+        batch: images of a throughput call (at most `len(inputs[i])`).
+        throughput_runs: timed throughput calls, each round, after one untimed.
+        on_round: called after each round with its index and the arrays
+            below, filled up to that round.
+
+    Returns:
+        A dict of arrays `(rounds, len(calls))`: `latency_ms_median` and
+        `latency_ms_p90` (of each round's batch-1 calls) and
+        `throughput_images_per_s`.
+    """
+    shape = (rounds, len(calls))
+    out = {key: np.zeros(shape) for key in ("latency_ms_median", "latency_ms_p90", "throughput_images_per_s")}
+    for r in range(rounds):
+        for i, (call, x) in enumerate(zip(calls, inputs)):
+            single = time_calls(call, x[:1], warmup, runs) * 1e3
+            out["latency_ms_median"][r, i] = np.median(single)
+            out["latency_ms_p90"][r, i] = np.percentile(single, 90)
+            out["throughput_images_per_s"][r, i] = batch * throughput_runs / time_calls(
+                call, x[:batch], 1, throughput_runs).sum()
+        if on_round is not None:
+            on_round(r, out)
+    return out
+
+
+def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, throughput_runs=10, threads=None,
+              rounds=5):
+    """Times every format in `rounds` interleaved rounds; returns the JSON-ready results."""
     from export.verify import path_size
 
     threads = threads or default_threads()
@@ -128,25 +135,36 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
     if not targets:
         raise ExportError(f"no exported files in {export_dir} (expected savedmodel/, *.tflite, *.onnx).")
     machine = machine_info()  # before timing: its load average is the other processes'
-    rng = np.random.default_rng(0)
+    runners = [make_runner(path, threads) for _, path in common.progress(targets, desc="loading")]
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, *runners[0][2]), dtype=np.uint8)
+    for (name, _), (_, _, shape) in zip(targets, runners):
+        if tuple(shape) != tuple(runners[0][2]):
+            raise ExportError(f"{name} takes images of shape {tuple(shape)}, {targets[0][0]} {tuple(runners[0][2])}: "
+                              "not one model's files.")
+    bar = common.progress(range(rounds), desc="rounds")
+    timings = time_rounds([call for call, _, _ in runners],
+                          [pixels.astype(dtype) for _, dtype, _ in runners],  # uint8 stays uint8 for int8 files
+                          rounds=rounds, runs=runs, warmup=warmup, batch=batch, throughput_runs=throughput_runs,
+                          on_round=lambda *_: bar.update(1))
+    bar.close()
     results = []
-    for name, path in common.progress(targets, desc="benchmark"):
-        call, dtype, shape = make_runner(path, threads)
-        pixels = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
-        x = pixels.astype(dtype)  # uint8 for the int8 file: its input is raw pixels
-        single = time_calls(call, x[:1], warmup, runs)
-        many = time_calls(call, x, 1, throughput_runs)
+    for i, ((name, path), (_, dtype, _)) in enumerate(zip(targets, runners)):
+        latency = timings["latency_ms_median"][:, i]
+        throughput = timings["throughput_images_per_s"][:, i]
         row = {
             "name": name,
             "path": os.path.abspath(path),
             "size_bytes": path_size(path),
             "input_dtype": dtype.name,
-            "latency_ms_median": float(np.median(single) * 1e3),
-            "latency_ms_p90": float(np.percentile(single, 90) * 1e3),
-            "throughput_images_per_s": float(batch * throughput_runs / many.sum()),
+            "latency_ms_median": float(np.median(latency)),
+            "latency_ms_p90": float(np.median(timings["latency_ms_p90"][:, i])),
+            "throughput_images_per_s": float(np.median(throughput)),
+            "latency_ms_median_by_round": [round(float(v), 4) for v in latency],
+            "throughput_images_per_s_by_round": [round(float(v), 2) for v in throughput],
         }
-        print(f"{name:<16} latency {row['latency_ms_median']:7.3f} ms (p90 {row['latency_ms_p90']:7.3f}), "
-              f"throughput {row['throughput_images_per_s']:9.1f} img/s, {row['size_bytes'] / 1e6:.3f} MB")
+        print(f"{name:<16} latency {row['latency_ms_median']:7.3f} ms (p90 {row['latency_ms_p90']:7.3f}; rounds "
+              f"{latency.min():.3f} to {latency.max():.3f}), throughput {row['throughput_images_per_s']:9.1f} img/s, "
+              f"{row['size_bytes'] / 1e6:.3f} MB")
         results.append(row)
     try:
         machine["load_average_1min_after"] = round(os.getloadavg()[0], 2)
@@ -155,15 +173,22 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
     return {
         "machine": machine,
         "settings": {"latency_batch": 1, "runs": runs, "warmup": warmup, "throughput_batch": batch,
-                     "throughput_runs": throughput_runs, "threads": threads,
+                     "throughput_runs": throughput_runs, "rounds": rounds, "threads": threads,
                      "keras_call": "model.predict_on_batch", "tflite": "ai_edge_litert Interpreter + XNNPACK",
                      "onnx": "onnxruntime CPUExecutionProvider"},
         "results": results,
     }
 
 
+def round_range(row, key):
+    """`(lowest, highest)` of a result row's per-round figures for `key` (its one figure for an older report)."""
+    values = row.get(f"{key}_by_round") or [row[key]]
+    return min(values), max(values)
+
+
 def markdown(report):
     m, s = report["machine"], report["settings"]
+    rounds = s.get("rounds", 1)
     # The load before the first timing is the other processes' (this one was idle
     # loading files); the load after includes this benchmark's own threads.
     before, after = m.get("load_average_1min"), m.get("load_average_1min_after")
@@ -180,14 +205,20 @@ def markdown(report):
         f"`{s['keras_call']}`.",
         f"Latency: batch 1, median and p90 of {s['runs']} calls after {s['warmup']} warm-up calls. Throughput: batch "
         f"{s['throughput_batch']}, {s['throughput_runs']} calls. Inputs are random images in each file's input dtype.",
+        (f"The formats were timed in turn, {rounds} rounds over: each figure is the median of the rounds', "
+         "the range is the lowest and highest round's." if rounds > 1 else
+         "The formats were timed once each, one after the other (one round: no range)."),
         "",
-        "| format | input | size (MB) | latency median (ms) | latency p90 (ms) | throughput (img/s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| format | input | size (MB) | latency median (ms) | its range over rounds | latency p90 (ms) "
+        "| throughput (img/s) | its range over rounds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
+        latency, throughput = round_range(r, "latency_ms_median"), round_range(r, "throughput_images_per_s")
         lines.append(f"| {r['name']} | {r['input_dtype']} | {r['size_bytes'] / 1e6:.3f} | "
-                     f"{r['latency_ms_median']:.3f} | "
-                     f"{r['latency_ms_p90']:.3f} | {r['throughput_images_per_s']:.1f} |")
+                     f"{r['latency_ms_median']:.3f} | {latency[0]:.3f} to {latency[1]:.3f} | "
+                     f"{r['latency_ms_p90']:.3f} | {r['throughput_images_per_s']:.1f} | "
+                     f"{throughput[0]:.1f} to {throughput[1]:.1f} |")
     lines += ["", "![latency and throughput](benchmark.png)", ""]
     return "\n".join(lines)
 
@@ -201,15 +232,26 @@ def plot(report, path):
 
     rows = report["results"]
     names = [r["name"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 1.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 2.2))
     y = np.arange(len(rows))
-    left.barh(y, [r["latency_ms_median"] for r in rows], color="tab:blue", label="median")
+
+    def spread(key):  # error bars from the slowest to the fastest round
+        medians = np.asarray([r[key] for r in rows])
+        ranges = np.asarray([round_range(r, key) for r in rows]).T
+        return np.abs(ranges - medians)
+
+    latency = [r["latency_ms_median"] for r in rows]
+    left.barh(y, latency, color="tab:blue", label="median")
+    left.errorbar(latency, y, xerr=spread("latency_ms_median"), fmt="none", ecolor="dimgray", capsize=3,
+                  label="slowest to fastest round")
     left.scatter([r["latency_ms_p90"] for r in rows], y, color="black", marker="|", s=200, label="p90", zorder=3)
     left.set_yticks(y, names)
     left.invert_yaxis()
     left.set_xlabel("latency, batch 1 (ms, lower is better)")
-    left.legend(loc="lower right")
-    right.barh(y, [r["throughput_images_per_s"] for r in rows], color="tab:green")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.5 / len(rows)), ncol=3, fontsize=8, frameon=False)
+    throughput = [r["throughput_images_per_s"] for r in rows]
+    right.barh(y, throughput, color="tab:green")
+    right.errorbar(throughput, y, xerr=spread("throughput_images_per_s"), fmt="none", ecolor="dimgray", capsize=3)
     right.set_yticks(y, [""] * len(rows))
     right.invert_yaxis()
     right.set_xlabel(f"throughput, batch {report['settings']['throughput_batch']} (images/s, higher is better)")
@@ -239,10 +281,12 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=10, help="untimed batch-1 calls first")
     parser.add_argument("--batch", type=int, default=64, help="batch size for throughput")
     parser.add_argument("--throughput-runs", type=int, default=10, help="timed calls at --batch")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="times every format is timed, in turn with the others (the figures: medians of the rounds)")
     parser.add_argument("--threads", type=int, default=None, help="TFLite / ONNX Runtime threads (default: cores)")
     parser.add_argument("--out", default=None, help="where to write benchmark.* (default: EXPORT_DIR)")
     args = parser.parse_args(argv)
-    for name in ("runs", "batch", "throughput_runs"):
+    for name in ("runs", "batch", "throughput_runs", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -266,7 +310,7 @@ def main(argv=None):
     common.check_output_path(os.path.join(out_dir, "benchmark.json"))
 
     report = benchmark(args.export_dir, model_path, runs=args.runs, warmup=args.warmup, batch=args.batch,
-                       throughput_runs=args.throughput_runs, threads=args.threads)
+                       throughput_runs=args.throughput_runs, threads=args.threads, rounds=args.rounds)
     text = markdown(report)
     common.write_json(os.path.join(out_dir, "benchmark.json"), report)
     common.write_text(os.path.join(out_dir, "benchmark.md"), text)

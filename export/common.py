@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import json
 import os
+import platform
 import secrets
 import shutil
 import sys
@@ -20,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from export.runtime import LABELS_FILENAME, RuntimeModelError, read_labels
+from export.runtime import LABELS_FILENAME, RuntimeModelError, default_threads, read_labels
 
 # Exporting needs TensorFlow whatever backend trained the model (the `.keras`
 # file holds backend-independent weights). Must happen before `import keras`.
@@ -62,6 +63,38 @@ def run_cli(main, argv=None):
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def machine_info():
+    """CPU model, cores and software versions of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores_available": default_threads(),
+        "cores_total": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    try:  # other jobs on the machine make the numbers noisy: record how busy it was
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    for module in ("tensorflow", "keras", "ai_edge_litert", "onnxruntime"):
+        try:
+            from importlib.metadata import version
+
+            info[module] = version(module.replace("_", "-"))
+        except Exception:  # not installed, or no metadata
+            pass
+    return info
 
 
 def progress(iterable, **kwargs):

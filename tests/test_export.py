@@ -156,6 +156,9 @@ def test_all_formats_written_and_proven(export_dir):
     assert "size_ratio_to_fp32_tflite" in results["model_int8.tflite"]
     markdown = (export_dir / "report.md").read_text()
     assert "PASS" in markdown and "model_int8.tflite" in markdown
+    # Where the proofs ran (quantized scores depend a little on the CPU's kernels).
+    assert report["machine"]["cpu"] and report["machine"]["cores_available"] >= 1
+    assert f"- Machine: {report['machine']['cpu']}" in markdown
     card = json.loads((export_dir / "model_fp32.tflite.json").read_text())
     assert card["input"]["shape"] == [None, 32, 32, 3] and "0..255" in card["input"]["values"]
     assert "softmax" in card["output"]["values"]
@@ -429,16 +432,24 @@ def test_runtime_cli_errors(export_dir, tmp_path):
 def test_benchmark(export_dir, trained, tmp_path):
     out = tmp_path / "bench"
     proc = run(["export.benchmark", export_dir, "--model", trained["path"], "--runs", "3", "--warmup", "1",
-                "--batch", "4", "--throughput-runs", "2", "--out", out])
+                "--batch", "4", "--throughput-runs", "2", "--rounds", "3", "--out", out])
     assert proc.returncode == 0, explain(proc)
     report = json.loads((out / "benchmark.json").read_text())
     names = [r["name"] for r in report["results"]]
     assert names == ["Keras", "SavedModel", "TFLite fp32", "TFLite fp16", "TFLite dynamic", "TFLite int8",
                      "ONNX Runtime"]
-    assert all(r["latency_ms_median"] > 0 and r["throughput_images_per_s"] > 0 for r in report["results"])
+    assert report["settings"]["rounds"] == 3
+    for r in report["results"]:  # every format timed in each of the 3 rounds; the figure is their median
+        assert len(r["latency_ms_median_by_round"]) == 3 and min(r["latency_ms_median_by_round"]) > 0
+        assert r["latency_ms_median"] == pytest.approx(float(np.median(r["latency_ms_median_by_round"])), abs=1e-3)
+        assert r["throughput_images_per_s"] == pytest.approx(
+            float(np.median(r["throughput_images_per_s_by_round"])), abs=0.01)
     assert report["machine"]["cores_available"] >= 1 and report["machine"]["cpu"]
     assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "predict_on_batch" in (out / "benchmark.md").read_text()
+    text = (out / "benchmark.md").read_text()
+    assert "predict_on_batch" in text and "3 rounds over" in text
+    bad = run(["export.benchmark", export_dir, "--rounds", "0", "--out", tmp_path / "none"])
+    assert bad.returncode == 2 and "--rounds must be at least 1" in bad.stderr, explain(bad)
 
 
 # --------------------------------------------------------------------------
