@@ -15,7 +15,6 @@ def build(*, args, model, io, labels, label_source, data, reference, results, ca
 
     import keras_vit
 
-    info = common.machine_info()
     return {
         "passed": bool(results) and all(r["passed"] for r in results),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -48,8 +47,8 @@ def build(*, args, model, io, labels, label_source, data, reference, results, ca
         "versions": {"keras_vit": keras_vit.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
         # Where the proofs ran: the runtimes' kernels differ by CPU, so a quantized file's score can move by a few
         # hundredths of a point from one machine to another.
-        "machine": {key: info[key] for key in ("cpu", "cores_available", "platform", "python", "ai_edge_litert",
-                                                "onnxruntime") if key in info},
+        "machine": {key: value for key, value in common.machine_info().items()
+                    if key in ("cpu", "cores_available", "platform", "python", "ai_edge_litert", "onnxruntime")},
     }
 
 

@@ -162,6 +162,7 @@ def test_all_formats_written_and_proven(export_dir):
     card = json.loads((export_dir / "model_fp32.tflite.json").read_text())
     assert card["input"]["shape"] == [None, 32, 32, 3] and "0..255" in card["input"]["values"]
     assert "softmax" in card["output"]["values"]
+    assert card["machine"]["cpu"] == report["machine"]["cpu"] and "ai_edge_litert" in card["machine"]
     assert (export_dir / "savedmodel" / "labels.txt").exists()
 
 
