@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from export.benchmark import make_runner, time_rounds  # noqa: E402
+from export.benchmark import make_runner, time_rounds, timing_inputs  # noqa: E402
 from export.common import machine_info  # noqa: E402
 from export.runtime import default_threads  # noqa: E402
 
@@ -35,12 +35,8 @@ def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5
     threads = threads or default_threads()
     machine = machine_info()
     runners = [make_runner(os.fspath(path), threads) for path in paths]
-    shapes = {shape for _, _, shape in runners}
-    if len(shapes) != 1:
-        raise ValueError(f"the files take different image shapes: {sorted(shapes)}")
-    pixels = np.random.default_rng(0).integers(0, 256, (batch, *shapes.pop()), dtype=np.uint8)
-    inputs = [pixels.astype(dtype) for _, dtype, _ in runners]  # uint8 stays uint8 for an int8 file
     names = [Path(p).name for p in paths]
+    inputs = timing_inputs(runners, names, batch)
 
     def report_round(r, so_far):
         print(f"round {r + 1}/{rounds}: " + ", ".join(

@@ -91,6 +91,25 @@ def make_runner(path, threads):
     return model.predict_raw, model.input_dtype, (*model.image_size, model.channels)
 
 
+def timing_inputs(runners, names, batch):
+    """One batch of the same random pixels per runner, in its input dtype (uint8 stays uint8 for int8 files).
+
+    Args:
+        runners: `make_runner` results.
+        names: what to call each runner in an error.
+        batch: images in the batch.
+
+    Raises:
+        ExportError: the runners take images of different shapes (not one model's files).
+    """
+    shape = tuple(runners[0][2])
+    for name, (_, _, other) in zip(names, runners):
+        if tuple(other) != shape:
+            raise ExportError(f"{name} takes images of shape {tuple(other)}, {names[0]} {shape}: not one model's files.")
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
+    return [pixels.astype(dtype) for _, dtype, _ in runners]
+
+
 def time_rounds(calls, inputs, *, rounds, runs, warmup, batch, throughput_runs, on_round=None):
     """Times `calls` in turn, `rounds` times over.
 
@@ -136,15 +155,9 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
         raise ExportError(f"no exported files in {export_dir} (expected savedmodel/, *.tflite, *.onnx).")
     machine = machine_info()  # before timing: its load average is the other processes'
     runners = [make_runner(path, threads) for _, path in common.progress(targets, desc="loading")]
-    pixels = np.random.default_rng(0).integers(0, 256, (batch, *runners[0][2]), dtype=np.uint8)
-    for (name, _), (_, _, shape) in zip(targets, runners):
-        if tuple(shape) != tuple(runners[0][2]):
-            raise ExportError(f"{name} takes images of shape {tuple(shape)}, {targets[0][0]} {tuple(runners[0][2])}: "
-                              "not one model's files.")
+    inputs = timing_inputs(runners, [name for name, _ in targets], batch)
     bar = common.progress(range(rounds), desc="rounds")
-    timings = time_rounds([call for call, _, _ in runners],
-                          [pixels.astype(dtype) for _, dtype, _ in runners],  # uint8 stays uint8 for int8 files
-                          rounds=rounds, runs=runs, warmup=warmup, batch=batch, throughput_runs=throughput_runs,
+    timings = time_rounds([call for call, _, _ in runners], inputs, rounds=rounds, runs=runs, warmup=warmup, batch=batch, throughput_runs=throughput_runs,
                           on_round=lambda *_: bar.update(1))
     bar.close()
     results = []
@@ -181,14 +194,13 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
 
 
 def round_range(row, key):
-    """`(lowest, highest)` of a result row's per-round figures for `key` (its one figure for an older report)."""
-    values = row.get(f"{key}_by_round") or [row[key]]
-    return min(values), max(values)
+    """`(lowest, highest)` of a result row's per-round figures for `key`."""
+    return min(row[f"{key}_by_round"]), max(row[f"{key}_by_round"])
 
 
 def markdown(report):
     m, s = report["machine"], report["settings"]
-    rounds = s.get("rounds", 1)
+    rounds = s["rounds"]
     # The load before the first timing is the other processes' (this one was idle
     # loading files); the load after includes this benchmark's own threads.
     before, after = m.get("load_average_1min"), m.get("load_average_1min_after")

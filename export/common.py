@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -95,6 +96,18 @@ def machine_info():
         except Exception:  # not installed, or no metadata
             pass
     return info
+
+
+@functools.lru_cache(maxsize=None)
+def proof_machine():
+    """Where files are converted and proven: CPU, cores, platform, Python and runtime versions.
+
+    A quantized file's score moves by hundredths of a point between CPUs (their
+    kernels round differently), so model cards and the report name the machine.
+    Fixed for the process, so read once: an export writes several cards.
+    """
+    return {key: value for key, value in machine_info().items()
+            if key in ("cpu", "cores_available", "platform", "python", "ai_edge_litert", "onnxruntime")}
 
 
 def progress(iterable, **kwargs):
@@ -550,9 +563,7 @@ def model_card(*, fmt, variant, file, io, labels, source_model, input_dtype="flo
         "source_model": os.path.abspath(os.fspath(source_model)),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"keras_vit": keras_vit.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
-        # Where it was converted and proven: a quantized file's score moves by hundredths of a point between CPUs.
-        "machine": {key: value for key, value in machine_info().items()
-                    if key in ("cpu", "cores_available", "platform", "ai_edge_litert", "onnxruntime")},
+        "machine": proof_machine(),
     }
     card.update(extra or {})
     return card

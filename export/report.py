@@ -45,10 +45,7 @@ def build(*, args, model, io, labels, label_source, data, reference, results, ca
         "int8_float_ops": cards.get("model_int8.tflite", {}).get("float_ops"),
         "strict_int8": bool(getattr(args, "strict_int8", False)),
         "versions": {"keras_vit": keras_vit.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
-        # Where the proofs ran: the runtimes' kernels differ by CPU, so a quantized file's score can move by a few
-        # hundredths of a point from one machine to another.
-        "machine": {key: value for key, value in common.machine_info().items()
-                    if key in ("cpu", "cores_available", "platform", "python", "ai_edge_litert", "onnxruntime")},
+        "machine": common.proof_machine(),
     }
 
 
@@ -73,12 +70,11 @@ def markdown(report):
         + ("" if data["labels_known"] else " (no labels: accuracy = agreement with Keras's top-1)"),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
     ]
-    machine = report.get("machine")
-    if machine:
-        lines.append(f"- Machine: {machine['cpu']}, {machine['cores_available']} cores; {machine['platform']}, Python "
-                     f"{machine['python']}"
-                     + "".join(f", {k.replace('_', '-')} {machine[k]}" for k in ("ai_edge_litert", "onnxruntime")
-                               if k in machine))
+    machine = report["machine"]
+    lines.append(f"- Machine: {machine['cpu']}, {machine['cores_available']} cores; {machine['platform']}, Python "
+                 f"{machine['python']}"
+                 + "".join(f", {k.replace('_', '-')} {machine[k]}" for k in ("ai_edge_litert", "onnxruntime")
+                           if k in machine))
     for note in data["notes"]:
         lines += ["", f"> **{note}**" if not data["real"] else f"> {note}"]
     tol = report["tolerances"]

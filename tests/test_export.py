@@ -710,6 +710,18 @@ def test_tta_exports_benchmark_scores_exported_files(export_dir, trained, tmp_pa
     assert flip_only["views"] == 2 and "accuracy_flip_shift_tta" not in flip_only
 
 
+def test_timing_inputs_share_pixels_and_refuse_other_shapes():
+    from export.benchmark import timing_inputs
+    from export.common import ExportError
+
+    runners = [(None, np.dtype(np.float32), (8, 8, 3)), (None, np.dtype(np.uint8), (8, 8, 3))]
+    floats, pixels = timing_inputs(runners, ["a.onnx", "b.tflite"], 4)
+    assert floats.shape == pixels.shape == (4, 8, 8, 3) and pixels.dtype == np.uint8 and floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, pixels)  # the same images, each file in its own input dtype
+    with pytest.raises(ExportError, match="b.tflite takes images of shape \\(16, 16, 3\\), a.onnx \\(8, 8, 3\\)"):
+        timing_inputs([runners[0], (None, np.dtype(np.float32), (16, 16, 3))], ["a.onnx", "b.tflite"], 4)
+
+
 def test_compare_latency_times_files_in_rounds(export_dir, tmp_path):
     script = REPO / "benchmarks" / "compare_latency.py"
     out = tmp_path / "latency.json"
