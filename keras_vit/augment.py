@@ -196,6 +196,8 @@ def bilinear_warp(images, transform, fill_value=128.0):
     """
     height, width, channels = _static_hwc(images, "bilinear_warp")
     batch = _batch_size(images)
+    # Tensors first: NumPy arrays (as a caller may pass) do not mix with torch tensors in arithmetic.
+    images, transform = ops.convert_to_tensor(images), ops.convert_to_tensor(transform, "float32")
     grid_y, grid_x = np.meshgrid(np.arange(height, dtype="float32"), np.arange(width, dtype="float32"),
                                  indexing="ij")
     grid_x, grid_y = grid_x.reshape(1, -1), grid_y.reshape(1, -1)  # (1, pixels)

@@ -386,13 +386,15 @@ class PatchEncoder(keras.layers.Layer):
 class LayerNorm(keras.layers.LayerNormalization):
     """`keras.layers.LayerNormalization` over the last axis, without a NEG op.
 
-    The same weights, config and float32 results, bit for bit: Keras computes
-    `x * inv + (-mean * inv + beta)` and this layer `x * inv + (beta - mean *
-    inv)`, which IEEE arithmetic rounds the same way. Why: LiteRT has no int8
-    kernel for NEG, so every Keras LayerNormalization left a float island
-    (DEQUANTIZE, NEG, QUANTIZE) in an int8 TFLite file; SUB has one, and with
-    this layer `--strict-int8` files are integer from end to end. Like Keras'
-    layer it computes in float32 under mixed precision.
+    The same weights, config and float32 results, bit for bit on TensorFlow
+    and JAX: Keras computes `x * inv + (-mean * inv + beta)` and this layer
+    `x * inv + (beta - mean * inv)`, which IEEE arithmetic rounds the same
+    way (on PyTorch Keras calls torch's fused kernel instead: within 1e-6).
+    Why: LiteRT has no int8 kernel for NEG, so every Keras LayerNormalization
+    left a float island (DEQUANTIZE, NEG, QUANTIZE) in an int8 TFLite file;
+    SUB has one, and with this layer `--strict-int8` files are integer from
+    end to end. Like Keras' layer it computes in float32 under mixed
+    precision.
 
     Args:
         epsilon: float, added to the variance.

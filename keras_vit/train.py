@@ -234,11 +234,26 @@ def save_model_atomic(model, path):
 
 
 def describe_device():
+    """The accelerator the backend computes on (e.g. `NVIDIA H100 80GB HBM3 (jax 0.6.2)`), else the CPU and its cores."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        return f"{jax.devices()[0].device_kind} (jax {jax.__version__})"
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"{device.device_kind} (jax {jax.__version__})"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+            return f"{name} (tensorflow {tf.__version__})"
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -159,7 +159,8 @@ class ViTTrainer(keras.Model):
         else:
             targets = ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), self.num_classes)
             logits = y_pred
-        logits = ops.cast(logits, "float32")
+        # Cast also converts NumPy arrays, which torch tensors refuse in arithmetic.
+        targets, logits = ops.cast(targets, "float32"), ops.cast(logits, "float32")
         loss = self._cross_entropy(self._smooth(targets), logits)
         teacher_logits = y_pred.get("teacher_logits") if isinstance(y_pred, dict) else None
         if teacher_logits is not None:  # present only at a weight above 0 (call skips the teacher otherwise)

@@ -91,7 +91,9 @@ def test_sharpness_matches_pil():
     images = IMAGES[:4].round()
     strength = np.array([0.2, 0.5, 0.8, 1.0], "float32").reshape(4, 1, 1, 1)
     sign = np.array([1, -1, 1, -1], "float32").reshape(4, 1, 1, 1)
-    ours = np.clip(np_(sharpness(images, strength, sign)), 0, 255)
+    # Tensors, as RandAugment passes them (a private op: under PyTorch it does not mix NumPy arrays in).
+    tensors = [keras.ops.convert_to_tensor(array) for array in (images, strength, sign)]
+    ours = np.clip(np_(sharpness(*tensors)), 0, 255)
     for i in range(4):
         factor = 1.0 + 0.9 * strength[i, 0, 0, 0] * sign[i, 0, 0, 0]
         pil = ImageEnhance.Sharpness(Image.fromarray(images[i].astype("uint8"))).enhance(factor)

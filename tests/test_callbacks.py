@@ -261,7 +261,7 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("script", [BUDGET_FIT, UNMASKED_FIT], ids=["time_budget_rate", "unmasked_finish"])
 def test_callback_reaches_the_compiled_train_step(script, backend):
     # What the callbacks change between epochs (the rate; the traced graph) must reach the compiled step.

@@ -190,7 +190,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_runs_and_saves_on_each_backend(backend, tmp_path):
     pytest.importorskip(backend)
     path = tmp_path / f"{backend}.keras"

@@ -1,6 +1,8 @@
 """python -m keras_vit.train end to end: outputs, honest metrics, resume, bad input."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +129,36 @@ def test_ema_weights_are_saved_even_when_the_time_limit_stops_early(tiny_tree, t
     saved = load_model(out / "model.keras")
     drift = max(float(np.max(np.abs(a - b))) for a, b in zip(initial.get_weights(), saved.get_weights()))
     assert drift < 1e-4, drift
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (the dev extra's)")
+def test_teacher_and_gpu_recipe_train_under_pytorch(tiny_tree, tmp_path):
+    """The README says any Keras backend: the GPU recipe's whole path (RandAugment, MixUp/CutMix, bf16, a distilled
+    teacher with its flip, EMA, PatchDropout with an unmasked finish, the time budget) on PyTorch, and the file it
+    saves computes the same under TensorFlow."""
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
+    common = ["--data-dir", str(tiny_tree), "--batch-size", "32", "--verbose", "0"]
+    teacher = tmp_path / "teacher"
+    subprocess.run([sys.executable, "-m", "keras_vit.teacher", *common, "--width", "4", "--epochs", "1",
+                    "--augment", "cutout", "--output", str(teacher)], env=env, check=True, capture_output=True,
+                   timeout=600)
+    out = tmp_path / "vit"
+    result = subprocess.run([sys.executable, "-m", "keras_vit.train", *common, "--recipe", "cifar10_gpu",
+                             "--preset", "vit_micro", "--num-heads", "4", "--epochs", "2", "--max-epochs", "2",
+                             "--time-budget", "600", "--validation-freq", "1", "--teacher", str(teacher / "model.keras"),
+                             "--teacher-flip", "--ema-momentum", "0.9", "--patch-dropout", "0.5",
+                             "--unmasked-finish", "0.5", "--output", str(out)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == "torch" and metrics["args"]["mixed_precision"] == "bfloat16"
+    assert metrics["args"]["augment"] == "lee2021" and metrics["epochs"] == 2 and metrics["unmasked_from_epoch"] == 2
+    assert json.loads((teacher / "metrics.json").read_text())["backend"] == "torch"
+    splits = load_cifar10(tiny_tree)
+    model = load_model(out / "model.keras")  # here: TensorFlow
+    accuracy = np.mean(np.argmax(model.predict(splits.x_test.astype("float32"), verbose=0), -1) == splits.y_test)
+    # The same float32 model on another backend: at most one borderline image apart.
+    assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1.01 / len(splits.y_test))
 
 
 def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
