@@ -185,6 +185,14 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
         train.main(["--preset", "vit_gigantic"])
 
 
+def test_describe_device_names_the_cpu_and_its_cores_without_an_accelerator():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: describe_device names it instead")
+    assert train.describe_device().endswith(f", {os.cpu_count()} cores (tensorflow)")
+
+
 def test_module_help():
     result = subprocess.run([sys.executable, "-m", "keras_vit.train", "--help"], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
