@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -227,10 +228,21 @@ def _looks_like_cifar10(path):
 
 
 def save_model_atomic(model, path):
+    """Saves `model` to the `.keras` file `path` through a temporary file beside it and `os.replace`.
+
+    A reader never sees a half-written model; a save that fails leaves the
+    previous file (or none) and no temporary file.
+    """
     path = Path(path)
-    tmp = path.with_name(f".tmp_{path.name}")  # must keep the .keras suffix
-    model.save(tmp)
-    os.replace(tmp, path)
+    # A unique name per call (two runs may share an output folder), keeping the .keras suffix Keras requires.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def describe_device():

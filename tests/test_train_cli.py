@@ -185,6 +185,26 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
         train.main(["--preset", "vit_gigantic"])
 
 
+def test_save_model_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    from keras_vit import build_vit
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"the previous model")
+    model = build_vit("vit_micro")
+    train.save_model_atomic(model, path)
+    assert load_model(path).count_params() == model.count_params()
+    before = path.read_bytes()
+
+    class Broken:  # fails halfway through writing
+        def save(self, filepath):
+            Path(filepath).write_bytes(b"half a model")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        train.save_model_atomic(Broken(), path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
 def test_describe_device_names_the_cpu_and_its_cores_without_an_accelerator():
     import tensorflow as tf
 
