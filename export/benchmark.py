@@ -157,8 +157,8 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
     runners = [make_runner(path, threads) for _, path in common.progress(targets, desc="loading")]
     inputs = timing_inputs(runners, [name for name, _ in targets], batch)
     bar = common.progress(range(rounds), desc="rounds")
-    timings = time_rounds([call for call, _, _ in runners], inputs, rounds=rounds, runs=runs, warmup=warmup, batch=batch, throughput_runs=throughput_runs,
-                          on_round=lambda *_: bar.update(1))
+    timings = time_rounds([call for call, _, _ in runners], inputs, rounds=rounds, runs=runs, warmup=warmup,
+                          batch=batch, throughput_runs=throughput_runs, on_round=lambda *_: bar.update(1))
     bar.close()
     results = []
     for i, ((name, path), (_, dtype, _)) in enumerate(zip(targets, runners)):

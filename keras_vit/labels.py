@@ -7,10 +7,11 @@ the name of logit `i`. The training CLI writes one beside `model.keras`;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -136,11 +137,37 @@ def labels_for_model(
     )
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Writes `data` to `path` via a temporary file beside it and `os.replace`.
+@contextlib.contextmanager
+def atomic_path(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on success it replaces `path` (`os.replace`).
 
-    A reader never sees a half-written file, and an interrupted write leaves
-    the old file (or none).
+    A reader never sees a half-written file: a write that fails or is
+    interrupted leaves the old file (or none) and no temporary file. The
+    temporary name is unique per call, so two writers sharing a folder do not
+    collide.
+
+    Args:
+        path: destination file; its folder must exist.
+        suffix: the end of the temporary name (Keras saves only to paths
+            ending in `.keras`).
+
+    Yields:
+        The temporary `Path`; it exists, empty, when the block starts.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are not secret.
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` through `atomic_path`.
 
     Args:
         path: destination file; its folder must exist.
@@ -149,18 +176,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     Returns:
         The `Path` written.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are not secret.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from keras_vit.augment import AUGMENT_RECIPES
 from keras_vit.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit, UnmaskedFinish
 from keras_vit.evaluate import non_negative_int, positive_int, tta_accuracies, view_logits
 from keras_vit.layers import SequencePooling
+from keras_vit.labels import atomic_path
 
 MIXED_PRECISION = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
                    "mixed_bfloat16": "mixed_bfloat16", "float16": "mixed_float16",
@@ -228,21 +228,13 @@ def _looks_like_cifar10(path):
 
 
 def save_model_atomic(model, path):
-    """Saves `model` to the `.keras` file `path` through a temporary file beside it and `os.replace`.
+    """Saves `model` to the `.keras` file `path` through `keras_vit.labels.atomic_path`.
 
     A reader never sees a half-written model; a save that fails leaves the
     previous file (or none) and no temporary file.
     """
-    path = Path(path)
-    # A unique name per call (two runs may share an output folder), keeping the .keras suffix Keras requires.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def describe_device():

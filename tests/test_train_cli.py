@@ -193,6 +193,7 @@ def test_save_model_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tm
     model = build_vit("vit_micro")
     train.save_model_atomic(model, path)
     assert load_model(path).count_params() == model.count_params()
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, as any saved model
     before = path.read_bytes()
 
     class Broken:  # fails halfway through writing
