@@ -99,6 +99,7 @@ LOCALITY_ATTENTION=${LOCALITY_ATTENTION:-0}
 PATCH_DROPOUT=${PATCH_DROPOUT:-0}   # e.g. 0.5: train on half of each image's patch tokens (PatchDropout)
 UNMASKED_FINISH=${UNMASKED_FINISH:-0}  # e.g. 0.15: with PATCH_DROPOUT, the last share of the run on every token
 EMA=${EMA:-}                        # e.g. 0.9995; empty: no weight averaging
+MIX_PROB=${MIX_PROB:-}              # e.g. 1: MixUp/CutMix on every batch; empty: the AUGMENT recipe's share (lee2021: 0.5)
 STEPS_PER_EXECUTION=${STEPS_PER_EXECUTION:-1}  # train steps per compiled call (fewer host round trips at small batches)
 REGISTERS=${REGISTERS:-auto}        # register tokens; auto: the fewest that cuDNN's attention takes
 HEAD_CHOICES=${HEAD_CHOICES:-12 6 3}  # with HEADS=auto: the head counts timed in the run's step; the fastest trains
@@ -240,7 +241,7 @@ status=0
 python3 -m keras_vit.train --recipe "$RECIPE" --preset "$PRESET" "${MODEL_FLAGS[@]}" --data-dir "$DATA" \
   --epochs "$EPOCHS" --warmup-epochs "$WARMUP" --time-budget "$TRAIN_BUDGET" --time-limit "$TIME_LIMIT" \
   --max-epochs "$MAX_EPOCHS" --batch-size "$BATCH" --learning-rate "$LR" --weight-decay "$WD" \
-  --augment "$AUGMENT" --mixed-precision bfloat16 ${EMA:+--ema-momentum $EMA} \
+  --augment "$AUGMENT" ${MIX_PROB:+--mix-prob "$MIX_PROB"} --mixed-precision bfloat16 ${EMA:+--ema-momentum $EMA} \
   --steps-per-execution "$STEPS_PER_EXECUTION" ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} \
   --output "$OUT/$PRESET" --verbose 2 ${LIMIT:+--limit $LIMIT} || status=$?
 phase "done (exit $status)"

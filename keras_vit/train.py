@@ -67,6 +67,9 @@ def build_parser():
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="repeated augmentation: each image this many times per batch "
                         "(default: the --augment recipe's)")
+    parser.add_argument("--mix-prob", type=float, default=None, metavar="SHARE",
+                        help="share of the batches MixUp/CutMix mixes, in [0, 1] (default: the --augment recipe's: "
+                        "0.5 for lee2021, 1 for strong, no mixing in the others, where it is an error)")
     parser.add_argument("--teacher", default=None, nargs="+", metavar="PATH",
                         help="a .keras classifier to distil into the ViT (python -m keras_vit.teacher trains one), "
                         "or several, whose logits are averaged; it sees the same augmented images and stays "
@@ -202,11 +205,23 @@ def flag_overrides(args):
     return {**free, **named}
 
 
-def training_recipe(augment, repeats=None):
-    """The `AUGMENT_RECIPES[augment]` recipe, with --repeats applied (None: the recipe's)."""
+def training_recipe(augment, repeats=None, mix_prob=None):
+    """The `AUGMENT_RECIPES[augment]` recipe, with --repeats and --mix-prob applied (None: the recipe's).
+
+    Raises:
+        ValueError: for a `mix_prob` outside `[0, 1]`, or above 0 with a
+            recipe that has no MixUp/CutMix to apply.
+    """
     recipe = dict(AUGMENT_RECIPES[augment])
     if repeats is not None:
         recipe["repeats"] = repeats
+    if mix_prob is not None:
+        if not 0.0 <= mix_prob <= 1.0:
+            raise ValueError(f"--mix-prob must be in [0, 1], got {mix_prob}")
+        if mix_prob > 0 and recipe["mixup_alpha"] <= 0 and recipe["cutmix_alpha"] <= 0:
+            raise ValueError(f"--mix-prob {mix_prob}: --augment {augment} has no MixUp/CutMix "
+                             "(lee2021 and strong have)")
+        recipe["mix_prob"] = mix_prob
     return recipe
 
 
@@ -322,7 +337,7 @@ def run(args, splits, overrides):
         print(f"Distilling {' + '.join(args.teacher)} ({teacher.count_params():,} parameters, "
               f"{args.distillation}, weight {args.distillation_weight})", flush=True)
 
-    recipe = training_recipe(args.augment, args.repeats)
+    recipe = training_recipe(args.augment, args.repeats, args.mix_prob)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, teacher=teacher,
                            distillation=args.distillation, distillation_weight=args.distillation_weight,
                            temperature=args.temperature, teacher_flip=args.teacher_flip)
@@ -483,6 +498,7 @@ def main(argv=None):
             return 2
     try:
         overrides = flag_overrides(args)
+        training_recipe(args.augment, args.repeats, args.mix_prob)  # checks --mix-prob before the data loads
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -183,6 +183,23 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
     assert str(tmp_path / "nowhere") in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train.main(["--preset", "vit_gigantic"])
+    assert train.main(["--mix-prob", "1.5", "--augment", "lee2021"]) == 2
+    assert train.main(["--mix-prob", "1", "--augment", "basic"]) == 2  # nothing to mix
+    assert "no MixUp/CutMix" in capsys.readouterr().err
+
+
+def test_mix_prob_overrides_the_recipes_share():
+    from keras_vit.training import make_trainer
+    from keras_vit import build_vit
+
+    assert train.training_recipe("lee2021")["mix_prob"] == 0.5
+    recipe = train.training_recipe("lee2021", mix_prob=1.0)
+    assert recipe["mix_prob"] == 1.0 and recipe["mixup_alpha"] == 1.0  # the rest of the recipe is kept
+    assert make_trainer(build_vit("vit_micro"), recipe).mixing.mix_prob == 1.0
+    assert make_trainer(build_vit("vit_micro"), train.training_recipe("lee2021", mix_prob=0.0)).mixing is None
+    assert train.training_recipe("basic", mix_prob=0.0)["mix_prob"] == 0.0  # nothing mixed, as asked
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train.training_recipe("strong", mix_prob=-0.1)
 
 
 def test_save_model_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
