@@ -294,8 +294,8 @@ def as_float32(model):
     return copy
 
 
-def run(args, splits, overrides):
-    """Trains, scores and saves; `overrides` are `flag_overrides(args)`."""
+def run(args, splits, overrides, recipe):
+    """Trains, scores and saves; `overrides` and `recipe`: `flag_overrides(args)` and `training_recipe` of the args."""
     from keras_vit import build_vit, vit_arguments
     from keras_vit.labels import atomic_write_text, write_labels
     from keras_vit.plots import plot_training_curves, read_history_csv
@@ -337,7 +337,6 @@ def run(args, splits, overrides):
         print(f"Distilling {' + '.join(args.teacher)} ({teacher.count_params():,} parameters, "
               f"{args.distillation}, weight {args.distillation_weight})", flush=True)
 
-    recipe = training_recipe(args.augment, args.repeats, args.mix_prob)
     trainer = make_trainer(model, recipe, label_smoothing=args.label_smoothing, seed=args.seed, teacher=teacher,
                            distillation=args.distillation, distillation_weight=args.distillation_weight,
                            temperature=args.temperature, teacher_flip=args.teacher_flip)
@@ -498,7 +497,7 @@ def main(argv=None):
             return 2
     try:
         overrides = flag_overrides(args)
-        training_recipe(args.augment, args.repeats, args.mix_prob)  # checks --mix-prob before the data loads
+        recipe = training_recipe(args.augment, args.repeats, args.mix_prob)  # before the data loads: fails fast
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -510,7 +509,7 @@ def main(argv=None):
     except (DataNotFoundError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return run(args, splits, overrides)
+    return run(args, splits, overrides, recipe)
 
 
 if __name__ == "__main__":
