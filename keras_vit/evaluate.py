@@ -409,11 +409,8 @@ def run(args) -> dict:
             args.data_dir, args.split, model.input_shape[1:3], args.limit, args.seed, cache_dir
         )
     except data.DataNotFoundError as e:
-        if args.data_dir is None:  # load_cifar10's first line would just say "Tried:".
-            raise CLIError(
-                f"CIFAR-10 not found: pass --data-dir DIR or set ${data.DATA_DIR_ENV} "
-                "(see --help for the expected layouts)"
-            ) from None
+        if args.data_dir is None:  # The whole message: every source searched, why each failed, how to point at a copy.
+            raise CLIError(str(e)) from None
         raise CLIError(f"{_first_line(e)} (see --help for the expected layouts)") from None
     except (OSError, ValueError) as e:
         raise CLIError(f"could not load the data: {_first_line(e)}") from None

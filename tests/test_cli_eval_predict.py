@@ -255,6 +255,23 @@ def test_evaluate_errors(setup, tmp_path, capsys):
     assert "--data-dir" in capsys.readouterr().out
 
 
+
+def test_evaluate_without_data_lists_what_it_tried(setup, tmp_path, monkeypatch, capsys):
+    """No --data-dir, no $KERAS_VIT_DATA_DIR, nothing in the standard places, offline: the error names every
+    source searched and how to point at a local copy, not just "not found"."""
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.chdir(tmp_path)  # ./data/cifar10 and ./data/cifar-10-batches-py: absent
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    assert evaluate.main([str(setup["model_path"]), "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Could not find CIFAR-10. Tried:")
+    for expected in (f"${data.DATA_DIR_ENV}: not set", str(tmp_path / "keras_home" / "datasets"),
+                     "data/cifar10", "tensorflow_datasets", "keras.datasets.cifar10: no network", "--data-dir DIR"):
+        assert expected in err, expected
+
+
 # --------------------------------------------------------------------------
 # predict.
 
