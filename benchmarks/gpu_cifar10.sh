@@ -85,7 +85,7 @@ set -euo pipefail
 DATA=${DATA:-/tmp/cifar10}
 OUT=${OUT:-runs/gpu}
 RECIPE=${RECIPE:-cifar10_gpu}
-# PRESET, HEADS (auto: time the run's step with each of HEAD_CHOICES heads, train the fastest), POOLING (token, gap
+# PRESET, MODEL_ARGS (KEY=VALUE overrides of the preset), HEADS (auto: time the run's step with each of HEAD_CHOICES heads, train the fastest), POOLING (token, gap
 # or seqpool: the last two have no class token, 64 tokens, which cuDNN
 # takes without a register), AUGMENT, BATCH, LR, WD, TRAIN_BUDGET (seconds of fit; the target is 360),
 # MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0), PATCH_DROPOUT (a rate),
@@ -146,6 +146,9 @@ SHAPE_FLAGS=(--pooling "$POOLING" --registers "$REGISTERS")
 if [ "$SHIFTED_PATCHES" = 1 ]; then SHAPE_FLAGS+=(--shifted-patches); else SHAPE_FLAGS+=(--no-shifted-patches); fi
 if [ "$LOCALITY_ATTENTION" = 1 ]; then SHAPE_FLAGS+=(--locality-attention); else SHAPE_FLAGS+=(--no-locality-attention); fi
 SHAPE_FLAGS+=(--patch-dropout "$PATCH_DROPOUT")
+# MODEL_ARGS: build_vit arguments over the preset's, KEY=VALUE words, e.g. "projection_dim=256 mlp_dim=512 depth=8"
+# (the brief's 68.8k-images/s shape): the same flags for the timed steps and the run, so the timed model trains.
+for arg in ${MODEL_ARGS:-}; do SHAPE_FLAGS+=(--model-arg "$arg"); done
 # Every throughput measurement goes into one file: the device tool brings back at most 8 files, and
 # run 3 lost its model.keras to a ninth.
 THROUGHPUT_FLAGS=(--preset "$PRESET" "${SHAPE_FLAGS[@]}" --batch-size "$BATCH" --steps "$STEPS" --epochs 4

@@ -65,7 +65,8 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
            "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2",
            # The recipe's options that are off by default, so that their paths run too.
            "SHIFTED_PATCHES": "1", "PATCH_DROPOUT": "0.5", "UNMASKED_FINISH": "0.5",
-           "STEPS_PER_EXECUTION": "2", "TEACHER_EPOCHS": "0"}  # the plain path: no teacher (the default has one)
+           "STEPS_PER_EXECUTION": "2", "TEACHER_EPOCHS": "0",  # the plain path: no teacher (the default has one)
+           "MODEL_ARGS": "mlp_dim=48 depth=1"}  # build_vit overrides of the preset, for the timed steps and the run
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
@@ -89,6 +90,9 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
         low, high = result["images_per_second_range"]
         assert result["timed_epochs"] == 3 and low <= result["images_per_second"] <= high
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
+    # MODEL_ARGS: the timed model is the trained one, not the preset's.
+    assert metrics["args"]["model_args"] == [["mlp_dim", 48], ["depth", 1]]
+    assert throughput["parameters"] == baseline["parameters"] == metrics["parameters"]
     assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
     # What the environment did not set comes from the recipe cifar10_gpu.
     args = metrics["args"]
