@@ -255,7 +255,6 @@ def test_evaluate_errors(setup, tmp_path, capsys):
     assert "--data-dir" in capsys.readouterr().out
 
 
-
 def test_evaluate_without_data_lists_what_it_tried(setup, tmp_path, monkeypatch, capsys):
     """No --data-dir, no $KERAS_VIT_DATA_DIR, nothing in the standard places, offline: the error names every
     source searched and how to point at a local copy, not just "not found"."""
