@@ -77,6 +77,9 @@
 # (No GPU, 2026-11-28, third session, and 2026-11-29) HEADS=auto with HEAD_CHOICES (default "12 6 3"): the run's
 #   step, teacher included, timed with each head count (the same parameters and FLOPs), the fastest trained;
 #   throughput_sweep.sh times those and two other shapes alone. Unmeasured on the GPU.
+# (No GPU, 2026-12-02) MODEL_ARGS: build_vit overrides of the preset for the timed steps and the run; on the CPU
+#   width 128 beat width 96 by +0.88 / +0.77 points at equal epochs under this recipe and a teacher (two seeds), so
+#   MODEL_ARGS="projection_dim=256 mlp_dim=512 depth=8" HEAD_CHOICES="8 4" is a next run if its step is fast. Unmeasured on the GPU.
 # Defaults now: the recipe `cifar10_gpu` (keras_vit/recipes.py): Lee et al. 2021's recipe for ViTs on
 # small data sets (12 heads of 16, half the batches mixed, erasing; RandAugment for their AutoAugment)
 # at batch 512 (theirs: 128) with as many passes over the data as fit the budget (theirs: 300), distilling
