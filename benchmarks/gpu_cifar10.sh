@@ -118,6 +118,7 @@ TEACHER_AUGMENT=${TEACHER_AUGMENT:-cutout}  # its augmentation (keras_vit.augmen
 TEACHER_BUDGET=${TEACHER_BUDGET:-}   # e.g. 60: the teacher's seconds of fit, TEACHER_EPOCHS its first estimate
 DISTILLATION=${DISTILLATION:-soft}   # soft (the teacher's probabilities) or hard (its top class, DeiT)
 DISTILLATION_WEIGHT=${DISTILLATION_WEIGHT:-1.0}  # the teacher's share of the loss (1: the labels' is none)
+TEMPERATURE=${TEMPERATURE:-1.0}      # soft distillation's softmax temperature (1: the teacher's probabilities as they are)
 TEACHER_FLIP=${TEACHER_FLIP:-0}      # 1: the teacher's targets averaged over each image and its mirror (unmeasured on the GPU)
 TEACHERS=${TEACHERS:-1}              # > 1: that many teachers (seeds 0, 1, ...), all their fit counted, their logits averaged
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
@@ -212,7 +213,7 @@ if [ "$TEACHER_EPOCHS" != 0 ]; then
     exit 1
   fi
   TRAIN_FLAGS+=(--teacher "${TEACHER_PATHS[@]}" --distillation "$DISTILLATION"
-    --distillation-weight "$DISTILLATION_WEIGHT")
+    --distillation-weight "$DISTILLATION_WEIGHT" --temperature "$TEMPERATURE")
   if [ "$TEACHER_FLIP" = 1 ]; then TRAIN_FLAGS+=(--teacher-flip); fi
 fi
 

@@ -1,12 +1,34 @@
-"""keras-vit: the Vision Transformer as Keras 3 layers, from `model.fit` to the edge."""
+"""keras-vit: the Vision Transformer as Keras 3 layers, from `model.fit` to the edge.
 
-from keras_vit.layers import (DropPath, LayerNorm, LocalitySelfAttention, PatchDropout, Patches, PatchEncoder,
-                              SequencePooling, TransformerBlock)
-from keras_vit.model import build_vit, resize_vit, vit_arguments
-from keras_vit.presets import PRESETS, get_preset
-from keras_vit.pretrained import load_pretrained
+The public names below are imported on first use (PEP 562), so that the
+numpy-only modules (`keras_vit.data`, `keras_vit.labels`, `keras_vit.files`,
+...) import without Keras or TensorFlow: the TF-free deployment runtime
+(`export.runtime`) decodes images and reads labels with them.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "DropPath": "keras_vit.layers",
+    "LayerNorm": "keras_vit.layers",
+    "LocalitySelfAttention": "keras_vit.layers",
+    "PatchDropout": "keras_vit.layers",
+    "Patches": "keras_vit.layers",
+    "PatchEncoder": "keras_vit.layers",
+    "SequencePooling": "keras_vit.layers",
+    "TransformerBlock": "keras_vit.layers",
+    "build_vit": "keras_vit.model",
+    "resize_vit": "keras_vit.model",
+    "vit_arguments": "keras_vit.model",
+    "PRESETS": "keras_vit.presets",
+    "get_preset": "keras_vit.presets",
+    "load_pretrained": "keras_vit.pretrained",
+}
 
 
 def load_model(path, compile=False):
@@ -21,10 +43,20 @@ def load_model(path, compile=False):
     """
     import keras
 
+    importlib.import_module("keras_vit.layers")  # registers the custom layers
     return keras.saving.load_model(path, compile=compile, safe_mode=True)
 
 
-__all__ = [
-    "DropPath", "LayerNorm", "LocalitySelfAttention", "PatchDropout", "Patches", "PatchEncoder", "SequencePooling", "TransformerBlock",
-    "build_vit", "resize_vit", "vit_arguments", "PRESETS", "get_preset", "load_model", "load_pretrained",
-]
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_PUBLIC])
+
+
+__all__ = [*_PUBLIC, "load_model"]

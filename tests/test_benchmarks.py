@@ -128,7 +128,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
            "PRESET": "vit_micro", "HEADS": "auto", "HEAD_CHOICES": "4 3 2", "BATCH": "32", "STEPS": "2",
            "TRAIN_BUDGET": "300", "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
            "TEACHER_ARCH": "airbench", "TEACHERS": "2", "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4",
-           "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7", "TEACHER_FLIP": "1",
+           "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7", "TEMPERATURE": "2", "TEACHER_FLIP": "1",
            "MAX_FILES": "20",  # nothing packed: the test reads every file
            # No deadline cut: on a busy CPU the three timings and two teachers can outlast the default 575 s,
            # and the budget assertion below is about the teachers' share alone.
@@ -164,7 +164,8 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     args = metrics["args"]
     assert [path.split("/")[-2:] for path in args["teacher"]] == [["teacher", "model.keras"], ["teacher_1", "model.keras"]]
     assert args["distillation"] == "soft"
-    assert args["distillation_weight"] == 0.7 and args["teacher_flip"] is True and metrics["epochs"] == 1
+    assert args["distillation_weight"] == 0.7 and args["temperature"] == 2.0 and args["teacher_flip"] is True
+    assert metrics["epochs"] == 1
     assert args["num_heads"] == fastest
     assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:4] == [
         "attention probe", "throughput of the run with 4 3 2 heads", "teacher (seed 0)", "teacher (seed 1)"]
