@@ -4,10 +4,9 @@
         --batch-size 256 --max-registers 3 --output probe.jsonl
 
 Keras' JAX backend first tries `jax.nn.dot_product_attention(implementation="cudnn")`
-and, when cuDNN refuses the shapes, logs the error and uses XLA's attention instead.
-On the H200 it refused the 65 tokens of a 32x32 image in 4x4 patches plus a class
-token ("Unsupported sequence length Q 65, KV 65", in training only), and a ViT of
-this size trained at 48.6k images/s there against 68.8k with 64 tokens.
+and, when cuDNN refuses the shapes, logs the error and uses XLA's attention instead,
+which is slower; some sequence lengths (in training) are refused (what was measured:
+docs/experiments/README.md, "Register tokens and cuDNN's fused attention").
 
 For the model's token count T (patches + class token) and T+1 ... T+max_registers
 (register tokens, `--registers` of `python -m keras_vit.train`), this script
@@ -77,7 +76,9 @@ def probe_length(length, batch_size, num_heads, head_dim, calls=20, dtype="bfloa
             times.append((time.perf_counter() - start) / calls)
         row[implementation] = {"accepted": True, "ms_per_call": round(1000 * statistics.median(times), 4)}
     if len(outputs) == 2:
-        difference = jnp.max(jnp.abs(outputs["cudnn"].astype(jnp.float32) - outputs["xla"].astype(jnp.float32)))
+        difference = jnp.max(
+            jnp.abs(outputs["cudnn"].astype(jnp.float32) - outputs["xla"].astype(jnp.float32))
+        )
         row["max_abs_difference"] = float(difference)
     return row
 
@@ -91,20 +92,33 @@ def pick_registers(rows, base_length):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="vit_cifar10")
     parser.add_argument("--num-heads", type=int, default=None, help="override the preset's heads")
     # SequencePooling.MODES, spelled out: importing keras_vit here would load Keras before KERAS_BACKEND is set.
-    parser.add_argument("--pooling", default=None, choices=["token", "gap", "seqpool"],
-                        help="override the preset's head (gap and seqpool: no class token)")
+    parser.add_argument(
+        "--pooling",
+        default=None,
+        choices=["token", "gap", "seqpool"],
+        help="override the preset's head (gap and seqpool: no class token)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-registers", type=int, default=3, help="also try this many extra tokens")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per repetition")
     parser.add_argument("--output", default=None, help="append one JSON line per length to this file")
-    parser.add_argument("--patch-dropout", type=float, default=0.0,
-                        help="the model's PatchDropout rate: training then sees fewer tokens, and those are probed")
-    parser.add_argument("--pick-registers", action="store_true",
-                        help="print the fewest registers cuDNN takes as the last line")
+    parser.add_argument(
+        "--patch-dropout",
+        type=float,
+        default=0.0,
+        help="the model's PatchDropout rate: training then sees fewer tokens, and those are probed",
+    )
+    parser.add_argument(
+        "--pick-registers",
+        action="store_true",
+        help="print the fewest registers cuDNN takes as the last line",
+    )
     args = parser.parse_args(argv)
     if args.max_registers < 0 or args.batch_size < 1 or args.calls < 1:
         parser.error("--max-registers must be >= 0, --batch-size and --calls >= 1")
@@ -113,18 +127,25 @@ def main(argv=None):
     import keras
 
     from keras_vit import build_vit
+    from keras_vit.models.flops import training_sequence_length
     from keras_vit.train import model_overrides
-    from keras_vit.training import training_sequence_length
 
-    model = build_vit(args.preset, **model_overrides(num_heads=args.num_heads, pooling=args.pooling, num_registers=0,
-                                                     patch_dropout=args.patch_dropout))
+    model = build_vit(
+        args.preset,
+        **model_overrides(
+            num_heads=args.num_heads, pooling=args.pooling, num_registers=0, patch_dropout=args.patch_dropout
+        ),
+    )
     block = model.get_layer("block_0")
     # The token count of a training step (PatchDropout shortens it), which is what cuDNN must take.
     base_length, num_heads = training_sequence_length(model), block.num_heads
     head_dim = block.projection_dim // num_heads
     if keras.backend.backend() != "jax":
-        print(f"attention_probe: the Keras backend is {keras.backend.backend()!r}, not jax; "
-              "cuDNN's fused attention is a JAX path: nothing to probe.", file=sys.stderr)
+        print(
+            f"attention_probe: the Keras backend is {keras.backend.backend()!r}, not jax; "
+            "cuDNN's fused attention is a JAX path: nothing to probe.",
+            file=sys.stderr,
+        )
         if args.pick_registers:
             print(0)
         return 0
@@ -135,8 +156,14 @@ def main(argv=None):
     rows = []
     for extra in range(args.max_registers + 1):
         row = probe_length(base_length + extra, args.batch_size, num_heads, head_dim, args.calls)
-        row.update(registers=extra, batch_size=args.batch_size, num_heads=num_heads, head_dim=head_dim,
-                   device=device, jax=jax.__version__)
+        row.update(
+            registers=extra,
+            batch_size=args.batch_size,
+            num_heads=num_heads,
+            head_dim=head_dim,
+            device=device,
+            jax=jax.__version__,
+        )
         rows.append(row)
         print(json.dumps(row), file=sys.stderr if args.pick_registers else sys.stdout, flush=True)
         if args.output:

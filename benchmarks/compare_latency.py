@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from export.benchmark import make_runner, time_rounds, timing_inputs  # noqa: E402
-from export.common import machine_info  # noqa: E402
 from export.runtime import default_threads  # noqa: E402
+from keras_vit.device import machine_summary as machine_info  # noqa: E402
 
 
 def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5, threads=None):
@@ -39,34 +39,61 @@ def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5
     inputs = timing_inputs(runners, names, batch)
 
     def report_round(r, so_far):
-        print(f"round {r + 1}/{rounds}: " + ", ".join(
-            f"{name} {so_far['latency_ms_median'][r, i]:.2f} ms" for i, name in enumerate(names)), flush=True)
+        print(
+            f"round {r + 1}/{rounds}: "
+            + ", ".join(f"{name} {so_far['latency_ms_median'][r, i]:.2f} ms" for i, name in enumerate(names)),
+            flush=True,
+        )
 
-    timings = time_rounds([call for call, _, _ in runners], inputs, rounds=rounds, runs=runs, warmup=warmup,
-                          batch=batch, throughput_runs=throughput_runs, on_round=report_round)
+    timings = time_rounds(
+        [call for call, _, _ in runners],
+        inputs,
+        rounds=rounds,
+        runs=runs,
+        warmup=warmup,
+        batch=batch,
+        throughput_runs=throughput_runs,
+        on_round=report_round,
+    )
     latency, throughput = timings["latency_ms_median"], timings["throughput_images_per_s"]
     results = []
     for index, path in enumerate(paths):
-        results.append({
-            "path": os.fspath(path),
-            "latency_ms_median_of_rounds": float(np.median(latency[:, index])),
-            "latency_ms_by_round": [round(float(v), 3) for v in latency[:, index]],
-            "latency_ratio_to_first_median": float(np.median(latency[:, index] / latency[:, 0])),
-            "throughput_images_per_s_median_of_rounds": float(np.median(throughput[:, index])),
-            "throughput_ratio_to_first_median": float(np.median(throughput[:, index] / throughput[:, 0])),
-        })
+        results.append(
+            {
+                "path": os.fspath(path),
+                "latency_ms_median_of_rounds": float(np.median(latency[:, index])),
+                "latency_ms_by_round": [round(float(v), 3) for v in latency[:, index]],
+                "latency_ratio_to_first_median": float(np.median(latency[:, index] / latency[:, 0])),
+                "throughput_images_per_s_median_of_rounds": float(np.median(throughput[:, index])),
+                "throughput_ratio_to_first_median": float(np.median(throughput[:, index] / throughput[:, 0])),
+            }
+        )
     machine["load_average_1min_after"] = round(os.getloadavg()[0], 2)
-    return {"machine": machine,
-            "settings": {"rounds": rounds, "runs": runs, "warmup": warmup, "batch": batch,
-                         "throughput_runs": throughput_runs, "threads": threads},
-            "results": results}
+    return {
+        "machine": machine,
+        "settings": {
+            "rounds": rounds,
+            "runs": runs,
+            "warmup": warmup,
+            "batch": batch,
+            "throughput_runs": throughput_runs,
+            "threads": threads,
+        },
+        "results": results,
+    }
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python benchmarks/compare_latency.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", help=".onnx, .tflite, .keras files or SavedModel folders; the first "
-                        "is the reference of the ratios")
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/compare_latency.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        help=".onnx, .tflite, .keras files or SavedModel folders; the first is the reference of the ratios",
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--runs", type=int, default=100, help="timed batch-1 calls a file a round")
     parser.add_argument("--batch", type=int, default=64, help="batch size of the throughput calls")
@@ -81,11 +108,13 @@ def main(argv=None):
     report = compare(args.paths, rounds=args.rounds, runs=args.runs, batch=args.batch, threads=args.threads)
     print(f"{'file':<40} {'latency ms':>10} {'x first':>8} {'images/s':>9} {'x first':>8}")
     for row in report["results"]:
-        print(f"{Path(row['path']).name:<40} {row['latency_ms_median_of_rounds']:>10.2f} "
-              f"{row['latency_ratio_to_first_median']:>8.2f} {row['throughput_images_per_s_median_of_rounds']:>9.0f} "
-              f"{row['throughput_ratio_to_first_median']:>8.2f}")
+        print(
+            f"{Path(row['path']).name:<40} {row['latency_ms_median_of_rounds']:>10.2f} "
+            f"{row['latency_ratio_to_first_median']:>8.2f} {row['throughput_images_per_s_median_of_rounds']:>9.0f} "
+            f"{row['throughput_ratio_to_first_median']:>8.2f}"
+        )
     if args.output:
-        from keras_vit.labels import atomic_write_text
+        from keras_vit.files import atomic_write_text
 
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.output), json.dumps(report, indent=2) + "\n")

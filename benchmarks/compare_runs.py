@@ -28,7 +28,9 @@ def labelled_history(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", type=labelled_history, metavar="LABEL=HISTORY.csv")
     parser.add_argument("--output", required=True, help="the PNG to write")
     parser.add_argument("--title", default=None)

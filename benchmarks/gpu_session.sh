@@ -21,8 +21,8 @@ DATA=$DATA OUT=$OUT/run bash benchmarks/gpu_cifar10.sh > "$OUT/log.txt" 2>&1
 status=$?
 rm -rf "$OUT"/run/*/checkpoint  # the resume checkpoint of an interrupted run: not worth bringing back
 rm -f "$OUT"/run/teacher*/model.keras  # a distilled run's teachers (8 to 26 MB each): their metrics.json tell their story
-# The device tool brings back at most MAX_FILES files (run 3, 2026-11-26, lost its model.keras
-# to a ninth): past that, everything but the model, its metrics and the log goes into one archive.
+# The device tool brings back at most MAX_FILES files (a ninth file once cost a run its model.keras):
+# past that, everything but the model, its metrics and the log goes into one archive.
 MAX_FILES=${MAX_FILES:-8}
 if [ "$(find "$OUT" -type f | wc -l)" -gt "$MAX_FILES" ]; then
   archive=$(mktemp /tmp/extras.XXXXXX)

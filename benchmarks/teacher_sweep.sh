@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Teacher settings on the GPU machine: trains a teacher (python -m keras_vit.teacher) once per
 # line of CONFIGS and appends each run's metrics to $OUT/teacher_sweep.jsonl (models are deleted: 8 to 26 MB each).
-# The distilled ViT learns toward its teacher (GPU run 8: a 91.18% teacher, a 89.41% ViT), so the teacher's
-# accuracy in its share of the 6 minutes is what this measures. Body of a `run` call:
+# The distilled ViT learns toward its teacher, so the teacher's accuracy in its share of the 6 minutes is
+# what this measures. Body of a `run` call:
 #   run(command="bash benchmarks/teacher_sweep.sh", carry=[".whl", ".devdata"], timeout_s=300)
 # SESSION_SECONDS (default 285): no run starts with less than 45 s left. INSTALL=0 DATA=DIR: as gpu_session.sh.
 # CONFIGS: one run per line, the teacher's flags (the data, batch 512, bf16 and the output are added).
@@ -12,13 +12,8 @@ SESSION_SECONDS=${SESSION_SECONDS:-285}
 DEADLINE=$(( $(date +%s) + SESSION_SECONDS ))
 # Wheels, PYTHONPATH, JAX backend, CIFAR-10 unpacked to $DATA.
 source benchmarks/device_env.sh
-# Measured (H100; benchmarks/README.md, "Distillation (runs 8 and 9) and the teacher sweeps"): on 2026-11-27 the
-# ResNet-9 lines "--augment cutout --epochs 40", "--augment basic --epochs 40", "--augment cutout --epochs 24",
-# "--augment cutout --epochs 40 --weight-decay 5e-4", "--augment cutout --epochs 60"; on 2026-11-28 "--arch airbench
-# --epochs 16", "--arch airbench --epochs 24 --augment cutout", "--arch airbench --epochs 40 --augment cutout",
-# "--arch airbench --epochs 16 --width 96", "--arch airbench --epochs 24 --width 96 --augment cutout" (90.82% at best)
-# and "--augment cutout --epochs 80" (92.40%). Next, unmeasured: a wider ResNet-9 (2.25x the FLOPs of width 64, about
-# 1.1 s an epoch) and a second seed of the default teacher (the spread between runs, and TEACHERS=2's partner).
+# The configurations swept so far and their results: docs/experiments/README.md, "Distillation (runs 8 and 9)
+# and the teacher sweeps". The default CONFIGS: a wider ResNet-9 and a second seed of the default teacher.
 CONFIGS=${CONFIGS:-"--augment cutout --epochs 40 --width 96
 --augment cutout --epochs 60 --width 96
 --augment cutout --epochs 60 --seed 1"}

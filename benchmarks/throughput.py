@@ -33,31 +33,49 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_vit import build_vit, vit_arguments  # noqa: E402
-from keras_vit.augment import AUGMENT_RECIPES  # noqa: E402
-from keras_vit.callbacks import EpochTimer  # noqa: E402
-from keras_vit.teacher import TEACHER_ARCHS, average_logits, build_teacher, forward_flops_per_image  # noqa: E402
-from keras_vit.train import (  # noqa: E402
-    MIXED_PRECISION, add_model_flags, describe_device, flag_overrides, training_recipe,
-)
-from keras_vit.training import (  # noqa: E402
-    learning_rate_schedule, make_optimizer, make_trainer, training_flops_per_image, training_sequence_length,
-)
+from keras_vit.models.flops import forward_flops_per_image, training_flops_per_image, training_sequence_length  # noqa: E402
+from keras_vit.models.teachers import TEACHER_ARCHS, average_logits, build_teacher  # noqa: E402
+from keras_vit.train import add_model_flags, flag_overrides  # noqa: E402
+from keras_vit.training.augment import AUGMENT_RECIPES  # noqa: E402
+from keras_vit.training.callbacks import EpochTimer  # noqa: E402
+from keras_vit.training.optimizers import make_optimizer  # noqa: E402
+from keras_vit.training.pipeline import describe_device  # noqa: E402
+from keras_vit.training.recipes import MIXED_PRECISION, training_recipe  # noqa: E402
+from keras_vit.training.schedules import learning_rate_schedule  # noqa: E402
+from keras_vit.training.trainer import make_trainer  # noqa: E402
 
 # Dense peak rates (TFLOP/s) from the vendors' datasheets, for MFU.
-PEAK_TFLOPS = {"H100": {"bfloat16": 989.0, "float16": 989.0, "float32": 67.0},
-               "H200": {"bfloat16": 989.0, "float16": 989.0, "float32": 67.0}}
+PEAK_TFLOPS = {
+    "H100": {"bfloat16": 989.0, "float16": 989.0, "float32": 67.0},
+    "H200": {"bfloat16": 989.0, "float16": 989.0, "float32": 67.0},
+}
 
 
 def peak_for(device, precision):
     for name, table in PEAK_TFLOPS.items():
         if name in device:
-            return table["bfloat16" if "bfloat16" in precision else "float16" if "float16" in precision else "float32"]
+            return table[
+                "bfloat16" if "bfloat16" in precision else "float16" if "float16" in precision else "float32"
+            ]
     return None
 
 
-def measure(preset, batch_size, steps, epochs, precision, augment, model_overrides=None, repeats=None,
-            steps_per_execution=1, ema_momentum=None, teacher_width=0, teacher_flip=False, teacher_arch="resnet9",
-            teachers=1):
+def measure(
+    preset,
+    batch_size,
+    steps,
+    epochs,
+    precision,
+    augment,
+    model_overrides=None,
+    repeats=None,
+    steps_per_execution=1,
+    ema_momentum=None,
+    teacher_width=0,
+    teacher_flip=False,
+    teacher_arch="resnet9",
+    teachers=1,
+):
     """Times `fit` on random images; returns the result row (a dict). `model_overrides`: `build_vit`
     keyword arguments over the preset's (`keras_vit.train.flag_overrides` of the model flags)."""
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
@@ -66,21 +84,35 @@ def measure(preset, batch_size, steps, epochs, precision, augment, model_overrid
     teacher = None
     if teacher_width:
         teacher = average_logits([build_teacher(teacher_arch, width=teacher_width) for _ in range(teachers)])
-    trainer = make_trainer(model, training_recipe(augment, repeats), label_smoothing=0.1, seed=0, teacher=teacher,
-                           teacher_flip=teacher_flip)
+    trainer = make_trainer(
+        model,
+        training_recipe(augment, repeats),
+        label_smoothing=0.1,
+        seed=0,
+        teacher=teacher,
+        teacher_flip=teacher_flip,
+    )
     schedule = learning_rate_schedule(1e-3, steps * epochs, steps)
-    trainer.compile(optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                    steps_per_execution=steps_per_execution)
+    trainer.compile(
+        optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
+    )
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * steps, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * steps).astype("int32")
     # Epoch end is where Keras turns the logs into numbers, so the device is done.
     clock = EpochTimer(batch_size * steps)
-    trainer.fit({"images": images, "labels": labels}, labels, batch_size=batch_size, epochs=epochs,
-                callbacks=[clock], verbose=0)
+    trainer.fit(
+        {"images": images, "labels": labels},
+        labels,
+        batch_size=batch_size,
+        epochs=epochs,
+        callbacks=[clock],
+        verbose=0,
+    )
     # The median of the timed epochs; their spread shows how far one epoch's rate can be trusted
-    # (run 5's only timed epoch of a baseline gave 21.2k images/s where run 3's gave 38.2k).
+    # (one timed epoch alone can be far off: docs/experiments/README.md, "Training throughput and MFU").
     timed = [float(t) for t in clock.times[1:]]
     steady = float(np.median(timed))
     images_per_second = batch_size * steps / steady
@@ -90,25 +122,42 @@ def measure(preset, batch_size, steps, epochs, precision, augment, model_overrid
     shape = vit_arguments(model)
     peak = peak_for(device, MIXED_PRECISION[precision])
     return {
-        "preset": preset, "model_overrides": dict(model_overrides or {}),
-        "projection_dim": shape["projection_dim"], "depth": shape["depth"], "mlp_dim": shape["mlp_dim"],
-        "pooling": shape["pooling"], "augment": augment, "num_heads": shape["num_heads"], "repeats": trainer.repeats,
-        "num_registers": shape["num_registers"], "sequence_length": model.get_layer("patch_encoder").num_tokens,
-        "shifted_patches": shape["shifted_patches"], "locality_attention": shape["locality_attention"],
+        "preset": preset,
+        "model_overrides": dict(model_overrides or {}),
+        "projection_dim": shape["projection_dim"],
+        "depth": shape["depth"],
+        "mlp_dim": shape["mlp_dim"],
+        "pooling": shape["pooling"],
+        "augment": augment,
+        "num_heads": shape["num_heads"],
+        "repeats": trainer.repeats,
+        "num_registers": shape["num_registers"],
+        "sequence_length": model.get_layer("patch_encoder").num_tokens,
+        "shifted_patches": shape["shifted_patches"],
+        "locality_attention": shape["locality_attention"],
         "patch_dropout": shape["patch_dropout"],
         "train_sequence_length": training_sequence_length(model),
-        "steps_per_execution": steps_per_execution, "ema_momentum": ema_momentum,
+        "steps_per_execution": steps_per_execution,
+        "ema_momentum": ema_momentum,
         "teacher_arch": teacher_arch if teacher is not None else None,
         "teachers": teachers if teacher is not None else 0,
-        "teacher_width": teacher_width, "teacher_flip": teacher is not None and bool(teacher_flip),
+        "teacher_width": teacher_width,
+        "teacher_flip": teacher is not None and bool(teacher_flip),
         "teacher_gflops_per_image": round(teacher_flops / 1e9, 4),
-        "batch_size": batch_size, "precision": MIXED_PRECISION[precision],
-        "parameters": int(model.count_params()), "backend": keras.backend.backend(), "device": device,
+        "batch_size": batch_size,
+        "precision": MIXED_PRECISION[precision],
+        "parameters": int(model.count_params()),
+        "backend": keras.backend.backend(),
+        "device": device,
         "images_per_second": round(images_per_second, 1),
         "step_ms": round(1000 * steady / steps, 3),
-        "images_per_second_range": [round(batch_size * steps / max(timed), 1), round(batch_size * steps / min(timed), 1)],
+        "images_per_second_range": [
+            round(batch_size * steps / max(timed), 1),
+            round(batch_size * steps / min(timed), 1),
+        ],
         "timed_epochs": len(timed),
-        "first_epoch_seconds": round(clock.times[0], 2), "steady_epoch_seconds": round(steady, 3),
+        "first_epoch_seconds": round(clock.times[0], 2),
+        "steady_epoch_seconds": round(steady, 3),
         "compile_seconds_estimate": round(clock.times[0] - steady, 2),
         "train_gflops_per_image": round(flops / 1e9, 4),  # the teacher's forward included
         "achieved_tflops": round(flops * images_per_second / 1e12, 2),
@@ -118,25 +167,46 @@ def measure(preset, batch_size, steps, epochs, precision, augment, model_overrid
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="vit_tiny")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50, help="steps per timed epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (the first holds compilation)")
     parser.add_argument("--mixed-precision", default="none", choices=sorted(MIXED_PRECISION))
     parser.add_argument("--augment", default="strong", choices=sorted(AUGMENT_RECIPES))
-    add_model_flags(parser)  # --num-heads, --pooling, --registers, --model-arg, ... as in python -m keras_vit.train
-    parser.add_argument("--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)")
+    add_model_flags(
+        parser
+    )  # --num-heads, --pooling, --registers, --model-arg, ... as in python -m keras_vit.train
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)"
+    )
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--ema-momentum", type=float, default=None)
-    parser.add_argument("--teacher-width", type=int, default=0,
-                        help="also run a teacher of this width forward in each step (0: none)")
-    parser.add_argument("--teacher-arch", default="resnet9", choices=sorted(TEACHER_ARCHS),
-                        help="the teacher's network (python -m keras_vit.teacher --arch; default: %(default)s)")
-    parser.add_argument("--teachers", type=int, default=1,
-                        help="with --teacher-width: this many teachers, their logits averaged (train's --teacher A B)")
-    parser.add_argument("--teacher-flip", action="store_true",
-                        help="with --teacher-width: the teacher also classifies the mirror images (train's --teacher-flip)")
+    parser.add_argument(
+        "--teacher-width",
+        type=int,
+        default=0,
+        help="also run a teacher of this width forward in each step (0: none)",
+    )
+    parser.add_argument(
+        "--teacher-arch",
+        default="resnet9",
+        choices=sorted(TEACHER_ARCHS),
+        help="the teacher's network (python -m keras_vit.teacher --arch; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--teachers",
+        type=int,
+        default=1,
+        help="with --teacher-width: this many teachers, their logits averaged (train's --teacher A B)",
+    )
+    parser.add_argument(
+        "--teacher-flip",
+        action="store_true",
+        help="with --teacher-width: the teacher also classifies the mirror images (train's --teacher-flip)",
+    )
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -147,9 +217,22 @@ def main(argv=None):
         overrides = flag_overrides(args)  # the same flag handling as python -m keras_vit.train
     except ValueError as error:
         parser.error(str(error))
-    result = measure(args.preset, args.batch_size, args.steps, args.epochs, args.mixed_precision, args.augment,
-                     overrides, args.repeats, args.steps_per_execution, args.ema_momentum, args.teacher_width,
-                     args.teacher_flip, args.teacher_arch, args.teachers)
+    result = measure(
+        args.preset,
+        args.batch_size,
+        args.steps,
+        args.epochs,
+        args.mixed_precision,
+        args.augment,
+        overrides,
+        args.repeats,
+        args.steps_per_execution,
+        args.ema_momentum,
+        args.teacher_width,
+        args.teacher_flip,
+        args.teacher_arch,
+        args.teachers,
+    )
     line = json.dumps(result)
     print(line, flush=True)
     if args.output:

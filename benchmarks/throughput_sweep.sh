@@ -2,11 +2,10 @@
 # Training throughput of several ViT shapes on the GPU machine: benchmarks/throughput.py once per line of
 # CONFIGS, every result appended to $OUT/throughput_sweep.jsonl. Body of a `run` call:
 #   run(command="bash benchmarks/throughput_sweep.sh", carry=[".whl", ".devdata"], timeout_s=240)
-# Why: vit_cifar10 trains at 41.6k images/s with its teacher (8% MFU, H100 run 9) and 44.6k without one,
-# while the brief measured 68.8k for a larger ViT (width 256, depth 8, 64 tokens, cuDNN attention). Our
-# attention has 12 heads of 16 (Lee et al. 2021's shape); heads of 32 or 64 may suit the fused kernel
-# better, and more passes in the 6 minutes is what the run needs. Each line takes about 25 s (mostly
-# compilation). Which shape trains best is a separate question (benchmarks/README.md, CPU experiments).
+# Why: vit_cifar10's attention has 12 heads of 16 (Lee et al. 2021's shape); heads of 32 or 64 may suit
+# cuDNN's fused kernel better, and more passes in the 6 minutes is what the run needs (the measurements behind
+# this: docs/experiments/README.md, "Register tokens and cuDNN's fused attention"). Which shape trains best is
+# a separate question (docs/experiments/README.md, CPU experiments).
 # SESSION_SECONDS (default 225): no line starts with less than 35 s left. INSTALL=0 DATA=DIR: as gpu_session.sh.
 # BASE: the flags of every line, the 6-minute run's step (recipe cifar10_gpu, one register token, its
 # ResNet-9 teacher's forward pass); CONFIGS: one shape per line, flags added after BASE (a repeated flag:

@@ -5,7 +5,7 @@
 Predicts the test split once per view (the images and their mirror images,
 shifted by 1 or 2 pixels in the 4 diagonal or all 8 directions, the border
 filled by reflection, edge repetition or zeros) and scores each variant as
-the mean of its views' logits. `--tta flip-shift` (`export.runtime.tta_views`)
+the mean of its views' logits. `--tta flip-shift` (`keras_vit.tta.tta_views`)
 is the variant "shift 1, diagonal, reflect". The default model is the shipped
 `vit_cifar10`. The variants are compared on the test set itself: read small
 differences between them as noise, not as a choice made on held-out data.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from export.runtime import shift_images  # noqa: E402
+from keras_vit.tta import shift_images  # noqa: E402
 
 DIAGONAL = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 ALL_EIGHT = DIAGONAL + ((0, 1), (0, -1), (1, 0), (-1, 0))
@@ -38,16 +38,24 @@ VARIANTS = (
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", default=None, help=".keras model (default: the shipped vit_cifar10)")
-    parser.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $KERAS_VIT_DATA_DIR, ...)")
-    parser.add_argument("--limit", type=int, default=None, help="use N test images, drawn evenly from the classes")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "model", nargs="?", default=None, help=".keras model (default: the shipped vit_cifar10)"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="CIFAR-10 location (default: $KERAS_VIT_DATA_DIR, ...)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="use N test images, drawn evenly from the classes"
+    )
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     from keras_vit.data import load_cifar10
-    from keras_vit.evaluate import load_model_checked, predict_logits
-    from keras_vit.labels import atomic_write_text
+    from keras_vit.files import atomic_write_text
+    from keras_vit.inference import load_model_checked, predict_logits
     from keras_vit.pretrained import model_path
 
     path = args.model or model_path()
@@ -65,23 +73,36 @@ def main(argv=None):
         key = (dy, dx, mode if (dy, dx) != (0, 0) else None, flip)
         if key not in cache:
             picture = shift_images(images, dy, dx, mode) if (dy, dx) != (0, 0) else images
-            cache[key] = predict_logits(model, picture[:, :, ::-1] if flip else picture, args.batch_size,
-                                        desc=f"shift {dy:+d} {dx:+d} {mode}{' mirrored' if flip else ''}")
+            cache[key] = predict_logits(
+                model,
+                picture[:, :, ::-1] if flip else picture,
+                args.batch_size,
+                desc=f"shift {dy:+d} {dx:+d} {mode}{' mirrored' if flip else ''}",
+            )
         return cache[key]
 
     base = [view(0, 0, None, False), view(0, 0, None, True)]
-    rows = [{"variant": "plain", "views": 1, "accuracy": accuracy(base[:1])},
-            {"variant": "flip", "views": 2, "accuracy": accuracy(base)}]
+    rows = [
+        {"variant": "plain", "views": 1, "accuracy": accuracy(base[:1])},
+        {"variant": "flip", "views": 2, "accuracy": accuracy(base)},
+    ]
     for name, size, directions, mode in VARIANTS:
-        views = base + [view(size * dy, size * dx, mode, flip)
-                        for (dy, dx), flip in itertools.product(directions, (False, True))]
+        views = base + [
+            view(size * dy, size * dx, mode, flip)
+            for (dy, dx), flip in itertools.product(directions, (False, True))
+        ]
         rows.append({"variant": name, "views": len(views), "accuracy": accuracy(views)})
     for row in rows:
         print(f"{row['variant']:<48} {row['views']:>5} views {row['accuracy']:8.2%}")
     if args.output:
-        atomic_write_text(Path(args.output), json.dumps(
-            {"model": str(path), "source": splits.source, "test_images": int(len(labels)), "rows": rows},
-            indent=2) + "\n")
+        atomic_write_text(
+            Path(args.output),
+            json.dumps(
+                {"model": str(path), "source": splits.source, "test_images": int(len(labels)), "rows": rows},
+                indent=2,
+            )
+            + "\n",
+        )
     return 0
 
 

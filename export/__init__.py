@@ -12,10 +12,12 @@ appears at the output path:
   with neither TensorFlow nor Keras installed.
 - `python -m export.benchmark EXPORT_DIR`: latency and throughput per format.
 
-Modules: `common` (backend, model/labels/data loading, atomic writes),
-`cli` (the one-format flow), `verify` (the proof), `savedmodel`, `tflite`,
-`onnx`, `report` (report.md/json), `runtime` (deployment side, TF-free),
-`benchmark`.
+Modules: `formats` (the registry: every format, in order), `step` (`Format`
+and the one per-format step: convert, prove, model card), `cli` (arguments,
+loading a job, publishing one format), `common` (backend, errors, model,
+labels, proof images, output paths), `card` (the model card), `verify` (the
+proof), the converters `savedmodel`, `tflite`, `onnx`, `report`
+(report.md/json), `runtime` (deployment side, TF-free), `benchmark`.
 
 This file imports nothing on purpose: `export.runtime` must stay importable
 without TensorFlow and Keras.

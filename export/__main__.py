@@ -23,129 +23,98 @@ from __future__ import annotations
 import os
 import sys
 
-from export import cli, common
-from keras_vit.evaluate import positive_int  # after export.common: it pins the TF backend
+from export import cli, common, onnx, report, tflite, verify
 from export.common import ExportError
+from export.formats import FORMATS
+from export.step import export_format, write_sidecars
+from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
 
-# (format, variant, file name, tflite quantize mode)
-FORMATS = (
-    ("savedmodel", "float32", "savedmodel", None),
-    ("tflite", "float32", "model_fp32.tflite", "none"),
-    ("tflite", "float16", "model_fp16.tflite", "float16"),
-    ("tflite", "dynamic", "model_dynamic.tflite", "dynamic"),
-    ("tflite", "int8", "model_int8.tflite", "int8"),
-    ("onnx", "float32", "model.onnx", None),
-)
 REPORT_MARKER = "report.json"
 
 
 def main(argv=None):
-    from export import onnx as onnx_export
-    from export import tflite
-
     parser = cli.make_parser(
         "python -m export",
-        "Export a .keras ViT to every format (SavedModel, TFLite float32/float16/dynamic/int8, ONNX), prove each "
-        "against Keras in its own runtime, and write report.md/report.json.",
+        "Export a .keras ViT to every format (SavedModel, TFLite float32/float16/dynamic/int8, ONNX), "
+        "prove each against Keras in its own runtime, and write report.md/report.json.",
         "directory to write (replaced only if it is a previous export)",
     )
-    parser.add_argument("--calib-images", type=positive_int, default=tflite.DEFAULT_CALIB_IMAGES,
-                        help=f"training images for int8 calibration (default {tflite.DEFAULT_CALIB_IMAGES})")
+    tflite.add_calib_images_arg(parser)
     tflite.add_strict_int8_arg(parser)
-    parser.add_argument("--opset", type=int, default=onnx_export.DEFAULT_OPSET,
-                        help=f"ONNX opset ({onnx_export.MIN_OPSET}..{onnx_export.MAX_OPSET}, default "
-                        f"{onnx_export.DEFAULT_OPSET})")
+    onnx.add_opset_arg(parser)
     args = parser.parse_args(argv)
-    if not onnx_export.MIN_OPSET <= args.opset <= onnx_export.MAX_OPSET:
-        parser.error(f"--opset must be between {onnx_export.MIN_OPSET} and {onnx_export.MAX_OPSET}")
+    onnx.check_opset_arg(parser, args)
     export_all(args)
 
 
 def export_all(args):
     """Runs the all-formats export for parsed arguments; returns the report dict."""
-    from export import onnx as onnx_export
-    from export import report as report_module
-    from export import tflite, verify
-    from export.savedmodel import export_savedmodel
-
-    output, model, io, labels, label_source, data, reference = cli.prepare(
-        args, kind="dir", marker=REPORT_MARKER, calib_images=args.calib_images)
-    atol = verify.FLOAT_ATOL if args.atol is None else args.atol
-
-    tmp = common.temp_path(output)
-    os.makedirs(tmp)
-    results, cards = [], {}
-    try:
-        saved_model = os.path.join(tmp, "savedmodel")
-        for fmt, variant, filename, quantize in common.progress(FORMATS, desc="formats"):
-            path = os.path.join(tmp, filename)
-            name = f"{fmt} {variant}"
-            print(f"converting to {name} ...", flush=True)
-            extra, runtime_info = {}, {}
-            try:
-                if fmt == "savedmodel":
-                    export_savedmodel(model, io, path)
-                    extra = {"signature": "serving_default", "runtime": "tf.saved_model.load"}
-                elif fmt == "tflite":
-                    tflite.convert_isolated(saved_model, path, quantize, data.x_calib if quantize == "int8" else None,
-                                            args.strict_int8)
-                    runtime_info, ops = tflite.runtime_info(path)
-                    extra = {"runtime": "ai_edge_litert.interpreter.Interpreter", "quantize": quantize, **ops}
-                    if quantize == "int8":
-                        extra["calibration"] = {"images": int(len(data.x_calib)), "source": data.source}
-                        extra["strict_int8"] = args.strict_int8
-                else:
-                    import onnx
-
-                    proto = onnx_export.convert(saved_model, args.opset)
-                    onnx.save(proto, path)
-                    extra = onnx_export.card_fields(proto, args.opset)
-            except ExportError as e:  # record it and go on: the report shows every format
-                print(f"FAIL {name}: {e}")
-                results.append({"name": name, "file": filename, "passed": False, "failures": [str(e)]})
-                continue
-            result = verify.prove(path, reference, name=name, quantize=None if variant == "float32" else variant,
-                                  atol=atol)
-            result["file"] = filename
-            results.append(result)
-            cards[filename] = common.model_card(
-                fmt=fmt, variant=variant, file=filename, io=io, labels=labels, source_model=args.model,
-                extra={**extra, "proof": result}, **runtime_info,
-            )
-
-        fp32 = next((r for r in results if r["file"] == "model_fp32.tflite" and "size_bytes" in r), None)
-        for r in results:
-            if fp32 and "size_bytes" in r:
-                r["size_ratio_to_fp32_tflite"] = r["size_bytes"] / fp32["size_bytes"]
-        report = report_module.build(args=args, model=model, io=io, labels=labels, label_source=label_source,
-                                     data=data, reference=reference, results=results, cards=cards)
-        markdown = report_module.markdown(report)
-        passed = report["passed"]
-        if passed:
-            common.write_labels(os.path.join(tmp, common.LABELS_FILENAME), labels)
-            common.write_labels(os.path.join(saved_model, common.LABELS_FILENAME), labels)
-            for filename, card in cards.items():
-                card_path = os.path.join(saved_model, "model_card.json") if filename == "savedmodel" \
-                    else os.path.join(tmp, filename + ".json")
-                common.write_json(card_path, card)
-            common.write_json(os.path.join(tmp, REPORT_MARKER), report)
-            common.write_text(os.path.join(tmp, "report.md"), markdown)
-            common.publish(tmp, output)
-    finally:
-        common.discard(tmp)
-
-    print()
-    print(markdown)
-    if not passed:
-        if os.path.isdir(output) and os.path.exists(os.path.join(output, REPORT_MARKER)):
-            common.discard(output)
-            print(f"removed the previous export at {output} so that it cannot be mistaken for this one",
-                  file=sys.stderr)
-        verify.require_pass(results)
+    job = cli.prepare(args, kind="dir", marker=REPORT_MARKER, calib_images=args.calib_images, isolate=True)
+    output = job.output
+    with atomic_path(output, directory=True) as folder:
+        results, cards = export_every_format(job, folder)
+        summary = report.build(
+            args=args,
+            model=job.model,
+            io=job.io,
+            labels=job.labels,
+            label_source=job.label_source,
+            data=job.data,
+            reference=job.reference,
+            results=results,
+            cards=cards,
+        )
+        markdown = report.markdown(summary)
+        print()
+        print(markdown)
+        if not summary["passed"]:  # nothing is published; an older export must not pass for this one either
+            if os.path.isdir(output) and os.path.exists(os.path.join(output, REPORT_MARKER)):
+                common.discard(output)
+                print(
+                    f"removed the previous export at {output} so that it cannot be mistaken for this one",
+                    file=sys.stderr,
+                )
+            verify.require_pass(results)
+        for fmt in FORMATS:  # the files in the folder share one labels.txt
+            write_sidecars(os.path.join(folder, fmt.file_name), fmt, job.labels, cards[fmt.file_name])
+        atomic_write_json(os.path.join(folder, REPORT_MARKER), summary)
+        atomic_write_text(os.path.join(folder, "report.md"), markdown)
     print(f"wrote {output}")
-    if not data.real:
-        print(data.notes[0], file=sys.stderr)
-    return report
+    if not job.data.real:
+        print(job.data.notes[0], file=sys.stderr)
+    return summary
+
+
+def export_every_format(job, folder):
+    """Runs the export step for every registered format, into `folder`.
+
+    A format whose conversion fails is recorded and the others still run:
+    the report shows every format.
+
+    Returns:
+        `(results, cards)`: the proof result of each format (with its file
+        name and its size relative to the float32 TFLite file), and the
+        model card of each converted file by file name.
+    """
+    results, cards = [], {}
+    for fmt in common.progress(FORMATS, desc="formats"):
+        path = os.path.join(folder, fmt.file_name)
+        try:
+            result, cards[fmt.file_name] = export_format(fmt, job, path, file_name=fmt.file_name)
+        except ExportError as e:
+            print(f"FAIL {fmt.title}: {e}")
+            results.append({"name": fmt.title, "file": fmt.file_name, "passed": False, "failures": [str(e)]})
+            continue
+        if fmt.name == "savedmodel":
+            job.saved_model = path  # the other formats convert from it instead of writing their own
+        result["file"] = fmt.file_name
+        results.append(result)
+    fp32_file = tflite.FORMATS["none"].file_name
+    fp32 = next((r for r in results if r["file"] == fp32_file and "size_bytes" in r), None)
+    for r in results:
+        if fp32 and "size_bytes" in r:
+            r["size_ratio_to_fp32_tflite"] = r["size_bytes"] / fp32["size_bytes"]
+    return results, cards
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ For every format found in `EXPORT_DIR` (the output of `python -m export`:
 - file size.
 
 Every file is loaded once, then the formats are timed in turn, `--rounds`
-times (5): a shared machine's speed drifts by tens of percent from one
-minute to the next, and timing one format after the other puts that drift
-between the formats. Interleaved, a slow minute slows every format of its
+times (5): a shared machine's speed drifts from one minute to the next,
+and timing one format after the other puts that drift between the
+formats. Interleaved, a slow minute slows every format of its
 round alike; the figures are the medians over the rounds, with the range of
 the rounds beside them.
 
@@ -45,8 +45,11 @@ import numpy as np
 
 from export import common
 from export.cli import Parser
-from export.common import ExportError, machine_info
-from export.runtime import default_threads
+from export.common import ExportError
+from export.runtime import load as load_runtime_model
+from export.verify import SavedModelRunner, path_size
+from keras_vit.device import machine_summary, usable_cores
+from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
 
 
 def time_calls(fn, batch, warmup, runs):
@@ -67,27 +70,27 @@ def find_targets(export_dir):
     if os.path.isfile(os.path.join(export_dir, "savedmodel", "saved_model.pb")):
         targets.append(("SavedModel", os.path.join(export_dir, "savedmodel")))
     order = {"model_fp32": 0, "model_fp16": 1, "model_dynamic": 2, "model_int8": 3}
-    tflites = sorted(glob.glob(os.path.join(export_dir, "*.tflite")),
-                     key=lambda p: (order.get(os.path.splitext(os.path.basename(p))[0], 9), p))
-    targets += [(f"TFLite {os.path.splitext(os.path.basename(p))[0].replace('model_', '')}", p) for p in tflites]
+    tflites = sorted(
+        glob.glob(os.path.join(export_dir, "*.tflite")),
+        key=lambda p: (order.get(os.path.splitext(os.path.basename(p))[0], 9), p),
+    )
+    targets += [
+        (f"TFLite {os.path.splitext(os.path.basename(p))[0].replace('model_', '')}", p) for p in tflites
+    ]
     targets += [("ONNX Runtime", p) for p in sorted(glob.glob(os.path.join(export_dir, "*.onnx")))]
     return targets
 
 
 def make_runner(path, threads):
-    """`(call, input_dtype, image_shape)` for one `.keras` file, SavedModel folder, `.tflite` or `.onnx` file."""
+    """`(call, input_dtype, image_shape)` of a `.keras` file, SavedModel folder, `.tflite` or `.onnx` file."""
     if path.endswith(".keras"):
         model, io = common.load_keras_model(path)
         return model.predict_on_batch, np.dtype(np.float32), (io.height, io.width, io.channels)
     if os.path.isdir(path):
-        from export.verify import SavedModelRunner
-
         runner = SavedModelRunner(path)
         spec = runner._fn.structured_input_signature[1][runner._input_name]
         return runner.predict_raw, np.dtype(np.float32), tuple(spec.shape[1:])
-    from export.runtime import load
-
-    model = load(path, num_threads=threads)
+    model = load_runtime_model(path, num_threads=threads)
     return model.predict_raw, model.input_dtype, (*model.image_size, model.channels)
 
 
@@ -105,7 +108,9 @@ def timing_inputs(runners, names, batch):
     shape = tuple(runners[0][2])
     for name, (_, _, other) in zip(names, runners):
         if tuple(other) != shape:
-            raise ExportError(f"{name} takes images of shape {tuple(other)}, {names[0]} {shape}: not one model's files.")
+            raise ExportError(
+                f"{name} takes images of shape {tuple(other)}, {names[0]} {shape}: not one model's files."
+            )
     pixels = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
     return [pixels.astype(dtype) for _, dtype, _ in runners]
 
@@ -135,30 +140,38 @@ def time_rounds(calls, inputs, *, rounds, runs, warmup, batch, throughput_runs, 
             single = time_calls(call, x[:1], warmup, runs) * 1e3
             out["latency_ms_median"][r, i] = np.median(single)
             out["latency_ms_p90"][r, i] = np.percentile(single, 90)
-            out["throughput_images_per_s"][r, i] = batch * throughput_runs / time_calls(
-                call, x[:batch], 1, throughput_runs).sum()
+            out["throughput_images_per_s"][r, i] = (
+                batch * throughput_runs / time_calls(call, x[:batch], 1, throughput_runs).sum()
+            )
         if on_round is not None:
             on_round(r, out)
     return out
 
 
-def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, throughput_runs=10, threads=None,
-              rounds=5):
+def benchmark(
+    export_dir, model_path=None, *, runs=100, warmup=10, batch=64, throughput_runs=10, threads=None, rounds=5
+):
     """Times every format in `rounds` interleaved rounds; returns the JSON-ready results."""
-    from export.verify import path_size
-
-    threads = threads or default_threads()
+    threads = threads or usable_cores()
     targets = find_targets(export_dir)
     if model_path:
         targets.insert(0, ("Keras", model_path))
     if not targets:
         raise ExportError(f"no exported files in {export_dir} (expected savedmodel/, *.tflite, *.onnx).")
-    machine = machine_info()  # before timing: its load average is the other processes'
+    machine = machine_summary()  # before timing: its load average is the other processes'
     runners = [make_runner(path, threads) for _, path in common.progress(targets, desc="loading")]
     inputs = timing_inputs(runners, [name for name, _ in targets], batch)
     bar = common.progress(range(rounds), desc="rounds")
-    timings = time_rounds([call for call, _, _ in runners], inputs, rounds=rounds, runs=runs, warmup=warmup,
-                          batch=batch, throughput_runs=throughput_runs, on_round=lambda *_: bar.update(1))
+    timings = time_rounds(
+        [call for call, _, _ in runners],
+        inputs,
+        rounds=rounds,
+        runs=runs,
+        warmup=warmup,
+        batch=batch,
+        throughput_runs=throughput_runs,
+        on_round=lambda *_: bar.update(1),
+    )
     bar.close()
     results = []
     for i, ((name, path), (_, dtype, _)) in enumerate(zip(targets, runners)):
@@ -175,9 +188,11 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
             "latency_ms_median_by_round": [round(float(v), 4) for v in latency],
             "throughput_images_per_s_by_round": [round(float(v), 2) for v in throughput],
         }
-        print(f"{name:<16} latency {row['latency_ms_median']:7.3f} ms (p90 {row['latency_ms_p90']:7.3f}; rounds "
-              f"{latency.min():.3f} to {latency.max():.3f}), throughput {row['throughput_images_per_s']:9.1f} img/s, "
-              f"{row['size_bytes'] / 1e6:.3f} MB")
+        print(
+            f"{name:<16} latency {row['latency_ms_median']:7.3f} ms (p90 {row['latency_ms_p90']:7.3f}; "
+            f"rounds {latency.min():.3f} to {latency.max():.3f}), throughput "
+            f"{row['throughput_images_per_s']:9.1f} img/s, {row['size_bytes'] / 1e6:.3f} MB"
+        )
         results.append(row)
     try:
         machine["load_average_1min_after"] = round(os.getloadavg()[0], 2)
@@ -185,10 +200,18 @@ def benchmark(export_dir, model_path=None, *, runs=100, warmup=10, batch=64, thr
         pass
     return {
         "machine": machine,
-        "settings": {"latency_batch": 1, "runs": runs, "warmup": warmup, "throughput_batch": batch,
-                     "throughput_runs": throughput_runs, "rounds": rounds, "threads": threads,
-                     "keras_call": "model.predict_on_batch", "tflite": "ai_edge_litert Interpreter + XNNPACK",
-                     "onnx": "onnxruntime CPUExecutionProvider"},
+        "settings": {
+            "latency_batch": 1,
+            "runs": runs,
+            "warmup": warmup,
+            "throughput_batch": batch,
+            "throughput_runs": throughput_runs,
+            "rounds": rounds,
+            "threads": threads,
+            "keras_call": "model.predict_on_batch",
+            "tflite": "ai_edge_litert Interpreter + XNNPACK",
+            "onnx": "onnxruntime CPUExecutionProvider",
+        },
         "results": results,
     }
 
@@ -208,36 +231,45 @@ def markdown(report):
     lines = [
         "# keras-vit benchmark",
         "",
-        f"Machine: {m['cpu']}, {m['cores_available']} cores available to this process ({m['cores_total']} in total); "
-        f"{m['platform']}, Python {m['python']}."
-        + (f" 1-minute load average {before} before, {after} after (this benchmark adds up to its thread count)"
-           + ("; the machine was busy with other processes: expect noisy numbers." if busy else ".")
-           if before is not None else ""),
+        f"Machine: {m['cpu']}, {m['cores_available']} cores available to this process ({m['cores_total']} in "
+        f"total); {m['platform']}, Python {m['python']}."
+        + (
+            f" 1-minute load average {before} before, {after} after (this benchmark adds up to its thread "
+            "count)" + ("; the machine was busy with other processes: expect noisy numbers." if busy else ".")
+            if before is not None
+            else ""
+        ),
         f"Threads: TFLite and ONNX Runtime {s['threads']}; TensorFlow its defaults. Keras is timed with "
         f"`{s['keras_call']}`.",
-        f"Latency: batch 1, median and p90 of {s['runs']} calls after {s['warmup']} warm-up calls. Throughput: batch "
-        f"{s['throughput_batch']}, {s['throughput_runs']} calls. Inputs are random images in each file's input dtype.",
-        (f"The formats were timed in turn, {rounds} rounds over: each figure is the median of the rounds', "
-         "the range is the lowest and highest round's." if rounds > 1 else
-         "The formats were timed once each, one after the other (one round: no range)."),
+        f"Latency: batch 1, median and p90 of {s['runs']} calls after {s['warmup']} warm-up calls. "
+        f"Throughput: batch {s['throughput_batch']}, {s['throughput_runs']} calls. Inputs are random "
+        "images in each file's input dtype.",
+        (
+            f"The formats were timed in turn, {rounds} rounds over: each figure is the median of the "
+            "rounds', the range is the lowest and highest round's."
+            if rounds > 1
+            else "The formats were timed once each, one after the other (one round: no range)."
+        ),
         "",
-        "| format | input | size (MB) | latency median (ms) | its range over rounds | latency p90 (ms) "
-        "| throughput (img/s) | its range over rounds |",
+        "| format | input | size (MB) | latency median (ms) | its range over rounds | latency p90 (ms) | "
+        "throughput (img/s) | its range over rounds |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         latency, throughput = round_range(r, "latency_ms_median"), round_range(r, "throughput_images_per_s")
-        lines.append(f"| {r['name']} | {r['input_dtype']} | {r['size_bytes'] / 1e6:.3f} | "
-                     f"{r['latency_ms_median']:.3f} | {latency[0]:.3f} to {latency[1]:.3f} | "
-                     f"{r['latency_ms_p90']:.3f} | {r['throughput_images_per_s']:.1f} | "
-                     f"{throughput[0]:.1f} to {throughput[1]:.1f} |")
+        lines.append(
+            f"| {r['name']} | {r['input_dtype']} | {r['size_bytes'] / 1e6:.3f} | "
+            f"{r['latency_ms_median']:.3f} | {latency[0]:.3f} to {latency[1]:.3f} | "
+            f"{r['latency_ms_p90']:.3f} | {r['throughput_images_per_s']:.1f} | {throughput[0]:.1f} to "
+            f"{throughput[1]:.1f} |"
+        )
     lines += ["", "![latency and throughput](benchmark.png)", ""]
     return "\n".join(lines)
 
 
 def plot(report, path):
     """Bar chart: latency (batch 1) and throughput (batch N) per format."""
-    import matplotlib
+    import matplotlib  # here: only the chart needs it, and it is slow to import
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -254,48 +286,71 @@ def plot(report, path):
 
     latency = [r["latency_ms_median"] for r in rows]
     left.barh(y, latency, color="tab:blue", label="median")
-    left.errorbar(latency, y, xerr=spread("latency_ms_median"), fmt="none", ecolor="dimgray", capsize=3,
-                  label="slowest to fastest round")
-    left.scatter([r["latency_ms_p90"] for r in rows], y, color="black", marker="|", s=200, label="p90", zorder=3)
+    left.errorbar(
+        latency,
+        y,
+        xerr=spread("latency_ms_median"),
+        fmt="none",
+        ecolor="dimgray",
+        capsize=3,
+        label="slowest to fastest round",
+    )
+    left.scatter(
+        [r["latency_ms_p90"] for r in rows], y, color="black", marker="|", s=200, label="p90", zorder=3
+    )
     left.set_yticks(y, names)
     left.invert_yaxis()
     left.set_xlabel("latency, batch 1 (ms, lower is better)")
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.5 / len(rows)), ncol=3, fontsize=8, frameon=False)
+    left.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.5 / len(rows)), ncol=3, fontsize=8, frameon=False
+    )
     throughput = [r["throughput_images_per_s"] for r in rows]
     right.barh(y, throughput, color="tab:green")
-    right.errorbar(throughput, y, xerr=spread("throughput_images_per_s"), fmt="none", ecolor="dimgray", capsize=3)
+    right.errorbar(
+        throughput, y, xerr=spread("throughput_images_per_s"), fmt="none", ecolor="dimgray", capsize=3
+    )
     right.set_yticks(y, [""] * len(rows))
     right.invert_yaxis()
-    right.set_xlabel(f"throughput, batch {report['settings']['throughput_batch']} (images/s, higher is better)")
+    right.set_xlabel(
+        f"throughput, batch {report['settings']['throughput_batch']} (images/s, higher is better)"
+    )
     m = report["machine"]
     fig.suptitle(f"keras-vit on {m['cpu']} ({m['cores_available']} cores)", fontsize=10)
     fig.tight_layout()
-    tmp = common.temp_path(path)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
-        common.discard(tmp)
         plt.close(fig)
 
 
 def main(argv=None):
     parser = Parser(
-        prog="python -m export.benchmark", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Latency (batch 1) and throughput (batch N) of Keras, the SavedModel, each TFLite file and "
-        "ONNX Runtime on this machine's CPU; writes benchmark.md/.json/.png.",
+        prog="python -m export.benchmark",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Latency (batch 1) and throughput (batch N) of Keras, the SavedModel, each TFLite file "
+        "and ONNX Runtime on this machine's CPU; writes benchmark.md/.json/.png.",
     )
     parser.add_argument("export_dir", help="output directory of `python -m export`")
-    parser.add_argument("--model", default=None,
-                        help="the .keras model to time too (default: the one named in EXPORT_DIR/report.json, "
-                        "if it still exists)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the .keras model to time too (default: the one named in EXPORT_DIR/report.json, "
+        "if it still exists)",
+    )
     parser.add_argument("--runs", type=int, default=100, help="timed batch-1 calls")
     parser.add_argument("--warmup", type=int, default=10, help="untimed batch-1 calls first")
     parser.add_argument("--batch", type=int, default=64, help="batch size for throughput")
     parser.add_argument("--throughput-runs", type=int, default=10, help="timed calls at --batch")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="times every format is timed, in turn with the others (the figures: medians of the rounds)")
-    parser.add_argument("--threads", type=int, default=None, help="TFLite / ONNX Runtime threads (default: cores)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="times every format is timed, in turn with the others (the figures: medians of the rounds)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="TFLite / ONNX Runtime threads (default: cores)"
+    )
     parser.add_argument("--out", default=None, help="where to write benchmark.* (default: EXPORT_DIR)")
     args = parser.parse_args(argv)
     for name in ("runs", "batch", "throughput_runs", "rounds"):
@@ -321,11 +376,19 @@ def main(argv=None):
     out_dir = args.out or args.export_dir
     common.check_output_path(os.path.join(out_dir, "benchmark.json"))
 
-    report = benchmark(args.export_dir, model_path, runs=args.runs, warmup=args.warmup, batch=args.batch,
-                       throughput_runs=args.throughput_runs, threads=args.threads, rounds=args.rounds)
+    report = benchmark(
+        args.export_dir,
+        model_path,
+        runs=args.runs,
+        warmup=args.warmup,
+        batch=args.batch,
+        throughput_runs=args.throughput_runs,
+        threads=args.threads,
+        rounds=args.rounds,
+    )
     text = markdown(report)
-    common.write_json(os.path.join(out_dir, "benchmark.json"), report)
-    common.write_text(os.path.join(out_dir, "benchmark.md"), text)
+    atomic_write_json(os.path.join(out_dir, "benchmark.json"), report)
+    atomic_write_text(os.path.join(out_dir, "benchmark.md"), text)
     plot(report, os.path.join(out_dir, "benchmark.png"))
     print()
     print(text)

@@ -25,21 +25,20 @@ TF `Einsum` ops a block (`BTNH,BSNH->BNTS` for the scores, `BNTS,BSNH->BTNH`
 for the weighted values). tf2onnx writes them as ONNX `Einsum` and then
 decomposes each into MatMul between Reshapes whose shapes it computes at run
 time from the dynamic batch (Shape, Gather, ReduceProd, Concat, Unsqueeze):
-378 of the shipped `vit_cifar10` graph's 946 nodes, about a fifth of its
-latency in onnxruntime. A second handler writes every einsum that is a
-batched matrix product (one summed index, one free index an operand, the
-rest shared) as Transpose -> MatMul -> Transpose with static permutations:
-the same products in the same order, so the same logits (the shipped model's
-differ by 0 on all 10,000 test images), and 568 nodes. Any other einsum
-goes to tf2onnx's own handler.
+a large share of the graph's nodes, and of its latency in onnxruntime. A
+second handler writes every einsum that is a batched matrix product (one
+summed index, one free index an operand, the rest shared) as Transpose ->
+MatMul -> Transpose with static permutations: the same products in the same
+order, so the same logits, in far fewer nodes. Any other einsum goes to
+tf2onnx's own handler.
 
 Layer norms as one op. Each `keras_vit.layers.LayerNorm` is twelve TF ops
-(moments, rsqrt, the affine part), which tf2onnx converts one by one: 228
-of those 568 nodes for 19 norms. From opset 17 on, a tf2onnx rewriter (its
-documented `custom_rewriter` hook) matches exactly that layer over the last
-axis and writes ONNX `LayerNormalization`, one kernel in onnxruntime (359
-nodes); the logits move by rounding only (below 1e-6 on the shipped model).
-Below opset 17, or for any other pattern, the ops convert one by one.
+(moments, rsqrt, the affine part), which tf2onnx converts one by one. From
+opset 17 on, a tf2onnx rewriter (its documented `custom_rewriter` hook)
+matches exactly that layer over the last axis and writes ONNX
+`LayerNormalization`, one kernel in onnxruntime; the logits move by rounding
+only. Below opset 17, or for any other pattern, the ops convert one by one.
+(Node counts and logit differences on the shipped model: docs/experiments/.)
 
 After conversion every node must be a standard ONNX op (`onnx.defs.has`),
 the model must pass `onnx.checker.check_model(full_check=True)`, and it must
@@ -54,14 +53,17 @@ CLI: `python -m export.onnx MODEL.keras OUT.onnx [--opset N]`.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 
 import numpy as np
 
-from export import cli, common
+from export import cli, common, savedmodel
 from export.common import ExportError
+from export.step import Format
+from keras_vit.cli_utils import first_line
+
+# onnx, tf2onnx and TensorFlow are imported in the functions that convert: a command checks its arguments
+# first, in well under a second.
 
 MIN_OPSET = 13  # Unsqueeze/Squeeze/ReduceSum take axes as inputs from 13 on: tf2onnx's best-tested path.
 MAX_OPSET = 18  # the newest opset tf2onnx 1.17 can write
@@ -112,12 +114,19 @@ def batched_matmul_permutations(equation):
     summed = [index for index in a if index in b and index not in output]
     rows = [index for index in a if index not in b]
     columns = [index for index in b if index not in a]
-    if len(summed) != 1 or len(rows) != 1 or len(columns) != 1 or sorted(output) != sorted(batch + rows + columns):
+    if (
+        len(summed) != 1
+        or len(rows) != 1
+        or len(columns) != 1
+        or sorted(output) != sorted(batch + rows + columns)
+    ):
         return None
     product = batch + rows + columns
-    return ([a.index(index) for index in batch + rows + summed],
-            [b.index(index) for index in batch + summed + columns],
-            [product.index(index) for index in output])
+    return (
+        [a.index(index) for index in batch + rows + summed],
+        [b.index(index) for index in batch + summed + columns],
+        [product.index(index) for index in output],
+    )
 
 
 def _einsum_as_matmul(ctx, node, name, args):
@@ -135,7 +144,9 @@ def _einsum_as_matmul(ctx, node, name, args):
     inputs = []
     for tensor, perm in zip(node.input[:2], (perm_a, perm_b)):
         if perm != sorted(perm):
-            tensor = ctx.make_node("Transpose", [tensor], attr={"perm": perm}, op_name_scope=node.name).output[0]
+            tensor = ctx.make_node(
+                "Transpose", [tensor], attr={"perm": perm}, op_name_scope=node.name
+            ).output[0]
         inputs.append(tensor)
     for attribute in ("equation", "N"):
         node.attr.pop(attribute, None)
@@ -154,21 +165,47 @@ LAYER_NORM_MIN_OPSET = 17  # ONNX LayerNormalization
 
 
 def _layer_norm_pattern():
-    """`keras_vit.layers.LayerNorm` in TF ops: `x * inv + (beta - mean * inv)`, `inv = rsqrt(var + eps) * gamma`."""
+    """`keras_vit.layers.LayerNorm` in TF ops.
+
+    `x * inv + (beta - mean * inv)` with `inv = rsqrt(var + eps) * gamma`.
+    """
     from tf2onnx.graph_matcher import OpTypePattern as Op
 
     mean = Op("Mean", name="mean", inputs=[Op("*", name="x_mean"), Op("Const|ConstV2", name="mean_axes")])
-    variance = Op("Mean", name="variance", inputs=[
-        Op("SquaredDifference", inputs=[Op("*", name="x_variance"), Op("StopGradient|Identity", name="mean_stop")]),
-        Op("Const|ConstV2", name="variance_axes")])
-    inv = Op("Mul", name="inv", inputs=[
-        Op("Rsqrt", inputs=[Op("AddV2|Add", inputs=[variance, Op("Const|ConstV2", name="epsilon")])]),
-        Op("Const|ConstV2", name="gamma")])
-    return Op("AddV2|Add", name="output", inputs=[
-        Op("Mul", inputs=[Op("*", name="x"), inv]),
-        Op("Sub", allow_reorder=False, inputs=[Op("Const|ConstV2", name="beta"),
-                                               Op("Mul", inputs=[mean, Op("Mul", name="inv_again")])]),
-    ])
+    variance = Op(
+        "Mean",
+        name="variance",
+        inputs=[
+            Op(
+                "SquaredDifference",
+                inputs=[Op("*", name="x_variance"), Op("StopGradient|Identity", name="mean_stop")],
+            ),
+            Op("Const|ConstV2", name="variance_axes"),
+        ],
+    )
+    inv = Op(
+        "Mul",
+        name="inv",
+        inputs=[
+            Op("Rsqrt", inputs=[Op("AddV2|Add", inputs=[variance, Op("Const|ConstV2", name="epsilon")])]),
+            Op("Const|ConstV2", name="gamma"),
+        ],
+    )
+    return Op(
+        "AddV2|Add",
+        name="output",
+        inputs=[
+            Op("Mul", inputs=[Op("*", name="x"), inv]),
+            Op(
+                "Sub",
+                allow_reorder=False,
+                inputs=[
+                    Op("Const|ConstV2", name="beta"),
+                    Op("Mul", inputs=[mean, Op("Mul", name="inv_again")]),
+                ],
+            ),
+        ],
+    )
 
 
 def _layer_norm_as_one_op(g, ops):
@@ -200,12 +237,18 @@ def _layer_norm_as_one_op(g, ops):
         epsilon = np.asarray(match.get_op("epsilon").get_tensor_value(as_list=False)).ravel()
         gamma, beta = match.get_op("gamma"), match.get_op("beta")
         channels = g.get_shape(x)[-1]
-        if epsilon.size != 1 or any(len(op.output_shapes[0]) != 1 or op.output_shapes[0][0] != channels
-                                    for op in (gamma, beta)):
+        if epsilon.size != 1 or any(
+            len(op.output_shapes[0]) != 1 or op.output_shapes[0][0] != channels for op in (gamma, beta)
+        ):
             continue
-        norm = g.make_node("LayerNormalization", [x, gamma.output[0], beta.output[0]],
-                           attr={"axis": -1, "epsilon": float(epsilon[0])}, op_name_scope=output.name,
-                           shapes=[g.get_shape(output.output[0])], dtypes=[g.get_dtype(output.output[0])])
+        norm = g.make_node(
+            "LayerNormalization",
+            [x, gamma.output[0], beta.output[0]],
+            attr={"axis": -1, "epsilon": float(epsilon[0])},
+            op_name_scope=output.name,
+            shapes=[g.get_shape(output.output[0])],
+            dtypes=[g.get_dtype(output.output[0])],
+        )
         g.replace_all_inputs(output.output[0], norm.output[0], ops=ops)
         g.remove_node(output.name)
     return g.get_nodes()
@@ -228,8 +271,10 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET):
         ExportError: bad opset, or a graph that is not pure standard ONNX.
     """
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
-        raise ExportError(f"--opset {opset} is not supported: tf2onnx 1.17 writes opsets {MIN_OPSET} to {MAX_OPSET}.")
-    common.require_tf_backend()
+        raise ExportError(
+            f"--opset {opset} is not supported: tf2onnx 1.17 writes opsets {MIN_OPSET} to {MAX_OPSET}."
+        )
+    common.use_tensorflow_backend()
     import onnx
     import tensorflow as tf
     from tf2onnx import convert as tf2onnx_convert
@@ -237,32 +282,45 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET):
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     tf.get_logger().setLevel(logging.ERROR)
-    graph_def, inputs, outputs = tf_loader.from_saved_model(saved_model_dir, None, None,
-                                                            signatures=["serving_default"])
+    graph_def, inputs, outputs = tf_loader.from_saved_model(
+        saved_model_dir, None, None, signatures=["serving_default"]
+    )
     if len(inputs) != 1 or len(outputs) != 1:
         raise ExportError(f"expected one input and one output in the SavedModel, got {inputs} -> {outputs}.")
     try:
         proto, _ = tf2onnx_convert.from_graph_def(
-            graph_def, name="vit", input_names=inputs, output_names=outputs, opset=int(opset),
-            custom_op_handlers=CUSTOM_OP_HANDLERS, custom_rewriter=CUSTOM_REWRITERS,
+            graph_def,
+            name="vit",
+            input_names=inputs,
+            output_names=outputs,
+            opset=int(opset),
+            custom_op_handlers=CUSTOM_OP_HANDLERS,
+            custom_rewriter=CUSTOM_REWRITERS,
             tensors_to_rename={inputs[0]: INPUT_NAME, outputs[0]: OUTPUT_NAME},
         )
     except Exception as e:  # tf2onnx raises many types
-        raise ExportError(f"tf2onnx conversion failed: {common.first_line(e)}") from None
+        raise ExportError(f"tf2onnx conversion failed: {first_line(e, with_type=True)}") from None
 
     # tf2onnx only logs ops it cannot convert and keeps them as TF nodes: refuse those.
-    unknown = sorted({f"{n.domain or 'ai.onnx'}::{n.op_type}" for n in proto.graph.node
-                      if not onnx.defs.has(n.op_type, n.domain or "")})
+    unknown = sorted(
+        {
+            f"{n.domain or 'ai.onnx'}::{n.op_type}"
+            for n in proto.graph.node
+            if not onnx.defs.has(n.op_type, n.domain or "")
+        }
+    )
     if unknown:
-        raise ExportError(f"the ONNX graph has ops that are not standard ONNX: {', '.join(unknown)} (tf2onnx could "
-                          "not convert them; please report).")
+        raise ExportError(
+            f"the ONNX graph has ops that are not standard ONNX: {', '.join(unknown)} (tf2onnx could not "
+            "convert them; please report)."
+        )
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     proto.doc_string = "keras-vit: images float32 (batch, h, w, 3) raw RGB 0..255 -> logits (batch, classes)"
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
-        raise ExportError(f"the converted ONNX model is invalid: {common.first_line(e)}") from None
+        raise ExportError(f"the converted ONNX model is invalid: {first_line(e, with_type=True)}") from None
     return proto
 
 
@@ -280,39 +338,55 @@ def card_fields(proto, opset):
         layer_norm = f"decomposed (LayerNormalization needs opset {LAYER_NORM_MIN_OPSET})"
     else:
         layer_norm = "decomposed (no keras_vit LayerNorm pattern matched)"
-    return {"runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)", "opset": int(opset),
-            "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)",
-            "attention": "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)",
-            "layer_norm": layer_norm}
+    return {
+        "runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)",
+        "opset": int(opset),
+        "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)",
+        "attention": "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)",
+        "layer_norm": layer_norm,
+    }
+
+
+def write_onnx(job, path):
+    """`Format.convert` of ONNX: converts the job's SavedModel at `--opset` to `path`; returns card fields."""
+    import onnx
+
+    with savedmodel.saved_model_of(job) as saved_model:
+        proto = convert(saved_model, job.args.opset)
+    onnx.save(proto, path)
+    return card_fields(proto, job.args.opset)
+
+
+FORMAT = Format("onnx", "float32", "model.onnx", write_onnx)
+
+
+def add_opset_arg(parser):
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET}; tf2onnx 1.17 writes "
+        f"up to {MAX_OPSET})",
+    )
+
+
+def check_opset_arg(parser, args):
+    """A usage error (exit status 2) for an `--opset` tf2onnx cannot write."""
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        parser.error(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (tf2onnx 1.17), got {args.opset}")
 
 
 def main(argv=None):
     parser = cli.make_parser(
         "python -m export.onnx",
-        "Export a .keras ViT to ONNX (exact GELU, Erfc rewritten as 1 - Erf), checked in onnxruntime against "
-        "Keras.",
+        "Export a .keras ViT to ONNX (exact GELU, Erfc rewritten as 1 - Erf), checked in onnxruntime "
+        "against Keras.",
         "the .onnx file to write (labels.txt and OUT.onnx.json are written beside it)",
     )
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET}; tf2onnx 1.17 writes "
-                        f"up to {MAX_OPSET})")
+    add_opset_arg(parser)
     args = parser.parse_args(argv)
-    if not MIN_OPSET <= args.opset <= MAX_OPSET:
-        parser.error(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (tf2onnx 1.17), got {args.opset}")
-
-    def do_convert(model, io, tmp, data):
-        import onnx
-
-        from export.savedmodel import export_savedmodel
-
-        with tempfile.TemporaryDirectory(prefix="keras-vit-savedmodel-") as workdir:
-            saved_model = os.path.join(workdir, "savedmodel")
-            export_savedmodel(model, io, saved_model)
-            proto = convert(saved_model, args.opset)
-        onnx.save(proto, tmp)
-        return card_fields(proto, args.opset)
-
-    cli.export_one(args, fmt="onnx", variant="float32", convert=do_convert)
+    check_opset_arg(parser, args)
+    cli.export_one(args, FORMAT)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,13 @@
 
 This is the deployment side. It needs numpy, Pillow and one runtime:
 `ai-edge-litert` for `.tflite` files, `onnxruntime` for `.onnx` files. It
-must never import TensorFlow, Keras or `keras_vit` (even indirectly), so that
-it runs on a device that has only those small wheels; a test runs it with
-fake failing `tensorflow`/`keras` modules first on `sys.path`.
+must never import TensorFlow or Keras (even indirectly), so that it runs on
+a device that has only those small wheels; a test runs it with fake failing
+`tensorflow`/`keras` modules first on `sys.path`. From `keras_vit` it uses
+only the Keras-free modules, so that a photo, its labels and its test-time
+augmentation are the same here as in Keras: `keras_vit.data.images` (the
+image decoder), `keras_vit.labels`, `keras_vit.metrics` (softmax, top-k),
+`keras_vit.tta` and `keras_vit.cli_utils`.
 
 Every exported file takes raw RGB pixels, channels last, values 0..255
 (float32 `(batch, height, width, 3)`; the full-integer TFLite file takes
@@ -36,7 +40,13 @@ import sys
 
 import numpy as np
 
-LABELS_FILENAME = "labels.txt"
+from keras_vit import labels as label_files
+from keras_vit import metrics
+from keras_vit.cli_utils import first_line, print_error
+from keras_vit.data.images import decode_image
+from keras_vit.labels import LABELS_FILENAME, default_labels_path  # noqa: F401 (public: the runtime's API)
+from keras_vit.metrics import format_predictions, softmax
+from keras_vit.tta import TTA_CHOICES, TTA_HELP, check_tta, tta_views
 
 
 class RuntimeModelError(ValueError):
@@ -51,54 +61,38 @@ def default_threads():
         return os.cpu_count() or 1
 
 
-def default_labels_path(model_path):
-    """The labels file the exporters write beside `model_path`.
-
-    Args:
-        model_path: an exported file (`.tflite`, `.onnx`) or a SavedModel
-            directory.
+def read_labels(path):
+    """Reads a labels file by `keras_vit.labels.read_labels`' rules.
 
     Returns:
-        `labels.txt` in the same directory as a file, inside a directory.
-    """
-    model_path = os.fspath(model_path)
-    if os.path.isdir(model_path):
-        return os.path.join(model_path, LABELS_FILENAME)
-    return os.path.join(os.path.dirname(os.path.abspath(model_path)), LABELS_FILENAME)
-
-
-def read_labels(path):
-    """Reads a labels file: one class name per line, line `i` is class `i`.
-
-    Blank lines at the end are ignored; blank lines in between are an error
-    (they would shift every later class).
+        The class names, a list; element `i` names logit `i`.
 
     Raises:
         RuntimeModelError: missing, empty or malformed file.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise RuntimeModelError(f"labels file {path} does not exist; pass --labels FILE.") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RuntimeModelError(f"cannot read labels file {path}: {e}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    labels = [line.strip() for line in lines]
-    if not labels:
-        raise RuntimeModelError(f"labels file {path} is empty.")
-    if "" in labels:
-        raise RuntimeModelError(f"labels file {path} has a blank line at line {labels.index('') + 1}.")
-    return labels
+        return list(label_files.read_labels(path))
+    except (OSError, ValueError) as e:
+        raise RuntimeModelError(first_line(e)) from None
 
 
-def softmax(logits):
-    """Row-wise softmax in float64 (stable for large logits), as float32."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+def model_labels(model, labels_file=None):
+    """The class names of an exported model, found by `keras_vit.labels.labels_for_model`' rules.
+
+    Args:
+        model: an `ExportedModel`.
+        labels_file: a labels file given by the user, or `None`.
+
+    Returns:
+        A list of `model.num_classes` names.
+
+    Raises:
+        RuntimeModelError: no usable labels.
+    """
+    try:
+        return list(label_files.labels_for_model(model.path, model.num_classes, labels_file))
+    except (OSError, ValueError) as e:
+        raise RuntimeModelError(first_line(e)) from None
 
 
 def _quantize(x, dtype, scale, zero_point):
@@ -169,7 +163,7 @@ class ExportedModel:
             images = _quantize(images, self.input_dtype, *self.input_quantization)
         else:
             images = images.astype(self.input_dtype, copy=False)
-        outputs = [self._run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        outputs = [self._run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
         logits = np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), self.output_dtype)
         if self.output_quantization is not None:
             return _dequantize(logits, *self.output_quantization)
@@ -214,16 +208,22 @@ class TFLiteModel(ExportedModel):
         self.path = os.fspath(path)
         _check_file(self.path)
         try:
-            self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads or default_threads())
+            self._interpreter = Interpreter(
+                model_path=self.path, num_threads=num_threads or default_threads()
+            )
         except (ValueError, RuntimeError) as e:
-            raise RuntimeModelError(f"{self.path} is not a valid TFLite model: {_first_line(e)}") from None
+            raise RuntimeModelError(f"{self.path} is not a valid TFLite model: {first_line(e)}") from None
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeModelError(f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1.")
+            raise RuntimeModelError(
+                f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1."
+            )
         self._input, self._output = inputs[0], outputs[0]
         signature = self._input.get("shape_signature", self._input["shape"])
         if len(signature) != 4:
-            raise RuntimeModelError(f"{self.path} input has shape {list(signature)}; expected (batch, h, w, c).")
+            raise RuntimeModelError(
+                f"{self.path} input has shape {list(signature)}; expected (batch, h, w, c)."
+            )
         _, height, width, self.channels = (int(v) for v in signature)
         self.image_size = (height, width)
         self.dynamic_batch = int(signature[0]) == -1
@@ -250,8 +250,10 @@ class TFLiteModel(ExportedModel):
         # instead of the file's ops: read them from one without delegates.
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        return Interpreter(model_path=self.path,
-                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        return Interpreter(
+            model_path=self.path,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
 
     def op_counts(self):
         """`{op_name: count}` of the operators in the file."""
@@ -302,11 +304,14 @@ class ONNXModel(ExportedModel):
         try:
             self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types.
-            raise RuntimeModelError(f"{self.path} is not a valid ONNX model for onnxruntime: {_first_line(e)}") \
-                from None
+            raise RuntimeModelError(
+                f"{self.path} is not a valid ONNX model for onnxruntime: {first_line(e)}"
+            ) from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeModelError(f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1.")
+            raise RuntimeModelError(
+                f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1."
+            )
         self._input_name = inputs[0].name
         shape = inputs[0].shape
         if len(shape) != 4 or not all(isinstance(v, int) for v in shape[1:]):
@@ -339,11 +344,6 @@ def _check_file(path):
         raise RuntimeModelError(f"{path} is not a file.")
 
 
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 def load(path, num_threads=None):
     """Opens an exported model by its extension.
 
@@ -359,114 +359,52 @@ def load(path, num_threads=None):
         return TFLiteModel(path, num_threads)
     if extension == ".onnx":
         return ONNXModel(path, num_threads)
-    raise RuntimeModelError(f"{path}: unknown model type {extension or '(no extension)'!r}; expected .tflite or .onnx.")
+    raise RuntimeModelError(
+        f"{path}: unknown model type {extension or '(no extension)'!r}; expected .tflite or .onnx."
+    )
 
 
 def load_image(path, image_size):
-    """Reads one image as uint8 RGB `(height, width, 3)`, resized with Pillow.
+    """Reads one image as uint8 RGB `(height, width, 3)` with `keras_vit.data.images.decode_image`.
 
-    EXIF orientation is applied; grayscale, palette and RGBA images become
-    RGB; images of another size are resized with bicubic resampling (as the
-    training data loader does), without keeping the aspect ratio.
+    The pixels the training data loader and `keras_vit.predict` get from the
+    same file: EXIF orientation applied, grayscale, 16-bit, palette and RGBA
+    images made RGB, resized with bicubic resampling (without keeping the
+    aspect ratio).
+
+    Raises:
+        RuntimeModelError: a missing or unreadable file.
     """
-    from PIL import Image, ImageOps
-
-    height, width = image_size
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image = image.convert("RGB")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BICUBIC)
-            return np.asarray(image, dtype=np.uint8)
+        return decode_image(path, tuple(int(v) for v in image_size))
     except FileNotFoundError:
         raise RuntimeModelError(f"image {path} does not exist.") from None
     except (OSError, ValueError) as e:  # Pillow: UnidentifiedImageError, truncated files.
-        raise RuntimeModelError(f"cannot read image {path}: {_first_line(e)}") from None
+        raise RuntimeModelError(f"cannot read image {path}: {first_line(e)}") from None
 
 
 def load_images(paths, image_size):
     """Reads images into one uint8 array `(n, height, width, 3)`."""
-    return np.stack([load_image(p, image_size) for p in paths]) if paths else np.zeros((0, *image_size, 3), np.uint8)
-
-
-TTA_CHOICES = ("none", "flip", "flip-shift")
-# flip-shift's one-pixel shifts: the four diagonal directions (airbench94's test-time
-# translation is one pixel too; two pixels lost accuracy on vit_cifar10).
-TTA_SHIFTS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
-
-
-def shift_images(images, dy, dx, mode="reflect"):
-    """`images` moved so that pixel (r, c) shows (r + dy, c + dx), the border filled by numpy's pad `mode`."""
-    pad = max(abs(dy), abs(dx))
-    height, width = images.shape[1:3]
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
-    return np.ascontiguousarray(padded[:, pad + dy:pad + dy + height, pad + dx:pad + dx + width])
-
-
-def tta_views(images, tta="none"):
-    """The images a test-time augmentation averages over, in a fixed order.
-
-    Args:
-        images: array `(n, height, width, channels)`.
-        tta: `"none"`: the images; `"flip"`: the images, then their
-            left-right mirror images (the training flip); `"flip-shift"`:
-            those two, then for each of `TTA_SHIFTS` the images shifted by
-            one pixel with reflect padding (as training's random crop pads)
-            and their mirror images: 10 views.
-
-    Yields:
-        Contiguous arrays of the same shape as `images`: the plain images
-        first, their mirror images second, so that a caller can score
-        `"none"` and `"flip"` from the first views of `"flip-shift"`.
-    """
-    if tta not in TTA_CHOICES:
-        raise RuntimeModelError(f"unknown tta {tta!r}; choose one of {', '.join(TTA_CHOICES)}")
-    images = np.asarray(images)
-    yield images
-    if tta == "none":
-        return
-    yield np.ascontiguousarray(images[:, :, ::-1])
-    if tta == "flip-shift":
-        for dy, dx in TTA_SHIFTS:
-            shifted = shift_images(images, dy, dx)
-            yield shifted
-            yield np.ascontiguousarray(shifted[:, :, ::-1])
-
-
-# How many of `tta_views`' views each test-time augmentation averages (the first ones).
-TTA_VIEW_COUNTS = {"none": 1, "flip": 2, "flip-shift": 2 + 2 * len(TTA_SHIFTS)}
-
-
-def tta_accuracies(view_logits, labels):
-    """Accuracy of every test-time augmentation that `view_logits` covers.
-
-    Args:
-        view_logits: logits `(n, num_classes)` of each view, in the order
-            of `tta_views` (e.g. all ten of `"flip-shift"`).
-        labels: int array `(n,)`.
-
-    Returns:
-        `{tta: accuracy}` for each of `TTA_CHOICES` whose views are among
-        the first `len(view_logits)`: one prediction pass scores them all.
-    """
-    labels = np.asarray(labels)
-    return {tta: float(np.mean(np.mean(view_logits[:count], axis=0).argmax(-1) == labels))
-            for tta, count in TTA_VIEW_COUNTS.items() if count <= len(view_logits)}
-
-
-def tta_metric_name(tta, prefix="accuracy"):
-    """The report key of a test-time augmentation's score: `prefix` for `"none"`,
-    else e.g. `accuracy_flip_shift_tta` (train's metrics.json, benchmarks/tta_exports.py)."""
-    return prefix if tta == "none" else f"{prefix}_{tta.replace('-', '_')}_tta"
+    return (
+        np.stack([load_image(p, image_size) for p in paths])
+        if paths
+        else np.zeros((0, *image_size, 3), np.uint8)
+    )
 
 
 def tta_logits(model, images, tta="none"):
-    """`model.predict(images)`, or the mean of its logits over `tta_views(images, tta)`:
+    """`model.predict(images)`, or the mean of its logits over `keras_vit.tta.tta_views(images, tta)`.
+
     `"flip"` costs twice the plain prediction, `"flip-shift"` ten times (as
-    `python -m keras_vit.evaluate --tta ...`; what each pays on the shipped
-    vit_cifar10: benchmarks/README.md, "The shipped model and test-time
-    augmentation")."""
+    `python -m keras_vit.evaluate --tta ...`).
+
+    Raises:
+        RuntimeModelError: an unknown `tta`.
+    """
+    try:
+        check_tta(tta)
+    except ValueError as e:
+        raise RuntimeModelError(str(e)) from None
     views = [model.predict(view) for view in tta_views(images, tta)]
     return np.mean(views, axis=0)
 
@@ -490,13 +428,7 @@ def classify(model, images, labels, top_k=5, tta="none"):
         raise RuntimeModelError(
             f"{len(labels)} labels for a model with {model.num_classes} outputs; pass the labels file written with it."
         )
-    probabilities = softmax(tta_logits(model, images, tta))
-    k = max(1, min(int(top_k), model.num_classes))
-    results = []
-    for row in probabilities:
-        order = np.argsort(-row, kind="stable")[:k]
-        results.append([{"label": labels[i], "index": int(i), "probability": float(row[i])} for i in order])
-    return results
+    return metrics.top_k(softmax(tta_logits(model, images, tta)), labels, top_k)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -515,33 +447,30 @@ def main(argv=None):
     parser.add_argument("model", help="exported .tflite or .onnx file")
     parser.add_argument("images", nargs="+", help="image files (any size; resized to the model input)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
-    parser.add_argument("--labels", help="labels file, one class per line (default: labels.txt beside the model)")
+    parser.add_argument(
+        "--labels",
+        help="labels file, one class per line (default: <model>.labels.txt or labels.txt "
+        "beside the model; the CIFAR-10 names for 10 outputs)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                        help="test-time augmentation: 'flip' averages each image with its mirror image (twice the time), "
-                        "'flip-shift' also with both shifted one pixel in each diagonal direction (ten times; "
-                        "default none)")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none", help=TTA_HELP)
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
     try:
         model = load(args.model, args.threads)
-        labels = read_labels(args.labels or default_labels_path(args.model))
+        labels = model_labels(model, args.labels)
         images = load_images(args.images, model.image_size)
         results = classify(model, images, labels, args.top_k, args.tta)
     except RuntimeModelError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 1
     if args.json:
         print(json.dumps([{"image": p, "top_k": r} for p, r in zip(args.images, results)], indent=2))
         return 0
     print(model.describe())
-    for path, result in zip(args.images, results):
-        print(path)
-        width = max(len(item["label"]) for item in result)
-        for rank, item in enumerate(result, 1):
-            print(f"  {rank}. {item['label']:<{width}}  {100 * item['probability']:6.2f}%")
+    print(format_predictions([{"image": p, "top_k": r} for p, r in zip(args.images, results)]))
     return 0
 
 

@@ -10,9 +10,14 @@ CLI: `python -m export.savedmodel MODEL.keras OUT_DIR`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
 
 from export import cli, common
+from export.step import Format
+from keras_vit.cli_utils import first_line
 
 SIGNATURE_INPUT = "images"
 SIGNATURE_OUTPUT = "logits"
@@ -28,8 +33,13 @@ def export_savedmodel(model, io, path):
     Args:
         model: the Keras model (TensorFlow backend).
         io: its `common.ModelIO`.
-        path: a directory that does not exist yet.
+        path: a directory that does not exist yet, or an empty one.
+
+    Raises:
+        ExportError: Keras runs on another backend, or tracing fails.
     """
+    common.use_tensorflow_backend()
+    # Keras and TensorFlow are imported here, not at the top: the commands check their arguments first.
     import keras
     import tensorflow as tf
 
@@ -39,13 +49,43 @@ def export_savedmodel(model, io, path):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        "serve", serve,
+        "serve",
+        serve,
         input_signature=[tf.TensorSpec(io.input_shape, tf.float32, name=SIGNATURE_INPUT)],
     )
     try:
-        archive.write_out(path, verbose=False)
+        archive.write_out(os.fspath(path), verbose=False)
     except Exception as e:  # TF raises many types when tracing fails.
-        raise common.ExportError(f"SavedModel export failed: {common.first_line(e)}") from None
+        raise common.ExportError(f"SavedModel export failed: {first_line(e, with_type=True)}") from None
+
+
+@contextlib.contextmanager
+def saved_model_of(job):
+    """The SavedModel a conversion starts from (TFLite and ONNX convert a SavedModel).
+
+    Args:
+        job: the command's `step.Job`.
+
+    Yields:
+        `job.saved_model` when the command wrote one (the all-formats
+        export), else a temporary one, deleted after the block.
+    """
+    if job.saved_model is not None:
+        yield job.saved_model
+        return
+    with tempfile.TemporaryDirectory(prefix="keras-vit-savedmodel-") as workdir:
+        path = os.path.join(workdir, "savedmodel")
+        export_savedmodel(job.model, job.io, path)
+        yield path
+
+
+def write_savedmodel(job, path):
+    """`Format.convert` of the SavedModel: writes the directory, returns the model card's fields."""
+    export_savedmodel(job.model, job.io, path)
+    return {"signature": "serving_default", "runtime": "tf.saved_model.load"}
+
+
+FORMAT = Format("savedmodel", "float32", "savedmodel", write_savedmodel, dir_marker="saved_model.pb")
 
 
 def main(argv=None):
@@ -56,13 +96,7 @@ def main(argv=None):
         "SavedModel directory to write (replaced if it is a previous export)",
     )
     args = parser.parse_args(argv)
-
-    def convert(model, io, tmp, data):
-        export_savedmodel(model, io, tmp)
-        return {"signature": "serving_default", "runtime": "tf.saved_model.load"}
-
-    cli.export_one(args, fmt="savedmodel", variant="float32", convert=convert, is_dir=True,
-                   marker="saved_model.pb")
+    cli.export_one(args, FORMAT)
 
 
 if __name__ == "__main__":

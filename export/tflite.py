@@ -27,18 +27,16 @@ token sequence entering the first block holds the class token (a learned
 vector of norm ~0.02 * sqrt(width)) next to patch tokens about 100x larger.
 One int8 scale per tensor rounds the class token to zero, the first
 LayerNorm then normalizes a zero vector, and the class token (the one the
-head reads) is wrong from there on: on vit_micro that costs 9 accuracy
-points, on a vit_tiny 7% of top-1 answers and max |logit error| ~4.8.
-Keeping the token assembly (class token broadcast and concat, position add:
-`patch_encoder` minus its projection) and the first block's `attention_norm`
-in float32 (13 small ops: BROADCAST_TO, CONCATENATION, ADD and the
-LayerNorm's 10; every matmul stays int8) restores it: vit_micro loses
-nothing, the vit_tiny's top-1 agreement goes 92.8% -> 97.1% and max |logit
-error| 4.8 -> 0.4. This is TFLite's selective quantization
-(`denylisted_nodes`, as in its quantization debugger); the ops are found by
-the layer names `build_vit` gives, and the model card lists every op that
-computes in float. `--strict-int8` quantizes them too (for integer-only
-accelerators; expect the loss above).
+head reads) is wrong from there on: the int8 file loses accuracy and many
+of its top-1 answers differ from Keras'. Keeping the token assembly (class
+token broadcast and concat, position add: `patch_encoder` minus its
+projection) and the first block's `attention_norm` in float32 (13 small
+ops: BROADCAST_TO, CONCATENATION, ADD and the LayerNorm's 10; every matmul
+stays int8) restores it (the measurements: docs/experiments/). This is
+TFLite's selective quantization (`denylisted_nodes`, as in its quantization
+debugger); the ops are found by the layer names `build_vit` gives, and the
+model card lists every op that computes in float. `--strict-int8` quantizes
+them too (for integer-only accelerators; expect the loss above).
 
 With `--strict-int8` the file is integer from input to output. That needs
 the LayerNorms of `keras_vit.layers.LayerNorm`: Keras' LayerNormalization
@@ -55,16 +53,23 @@ CLI: `python -m export.tflite MODEL.keras OUT.tflite [--quantize none|float16|dy
 
 from __future__ import annotations
 
-import os
+import concurrent.futures
+import functools
+import multiprocessing
 import re
 import sys
-import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from export import cli, common
-from keras_vit.evaluate import positive_int  # after export.common: it pins the TF backend
+from export import cli, common, savedmodel
 from export.common import ExportError
+from export.runtime import TFLiteModel
+from export.step import Format
+from keras_vit.cli_utils import first_line, positive_int
+
+# TensorFlow and ai-edge-litert's interpreter are imported in the functions that convert: a command checks
+# its arguments first, in well under a second.
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 # Ops kept in float32 in int8 files (see the module docstring): the token
@@ -74,7 +79,6 @@ QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 INT8_FLOAT_NODES = re.compile(
     r"(^|/)patch_encoder(_\d+)?/(?!projection|Reshape)|(^|/)block_0(_\d+)?/attention_norm(_\d+)?/"
 )
-VARIANTS = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
 DEFAULT_CALIB_IMAGES = 500
 
 
@@ -99,7 +103,7 @@ def convert(saved_model_dir, quantize="none", calibration=None, strict_int8=Fals
         raise ExportError(f"unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}.")
     if quantize == "int8" and (calibration is None or len(calibration) == 0):
         raise ExportError(f"int8 quantization needs calibration images: {common.DATA_HELP}.")
-    common.require_tf_backend()
+    common.use_tensorflow_backend()
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
@@ -114,7 +118,10 @@ def convert(saved_model_dir, quantize="none", calibration=None, strict_int8=Fals
         converter.representative_dataset = _representative_dataset(calibration)
         # Integer kernels first; the builtin float kernel stays allowed for the few
         # ops that have no int8 kernel (listed as float_ops in the model card).
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.int8
     try:
@@ -145,10 +152,19 @@ def _quantize_selectively(converter):
     # Only ops with a float output: denylisting shape arithmetic (SHAPE reads the
     # int8 patches for the class token's BROADCAST_TO) would only add a DEQUANTIZE.
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details() if t["dtype"] == np.float32}
-    nodes = sorted({names[i] for op in interpreter._get_ops_details() for i in op["outputs"]
-                    if i in names and INT8_FLOAT_NODES.search(names[i])})
+    nodes = sorted(
+        {
+            names[i]
+            for op in interpreter._get_ops_details()
+            for i in op["outputs"]
+            if i in names and INT8_FLOAT_NODES.search(names[i])
+        }
+    )
     return tflite_convert.mlir_quantize(
-        calibrated, input_data_type=tf.uint8, output_data_type=tf.int8, denylisted_nodes=nodes or None,
+        calibrated,
+        input_data_type=tf.uint8,
+        output_data_type=tf.int8,
+        denylisted_nodes=nodes or None,
     )
 
 
@@ -163,7 +179,7 @@ def _representative_dataset(images):
 
     def generate():
         for i in range(len(images)):
-            yield [images[i:i + 1]]
+            yield [images[i : i + 1]]
 
     return generate
 
@@ -174,16 +190,15 @@ def _explain(error):
     if flex or "not supported by the native TFLite runtime" in text or "Flex" in text:
         ops = ", ".join(flex) or "see the converter log above"
         return (
-            f"TFLite conversion needs TensorFlow ops that are not TFLite builtins: {ops}. Flex ops cannot run in "
-            "ai-edge-litert; the model code must lower to builtin ops (please report the op)."
+            f"TFLite conversion needs TensorFlow ops that are not TFLite builtins: {ops}. Flex ops cannot "
+            "run in ai-edge-litert; the model code must lower to builtin ops (please report the op)."
         )
-    return f"TFLite conversion failed: {common.first_line(error)}"
+    return f"TFLite conversion failed: {first_line(error, with_type=True)}"
 
 
 def _convert_to_file(saved_model_dir, out_path, quantize, calibration, strict_int8=False):
     data = convert(saved_model_dir, quantize, calibration, strict_int8)
-    with open(out_path, "wb") as f:
-        f.write(data)
+    Path(out_path).write_bytes(data)
     return len(data)
 
 
@@ -196,35 +211,92 @@ def convert_isolated(saved_model_dir, out_path, quantize="none", calibration=Non
     Returns:
         Size of the written file in bytes.
     """
-    import concurrent.futures
-    import multiprocessing
-
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
         try:
-            return pool.submit(_convert_to_file, saved_model_dir, out_path, quantize, calibration,
-                               strict_int8).result()
+            return pool.submit(
+                _convert_to_file, saved_model_dir, out_path, quantize, calibration, strict_int8
+            ).result()
         except concurrent.futures.process.BrokenProcessPool:
-            raise ExportError(f"the TFLite converter process died while converting {quantize} (out of memory?).") \
-                from None
+            raise ExportError(
+                f"the TFLite converter process died while converting {quantize} (out of memory?)."
+            ) from None
 
 
-def runtime_info(path):
-    """Input/output types and op lists of a `.tflite` file, for the model card."""
-    from export.runtime import TFLiteModel
+def write_tflite(job, path, quantize):
+    """`Format.convert` of the TFLite formats: converts the job's SavedModel to `path`; returns card fields.
 
-    m = TFLiteModel(path, num_threads=1)
-    info = {
-        "input_dtype": m.input_dtype.name, "input_quantization": m.input_quantization,
-        "output_dtype": m.output_dtype.name, "output_quantization": m.output_quantization,
+    Args:
+        job: the command's `step.Job` (`args.strict_int8` applies to int8).
+        path: the `.tflite` file to write.
+        quantize: one of `QUANTIZE_MODES`.
+    """
+    calibration = job.data.x_calib if quantize == "int8" else None
+    strict_int8 = job.args.strict_int8
+    with savedmodel.saved_model_of(job) as saved_model:
+        if job.isolate:
+            convert_isolated(saved_model, path, quantize, calibration, strict_int8)
+        else:
+            _convert_to_file(saved_model, path, quantize, calibration, strict_int8)
+    model = TFLiteModel(path, num_threads=1)
+    fields = {
+        "runtime": "ai_edge_litert.interpreter.Interpreter",
+        "quantize": quantize,
+        "ops": model.op_counts(),
+        "float_ops": model.float_ops() if model.input_quantization else {},
     }
-    return info, {"ops": m.op_counts(), "float_ops": m.float_ops() if m.input_quantization else {}}
+    if quantize == "int8":
+        fields["calibration"] = {"images": int(len(calibration)), "source": job.data.source}
+        fields["strict_int8"] = strict_int8
+    return fields
+
+
+def read_io(path):
+    """`Format.read_io` of the TFLite formats: the file's input/output dtypes and quantization."""
+    model = TFLiteModel(path, num_threads=1)
+    return {
+        "input_dtype": model.input_dtype.name,
+        "input_quantization": model.input_quantization,
+        "output_dtype": model.output_dtype.name,
+        "output_quantization": model.output_quantization,
+    }
+
+
+# The TFLite formats by `--quantize` mode, in the order of the all-formats export.
+FORMATS = {
+    mode: Format(
+        "tflite",
+        variant,
+        file_name,
+        functools.partial(write_tflite, quantize=mode),
+        read_io=read_io,
+        needs_calibration=mode == "int8",
+    )
+    for mode, variant, file_name in (
+        ("none", "float32", "model_fp32.tflite"),
+        ("float16", "float16", "model_fp16.tflite"),
+        ("dynamic", "dynamic", "model_dynamic.tflite"),
+        ("int8", "int8", "model_int8.tflite"),
+    )
+}
 
 
 def add_strict_int8_arg(parser):
-    parser.add_argument("--strict-int8", action="store_true",
-                        help="int8: quantize the class-token assembly and the first LayerNorm too (by default they "
-                        "stay float32: int8 rounds the small class token to zero; see export/tflite.py)")
+    parser.add_argument(
+        "--strict-int8",
+        action="store_true",
+        help="int8: quantize the class-token assembly and the first LayerNorm too (by default they "
+        "stay float32: int8 rounds the small class token to zero; see export/tflite.py)",
+    )
+
+
+def add_calib_images_arg(parser):
+    parser.add_argument(
+        "--calib-images",
+        type=positive_int,
+        default=DEFAULT_CALIB_IMAGES,
+        help=f"training images for int8 calibration (default {DEFAULT_CALIB_IMAGES})",
+    )
 
 
 def main(argv=None):
@@ -233,35 +305,17 @@ def main(argv=None):
         "Export a .keras ViT to TFLite (builtin ops only), checked in ai-edge-litert against Keras.",
         "the .tflite file to write (labels.txt and OUT.tflite.json are written beside it)",
     )
-    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
-                        help="none: float32; float16: fp16 weights; dynamic: int8 weights (dynamic range); int8: "
-                        "uint8 pixels in, int8 logits out (needs --data-dir). Default: none")
-    parser.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIB_IMAGES,
-                        help=f"training images for int8 calibration (default {DEFAULT_CALIB_IMAGES})")
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default="none",
+        help="none: float32; float16: fp16 weights; dynamic: int8 weights (dynamic range); int8: "
+        "uint8 pixels in, int8 logits out (needs --data-dir). Default: none",
+    )
+    add_calib_images_arg(parser)
     add_strict_int8_arg(parser)
     args = parser.parse_args(argv)
-    calib = args.calib_images if args.quantize == "int8" else 0
-    if calib:  # fail before loading anything if int8 has no data source at all
-        common.check_data_available(args.data_dir)
-
-    def do_convert(model, io, tmp, data):
-        from export.savedmodel import export_savedmodel
-
-        with tempfile.TemporaryDirectory(prefix="keras-vit-savedmodel-") as workdir:
-            saved_model = os.path.join(workdir, "savedmodel")
-            export_savedmodel(model, io, saved_model)
-            content = convert(saved_model, args.quantize, data.x_calib, args.strict_int8)
-        with open(tmp, "wb") as f:
-            f.write(content)
-        io_info, ops = runtime_info(tmp)
-        extra = {"runtime": "ai_edge_litert.interpreter.Interpreter", "quantize": args.quantize, **ops,
-                 "runtime_info": io_info}
-        if calib:
-            extra["calibration"] = {"images": int(len(data.x_calib)), "source": data.source}
-            extra["strict_int8"] = args.strict_int8
-        return extra
-
-    cli.export_one(args, fmt="tflite", variant=VARIANTS[args.quantize], convert=do_convert, calib_images=calib)
+    cli.export_one(args, FORMATS[args.quantize])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 
 from export.common import ExportError, keras_logits, progress
 from export.runtime import load as load_runtime_model
+from keras_vit.metrics import accuracy
 
 FLOAT_ATOL = 1e-4
 MAX_ACCURACY_DROP = {"float16": 0.1, "dynamic": 1.0, "int8": 1.0}  # percentage points
@@ -54,7 +55,7 @@ class Reference:
         self.top1 = self.logits.argmax(axis=1)
         # Without true labels, Keras's own answers are the labels.
         self.labels = data.y_eval if data.y_eval is not None else self.top1
-        self.keras_accuracy = accuracy(self.logits, self.labels)
+        self.keras_accuracy = accuracy_percent(self.logits, self.labels)
 
     @property
     def description(self):
@@ -62,11 +63,11 @@ class Reference:
         return f"{len(self.x)} {what} from {self.data.source}"
 
 
-def accuracy(logits, labels):
-    """Top-1 accuracy in percent."""
+def accuracy_percent(logits, labels):
+    """Top-1 accuracy in percent (NaN for no images): the unit of the proof's numbers and limits."""
     if len(labels) == 0:
         return float("nan")
-    return float(100.0 * np.mean(np.argmax(logits, axis=1) == np.asarray(labels)))
+    return 100.0 * accuracy(logits, labels)
 
 
 class SavedModelRunner:
@@ -88,7 +89,9 @@ class SavedModelRunner:
     def predict(self, images, batch_size=64):
         images = np.asarray(images, dtype=np.float32)
         out = [
-            self._fn(**{self._input_name: self._tf.constant(images[i:i + batch_size])})[self._output_name].numpy()
+            self._fn(**{self._input_name: self._tf.constant(images[i : i + batch_size])})[
+                self._output_name
+            ].numpy()
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out).astype(np.float32)
@@ -112,7 +115,7 @@ def path_size(path):
 
 
 def _predict(runner, x, desc, batch_size=64):
-    chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
     out = [runner.predict(c, batch_size=batch_size) for c in progress(chunks, desc=desc)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -138,15 +141,18 @@ def prove(path, reference, *, name, quantize=None, atol=FLOAT_ATOL, max_drop=Non
         runner = open_export(path)
         logits = _predict(runner, x, desc=f"checking {name}")
     except Exception as e:  # a file its own runtime cannot load or run fails the proof
-        result = {"name": name, "quantize": quantize or "none", "size_bytes": path_size(path), "images": int(len(x)),
-                  "passed": False, "failures": [f"cannot run in its runtime: {' '.join(str(e).split())[:300]}"]}
+        result = {
+            "name": name,
+            "quantize": quantize or "none",
+            "size_bytes": path_size(path),
+            "images": int(len(x)),
+            "passed": False,
+            "failures": [f"cannot run in its runtime: {' '.join(str(e).split())[:300]}"],
+        }
         print(f"FAIL {name}: {result['failures'][0]}")
         return result
     diff = np.abs(logits.astype(np.float64) - reference.logits)
-    top1 = logits.argmax(axis=1)
-    agree = int(np.sum(top1 == reference.top1))
-    acc = accuracy(logits, reference.labels)
-    failures = []
+    agree = int(np.sum(logits.argmax(axis=1) == reference.top1))
     result = {
         "name": name,
         "quantize": quantize or "none",
@@ -158,33 +164,66 @@ def prove(path, reference, *, name, quantize=None, atol=FLOAT_ATOL, max_drop=Non
         "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
         "top1_agree": agree,
         "top1_agreement": 100.0 * agree / max(len(x), 1),
-        "accuracy": acc,
+        "accuracy": accuracy_percent(logits, reference.labels),
         "keras_accuracy": reference.keras_accuracy,
         "accuracy_vs": "labels" if reference.data.y_eval is not None else "keras_top1",
     }
     if getattr(runner, "input_dtype", None) is not None:
         result["input_dtype"] = np.dtype(runner.input_dtype).name
 
+    failures = _check_tolerance(result, logits, reference, quantize=quantize, atol=atol, max_drop=max_drop)
+    batches, batch_failures = _check_dynamic_batch(runner, logits, reference, quantize=quantize, atol=atol)
+    failures += batch_failures
+    result["dynamic_batch"] = batches
+    result["passed"] = not failures
+    result["failures"] = failures
+    print(format_result(result))
+    return result
+
+
+def _check_tolerance(result, logits, reference, *, quantize, atol, max_drop):
+    """The tolerance of a file (recorded in `result`) and how its logits break it.
+
+    float32 files: max |logit diff| within `atol` and the same top-1 as Keras
+    on every image. Quantized files: an accuracy drop of at most `max_drop`
+    points (default `MAX_ACCURACY_DROP[quantize]`).
+
+    Returns:
+        The failures, as sentences (none: within tolerance).
+    """
+    failures = []
     if quantize is None:
         result["tolerance"] = {"max_abs_diff": atol, "top1": "identical on every image"}
-        if not diff.max(initial=0.0) <= atol:
-            failures.append(f"max |logit diff| {diff.max():.3g} > {atol:g}")
-        if agree != len(x):
+        if not result["max_abs_diff"] <= atol:
+            failures.append(f"max |logit diff| {result['max_abs_diff']:.3g} > {atol:g}")
+        top1, images = logits.argmax(axis=1), len(logits)
+        if result["top1_agree"] != images:
             bad = np.flatnonzero(top1 != reference.top1)[:5].tolist()
-            failures.append(f"top-1 differs on {len(x) - agree}/{len(x)} images (first: {bad})")
-    else:
-        max_drop = MAX_ACCURACY_DROP[quantize] if max_drop is None else max_drop
-        drop = reference.keras_accuracy - acc
-        result["accuracy_drop"] = drop
-        result["tolerance"] = {"accuracy_drop_points": max_drop}
-        if not drop <= max_drop + 1e-9:
             failures.append(
-                f"accuracy {acc:.2f}% is {drop:.2f} points below Keras {reference.keras_accuracy:.2f}% "
-                f"(allowed {max_drop:g})"
+                f"top-1 differs on {images - result['top1_agree']}/{images} images (first: {bad})"
             )
+        return failures
+    max_drop = MAX_ACCURACY_DROP[quantize] if max_drop is None else max_drop
+    drop = reference.keras_accuracy - result["accuracy"]
+    result["accuracy_drop"] = drop
+    result["tolerance"] = {"accuracy_drop_points": max_drop}
+    if not drop <= max_drop + 1e-9:
+        failures.append(
+            f"accuracy {result['accuracy']:.2f}% is {drop:.2f} points below Keras "
+            f"{reference.keras_accuracy:.2f}% (allowed {max_drop:g})"
+        )
+    return failures
 
-    # Dynamic batch: each size in one runtime call.
-    batches = {}
+
+def _check_dynamic_batch(runner, logits, reference, *, quantize, atol):
+    """Runs batches of `DYNAMIC_BATCH_SIZES` images, each in one runtime call.
+
+    Returns:
+        `(batches, failures)`: per size, the max |logit diff| against Keras
+        and against the batched run; and the failures, as sentences (a
+        float32 file must stay within `atol` of Keras).
+    """
+    x, batches, failures = reference.x, {}, []
     for size in DYNAMIC_BATCH_SIZES:
         n = min(size, len(x))
         try:
@@ -196,15 +235,13 @@ def prove(path, reference, *, name, quantize=None, atol=FLOAT_ATOL, max_drop=Non
             failures.append(f"batch of {size} gives shape {out.shape} or non-finite values")
             continue
         batch_diff = float(np.abs(out.astype(np.float64) - reference.logits[:n]).max())
-        batches[str(size)] = {"max_abs_diff_vs_keras": batch_diff,
-                              "max_abs_diff_vs_batched": float(np.abs(out - logits[:n]).max())}
+        batches[str(size)] = {
+            "max_abs_diff_vs_keras": batch_diff,
+            "max_abs_diff_vs_batched": float(np.abs(out - logits[:n]).max()),
+        }
         if quantize is None and not batch_diff <= atol:
             failures.append(f"batch of {size}: max |logit diff| {batch_diff:.3g} > {atol:g}")
-    result["dynamic_batch"] = batches
-    result["passed"] = not failures
-    result["failures"] = failures
-    print(format_result(result))
-    return result
+    return batches, failures
 
 
 def format_result(result):
@@ -212,13 +249,15 @@ def format_result(result):
     status = "PASS" if result["passed"] else "FAIL"
     vs = "Keras" if result["accuracy_vs"] == "labels" else "Keras top-1"
     text = (
-        f"{status} {result['name']:<16} max|dlogit| {result['max_abs_diff']:.2e}, "
-        f"top-1 same as Keras {result['top1_agree']}/{result['images']}, "
-        f"accuracy {result['accuracy']:.2f}% ({vs} {result['keras_accuracy']:.2f}%), "
-        f"batch {'/'.join(result['dynamic_batch']) or '-'} ok, {result['size_bytes'] / 1e6:.3f} MB"
+        f"{status} {result['name']:<16} max|dlogit| {result['max_abs_diff']:.2e}, top-1 same as Keras "
+        f"{result['top1_agree']}/{result['images']}, accuracy {result['accuracy']:.2f}% ({vs} "
+        f"{result['keras_accuracy']:.2f}%), batch {'/'.join(result['dynamic_batch']) or '-'} ok, "
+        f"{result['size_bytes'] / 1e6:.3f} MB"
     )
     if "accuracy_drop" in result:
-        text += f", drop {result['accuracy_drop']:+.2f} pt (max {result['tolerance']['accuracy_drop_points']:g})"
+        text += (
+            f", drop {result['accuracy_drop']:+.2f} pt (max {result['tolerance']['accuracy_drop_points']:g})"
+        )
     for failure in result["failures"]:
         text += f"\n     FAILED: {failure}"
     return text

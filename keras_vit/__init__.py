@@ -9,24 +9,26 @@ numpy-only modules (`keras_vit.data`, `keras_vit.labels`, `keras_vit.files`,
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _PUBLIC = {
-    "DropPath": "keras_vit.layers",
-    "LayerNorm": "keras_vit.layers",
-    "LocalitySelfAttention": "keras_vit.layers",
-    "PatchDropout": "keras_vit.layers",
-    "Patches": "keras_vit.layers",
-    "PatchEncoder": "keras_vit.layers",
-    "SequencePooling": "keras_vit.layers",
-    "TransformerBlock": "keras_vit.layers",
-    "build_vit": "keras_vit.model",
-    "resize_vit": "keras_vit.model",
-    "vit_arguments": "keras_vit.model",
-    "PRESETS": "keras_vit.presets",
-    "get_preset": "keras_vit.presets",
+    "DropPath": "keras_vit.layers.drop_path",
+    "LayerNorm": "keras_vit.layers.norm",
+    "LocalitySelfAttention": "keras_vit.layers.attention",
+    "PatchDropout": "keras_vit.layers.patch_dropout",
+    "Patches": "keras_vit.layers.patches",
+    "PatchEncoder": "keras_vit.layers.patch_encoder",
+    "SequencePooling": "keras_vit.layers.pooling",
+    "TransformerBlock": "keras_vit.layers.transformer_block",
+    "ViT": "keras_vit.models.vit",
+    "build_vit": "keras_vit.models.vit",
+    "resize_vit": "keras_vit.models.vit",
+    "vit_arguments": "keras_vit.models.vit",
+    "PRESETS": "keras_vit.models.presets",
+    "get_preset": "keras_vit.models.presets",
     "load_pretrained": "keras_vit.pretrained",
 }
 
@@ -43,16 +45,19 @@ def load_model(path, compile=False):
     """
     import keras
 
-    importlib.import_module("keras_vit.layers")  # registers the custom layers
+    importlib.import_module("keras_vit.models")  # registers the custom layers and ViT
     return keras.saving.load_model(path, compile=compile, safe_mode=True)
 
 
 def __getattr__(name):
     if name in _PUBLIC:
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
+    elif importlib.util.find_spec(f"keras_vit.{name}") is not None:  # a subpackage, e.g. keras_vit.pretrained
+        value = importlib.import_module(f"keras_vit.{name}")
+    else:
+        raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():

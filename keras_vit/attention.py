@@ -12,28 +12,19 @@ and the layers are multiplied, `R = A_L ... A_2 A_1`. Row `i` of `R` says how
 much token `i` of the last layer draws on each input token.
 
 ```python
-from keras_vit import attention
+from keras_vit import attention, plots
 
 maps = attention.rollout_map(model, images)          # (batch, rows, cols)
-attention.plot_attention(images, maps, "attention.png")
+plots.plot_attention(images, maps, "attention.png")  # keras_vit.plots draws them
 ```
 """
 
 from __future__ import annotations
 
-import math
-import os
-from pathlib import Path
-from typing import Sequence, Union
-
 import numpy as np
 from keras import ops
-from PIL import Image
 
 from keras_vit.layers import TransformerBlock
-from keras_vit.plots import _figure, _save, to_display_image
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -111,7 +102,7 @@ def _forward(model, images, batch_size=64):
     batch_size = max(1, int(batch_size))
     all_logits, all_weights, all_pooling = [], [], []
     for start in range(0, len(images), batch_size):
-        x = ops.convert_to_tensor(images[start:start + batch_size])
+        x = ops.convert_to_tensor(images[start : start + batch_size])
         x = layers["normalize"](x)
         x = layers["patches"](x)
         x = layers["patch_encoder"](x)
@@ -186,9 +177,7 @@ def attention_rollout(weights, discard_ratio: float = 0.0, head_fusion: str = "m
     """
     weights = np.asarray(weights, dtype="float64")
     if weights.ndim != 5 or weights.shape[-1] != weights.shape[-2]:
-        raise ValueError(
-            f"weights must have shape (depth, batch, heads, seq, seq), got {weights.shape}."
-        )
+        raise ValueError(f"weights must have shape (depth, batch, heads, seq, seq), got {weights.shape}.")
     if not 0.0 <= discard_ratio < 1.0:
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}.")
     fused = _fuse_heads(weights, head_fusion)  # (depth, batch, seq, seq)
@@ -208,8 +197,9 @@ def attention_rollout(weights, discard_ratio: float = 0.0, head_fusion: str = "m
     return rollout.astype("float32")
 
 
-def attention_map(matrix, grid_size, class_token: bool = True, num_registers: int = 0,
-                  row_weights=None) -> np.ndarray:
+def attention_map(
+    matrix, grid_size, class_token: bool = True, num_registers: int = 0, row_weights=None
+) -> np.ndarray:
     """Turns token-to-token attention into one map over the patch grid.
 
     Args:
@@ -249,8 +239,9 @@ def attention_map(matrix, grid_size, class_token: bool = True, num_registers: in
     else:
         row_weights = np.asarray(row_weights, dtype="float32")
         if row_weights.shape != (matrix.shape[0], rows * cols):
-            raise ValueError(f"row_weights must have shape {(matrix.shape[0], rows * cols)}, "
-                             f"got {row_weights.shape}.")
+            raise ValueError(
+                f"row_weights must have shape {(matrix.shape[0], rows * cols)}, got {row_weights.shape}."
+            )
         values = np.einsum("bp,bpq->bq", row_weights, matrix[:, prefix:, prefix:])
     return values.reshape(-1, rows, cols)
 
@@ -273,8 +264,13 @@ def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean")
     """
     _, weights, pooling = _forward(model, images)
     encoder = model.get_layer("patch_encoder")
-    return attention_map(_fuse_heads(weights[layer], head_fusion), encoder.grid_size, encoder.class_token,
-                         encoder.num_registers, pooling)
+    return attention_map(
+        _fuse_heads(weights[layer], head_fusion),
+        encoder.grid_size,
+        encoder.class_token,
+        encoder.num_registers,
+        pooling,
+    )
 
 
 def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "mean") -> np.ndarray:
@@ -295,147 +291,13 @@ def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "m
     return attention_map(rollout, encoder.grid_size, encoder.class_token, encoder.num_registers, pooling)
 
 
-# --------------------------------------------------------------------------
-# Plots.
-
-
-def upsample_map(attention, size) -> np.ndarray:
-    """Resizes a 2-D map to `(height, width)` bilinearly, scaled to [0, 1].
-
-    Args:
-        attention: 2-D array over the patch grid.
-        size: `(height, width)` of the image.
-
-    Returns:
-        float32 array of shape `size` with min 0 and max 1 (all zeros for a
-        constant map).
-    """
-    attention = np.asarray(attention, dtype="float32")
-    if attention.ndim != 2:
-        raise ValueError(f"Expected a 2-D map, got shape {attention.shape}.")
-    height, width = (int(v) for v in size)
-    resized = np.asarray(Image.fromarray(attention).resize((width, height), Image.Resampling.BILINEAR))
-    low, high = float(resized.min()), float(resized.max())
-    if high - low <= 1e-12:
-        return np.zeros((height, width), "float32")
-    return ((resized - low) / (high - low)).astype("float32")
-
-
-def _overlay(ax, image, attention, alpha, cmap):
-    shown = to_display_image(image)
-    ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
-    ax.imshow(upsample_map(attention, shown.shape[:2]), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
-    ax.set_axis_off()
-
-
-def plot_attention(
-    images,
-    maps,
-    path: PathLike,
-    titles: Sequence[str] | None = None,
-    ncols: int = 6,
-    alpha: float = 0.55,
-    cmap: str = "inferno",
-    title: str | None = None,
-) -> Path:
-    """Shows each image above its attention map, upsampled and overlaid.
-
-    Args:
-        images: `(batch, height, width, channels)` images, uint8 or float
-            0..255.
-        maps: `(batch, rows, cols)` maps, e.g. from `rollout_map`; each is
-            min-max scaled on its own.
-        path: output PNG path.
-        titles: optional caption per image.
-        ncols: images per row.
-        alpha: opacity of the map over the image.
-        cmap: matplotlib colour map of the attention.
-        title: optional figure title.
-
-    Returns:
-        The `Path` of the PNG.
-    """
-    images = list(images)
-    maps = np.asarray(maps)
-    if maps.ndim != 3 or len(maps) != len(images):
-        raise ValueError(f"Expected one (rows, cols) map per image: {len(images)} images, maps {maps.shape}.")
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"{len(images)} images but {len(titles)} titles.")
-    if not images:
-        raise ValueError("plot_attention needs at least one image.")
-    ncols = max(1, min(int(ncols), len(images)))
-    nrows = math.ceil(len(images) / ncols)
-    fig = _figure(1.8 * ncols, 3.5 * nrows + (0.4 if title else 0.0))
-    axes = fig.subplots(2 * nrows, ncols, squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for k, (image, attention) in enumerate(zip(images, maps)):
-        r, c = divmod(k, ncols)
-        shown = to_display_image(image)
-        top = axes[2 * r, c]
-        top.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
-        if titles is not None:
-            top.set_title(str(titles[k]), fontsize=8)
-        _overlay(axes[2 * r + 1, c], image, attention, alpha, cmap)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-def plot_attention_heads(
-    image,
-    weights,
-    grid_size,
-    path: PathLike,
-    class_token: bool = True,
-    num_registers: int = 0,
-    alpha: float = 0.55,
-    cmap: str = "inferno",
-    title: str | None = None,
-) -> Path:
-    """Shows one image's attention map for every head of one block.
-
-    Args:
-        image: `(height, width, channels)` image, uint8 or float 0..255.
-        weights: `(heads, sequence, sequence)` attention of one block for
-            this image, e.g. `attention_weights(model, images)[layer, i]`.
-        grid_size: `(rows, cols)` of the patch grid.
-        path: output PNG path.
-        class_token: whether token 0 is a class token (see
-            `attention_map`).
-        num_registers: register tokens after the class token.
-        alpha: opacity of the maps over the image.
-        cmap: matplotlib colour map of the attention.
-        title: optional figure title.
-
-    Returns:
-        The `Path` of the PNG.
-    """
-    weights = np.asarray(weights, dtype="float32")
-    if weights.ndim == 4 and weights.shape[0] == 1:
-        weights = weights[0]
-    if weights.ndim != 3:
-        raise ValueError(f"Expected weights of shape (heads, seq, seq), got {weights.shape}.")
-    per_head = attention_map(weights, grid_size, class_token, num_registers)  # heads act as the batch
-    panels = [("image", None)] + [(f"head {h}", m) for h, m in enumerate(per_head)]
-    panels.append(("mean of heads", per_head.mean(axis=0)))
-    fig = _figure(1.9 * len(panels), 2.3 + (0.3 if title else 0.0))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (label, attention) in zip(axes, panels):
-        if attention is None:
-            shown = to_display_image(image)
-            ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
-            ax.set_axis_off()
-        else:
-            _overlay(ax, image, attention, alpha, cmap)
-        ax.set_title(label, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
 __all__ = [
-    "forward_with_attention", "attention_weights", "has_class_token", "attention_rollout",
-    "attention_map", "cls_attention_map", "rollout_map", "upsample_map", "plot_attention",
-    "plot_attention_heads", "HEAD_FUSIONS",
+    "forward_with_attention",
+    "attention_weights",
+    "has_class_token",
+    "attention_rollout",
+    "attention_map",
+    "cls_attention_map",
+    "rollout_map",
+    "HEAD_FUSIONS",
 ]

@@ -1,27 +1,49 @@
-"""Class-name files (`labels.txt`) and how a saved model finds its labels.
+"""Class-name files (`labels.txt`) and how a model finds its class names: one rule set.
 
-A `labels.txt` holds one class name per line, in label order: line `i` is
-the name of logit `i`. The training CLI writes one beside `model.keras`;
-`evaluate` and `predict` read it back with `labels_for_model`.
+A labels file holds one class name per line, in label order: line `i` is the
+name of logit `i`. The training CLI writes `labels.txt` beside `model.keras`,
+the exporters beside each exported file (inside a SavedModel directory), and
+the shipped model has a `vit_cifar10.labels.txt` twin beside
+`vit_cifar10.keras`.
+
+Reading (`read_labels`): UTF-8 (a byte-order mark is ignored), surrounding
+whitespace of each line is stripped, blank lines at the end are ignored.
+Refused: an empty file, a blank line between names (it would shift every
+later class by one) and a name given twice (two logits could not be told
+apart).
+
+Finding a model's names (`labels_for_model`, used by `keras_vit.evaluate`,
+`keras_vit.predict`, the exporters and `export.runtime`), first match wins:
+
+1. the file given (`--labels FILE`);
+2. `<model stem>.labels.txt` beside the model (the twin of one model among
+   others in a folder, as `keras_vit/pretrained/` ships);
+3. `labels.txt` beside the model (inside it for a SavedModel directory);
+4. the CIFAR-10 class names, for a model with 10 outputs.
+
+A file found must hold exactly one name per output of the model.
+
+No Keras: the TF-free deployment runtime (`export.runtime`) reads labels with it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Sequence, Union
+
+from keras_vit.data import CIFAR10_CLASSES
+from keras_vit.files import atomic_write_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 LABELS_FILENAME = "labels.txt"
+# `<model stem>` + this: the labels of one model among several in a folder.
+TWIN_SUFFIX = ".labels.txt"
 
 
 def read_labels(path: PathLike) -> tuple[str, ...]:
     """Reads class names from a text file, one per line.
-
-    Surrounding whitespace is stripped and trailing blank lines are ignored.
 
     Args:
         path: path of the labels file (UTF-8).
@@ -31,33 +53,33 @@ def read_labels(path: PathLike) -> tuple[str, ...]:
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is empty, has a blank line between names or
-            repeats a name.
+        ValueError: if the file is not UTF-8, is empty, has a blank line
+            between names or repeats a name.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Labels file {path} does not exist.")
-    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+        raise FileNotFoundError(f"labels file {path} does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"labels file {path} is not UTF-8 text: {e.reason} at byte {e.start}.") from None
+    names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names:
-        raise ValueError(f"Labels file {path} is empty: expected one class name per line.")
+        raise ValueError(f"labels file {path} is empty: expected one class name per line.")
     if "" in names:
-        # A blank line would silently shift every later label by one.
-        raise ValueError(f"Labels file {path} has a blank line at line {names.index('') + 1}.")
+        raise ValueError(f"labels file {path} has a blank line at line {names.index('') + 1}.")
     seen = set()
     for name in names:
         if name in seen:
-            raise ValueError(f"Labels file {path} names class {name!r} twice.")
+            raise ValueError(f"labels file {path} names class {name!r} twice.")
         seen.add(name)
     return tuple(names)
 
 
 def write_labels(path: PathLike, names: Sequence[str]) -> Path:
     """Writes class names to a text file, one per line, atomically.
-
-    The file is written to a temporary file in the same folder and then
-    renamed over `path`, so a reader never sees a half-written file.
 
     Args:
         path: destination file; parent folders are created.
@@ -67,8 +89,9 @@ def write_labels(path: PathLike, names: Sequence[str]) -> Path:
         The `Path` written.
 
     Raises:
-        ValueError: if `names` is empty, repeats a name, or a name is blank
-            or contains a line break.
+        ValueError: if `names` is empty, repeats a name, or a name is blank,
+            has a line break or surrounding whitespace (`read_labels` could
+            not read it back).
     """
     path = Path(path)
     names = [str(n) for n in names]
@@ -87,100 +110,76 @@ def write_labels(path: PathLike, names: Sequence[str]) -> Path:
     return path
 
 
-def labels_for_model(
-    model_path: PathLike, num_classes: int, labels_path: PathLike | None = None
-) -> tuple[str, ...]:
-    """Finds the class names of a saved model.
-
-    Looks, in order, at:
-
-    1. `labels_path`, when given;
-    2. `labels.txt` in the model's folder;
-    3. the CIFAR-10 class names, when `num_classes == 10`.
+def default_labels_path(model_path: PathLike) -> Path:
+    """The labels file beside a model, by rules 2 and 3 of the module docstring.
 
     Args:
-        model_path: path of the `.keras` file.
+        model_path: a `.keras`, `.tflite` or `.onnx` file, or a SavedModel
+            directory.
+
+    Returns:
+        `<model stem>.labels.txt` beside a file when it exists, else
+        `labels.txt` beside it (inside a directory), whether or not that
+        exists.
+    """
+    model_path = Path(model_path).absolute()
+    if model_path.is_dir():
+        return model_path / LABELS_FILENAME
+    twin = model_path.with_name(model_path.stem + TWIN_SUFFIX)
+    return twin if twin.is_file() else model_path.with_name(LABELS_FILENAME)
+
+
+def find_labels_file(model_path: PathLike, labels_file: PathLike | None = None) -> Path | None:
+    """The labels file rules 1-3 of the module docstring pick for a model.
+
+    Args:
+        model_path: the model file or SavedModel directory.
+        labels_file: a file given by the user (`--labels`), or `None`.
+
+    Returns:
+        `labels_file` when given (existing or not: reading it says what is
+        wrong), else `default_labels_path(model_path)` when it exists, else
+        `None` (rule 4 may still apply).
+    """
+    if labels_file is not None:
+        return Path(labels_file)
+    beside = default_labels_path(model_path)
+    return beside if beside.is_file() else None
+
+
+def labels_for_model(
+    model_path: PathLike, num_classes: int, labels_file: PathLike | None = None
+) -> tuple[str, ...]:
+    """Finds the class names of a model by the rules of the module docstring.
+
+    Args:
+        model_path: the model file (`.keras`, `.tflite`, `.onnx`) or
+            SavedModel directory.
         num_classes: the model's number of logits.
-        labels_path: optional explicit labels file.
+        labels_file: optional explicit labels file (`--labels`).
 
     Returns:
         Tuple of `num_classes` class names.
 
     Raises:
-        FileNotFoundError: if `labels_path` is given but missing.
-        ValueError: if the labels file found holds a different number of
-            names than the model has classes, or no labels were found for a
-            model that does not have 10 classes.
+        FileNotFoundError: if `labels_file` is given but missing.
+        ValueError: if the labels file found is malformed (see
+            `read_labels`) or holds a different number of names than the
+            model has classes, or no labels were found for a model that does
+            not have 10 classes.
     """
     num_classes = int(num_classes)
-    if labels_path is not None:
-        candidate = Path(labels_path)
-    else:
-        candidate = Path(model_path).parent / LABELS_FILENAME
-        if not candidate.is_file():
-            candidate = None
-    if candidate is not None:
-        names = read_labels(candidate)
+    found = find_labels_file(model_path, labels_file)
+    if found is not None:
+        names = read_labels(found)
         if len(names) != num_classes:
             raise ValueError(
-                f"Labels file {candidate} has {len(names)} names but the model has "
-                f"{num_classes} classes."
+                f"labels file {found} has {len(names)} names but the model has {num_classes} classes."
             )
         return names
     if num_classes == 10:
-        from keras_vit.data import CIFAR10_CLASSES
-
         return tuple(CIFAR10_CLASSES)
     raise ValueError(
         f"No labels for the {num_classes}-class model {model_path}: pass --labels FILE "
         f"(one class name per line) or put a {LABELS_FILENAME} beside the model."
     )
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary path beside `path` to write to; on success it replaces `path` (`os.replace`).
-
-    A reader never sees a half-written file: a write that fails or is
-    interrupted leaves the old file (or none) and no temporary file. The
-    temporary name is unique per call, so two writers sharing a folder do not
-    collide.
-
-    Args:
-        path: destination file; its folder must exist.
-        suffix: the end of the temporary name (Keras saves only to paths
-            ending in `.keras`).
-
-    Yields:
-        The temporary `Path`; it exists, empty, when the block starts.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are not secret.
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Writes `data` to `path` through `atomic_path`.
-
-    Args:
-        path: destination file; its folder must exist.
-        data: the content.
-
-    Returns:
-        The `Path` written.
-    """
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """`atomic_write_bytes` for UTF-8 text with `\\n` line ends."""
-    return atomic_write_bytes(path, text.encode("utf-8"))

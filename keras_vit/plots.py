@@ -4,13 +4,14 @@ Every function draws on a standalone `matplotlib.figure.Figure` with the Agg
 canvas: no `pyplot`, no global backend switch, no display needed, and safe to
 call from worker threads or notebooks that use another backend. Files are
 written to a temporary file and renamed into place, so a reader never sees a
-half-written PNG. Every function returns the `Path` it wrote.
+half-written PNG. Every function returns the `Path` it wrote. The numbers
+drawn are computed elsewhere (`keras_vit.metrics`, `keras_vit.attention`).
 
 ```python
-from keras_vit import plots
+from keras_vit import metrics, plots
 
 plots.plot_training_curves(plots.read_history_csv("run/history.csv"), "run/curves.png")
-cm = plots.confusion_matrix(y_true, y_pred, num_classes=10)
+cm = metrics.confusion_matrix(y_true, y_pred, num_classes=10)
 plots.plot_confusion_matrix(cm, class_names, "run/confusion_matrix.png")
 ```
 """
@@ -27,8 +28,9 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
-from keras_vit.labels import atomic_write_bytes
+from keras_vit.files import atomic_write_bytes
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -143,7 +145,7 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
     One panel for the loss, one for every accuracy-like metric (train as a
     solid line, validation dashed, the best validation accuracy marked), and
     one for the learning rate when it was logged. The epochs of an unmasked
-    finish (`keras_vit.callbacks.UnmaskedFinish`) are shaded.
+    finish (`keras_vit.training.callbacks.UnmaskedFinish`) are shaded.
 
     Args:
         history: dict of metric name -> list of per-epoch values (as in
@@ -165,6 +167,19 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
     if not isinstance(history, Mapping):
         raise TypeError(f"history must be a dict of lists or a keras History, got {type(history).__name__}.")
     history = {k: list(v) for k, v in history.items() if len(list(v))}
+    panels = _history_panels(history)
+    fig = _figure(4.2 * len(panels), 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    span = unmasked_span(history)
+    for ax, (label, keys) in zip(axes, panels):
+        _draw_history_panel(ax, label, keys, history, span)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _history_panels(history):
+    """`[(panel title, metric names)]` of `plot_training_curves`: loss, accuracies, learning rate."""
 
     def is_accuracy(key):
         return key.endswith("accuracy") or key == "acc"
@@ -175,60 +190,65 @@ def plot_training_curves(history, path: PathLike, title: str | None = None) -> P
     loss_names = [k for k in names if k == "loss"]
     acc_names = [k for k in names if is_accuracy(k)]
     # The main accuracy first (it gets the "best" marker and the first colour).
-    acc_names.sort(key=lambda k: (k not in ACCURACY_KEYS, ACCURACY_KEYS.index(k) if k in ACCURACY_KEYS else 0, k))
+    acc_names.sort(
+        key=lambda k: (k not in ACCURACY_KEYS, ACCURACY_KEYS.index(k) if k in ACCURACY_KEYS else 0, k)
+    )
     lr_names = [k for k in names if k in LEARNING_RATE_KEYS][:1]
     panels = [("Loss", loss_names), ("Accuracy", acc_names), ("Learning rate", lr_names)]
     panels = [(label, keys) for label, keys in panels if keys]
     if not any(label in ("Loss", "Accuracy") for label, _ in panels):
-        raise ValueError(
-            f"history has no loss or accuracy series to plot; its keys are {sorted(history)}."
-        )
+        raise ValueError(f"history has no loss or accuracy series to plot; its keys are {sorted(history)}.")
+    return panels
 
-    fig = _figure(4.2 * len(panels), 3.6)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+
+def _draw_history_panel(ax, label, keys, history, span):
+    """One panel of `plot_training_curves`: train solid, validation dashed, the unmasked finish shaded."""
     colors = ["C0", "C1", "C2", "C3", "C4", "C5"]
-    span = unmasked_span(history)
-    for ax, (label, keys) in zip(axes, panels):
-        if span is not None:  # PatchDropout off: the model trained on every token there
-            ax.axvspan(span[0] - 0.5, span[1] + 0.5, color="0.9", zorder=0, label="every token")
-        for i, key in enumerate(keys):
-            color = colors[i % len(colors)]
-            for split, name, style in (("train", key, "-"), ("val", f"val_{key}", "--")):
-                if name not in history:
-                    continue
-                y = _values(history, name)
-                x = _epochs(history, len(y))
-                # Skip missing epochs (CSVLogger writes "NA" when validation_freq > 1)
-                # so the points that exist are still joined by a line.
-                finite = np.isfinite(y)
-                x, y = x[finite], y[finite]
-                ax.plot(x, y, style, color=color, marker="." if len(y) <= 30 else None,
-                        label=f"{split} {key}" if len(keys) > 1 else split)
-                if label == "Accuracy" and split == "val" and i == 0 and len(y):
-                    best = int(np.nanargmax(y))
-                    ax.plot(x[best], y[best], "*", color=color, markersize=11)
-                    ax.annotate(f"best {y[best]:.4f}\n(epoch {x[best]:g})", (x[best], y[best]),
-                                textcoords="offset points", xytext=(0, -26), ha="center", fontsize=8)
-        ax.set_title(label)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if label == "Learning rate":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        else:
-            ax.legend(fontsize=8)
-        if label == "Loss":
-            losses = np.concatenate([_values(history, k) for k in ("loss", "val_loss") if k in history])
-            losses = losses[np.isfinite(losses)]
-            # A loss that falls over orders of magnitude reads better in log scale.
-            if losses.size and losses.min() > 0 and losses.max() / losses.min() > 20:
-                ax.set_yscale("log")
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-# --------------------------------------------------------------------------
-# Confusion matrix.
+    if span is not None:  # PatchDropout off: the model trained on every token there
+        ax.axvspan(span[0] - 0.5, span[1] + 0.5, color="0.9", zorder=0, label="every token")
+    for i, key in enumerate(keys):
+        color = colors[i % len(colors)]
+        for split, name, style in (("train", key, "-"), ("val", f"val_{key}", "--")):
+            if name not in history:
+                continue
+            y = _values(history, name)
+            x = _epochs(history, len(y))
+            # Skip missing epochs (CSVLogger writes "NA" when validation_freq > 1)
+            # so the points that exist are still joined by a line.
+            finite = np.isfinite(y)
+            x, y = x[finite], y[finite]
+            ax.plot(
+                x,
+                y,
+                style,
+                color=color,
+                marker="." if len(y) <= 30 else None,
+                label=f"{split} {key}" if len(keys) > 1 else split,
+            )
+            if label == "Accuracy" and split == "val" and i == 0 and len(y):
+                best = int(np.nanargmax(y))
+                ax.plot(x[best], y[best], "*", color=color, markersize=11)
+                ax.annotate(
+                    f"best {y[best]:.4f}\n(epoch {x[best]:g})",
+                    (x[best], y[best]),
+                    textcoords="offset points",
+                    xytext=(0, -26),
+                    ha="center",
+                    fontsize=8,
+                )
+    ax.set_title(label)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    if label == "Learning rate":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    else:
+        ax.legend(fontsize=8)
+    if label == "Loss":
+        losses = np.concatenate([_values(history, k) for k in ("loss", "val_loss") if k in history])
+        losses = losses[np.isfinite(losses)]
+        # A loss that falls over orders of magnitude reads better in log scale.
+        if losses.size and losses.min() > 0 and losses.max() / losses.min() > 20:
+            ax.set_yscale("log")
 
 
 def plot_validation_comparison(histories, path: PathLike, title: str | None = None) -> Path:
@@ -263,8 +283,15 @@ def plot_validation_comparison(histories, path: PathLike, title: str | None = No
         colour = colours.setdefault(group, f"C{len(colours)}")
         style = styles[drawn.get(group, 0) % len(styles)]
         drawn[group] = drawn.get(group, 0) + 1
-        ax.plot(epochs[keep], 100 * values[keep], style, color=colour, marker="o", markersize=3,
-                label=f"{label}: {100 * values[keep][-1]:.2f}%")
+        ax.plot(
+            epochs[keep],
+            100 * values[keep],
+            style,
+            color=colour,
+            marker="o",
+            markersize=3,
+            label=f"{label}: {100 * values[keep][-1]:.2f}%",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
@@ -274,32 +301,8 @@ def plot_validation_comparison(histories, path: PathLike, title: str | None = No
     return _save(fig, path)
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """Counts (true label, predicted label) pairs.
-
-    Args:
-        y_true: 1-D integer labels.
-        y_pred: 1-D integer predictions, same length.
-        num_classes: number of classes.
-
-    Returns:
-        int64 array of shape `(num_classes, num_classes)`; entry `[i, j]` is
-        the number of samples of class `i` predicted as class `j`.
-
-    Raises:
-        ValueError: on mismatched lengths or labels outside
-            `[0, num_classes)`.
-    """
-    y_true = np.asarray(y_true).reshape(-1)
-    y_pred = np.asarray(y_pred).reshape(-1)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {len(y_true)} vs {len(y_pred)}.")
-    num_classes = int(num_classes)
-    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{name} has labels outside [0, {num_classes}): min {y.min()}, max {y.max()}.")
-    index = y_true.astype("int64") * num_classes + y_pred.astype("int64")
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+# --------------------------------------------------------------------------
+# Confusion matrix (counted by `keras_vit.metrics.confusion_matrix`).
 
 
 def plot_confusion_matrix(
@@ -341,8 +344,15 @@ def plot_confusion_matrix(
         for i in range(n):
             for j in range(n):
                 text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 12 else 8,
-                        color="white" if values[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7 if n > 12 else 8,
+                    color="white" if values[i, j] > threshold else "black",
+                )
     ax.set_xticks(range(n), labels=list(class_names), rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n), labels=list(class_names))
     ax.set_xlabel("Predicted")
@@ -390,7 +400,7 @@ def plot_patches(image, patch_size: int, path: PathLike, title: str | None = Non
     tiles = grid[1].subgridspec(rows, cols, wspace=0.08, hspace=0.08)
     for r in range(rows):
         for c in range(cols):
-            tile = shown[r * patch_size:(r + 1) * patch_size, c * patch_size:(c + 1) * patch_size]
+            tile = shown[r * patch_size : (r + 1) * patch_size, c * patch_size : (c + 1) * patch_size]
             sub = fig.add_subplot(tiles[r, c])
             sub.imshow(tile, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             sub.set_axis_off()
@@ -445,7 +455,7 @@ def plot_position_similarity(position_embedding, grid_size, path: PathLike, titl
         The `Path` of the PNG.
     """
     if not isinstance(position_embedding, (np.ndarray, list, tuple)):
-        from keras import ops  # A keras Variable or backend tensor.
+        from keras import ops  # only for a Keras variable or tensor: plots imports without Keras
 
         position_embedding = ops.convert_to_numpy(position_embedding)
     sims = position_similarity(position_embedding, grid_size)
@@ -521,8 +531,149 @@ def plot_image_grid(
     return _save(fig, path)
 
 
+# --------------------------------------------------------------------------
+# Attention maps (computed by `keras_vit.attention`).
+
+
+def upsample_map(attention, size) -> np.ndarray:
+    """Resizes a 2-D map to `(height, width)` bilinearly, scaled to [0, 1].
+
+    Args:
+        attention: 2-D array over the patch grid.
+        size: `(height, width)` of the image.
+
+    Returns:
+        float32 array of shape `size` with min 0 and max 1 (all zeros for a
+        constant map).
+    """
+    attention = np.asarray(attention, dtype="float32")
+    if attention.ndim != 2:
+        raise ValueError(f"Expected a 2-D map, got shape {attention.shape}.")
+    height, width = (int(v) for v in size)
+    resized = np.asarray(Image.fromarray(attention).resize((width, height), Image.Resampling.BILINEAR))
+    low, high = float(resized.min()), float(resized.max())
+    if high - low <= 1e-12:
+        return np.zeros((height, width), "float32")
+    return ((resized - low) / (high - low)).astype("float32")
+
+
+def _show_image(ax, image):
+    shown = to_display_image(image)
+    ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_axis_off()
+    return shown
+
+
+def _overlay(ax, image, attention, alpha, cmap):
+    shown = _show_image(ax, image)
+    ax.imshow(upsample_map(attention, shown.shape[:2]), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+
+
+def plot_attention(
+    images,
+    maps,
+    path: PathLike,
+    titles: Sequence[str] | None = None,
+    ncols: int = 6,
+    alpha: float = 0.55,
+    cmap: str = "inferno",
+    title: str | None = None,
+) -> Path:
+    """Shows each image above its attention map, upsampled and overlaid.
+
+    Args:
+        images: `(batch, height, width, channels)` images, uint8 or float
+            0..255.
+        maps: `(batch, rows, cols)` maps, e.g. from
+            `keras_vit.attention.rollout_map`; each is min-max scaled on its
+            own.
+        path: output PNG path.
+        titles: optional caption per image.
+        ncols: images per row.
+        alpha: opacity of the map over the image.
+        cmap: matplotlib colour map of the attention.
+        title: optional figure title.
+
+    Returns:
+        The `Path` of the PNG.
+    """
+    images = list(images)
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or len(maps) != len(images):
+        raise ValueError(f"Expected one (rows, cols) map per image: {len(images)} images, maps {maps.shape}.")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(images)} images but {len(titles)} titles.")
+    if not images:
+        raise ValueError("plot_attention needs at least one image.")
+    ncols = max(1, min(int(ncols), len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    fig = _figure(1.8 * ncols, 3.5 * nrows + (0.4 if title else 0.0))
+    axes = fig.subplots(2 * nrows, ncols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for k, (image, attention) in enumerate(zip(images, maps)):
+        r, c = divmod(k, ncols)
+        _show_image(axes[2 * r, c], image)
+        if titles is not None:
+            axes[2 * r, c].set_title(str(titles[k]), fontsize=8)
+        _overlay(axes[2 * r + 1, c], image, attention, alpha, cmap)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_attention_heads(
+    image,
+    maps,
+    path: PathLike,
+    alpha: float = 0.55,
+    cmap: str = "inferno",
+    title: str | None = None,
+) -> Path:
+    """Shows one image's attention map for every head of one block, and their mean.
+
+    Args:
+        image: `(height, width, channels)` image, uint8 or float 0..255.
+        maps: `(heads, rows, cols)` maps of one block for this image, e.g.
+            `keras_vit.attention.attention_map(weights[layer, i], grid_size,
+            class_token)` (the heads take the place of the batch).
+        path: output PNG path.
+        alpha: opacity of the maps over the image.
+        cmap: matplotlib colour map of the attention.
+        title: optional figure title.
+
+    Returns:
+        The `Path` of the PNG.
+    """
+    maps = np.asarray(maps, dtype="float32")
+    if maps.ndim != 3:
+        raise ValueError(f"Expected one (rows, cols) map per head, got shape {maps.shape}.")
+    panels = [("image", None)] + [(f"head {h}", m) for h, m in enumerate(maps)]
+    panels.append(("mean of heads", maps.mean(axis=0)))
+    fig = _figure(1.9 * len(panels), 2.3 + (0.3 if title else 0.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, attention) in zip(axes, panels):
+        if attention is None:
+            _show_image(ax, image)
+        else:
+            _overlay(ax, image, attention, alpha, cmap)
+        ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 __all__ = [
-    "read_history_csv", "plot_training_curves", "confusion_matrix", "plot_confusion_matrix",
-    "plot_patches", "position_similarity", "plot_position_similarity", "plot_image_grid",
+    "read_history_csv",
+    "plot_training_curves",
+    "plot_validation_comparison",
+    "plot_confusion_matrix",
+    "plot_patches",
+    "position_similarity",
+    "plot_position_similarity",
+    "plot_image_grid",
     "to_display_image",
+    "upsample_map",
+    "plot_attention",
+    "plot_attention_heads",
 ]

@@ -13,20 +13,12 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_CIFAR10 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10-jpeg")
 
 
 def cifar10_dir():
-    """The real CIFAR-10 copy, or None (tests that need it skip): `$KERAS_VIT_DATA_DIR` as given (any layout
-    `keras_vit.data.load_cifar10` reads; a wrong one fails the test, never skips it), else the shared
-    image-folder copy beside the repository."""
-    given = os.environ.get("KERAS_VIT_DATA_DIR")
-    if given:
-        return given
-    for candidate in (SHARED_CIFAR10, "/work/shared/data/cifar10-jpeg"):
-        if os.path.isdir(os.path.join(candidate, "train")):
-            return os.path.abspath(candidate)
-    return None
+    """The real CIFAR-10 copy named by `$KERAS_VIT_DATA_DIR` (any layout `keras_vit.data.load_cifar10` reads; a
+    wrong one fails the test, never skips it), or None: the tests that need it skip (`.ci/run` sets it)."""
+    return os.environ.get("KERAS_VIT_DATA_DIR") or None
 
 
 @pytest.fixture(autouse=True)
@@ -67,10 +59,20 @@ def tiny_tree(tmp_path_factory):
 def run_python(code, *args, backend="jax", timeout=300, **kwargs):
     """Runs `python -c code args...` under Keras backend `backend` (JAX on its CPU), the repository first on
     the path; returns the `CompletedProcess` with text output captured. `kwargs` go to `subprocess.run`."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def reference_tta_views(images, tta):
@@ -88,6 +90,8 @@ def reference_tta_views(images, tta):
         views.append(images[:, :, ::-1])
     if tta == "flip-shift":
         for dy, dx in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-            shifted = images[:, reflect(np.arange(height) + dy, height)][:, :, reflect(np.arange(width) + dx, width)]
+            shifted = images[:, reflect(np.arange(height) + dy, height)][
+                :, :, reflect(np.arange(width) + dx, width)
+            ]
             views += [shifted, shifted[:, :, ::-1]]
     return views

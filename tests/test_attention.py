@@ -1,4 +1,4 @@
-"""Tests for keras_vit.attention: weights, rollout, maps, plots."""
+"""Tests for keras_vit.attention: weights, rollout, maps (drawn by keras_vit.plots)."""
 
 import os
 
@@ -8,7 +8,7 @@ import pytest
 from keras import ops
 from PIL import Image
 
-from keras_vit import attention, build_vit
+from keras_vit import attention, build_vit, plots
 
 
 def randomized_vit(pooling, seed=0):
@@ -65,7 +65,9 @@ def test_weights_shape_and_rows(model, images):
 def test_weights_match_multi_head_attention(model, images):
     """Block 0's weights equal both MultiHeadAttention's own and a numpy recomputation."""
     weights = attention.attention_weights(model, images)
-    tokens = model.get_layer("patch_encoder")(model.get_layer("patches")(model.get_layer("normalize")(images)))
+    tokens = model.get_layer("patch_encoder")(
+        model.get_layer("patches")(model.get_layer("normalize")(images))
+    )
     block = model.get_layer("block_0")
     x = block.attention_norm(tokens)
     _, mha_scores = block.attention(x, x, return_attention_scores=True, training=False)
@@ -73,8 +75,12 @@ def test_weights_match_multi_head_attention(model, images):
 
     x = ops.convert_to_numpy(x).astype("float64")
     mha = block.attention
-    q = np.einsum("bsd,dhk->bshk", x, ops.convert_to_numpy(mha.query_dense.kernel)) + ops.convert_to_numpy(mha.query_dense.bias)
-    k = np.einsum("bsd,dhk->bshk", x, ops.convert_to_numpy(mha.key_dense.kernel)) + ops.convert_to_numpy(mha.key_dense.bias)
+    q = np.einsum("bsd,dhk->bshk", x, ops.convert_to_numpy(mha.query_dense.kernel)) + ops.convert_to_numpy(
+        mha.query_dense.bias
+    )
+    k = np.einsum("bsd,dhk->bshk", x, ops.convert_to_numpy(mha.key_dense.kernel)) + ops.convert_to_numpy(
+        mha.key_dense.bias
+    )
     reference = softmax(np.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(q.shape[-1]))
     np.testing.assert_allclose(weights[0], reference, atol=1e-5)
     assert reference.std() > 1e-4  # not uniform attention, so the check has teeth
@@ -170,8 +176,9 @@ def test_model_maps_with_registers(pooling, images):
     rollout = attention.rollout_map(model, images)
     assert rollout.shape == (3, 4, 4) and np.all(np.isfinite(rollout))
     pooling_weights = seqpool_weights(model, images)  # over the 16 patches: the registers left out
-    expected = attention.attention_map(attention.attention_rollout(weights), (4, 4), pooling == "token", 2,
-                                       pooling_weights)
+    expected = attention.attention_map(
+        attention.attention_rollout(weights), (4, 4), pooling == "token", 2, pooling_weights
+    )
     np.testing.assert_allclose(rollout, expected, atol=1e-6)
     assert attention.cls_attention_map(model, images).shape == (3, 4, 4)
 
@@ -193,7 +200,7 @@ def seqpool_weights(model, images):
     if pool.mode != "seqpool":
         return None
     features = keras.Model(model.input, model.get_layer("encoder_norm").output)(images)
-    patches = ops.convert_to_numpy(features)[:, int(pool.has_class_token) + pool.num_registers:]
+    patches = ops.convert_to_numpy(features)[:, int(pool.has_class_token) + pool.num_registers :]
     score = pool.score
     scores = patches @ ops.convert_to_numpy(score.kernel) + ops.convert_to_numpy(score.bias)
     return softmax(scores[..., 0])
@@ -212,8 +219,9 @@ def test_model_maps(model, images):
     expected = attention.attention_map(weights[-1].mean(axis=1), (4, 4), has_cls, 0, pooling)
     np.testing.assert_allclose(last, expected, atol=1e-6)
     first = attention.cls_attention_map(model, images, layer=0, head_fusion="max")
-    np.testing.assert_allclose(first, attention.attention_map(weights[0].max(axis=1), (4, 4), has_cls, 0, pooling),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        first, attention.attention_map(weights[0].max(axis=1), (4, 4), has_cls, 0, pooling), atol=1e-6
+    )
     if pooling is not None:  # the head's weights differ per image and change the map
         assert np.abs(pooling - 1 / 16).max() > 1e-3
         plain = attention.attention_map(attention.attention_rollout(weights, 0.2), (4, 4), False)
@@ -232,28 +240,24 @@ def test_attention_map_row_weights():
     with pytest.raises(ValueError, match="row_weights"):
         attention.attention_map(no_cls, (2, 3), class_token=False, row_weights=row_weights[:, :4])
     with pytest.raises(ValueError, match="class token"):
-        attention.attention_map(rng.random((2, 5, 5)), (2, 2), class_token=True, row_weights=np.ones((2, 4)) / 4)
-
-
-def test_upsample_map():
-    up = attention.upsample_map(np.arange(4, dtype="float32").reshape(2, 2), (8, 6))
-    assert up.shape == (8, 6)
-    assert up.min() == 0.0 and up.max() == pytest.approx(1.0)
-    assert not attention.upsample_map(np.ones((2, 2)), (4, 4)).any()
+        attention.attention_map(
+            rng.random((2, 5, 5)), (2, 2), class_token=True, row_weights=np.ones((2, 4)) / 4
+        )
 
 
 def test_plots(model, images, tmp_path):
     maps = attention.rollout_map(model, images)
-    path = attention.plot_attention(images, maps, tmp_path / "rollout.png", titles=["a", "b", "c"], ncols=2)
+    path = plots.plot_attention(images, maps, tmp_path / "rollout.png", titles=["a", "b", "c"], ncols=2)
     weights = attention.attention_weights(model, images)
     encoder = model.get_layer("patch_encoder")
-    heads = attention.plot_attention_heads(
-        images[0].astype("uint8"), weights[-1, 0], encoder.grid_size, tmp_path / "heads.png",
-        class_token=encoder.class_token,
-    )
+    head_maps = attention.attention_map(
+        weights[-1, 0], encoder.grid_size, encoder.class_token
+    )  # heads as the batch
+    assert head_maps.shape == (weights.shape[2], *encoder.grid_size)
+    heads = plots.plot_attention_heads(images[0].astype("uint8"), head_maps, tmp_path / "heads.png")
     for p in (path, heads):
         assert os.path.getsize(p) > 0
         with Image.open(p) as im:
             im.verify()
     with pytest.raises(ValueError, match="one"):
-        attention.plot_attention(images, maps[:2], tmp_path / "bad.png")
+        plots.plot_attention(images, maps[:2], tmp_path / "bad.png")

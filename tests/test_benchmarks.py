@@ -17,8 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_scripts_parse():
-    for script in ("gpu_cifar10.sh", "gpu_session.sh", "teacher_sweep.sh", "throughput_sweep.sh", "device_env.sh"):
-        result = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True)
+    for script in (
+        "gpu_cifar10.sh",
+        "gpu_session.sh",
+        "teacher_sweep.sh",
+        "throughput_sweep.sh",
+        "device_env.sh",
+    ):
+        result = subprocess.run(
+            ["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
 
 
@@ -46,8 +54,13 @@ def without_tensorflow(tmp_path):
     folder = tmp_path / "gpu_machine_site"
     folder.mkdir()
     (folder / "sitecustomize.py").write_text(BLOCKER)
-    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env={**os.environ, "PYTHONPATH": str(folder)},
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"],
+        env={**os.environ, "PYTHONPATH": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode != 0 and "not on the GPU machine" in check.stderr
     return folder
 
@@ -59,16 +72,38 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     out.mkdir()
     # SESSION_SECONDS leaves less than TRAIN_BUDGET + RESERVE after the probe and the
     # throughputs: the training budget must shrink to what is left.
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
-           "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "SESSION_SECONDS": "480",
-           "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"), "PRESET": "vit_micro", "HEADS": "4", "BATCH": "32",
-           "STEPS": "2", "TRAIN_BUDGET": "600", "MAX_EPOCHS": "2",
-           # The recipe's options that are off by default, so that their paths run too.
-           "SHIFTED_PATCHES": "1", "PATCH_DROPOUT": "0.5", "UNMASKED_FINISH": "0.5",
-           "STEPS_PER_EXECUTION": "2", "TEACHER_EPOCHS": "0",  # the plain path: no teacher (the default has one)
-           "MODEL_ARGS": "mlp_dim=48 depth=1"}  # build_vit overrides of the preset, for the timed steps and the run
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(without_tensorflow),
+        "INSTALL": "0",
+        "DATA": str(tiny_tree),
+        "OUT": str(out),
+        "SESSION_SECONDS": "480",
+        "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
+        "PRESET": "vit_micro",
+        "HEADS": "4",
+        "BATCH": "32",
+        "STEPS": "2",
+        "TRAIN_BUDGET": "600",
+        "MAX_EPOCHS": "2",
+        # The recipe's options that are off by default, so that their paths run too.
+        "SHIFTED_PATCHES": "1",
+        "PATCH_DROPOUT": "0.5",
+        "UNMASKED_FINISH": "0.5",
+        "STEPS_PER_EXECUTION": "2",
+        "TEACHER_EPOCHS": "0",  # the plain path: no teacher (the default has one)
+        "MODEL_ARGS": "mlp_dim=48 depth=1",
+    }  # build_vit overrides of the preset, for the timed steps and the run
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
     assert result.returncode == 0, log[-4000:] + result.stderr[-2000:]
     run = out / "run"
@@ -93,11 +128,19 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     # MODEL_ARGS: the timed model is the trained one, not the preset's.
     assert metrics["args"]["model_args"] == [["mlp_dim", 48], ["depth", 1]]
     assert throughput["parameters"] == baseline["parameters"] == metrics["parameters"]
-    assert metrics["epochs"] == 2 and metrics["args"]["augment"] == "lee2021" and metrics["args"]["max_epochs"] == 2
+    assert (
+        metrics["epochs"] == 2
+        and metrics["args"]["augment"] == "lee2021"
+        and metrics["args"]["max_epochs"] == 2
+    )
     # What the environment did not set comes from the recipe cifar10_gpu.
     args = metrics["args"]
     assert args["recipe"] == "cifar10_gpu" and args["learning_rate"] == 3e-3 and args["weight_decay"] == 0.05
-    assert args["label_smoothing"] == 0.1 and args["validation_freq"] == 10 and args["mixed_precision"] == "bfloat16"
+    assert (
+        args["label_smoothing"] == 0.1
+        and args["validation_freq"] == 10
+        and args["mixed_precision"] == "bfloat16"
+    )
     assert args["shifted_patches"] is True and args["patch_dropout"] == 0.5
     assert args["steps_per_execution"] == 2 and throughput["steps_per_execution"] == 2
     assert args["unmasked_finish"] == 0.5 and metrics["unmasked_from_epoch"] == 2  # the last of MAX_EPOCHS=2
@@ -106,15 +149,20 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert "training budget cut from 600 s" in log
     assert 30 <= metrics["time_budget_seconds"] < 480 - 60
     assert metrics["args"]["time_limit"] == metrics["time_budget_seconds"] + 15
-    assert 0.0 <= metrics["test_accuracy_flip_tta"] <= 1.0 and 0.0 <= metrics["test_accuracy_flip_shift_tta"] <= 1.0
+    assert (
+        0.0 <= metrics["test_accuracy_flip_tta"] <= 1.0
+        and 0.0 <= metrics["test_accuracy_flip_shift_tta"] <= 1.0
+    )
     assert (run / "vit_micro" / "model.keras").stat().st_size > 0
     assert not (run / "vit_micro" / "checkpoint").exists()
     # The device tool brings back at most 8 files: all of them fit, so nothing was packed.
     assert len([f for f in out.rglob("*") if f.is_file()]) <= 8 and not (out / "extras.tar.gz").exists()
     assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:3] == [
-        "attention probe", "throughput of the run with 4 heads", "throughput without augmentation"]
+        "attention probe",
+        "throughput of the run with 4 heads",
+        "throughput without augmentation",
+    ]
     assert "heads=4 (the fastest of 4)" in log
-
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
@@ -123,18 +171,46 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     the ViT distils it. HEADS=auto: the run's step timed with each head count, the fastest trained."""
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
-           "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
-           "PRESET": "vit_micro", "HEADS": "auto", "HEAD_CHOICES": "4 3 2", "BATCH": "32", "STEPS": "2",
-           "TRAIN_BUDGET": "300", "MAX_EPOCHS": "1", "REGISTERS": "0", "BASELINE": "0",
-           "TEACHER_ARCH": "airbench", "TEACHERS": "2", "TEACHER_EPOCHS": "3", "TEACHER_BUDGET": "0.5", "TEACHER_WIDTH": "4",
-           "DISTILLATION": "soft", "DISTILLATION_WEIGHT": "0.7", "TEMPERATURE": "2", "TEACHER_FLIP": "1",
-           "MAX_FILES": "20",  # nothing packed: the test reads every file
-           # No deadline cut: on a busy CPU the three timings and two teachers can outlast the default 575 s,
-           # and the budget assertion below is about the teachers' share alone.
-           "SESSION_SECONDS": "3600"}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=840)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(without_tensorflow),
+        "INSTALL": "0",
+        "DATA": str(tiny_tree),
+        "OUT": str(out),
+        "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
+        "PRESET": "vit_micro",
+        "HEADS": "auto",
+        "HEAD_CHOICES": "4 3 2",
+        "BATCH": "32",
+        "STEPS": "2",
+        "TRAIN_BUDGET": "300",
+        "MAX_EPOCHS": "1",
+        "REGISTERS": "0",
+        "BASELINE": "0",
+        "TEACHER_ARCH": "airbench",
+        "TEACHERS": "2",
+        "TEACHER_EPOCHS": "3",
+        "TEACHER_BUDGET": "0.5",
+        "TEACHER_WIDTH": "4",
+        "DISTILLATION": "soft",
+        "DISTILLATION_WEIGHT": "0.7",
+        "TEMPERATURE": "2",
+        "TEACHER_FLIP": "1",
+        "MAX_FILES": "20",  # nothing packed: the test reads every file
+        # No deadline cut: on a busy CPU the three timings and two teachers can outlast the default 575 s,
+        # and the budget assertion below is about the teachers' share alone.
+        "SESSION_SECONDS": "3600",
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
     assert result.returncode == 0, log[-4000:] + result.stderr[-2000:]
     run = out / "run"
@@ -146,13 +222,19 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     for throughput in rows:
         assert throughput["teacher_arch"] == "airbench" and throughput["teacher_width"] == 4
         assert throughput["teachers"] == 2 and throughput["teacher_gflops_per_image"] > 0
-        assert throughput["teacher_flip"] is True  # TEACHER_FLIP=1: the teacher's forward pass twice, both counted
+        assert (
+            throughput["teacher_flip"] is True
+        )  # TEACHER_FLIP=1: the teacher's forward pass twice, both counted
     teacher = json.loads((run / "teacher" / "metrics.json").read_text())
     assert teacher["backend"] == "jax" and teacher["args"]["mixed_precision"] == "bfloat16"
     assert teacher["arch"] == "airbench"
-    assert teacher["args"]["augment"] == "basic"  # TEACHER_AUGMENT's default for airbench (cutout for resnet9)
+    assert (
+        teacher["args"]["augment"] == "basic"
+    )  # TEACHER_AUGMENT's default for airbench (cutout for resnet9)
     # TEACHER_BUDGET: of the 3 epochs planned, the 0.5 s budget left room for the first (compilation included).
-    assert teacher["epochs"] == 1 and teacher["stopped_by_time_budget"] and teacher["args"]["time_budget"] == 0.5
+    assert (
+        teacher["epochs"] == 1 and teacher["stopped_by_time_budget"] and teacher["args"]["time_budget"] == 0.5
+    )
     # TEACHERS=2: a second teacher from seed 1; both fit times come off the ViT's budget.
     second = json.loads((run / "teacher_1" / "metrics.json").read_text())
     assert second["args"]["seed"] == 1 and second["arch"] == "airbench"
@@ -160,15 +242,26 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     assert not (run / "teacher" / "model.keras").exists() and not (run / "teacher_1" / "model.keras").exists()
     metrics = json.loads((run / "vit_micro" / "metrics.json").read_text())
     teacher_fit = -(-teacher["wall_clock_seconds"] // 1) - (-second["wall_clock_seconds"] // 1)
-    assert metrics["time_budget_seconds"] == 300 - teacher_fit and f"the ViT's budget: {300 - int(teacher_fit)} s" in log
+    assert (
+        metrics["time_budget_seconds"] == 300 - teacher_fit
+        and f"the ViT's budget: {300 - int(teacher_fit)} s" in log
+    )
     args = metrics["args"]
-    assert [path.split("/")[-2:] for path in args["teacher"]] == [["teacher", "model.keras"], ["teacher_1", "model.keras"]]
+    assert [path.split("/")[-2:] for path in args["teacher"]] == [
+        ["teacher", "model.keras"],
+        ["teacher_1", "model.keras"],
+    ]
     assert args["distillation"] == "soft"
     assert args["distillation_weight"] == 0.7 and args["temperature"] == 2.0 and args["teacher_flip"] is True
     assert metrics["epochs"] == 1
     assert args["num_heads"] == fastest
     assert [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("== ")][:4] == [
-        "attention probe", "throughput of the run with 4 3 2 heads", "teacher (seed 0)", "teacher (seed 1)"]
+        "attention probe",
+        "throughput of the run with 4 3 2 heads",
+        "teacher (seed 0)",
+        "teacher (seed 1)",
+    ]
+
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
 def test_teacher_sweep(tiny_tree, tmp_path, without_tensorflow):
@@ -176,17 +269,41 @@ def test_teacher_sweep(tiny_tree, tmp_path, without_tensorflow):
     a failing line fails the script but not the lines after it."""
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
-           "INSTALL": "0", "DATA": str(tiny_tree), "OUT": str(out), "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
-           "CONFIGS": "--width 4 --epochs 1 --augment cutout\n--width 4 --epochs 1 --augment nope\n"
-                      "--width 4 --epochs 2 --augment basic"}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "teacher_sweep.sh")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1 and "FAILED: --width 4 --epochs 1 --augment nope" in result.stdout, result.stderr
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(without_tensorflow),
+        "INSTALL": "0",
+        "DATA": str(tiny_tree),
+        "OUT": str(out),
+        "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
+        "CONFIGS": "--width 4 --epochs 1 --augment cutout\n--width 4 --epochs 1 --augment nope\n"
+        "--width 4 --epochs 2 --augment basic",
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "teacher_sweep.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1 and "FAILED: --width 4 --epochs 1 --augment nope" in result.stdout, (
+        result.stderr
+    )
     rows = [json.loads(line) for line in (out / "teacher_sweep.jsonl").read_text().splitlines()]
-    assert [row["flags"] for row in rows] == ["--width 4 --epochs 1 --augment cutout", "--width 4 --epochs 2 --augment basic"]
-    assert [row["epochs"] for row in rows] == [1, 2] and [row["args"]["augment"] for row in rows] == ["cutout", "basic"]
-    assert all(0.0 <= row["test_accuracy"] <= 1.0 and row["args"]["mixed_precision"] == "bfloat16" for row in rows)
+    assert [row["flags"] for row in rows] == [
+        "--width 4 --epochs 1 --augment cutout",
+        "--width 4 --epochs 2 --augment basic",
+    ]
+    assert [row["epochs"] for row in rows] == [1, 2] and [row["args"]["augment"] for row in rows] == [
+        "cutout",
+        "basic",
+    ]
+    assert all(
+        0.0 <= row["test_accuracy"] <= 1.0 and row["args"]["mixed_precision"] == "bfloat16" for row in rows
+    )
     assert [f.name for f in out.iterdir()] == ["teacher_sweep.jsonl"]
 
 
@@ -195,13 +312,25 @@ def test_throughput_sweep(tmp_path, without_tensorflow):
     (--model-arg included); a failing line fails the script but not the lines after it."""
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(without_tensorflow),
-           "INSTALL": "0", "OUT": str(out),
-           "BASE": "--preset vit_tiny --num-heads 4 --augment basic --batch-size 8 --steps 2 --epochs 2 "
-                   "--teacher-width 4 --teacher-arch airbench",
-           "CONFIGS": "--num-heads 2\n--num-heads 5\n--model-arg projection_dim=32 --model-arg depth=1 --teacher-width 0"}
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "throughput_sweep.sh")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(without_tensorflow),
+        "INSTALL": "0",
+        "OUT": str(out),
+        "BASE": "--preset vit_tiny --num-heads 4 --augment basic --batch-size 8 --steps 2 --epochs 2 "
+        "--teacher-width 4 --teacher-arch airbench",
+        "CONFIGS": "--num-heads 2\n--num-heads 5\n--model-arg projection_dim=32 --model-arg depth=1 --teacher-width 0",
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "throughput_sweep.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1 and "FAILED: --num-heads 5" in result.stdout, result.stdout + result.stderr
     rows = [json.loads(line) for line in (out / "throughput_sweep.jsonl").read_text().splitlines()]
     assert [row["num_heads"] for row in rows] == [2, 4]
@@ -213,8 +342,13 @@ def test_throughput_sweep(tmp_path, without_tensorflow):
 
 
 def test_throughput_help():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--help"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert result.returncode == 0 and "--steps-per-execution" in result.stdout
 
 
@@ -223,25 +357,63 @@ def test_attention_probe_picks_registers():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import attention_probe
 
-    rows = [{"sequence_length": 65, "cudnn": {"accepted": False}}, {"sequence_length": 67, "cudnn": {"accepted": True}},
-            {"sequence_length": 66, "cudnn": {"accepted": True}}]
+    rows = [
+        {"sequence_length": 65, "cudnn": {"accepted": False}},
+        {"sequence_length": 67, "cudnn": {"accepted": True}},
+        {"sequence_length": 66, "cudnn": {"accepted": True}},
+    ]
     assert attention_probe.pick_registers(rows, 65) == 1
     assert attention_probe.pick_registers(rows[:1], 65) == 0
     assert attention_probe.pick_registers([{"sequence_length": 64, "cudnn": {"accepted": True}}], 64) == 0
     # On the CPU: XLA compiles and is timed, cuDNN is reported missing, the pick is 0.
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attention_probe.py"), "--preset", "vit_micro",
-                             "--batch-size", "4", "--max-registers", "1", "--calls", "1", "--pick-registers"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "attention_probe.py"),
+            "--preset",
+            "vit_micro",
+            "--batch-size",
+            "4",
+            "--max-registers",
+            "1",
+            "--calls",
+            "1",
+            "--pick-registers",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "0"
     rows = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [row["sequence_length"] for row in rows] == [17, 18]
     assert rows[0]["xla"]["ms_per_call"] > 0 and "error" in rows[0]["cudnn"]
     # The seqpool head has no class token: the 16 patch tokens alone.
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attention_probe.py"), "--preset", "vit_micro",
-                             "--pooling", "seqpool", "--batch-size", "4", "--max-registers", "0", "--calls", "1"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "attention_probe.py"),
+            "--preset",
+            "vit_micro",
+            "--pooling",
+            "seqpool",
+            "--batch-size",
+            "4",
+            "--max-registers",
+            "0",
+            "--calls",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (result.stdout + result.stderr).splitlines() if line.startswith("{")]
     assert [row["sequence_length"] for row in rows] == [16]

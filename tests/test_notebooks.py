@@ -51,12 +51,12 @@ def _find_cifar10():
     # The standard places (~/.keras/datasets/cifar-10-batches-py, ./data/cifar10, ...), checked in a
     # subprocess so this module does not import Keras, with downloads off.
     probe = (
-        "from keras_vit.data import load_cifar10\n"
-        "load_cifar10(limit=10, download=False, cache_dir=False)\n"
+        "from keras_vit.data import load_cifar10\nload_cifar10(limit=10, download=False, cache_dir=False)\n"
     )
     env = _kernel_env({})
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     if proc.returncode == 0:
         return None, "a standard CIFAR-10 location"
     return None, None
@@ -86,7 +86,9 @@ def test_kernel_is_available():
     from jupyter_client.kernelspec import KernelSpecManager
 
     specs = KernelSpecManager().find_kernel_specs()
-    assert KERNEL in specs, f"no '{KERNEL}' Jupyter kernel; install one: {sys.executable} -m ipykernel install --user"
+    assert KERNEL in specs, (
+        f"no '{KERNEL}' Jupyter kernel; install one: {sys.executable} -m ipykernel install --user"
+    )
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -121,7 +123,10 @@ def test_notebook_runs(name, data_dir, tmp_path):
     env.pop("MPLBACKEND", None)  # the kernel uses ipykernel's inline backend, as in Jupyter
 
     client = nbclient.NotebookClient(
-        nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S, allow_errors=False,
+        nb,
+        kernel_name=KERNEL,
+        timeout=CELL_TIMEOUT_S,
+        allow_errors=False,
         resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},  # cwd = notebooks/, as in Jupyter
     )
     start = time.perf_counter()

@@ -1,7 +1,8 @@
-"""Tests for keras_vit.plots: valid PNGs, numpy confusion matrix, history CSV."""
+"""Tests for keras_vit.plots: valid PNGs, history CSV, attention overlays."""
 
 import math
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_vit import plots
+from keras_vit import metrics, plots
 
 
 def assert_png(path, min_size=(50, 50)):
@@ -21,37 +22,19 @@ def assert_png(path, min_size=(50, 50)):
         assert im.format == "PNG"
         assert im.width >= min_size[0] and im.height >= min_size[1]
     # Atomic save: no temporary files left next to the output.
-    assert not [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp") or ".tmp-" in n]
 
 
 # --------------------------------------------------------------------------
-# Confusion matrix.
-
-
-def test_confusion_matrix_matches_hand_count():
-    y_true = [0, 0, 1, 2, 2, 2, 1]
-    y_pred = [0, 1, 1, 2, 0, 2, 1]
-    expected = np.array([[1, 1, 0], [0, 2, 0], [1, 0, 2]])
-    cm = plots.confusion_matrix(y_true, y_pred, 3)
-    np.testing.assert_array_equal(cm, expected)
-    assert cm.sum() == len(y_true)
-    # A class that never occurs still gets its (zero) row and column.
-    np.testing.assert_array_equal(plots.confusion_matrix([0, 0], [0, 0], 3), [[2, 0, 0], [0, 0, 0], [0, 0, 0]])
-
-
-def test_confusion_matrix_rejects_bad_input():
-    with pytest.raises(ValueError, match="outside"):
-        plots.confusion_matrix([0, 3], [0, 1], 3)
-    with pytest.raises(ValueError, match="outside"):
-        plots.confusion_matrix([0, 1], [-1, 1], 3)
-    with pytest.raises(ValueError, match="length"):
-        plots.confusion_matrix([0, 1, 2], [0, 1], 3)
+# Confusion matrix (counted by keras_vit.metrics).
 
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_plot_confusion_matrix(tmp_path, normalize):
-    cm = plots.confusion_matrix([0, 1, 2, 2, 1], [0, 2, 2, 2, 1], 4)  # class 3 empty: no divide-by-zero
-    path = plots.plot_confusion_matrix(cm, ["a", "b", "c", "d"], tmp_path / "sub" / "cm.png", normalize=normalize)
+    cm = metrics.confusion_matrix([0, 1, 2, 2, 1], [0, 2, 2, 2, 1], 4)  # class 3 empty: no divide-by-zero
+    path = plots.plot_confusion_matrix(
+        cm, ["a", "b", "c", "d"], tmp_path / "sub" / "cm.png", normalize=normalize
+    )
     assert path == tmp_path / "sub" / "cm.png"
     assert_png(path)
     with pytest.raises(ValueError, match="class names"):
@@ -148,8 +131,12 @@ def test_plot_image_grid(tmp_path):
     rng = np.random.default_rng(2)
     images = rng.uniform(0, 255, (5, 32, 32, 3)).astype("float32")
     path = plots.plot_image_grid(
-        images, [f"img {i}" for i in range(5)], tmp_path / "grid.png", ncols=3,
-        title_colors=["green", "red", "green", "red", "green"], title="grid",
+        images,
+        [f"img {i}" for i in range(5)],
+        tmp_path / "grid.png",
+        ncols=3,
+        title_colors=["green", "red", "green", "red", "green"],
+        title="grid",
     )
     assert_png(path)
     assert_png(plots.plot_image_grid(images.astype("uint8"), None, tmp_path / "plain.png"))
@@ -171,7 +158,10 @@ def test_plot_validation_comparison_and_its_cli(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_text("epoch,accuracy,val_accuracy\n0,0.3,\n1,0.4,0.35\n2,0.5,0.45\n")
     b.write_text("epoch,accuracy,val_accuracy\n0,0.3,0.3\n1,0.5,0.5\n2,0.6,0.55\n")
-    assert compare_runs.main([f"plain seed 0={a}", f"teacher seed 0={b}", "--output", str(tmp_path / "ab.png")]) == 0
+    assert (
+        compare_runs.main([f"plain seed 0={a}", f"teacher seed 0={b}", "--output", str(tmp_path / "ab.png")])
+        == 0
+    )
     assert_png(tmp_path / "ab.png")
     no_validation = tmp_path / "c.csv"
     no_validation.write_text("epoch,accuracy\n0,0.3\n")
@@ -179,3 +169,48 @@ def test_plot_validation_comparison_and_its_cli(tmp_path):
     assert compare_runs.main([f"d={tmp_path / 'missing.csv'}", "--output", str(tmp_path / "d.png")]) == 2
     with pytest.raises(SystemExit):
         compare_runs.main(["no-label", "--output", str(tmp_path / "e.png")])
+
+
+# --------------------------------------------------------------------------
+# Attention maps (computed by keras_vit.attention; drawn here without Keras).
+
+
+def test_upsample_map():
+    up = plots.upsample_map(np.arange(4, dtype="float32").reshape(2, 2), (8, 6))
+    assert up.shape == (8, 6)
+    assert up.min() == 0.0 and up.max() == pytest.approx(1.0)
+    assert not plots.upsample_map(np.ones((2, 2)), (4, 4)).any()
+    with pytest.raises(ValueError, match="2-D"):
+        plots.upsample_map(np.ones((1, 2, 2)), (4, 4))
+
+
+def test_plot_attention_and_heads(tmp_path):
+    rng = np.random.default_rng(3)
+    images = rng.uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    maps = rng.random((3, 8, 8))
+    assert_png(
+        plots.plot_attention(
+            images, maps, tmp_path / "maps.png", titles=["a", "b", "c"], ncols=2, title="rollout"
+        )
+    )
+    assert_png(
+        plots.plot_attention_heads(
+            images[0].astype("uint8"), rng.random((4, 8, 8)), tmp_path / "heads.png", title="block 0"
+        )
+    )
+    with pytest.raises(ValueError, match="one"):
+        plots.plot_attention(images, maps[:2], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="titles"):
+        plots.plot_attention(images, maps, tmp_path / "bad.png", titles=["a"])
+    with pytest.raises(ValueError, match="per head"):
+        plots.plot_attention_heads(images[0], maps[0], tmp_path / "bad.png")
+
+
+def test_plots_need_no_keras():
+    code = "import sys, keras_vit.plots; bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]; assert not bad, bad"
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)

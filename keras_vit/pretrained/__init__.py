@@ -1,16 +1,17 @@
 """Trained models shipped inside the package.
 
-`vit_cifar10`: the `vit_cifar10` preset trained on the CIFAR-10 JPEG copy on
-one H100 (Keras 3, JAX, bf16; run 9 of the README's GPU table, 90.29% test
-accuracy, distilled from a ResNet-9 teacher trained in the same 6 minutes) by
-`python -m keras_vit.train`; its metrics (test accuracy, epochs,
-wall-clock, the exact arguments) are in `vit_cifar10.metrics.json` beside it.
+`vit_cifar10`: the `vit_cifar10` preset trained on CIFAR-10 by `python -m
+keras_vit.train`, distilled from a ConvNet teacher; how it was trained and
+what it scores (test accuracy, epochs, wall-clock, the device, the exact
+arguments) are in `vit_cifar10.metrics.json` beside it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from keras_vit import load_model  # imports Keras only when called
 
 HERE = Path(__file__).resolve().parent
 AVAILABLE = ("vit_cifar10",)
@@ -28,6 +29,7 @@ def model_path(name="vit_cifar10"):
 
 
 def labels_path(name="vit_cifar10"):
+    """Path of the shipped model's `labels.txt` (one class name a line, in the order of its logits)."""
     _check(name)
     return HERE / f"{name}.labels.txt"
 
@@ -47,6 +49,4 @@ def load_pretrained(name="vit_cifar10"):
     Returns:
         The float32 `keras.Model` (images 0..255 -> logits).
     """
-    import keras
-
-    return keras.saving.load_model(model_path(name), compile=False, safe_mode=True)
+    return load_model(model_path(name), compile=False)

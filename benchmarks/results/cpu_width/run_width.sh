@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Width A/B under the GPU recipe's augmentation + soft distillation (benchmarks/README.md, CPU table, "A wider ViT"):
+# Width A/B under the GPU recipe's augmentation + soft distillation (docs/experiments/README.md, CPU table, "A wider ViT"):
 # the width-32 ResNet-9 teacher of the seed's 10,000-image subset, then the small patch-4 ViT at width 96 and 128
 # (depth 6, heads of 32), the two sharing the cores. Usage, from anywhere:
 #   KERAS_VIT_DATA_DIR=DIR bash benchmarks/results/cpu_width/run_width.sh SEED [OUT]   (2026-12-02: seeds 0 and 1)

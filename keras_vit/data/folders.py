@@ -1,0 +1,289 @@
+"""Image-folder datasets: `root/{train,test}/<class>/*.png|jpg` -> `Splits` of uint8 arrays.
+
+numpy and Pillow only (images decoded by `keras_vit.data.images.decode_image`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from keras_vit.data import cache
+from keras_vit.data.images import decode_image
+from keras_vit.data.splits import (
+    CIFAR10_CLASSES,
+    LAYOUT_HELP,
+    SPLITS,
+    DataNotFoundError,
+    Splits,
+    empty_like,
+    normalize_splits,
+    stratified_indices,
+)
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def load_image_folder(
+    root: PathLike,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    class_names: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    cache_dir: PathLike | bool | None = None,
+    splits: str | Sequence[str] = SPLITS,
+) -> Splits:
+    """Loads `root/{train,test}/<class>/*.{png,jpg,jpeg}` into arrays.
+
+    Non-image files (`.txt`, `.DS_Store`, ...) and sub-folders of class
+    folders are ignored. Grayscale, RGBA and palette images are converted to
+    RGB. Unreadable (corrupt, truncated) images are skipped, reported with
+    `warnings.warn` and listed in `Splits.skipped`. Decoded arrays are cached
+    as one `.npz` per split so the next load takes about a second (a
+    test-only load reuses the test cache of an earlier full load).
+
+    Args:
+        root: Dataset folder containing `train/` and `test/` (only the
+            folders of the requested `splits` need to exist).
+        image_size: `int` or `(height, width)`; images of another size are
+            resized with Pillow. `None` requires all images to share a size.
+        class_names: Class folders to use, in label order. Defaults to the
+            sorted sub-folders of `train/` (CIFAR-10 label order if they
+            are exactly the CIFAR-10 classes), so labels are the same
+            whichever splits are loaded; of `test/` if only `test` is
+            requested and `train/` is absent.
+        limit: If set, use only this many images of each split, drawn evenly
+            from the classes (see `stratified_indices`). Only the selected
+            files are decoded.
+        seed: Seed for the `limit` selection and for the shuffle; arrays are
+            always returned in a deterministic shuffled order, never sorted
+            by class (so e.g. `validation_split` in `fit` stays balanced).
+        cache_dir: Folder for the decoded-array cache. Defaults to
+            `$KERAS_VIT_CACHE_DIR` or `~/.cache/keras_vit`. `False` disables
+            the cache.
+        splits: `"train"`, `"test"` or both (the default). Only these
+            splits are read; the other one is returned with zero images.
+
+    Returns:
+        A `Splits`.
+
+    Raises:
+        DataNotFoundError: If `root`, a requested split folder or one of its
+            class folders is missing.
+        ValueError: If a class folder has no images, all images of a split
+            are unreadable, images differ in size and `image_size` is
+            `None`, or `splits` names an unknown split.
+    """
+    root = Path(root).expanduser().absolute()
+    size = _normalize_size(image_size)
+    wanted = normalize_splits(splits)
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit <= 0):
+        raise ValueError(f"`limit` must be a positive integer or None, got {limit!r}.")
+    if not root.is_dir():
+        raise DataNotFoundError(f"Image folder {root} does not exist.\n{LAYOUT_HELP}")
+    for split in wanted:
+        if not (root / split).is_dir():
+            other = " next to the other split" if len(wanted) == len(SPLITS) else ""
+            raise DataNotFoundError(
+                f"Missing split folder {root / split}: expected {root}/{split}/<class>/*.png|jpg{other}."
+            )
+    names = _class_names(root, class_names, wanted)
+    files = {split: _scan_split(root / split, names) for split in wanted}
+
+    arrays, skipped, cached = {}, [], []
+    for split in wanted:
+        x, y, bad, cache_file = _load_split(root, split, files[split], size, names, limit, seed, cache_dir)
+        arrays[split] = (x, y)
+        skipped += bad
+        if cache_file is not None:
+            cached.append(cache_file)
+    for split in SPLITS:  # A split not requested: zero images of the same shape.
+        arrays.setdefault(split, empty_like(arrays[wanted[0]][0]))
+    source = f"image folder {root}"
+    if cached:
+        source += f" (cached: {'; '.join(map(str, cached))})"
+    result = Splits(
+        *arrays["train"],
+        *arrays["test"],
+        class_names=names,
+        source=source,
+        skipped=skipped,
+    )
+    _warn_skipped(skipped, root)
+    return result
+
+
+def _load_split(root, split, files, size, names, limit, seed, cache_dir):
+    """One split of `load_image_folder`: from the cache, else decoded (and cached).
+
+    Returns:
+        `(x, y, skipped, cache_file)`: `cache_file` is the cache read, or
+        `None` when the images were decoded.
+    """
+    paths, labels = files
+    cache_file = cache.cache_path(cache_dir, root, split, paths, size, names, limit, seed)
+    hit = cache.read_cache(cache_file) if cache_file is not None and cache_file.is_file() else None
+    if hit is not None:
+        return (*hit, cache_file)
+    start = time.perf_counter()
+    order = stratified_indices(labels, limit, seed)
+    paths = [paths[i] for i in order]
+    x, ok, bad = _decode_many(paths, size, root)
+    if not ok.any():
+        raise ValueError(
+            f"None of the {len(paths)} images in {root / split} could be "
+            f"read; first error: {bad[0][0]}: {bad[0][1]}"
+        )
+    y = labels[order]
+    # Indexing copies; skip it in the common all-readable case (memory).
+    if not ok.all():
+        x, y = x[ok], y[ok]
+    logger.info("Decoded %d images from %s in %.1f s.", len(paths), root / split, time.perf_counter() - start)
+    if cache_file is not None:
+        cache.write_cache(cache_file, x, y, bad)
+    return x, y, bad, None
+
+
+def _normalize_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
+    if len(size) != 2 or not all(int(s) == s and s > 0 for s in size):
+        raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def _is_image_file(name: str) -> bool:
+    # Dot-files include macOS "._x.jpg" resource forks, which aren't images.
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _subdirs(path: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def _class_names(
+    root: Path, class_names: Sequence[str] | None, wanted: tuple[str, ...] = SPLITS
+) -> tuple[str, ...]:
+    if class_names is not None:
+        names = tuple(str(c) for c in class_names)
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"`class_names` must be non-empty and unique, got {names}.")
+        return names
+    # train/ defines the classes (and so the labels) whenever it has any, even
+    # if only test/ is loaded; a test-only tree uses test/'s own folders.
+    train = root / "train"
+    use_train = "train" in wanted or (train.is_dir() and bool(_subdirs(train)))
+    ref = "train" if use_train else wanted[0]
+    names = _subdirs(root / ref)
+    if not names:
+        raise DataNotFoundError(
+            f"{root / ref} has no class sub-folders: expected {root}/{ref}/<class>/*.png|jpg."
+        )
+    for split in wanted:
+        extra = sorted(set(_subdirs(root / split)) - set(names)) if split != ref else []
+        if extra:
+            raise ValueError(f"{root / split} has class folders that {root / ref} lacks: {extra}.")
+    if set(names) == set(CIFAR10_CLASSES):
+        return CIFAR10_CLASSES
+    return tuple(names)
+
+
+def _scan_split(split_dir: Path, names: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Lists image files per class, sorted by name so `seed` is reproducible."""
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(names):
+        class_dir = split_dir / name
+        if not class_dir.is_dir():
+            raise DataNotFoundError(f"Missing class folder {class_dir}.")
+        found = sorted(e.path for e in os.scandir(class_dir) if e.is_file() and _is_image_file(e.name))
+        if not found:
+            raise ValueError(
+                f"Class folder {class_dir} contains no images "
+                f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder."
+            )
+        paths += found
+        labels += [label] * len(found)
+    return paths, np.asarray(labels, dtype=np.int32)
+
+
+def _decode_many(
+    paths: list[str], size: tuple[int, int] | None, root: Path
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Decodes `paths` with a thread pool (Pillow releases the GIL).
+
+    Returns:
+        `(x, ok, skipped)`: `x[ok]` are the readable images in `paths` order.
+    """
+    errors: list[str | None] = [None] * len(paths)
+    if size is None:  # Target size is that of the first readable image.
+        for i, path in enumerate(paths):
+            try:
+                size = decode_image(path, None).shape[:2]
+                break
+            except Exception as e:  # Pillow raises many types on bad files.
+                errors[i] = f"{type(e).__name__}: {e}"
+        resize = None
+    else:
+        resize = size
+    if size is None:
+        empty = np.empty((0, 1, 1, 3), np.uint8)
+        return empty, np.zeros(len(paths), bool), _skipped(paths, errors)
+
+    x = np.empty((len(paths), *size, 3), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    other_sizes: dict[tuple[int, int], str] = {}
+
+    def work(indices: np.ndarray) -> None:
+        for i in indices:
+            try:
+                img = decode_image(paths[i], resize)
+            except Exception as e:
+                errors[i] = f"{type(e).__name__}: {e}"
+                continue
+            if img.shape[:2] != size:
+                other_sizes.setdefault(img.shape[:2], paths[i])
+                continue
+            x[i] = img
+            ok[i] = True
+
+    workers = min(16, 2 * (os.cpu_count() or 1))
+    chunks = np.array_split(np.arange(len(paths)), max(1, min(len(paths), workers * 8)))
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, chunks))
+    if other_sizes:
+        found = ", ".join(f"{h}x{w} (e.g. {p})" for (h, w), p in list(other_sizes.items())[:3])
+        raise ValueError(
+            f"Images under {root} differ in size: {size[0]}x{size[1]} and {found}. "
+            "Pass image_size=(height, width) (or an int) to resize them all."
+        )
+    return x, ok, _skipped(paths, errors)
+
+
+def _skipped(paths: list[str], errors: list[str | None]) -> list[tuple[str, str]]:
+    return [(p, e) for p, e in zip(paths, errors) if e is not None]
+
+
+def _warn_skipped(skipped: list[tuple[str, str]], root: Path) -> None:
+    if not skipped:
+        return
+    first = "; ".join(f"{p} ({why})" for p, why in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    warnings.warn(
+        f"Skipped {len(skipped)} unreadable image(s) under {root}: {first}{more}. "
+        "See Splits.skipped for the full list.",
+        stacklevel=3,
+    )

@@ -1,0 +1,94 @@
+"""One split of any labelled source at a model's input size, with labels in the model's order.
+
+What `keras_vit.evaluate` scores a saved model on: a CIFAR-10 source or any
+image-folder tree, whatever the model's resolution and class order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from keras_vit.data.cifar10 import load_cifar10
+from keras_vit.data.folders import load_image_folder
+from keras_vit.data.images import resize_images
+from keras_vit.data.splits import CIFAR10_CLASSES, SPLITS
+
+
+def _class_folders(root: Path) -> list[str]:
+    for split in SPLITS:
+        if (root / split).is_dir():
+            return sorted(
+                e.name for e in os.scandir(root / split) if e.is_dir() and not e.name.startswith(".")
+            )
+    return []
+
+
+def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cache_dir=None):
+    """Loads one split of a dataset at the model's input size.
+
+    A CIFAR-10 source (the official batches, or an image-folder tree with
+    exactly the CIFAR-10 class folders when the model takes 32x32 images) is
+    read with `load_cifar10`; any other image-folder tree with
+    `load_image_folder`, resized to `image_size`. Only `split` is read: a
+    folder may lack the other one.
+
+    Args:
+        data_dir: dataset folder, or None to let `load_cifar10` search
+            (`$KERAS_VIT_DATA_DIR`, standard places).
+        split: `"train"` or `"test"`.
+        image_size: `(height, width)` of the model input.
+        limit: optional number of images, drawn evenly from the classes.
+        seed: seed of the `limit` selection.
+        cache_dir: decoded-array cache folder (False disables it).
+
+    Returns:
+        Tuple `(images uint8 (n, h, w, 3), labels int32 (n,), class_names,
+        source, num_skipped)`; labels index `class_names` (the data's order).
+
+    Raises:
+        DataNotFoundError: no data where it was looked for.
+        OSError, ValueError: a malformed data folder.
+    """
+    size = tuple(int(v) for v in image_size)
+    root = Path(data_dir).expanduser() if data_dir is not None else None
+    is_folder = root is not None and ((root / "train").is_dir() or (root / "test").is_dir())
+    cifar_like = not is_folder or (set(_class_folders(root)) == set(CIFAR10_CLASSES) and size == (32, 32))
+    if cifar_like:
+        splits = load_cifar10(root, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
+    else:
+        splits = load_image_folder(
+            root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,)
+        )
+    x, y = (splits.x_train, splits.y_train) if split == "train" else (splits.x_test, splits.y_test)
+    if tuple(x.shape[1:3]) != size:  # CIFAR-10 batches for a model of another resolution.
+        x = resize_images(x, size)
+    return x, np.asarray(y, np.int32), tuple(splits.class_names), splits.source, len(splits.skipped)
+
+
+def match_labels(labels, data_classes: Sequence[str], model_classes: Sequence[str]) -> np.ndarray:
+    """Maps data labels to the model's label order by class name.
+
+    Args:
+        labels: int labels indexing `data_classes`.
+        data_classes: the dataset's class names.
+        model_classes: the model's class names.
+
+    Returns:
+        int32 labels indexing `model_classes`.
+
+    Raises:
+        ValueError: if a data class is not one of the model's classes.
+    """
+    index = {name: i for i, name in enumerate(model_classes)}
+    unknown = [name for name in data_classes if name not in index]
+    if unknown:
+        raise ValueError(
+            f"data classes {unknown} are not among the model's classes ({', '.join(model_classes)}); "
+            "pass --labels FILE with the model's class names"
+        )
+    mapping = np.asarray([index[name] for name in data_classes], np.int32)
+    return mapping[np.asarray(labels, np.int64)]

@@ -1,0 +1,62 @@
+"""The machine a measurement ran on: the CPU, its usable cores, the runtime versions.
+
+Free of Keras and TensorFlow: the TF-free runtime `export.runtime` uses it. What
+Keras' backend computes on is `keras_vit.training.pipeline.describe_device`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+# Versions worth recording beside a measurement, when installed.
+_PACKAGES = ("tensorflow", "keras", "jax", "torch", "ai_edge_litert", "onnxruntime")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """Number of CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def machine_summary() -> dict:
+    """CPU, cores, platform, Python, the load and the installed runtime versions.
+
+    Returns:
+        dict with `cpu`, `cores_available`, `cores_total`, `platform`,
+        `python`, `load_average_1min` (where the OS has it) and one key per
+        installed package of `tensorflow`, `keras`, `jax`, `torch`,
+        `ai_edge_litert`, `onnxruntime`.
+    """
+    info = {
+        "cpu": cpu_name(),
+        "cores_available": usable_cores(),
+        "cores_total": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    try:  # other jobs on a shared machine make timings noisy: record how busy it was
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    for package in _PACKAGES:
+        try:
+            info[package] = metadata.version(package.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            pass
+    return info

@@ -1,0 +1,133 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every file keras-vit writes for others to read (models, labels, metrics,
+plots, the decoded-image cache, exported files) goes through `atomic_path`:
+the content is written to a temporary path in the same folder, then renamed
+over the destination with `os.replace`. Standard library and numpy only, so
+that the TF-free deployment runtime can import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, suffix: str = "", directory: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on success it replaces `path`.
+
+    The temporary name is hidden (`.<stem>.tmp-<random><suffix><extension>`),
+    unique per call (two writers sharing a folder do not collide) and keeps
+    `path`'s extension last, because Keras and the runtimes pick a file's
+    type by its extension. A block that raises (or is interrupted) leaves the
+    old file (or none) and no temporary file.
+
+    Args:
+        path: the destination; its folder must exist.
+        suffix: text inserted before the extension in the temporary name.
+        directory: whether the destination is a directory (a SavedModel):
+            the block fills an empty temporary directory, which then takes
+            the place of `path`. POSIX has no atomic swap of directories: an
+            old `path` is renamed aside, the new one renamed in, the old one
+            deleted, so a reader never sees a half-written directory.
+
+    Yields:
+        The temporary `Path`; it exists (an empty file, or an empty
+        directory) when the block starts.
+    """
+    path = Path(path)
+    extension = path.suffix
+    prefix = f".{path.stem}.tmp-"
+    if directory:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=f"{suffix}{extension}"))
+    else:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=f"{suffix}{extension}")
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        # mkstemp/mkdtemp make owner-only entries; these files are not secret.
+        os.chmod(tmp, 0o755 if tmp.is_dir() else 0o644)
+        _replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Moves the finished `tmp` to `path` (see `atomic_path`)."""
+    if not (tmp.is_dir() and path.is_dir()):
+        os.replace(tmp, path)
+        return
+    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+    os.replace(path, old)  # onto the empty directory mkdtemp made
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` through `atomic_path`.
+
+    Args:
+        path: destination file; its folder must exist.
+        data: the content.
+
+    Returns:
+        The `Path` written.
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """`atomic_write_bytes` for UTF-8 text, written with `\\n` line ends as given."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> Path:
+    """Writes `obj` as JSON (indent 2, a trailing newline) through `atomic_path`.
+
+    numpy scalars and arrays are written as their Python values and lists.
+
+    Args:
+        path: destination file; its folder must exist.
+        obj: a JSON-serialisable object.
+
+    Returns:
+        The `Path` written.
+
+    Raises:
+        TypeError: if `obj` holds a value JSON cannot represent; nothing is
+            written then.
+    """
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,341 @@
+"""`ViT`: the Vision Transformer classifier, a functional `keras.Model` that owns its config.
+
+    images (0..255) -> normalize -> Patches -> PatchEncoder [-> PatchDropout] -> dropout
+        -> TransformerBlock x depth -> LayerNorm -> SequencePooling -> Dense head -> logits
+
+The model takes raw pixel values (float, 0 to 255, channels last) and returns
+logits; normalization lives inside the model so that every exported file
+takes the same input. Augmentation does not: see `keras_vit.training.augment`.
+
+As keras-hub's backbones do, `ViT`'s constructor builds the functional graph
+and `get_config()` holds the constructor arguments, so a saved model is
+rebuilt from them. Files saved before `ViT` existed hold a plain functional
+model of the same layers; they still load, and `vit_arguments` reads their
+arguments back from the layers (`_legacy_vit_arguments`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import keras
+import numpy as np
+
+from keras_vit.layers import (
+    PACKAGE,
+    LayerNorm,
+    PatchDropout,
+    PatchEncoder,
+    Patches,
+    SequencePooling,
+    TransformerBlock,
+    pair,
+)
+from keras_vit.models.presets import get_preset
+
+# Per-channel statistics of the CIFAR-10 training images, in 0..255 units.
+CIFAR10_MEAN = (125.3, 123.0, 113.9)
+CIFAR10_STD = (63.0, 62.1, 66.7)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ViT(keras.Model):
+    """A Vision Transformer classifier (Dosovitskiy et al. 2021) for small images.
+
+    A functional model: calling it, `fit`, `save` and `get_layer` work as on
+    any `keras.Model`. Its layers are named `images`, `normalize`, `patches`,
+    `patch_encoder`, [`patch_dropout`,] `embedding_dropout`, `block_0` ...
+    `block_{depth-1}`, `encoder_norm`, `pool` and `head`.
+
+    Args:
+        image_size: int or `(height, width)` of the input images.
+        patch_size: int, side of the square patches; must divide both sides.
+        num_classes: int, number of output logits.
+        projection_dim: int, token width.
+        depth: int, number of transformer blocks.
+        num_heads: int, attention heads per block.
+        mlp_dim: int, hidden width of each block's MLP.
+        pooling: `"token"` (class-token head, as in the paper), `"gap"`
+            (mean of the patch tokens) or `"seqpool"` (learned weighted mean
+            of the patch tokens, see `SequencePooling`); no class token is
+            created for the last two.
+        dropout: float, dropout on embeddings, attention output and MLP.
+        attention_dropout: float, dropout on attention weights.
+        drop_path: float, the stochastic-depth rate of the last block; it
+            grows linearly from 0 in the first block.
+        position_embedding: `"learned"` or `"sincos"` (fixed 2-D).
+        num_registers: int, learned register tokens after the class token
+            (see `PatchEncoder`).
+        shifted_patches: bool, Shifted Patch Tokenization (Lee et al. 2021):
+            `Patches(shifted=True)` and a layer norm on the patch vectors
+            (`PatchEncoder(patch_norm=True)`).
+        locality_attention: bool, Locality Self-Attention (Lee et al. 2021)
+            in every block (`TransformerBlock(locality_attention=True)`).
+        patch_dropout: float in [0, 1), the share of patch tokens left out
+            of each training image (`PatchDropout`, after the position
+            embedding): cheaper steps and a regularizer; inference sees every
+            token. At 0 the model has no such layer.
+        channels: int, image channels.
+        mean, std: per-channel pixel statistics (0..255 units) used by the
+            model's own normalization layer.
+        name: model name.
+        dtype: optional dtype policy of the layers (e.g. `"mixed_bfloat16"`);
+            `None` takes the global policy. The head always computes float32
+            logits.
+        **kwargs: `trainable`.
+
+    Raises:
+        ValueError: `image_size` is not divisible by `patch_size`, or an
+            unknown `pooling`.
+
+    Example:
+
+    ```python
+    model = ViT(image_size=32, patch_size=8, projection_dim=32, depth=2, num_heads=2, mlp_dim=64)
+    logits = model(np.zeros((1, 32, 32, 3), "float32"))  # (1, 10)
+    same = ViT.from_config(model.get_config())  # the same network, new weights
+    ```
+    """
+
+    def __init__(
+        self,
+        image_size=32,
+        patch_size=4,
+        num_classes=10,
+        projection_dim=192,
+        depth=9,
+        num_heads=3,
+        mlp_dim=384,
+        pooling="token",
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path=0.0,
+        position_embedding="learned",
+        num_registers=0,
+        shifted_patches=False,
+        locality_attention=False,
+        patch_dropout=0.0,
+        channels=3,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        name="vit",
+        dtype=None,
+        **kwargs,
+    ):
+        unknown = sorted(set(kwargs) - {"trainable"})
+        if unknown:
+            raise TypeError(f"Unknown ViT arguments {unknown}.")
+        height, width = pair(image_size, "image_size")
+        if height % patch_size or width % patch_size:
+            raise ValueError(f"image_size {height}x{width} is not divisible by patch_size={patch_size}.")
+        if pooling not in SequencePooling.MODES:
+            raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
+        grid = (height // patch_size, width // patch_size)
+        class_token = pooling == "token"
+
+        # === Functional model ===
+        inputs = keras.Input((height, width, channels), name="images")
+        x = keras.layers.Normalization(
+            mean=list(mean), variance=list(np.square(std)), name="normalize", dtype=dtype
+        )(inputs)
+        x = Patches(patch_size, shifted=shifted_patches, name="patches", dtype=dtype)(x)
+        x = PatchEncoder(
+            grid[0] * grid[1],
+            projection_dim,
+            grid_size=grid,
+            class_token=class_token,
+            position_embedding=position_embedding,
+            num_registers=num_registers,
+            patch_norm=shifted_patches,
+            name="patch_encoder",
+            dtype=dtype,
+        )(x)
+        if patch_dropout:  # no layer at 0: models without it keep their old graph
+            x = PatchDropout(
+                patch_dropout,
+                num_prefix_tokens=int(class_token) + num_registers,
+                name="patch_dropout",
+                dtype=dtype,
+            )(x)
+        x = keras.layers.Dropout(dropout, name="embedding_dropout", dtype=dtype)(x)
+        for i in range(depth):
+            # Stochastic depth grows linearly from 0 in the first block to drop_path in the last.
+            rate = drop_path * i / max(depth - 1, 1)
+            x = TransformerBlock(
+                num_heads,
+                projection_dim,
+                mlp_dim,
+                dropout=dropout,
+                attention_dropout=attention_dropout,
+                drop_path=rate,
+                locality_attention=locality_attention,
+                name=f"block_{i}",
+                dtype=dtype,
+            )(x)
+        x = LayerNorm(epsilon=1e-6, name="encoder_norm", dtype=dtype)(x)
+        x = SequencePooling(
+            pooling, has_class_token=class_token, num_registers=num_registers, name="pool", dtype=dtype
+        )(x)
+        # Logits in float32 even under a mixed-precision policy (stable softmax).
+        outputs = keras.layers.Dense(num_classes, kernel_initializer="zeros", name="head", dtype="float32")(x)
+        super().__init__(inputs, outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.image_size = (height, width)
+        self.patch_size = int(patch_size)
+        self.num_classes = int(num_classes)
+        self.projection_dim = int(projection_dim)
+        self.depth = int(depth)
+        self.num_heads = int(num_heads)
+        self.mlp_dim = int(mlp_dim)
+        self.pooling = pooling
+        self.dropout = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.drop_path = float(drop_path)
+        self.position_embedding = position_embedding
+        self.num_registers = int(num_registers)
+        self.shifted_patches = bool(shifted_patches)
+        self.locality_attention = bool(locality_attention)
+        self.patch_dropout = float(patch_dropout)
+        self.channels = int(channels)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        if dtype is not None:
+            self.dtype_policy = keras.dtype_policies.get(dtype)
+
+    def get_config(self):
+        # Not Functional.get_config (a graph of layer configs): the constructor rebuilds the graph.
+        config = {argument: getattr(self, argument) for argument in _ARCHITECTURE}
+        config.update(
+            name=self.name, trainable=self.trainable, dtype=keras.dtype_policies.serialize(self.dtype_policy)
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _constructor_defaults(cls):
+    """`{argument: default}` of `cls.__init__`'s keyword arguments, in order (`**kwargs` left out)."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+# Every ViT constructor argument and its default: what `build_vit` and `--model-arg` accept.
+VIT_ARGUMENTS = types.MappingProxyType(_constructor_defaults(ViT))
+# The arguments that describe the network (what `vit_arguments` returns), in constructor order.
+_ARCHITECTURE = tuple(argument for argument in VIT_ARGUMENTS if argument not in ("name", "dtype"))
+
+
+def build_vit(preset=None, **kwargs):
+    """Builds a `ViT` from a preset and/or constructor arguments.
+
+    Args:
+        preset: optional preset name (see `keras_vit.PRESETS`). Its values
+            replace the constructor's defaults; any argument given explicitly
+            overrides them, e.g. `build_vit("vit_cifar10", num_classes=100)`.
+        **kwargs: `ViT` constructor arguments (`VIT_ARGUMENTS`).
+
+    Returns:
+        A `ViT` mapping float images `(batch, height, width, channels)` with
+        values in 0..255 to float32 logits `(batch, num_classes)`.
+
+    Raises:
+        TypeError: an argument `ViT` does not take.
+        ValueError: an unknown preset, or arguments `ViT` refuses.
+    """
+    unknown = sorted(set(kwargs) - set(VIT_ARGUMENTS))
+    if unknown:
+        raise TypeError(f"Unknown build_vit arguments {unknown}; known: {sorted(VIT_ARGUMENTS)}.")
+    config = get_preset(preset) if preset is not None else {}
+    config.update(kwargs)
+    return ViT(**config)
+
+
+def vit_arguments(model):
+    """The constructor arguments of a ViT, the `dtype` policy left out.
+
+    `build_vit(**vit_arguments(model))` builds the same network (new
+    weights) under the caller's dtype policy.
+
+    Args:
+        model: a `ViT`, or a plain functional model saved by `build_vit`
+            before `ViT` existed (such as the shipped `vit_cifar10.keras`):
+            its arguments are read from its layers.
+
+    Returns:
+        dict of `build_vit` keyword arguments (without `preset` and `dtype`).
+    """
+    if isinstance(model, ViT):
+        config = model.get_config()
+        return {argument: config[argument] for argument in (*_ARCHITECTURE, "name")}
+    return _legacy_vit_arguments(model)
+
+
+def _legacy_vit_arguments(model):
+    """The legacy reader: a pre-`ViT` functional model's arguments, recovered from its layers' names and
+    attributes."""
+    patches = model.get_layer("patches")
+    encoder = model.get_layer("patch_encoder")
+    blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
+    norm = model.get_layer("normalize")
+    _, height, width, channels = model.input_shape
+    first = blocks[0]
+    return dict(
+        image_size=(height, width),
+        patch_size=patches.patch_size,
+        num_classes=model.get_layer("head").units,
+        projection_dim=encoder.projection_dim,
+        depth=len(blocks),
+        num_heads=first.num_heads,
+        mlp_dim=first.mlp_dim,
+        pooling=model.get_layer("pool").mode,
+        dropout=first.dropout,
+        attention_dropout=first.attention_dropout,
+        drop_path=blocks[-1].drop_path,
+        position_embedding=encoder.position_embedding_type,
+        num_registers=encoder.num_registers,
+        shifted_patches=patches.shifted,
+        locality_attention=first.locality_attention,
+        patch_dropout=next((layer.rate for layer in model.layers if isinstance(layer, PatchDropout)), 0.0),
+        channels=channels,
+        mean=tuple(float(v) for v in np.ravel(norm.input_mean)),
+        std=tuple(float(v) for v in np.sqrt(np.ravel(norm.input_variance))),
+        name=model.name,
+    )
+
+
+def resize_vit(model, image_size):
+    """Returns a copy of `model` for another input resolution.
+
+    All weights are copied; the position embedding is resampled to the new
+    patch grid (bilinear for learned embeddings, recomputed for sine-cosine),
+    so a ViT trained on 32x32 images runs on, e.g., 48x48 ones.
+
+    Args:
+        model: a `ViT` (or a legacy functional one, see `vit_arguments`).
+        image_size: int or `(height, width)`, divisible by the patch size.
+
+    Returns:
+        A new `ViT`, under the global dtype policy.
+    """
+    config = vit_arguments(model)
+    config["image_size"] = pair(image_size, "image_size")
+    new = ViT(**config)
+    encoder = model.get_layer("patch_encoder")
+    new_encoder = new.get_layer("patch_encoder")
+    for old_layer, new_layer in zip(model.layers, new.layers, strict=True):
+        if old_layer.name == "patch_encoder":
+            continue
+        new_layer.set_weights(old_layer.get_weights())
+    new_encoder.projection.set_weights(encoder.projection.get_weights())
+    if encoder.patch_norm:
+        new_encoder.patch_norm_layer.set_weights(encoder.patch_norm_layer.get_weights())
+    if encoder.class_token:
+        new_encoder.cls.assign(encoder.cls)
+    if encoder.num_registers:
+        new_encoder.registers.assign(encoder.registers)
+    new_encoder.position.assign(encoder.resampled_position_embedding(new_encoder.grid_size))
+    return new

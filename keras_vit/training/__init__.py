@@ -1,0 +1,15 @@
+"""Training a ViT with `model.fit`: the trainer step, augmentation, schedules, callbacks, recipes.
+
+    trainer.py     ViTTrainer (augmentation, MixUp/CutMix, distillation in the step), make_trainer
+    augment.py     the augmentation layers and AUGMENT_RECIPES
+    batches.py     TrainingBatches (one batch shape), even_batch_size
+    optimizers.py  make_optimizer, the variables left out of weight decay
+    schedules.py   warmup + cosine
+    plan.py        a run's length (epochs or a time budget) and its learning-rate plan
+    callbacks.py   epoch-end callbacks: timing, NaN guard, time limit/budget, checkpoints
+    recipes.py     named flag sets, the augmentation recipe and dtype policy of a run
+    pipeline.py    the one fit -> score -> save sequence of `keras_vit.train` and `keras_vit.teacher`
+
+Import from the modules; this package imports nothing, so `keras_vit.training.recipes`
+stays free of Keras.
+"""

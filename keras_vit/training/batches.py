@@ -1,0 +1,77 @@
+"""Training batches of one shape, from numpy arrays (no tf.data: runs without TensorFlow)."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+def steps_per_epoch(num_images, batch_size):
+    """Steps of an epoch over `num_images` in batches that may end short."""
+    return math.ceil(num_images / batch_size)
+
+
+class TrainingBatches(keras.utils.PyDataset):
+    """Shuffled training batches of one size only, reshuffled every epoch.
+
+    Under JAX (and with `jit_compile` elsewhere) a batch of a new shape is
+    compiled anew, so a short last batch costs a second compilation. So each epoch leaves out the
+    `len(images) % batch_size` images that come last in that epoch's
+    shuffle: different ones every epoch, so none is left out for good.
+    Plain numpy: no tf.data, so it runs on the GPU machine without TensorFlow.
+
+    Args:
+        images: array `(num_images, height, width, channels)`.
+        labels: int array `(num_images,)`.
+        batch_size: int, images per batch; a set smaller than one batch is
+            one batch of all its images.
+        seed: int, seed of the shuffles.
+        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
+
+    Each item is `({"images": ..., "labels": ...}, labels)`, what
+    `ViTTrainer` takes.
+    """
+
+    def __init__(self, images, labels, batch_size, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if len(images) != len(labels) or len(images) == 0:
+            raise ValueError(
+                f"Need as many labels as images, and at least one: {len(images)} images, "
+                f"{len(labels)} labels."
+            )
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        self.images = images
+        self.labels = labels
+        self.batch_size = min(int(batch_size), len(images))
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(images))
+
+    def __len__(self):
+        return len(self.images) // self.batch_size
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        labels = self.labels[rows]
+        return {"images": self.images[rows], "labels": labels}, labels
+
+    def on_epoch_end(self):
+        self._order = self._rng.permutation(len(self.images))
+
+
+def even_batch_size(num_images, batch_size):
+    """The largest batch size up to `batch_size` that divides `num_images`, if at least half of it.
+
+    Evaluation in `fit` (validation) then compiles one batch shape instead of two:
+    10,000 test images in batches of 250 rather than 39 of 256 and one of 16.
+    Falls back to `batch_size` when no divisor is that close.
+    """
+    batch_size = min(int(batch_size), num_images)
+    for size in range(batch_size, (batch_size + 1) // 2 - 1, -1):
+        if size > 0 and num_images % size == 0:
+            return size
+    return batch_size

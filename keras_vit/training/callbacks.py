@@ -1,0 +1,344 @@
+"""Training callbacks that keep the accelerator busy, and a schedule that fits a time budget.
+
+Keras runs the per-batch hooks of callbacks in a background thread only
+when no callback overrides a batch-end hook (`CallbackList`'s async
+dispatch); otherwise it turns every step's logs into Python floats on the
+main thread, which waits for the device after each step. Keras'
+`TerminateOnNaN` and `BackupAndRestore` both override one, which costs a
+fast GPU a measurable share of its throughput (docs/experiments). The
+callbacks here work at epoch ends only, so `fit` keeps dispatching steps ahead of the device.
+`TimeBudget` plans the learning-rate schedule over the epochs that fit in a
+number of seconds, from their measured times; `UnmaskedFinish` turns
+PatchDropout off for the last part of a run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+
+from keras_vit.layers import PatchDropout
+from keras_vit.training.schedules import warmup_cosine
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's wall time and training images/s in the logs.
+
+    Args:
+        num_images: int, training images per epoch.
+    """
+
+    def __init__(self, num_images):
+        super().__init__()
+        self.num_images = num_images
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras has turned the logs into numbers by now: the device is done.
+        elapsed = time.perf_counter() - self._start
+        self.times.append(elapsed)
+        if logs is not None:
+            logs["epoch_seconds"] = elapsed
+            logs["images_per_second"] = self.num_images / elapsed
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the end of an epoch whose loss is NaN or infinite.
+
+    Unlike `keras.callbacks.TerminateOnNaN` it looks once per epoch, so it
+    does not force a device sync after every step. `stopped_epoch` is the
+    epoch (0-based) where it stopped, or None.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            print(f"\nEpoch {epoch + 1}: the loss is {loss}; stopping.", flush=True)
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class _FitClock(keras.callbacks.Callback):
+    """Times `fit` from its start (compilation included) and each epoch.
+
+    The shared clock of `TimeLimit` and `TimeBudget`: both stop at an epoch
+    end when the next epoch would end past `seconds`, and differ in how long
+    they expect that epoch to be.
+    """
+
+    def __init__(self, seconds, clock=time.perf_counter):
+        super().__init__()
+        if seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {seconds}.")
+        self.seconds = float(seconds)
+        self.clock = clock
+        self.stopped_epoch = None
+        self._epoch_times = []
+        self._phase_start = 0  # index of the first epoch timed at the current speed
+        self._phase_estimate = None  # seconds an epoch is expected to take at a new speed, until one is timed
+
+    def _steady_times(self):
+        # The first epoch of fit, and of each change of speed, holds a compilation: not a guide to the next.
+        phase = self._epoch_times[self._phase_start :]
+        if len(phase) >= 2 or self._phase_estimate is None:
+            return phase[1:] or phase
+        return [self._phase_estimate]
+
+    def expect_new_epoch_time(self, ratio):
+        """Says that epochs from the next one on take `ratio` times as long as so far.
+
+        Called at an epoch start, before the epoch runs (`UnmaskedFinish`
+        calls it when training switches to every token). Until one epoch at
+        the new speed has been timed after the first (which recompiles), the
+        estimate is `ratio` times the mean steady epoch so far.
+        """
+        steady = self._steady_times()
+        self._phase_estimate = ratio * sum(steady) / len(steady) if steady else None
+        self._phase_start = len(self._epoch_times)
+
+    def on_train_begin(self, logs=None):
+        self._train_start = self.clock()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.clock()
+
+    def _stop_if_next_epoch_overruns(self, epoch, next_epoch_seconds, reason):
+        """Records this epoch's time; stops `fit` if one more would end past `seconds`."""
+        now = self.clock()
+        self._epoch_times.append(now - self._epoch_start)
+        if now - self._train_start + next_epoch_seconds(self._steady_times()) > self.seconds:
+            print(f"\nEpoch {epoch + 1}: {reason}; stopping.", flush=True)
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class TimeLimit(_FitClock):
+    """Stops training before an epoch would end past `seconds` of `fit`.
+
+    The clock starts when `fit` starts (compilation included). After each
+    epoch it stops if another epoch as long as the longest steady one would
+    cross the limit, so a run ends with a saved model instead of being
+    killed. `stopped_epoch` is the last epoch (0-based) run, or None.
+
+    Args:
+        seconds: float, the wall-clock budget of `fit`.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop_if_next_epoch_overruns(
+            epoch, max, f"the next epoch would pass the {self.seconds:.0f} s time limit"
+        )
+
+
+class TimeBudget(_FitClock):
+    """Warmup + cosine learning rate over a wall-clock budget for `fit`.
+
+    A schedule fixed in steps assumes a speed. When `fit` runs slower than
+    planned, a time limit cuts it before the rate has decayed; when faster,
+    time is left over. This callback plans again at every epoch start: the epochs that
+    fit in `seconds` are the ones done plus the time left over the mean
+    epoch after the first (which holds compilation; until a second epoch is
+    timed, `planned_epochs` stands), and the optimizer's learning rate is set to the
+    warmup + cosine value at the middle of this epoch. After each epoch it
+    stops training if the next one would end past the budget. The rate is
+    constant within an epoch, which is close to a per-step schedule for runs
+    of tens of epochs or more. The plan never exceeds `max_epochs`, the cap
+    `fit` is called with: a cap reached first still ends on an annealed rate.
+
+    The optimizer must have a float learning rate (not a schedule). Writes
+    `learning_rate` and `planned_epochs` to the epoch logs; place it before
+    `CSVLogger` to have them in the history.
+
+    Args:
+        seconds: float, the budget of `fit` from its start, compilation included.
+        learning_rate: float, the peak rate.
+        planned_epochs: int, the estimate used before an epoch has been timed.
+        warmup: float in [0, 1), share of the run with linear warmup.
+        final_fraction: float, the rate at the end as a share of the peak.
+        max_epochs: optional int, the most epochs `fit` will run (its
+            `epochs`); the plan is at most this.
+        clock: callable returning seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        seconds,
+        learning_rate,
+        planned_epochs,
+        warmup=0.1,
+        final_fraction=0.0,
+        max_epochs=None,
+        clock=time.perf_counter,
+    ):
+        super().__init__(seconds, clock)
+        if planned_epochs < 1 or not 0.0 <= warmup < 1.0 or (max_epochs is not None and max_epochs < 1):
+            raise ValueError(
+                "need planned_epochs >= 1, 0 <= warmup < 1 and max_epochs >= 1 or None; got "
+                f"{planned_epochs}, {warmup}, {max_epochs}."
+            )
+        self.learning_rate = float(learning_rate)
+        self.max_epochs = None if max_epochs is None else int(max_epochs)
+        self.planned_epochs = self._capped(int(planned_epochs))
+        self.warmup = float(warmup)
+        self.final_fraction = float(final_fraction)
+        self.rates = []
+
+    @staticmethod
+    def _mean(times):
+        return sum(times) / len(times)
+
+    def _capped(self, epochs):
+        return epochs if self.max_epochs is None else min(epochs, self.max_epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if len(self._epoch_times) >= 2:  # a steady epoch timed: the first holds compilation
+            left = self.seconds - (self._epoch_start - self._train_start)
+            self.planned_epochs = self._capped(
+                max(epoch + 1, epoch + int(left // self._mean(self._steady_times())))
+            )
+        rate = self.learning_rate * warmup_cosine(
+            (epoch + 0.5) / self.planned_epochs, self.warmup, self.final_fraction
+        )
+        self.model.optimizer.learning_rate = rate
+        self.rates.append(rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.rates[-1]
+            logs["planned_epochs"] = self.planned_epochs
+        self._stop_if_next_epoch_overruns(epoch, self._mean, f"the {self.seconds:.0f} s budget is spent")
+
+
+class UnmaskedFinish(keras.callbacks.Callback):
+    """Trains the last share of a run on every patch token (PatchDropout off).
+
+    PatchDropout makes steps cheaper, but the model then trains on fewer
+    tokens than it sees at inference. As FLIP's unmasked tuning (Li et al.
+    2023), the last epochs train on every token, so the model ends on the
+    sequence it will be used on. At the first epoch of the last `share` of
+    the run, this sets `active = False` on every `PatchDropout` layer of the
+    model and makes the train step again (one recompilation). With a
+    `TimeBudget` the run's length is its current plan, and the budget (and
+    any other clock in `clocks`, such as a `TimeLimit`) is told that epochs
+    now take `cost_ratio` times as long, so that it re-plans the schedule
+    and its stop around the slower epochs. The layers are switched back on
+    when training ends. `started_epoch` is the first unmasked epoch
+    (0-based), or None; the epoch logs get `unmasked` (1 or 0).
+
+    Args:
+        share: float in (0, 1), the share of the run's epochs trained unmasked
+            (at least one epoch).
+        epochs: int, the run's epochs; needed without `budget`, a cap on its plan with one.
+        budget: optional `TimeBudget`; place this callback before it.
+        clocks: other `TimeLimit`/`TimeBudget` callbacks to tell of the slower epochs.
+        cost_ratio: float, expected unmasked / masked epoch time; default:
+            the ratio of the token counts.
+    """
+
+    def __init__(self, share, epochs=None, budget=None, clocks=(), cost_ratio=None):
+        super().__init__()
+        if not 0.0 < float(share) < 1.0:
+            raise ValueError(f"share must be in (0, 1), got {share}.")
+        if budget is None and (epochs is None or epochs < 1):
+            raise ValueError("UnmaskedFinish needs the run's epochs or its TimeBudget.")
+        self.share = float(share)
+        self.epochs = epochs
+        self.budget = budget
+        self.clocks = [
+            clock for clock in ([budget] if budget is not None else []) + list(clocks) if clock is not None
+        ]
+        self.cost_ratio = cost_ratio
+        self.started_epoch = None
+        self._layers = []
+
+    def first_unmasked_epoch(self):
+        """The first epoch (0-based) of the unmasked finish under the current plan."""
+        total = self.budget.planned_epochs if self.budget is not None else self.epochs
+        if self.budget is not None and self.epochs is not None:
+            total = min(total, self.epochs)  # a cap on the budget's plan
+        return total - max(1, math.ceil(self.share * total - 1e-9))
+
+    def _token_ratio(self):
+        # Tokens at inference over tokens kept in training: the step cost scales about so (MLP, projections).
+        layer = self._layers[0]
+        try:
+            tokens = layer.input.shape[1]
+        except (AttributeError, ValueError):  # not called in a functional graph: the patch share alone
+            return 1.0 / (1.0 - layer.rate)
+        return tokens / layer.kept_tokens(tokens)
+
+    def on_train_begin(self, logs=None):
+        self._layers = [layer for layer in self.model._flatten_layers() if isinstance(layer, PatchDropout)]
+        if not self._layers:
+            raise ValueError(
+                "UnmaskedFinish: the model has no PatchDropout layer (build it with patch_dropout > 0)."
+            )
+        for layer in self._layers:
+            layer.active = True
+        self.started_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.started_epoch is not None or epoch < self.first_unmasked_epoch():
+            return
+        for layer in self._layers:
+            layer.active = False
+        self.model.make_train_function(force=True)  # the compiled step holds the masked graph
+        ratio = self.cost_ratio or self._token_ratio()
+        for clock in self.clocks:
+            clock.expect_new_epoch_time(ratio)
+        self.started_epoch = epoch
+        print(
+            f"\nEpoch {epoch + 1}: training on every token from now on (unmasked finish); "
+            f"epochs expected {ratio:.2f}x as long.",
+            flush=True,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["unmasked"] = float(self.started_epoch is not None)
+
+    def on_train_end(self, logs=None):
+        if self.started_epoch is not None:
+            for layer in self._layers:
+                layer.active = True
+            self.model.make_train_function(force=True)  # a later fit traces the masked step again
+
+
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that saves every `every` epochs, at epoch ends.
+
+    Keras' own `save_freq=<steps>` saves from a batch hook (which turns off
+    async dispatch) and records the epoch before it ends, so a resumed run
+    repeats an epoch. This one saves at the end of epochs `every, 2 * every,
+    ...` and records the next epoch to run.
+
+    Args:
+        backup_dir: str, where the checkpoint lives.
+        every: int, epochs between checkpoints.
+        delete_checkpoint: bool, remove it when training ends normally.
+    """
+
+    # Its batch hook is BackupAndRestore's, a no-op with save_freq="epoch".
+    async_safe = True
+
+    def __init__(self, backup_dir, every=1, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
+        if every < 1:
+            raise ValueError(f"every must be a positive integer, got {every}.")
+        self.every = int(every)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        if (epoch + 1) % self.every == 0:
+            self._save_model()

@@ -1,0 +1,257 @@
+"""The one fit -> score -> save sequence behind `python -m keras_vit.train` and `python -m keras_vit.teacher`.
+
+load_splits    the training and test images: CIFAR-10 or an image-folder tree
+start_run      output folder, seed, dtype policy
+fit            `trainer.fit` with the epoch timer, the NaN guard and the history file
+score          test accuracy, plain and with test-time augmentation
+save_run       model.keras, labels.txt and metrics.json, each written atomically
+describe_device  what Keras' backend computes on, for the logs and metrics.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_vit import data
+from keras_vit.device import cpu_name
+from keras_vit.files import atomic_path, atomic_write_json
+from keras_vit.inference import view_logits
+from keras_vit.labels import write_labels
+from keras_vit.plots import read_history_csv
+from keras_vit.training.callbacks import EpochTimer, StopOnNaN
+from keras_vit.training.recipes import MIXED_PRECISION
+from keras_vit.tta import tta_accuracies
+
+
+@dataclasses.dataclass
+class FitOutcome:
+    """What `fit` measured.
+
+    Attributes:
+        history: the history file's columns (`{"loss": [...], ...}`).
+        seconds: wall-clock seconds of `fit`, compilation included.
+        epochs: epochs done.
+        diverged: whether the loss became NaN or infinite.
+        images_per_second: training images per second over the epochs after
+            the first (which holds compilation), or all of them if only one.
+    """
+
+    history: dict
+    seconds: float
+    epochs: int
+    diverged: bool
+    images_per_second: float
+
+
+def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, seed=0):
+    """The training and test images of a run.
+
+    Args:
+        data_dir: a CIFAR-10 copy or an image-folder tree `DIR/{train,test}/<class>/`;
+            None searches `$KERAS_VIT_DATA_DIR` and the standard places for CIFAR-10.
+        dataset: `"cifar10"`, `"folder"` (any classes, resized to `image_size`) or
+            `"auto"`: CIFAR-10 unless `data_dir`'s training folder holds other classes.
+        image_size: `(height, width)` the model takes (image folders only).
+        limit: optional number of images of each split, drawn evenly from the classes.
+        seed: seed of the `limit` selection.
+
+    Returns:
+        A `keras_vit.data.Splits`.
+
+    Raises:
+        keras_vit.data.DataNotFoundError: no data where it was looked for.
+        OSError, ValueError: unreadable data.
+    """
+    if dataset == "folder" or (dataset == "auto" and data_dir and not _looks_like_cifar10(data_dir)):
+        return data.load_image_folder(data_dir, image_size=image_size, limit=limit, seed=seed)
+    return data.load_cifar10(data_dir, limit=limit, seed=seed)
+
+
+def _looks_like_cifar10(path):
+    train = Path(path) / "train"
+    if not train.is_dir():
+        return True  # cifar-10-batches-py layouts and the like: the CIFAR-10 loader decides.
+    return {p.name for p in train.iterdir() if p.is_dir()} == set(data.CIFAR10_CLASSES)
+
+
+def start_run(output, seed, mixed_precision="none"):
+    """Creates the output folder, seeds every generator and sets the dtype policy.
+
+    Args:
+        output: the run's folder.
+        seed: int, for `keras.utils.set_random_seed`.
+        mixed_precision: a key of `MIXED_PRECISION` (`"none"`, `"bfloat16"`, ...).
+
+    Returns:
+        The output folder as a `Path`.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION[mixed_precision])
+    return output
+
+
+def fit(
+    trainer,
+    batches,
+    *,
+    epochs,
+    history_path,
+    before_history=(),
+    after_history=(),
+    append=False,
+    verbose="auto",
+    **fit_kwargs,
+):
+    """Runs `trainer.fit` over `batches`, timed and guarded, and reads back its history.
+
+    Callbacks run in this order: the epoch timer, `before_history` (whose
+    logs, e.g. the learning rate, reach the history file), the history file
+    (`CSVLogger`), the NaN guard, then `after_history`.
+
+    Args:
+        trainer: a compiled `ViTTrainer`.
+        batches: a `TrainingBatches`.
+        epochs: int, the most epochs `fit` runs.
+        history_path: the `history.csv` to write.
+        before_history: callbacks placed before the history file.
+        after_history: callbacks placed after it.
+        append: continue an existing history (a resumed run) instead of
+            starting a new one.
+        verbose: Keras' `fit` verbosity: `"auto"`, 0, 1 or 2 (a string of a
+            digit is taken as that number).
+        **fit_kwargs: other `fit` arguments (validation data, ...).
+
+    Returns:
+        A `FitOutcome`.
+    """
+    history_path = Path(history_path)
+    if not append:
+        history_path.unlink(missing_ok=True)
+    timer = EpochTimer(len(batches) * batches.batch_size)
+    nan_guard = StopOnNaN()
+    callbacks = [
+        timer,
+        *before_history,
+        keras.callbacks.CSVLogger(str(history_path), append=append),
+        nan_guard,
+        *after_history,
+    ]
+    verbose = verbose if verbose == "auto" else int(verbose)
+    start = time.perf_counter()
+    trainer.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    seconds = time.perf_counter() - start
+    history = read_history_csv(history_path) if history_path.exists() else {}
+    losses = history.get("loss", [])
+    diverged = nan_guard.stopped_epoch is not None or (bool(losses) and not np.isfinite(losses[-1]))
+    steady = timer.times[1:] or timer.times
+    images_per_second = timer.num_images / float(np.median(steady)) if steady else float("nan")
+    return FitOutcome(history, seconds, len(losses), diverged, images_per_second)
+
+
+def score(model, images, labels, tta, batch_size):
+    """Accuracy of `model` on `images`, plain and with each test-time augmentation up to `tta`.
+
+    Args:
+        model: a classifier of float images (0..255) into logits.
+        images: array `(n, height, width, channels)`.
+        labels: int array `(n,)`.
+        tta: `"flip"` or `"flip-shift"` (`keras_vit.tta`).
+        batch_size: images per prediction call.
+
+    Returns:
+        `{"none": ..., "flip": ..., ["flip-shift": ...]}` accuracies.
+    """
+    return tta_accuracies(view_logits(model, images, tta, batch_size, progress=False), labels)
+
+
+def save_model_atomic(model, path):
+    """Saves `model` to the `.keras` file `path` through `keras_vit.files.atomic_path`.
+
+    A reader never sees a half-written model; a save that fails leaves the
+    previous file (or none) and no temporary file.
+    """
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def run_metrics(outcome, splits, model, train_images_per_epoch, args):
+    """The fields every run's `metrics.json` has, beside the run's own.
+
+    Args:
+        outcome: the `FitOutcome`.
+        splits: the `keras_vit.data.Splits` trained and scored on.
+        model: the saved model.
+        train_images_per_epoch: images an epoch trains on (full batches).
+        args: the parsed command-line arguments, recorded whole.
+    """
+    return {
+        "test_images": int(len(splits.y_test)),
+        "train_images": int(len(splits.x_train)),
+        "images_per_epoch": int(train_images_per_epoch),
+        "parameters": int(model.count_params()),
+        "epochs": outcome.epochs,
+        "diverged": outcome.diverged,
+        "wall_clock_seconds": round(outcome.seconds, 1),
+        "train_images_per_second": round(outcome.images_per_second, 1),
+        "backend": keras.backend.backend(),
+        "device": describe_device(),
+        "data_source": splits.source,
+        "skipped_images": len(splits.skipped),
+        "args": vars(args),
+    }
+
+
+def save_run(output, model, class_names, metrics):
+    """Writes `model.keras`, `labels.txt` and `metrics.json` to `output`, each atomically.
+
+    The metrics go last: a folder whose `metrics.json` is current holds the
+    model and labels it describes.
+    """
+    output = Path(output)
+    save_model_atomic(model, output / "model.keras")
+    write_labels(output / "labels.txt", class_names)
+    atomic_write_json(output / "metrics.json", metrics)
+
+
+def _accelerator(backend: str) -> str | None:
+    """The first accelerator `backend` computes on, with the framework's version; None on a CPU.
+
+    Imports only the active backend's framework: the others may not be installed.
+    """
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return None if device.platform == "cpu" else f"{device.device_kind} (jax {jax.__version__})"
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+        return None
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+            return f"{name} (tensorflow {tf.__version__})"
+    return None
+
+
+def describe_device() -> str:
+    """The accelerator Keras' backend computes on, else the CPU and its cores.
+
+    Returns:
+        e.g. `"<GPU name> (jax 0.6.2)"`, or `"<CPU name>, 2 cores (tensorflow)"`.
+    """
+    backend = keras.backend.backend()
+    return _accelerator(backend) or f"{cpu_name()}, {os.cpu_count()} cores ({backend})"

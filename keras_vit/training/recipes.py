@@ -1,0 +1,162 @@
+"""Named training recipes (the `python -m keras_vit.train` settings that go together) and the
+augmentation recipe and precision a run's flags select.
+
+A recipe is a set of flag values (model preset and overrides, augmentation,
+optimizer, schedule, precision, length) under one name:
+
+    python -m keras_vit.train --recipe cifar10_gpu --data-dir DIR
+
+Flags given on the command line win over the recipe's values, so
+`--recipe cifar10_gpu --batch-size 512` is that recipe at batch 512. The
+recipe's name and every value used go into `metrics.json` (`args`). Results
+measured with each recipe are in docs/results.md, next to their machine.
+
+`benchmarks/gpu_cifar10.sh` takes its defaults from `cifar10_gpu`
+(`python -m keras_vit.recipes cifar10_gpu --shell`), so the script and the
+recipe cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from keras_vit.training.augment import AUGMENT_RECIPES
+
+TRAINING_RECIPES = {
+    "cifar10_cpu": {
+        "description": "The README's main job: vit_tiny (8x8 patches), 6 epochs of crop+flip, AdamW 1e-3 with "
+        "1 epoch of warmup and a cosine, batch 128, float32; minutes on a 2-core CPU.",
+        "flags": dict(
+            preset="vit_tiny",
+            epochs=6,
+            batch_size=128,
+            optimizer="adamw",
+            learning_rate=1e-3,
+            warmup_epochs=1.0,
+            weight_decay=0.05,
+            label_smoothing=0.1,
+            augment="basic",
+            mixed_precision="none",
+        ),
+    },
+    "cifar10_gpu": {
+        "description": "The 6-minute GPU run: vit_cifar10 with 12 heads of 16 and Lee et al. 2021's "
+        "augmentation (lee2021), AdamW 3e-3, weight decay 0.05, label smoothing 0.1, batch 512, bfloat16, "
+        "warmup + cosine over the epochs that fit in 340 s of fit (--time-budget; --time-limit 355 as the "
+        "backstop); validation every 10 epochs. --epochs is only the first estimate (benchmarks/gpu_cifar10.sh "
+        "sets it from a throughput measurement, and trains a --teacher first). Results: docs/results.md.",
+        "flags": dict(
+            preset="vit_cifar10",
+            num_heads=12,
+            pooling="token",
+            augment="lee2021",
+            batch_size=512,
+            optimizer="adamw",
+            learning_rate=3e-3,
+            weight_decay=0.05,
+            label_smoothing=0.1,
+            mixed_precision="bfloat16",
+            epochs=280,
+            warmup_epochs=28.0,
+            time_budget=340.0,
+            time_limit=355.0,
+            max_epochs=1000,
+            validation_freq=10,
+            checkpoint_every=1000,
+        ),
+    },
+}
+
+# The names of gpu_cifar10.sh's settings for the recipe's flags.
+SHELL_NAMES = {
+    "preset": "PRESET",
+    "num_heads": "HEADS",
+    "pooling": "POOLING",
+    "augment": "AUGMENT",
+    "batch_size": "BATCH",
+    "learning_rate": "LR",
+    "weight_decay": "WD",
+    "time_budget": "TRAIN_BUDGET",
+    "max_epochs": "MAX_EPOCHS",
+    "shifted_patches": "SHIFTED_PATCHES",
+    "locality_attention": "LOCALITY_ATTENTION",
+    "patch_dropout": "PATCH_DROPOUT",
+    "unmasked_finish": "UNMASKED_FINISH",
+}
+
+
+def recipe_flags(name):
+    """The flag values of recipe `name` (argparse destinations), as a new dict.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    if name not in TRAINING_RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}; known recipes: {', '.join(sorted(TRAINING_RECIPES))}.")
+    return dict(TRAINING_RECIPES[name]["flags"])
+
+
+def shell_defaults(name):
+    """`: "${NAME:=value}"` lines that give gpu_cifar10.sh's settings the recipe's values where unset."""
+    flags = recipe_flags(name)
+    lines = []
+    for flag, variable in SHELL_NAMES.items():
+        if flag in flags:
+            value = flags[flag]
+            if isinstance(value, bool):  # an on/off flag: 1 or 0 in the script
+                value = int(value)
+            value = int(value) if isinstance(value, float) and value.is_integer() else value
+            lines.append(f': "${{{variable}:={shlex.quote(str(value))}}}"')
+    return "\n".join(lines)
+
+
+def as_command_line(flags):
+    """The flags as `python -m keras_vit.train` arguments (on/off flags as `--name` / `--no-name`)."""
+    words = []
+    for flag, value in flags.items():
+        name = flag.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            words += [f"--{name}", str(value)]
+    return words
+
+
+# --mixed-precision choices -> Keras dtype policies.
+MIXED_PRECISION = {
+    "none": "float32",
+    "float32": "float32",
+    "bfloat16": "mixed_bfloat16",
+    "mixed_bfloat16": "mixed_bfloat16",
+    "float16": "mixed_float16",
+    "mixed_float16": "mixed_float16",
+}
+
+
+def training_recipe(augment, repeats=None, mix_prob=None):
+    """The `AUGMENT_RECIPES[augment]` recipe, with --repeats and --mix-prob applied (None: the recipe's).
+
+    Args:
+        augment: a key of `AUGMENT_RECIPES`.
+        repeats: optional int, repeated augmentation (images per batch row).
+        mix_prob: optional float in `[0, 1]`, the share of batches MixUp/CutMix mixes.
+
+    Returns:
+        The recipe dict `make_trainer` takes.
+
+    Raises:
+        ValueError: for a `mix_prob` outside `[0, 1]`, or above 0 with a
+            recipe that has no MixUp/CutMix to apply.
+    """
+    recipe = dict(AUGMENT_RECIPES[augment])
+    if repeats is not None:
+        recipe["repeats"] = repeats
+    if mix_prob is not None:
+        if not 0.0 <= mix_prob <= 1.0:
+            raise ValueError(f"--mix-prob must be in [0, 1], got {mix_prob}")
+        if mix_prob > 0 and recipe["mixup_alpha"] <= 0 and recipe["cutmix_alpha"] <= 0:
+            raise ValueError(
+                f"--mix-prob {mix_prob}: --augment {augment} has no MixUp/CutMix (lee2021 and strong have)"
+            )
+        recipe["mix_prob"] = mix_prob
+    return recipe

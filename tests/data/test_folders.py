@@ -1,0 +1,220 @@
+"""Tests for keras_vit.data.folders: image-folder trees made with Pillow, no network."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_trees import CLASSES, check_labels, make_odd_tree, make_tree, record_decodes, red, save_image
+
+from keras_vit import data
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """3 classes; odd modes, a JPEG, a truncated file and non-image files."""
+    return make_odd_tree(tmp_path / "ds")
+
+
+def test_image_folder_shapes_dtypes_labels(tree):
+    with pytest.warns(UserWarning, match=r"Skipped 1 unreadable.*broken\.png"):
+        s = data.load_image_folder(tree, cache_dir=False)
+    assert s.class_names == CLASSES
+    assert s.x_train.shape == (3 * 4 + 4, 8, 8, 3) and s.x_train.dtype == np.uint8
+    assert s.y_train.shape == (16,) and s.y_train.dtype == np.int32
+    assert s.x_test.shape == (6, 8, 8, 3) and s.y_test.dtype == np.int32
+    assert np.bincount(s.y_train).tolist() == [6, 5, 5]
+    check_labels(s.x_train, s.y_train)
+    check_labels(s.x_test, s.y_test)
+    # Only the truncated PNG is skipped; .txt/.DS_Store are ignored silently.
+    assert [Path(p).name for p, _ in s.skipped] == ["broken.png"]
+    assert "Skipped" not in data.describe(s) and "1 unreadable" in data.describe(s)
+    assert "16 train" in repr(s) and "3 classes" in repr(s)
+
+
+def test_gray_rgba_palette_become_rgb(tree):
+    with pytest.warns(UserWarning):
+        s = data.load_image_folder(tree, cache_dir=False)
+    pixels = {tuple(p) for p in s.x_train[:, 0, 0].tolist()}
+    assert (10, 10, 10) in pixels  # grayscale cat
+    assert (10, 7, 9) in pixels  # RGBA cat, alpha dropped
+    assert (60, 7, 9) in pixels  # palette dog
+
+
+def test_arrays_are_shuffled_deterministically(tmp_path):
+    root = make_tree(tmp_path / "ds", n_train=10)
+    a = data.load_image_folder(root, cache_dir=False, seed=0)
+    b = data.load_image_folder(root, cache_dir=False, seed=0)
+    c = data.load_image_folder(root, cache_dir=False, seed=1)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert not np.array_equal(a.y_train, np.sort(a.y_train))
+    assert not np.array_equal(a.y_train, c.y_train)
+
+
+def test_explicit_class_names_order(tree):
+    s = data.load_image_folder(tree, class_names=["frog", "cat"], cache_dir=False)
+    assert s.class_names == ("frog", "cat")
+    assert np.bincount(s.y_train).tolist() == [5, 6]
+    # frog (label 0) images were generated with label 2's colour.
+    expected = np.where(s.y_train == 0, red(2), red(0))
+    np.testing.assert_allclose(s.x_train[:, 0, 0, 0], expected, atol=8)
+
+
+def test_cifar10_folder_names_use_official_order(tmp_path):
+    root = make_tree(tmp_path / "c", classes=data.CIFAR10_CLASSES[::-1], n_train=1, n_test=1)
+    s = data.load_image_folder(root, cache_dir=False)
+    assert s.class_names == data.CIFAR10_CLASSES
+    assert len(data.CIFAR10_CLASSES) == 10 and data.CIFAR10_CLASSES[0] == "airplane"
+
+
+def test_empty_class_folder_is_an_error(tree):
+    save_image(tree / "test/empty/0000.png", 0)
+    (tree / "train/empty").mkdir()
+    (tree / "train/empty/readme.txt").write_text("only non-images here")
+    with pytest.raises(ValueError, match=r"train.empty contains no images"):
+        data.load_image_folder(tree, cache_dir=False)
+
+
+def test_missing_split_is_an_error(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    shutil.rmtree(root / "test")
+    with pytest.raises(data.DataNotFoundError, match=r"Missing split folder .*ds.test"):
+        data.load_image_folder(root, cache_dir=False)
+
+
+def test_missing_class_in_test_is_an_error(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    shutil.rmtree(root / "test/dog")
+    with pytest.raises(data.DataNotFoundError, match=r"Missing class folder .*test.dog"):
+        data.load_image_folder(root, cache_dir=False)
+
+
+def test_mixed_sizes_need_image_size(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    save_image(root / "train/dog/big.png", 1, size=(12, 10))
+    with pytest.raises(ValueError, match=r"differ in size.*image_size"):
+        data.load_image_folder(root, cache_dir=False)
+    s = data.load_image_folder(root, image_size=16, cache_dir=False)
+    assert s.x_train.shape == (13, 16, 16, 3) and s.x_test.shape == (6, 16, 16, 3)
+    check_labels(s.x_train, s.y_train)
+    s = data.load_image_folder(root, image_size=(6, 10), cache_dir=False)
+    assert s.x_train.shape[1:] == (6, 10, 3)
+
+
+def test_limit_is_stratified_deterministic_and_cheap(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ds", n_train=10, n_test=4)
+    decoded = record_decodes(monkeypatch)
+
+    def load(**kwargs):
+        return data.load_image_folder(root, image_size=8, cache_dir=False, **kwargs)
+
+    def picked(s):  # (label, image index) pairs, encoded in R and G.
+        return sorted(map(tuple, s.x_train[:, 0, 0, :2].tolist()))
+
+    a = load(limit=6, seed=0)
+    assert len(decoded) == 12  # Only the selected files are decoded.
+    assert np.bincount(a.y_train).tolist() == [2, 2, 2]
+    assert np.bincount(a.y_test).tolist() == [2, 2, 2]
+    check_labels(a.x_train, a.y_train)
+    b = load(limit=6, seed=0)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert picked(a) != picked(load(limit=6, seed=1))
+    assert len(load(limit=30, seed=1).y_train) == 30  # limit >= size: everything.
+    assert sorted(np.bincount(load(limit=7).y_train).tolist()) == [2, 2, 3]
+    with pytest.raises(ValueError, match="limit"):
+        data.load_image_folder(root, limit=0, cache_dir=False)
+
+
+def test_test_only_folder_loads_with_splits_test(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ds", n_test=3)
+    shutil.rmtree(root / "train")
+    with pytest.raises(data.DataNotFoundError, match=r"Missing split folder .*ds.train"):
+        data.load_image_folder(root, cache_dir=False)  # Both splits by default.
+    decoded = record_decodes(monkeypatch)
+    for splits in ("test", ["test"], ("test",)):
+        s = data.load_image_folder(root, cache_dir=False, splits=splits)
+        assert s.class_names == CLASSES  # From test/ since there is no train/.
+        assert s.x_test.shape == (9, 8, 8, 3) and s.y_test.dtype == np.int32
+        check_labels(s.x_test, s.y_test)
+        # The train split is empty but keeps the image shape.
+        assert s.x_train.shape == (0, 8, 8, 3) and s.x_train.dtype == np.uint8
+        assert s.y_train.shape == (0,) and s.y_train.dtype == np.int32
+        assert s.image_shape == (8, 8, 3)
+        assert s.summary().startswith("0 train + 9 test (3/class) images of 8x8x3")
+    assert len(set(decoded)) == 9 and all(f"{os.sep}test{os.sep}" in p for p in decoded)
+
+
+def test_only_requested_split_is_decoded(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ds", n_train=5, n_test=2)
+    decoded = record_decodes(monkeypatch)
+    test = data.load_image_folder(root, cache_dir=False, splits="test")
+    assert len(set(decoded)) == 6 and all(f"{os.sep}test{os.sep}" in p for p in decoded)
+    decoded.clear()
+    train = data.load_image_folder(root, cache_dir=False, splits="train")
+    assert len(set(decoded)) == 15 and all(f"{os.sep}train{os.sep}" in p for p in decoded)
+    assert len(train.y_train) == 15 and train.x_test.shape == (0, 8, 8, 3)
+
+    # Same arrays and labels as a full load (same seed/limit).
+    both = data.load_image_folder(root, cache_dir=False)
+    for field in ("x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(test, field), getattr(both, field))
+    for field in ("x_train", "y_train"):
+        np.testing.assert_array_equal(getattr(train, field), getattr(both, field))
+    limited = data.load_image_folder(root, cache_dir=False, splits="test", limit=3)
+    np.testing.assert_array_equal(
+        limited.y_test, data.load_image_folder(root, cache_dir=False, limit=3).y_test
+    )
+
+
+def test_test_only_load_uses_train_class_order(tmp_path):
+    # Labels of a test-only load follow train/'s class folders, as in a full
+    # load, not test/'s own (here test/ lacks "dog" at first).
+    root = make_tree(tmp_path / "ds", classes=("cat", "frog"), n_train=1, n_test=2)
+    save_image(root / "train/dog/0000.png", 2)
+    with pytest.raises(data.DataNotFoundError, match=r"Missing class folder .*test.dog"):
+        data.load_image_folder(root, cache_dir=False, splits="test")
+    save_image(root / "test/dog/0000.png", 2)
+    s = data.load_image_folder(root, cache_dir=False, splits="test")
+    assert s.class_names == ("cat", "dog", "frog")
+    assert np.bincount(s.y_test).tolist() == [2, 1, 2]
+    # cat, dog, frog images were drawn with the colours of labels 0, 2, 1.
+    expected = np.array([red(0), red(2), red(1)])[s.y_test]
+    np.testing.assert_array_equal(s.x_test[:, 0, 0, 0], expected)
+    full = data.load_image_folder(root, cache_dir=False)
+    np.testing.assert_array_equal(full.y_test, s.y_test)
+
+
+def test_missing_requested_split_is_an_error_unrequested_is_fine(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    shutil.rmtree(root / "test")
+    with pytest.raises(data.DataNotFoundError, match=r"Missing split folder .*ds.test") as info:
+        data.load_image_folder(root, cache_dir=False, splits="test")
+    assert str(root / "test") in str(info.value)
+    s = data.load_image_folder(root, cache_dir=False, splits="train")
+    assert len(s.y_train) == 12 and len(s.y_test) == 0
+
+    # An unrequested split is not scanned: an empty class folder in train/
+    # breaks a full load but not a test-only one.
+    root = make_tree(tmp_path / "ds2")
+    for f in (root / "train/dog").iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match=r"train.dog contains no images"):
+        data.load_image_folder(root, cache_dir=False)
+    assert len(data.load_image_folder(root, cache_dir=False, splits="test").y_test) == 6
+    # An empty train/ (no class folders): the classes come from test/.
+    shutil.rmtree(root / "train")
+    (root / "train").mkdir()
+    assert data.load_image_folder(root, cache_dir=False, splits="test").class_names == CLASSES
+    with pytest.raises(data.DataNotFoundError, match=r"ds2.train has no class sub-folders"):
+        data.load_image_folder(root, cache_dir=False)
+
+
+def test_bad_splits_argument(tmp_path):
+    root = make_tree(tmp_path / "ds")
+    for bad in ("val", (), ["train", "validation"]):
+        with pytest.raises(ValueError, match="splits"):
+            data.load_image_folder(root, cache_dir=False, splits=bad)
+        with pytest.raises(ValueError, match="splits"):
+            data.load_cifar10(root, cache_dir=False, splits=bad)

@@ -1,0 +1,34 @@
+"""Tests for keras_vit.data.loading: one split of any source at a model's size and class order."""
+
+import numpy as np
+import pytest
+from data_trees import make_tree, write_batches
+
+from keras_vit import data
+
+
+def test_load_split_of_an_image_folder_at_the_model_size(tmp_path):
+    root = make_tree(tmp_path / "ds", classes=("cat", "dog"), n_train=3, n_test=2)
+    x, y, classes, source, skipped = data.load_split(root, "test", (16, 12), cache_dir=False)
+    assert x.shape == (4, 16, 12, 3) and x.dtype == np.uint8 and y.dtype == np.int32
+    assert classes == ("cat", "dog") and "image folder" in source and skipped == 0
+    x, y, *_ = data.load_split(root, "train", (8, 8), limit=2, cache_dir=False)
+    assert len(y) == 2 and sorted(y.tolist()) == [0, 1]
+
+
+def test_load_split_of_cifar10_batches_resized(tmp_path):
+    folder = write_batches(tmp_path / "cifar-10-batches-py")
+    x, y, classes, source, _ = data.load_split(folder, "test", (32, 32), cache_dir=False)
+    assert x.shape == (10, 32, 32, 3) and classes == data.CIFAR10_CLASSES and "cifar-10-batches-py" in source
+    big, y_big, *_ = data.load_split(folder, "test", (48, 48), cache_dir=False)
+    assert big.shape == (10, 48, 48, 3)
+    np.testing.assert_array_equal(y_big, y)
+    np.testing.assert_array_equal(big, data.images.resize_images(x, (48, 48)))
+
+
+def test_match_labels_by_name():
+    labels = np.array([0, 1, 2, 1])
+    mapped = data.match_labels(labels, ("a", "b", "c"), ("c", "b", "a", "d"))
+    assert mapped.dtype == np.int32 and mapped.tolist() == [2, 1, 0, 1]
+    with pytest.raises(ValueError, match="not among the model's classes"):
+        data.match_labels(labels, ("a", "b", "z"), ("a", "b", "c"))

@@ -1,0 +1,126 @@
+"""Tests for export/cli.py, through the commands: --help, bad input (one clear line, nothing written),
+failed proofs, and ViT variants through the one-format commands."""
+
+import keras
+import numpy as np
+import pytest
+from export_helpers import error_lines, explain, no_data_env, run
+
+import keras_vit
+from export import runtime
+
+pytest_plugins = ["export_fixtures"]
+
+
+def test_help_of_every_command():
+    for module in (
+        "export",
+        "export.savedmodel",
+        "export.tflite",
+        "export.onnx",
+        "export.runtime",
+        "export.benchmark",
+    ):
+        proc = run([module, "--help"])
+        assert proc.returncode == 0 and "usage:" in proc.stdout, explain(proc)
+    assert "--opset" in run(["export.onnx", "--help"]).stdout
+    assert "int8" in run(["export.tflite", "--help"]).stdout
+
+
+def test_failed_proof_leaves_no_file(trained, data_tree, tmp_path):
+    root, _ = data_tree
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"an older export")  # must not survive: it would pass for this one
+    proc = run(
+        ["export.onnx", trained["path"], out, "--data-dir", root, "--atol", "1e-12"],
+        env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert proc.returncode == 1, explain(proc)
+    assert "FAIL onnx float32" in proc.stdout and "max|dlogit|" in proc.stdout  # the numbers
+    assert "proof failed" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no temp files, cards or labels
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "garbage",
+        "corrupt",
+        "unknown_quantize",
+        "unwritable",
+        "int8_no_data",
+        "unknown_input_shape",
+        "bad_opset",
+        "not_an_export_dir",
+    ],
+)
+def test_bad_input(case, trained, odd_models, tmp_path):
+    model = trained["path"]
+    env = no_data_env(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = tmp_path / "out.tflite"
+    args, message, status = {
+        "missing": (["export.tflite", tmp_path / "nope.keras", out], "does not exist", 1),
+        "garbage": (["export.tflite", odd_models / "garbage.keras", out], "not a .keras file", 1),
+        "corrupt": (["export.tflite", odd_models / "corrupt.keras", out], "cannot load", 1),
+        "unknown_quantize": (
+            ["export.tflite", model, out, "--quantize", "int4"],
+            "invalid choice: 'int4'",
+            2,
+        ),
+        "unwritable": (["export.tflite", model, blocker / "out.tflite"], "cannot create output directory", 1),
+        "int8_no_data": (["export.tflite", model, out, "--quantize", "int8"], "calibration images", 1),
+        "unknown_input_shape": (
+            ["export.onnx", odd_models / "any_size.keras", tmp_path / "o.onnx"],
+            "unknown height",
+            1,
+        ),
+        "bad_opset": (["export.onnx", model, tmp_path / "o.onnx", "--opset", "21"], "--opset", 2),
+        "not_an_export_dir": (["export", model, tmp_path], "is not a previous export", 1),
+    }[case]
+    proc = run(args, env=env, cwd=tmp_path)
+    assert proc.returncode == status, explain(proc)
+    lines = error_lines(proc)
+    assert len(lines) == 1 and message in lines[0], explain(proc)
+    assert "Traceback" not in proc.stderr, explain(proc)
+    assert not out.exists() and not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(num_registers=1, patch_dropout=0.5),
+        dict(shifted_patches=True, locality_attention=True),
+        dict(pooling="seqpool"),
+    ],
+    ids=["registers_patch_dropout", "shifted_locality", "seqpool"],
+)
+def test_model_variants_export(variant, data_tree, tmp_path):
+    """ViTs with a register token, with shifted patches and locality attention, or
+    with the seqpool head, convert to int8 TFLite and ONNX, proven."""
+    root, arrays = data_tree
+    x, y = arrays["train"]
+    keras.utils.set_random_seed(1)
+    model = keras_vit.build_vit("vit_micro", **variant)
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x.astype("float32"), y, epochs=15, batch_size=32, verbose=0)
+    x_test = arrays["test"][0].astype("float32")
+    logits = np.asarray(model.predict(x_test, verbose=0))
+    assert np.abs(logits).max() > 1.0  # a trained model, not a vacuous comparison
+    model.save(tmp_path / "variant.keras")
+    env = {"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")}
+    for module, out, extra, tolerance in (
+        ("export.tflite", "vit_int8.tflite", ["--quantize", "int8"], None),
+        ("export.onnx", "vit.onnx", [], 1e-4),
+    ):
+        proc = run([module, tmp_path / "variant.keras", tmp_path / out, "--data-dir", root, *extra], env=env)
+        assert proc.returncode == 0, explain(proc)
+        assert "PASS" in proc.stdout
+        predicted = runtime.load(tmp_path / out).predict(x_test)
+        if tolerance is None:  # int8: the same classes
+            assert (predicted.argmax(1) == logits.argmax(1)).mean() >= 0.95
+        else:
+            np.testing.assert_allclose(predicted, logits, atol=tolerance, rtol=0)

@@ -1,0 +1,60 @@
+"""Tests for export/common.py: the backend is chosen by the commands (not by an import), labels."""
+
+import importlib.util
+
+import pytest
+from conftest import run_python
+from export_helpers import CLASSES, REPO, error_lines, explain
+
+from export.common import ExportError, labels_with_source
+
+pytest_plugins = ["export_fixtures"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_keras_imported_with_other_backend_is_a_clear_error(trained):
+    code = (
+        "import keras, sys\n"
+        "from export import common, tflite\n"
+        "sys.exit(common.run_cli(tflite.main, [sys.argv[1], sys.argv[2]]))\n"
+    )
+    proc = run_python(code, trained["path"], "/tmp/unused-keras-vit.tflite", timeout=None, cwd=REPO)
+    assert proc.returncode == 1, explain(proc)
+    assert "'jax' backend" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
+
+
+def test_importing_export_chooses_no_backend():
+    """Importing the export modules imports neither Keras nor TensorFlow and leaves KERAS_BACKEND alone;
+    the commands choose the backend (`run_cli` -> `use_tensorflow_backend`)."""
+    code = (
+        "import os, sys\n"
+        "import export.__main__, export.benchmark, export.formats\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'tf2onnx', 'onnx')]\n"
+        "assert not heavy, heavy\n"
+        "assert os.environ['KERAS_BACKEND'] == 'jax', os.environ['KERAS_BACKEND']\n"
+        "from export import common\n"
+        "common.use_tensorflow_backend()\n"
+        "assert os.environ['KERAS_BACKEND'] == 'tensorflow'\n"
+    )
+    proc = run_python(code, backend="jax", cwd=REPO)
+    assert proc.returncode == 0, explain(proc)
+
+
+def test_labels_with_source(tmp_path):
+    """The rules of keras_vit.labels, with a sentence saying where the names came from (for the report)."""
+    model = tmp_path / "m.keras"
+    labels, source = labels_with_source(model, 10)
+    assert labels == list(CLASSES) and source.startswith("note")  # no file: CIFAR-10 names, said so
+    assert "CIFAR-10 class names" in source
+    with pytest.raises(ExportError, match="--labels"):
+        labels_with_source(model, 3)
+    (tmp_path / "labels.txt").write_text("x\ny\nz\n\n")  # keras_vit.train's file
+    assert labels_with_source(model, 3) == (["x", "y", "z"], f"labels from {tmp_path / 'labels.txt'}")
+    (tmp_path / "m.labels.txt").write_text("a\nb\nc\n")  # the twin of one model among others comes first
+    assert labels_with_source(model, 3)[0] == ["a", "b", "c"]
+    (tmp_path / "given.txt").write_text("p\nq\n")
+    with pytest.raises(ExportError, match="2 names but the model has 3"):
+        labels_with_source(model, 3, tmp_path / "given.txt")
+    (tmp_path / "twice.txt").write_text("p\nq\np\n")
+    with pytest.raises(ExportError, match="twice"):
+        labels_with_source(model, 3, tmp_path / "twice.txt")

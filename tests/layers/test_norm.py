@@ -1,0 +1,56 @@
+"""keras_vit.layers.norm: LayerNorm is Keras' LayerNormalization without a NEG op."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit.layers import LayerNorm
+
+from .layer_checks import cases_for, check_case
+
+
+@pytest.mark.parametrize("case", cases_for(LayerNorm), ids=str)
+def test_shared_layer_checks(case, tmp_path):
+    check_case(case, tmp_path)
+
+
+def test_layer_norm_is_keras_layer_normalization_bit_for_bit():
+    rng = np.random.default_rng(0)
+    tokens = (rng.normal(size=(3, 9, 16)) * 4 + 2).astype("float32")
+    reference = keras.layers.LayerNormalization(epsilon=1e-6)
+    reference.build(tokens.shape)
+    reference.set_weights([rng.normal(size=16).astype("float32"), rng.normal(size=16).astype("float32")])
+    layer = LayerNorm(epsilon=1e-6)
+    layer.build(tokens.shape)
+    layer.set_weights(reference.get_weights())
+    ours, keras_result = (
+        keras.ops.convert_to_numpy(layer(tokens)),
+        keras.ops.convert_to_numpy(reference(tokens)),
+    )
+    if (
+        keras.backend.backend() == "torch"
+    ):  # Keras calls torch's fused layer_norm kernel, which rounds otherwise
+        np.testing.assert_allclose(ours, keras_result, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(ours, keras_result)
+    # Config round trip, and the same weights under the same names.
+    copy = LayerNorm.from_config(layer.get_config())
+    copy.build(tokens.shape)
+    assert [w.path.split("/")[-1] for w in copy.weights] == ["gamma", "beta"]
+    with pytest.raises(ValueError, match="last axis"):
+        LayerNorm(axis=1).build((2, 3, 4))
+    with pytest.raises(ValueError, match="center"):
+        LayerNorm(center=False)
+
+
+def test_layer_norm_computes_in_float32_under_mixed_precision():
+    tokens = np.random.default_rng(0).normal(size=(2, 4, 8)).astype("float32")
+    layer = LayerNorm(dtype="mixed_bfloat16")
+    out = layer(tokens)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    reference = keras.layers.LayerNormalization(epsilon=1e-6, dtype="mixed_bfloat16")
+    reference.build(tokens.shape)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")),
+        keras.ops.convert_to_numpy(keras.ops.cast(reference(tokens), "float32")),
+    )

@@ -1,0 +1,168 @@
+"""keras_vit.layers.patch_encoder: class token, registers, positions (learned, sincos, resized)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit.layers import PatchEncoder, sincos_position_embedding
+
+from .layer_checks import assert_round_trip, cases_for, check_case
+
+
+@pytest.mark.parametrize("case", cases_for(PatchEncoder), ids=str)
+def test_shared_layer_checks(case, tmp_path):
+    check_case(case, tmp_path)
+
+
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+@pytest.mark.parametrize("class_token", [True, False])
+def test_patch_encoder(position, class_token):
+    patches = np.random.default_rng(1).normal(size=(2, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), class_token=class_token, position_embedding=position)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    assert out.shape == (2, 6 + class_token, 16)
+    position_table = keras.ops.convert_to_numpy(layer.position)[0]
+    if class_token:  # token 0 is the same learned vector for every image
+        cls = keras.ops.convert_to_numpy(layer.cls)[0, 0]
+        np.testing.assert_allclose(out[:, 0], np.broadcast_to(cls + position_table[0], (2, 16)), atol=1e-6)
+    trainable = {w.name for w in layer.trainable_weights}
+    assert ("position_embedding" in trainable) == (position == "learned")
+    assert_round_trip(layer, patches)
+
+
+@pytest.mark.parametrize("class_token", [True, False])
+def test_patch_encoder_registers(class_token):
+    """Registers sit after the class token, the same learned vectors for every image, without positions."""
+    patches = np.random.default_rng(2).normal(size=(3, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), class_token=class_token, num_registers=2)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    head = int(class_token)
+    assert (
+        out.shape == (3, head + 2 + 6, 16)
+        and layer.num_tokens == head + 8
+        and layer.num_prefix_tokens == head + 2
+    )
+    assert layer.position.shape == (1, 6 + head, 16)  # positions for the class token and the patches only
+    registers = keras.ops.convert_to_numpy(layer.registers)[0]
+    np.testing.assert_allclose(out[:, head : head + 2], np.broadcast_to(registers, (3, 2, 16)), atol=1e-6)
+    # The patch tokens are what a register-free encoder with the same weights gives.
+    plain = PatchEncoder(6, 16, grid_size=(2, 3), class_token=class_token)
+    plain(patches)
+    plain.set_weights([w for w in layer.get_weights() if w.shape != registers[None].shape])
+    np.testing.assert_allclose(
+        out[:, head + 2 :], keras.ops.convert_to_numpy(plain(patches))[:, head:], atol=1e-6
+    )
+    assert layer.get_config()["num_registers"] == 2
+    assert_round_trip(layer, patches)
+    with pytest.raises(ValueError, match="num_registers"):
+        PatchEncoder(6, 16, grid_size=(2, 3), num_registers=-1)
+
+
+def test_patch_encoder_patch_norm():
+    """patch_norm layer-normalizes each patch vector before the projection: scaling one changes nothing."""
+    patches = np.random.default_rng(5).normal(size=(2, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), patch_norm=True)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    assert layer.get_config()["patch_norm"] is True
+    assert {w.path.split("/", 1)[1] for w in layer.weights} >= {"patch_norm/gamma", "patch_norm/beta"}
+    scaled = patches * np.array([3.0, 0.5, 7.0, 1.0, 2.0, 9.0], "float32")[None, :, None] + 4.0
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(scaled)), out, atol=1e-4)
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(PatchEncoder(6, 16, grid_size=(2, 3))(scaled))[:, 1:],
+        out[:, 1:],
+        atol=1e-2,
+    )
+    assert_round_trip(layer, patches)
+
+
+def test_patch_encoder_class_token_with_a_dynamic_batch():
+    """One class token per image whatever the batch size, in a model whose batch dimension is None."""
+    inputs = keras.Input((6, 12))
+    layer = PatchEncoder(6, 16, grid_size=(2, 3))
+    model = keras.Model(inputs, layer(inputs))
+    assert model.output_shape == (None, 7, 16)
+    cls = keras.ops.convert_to_numpy(layer.cls)[0, 0] + keras.ops.convert_to_numpy(layer.position)[0, 0]
+    for batch in (1, 5):
+        patches = np.random.default_rng(batch).normal(size=(batch, 6, 12)).astype("float32")
+        out = np.asarray(model.predict(patches, batch_size=batch, verbose=0))
+        assert out.shape == (batch, 7, 16)
+        np.testing.assert_allclose(out[:, 0], np.broadcast_to(cls, (batch, 16)), atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite conversion needs the TF backend")
+def test_patch_encoder_converts_to_int8_tflite_without_float_ops(tmp_path):
+    """The class token is copied per image by BROADCAST_TO (int8 kernel), not ZEROS_LIKE + ADD (float only).
+
+    Converted alone with full-integer quantization, the layer has no op left
+    in float32, and the file keeps a dynamic batch.
+    """
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    inputs = keras.Input((6, 12))
+    model = keras.Model(inputs, PatchEncoder(6, 16, grid_size=(2, 3), name="patch_encoder")(inputs))
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve",
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((None, 6, 12), tf.float32)],
+    )
+    archive.write_out(str(tmp_path / "sm"), verbose=False)
+    calibration = np.random.default_rng(0).normal(size=(8, 6, 12)).astype("float32")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # fails on a float-only op
+    interpreter = Interpreter(
+        model_content=converter.convert(),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    tensors = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    names = {op["op_name"] for op in ops}
+    assert "BROADCAST_TO" in names and "ZEROS_LIKE" not in names, names
+    float_ops = {
+        op["op_name"]
+        for op in ops
+        if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+        and any(tensors.get(i) == np.float32 for i in [*op["inputs"], *op["outputs"]])
+    }
+    assert not float_ops, float_ops
+    patches = calibration[:3]
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, [3, 6, 12], strict=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, patches)
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert out.shape == (3, 7, 16)
+    np.testing.assert_allclose(out, np.asarray(model(patches)), atol=0.1)  # int8 steps of ~0.02
+
+
+def test_patch_encoder_checks_sizes():
+    with pytest.raises(ValueError, match="not a square"):
+        PatchEncoder(6, 16)
+    with pytest.raises(ValueError, match="built for 4 patches but got 6"):
+        PatchEncoder(4, 16)(np.zeros((1, 6, 12), "float32"))
+
+
+def test_position_embedding_resampling():
+    layer = PatchEncoder(16, 8)
+    layer(np.zeros((1, 16, 12), "float32"))
+    same = layer.resampled_position_embedding((4, 4))
+    np.testing.assert_allclose(same, keras.ops.convert_to_numpy(layer.position), atol=1e-6)
+    bigger = layer.resampled_position_embedding((6, 8))
+    assert bigger.shape == (1, 1 + 48, 8)
+    np.testing.assert_allclose(bigger[0, 0], same[0, 0])  # class token kept
+    # A constant embedding stays constant under resampling.
+    layer.position.assign(np.ones((1, 17, 8), "float32"))
+    np.testing.assert_allclose(layer.resampled_position_embedding((6, 8)), 1.0, atol=1e-5)
+
+
+def test_sincos_table():
+    table = sincos_position_embedding((4, 4), 16)
+    assert table.shape == (16, 16)
+    assert np.allclose(np.linalg.norm(table, axis=1), np.sqrt(8))  # 8 (sin, cos) pairs
+    with pytest.raises(ValueError):
+        sincos_position_embedding((4, 4), 10)

@@ -1,0 +1,1 @@
+"""Tests of keras_vit.models, a module each."""

@@ -1,0 +1,61 @@
+"""Tests for keras_vit.cli_utils: one-line errors and the argparse value types."""
+
+import argparse
+import re
+
+import pytest
+
+from keras_vit.cli_utils import (
+    MAX_LINE,
+    CLIError,
+    first_line,
+    non_negative_int,
+    positive_int,
+    print_error,
+    unit_fraction,
+)
+
+
+def test_first_line():
+    assert first_line(ValueError("\n  bad value  \nmore detail")) == "bad value"
+    assert first_line(OSError("disk full"), with_type=True) == "OSError: disk full"
+    assert (
+        first_line(KeyError()) == "KeyError"
+        and first_line(RuntimeError(""), with_type=True) == "RuntimeError"
+    )
+    assert len(first_line(ValueError("x" * 1000))) == MAX_LINE
+    assert issubclass(CLIError, Exception)
+
+
+def test_print_error(capsys):
+    print_error(CLIError("model file m.keras does not exist"))
+    print_error("Could not find CIFAR-10. Tried:\n  1. here")
+    print_error("a\n   b", one_line=True)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: model file m.keras does not exist",
+        "error: Could not find CIFAR-10. Tried:",
+        "  1. here",
+        "error: a b",
+    ]
+
+
+def parse(kind, text):
+    parser = argparse.ArgumentParser(prog="x", exit_on_error=False)
+    parser.add_argument("--v", type=kind)
+    return parser.parse_args(["--v", text]).v
+
+
+def test_argument_types(capsys):
+    assert positive_int("3") == 3 and non_negative_int("0") == 0 and unit_fraction("0.25") == 0.25
+    assert unit_fraction("0") == 0.0
+    for kind, text, message in (
+        (positive_int, "0", "a positive integer, got 0"),
+        (positive_int, "two", "a positive integer, got 'two'"),
+        (non_negative_int, "-1", "a non-negative integer, got -1"),
+        (unit_fraction, "1", "must be in [0, 1), got 1"),
+        (unit_fraction, "half", "a number in [0, 1), got 'half'"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+            kind(text)
+        with pytest.raises(argparse.ArgumentError, match="expected|must be"):
+            parse(kind, text)

@@ -1,0 +1,265 @@
+"""End-to-end tests of `python -m keras_vit.evaluate` on a tiny image tree (see cli_models)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_models import (
+    PER_CLASS,
+    error_line,
+    make_setup,
+    make_tree,
+    read_split,
+    record_decodes,
+    save_model,
+)
+from PIL import Image
+
+from keras_vit import evaluate, inference, tta
+from keras_vit.data import CIFAR10_CLASSES, DATA_DIR_ENV, cifar10
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return make_setup(tmp_path_factory.mktemp("cli"))
+
+
+def test_evaluate_end_to_end(setup, tmp_path, capsys):
+    out = tmp_path / "eval"
+    status = evaluate.main(
+        [
+            str(setup["model_path"]),
+            "--data-dir",
+            str(setup["tree"]),
+            "--output",
+            str(out),
+            "--no-cache",
+            "--batch-size",
+            "8",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+
+    results = json.loads((out / "evaluation.json").read_text())
+    x, y = read_split(setup["tree"], "test", setup["classes"])
+    predicted = setup["model"].predict(x, verbose=0).argmax(axis=-1)
+    expected_accuracy = float(np.mean(predicted == y))
+    assert results["num_images"] == len(y) == 10 * PER_CLASS
+    assert results["accuracy"] == pytest.approx(expected_accuracy, abs=1e-12)
+    assert results["correct"] == int(np.sum(predicted == y))
+    expected_cm = np.zeros((10, 10), int)
+    np.add.at(expected_cm, (y, predicted), 1)
+    np.testing.assert_array_equal(results["confusion_matrix"], expected_cm)
+    assert results["class_names"] == setup["classes"]
+    for i, row in enumerate(results["per_class"]):
+        assert row["class"] == setup["classes"][i] and row["count"] == PER_CLASS
+        assert row["accuracy"] == pytest.approx(np.mean(predicted[y == i] == i))
+    assert 0 <= results["top5_accuracy"] <= 1 and results["loss"] > 0
+
+    with Image.open(out / "confusion_matrix.png") as im:
+        im.verify()
+    assert f"Accuracy: {expected_accuracy:.4f}" in printed
+    assert "shape3" in printed  # per-class table
+
+
+def evaluate_with_tta(setup, out, capsys, tta):
+    """`python -m keras_vit.evaluate --tta TTA` on the test tree: its results, and the test images and labels."""
+    status = evaluate.main(
+        [
+            str(setup["model_path"]),
+            "--data-dir",
+            str(setup["tree"]),
+            "--output",
+            str(out),
+            "--no-cache",
+            "--batch-size",
+            "8",
+            "--tta",
+            tta,
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    return json.loads((out / "evaluation.json").read_text()), *read_split(
+        setup["tree"], "test", setup["classes"]
+    )
+
+
+def test_evaluate_flip_tta_averages_the_mirror_images(setup, tmp_path, capsys):
+    results, x, y = evaluate_with_tta(setup, tmp_path / "eval_tta", capsys, "flip")
+    logits = (setup["model"].predict(x, verbose=0) + setup["model"].predict(x[:, :, ::-1], verbose=0)) / 2
+    assert results["tta"] == "flip"
+    assert results["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-12)
+    # The mirror images really change the logits (the test would pass vacuously otherwise).
+    assert not np.allclose(logits, setup["model"].predict(x, verbose=0), atol=1e-4)
+    with pytest.raises(ValueError, match="tta"):
+        inference.tta_logits(setup["model"], x, "rotate")
+
+
+def test_evaluate_flip_shift_tta_averages_ten_views(setup, tmp_path, capsys):
+    from conftest import reference_tta_views
+
+    results, x, y = evaluate_with_tta(setup, tmp_path / "eval_flip_shift", capsys, "flip-shift")
+    views = [setup["model"].predict(view, verbose=0) for view in reference_tta_views(x, "flip-shift")]
+    assert len(views) == 10 and results["tta"] == "flip-shift"
+    logits = np.mean(views, axis=0)
+    assert results["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-12)
+    np.testing.assert_allclose(
+        inference.tta_logits(setup["model"], x, "flip-shift", 8, progress=False), logits, atol=1e-5
+    )
+    # Every shifted view changes the logits, and the flip-shift mean is not the flip mean.
+    assert all(not np.allclose(view, views[0], atol=1e-4) for view in views[1:])
+    assert not np.allclose(logits, (views[0] + views[1]) / 2, atol=1e-4)
+    # One pass over the ten views scores all three augmentations.
+    scored = tta.tta_accuracies(inference.view_logits(setup["model"], x, "flip-shift", 8, progress=False), y)
+    assert scored["none"] == pytest.approx(float(np.mean(views[0].argmax(-1) == y)))
+    assert scored["flip"] == pytest.approx(float(np.mean((views[0] + views[1]).argmax(-1) == y)))
+    assert scored["flip-shift"] == results["accuracy"]
+
+
+def test_evaluate_limit_and_default_output(setup, capsys):
+    status = evaluate.main(
+        [
+            str(setup["model_path"]),
+            "--data-dir",
+            str(setup["tree"]),
+            "--limit",
+            "10",
+            "--split",
+            "train",
+            "--no-cache",
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    results = json.loads((setup["model_path"].parent / "evaluation.json").read_text())
+    assert results["num_images"] == 10 and results["split"] == "train"
+    assert sum(row["count"] for row in results["per_class"]) == 10
+    assert (setup["model_path"].parent / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_evaluate_never_writes_into_the_package(tmp_path):
+    from keras_vit.pretrained import model_path
+
+    assert evaluate.default_output_dir(model_path()) == Path("runs") / "evaluate" / "vit_cifar10"
+    assert evaluate.default_output_dir(tmp_path / "model.keras") == tmp_path
+
+
+def test_evaluate_cifar_named_tree_uses_cifar_names(setup, tmp_path, capsys):
+    tree = make_tree(tmp_path / "cifar", CIFAR10_CLASSES, per_class=2, seed=1)
+    model, model_path = save_model(tmp_path / "run", seed=1)  # no labels.txt: CIFAR-10 names
+    assert evaluate.main([str(model_path), "--data-dir", str(tree), "--no-cache"]) == 0
+    results = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    x, y = read_split(tree, "test", list(CIFAR10_CLASSES))
+    expected = float(np.mean(model.predict(x, verbose=0).argmax(-1) == y))
+    assert results["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert results["class_names"] == list(CIFAR10_CLASSES)
+    assert "from the data_dir argument" in results["data"]  # read by load_cifar10
+
+    # The same tree without train/: evaluation needs only test/.
+    shutil.rmtree(tree / "train")
+    out = tmp_path / "test_only"
+    assert evaluate.main([str(model_path), "--data-dir", str(tree), "--no-cache", "--output", str(out)]) == 0
+    again = json.loads((out / "evaluation.json").read_text())
+    assert again["accuracy"] == results["accuracy"] and again["num_images"] == 10 * 2
+    assert again["confusion_matrix"] == results["confusion_matrix"]
+
+
+def test_evaluate_test_only_folder(setup, tmp_path, capsys, monkeypatch):
+    """A tree with only test/ evaluates like the full tree; train/ is never read."""
+    tree = tmp_path / "test_only"
+    shutil.copytree(setup["tree"] / "test", tree / "test")
+    read = record_decodes(monkeypatch)
+    cache = tmp_path / "cache"
+    argv = [str(setup["model_path"]), "--data-dir", str(tree), "--cache-dir", str(cache), "--batch-size", "8"]
+    assert evaluate.main([*argv, "--output", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    x, y = read_split(setup["tree"], "test", setup["classes"])
+    predicted = setup["model"].predict(x, verbose=0).argmax(axis=-1)
+    assert results["num_images"] == len(y) == 10 * PER_CLASS
+    assert results["accuracy"] == pytest.approx(float(np.mean(predicted == y)), abs=1e-12)
+    assert len(set(read)) == 10 * PER_CLASS
+    assert [f.name.split("-")[1] for f in cache.glob("*.npz")] == ["test"]
+
+    # Second run: from the test split's cache, nothing decoded.
+    read.clear()
+    assert evaluate.main([*argv, "--output", str(tmp_path / "b")]) == 0
+    cached = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    assert read == [] and "cached" in cached["data"]
+    assert cached["accuracy"] == results["accuracy"]
+    assert cached["confusion_matrix"] == results["confusion_matrix"]
+
+    # Asking for the missing split is a clear one-line error naming it.
+    capsys.readouterr()
+    assert evaluate.main([*argv, "--split", "train", "--output", str(tmp_path / "c")]) == 1
+    line = error_line(capsys)
+    assert line.startswith("error: ") and f"Missing split folder {tree / 'train'}" in line
+
+
+def test_evaluate_decodes_only_the_evaluated_split(setup, tmp_path, monkeypatch):
+    read = record_decodes(monkeypatch)
+    assert (
+        evaluate.main(
+            [
+                str(setup["model_path"]),
+                "--data-dir",
+                str(setup["tree"]),
+                "--no-cache",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert len(set(read)) == 10 * PER_CLASS
+    assert all(Path(p).parent.parent.name == "test" for p in read)
+
+
+def test_evaluate_errors(setup, tmp_path, capsys):
+    tree = str(setup["tree"])
+    assert evaluate.main([str(tmp_path / "missing.keras"), "--data-dir", tree]) == 1
+    assert error_line(capsys) == f"error: model file {tmp_path / 'missing.keras'} does not exist"
+
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"this is not a zip file")
+    assert evaluate.main([str(corrupt), "--data-dir", tree]) == 1
+    assert error_line(capsys).startswith(f"error: could not load model {corrupt}")
+
+    assert (
+        evaluate.main([str(setup["model_path"]), "--data-dir", str(tmp_path / "nodata"), "--no-cache"]) == 1
+    )
+    line = error_line(capsys)
+    assert line.startswith("error: ") and "nodata" in line
+
+    # A 10-class model without labels.txt gets CIFAR-10 names, which the tree lacks.
+    _, bare = save_model(tmp_path / "bare")
+    assert evaluate.main([str(bare), "--data-dir", tree, "--no-cache"]) == 1
+    assert "not among the model's classes" in error_line(capsys)
+
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--data-dir" in capsys.readouterr().out
+
+
+def test_evaluate_without_data_lists_what_it_tried(setup, tmp_path, monkeypatch, capsys):
+    """No --data-dir, no $KERAS_VIT_DATA_DIR, nothing in the standard places, offline: the error names every
+    source searched and how to point at a local copy, not just "not found"."""
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.chdir(tmp_path)  # ./data/cifar10 and ./data/cifar-10-batches-py: absent
+    monkeypatch.setattr(cifar10, "_network_available", lambda *a, **k: False)
+    assert evaluate.main([str(setup["model_path"]), "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Could not find CIFAR-10. Tried:")
+    for expected in (
+        f"${DATA_DIR_ENV}: not set",
+        str(tmp_path / "keras_home" / "datasets"),
+        "data/cifar10",
+        "tensorflow_datasets",
+        "keras.datasets.cifar10: no network",
+        "--data-dir DIR",
+    ):
+        assert expected in err, expected

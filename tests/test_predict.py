@@ -1,0 +1,116 @@
+"""End-to-end tests of `python -m keras_vit.predict` on a tiny image tree (see cli_models)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_models import PER_CLASS, error_line, make_setup
+from PIL import Image
+
+from keras_vit import metrics, predict
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return make_setup(tmp_path_factory.mktemp("cli"))
+
+
+def test_predict_json_matches_softmax(setup, tmp_path, capsys):
+    files = sorted((setup["tree"] / "test" / "shape2").glob("*.png"))[:2]
+    big = tmp_path / "big.jpg"  # another size and format: resized to 32x32
+    Image.fromarray(np.full((64, 48, 3), 200, np.uint8)).save(big)
+    status = predict.main([str(setup["model_path"]), *map(str, files), str(big), "--top-k", "3", "--json"])
+    assert status == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [p["image"] for p in output["predictions"]] == [*map(str, files), str(big)]
+    assert output["errors"] == []
+
+    x = predict.read_images([*files, big], (32, 32))[0].astype("float32")
+    logits = setup["model"].predict(x, verbose=0).astype("float64")
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    for row, item in zip(probs, output["predictions"]):
+        top = item["top_k"]
+        assert len(top) == 3
+        order = np.argsort(-row)[:3]
+        assert [t["index"] for t in top] == order.tolist()
+        assert [t["label"] for t in top] == [setup["classes"][i] for i in order]
+        np.testing.assert_allclose([t["probability"] for t in top], row[order], atol=1e-6)
+
+
+def test_predict_flip_shift_tta(setup, capsys):
+    from conftest import reference_tta_views
+
+    files = sorted((setup["tree"] / "test" / "shape1").glob("*.png"))[:3]
+    assert (
+        predict.main(
+            [str(setup["model_path"]), *map(str, files), "--top-k", "1", "--json", "--tta", "flip-shift"]
+        )
+        == 0
+    )
+    output = json.loads(capsys.readouterr().out)
+    x = predict.read_images(files, (32, 32))[0]
+    logits = np.mean(
+        [
+            setup["model"].predict(v.astype("float32"), verbose=0)
+            for v in reference_tta_views(x, "flip-shift")
+        ],
+        0,
+    )
+    probs = metrics.softmax(logits)
+    np.testing.assert_allclose(
+        [item["top_k"][0]["probability"] for item in output["predictions"]], probs.max(-1), atol=1e-5
+    )
+    assert [item["top_k"][0]["index"] for item in output["predictions"]] == probs.argmax(-1).tolist()
+
+
+def test_predict_text_folder_and_unreadable(setup, tmp_path, capsys):
+    folder = setup["tree"] / "test" / "shape0"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    status = predict.main([str(setup["model_path"]), str(folder), str(broken), "--top-k", "20"])
+    captured = capsys.readouterr()
+    assert status == 1  # one image failed
+    assert f"error: cannot read image {broken}" in captured.err
+    for file in sorted(folder.glob("*.png")):
+        assert str(file) in captured.out
+    assert captured.out.count("%") == PER_CLASS * 10  # top-k capped at the 10 classes
+
+
+def test_predict_errors(setup, tmp_path, capsys):
+    image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
+    assert predict.main([str(tmp_path / "none.keras"), image]) == 1
+    assert error_line(capsys) == f"error: model file {tmp_path / 'none.keras'} does not exist"
+    assert predict.main([str(setup["model_path"]), str(tmp_path / "nope.png")]) == 1
+    assert "nope.png" in error_line(capsys)
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    assert predict.main([str(setup["model_path"]), image, "--labels", str(short)]) == 1
+    assert "has 2 names but the model has 10 classes" in error_line(capsys)
+
+
+def test_predict_module_entry_point(tmp_path):
+    """`python -m keras_vit.predict` exits non-zero with a one-line error."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_vit.predict", str(tmp_path / "missing.keras"), "x.png"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"error: model file {tmp_path / 'missing.keras'} does not exist"
+    )
+    assert proc.stdout == ""

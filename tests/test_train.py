@@ -1,0 +1,321 @@
+"""python -m keras_vit.train end to end: outputs, honest metrics, resume, bad input."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_vit import load_model, train
+from keras_vit.data import load_cifar10
+from keras_vit.training.callbacks import EpochTimer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+ARGS = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "32", "--verbose", "0"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_train_writes_everything_and_reports_true_accuracy(tiny_tree, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(ARGS + ["--data-dir", str(tiny_tree), "--output", str(out)]) == 0
+    for name in ("model.keras", "labels.txt", "history.csv", "curves.png", "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "checkpoint").exists()  # removed once training finished
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["parameters"] > 0 and metrics["wall_clock_seconds"] > 0
+    splits = load_cifar10(tiny_tree)
+    model = load_model(out / "model.keras")
+    accuracy = np.mean(
+        np.argmax(model.predict(splits.x_test.astype("float32"), verbose=0), -1) == splits.y_test
+    )
+    assert metrics["test_accuracy"] == pytest.approx(accuracy)
+    # The test-time augmentations' accuracies are the saved model's too.
+    from conftest import reference_tta_views
+
+    views = [
+        model.predict(v.astype("float32"), verbose=0)
+        for v in reference_tta_views(splits.x_test, "flip-shift")
+    ]
+    for key, count in (("test_accuracy_flip_tta", 2), ("test_accuracy_flip_shift_tta", 10)):
+        assert metrics[key] == pytest.approx(
+            np.mean(np.mean(views[:count], 0).argmax(-1) == splits.y_test)
+        ), key
+    assert (out / "labels.txt").read_text().split()[:2] == ["airplane", "automobile"]
+
+
+def test_rerun_resumes_after_an_interruption(tiny_tree, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ARGS[:] + ["--data-dir", str(tiny_tree), "--output", str(out)]
+    args[args.index("--epochs") + 1] = "3"
+    original = EpochTimer.on_epoch_begin
+
+    def stop_at_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise Interrupt()
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(EpochTimer, "on_epoch_begin", stop_at_second_epoch)
+    with pytest.raises(Interrupt):
+        train.main(args)
+    assert (out / "checkpoint").exists()
+    monkeypatch.setattr(EpochTimer, "on_epoch_begin", original)
+    assert train.main(args) == 0
+    history = (out / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]  # epoch 0 not redone
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_time_budget_sets_the_schedule_and_stops(tiny_tree, tmp_path):
+    out = tmp_path / "budget"
+    args = ARGS + [
+        "--data-dir",
+        str(tiny_tree),
+        "--output",
+        str(out),
+        "--time-budget",
+        "1",
+        "--warmup-epochs",
+        "1",
+    ]
+    assert train.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The first epoch (compilation included) takes more than the 1 s budget: it is the only one.
+    assert metrics["epochs"] == 1 and metrics["time_budget_seconds"] == 1.0
+    header = (out / "history.csv").read_text().splitlines()[0].split(",")
+    assert "learning_rate" in header and "planned_epochs" in header
+    assert train.main(ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--time-budget", "0"]) == 2
+
+
+def test_gpu_recipe_flags_and_time_limit(tiny_tree, tmp_path):
+    # The flags of benchmarks/gpu_cifar10.sh, on a tiny run: the time limit
+    # stops it after the first epoch, and the model is still saved and scored.
+    out = tmp_path / "run"
+    args = ARGS + [
+        "--data-dir",
+        str(tiny_tree),
+        "--output",
+        str(out),
+        "--augment",
+        "lee2021",
+        "--num-heads",
+        "4",
+        "--registers",
+        "1",
+        "--steps-per-execution",
+        "2",
+        "--ema-momentum",
+        "0.9",
+        "--checkpoint-every",
+        "2",
+        "--time-limit",
+        "0.001",
+        "--shifted-patches",
+        "--locality-attention",
+        "--patch-dropout",
+        "0.5",
+        "--model-arg",
+        "mlp_dim=48",
+        "--model-arg",
+        "position_embedding=sincos",
+    ]
+    args[args.index("--epochs") + 1] = "4"
+    assert train.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["epochs_requested"] == 4
+    assert metrics["stopped_by_time_limit"] and not metrics["diverged"]
+    model = load_model(out / "model.keras")
+    assert model.get_layer("block_0").num_heads == 4 and model.get_layer("patch_encoder").num_registers == 1
+    assert model.get_layer("patches").shifted and model.get_layer("block_0").mlp_dim == 48
+    assert model.get_layer("block_0").locality_attention and model.get_layer("patch_dropout").rate == 0.5
+    assert model.get_layer("patch_encoder").position_embedding_type == "sincos"
+    assert metrics["args"]["model_args"] == [["mlp_dim", 48], ["position_embedding", "sincos"]]
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_unmasked_finish_flag(tiny_tree, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--unmasked-finish", "0.5"]
+    assert train.main(args) == 2  # no PatchDropout to turn off
+    assert "needs --patch-dropout" in capsys.readouterr().err
+    assert train.main(args + ["--patch-dropout", "0.5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["unmasked_from_epoch"] == 2
+    lines = (out / "history.csv").read_text().splitlines()
+    column = lines[0].split(",").index("unmasked")
+    assert [float(line.split(",")[column]) for line in lines[1:]] == [0.0, 1.0]
+
+
+def test_ema_weights_are_saved_even_when_the_time_limit_stops_early(tiny_tree, tmp_path):
+    # With momentum ~1 the average barely leaves the initial weights, while
+    # training moves them: the saved model must be the average.
+    import keras
+
+    from keras_vit import build_vit
+
+    out = tmp_path / "run"
+    args = ARGS + [
+        "--data-dir",
+        str(tiny_tree),
+        "--output",
+        str(out),
+        "--ema-momentum",
+        "0.9999999",
+        "--learning-rate",
+        "1e-2",
+        "--time-limit",
+        "0.001",
+    ]
+    args[args.index("--epochs") + 1] = "3"
+    assert train.main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["stopped_by_time_limit"]
+    keras.utils.set_random_seed(0)  # what train.main does before building
+    initial = build_vit("vit_micro", num_classes=10, image_size=(32, 32))
+    saved = load_model(out / "model.keras")
+    drift = max(float(np.max(np.abs(a - b))) for a, b in zip(initial.get_weights(), saved.get_weights()))
+    assert drift < 1e-4, drift
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (the dev extra's)")
+def test_teacher_and_gpu_recipe_train_under_pytorch(tiny_tree, tmp_path):
+    """The README says any Keras backend: the GPU recipe's whole path (RandAugment, MixUp/CutMix, bf16, a distilled
+    teacher with its flip, EMA, PatchDropout with an unmasked finish, the time budget) on PyTorch, and the file it
+    saves computes the same under TensorFlow."""
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
+    common = ["--data-dir", str(tiny_tree), "--batch-size", "32", "--verbose", "0"]
+    teacher = tmp_path / "teacher"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_vit.teacher",
+            *common,
+            "--width",
+            "4",
+            "--epochs",
+            "1",
+            "--augment",
+            "cutout",
+            "--output",
+            str(teacher),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    out = tmp_path / "vit"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_vit.train",
+            *common,
+            "--recipe",
+            "cifar10_gpu",
+            "--preset",
+            "vit_micro",
+            "--num-heads",
+            "4",
+            "--epochs",
+            "2",
+            "--max-epochs",
+            "2",
+            "--time-budget",
+            "600",
+            "--validation-freq",
+            "1",
+            "--teacher",
+            str(teacher / "model.keras"),
+            "--teacher-flip",
+            "--ema-momentum",
+            "0.9",
+            "--patch-dropout",
+            "0.5",
+            "--unmasked-finish",
+            "0.5",
+            "--output",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == "torch" and metrics["args"]["mixed_precision"] == "bfloat16"
+    assert (
+        metrics["args"]["augment"] == "lee2021"
+        and metrics["epochs"] == 2
+        and metrics["unmasked_from_epoch"] == 2
+    )
+    assert json.loads((teacher / "metrics.json").read_text())["backend"] == "torch"
+    splits = load_cifar10(tiny_tree)
+    model = load_model(out / "model.keras")  # here: TensorFlow
+    accuracy = np.mean(
+        np.argmax(model.predict(splits.x_test.astype("float32"), verbose=0), -1) == splits.y_test
+    )
+    # The same float32 model on another backend: at most one borderline image apart.
+    assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1.01 / len(splits.y_test))
+
+
+def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
+    assert train.main(["--epochs", "0"]) == 2
+    for bad in (["--model-arg", "nope=1"], ["--model-arg", "num_classes=3"], ["--model-arg", "depth"]):
+        with pytest.raises(SystemExit):
+            train.main(bad)
+    assert train.main(["--model-arg", "num_heads=2", "--num-heads", "2"]) == 2
+    for rate in ("1", "-0.1", "half"):  # --patch-dropout takes a share in [0, 1)
+        with pytest.raises(SystemExit) as stop:
+            train.main(["--patch-dropout", rate])
+        assert stop.value.code == 2
+    assert "num_heads given both" in capsys.readouterr().err
+    run = ARGS + ["--data-dir", str(tiny_tree), "--output", str(tmp_path / "bad")]
+    assert train.main(run + ["--model-arg", "pooling=avg"]) == 2
+    assert "cannot build the model" in capsys.readouterr().err
+    assert train.main(["--ema-momentum", "1.5"]) == 2
+    assert train.main(["--time-limit", "-1"]) == 2
+    with pytest.raises(SystemExit):
+        train.main(["--num-heads", "0"])
+    assert train.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")]) == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--preset", "vit_gigantic"])
+    assert train.main(["--mix-prob", "1.5", "--augment", "lee2021"]) == 2
+    assert train.main(["--mix-prob", "1", "--augment", "basic"]) == 2  # nothing to mix
+    assert "no MixUp/CutMix" in capsys.readouterr().err
+
+
+def test_module_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_vit.train", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    for flag in (
+        "--preset",
+        "--data-dir",
+        "--epochs",
+        "--batch-size",
+        "--optimizer",
+        "--learning-rate",
+        "--weight-decay",
+        "--label-smoothing",
+        "--mixed-precision",
+        "--seed",
+        "--limit",
+        "--output",
+    ):
+        assert flag in result.stdout

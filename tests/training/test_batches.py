@@ -1,0 +1,50 @@
+"""Tests for keras_vit.training.batches."""
+
+import numpy as np
+import pytest
+
+from keras_vit.training.batches import TrainingBatches, even_batch_size
+
+
+def test_training_batches_are_full_shuffled_and_reshuffled():
+    images = np.arange(10)[:, None, None, None] * np.ones((1, 2, 2, 3), "uint8")
+    labels = np.arange(10)
+    batches = TrainingBatches(images, labels, 4, seed=1)
+    assert len(batches) == 2  # 10 // 4: the 2 images left over sit out this epoch
+
+    def epoch():
+        seen = []
+        for index in range(len(batches)):
+            inputs, targets = batches[index]
+            assert inputs["images"].shape == (4, 2, 2, 3)  # one shape only: one compilation
+            np.testing.assert_array_equal(inputs["labels"], targets)
+            np.testing.assert_array_equal(
+                inputs["images"][:, 0, 0, 0], targets
+            )  # images stay with their labels
+            seen += targets.tolist()
+        return seen
+
+    first = epoch()
+    assert len(set(first)) == 8
+    batches.on_epoch_end()
+    second = epoch()
+    assert len(set(second)) == 8 and second != first  # a new shuffle every epoch
+    # Over many epochs every image is trained on: the left-over ones change.
+    seen = set()
+    for _ in range(20):
+        batches.on_epoch_end()
+        seen |= set(epoch())
+    assert seen == set(range(10))
+    with pytest.raises(IndexError):
+        batches[2]
+    # A set smaller than a batch is one batch.
+    assert len(TrainingBatches(images[:3], labels[:3], 8)) == 1
+    with pytest.raises(ValueError, match="as many labels"):
+        TrainingBatches(images, labels[:5], 4)
+
+
+def test_even_batch_size():
+    assert even_batch_size(10000, 256) == 250
+    assert even_batch_size(10000, 500) == 500
+    assert even_batch_size(7, 4) == 4  # no divisor close enough: the batch size as asked
+    assert even_batch_size(3, 8) == 3

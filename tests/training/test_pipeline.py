@@ -1,0 +1,38 @@
+"""Tests for keras_vit.training.pipeline: the shared fit -> score -> save steps."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from keras_vit import load_model
+from keras_vit.training import pipeline
+
+
+def test_save_model_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    from keras_vit import build_vit
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"the previous model")
+    model = build_vit("vit_micro")
+    pipeline.save_model_atomic(model, path)
+    assert load_model(path).count_params() == model.count_params()
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, as any saved model
+    before = path.read_bytes()
+
+    class Broken:  # fails halfway through writing
+        def save(self, filepath):
+            Path(filepath).write_bytes(b"half a model")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.save_model_atomic(Broken(), path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_describe_device_names_the_cpu_and_its_cores_without_an_accelerator():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: describe_device names it instead")
+    assert pipeline.describe_device().endswith(f", {os.cpu_count()} cores (tensorflow)")
