@@ -24,6 +24,8 @@ rm -f "$OUT"/run/teacher*/model.keras  # a distilled run's teachers (8 to 26 MB 
 # The device tool brings back at most MAX_FILES files (a ninth file once cost a run its model.keras):
 # past that, everything but the model, its metrics and the log goes into one archive.
 MAX_FILES=${MAX_FILES:-8}
+# The runs' empty lock files (keras_vit.training.pipeline.locked_output) are not worth a file.
+find "$OUT" -name ".keras_vit.lock" -type f -empty -delete
 if [ "$(find "$OUT" -type f | wc -l)" -gt "$MAX_FILES" ]; then
   archive=$(mktemp /tmp/extras.XXXXXX)
   (cd "$OUT" && find . -type f ! -name model.keras ! -name metrics.json ! -name log.txt -print0 \

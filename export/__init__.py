@@ -14,9 +14,11 @@ appears at the output path:
 
 Modules: `formats` (the registry: every format, in order), `step` (`Format`
 and the one per-format step: convert, prove, model card), `cli` (arguments,
-loading a job, publishing one format), `common` (backend, errors, model,
-labels, proof images, output paths), `card` (the model card), `verify` (the
-proof), the converters `savedmodel`, `tflite`, `onnx`, `report`
+loading a job, publishing one format), `common` (backend, errors, signals,
+model, labels, proof images, output paths), `output` (the output's lock,
+what a killed export left, free space, a file's own labels), `worker` (a
+conversion's process, which dies with its command), `card` (the model card),
+`verify` (the proof), the converters `savedmodel`, `tflite`, `onnx`, `report`
 (report.md/json), `runtime` (deployment side, TF-free), `benchmark`.
 
 This file imports nothing on purpose: `export.runtime` must stay importable

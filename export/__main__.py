@@ -14,8 +14,12 @@ place only when every file passed its proof):
     report.md, report.json sizes, parity numbers, accuracy of each format vs Keras
 
 Each TFLite conversion runs in its own process (the converter leaks memory
-per call). A failed proof prints the numbers and the report, exits 1 and
-leaves nothing at `OUT_DIR`.
+per call; `export.worker`: it dies with the command). A failed proof prints
+the numbers and the report and exits 1; so do an error and a full disk
+(one line); Ctrl-C and SIGTERM print one line and exit 130 and 143. In each
+case a previous export at `OUT_DIR` is kept as it was, and the temporary
+folder is removed (one left by a killed export is removed by the next
+export to `OUT_DIR`, which holds a lock on it: `export.output`).
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import os
 import sys
 
 from export import cli, common, onnx, report, tflite, verify
+from export.card import sidecar_paths
 from export.common import ExportError
 from export.formats import FORMATS
-from export.step import export_format, write_sidecars
-from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
+from export.step import DiskFullError, export_format, write_sidecars
+from keras_vit.files import atomic_write_json, atomic_write_text
 
 REPORT_MARKER = "report.json"
 
@@ -48,37 +53,47 @@ def main(argv=None):
 
 
 def export_all(args):
-    """Runs the all-formats export for parsed arguments; returns the report dict."""
-    job = cli.prepare(args, kind="dir", marker=REPORT_MARKER, calib_images=args.calib_images, isolate=True)
-    output = job.output
-    with atomic_path(output, directory=True) as folder:
-        results, cards = export_every_format(job, folder)
-        summary = report.build(
-            args=args,
-            model=job.model,
-            io=job.io,
-            labels=job.labels,
-            label_source=job.label_source,
-            data=job.data,
-            reference=job.reference,
-            results=results,
-            cards=cards,
-        )
-        markdown = report.markdown(summary)
-        print()
-        print(markdown)
-        if not summary["passed"]:  # nothing is published; an older export must not pass for this one either
-            if os.path.isdir(output) and os.path.exists(os.path.join(output, REPORT_MARKER)):
-                common.discard(output)
-                print(
-                    f"removed the previous export at {output} so that it cannot be mistaken for this one",
-                    file=sys.stderr,
-                )
-            verify.require_pass(results)
-        for fmt in FORMATS:  # the files in the folder share one labels.txt
-            write_sidecars(os.path.join(folder, fmt.file_name), fmt, job.labels, cards[fmt.file_name])
-        atomic_write_json(os.path.join(folder, REPORT_MARKER), summary)
-        atomic_write_text(os.path.join(folder, "report.md"), markdown)
+    """Runs the all-formats export for parsed arguments; returns the report dict.
+
+    The folder is built in a temporary folder beside `args.output` and takes
+    its place only when every file passed its proof: a failed proof, an
+    error, a full disk, Ctrl-C or SIGTERM leave a previous export there as it
+    was (and no temporary folder, no worker process).
+    """
+    with cli.prepared(
+        args,
+        kind="dir",
+        marker=REPORT_MARKER,
+        calib_images=args.calib_images,
+        isolate=True,
+        files=len(FORMATS),
+    ) as job:
+        output = job.output
+        previous = os.path.lexists(output)
+        with cli.publishing(job, directory=True) as publication:
+            folder = publication.path
+            results, cards = export_every_format(job, folder)
+            summary = report.build(
+                args=args,
+                model=job.model,
+                io=job.io,
+                labels=job.labels,
+                label_source=job.label_source,
+                data=job.data,
+                reference=job.reference,
+                results=results,
+                cards=cards,
+            )
+            markdown = report.markdown(summary)
+            print()
+            print(markdown)
+            verify.require_pass(results, output=output, previous=previous)
+            for fmt in FORMATS:  # the files in the folder share one labels.txt
+                path = os.path.join(folder, fmt.file_name)
+                write_sidecars(path, fmt, job.labels, cards[fmt.file_name], shared_labels=True)
+            atomic_write_json(os.path.join(folder, REPORT_MARKER), summary)
+            atomic_write_text(os.path.join(folder, "report.md"), markdown)
+            publication.start()  # only the rename into place is left
     print(f"wrote {output}")
     if not job.data.real:
         print(job.data.notes[0], file=sys.stderr)
@@ -99,8 +114,13 @@ def export_every_format(job, folder):
     results, cards = [], {}
     for fmt in common.progress(FORMATS, desc="formats"):
         path = os.path.join(folder, fmt.file_name)
+        labels_file = sidecar_paths(path, is_dir=fmt.is_dir, shared_labels=True)[0]
         try:
-            result, cards[fmt.file_name] = export_format(fmt, job, path, file_name=fmt.file_name)
+            result, cards[fmt.file_name] = export_format(
+                fmt, job, path, file_name=fmt.file_name, labels_file=labels_file
+            )
+        except DiskFullError:  # the other formats would fail the same way
+            raise
         except ExportError as e:
             print(f"FAIL {fmt.title}: {e}")
             results.append({"name": fmt.title, "file": fmt.file_name, "passed": False, "failures": [str(e)]})

@@ -1,7 +1,7 @@
 """The model card of an exported file: what it takes and returns, where it came from, where it was proven.
 
 Every exported file gets one, as JSON beside it (`X.tflite.json`) or inside
-it (a SavedModel's `model_card.json`), next to the `labels.txt` it uses.
+it (a SavedModel's `model_card.json`), next to the labels file it uses (`sidecar_paths`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 import os
 
 from keras_vit.device import machine_summary
-from keras_vit.labels import LABELS_FILENAME
+from keras_vit.labels import LABELS_FILENAME, TWIN_SUFFIX
 
 # What the model cards and the report say of the machine (`proof_machine`).
 PROOF_MACHINE_KEYS = ("cpu", "cores_available", "platform", "python", "ai_edge_litert", "onnxruntime")
@@ -28,16 +28,22 @@ def proof_machine():
     return {key: value for key, value in machine_summary().items() if key in PROOF_MACHINE_KEYS}
 
 
-def sidecar_paths(output, is_dir=False):
+def sidecar_paths(output, is_dir=False, shared_labels=False):
     """`(labels_path, card_path)` written with an export.
 
-    For a file `X.ext`: `labels.txt` beside it and the model card `X.ext.json`.
-    For a directory (SavedModel): `labels.txt` and `model_card.json` inside.
+    For a file `X.ext`: its own labels `X.labels.txt` beside it (read first by
+    the rules of `keras_vit.labels`, so that files of several models can
+    share a folder) and the model card `X.ext.json`; with `shared_labels`, the
+    folder's `labels.txt` instead (the files of `python -m export` all come
+    from one model). For a directory (SavedModel): `labels.txt` and
+    `model_card.json` inside.
     """
     output = os.path.abspath(os.fspath(output))
     if is_dir:
         return os.path.join(output, LABELS_FILENAME), os.path.join(output, "model_card.json")
-    return os.path.join(os.path.dirname(output), LABELS_FILENAME), output + ".json"
+    folder, name = os.path.split(output)
+    labels_name = LABELS_FILENAME if shared_labels else os.path.splitext(name)[0] + TWIN_SUFFIX
+    return os.path.join(folder, labels_name), output + ".json"
 
 
 def model_card(
@@ -48,6 +54,7 @@ def model_card(
     io,
     labels,
     source_model,
+    labels_file=LABELS_FILENAME,
     input_dtype="float32",
     input_quantization=None,
     output_dtype="float32",
@@ -63,6 +70,7 @@ def model_card(
         io: the model's `common.ModelIO`.
         labels: its class names.
         source_model: the `.keras` file it was exported from.
+        labels_file: the name of its labels file (see `sidecar_paths`).
         input_dtype, output_dtype: dtype names of the file's input and output.
         input_quantization, output_quantization: `(scale, zero_point)` of a
             quantized input or output, else `None`.
@@ -112,7 +120,7 @@ def model_card(
         "file": os.path.basename(os.fspath(file)),
         "input": image_input,
         "output": logits,
-        "labels_file": LABELS_FILENAME,
+        "labels_file": os.path.basename(os.fspath(labels_file)),
         "labels": list(labels),
         "source_model": os.path.abspath(os.fspath(source_model)),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -10,14 +10,16 @@ the same step for every format of `export.formats`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
 from export import card as card_module
 from export import common, verify
+from export import output as output_module
 from export.common import ExportError
-from export.step import Job, export_format, write_sidecars
-from keras_vit.cli_utils import positive_int
+from export.step import DiskFullError, Job, export_format, write_sidecars
+from keras_vit.cli_utils import first_line, positive_int
 from keras_vit.files import atomic_path
 
 
@@ -74,12 +76,21 @@ def make_parser(prog, description, output_help):
     return parser
 
 
-def prepare(args, *, kind, marker=None, calib_images=0, isolate=False):
-    """The steps every export command starts with, cheap checks first.
+@contextlib.contextmanager
+def prepared(args, *, kind, marker=None, calib_images=0, isolate=False, files=1):
+    """The steps every export command starts with, cheap checks first; the command runs in the block.
 
-    Checks the model file, the output path and the data before loading
-    TensorFlow (a typo fails in a second), then loads the model, its labels
-    and the proof images and computes the Keras reference.
+    Before TensorFlow is loaded (a typo or a full disk fails in a second):
+    checks the model file and the output path, takes the output's lock
+    (`export.output.output_lock`: a second export to it is refused), removes
+    what an interrupted export of it left (`remove_leftovers`), checks the
+    free space and the data. Then loads the model, its labels and the proof
+    images and computes the Keras reference. The lock is held until the
+    block ends.
+
+    On the way out, an `Interrupted` learns the output and whether it was
+    published (for `run_cli`'s line), and an `OSError` while writing becomes
+    one line saying that the output is unchanged.
 
     Args:
         args: parsed arguments of `make_parser`.
@@ -88,72 +99,121 @@ def prepare(args, *, kind, marker=None, calib_images=0, isolate=False):
             export (which may be replaced).
         calib_images: training images to load for int8 calibration (0: none).
         isolate: see `Job.isolate`.
+        files: how many files of about the model's size the command writes
+            (for the free-space check).
 
-    Returns:
+    Yields:
         The `Job`.
     """
     common.check_model_file(args.model)
     output = common.check_output_path(args.output, kind=kind, marker=marker)
-    common.check_data_available(args.data_dir)
-    if args.labels is not None and not os.path.isfile(args.labels):
-        raise ExportError(f"labels file {args.labels} does not exist.")
+    job = None
+    try:
+        with output_module.output_lock(output):
+            output_module.remove_leftovers(output)
+            output_module.check_free_space(output, args.model, files)
+            common.check_data_available(args.data_dir)
+            if args.labels is not None and not os.path.isfile(args.labels):
+                raise ExportError(f"labels file {args.labels} does not exist.")
 
-    model, io = common.load_keras_model(args.model)
-    labels, label_source = common.labels_with_source(args.model, io.num_classes, args.labels)
-    print(label_source)
-    # int8 needs calibration images, so this fails (clearly) without real data.
-    data = common.load_data(
-        args.data_dir, io, labels, eval_images=args.eval_images, calib_images=calib_images
-    )
-    for note in data.notes:
-        print(note, file=sys.stderr if not data.real else sys.stdout)
-    reference = verify.Reference(model, data)
-    print(f"checking on {reference.description}; Keras accuracy {reference.keras_accuracy:.2f}%")
-    return Job(args, output, model, io, labels, label_source, data, reference, isolate=isolate)
+            model, io = common.load_keras_model(args.model)
+            labels, label_source = common.labels_with_source(args.model, io.num_classes, args.labels)
+            print(label_source)
+            # int8 needs calibration images, so this fails (clearly) without real data.
+            data = common.load_data(
+                args.data_dir, io, labels, eval_images=args.eval_images, calib_images=calib_images
+            )
+            for note in data.notes:
+                print(note, file=sys.stderr if not data.real else sys.stdout)
+            reference = verify.Reference(model, data)
+            print(f"checking on {reference.description}; Keras accuracy {reference.keras_accuracy:.2f}%")
+            job = Job(args, output, model, io, labels, label_source, data, reference, isolate=isolate)
+            yield job
+    except common.Interrupted as e:
+        e.output, e.published = output, job is not None and job.published
+        raise
+    except OSError as e:  # writing the export (reading errors are ExportErrors already)
+        reason = (
+            "the disk is full" if output_module.disk_full(e) else e.strerror or first_line(e, with_type=True)
+        )
+        kept = "" if job is not None and job.published else f"; nothing of {output} was changed"
+        raise ExportError(f"{e.filename or output}: {reason}{kept}.") from None
+    except DiskFullError as e:
+        raise ExportError(f"{e}; nothing of {output} was changed.") from None
+
+
+class Publication:
+    """The temporary path a command fills, and the moment it starts publishing it (`publishing`)."""
+
+    def __init__(self, path, deferral):
+        self.path = path
+        self._deferral = deferral
+
+    def start(self):
+        """From here only the publication is left: SIGINT/SIGTERM wait until it is complete."""
+        self._deferral.defer()
+
+
+@contextlib.contextmanager
+def publishing(job, directory=False):
+    """`atomic_path(job.output)`, published when the block ends, without a signal cutting the publication short.
+
+    The block fills `Publication.path`; a block that raises leaves the output
+    as it was. Once the block calls `Publication.start()`, a SIGINT/SIGTERM
+    (`common.Interrupted`) waits until the output is in place; `job.published`
+    then says so.
+
+    Yields:
+        The `Publication`.
+    """
+    with common.SignalDeferral() as deferral:
+        with atomic_path(job.output, directory=directory) as tmp:
+            yield Publication(tmp, deferral)
+        job.published = True
 
 
 def export_one(args, fmt):
     """Runs a one-format command end to end: prepare, the export step, publish; returns the proof result.
 
     The file (or SavedModel directory) appears at `args.output`, with its
-    labels file and model card, only once it has passed its proof.
+    labels file and model card, only once it has passed its proof. A file's
+    labels go to `<name>.labels.txt` beside it (`card.sidecar_paths`): another
+    model's `labels.txt` in the folder is left alone, and the command refuses
+    when the name would change another model's class names
+    (`output.check_labels_twin`).
 
     Args:
         args: parsed arguments of `make_parser`, plus the format's options.
         fmt: the `Format` to export.
 
     Raises:
-        ExportError / ProofError: with a one-line message; nothing is left
-            at the output path.
+        ExportError / ProofError: with a one-line message; the output path
+            (and anything beside it) is as it was.
     """
     calib_images = args.calib_images if fmt.needs_calibration else 0
-    job = prepare(
-        args, kind="dir" if fmt.is_dir else "file", marker=fmt.dir_marker, calib_images=calib_images
-    )
-    output = job.output
-    with atomic_path(output, directory=fmt.is_dir) as tmp:
-        result, card = export_format(fmt, job, str(tmp), file_name=os.path.basename(output))
-        if fmt.quantize is not None:
-            float32_bytes = 4 * job.model.count_params()
-            result["size_ratio_to_float32_weights"] = result["size_bytes"] / float32_bytes
-        if not result["passed"]:
-            _remove_stale(output, fmt)
-            verify.require_pass([result])
-        # A directory's labels and card live inside it: written before it is published. A file's go beside it,
-        # before the file itself appears (last, when the block ends).
-        write_sidecars(tmp if fmt.is_dir else output, fmt, job.labels, card)
-    labels_path, card_path = card_module.sidecar_paths(output, is_dir=fmt.is_dir)
+    files = 1 if fmt.is_dir else 2  # a file is converted from a temporary SavedModel beside it
+    kind = "dir" if fmt.is_dir else "file"
+    with prepared(args, kind=kind, marker=fmt.dir_marker, calib_images=calib_images, files=files) as job:
+        output = job.output
+        labels_path, card_path = card_module.sidecar_paths(output, is_dir=fmt.is_dir)
+        if not fmt.is_dir:
+            output_module.check_labels_twin(output, job.labels, labels_path)
+        previous = os.path.lexists(output)
+        with publishing(job, directory=fmt.is_dir) as publication:
+            tmp = publication.path
+            result, card = export_format(
+                fmt, job, str(tmp), file_name=os.path.basename(output), labels_file=labels_path
+            )
+            if fmt.quantize is not None:
+                float32_bytes = 4 * job.model.count_params()
+                result["size_ratio_to_float32_weights"] = result["size_bytes"] / float32_bytes
+            verify.require_pass([result], output=output, previous=previous)
+            # A directory's labels and card live inside it: written before it is published. A file's go beside
+            # it, before the file itself appears (last, when the block ends).
+            publication.start()
+            write_sidecars(tmp if fmt.is_dir else output, fmt, job.labels, card)
     print(f"wrote {output}\n{card_module.describe_card(card)}")
     print(f"  labels: {labels_path}; model card: {card_path}")
     if not job.data.real:
         print(job.data.notes[0], file=sys.stderr)
     return result
-
-
-def _remove_stale(output, fmt):
-    """A failed proof leaves no file at the output path, not even an older export (nor its model card)."""
-    if os.path.lexists(output):
-        common.discard(output)
-        print(f"removed the previous {output} so that it cannot be mistaken for this export", file=sys.stderr)
-    if not fmt.is_dir:
-        common.discard(card_module.sidecar_paths(output)[1])

@@ -9,11 +9,14 @@ before anything imports Keras (`use_tensorflow_backend`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -61,21 +64,110 @@ def use_tensorflow_backend():
         )
 
 
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM, raised in the main thread while `run_cli` runs a command.
+
+    A `BaseException`, like `KeyboardInterrupt`: the `except Exception` of a
+    conversion does not swallow it, and every `finally` and `atomic_path` on
+    the way out runs (the worker process is killed, the temporary files are
+    removed, the lock released). The command fills `output` and `published`
+    on its way out, for the one line `run_cli` prints.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.output = None
+        self.published = False
+
+    @property
+    def exit_status(self):
+        """128 + the signal number: 130 for SIGINT, 143 for SIGTERM, as a shell reports a killed command."""
+        return 128 + self.signum
+
+    def message(self):
+        """The line `run_cli` prints: what became of the output."""
+        name = signal.Signals(self.signum).name
+        if self.output is None:
+            return f"interrupted ({name}) before any output was written"
+        if self.published:
+            return f"interrupted ({name}) after {self.output} was written (it is complete)"
+        return (
+            f"interrupted ({name}): the export was stopped and its temporary files removed; nothing of "
+            f"{self.output} was changed"
+        )
+
+
+# While an output is being published (a rename, a few small files): the signals that arrived, acted on after.
+_deferred_signals = None
+
+
+def _raise_interrupted(signum, frame):
+    if _deferred_signals is not None:
+        _deferred_signals.append(signum)
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGINT and SIGTERM raise `Interrupted` in the block (main thread only: Python's rule for handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class SignalDeferral:
+    """Lets a command finish publishing its output before a SIGINT/SIGTERM takes effect.
+
+    Use as a context manager around the block that writes and publishes;
+    call `defer()` once only the publication is left: a signal arriving from
+    then on raises `Interrupted` when the block ends, after the output is
+    complete, rather than halfway through a rename or between a file and its
+    labels.
+    """
+
+    def defer(self):
+        global _deferred_signals
+        _deferred_signals = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        global _deferred_signals
+        pending, _deferred_signals = _deferred_signals, None
+        if pending:
+            raise Interrupted(pending[0])
+        return False
+
+
 def run_cli(main, argv=None):
     """Runs an export command's `main(argv)` on the TensorFlow backend.
 
     Returns:
-        The exit status: `main`'s (0 for `None`); 1 after an `ExportError`,
-        printed as one `error: ...` line; 130 on Ctrl-C.
+        The exit status: `main`'s (0 for `None`); 1 after an `ExportError`
+        (or another `CLIError`), printed as one `error: ...` line; 130 on
+        Ctrl-C (SIGINT), 143 on SIGTERM, after one `interrupted ...` line.
     """
     try:
-        use_tensorflow_backend()
-        return main(argv) or 0
-    except ExportError as e:
+        with _signals_interrupt():
+            use_tensorflow_backend()
+            return main(argv) or 0
+    except CLIError as e:
         print_error(e, one_line=True)
         return 1
-    except KeyboardInterrupt:
-        print_error("interrupted")
+    except Interrupted as e:
+        print(e.message(), file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:  # Ctrl-C outside the main thread's handler
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -381,7 +381,8 @@ def main(argv=None):
         "python -m export.onnx",
         "Export a .keras ViT to ONNX (exact GELU, Erfc rewritten as 1 - Erf), checked in onnxruntime "
         "against Keras.",
-        "the .onnx file to write (labels.txt and OUT.onnx.json are written beside it)",
+        "the .onnx file to write (its class names OUT.labels.txt and model card OUT.onnx.json are written "
+        "beside it)",
     )
     add_opset_arg(parser)
     args = parser.parse_args(argv)

@@ -28,7 +28,9 @@ images = runtime.load_images(["cat.jpg"], model.image_size)
 print(runtime.classify(model, images, labels, top_k=3))
 ```
 
-CLI: `python -m export.runtime MODEL.{tflite,onnx} IMAGE... [--top-k 5] [--labels FILE]`.
+CLI: `python -m export.runtime MODEL.{tflite,onnx} IMAGE... [--top-k 5] [--labels FILE]`. As
+`python -m keras_vit.predict`, an unreadable image is one `error: ...` line (in `--json`, its entry is
+`{"image", "error"}`), the others are still classified, and the exit status is 1 if any image failed.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import numpy as np
 from keras_vit import labels as label_files
 from keras_vit import metrics
 from keras_vit.cli_utils import first_line, print_error
-from keras_vit.data.images import decode_image
+from keras_vit.data.images import decode_images
 from keras_vit.labels import LABELS_FILENAME, default_labels_path  # noqa: F401 (public: the runtime's API)
 from keras_vit.metrics import format_predictions, softmax
 from keras_vit.tta import TTA_CHOICES, TTA_HELP, check_tta, tta_views
@@ -373,23 +375,53 @@ def load_image(path, image_size):
     aspect ratio).
 
     Raises:
-        RuntimeModelError: a missing or unreadable file.
+        RuntimeModelError: a missing or unreadable file (corrupt, truncated,
+            or larger than Pillow's decompression-bomb limit).
     """
-    try:
-        return decode_image(path, tuple(int(v) for v in image_size))
-    except FileNotFoundError:
-        raise RuntimeModelError(f"image {path} does not exist.") from None
-    except (OSError, ValueError) as e:  # Pillow: UnidentifiedImageError, truncated files.
-        raise RuntimeModelError(f"cannot read image {path}: {first_line(e)}") from None
+    images, _, errors = decode_images([path], image_size)
+    if errors:
+        raise RuntimeModelError(_image_error(errors[0]))
+    return images[0]
+
+
+def _image_error(error):
+    """The line of one `{"image", "error"}` of `decode_images`, as `keras_vit.predict` prints it."""
+    if error["error"] == "file does not exist":
+        return f"image {error['image']} does not exist."
+    return f"cannot read image {error['image']}: {error['error']}"
 
 
 def load_images(paths, image_size):
-    """Reads images into one uint8 array `(n, height, width, 3)`."""
+    """Reads images into one uint8 array `(n, height, width, 3)`.
+
+    Raises:
+        RuntimeModelError: at the first unreadable file (`read_images` reads
+            the others too).
+    """
     return (
         np.stack([load_image(p, image_size) for p in paths])
         if paths
         else np.zeros((0, *image_size, 3), np.uint8)
     )
+
+
+def read_images(paths, image_size):
+    """Reads the readable images of `paths`; an unreadable one is reported, not fatal (as `keras_vit.predict`).
+
+    Args:
+        paths: image files.
+        image_size: `(height, width)`.
+
+    Returns:
+        `(images, readable, errors)`: uint8 `(n, height, width, 3)` of the
+        readable files (`n` may be 0), those paths, and one `{"image",
+        "error"}` dict per unreadable file, its `"error"` the whole line
+        (e.g. `"cannot read image x.png: DecompressionBombError: ..."`).
+    """
+    images, readable, errors = decode_images(list(paths), image_size)
+    if images is None:
+        images = np.zeros((0, *(int(v) for v in image_size), 3), np.uint8)
+    return images, readable, [{"image": e["image"], "error": _image_error(e)} for e in errors]
 
 
 def tta_logits(model, images, tta="none"):
@@ -461,17 +493,24 @@ def main(argv=None):
     try:
         model = load(args.model, args.threads)
         labels = model_labels(model, args.labels)
-        images = load_images(args.images, model.image_size)
-        results = classify(model, images, labels, args.top_k, args.tta)
+        images, readable, errors = read_images(args.images, model.image_size)
+        for error in errors:
+            print_error(error["error"])
+        results = classify(model, images, labels, args.top_k, args.tta) if len(images) else []
     except RuntimeModelError as e:
         print_error(e)
         return 1
-    if args.json:
-        print(json.dumps([{"image": p, "top_k": r} for p, r in zip(args.images, results)], indent=2))
-        return 0
-    print(model.describe())
-    print(format_predictions([{"image": p, "top_k": r} for p, r in zip(args.images, results)]))
-    return 0
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    predictions = [{"image": str(p), "top_k": r} for p, r in zip(readable, results)]
+    if args.json:  # one entry an image, in order; an unreadable image's entry is its error
+        outcome = {**{e["image"]: e for e in errors}, **{p["image"]: p for p in predictions}}
+        print(json.dumps([outcome[str(p)] for p in args.images], indent=2))
+    elif predictions:
+        print(model.describe())
+        print(format_predictions(predictions))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

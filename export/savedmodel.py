@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 from export import cli, common
 from export.step import Format
@@ -68,13 +69,19 @@ def saved_model_of(job):
 
     Yields:
         `job.saved_model` when the command wrote one (the all-formats
-        export), else a temporary one, deleted after the block.
+        export), else a temporary one, deleted after the block. It is written
+        beside the output as `.<stem>.tmp-*.savedmodel`, on the disk whose
+        free space the command checked, where the next export of that output
+        removes it if this one is killed (`export.output.remove_leftovers`).
     """
     if job.saved_model is not None:
         yield job.saved_model
         return
-    with tempfile.TemporaryDirectory(prefix="keras-vit-savedmodel-") as workdir:
-        path = os.path.join(workdir, "savedmodel")
+    output = Path(job.output)
+    with tempfile.TemporaryDirectory(
+        dir=output.parent, prefix=f".{output.stem}.tmp-", suffix=".savedmodel"
+    ) as tmp:
+        path = os.path.join(tmp, "savedmodel")
         export_savedmodel(job.model, job.io, path)
         yield path
 

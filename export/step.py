@@ -20,8 +20,15 @@ from typing import Callable
 
 from export import card as card_module
 from export import common, verify
-from keras_vit.files import atomic_write_json
+from export.common import ExportError
+from export.output import disk_full
+from keras_vit.cli_utils import first_line
+from keras_vit.files import atomic_write_json, pause_point
 from keras_vit.labels import write_labels
+
+
+class DiskFullError(ExportError):
+    """The disk filled up while an export wrote a file: the whole export stops (the others would fail too)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Job:
             `None`: each conversion writes a temporary one.
         isolate: run each TFLite conversion in a fresh process (the converter
             leaks memory per call): for a command that converts several times.
+        published: whether the output has been replaced by the new export
+            (set by `export.cli.publishing`; an interrupted command says so).
     """
 
     args: argparse.Namespace
@@ -98,6 +107,7 @@ class Job:
     reference: verify.Reference
     saved_model: str | None = None
     isolate: bool = False
+    published: bool = False
 
     @property
     def atol(self):
@@ -105,7 +115,7 @@ class Job:
         return verify.FLOAT_ATOL if self.args.atol is None else self.args.atol
 
 
-def export_format(fmt, job, path, *, file_name):
+def export_format(fmt, job, path, *, file_name, labels_file=None):
     """Converts the job's model to `fmt` at `path`, proves it and writes its model card (in memory).
 
     Args:
@@ -113,6 +123,8 @@ def export_format(fmt, job, path, *, file_name):
         job: the command's `Job`.
         path: where to write (a temporary path: the caller publishes it).
         file_name: the name the file will have, for the model card.
+        labels_file: the labels file it will have; default: its own, by
+            `card.sidecar_paths` (`<stem>.labels.txt` for a file).
 
     Returns:
         `(result, card)`: the proof's numbers (`verify.prove`; `passed` says
@@ -123,11 +135,20 @@ def export_format(fmt, job, path, *, file_name):
     Raises:
         ExportError: the conversion failed (a file that converts but fails
             its proof is a result with `passed` false, not an error).
+        DiskFullError: the disk filled up while writing.
     """
     print(f"converting to {fmt.title} ...", flush=True)
-    fields = fmt.convert(job, path)
-    io_fields = fmt.read_io(path) if fmt.read_io else {}
+    pause_point(f"converting:{fmt.name}-{fmt.variant}")
+    try:
+        fields = fmt.convert(job, path)
+        io_fields = fmt.read_io(path) if fmt.read_io else {}
+    except Exception as e:  # a full disk, whatever the library that met it says
+        if disk_full(e):
+            raise DiskFullError(f"the disk is full: writing {fmt.title} failed ({first_line(e)})") from None
+        raise
     result = verify.prove(path, job.reference, name=fmt.title, quantize=fmt.quantize, atol=job.atol)
+    if labels_file is None:
+        labels_file = card_module.sidecar_paths(file_name, is_dir=fmt.is_dir)[0]
     card = card_module.model_card(
         fmt=fmt.name,
         variant=fmt.variant,
@@ -135,18 +156,20 @@ def export_format(fmt, job, path, *, file_name):
         io=job.io,
         labels=job.labels,
         source_model=job.args.model,
+        labels_file=labels_file,
         extra={**fields, "proof": result},
         **io_fields,
     )
     return result, card
 
 
-def write_sidecars(path, fmt, labels, card):
+def write_sidecars(path, fmt, labels, card, shared_labels=False):
     """Writes the labels file and the model card that go with an exported file, atomically.
 
-    Beside a file `X.ext`: `labels.txt` and `X.ext.json`; inside a directory
-    (SavedModel): `labels.txt` and `model_card.json` (see `card.sidecar_paths`).
+    Beside a file `X.ext`: `X.labels.txt` (with `shared_labels`: `labels.txt`)
+    and `X.ext.json`; inside a directory (SavedModel): `labels.txt` and
+    `model_card.json` (see `card.sidecar_paths`).
     """
-    labels_path, card_path = card_module.sidecar_paths(path, is_dir=fmt.is_dir)
+    labels_path, card_path = card_module.sidecar_paths(path, is_dir=fmt.is_dir, shared_labels=shared_labels)
     write_labels(labels_path, labels)
     atomic_write_json(card_path, card)

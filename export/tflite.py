@@ -53,9 +53,7 @@ CLI: `python -m export.tflite MODEL.keras OUT.tflite [--quantize none|float16|dy
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import multiprocessing
 import re
 import sys
 from pathlib import Path
@@ -66,6 +64,7 @@ from export import cli, common, savedmodel
 from export.common import ExportError
 from export.runtime import TFLiteModel
 from export.step import Format
+from export.worker import run_isolated
 from keras_vit.cli_utils import first_line, positive_int
 
 # TensorFlow and ai-edge-litert's interpreter are imported in the functions that convert: a command checks
@@ -203,24 +202,25 @@ def _convert_to_file(saved_model_dir, out_path, quantize, calibration, strict_in
 
 
 def convert_isolated(saved_model_dir, out_path, quantize="none", calibration=None, strict_int8=False):
-    """`convert` in a fresh process (spawn), writing `out_path`.
+    """`convert` in a fresh process (`export.worker.run_isolated`), writing `out_path`.
 
     The TFLite converter leaks memory on every call, so a command that runs
-    several conversions runs each in its own process.
+    several conversions runs each in its own process; that process dies with
+    the command, however the command ends.
 
     Returns:
         Size of the written file in bytes.
     """
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        try:
-            return pool.submit(
-                _convert_to_file, saved_model_dir, out_path, quantize, calibration, strict_int8
-            ).result()
-        except concurrent.futures.process.BrokenProcessPool:
-            raise ExportError(
-                f"the TFLite converter process died while converting {quantize} (out of memory?)."
-            ) from None
+    variant = FORMATS[quantize].variant if quantize in FORMATS else quantize
+    return run_isolated(
+        _convert_to_file,
+        saved_model_dir,
+        out_path,
+        quantize,
+        calibration,
+        strict_int8,
+        name=f"tflite-{variant}",
+    )
 
 
 def write_tflite(job, path, quantize):
@@ -303,7 +303,8 @@ def main(argv=None):
     parser = cli.make_parser(
         "python -m export.tflite",
         "Export a .keras ViT to TFLite (builtin ops only), checked in ai-edge-litert against Keras.",
-        "the .tflite file to write (labels.txt and OUT.tflite.json are written beside it)",
+        "the .tflite file to write (its class names OUT.labels.txt and model card OUT.tflite.json are "
+        "written beside it)",
     )
     parser.add_argument(
         "--quantize",

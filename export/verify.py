@@ -263,9 +263,21 @@ def format_result(result):
     return text
 
 
-def require_pass(results):
-    """Raises `ProofError` naming each failed check (numbers included)."""
+def require_pass(results, output=None, previous=False):
+    """Raises `ProofError` naming each failed check (numbers included).
+
+    Args:
+        results: the proof results (`prove`).
+        output: the output path, for the message: nothing was written there.
+        previous: whether a previous export is at `output` (it is kept).
+    """
     failed = [r for r in results if not r["passed"]]
     if failed:
         reasons = "; ".join(f"{r['name']}: {', '.join(r['failures'])}" for r in failed)
-        raise ProofError(f"proof failed, nothing written: {reasons}", results)
+        if output is None:
+            kept = "nothing written"
+        elif previous:
+            kept = f"nothing written, the previous export at {output} is untouched"
+        else:
+            kept = f"nothing written at {output}"
+        raise ProofError(f"proof failed ({kept}): {reasons}", results)

@@ -30,11 +30,16 @@ _PUBLIC = {
     "PRESETS": "keras_vit.models.presets",
     "get_preset": "keras_vit.models.presets",
     "load_pretrained": "keras_vit.pretrained",
+    "ModelFileError": "keras_vit.inference",
 }
 
 
 def load_model(path, compile=False):
     """Loads a `.keras` ViT file in safe mode (no `Lambda`, no pickled code).
+
+    The file is checked first (`keras_vit.inference.check_keras_file`): a
+    truncated or corrupt archive, a file without a model config and a config
+    that holds or names code are refused with one line that names the file.
 
     Args:
         path: path of a `.keras` file saved by `keras_vit`.
@@ -42,11 +47,13 @@ def load_model(path, compile=False):
 
     Returns:
         The `keras.Model`.
-    """
-    import keras
 
-    importlib.import_module("keras_vit.models")  # registers the custom layers and ViT
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    Raises:
+        ModelFileError (a `ValueError`): the file is missing, not a valid
+            `.keras` file, or refused by safe mode; the message says which.
+    """
+    inference = importlib.import_module("keras_vit.inference")  # imports Keras: only when a model is loaded
+    return inference.load_keras_model(path, compile=compile)
 
 
 def __getattr__(name):

@@ -7,7 +7,12 @@ exporters can import it before (or without) Keras.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 # Longest message `first_line` keeps: an error line, not a dump.
 MAX_LINE = 400
@@ -49,6 +54,64 @@ def print_error(message, one_line: bool = False) -> None:
     if one_line:
         text = " ".join(text.split())
     print(f"error: {text}", file=sys.stderr)
+
+
+def _size(num_bytes: float) -> str:
+    """A byte count for people: `"512 bytes"`, `"3.1 MB"`, `"2.0 GB"`."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if num_bytes < 1000 or unit == "TB":
+            return f"{num_bytes:.0f} {unit}" if unit == "bytes" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_output_folder(path, min_free_bytes: int | None = None, what: str = "output folder") -> Path:
+    """Checks, before any long work, that a command can write its results into `path`.
+
+    Creates the folder (and its parents) if needed, then creates and removes a
+    temporary file in it, so that a read-only disk, a missing permission or a
+    full disk is one clear line now rather than a traceback after the data has
+    loaded.
+
+    Args:
+        path: the folder.
+        min_free_bytes: if given, the free space the folder's disk must have.
+        what: what the folder is, for the message (e.g. `"--output"`).
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        CLIError: `path` (or one of its parents) exists and is not a folder, or
+            it cannot be created, cannot be written to, or has less than
+            `min_free_bytes` free.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{what} {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        reason = "a part of it is a file" if e.errno in (errno.EEXIST, errno.ENOTDIR) else _reason(e)
+        raise CLIError(f"cannot create {what} {path}: {reason}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise CLIError(f"cannot write to {what} {path}: {_reason(e)}") from None
+    if min_free_bytes is not None:
+        free = shutil.disk_usage(path).free
+        if free < min_free_bytes:
+            raise CLIError(
+                f"{what} {path} has {_size(free)} free on its disk; at least {_size(min_free_bytes)} needed"
+            )
+    return path
+
+
+def _reason(error: OSError) -> str:
+    """`strerror` of an OSError (`"Read-only file system"`), else its first line."""
+    return error.strerror or first_line(error, with_type=True)
 
 
 def _bounded_int(text: str, low: int, what: str) -> int:

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from keras_vit import data
-from keras_vit.cli_utils import CLIError, first_line, positive_int, print_error
+from keras_vit.cli_utils import CLIError, check_output_folder, first_line, positive_int, print_error
 from keras_vit.files import atomic_write_json
 from keras_vit.inference import load_model_checked, tta_logits
 from keras_vit.labels import labels_for_model
@@ -30,6 +30,9 @@ from keras_vit.metrics import evaluation_metrics
 from keras_vit.plots import plot_confusion_matrix
 from keras_vit.pretrained import HERE as PRETRAINED_DIR
 from keras_vit.tta import TTA_CHOICES, TTA_HELP
+
+# Free space `--output` must have: evaluation.json and the confusion-matrix PNG are well under this.
+OUTPUT_BYTES = 2**20
 
 LAYOUT_HELP = """\
 data layouts:
@@ -153,6 +156,11 @@ def run(args) -> dict:
         class_names = labels_for_model(model_path, num_classes, args.labels)
     except (OSError, ValueError) as e:
         raise CLIError(first_line(e)) from None
+    output = Path(args.output) if args.output else default_output_dir(model_path)
+    # Before the data loads: a folder that cannot take the results is found in a second, not after minutes.
+    check_output_folder(
+        output, min_free_bytes=OUTPUT_BYTES, what="--output" if args.output else "output folder"
+    )
     x, y, source, skipped = _load_data(args, model, class_names)
 
     print(f"Model: {model_path} ({model.count_params():,} parameters, backend {keras.backend.backend()})")
@@ -176,15 +184,16 @@ def run(args) -> dict:
         "images_per_second": round(len(y) / seconds, 1) if seconds > 0 else None,
     }
 
-    output = Path(args.output) if args.output else default_output_dir(model_path)
-    output.mkdir(parents=True, exist_ok=True)
-    json_path = atomic_write_json(output / "evaluation.json", results)
-    plot_path = plot_confusion_matrix(
-        np.asarray(results["confusion_matrix"]),
-        class_names,
-        output / "confusion_matrix.png",
-        title=f"{model_path.name} on {args.split} ({len(y)} images): accuracy {results['accuracy']:.4f}",
-    )
+    try:
+        json_path = atomic_write_json(output / "evaluation.json", results)
+        plot_path = plot_confusion_matrix(
+            np.asarray(results["confusion_matrix"]),
+            class_names,
+            output / "confusion_matrix.png",
+            title=f"{model_path.name} on {args.split} ({len(y)} images): accuracy {results['accuracy']:.4f}",
+        )
+    except OSError as e:  # the disk filled up, or the folder went away, since the check
+        raise CLIError(f"cannot write to {output}: {e.strerror or first_line(e, with_type=True)}") from None
 
     print()
     print(format_table(results))

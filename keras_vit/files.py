@@ -13,7 +13,9 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Union
 
@@ -58,10 +60,68 @@ def atomic_path(path: PathLike, suffix: str = "", directory: bool = False) -> It
         yield tmp
         # mkstemp/mkdtemp make owner-only entries; these files are not secret.
         os.chmod(tmp, 0o755 if tmp.is_dir() else 0o644)
+        _fsync(tmp)  # the content is on disk before the name points at it
+        pause_point(f"before-replace:{path.name}")
         _replace(tmp, path)
+        _fsync(path.parent)  # and the rename too
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flushes a file, or every file of a directory tree and the directory itself, to the disk."""
+    paths = [path] if not path.is_dir() else [*sorted(p for p in path.rglob("*") if p.is_file()), path]
+    for item in paths:
+        try:
+            fd = os.open(item, os.O_RDONLY)
+        except OSError:  # e.g. a directory on a platform that cannot open one
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:  # filesystems without fsync (some network or FUSE mounts)
+            pass
+        finally:
+            os.close(fd)
+
+
+def stale_temporaries(folder: PathLike) -> list[Path]:
+    """The temporary files and folders `atomic_path` left in `folder` when a process was killed mid-write.
+
+    Only a process that owns the folder (it holds its lock) should remove
+    them: another writer's temporary file looks the same while it is written.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)
+    )
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Removes `stale_temporaries(folder)`; returns what it removed."""
+    removed = stale_temporaries(folder)
+    for path in removed:
+        _remove(path)
+    return removed
+
+
+# The environment variable that makes `pause_point(name)` stop the process there (tests only).
+PAUSE_ENV = "KERAS_VIT_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    """Stops the process for good at the named moment when `$KERAS_VIT_TEST_PAUSE_AT` is `name`.
+
+    A test hook: the crash-safety tests start a command with the variable set,
+    wait for the line `paused at NAME` on stderr, then kill the process at
+    exactly that moment. Without the variable this does nothing.
+    """
+    if os.environ.get(PAUSE_ENV) == name:
+        print(f"paused at {name}", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(60)
 
 
 def _replace(tmp: Path, path: Path) -> None:

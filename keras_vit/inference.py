@@ -7,40 +7,226 @@ from `keras_vit.tta`, the same that the deployment runtime averages.
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
 import sys
+import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 from tqdm import tqdm
 
-import keras_vit
 from keras_vit.cli_utils import CLIError, first_line
 from keras_vit.tta import TTA_VIEW_COUNTS, tta_views
 
+# Packages whose classes and functions a model file may name: Keras' own (which refuses its non-modeling
+# functions itself) and this package's registered layers; "builtins" is how Keras writes its activations.
+_KNOWN_PACKAGES = ("keras", "keras_vit", "builtins")
+# Legacy HDF5 models: no zip archive to check; Keras reads them.
+_LEGACY_SUFFIXES = (".h5", ".hdf5")
 
-def load_model_checked(path):
-    """Loads a `.keras` classifier in safe mode, with one-line errors.
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message is one line that names the file and says why."""
+
+
+def check_keras_file(path) -> dict | None:
+    """Checks a `.keras` file before Keras reads it: a complete zip archive with a JSON config, no code.
+
+    Refuses a `Lambda` layer (even one that Keras would load in safe mode
+    because it names a Keras function: keras_vit models never contain one)
+    and a pickled Python lambda anywhere in the config.
 
     Args:
-        path: path of the `.keras` file.
+        path: the model file.
+
+    Returns:
+        The parsed `config.json`, or `None` for a legacy `.h5`/`.hdf5` file
+        (left to Keras).
+
+    Raises:
+        ModelFileError: the file is missing, a folder, not a zip archive
+            (truncated or not a model), a corrupt archive, has no readable
+            `config.json`, or its config holds code.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory; expected a .keras model file")
+    if path.suffix.lower() in _LEGACY_SUFFIXES:
+        return None
+    invalid = f"{path} is not a valid .keras file"
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{invalid}: not a zip archive (truncated, corrupt or another format)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()  # reads every member: a damaged one fails its CRC here
+            if bad_member is not None:
+                raise ModelFileError(f"{invalid}: its zip member {bad_member} is corrupt")
+            if "config.json" not in archive.namelist():
+                raise ModelFileError(f"{invalid}: the archive has no config.json (not a saved Keras model)")
+            text = archive.read("config.json")
+    except ModelFileError:
+        raise
+    except Exception as e:  # zipfile raises BadZipFile, zlib.error, EOFError, ... on damaged archives
+        raise ModelFileError(f"{invalid}: corrupt zip archive ({first_line(e, with_type=True)})") from None
+    try:
+        config = json.loads(text)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ModelFileError(f"{invalid}: its config.json is not JSON ({first_line(e)})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{invalid}: its config.json is not a model config")
+    for obj, layer in _objects(config):
+        if obj.get("class_name") == "Lambda":
+            raise ModelFileError(
+                f"{path} was refused: layer '{layer}' is a Lambda layer, which runs arbitrary Python code; "
+                "safe mode does not load code from model files"
+            )
+        if obj.get("class_name") == "__lambda__":
+            raise ModelFileError(
+                f"{path} was refused: {_where(layer)}holds a pickled Python lambda, arbitrary code that safe "
+                "mode does not load"
+            )
+    return config
+
+
+def _objects(config, layer=None):
+    """Yields `(object_config, name of the layer it belongs to)` for every serialized object in a config."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            inner = config.get("config")
+            name = config.get("name") or (inner.get("name") if isinstance(inner, dict) else None)
+            if isinstance(name, str) and isinstance(inner, dict) and "dtype" in inner:  # a layer or model
+                layer = name
+            yield config, layer
+        for value in config.values():
+            yield from _objects(value, layer)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _objects(value, layer)
+
+
+def _where(layer) -> str:
+    return f"layer '{layer}' " if layer else "its config "
+
+
+def _foreign_name(obj) -> str | None:
+    """`module.name` of a class or function from outside Keras and keras_vit, else None."""
+    module = obj.get("module")
+    if not isinstance(module, str) or module.split(".")[0] in _KNOWN_PACKAGES:
+        return None
+    name = obj.get("config") if obj.get("class_name") == "function" else obj.get("class_name")
+    return f"{module}.{name}" if isinstance(name, str) else module
+
+
+def _innermost(message: str) -> str:
+    """The first line of the innermost "Exception encountered:" of a Keras deserialization error."""
+    return first_line(Exception(message.rsplit("Exception encountered:", 1)[-1]))
+
+
+def _load_failure(path: Path, config: dict | None, error: Exception) -> str:
+    """The one line that says why Keras could not load `path`."""
+    message = str(error)
+    innermost = _innermost(message)
+    if "Requested the deserialization of a" in message and "lambda" in message:  # a legacy .h5 file's Lambda
+        return f"{path} was refused: it holds a Python lambda (a Lambda layer), code that safe mode does not load"
+    non_modeling = re.search(r"Cannot deserialize `([\w.]+)` because it is not a modeling function", message)
+    if non_modeling:
+        return (
+            f"{path} was refused: its config calls {non_modeling.group(1)}, which is not a modeling function; "
+            "safe mode loads only layers, operations, losses and metrics"
+        )
+    if re.search(r"could not be deserialized|Could not locate|Cannot deserialize", message, re.IGNORECASE):
+        for obj, layer in _objects(config or {}):
+            foreign = _foreign_name(obj)
+            if (
+                foreign and foreign.rsplit(".", 1)[-1] in message
+            ):  # the name Keras could not (or would not) load
+                return (
+                    f"{path} was refused: {_where(layer)}names {foreign}, code from outside Keras and keras_vit "
+                    "that safe mode does not load"
+                )
+        return f"could not load model {path}: {innermost}"
+    return f"could not load model {path}: {type(error).__name__}: {innermost}"
+
+
+def load_keras_model(path, compile: bool = False):
+    """Loads a model file in safe mode (`keras_vit.load_model`), every failure one line.
+
+    Args:
+        path: a `.keras` file (a legacy `.h5` file is left to Keras).
+        compile: whether to restore the training configuration.
 
     Returns:
         The `keras.Model`.
 
     Raises:
-        CLIError: if the file is missing, unreadable, or not a model taking
-            `(batch, height, width, channels)` images to `(batch,
-            num_classes)` logits.
+        ModelFileError: the file is missing, truncated, corrupt, not a Keras
+            model, or its config holds or names code that safe mode does not
+            load (a `Lambda` layer, a pickled lambda, a function or class from
+            outside Keras and keras_vit); the message names the file.
     """
     path = Path(path)
-    if not path.exists():
-        raise CLIError(f"model file {path} does not exist")
-    if path.is_dir():
-        raise CLIError(f"{path} is a directory; expected a .keras model file")
+    config = check_keras_file(path)
+    importlib.import_module("keras_vit.models")  # registers the custom layers and ViT
     try:
-        model = keras_vit.load_model(path)
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as e:  # Keras raises many types for bad files.
-        raise CLIError(f"could not load model {path}: {first_line(e, with_type=True)}") from None
+        raise ModelFileError(_load_failure(path, config, e)) from e
+
+
+def check_finite_weights(model, path=None) -> None:
+    """Refuses a model with a NaN or infinite weight (a diverged training): it cannot classify anything.
+
+    Args:
+        model: a `keras.Model`.
+        path: the file it came from, for the message.
+
+    Raises:
+        CLIError: some weights are not finite; the message names the first
+            such variable and how many there are.
+    """
+    bad, total = [], 0
+    for variable in model.weights:
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        total += 1
+        if value.dtype.kind in "biu":  # integer and boolean state (seeds, counters) is always finite
+            continue
+        if not np.isfinite(value.astype(np.float32, copy=False)).all():
+            bad.append(variable.path)
+    if bad:
+        raise CLIError(
+            f"{path or 'the model'} has weights that are not finite (NaN or infinity) in {len(bad)} of "
+            f"{total} variables, the first {bad[0]}: it cannot classify (did its training diverge?)"
+        )
+
+
+def load_model_checked(path, channels: int = 3, check_weights: bool = True):
+    """Loads a `.keras` classifier in safe mode, with one-line errors.
+
+    Args:
+        path: path of the `.keras` file.
+        channels: the image channels the caller feeds (RGB: 3).
+        check_weights: whether to refuse a model with non-finite weights
+            (`check_finite_weights`).
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        CLIError: if the file is missing, unreadable or refused
+            (`load_keras_model`), not a model taking `(batch, height, width,
+            channels)` images of a fixed size to `(batch, num_classes)`
+            logits, or has non-finite weights.
+    """
+    path = Path(path)
+    try:
+        model = load_keras_model(path)
+    except ModelFileError as e:
+        raise CLIError(str(e)) from None
     if len(model.inputs) != 1 or len(model.input_shape) != 4 or len(model.output_shape) != 2:
         raise CLIError(
             f"{path} is not an image classifier: input shape {model.input_shape}, "
@@ -48,6 +234,15 @@ def load_model_checked(path):
         )
     if None in model.input_shape[1:]:
         raise CLIError(f"{path} has no fixed input size: {model.input_shape}")
+    height, width, model_channels = model.input_shape[1:]
+    if model_channels != channels:
+        raise CLIError(
+            f"{path} takes {height}x{width}x{model_channels} images ({model_channels} channel(s)); the images "
+            f"here are {height}x{width}x{channels} ({'RGB, ' if channels == 3 else ''}after resizing), which "
+            "this model cannot take"
+        )
+    if check_weights:
+        check_finite_weights(model, path)
     return model
 
 

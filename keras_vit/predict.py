@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from keras_vit.cli_utils import CLIError, first_line, positive_int, print_error
-from keras_vit.data import decode_image
+from keras_vit.data import decode_images
 from keras_vit.inference import load_model_checked, tta_logits
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import format_predictions, softmax, top_k
@@ -52,21 +52,15 @@ def read_images(paths: Sequence[Path], size) -> tuple[np.ndarray | None, list[Pa
         size: `(height, width)`.
 
     Returns:
-        `(images, readable, errors)`: uint8 images `(n, height, width, 3)` of
-        the readable files (`None` if there is none), those files, and one
-        `{"image", "error"}` dict per unreadable file (also printed on stderr).
+        `(images, readable, errors)` of `keras_vit.data.decode_images`: uint8
+        images `(n, height, width, 3)` of the readable files (`None` if there
+        is none), those files, and one `{"image", "error"}` dict per
+        unreadable file (also printed on stderr, one line each).
     """
-    size = tuple(int(v) for v in size)
-    images, readable, errors = [], [], []
-    for path in map(Path, paths):
-        try:
-            images.append(decode_image(path, size))
-            readable.append(path)
-        except Exception as e:  # Pillow raises many types for bad files.
-            reason = "file does not exist" if not path.exists() else first_line(e, with_type=True)
-            errors.append({"image": str(path), "error": reason})
-            print_error(f"cannot read image {path}: {reason}")
-    return (np.stack(images) if images else None), readable, errors
+    images, readable, errors = decode_images([Path(p) for p in paths], size)
+    for error in errors:
+        print_error(f"cannot read image {error['image']}: {error['error']}")
+    return images, readable, errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print_error(e)
         return 1
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
     if args.json:
         print(
             json.dumps(

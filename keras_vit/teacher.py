@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import keras
 
-from keras_vit.cli_utils import positive_int
+from keras_vit.cli_utils import CLIError, check_output_folder, positive_int
 from keras_vit.models.teachers import TEACHER_ARCHS, build_teacher, with_dtype_policy
 from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
@@ -159,12 +160,14 @@ def run(args, splits):
         f"{pipeline.describe_device()}",
         flush=True,
     )
+    # The history goes to history.csv only with the teacher it describes (pipeline.save_run).
+    history_path = output / ".history.partial.csv"
     # TimeBudget before the history file: its learning rate and plan go into the history.
     outcome = pipeline.fit(
         trainer,
         batches,
         epochs=max_epochs,
-        history_path=output / "history.csv",
+        history_path=history_path,
         before_history=[budget] if budget else [],
         verbose=args.verbose,
     )
@@ -175,6 +178,13 @@ def run(args, splits):
             flush=True,
         )
 
+    if outcome.diverged:  # nothing written: NaN weights would replace a good teacher
+        print(
+            "error: the loss became NaN or infinite; the teacher was not saved (a previous one is kept); lower "
+            "--learning-rate.",
+            file=sys.stderr,
+        )
+        return 1
     if keras.mixed_precision.global_policy().name != "float32":
         keras.mixed_precision.set_global_policy("float32")
         model = with_dtype_policy(model, "float32")
@@ -194,16 +204,14 @@ def run(args, splits):
         "time_budget_seconds": args.time_budget,
         "stopped_by_time_budget": budget is not None and budget.stopped_epoch is not None,
     }
-    pipeline.save_run(output, model, splits.class_names, metrics)
+    pipeline.save_run(output, model, splits.class_names, metrics, history_path=history_path)
+    history_path.unlink(missing_ok=True)
     print(
         f"Teacher test accuracy {accuracy['none']:.2%} (with its mirror images {accuracy['flip']:.2%}) on "
         f"{len(splits.y_test)} images after {outcome.epochs} epochs ({outcome.seconds:.0f} s of fit). "
         f"Wrote {output}/model.keras",
         flush=True,
     )
-    if outcome.diverged:
-        print("error: the loss became NaN; lower --learning-rate.", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -212,12 +220,28 @@ def main(argv=None):
     if args.time_budget is not None and args.time_budget <= 0:
         print("error: --time-budget must be positive", file=sys.stderr)
         return 2
+    output = Path(args.output)
     try:
-        splits = pipeline.load_splits(args.data_dir, args.dataset, (32, 32), args.limit, args.seed)
-    except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
+        with pipeline.stop_on_signals():
+            check_output_folder(output)
+            with pipeline.locked_output(output):
+                try:
+                    splits = pipeline.load_splits(
+                        args.data_dir, args.dataset, (32, 32), args.limit, args.seed
+                    )
+                except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
+                    print(f"error: {error}", file=sys.stderr)
+                    return 2
+                return run(args, splits)
+    except CLIError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return run(args, splits)
+    except KeyboardInterrupt:
+        print("interrupted: the teacher was not saved", file=sys.stderr)
+        return 130
+    except pipeline.Terminated:
+        print("interrupted: the teacher was not saved", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import keras
 
-from keras_vit.cli_utils import CLIError, non_negative_int, positive_int, unit_fraction
+from keras_vit.cli_utils import CLIError, check_output_folder, non_negative_int, positive_int, unit_fraction
 from keras_vit.layers import SequencePooling
 from keras_vit.models.presets import PRESETS, get_preset
 from keras_vit.models.teachers import load_teacher
@@ -28,7 +30,7 @@ from keras_vit.plots import plot_training_curves
 from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import TrainingBatches, even_batch_size
-from keras_vit.training.callbacks import EpochBackup, TimeLimit, UnmaskedFinish
+from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
 from keras_vit.training.recipes import MIXED_PRECISION, TRAINING_RECIPES, recipe_flags, training_recipe
@@ -368,7 +370,7 @@ def _callbacks(args, budget, max_epochs, backup_dir):
         *([unmasked] if unmasked else []),  # before TimeBudget: its plan then counts the slower epochs
         *([budget] if budget else []),  # its learning rate goes into the history
         # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
-        EpochBackup(str(backup_dir), every=args.checkpoint_every),
+        EpochBackup(str(backup_dir), every=args.checkpoint_every, delete_checkpoint=False),
     ]
     after_history = []
     if args.ema_momentum is not None:
@@ -474,7 +476,13 @@ def _finish(args, splits, model, outcome, metrics):
         "test_accuracy_flip_shift_tta": accuracy["flip-shift"],
         **metrics,
     }
-    pipeline.save_run(output, model, splits.class_names, metrics)
+    pipeline.save_run(
+        output,
+        model,
+        splits.class_names,
+        metrics,
+        history_path=Path(args.output) / "checkpoint" / "history.csv",
+    )
     print(
         f"Test accuracy {accuracy['none']:.2%} (test-time flip {accuracy['flip']:.2%}, flip-shift "
         f"{accuracy['flip-shift']:.2%}) on {len(splits.y_test)} images after {outcome.epochs} epochs "
@@ -492,6 +500,15 @@ def run(args, splits, overrides, recipe):
     resuming = backup_dir.exists()
     pipeline.start_run(output, args.seed, args.mixed_precision)
     print(splits.summary(), flush=True)
+    # The history is kept beside the checkpoint until the run's files are all written (pipeline.save_run).
+    history_path = backup_dir / "history.csv"
+    if resuming:
+        epochs_done = EpochBackup.saved_epochs(backup_dir)
+        # The epochs after the checkpoint run again: their rows of a killed run go.
+        pipeline.trim_history(history_path, epochs_done)
+        if epochs_done:
+            print(f"Resuming from the checkpoint of epoch {epochs_done} in {backup_dir}", flush=True)
+    backup_dir.mkdir(parents=True, exist_ok=True)
     try:
         model, teacher = _models(args, splits, overrides)
     except CLIError as error:
@@ -503,8 +520,6 @@ def run(args, splits, overrides, recipe):
     max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
     trainer, budget = _compiled_trainer(args, model, teacher, recipe, len(batches), max_epochs)
     before_history, after_history, time_limit, unmasked = _callbacks(args, budget, max_epochs, backup_dir)
-    if resuming:
-        print(f"Resuming from the checkpoint in {backup_dir}", flush=True)
     length = describe_length(args.epochs, args.time_budget)
     device = pipeline.describe_device()
     print(
@@ -516,7 +531,7 @@ def run(args, splits, overrides, recipe):
         trainer,
         batches,
         epochs=max_epochs,
-        history_path=output / "history.csv",
+        history_path=history_path,
         append=resuming,
         before_history=before_history,
         after_history=after_history,
@@ -532,6 +547,18 @@ def run(args, splits, overrides, recipe):
             file=sys.stderr,
         )
 
+    if outcome.diverged:
+        # Nothing is written: a model or metrics of NaN weights would replace a good run's.
+        kept = EpochBackup.saved_epochs(backup_dir)
+        checkpoint = (
+            f"the checkpoint of epoch {kept} in {backup_dir} is kept" if kept else "no epoch was good"
+        )
+        return _error(
+            f"the loss became NaN or infinite in epoch {outcome.epochs} and training stopped; model.keras was not "
+            f"written (a previous one is kept) and {checkpoint}. Lower --learning-rate or use --mixed-precision "
+            "none, and rerun (--fresh to start over).",
+            status=1,
+        )
     _finish(
         args,
         splits,
@@ -547,9 +574,7 @@ def run(args, splits, overrides, recipe):
             "time_budget_seconds": args.time_budget,
         },
     )
-    if outcome.diverged:
-        message = "the loss became NaN and training was stopped; lower --learning-rate or use --mixed-precision none."
-        return _error(message, status=1)
+    shutil.rmtree(backup_dir, ignore_errors=True)  # last: a run killed before this resumes and rewrites
     return 0
 
 
@@ -585,6 +610,27 @@ def check_args(args):
     return None
 
 
+def _bytes_needed(model):
+    """Disk space a run of `model` needs at most: two checkpoint versions (weights and two optimizer moments
+    each) while one replaces the other, the saved model, and a megabyte for the rest."""
+    return model.count_params() * 4 * (2 * 3 + 1) + 2**20
+
+
+def _interrupted(output, status):
+    """The one line a stopped run prints: what was saved, how to resume."""
+    backup_dir = Path(output) / "checkpoint"
+    try:
+        epochs = EpochBackup.saved_epochs(backup_dir)
+    except (OSError, ValueError):
+        epochs = 0
+    if epochs:
+        saved = f"the checkpoint of epoch {epochs} in {backup_dir} is kept; rerun the same command to resume"
+    else:
+        saved = "no epoch was finished, nothing to resume"
+    print(f"interrupted: {saved}", file=sys.stderr)
+    return status
+
+
 def main(argv=None):
     args = parse_args(argv)
     problem = check_args(args)
@@ -592,18 +638,39 @@ def main(argv=None):
         return _error(problem)
     try:
         overrides = flag_overrides(args)
-        recipe = training_recipe(
-            args.augment, args.repeats, args.mix_prob
-        )  # before the data loads: fails fast
+        # Before the data loads: bad flags fail fast.
+        recipe = training_recipe(args.augment, args.repeats, args.mix_prob)
     except ValueError as error:
         return _error(error)
     try:
-        splits = pipeline.load_splits(
-            args.data_dir, args.dataset, get_preset(args.preset)["image_size"], args.limit, args.seed
-        )
-    except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
+        model = build_vit(args.preset, **overrides)  # the check run() makes again, before the data loads
+    except (TypeError, ValueError) as error:
+        return _error(f"cannot build the model: {error}")
+    output = Path(args.output)
+    try:
+        with pipeline.stop_on_signals():
+            check_output_folder(output, min_free_bytes=_bytes_needed(model))
+            with pipeline.locked_output(output):
+                try:
+                    image_size = get_preset(args.preset)["image_size"]
+                    splits = pipeline.load_splits(
+                        args.data_dir, args.dataset, image_size, args.limit, args.seed
+                    )
+                except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
+                    return _error(error)
+                return run(args, splits, overrides, recipe)
+    except (CLIError, CheckpointError) as error:
         return _error(error)
-    return run(args, splits, overrides, recipe)
+    except KeyboardInterrupt:
+        return _interrupted(output, 130)
+    except pipeline.Terminated:
+        return _interrupted(output, 143)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            return _error(
+                f"cannot write to {output}: {os.strerror(error.errno)}; the files written before are intact"
+            )
+        raise
 
 
 if __name__ == "__main__":

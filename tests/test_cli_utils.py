@@ -1,13 +1,18 @@
 """Tests for keras_vit.cli_utils: one-line errors and the argparse value types."""
 
 import argparse
+import errno
+import os
 import re
+from types import SimpleNamespace
 
 import pytest
 
+from keras_vit import cli_utils
 from keras_vit.cli_utils import (
     MAX_LINE,
     CLIError,
+    check_output_folder,
     first_line,
     non_negative_int,
     positive_int,
@@ -59,3 +64,37 @@ def test_argument_types(capsys):
             kind(text)
         with pytest.raises(argparse.ArgumentError, match="expected|must be"):
             parse(kind, text)
+
+
+def test_check_output_folder(tmp_path, monkeypatch):
+    nested = tmp_path / "a" / "b"
+    assert check_output_folder(nested) == nested and nested.is_dir()
+    assert list(nested.iterdir()) == []  # the probe file is gone
+    assert check_output_folder(str(nested), min_free_bytes=1) == nested
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(
+        CLIError, match=rf"^output folder {re.escape(str(a_file))} exists and is not a folder$"
+    ):
+        check_output_folder(a_file)
+    with pytest.raises(CLIError, match=r"^cannot create --output .*file.txt.sub: a part of it is a file$"):
+        check_output_folder(a_file / "sub", what="--output")
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        with pytest.raises(CLIError, match=r"^cannot write to output folder .*locked: Permission denied$"):
+            check_output_folder(locked)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_utils.tempfile, "mkstemp", read_only)
+        with pytest.raises(CLIError, match=r"^cannot write to output folder .*b: Read-only file system$"):
+            check_output_folder(nested)
+    monkeypatch.setattr(cli_utils.shutil, "disk_usage", lambda path: SimpleNamespace(free=1_500_000))
+    with pytest.raises(
+        CLIError, match=r"^output folder .*b has 1.5 MB free on its disk; at least 2.0 GB needed$"
+    ):
+        check_output_folder(nested, min_free_bytes=2 * 10**9)
+    assert check_output_folder(nested, min_free_bytes=1_500_000) == nested

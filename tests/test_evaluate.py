@@ -1,13 +1,17 @@
 """End-to-end tests of `python -m keras_vit.evaluate` on a tiny image tree (see cli_models)."""
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from cli_models import (
     PER_CLASS,
+    bad_model_files,
     error_line,
     make_setup,
     make_tree,
@@ -17,7 +21,7 @@ from cli_models import (
 )
 from PIL import Image
 
-from keras_vit import evaluate, inference, tta
+from keras_vit import cli_utils, evaluate, inference, tta
 from keras_vit.data import CIFAR10_CLASSES, DATA_DIR_ENV, cifar10
 
 
@@ -224,7 +228,7 @@ def test_evaluate_errors(setup, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"this is not a zip file")
     assert evaluate.main([str(corrupt), "--data-dir", tree]) == 1
-    assert error_line(capsys).startswith(f"error: could not load model {corrupt}")
+    assert error_line(capsys).startswith(f"error: {corrupt} is not a valid .keras file: not a zip archive")
 
     assert (
         evaluate.main([str(setup["model_path"]), "--data-dir", str(tmp_path / "nodata"), "--no-cache"]) == 1
@@ -263,3 +267,109 @@ def test_evaluate_without_data_lists_what_it_tried(setup, tmp_path, monkeypatch,
         "--data-dir DIR",
     ):
         assert expected in err, expected
+
+
+@pytest.fixture(scope="module")
+def bad_models(setup, tmp_path_factory):
+    return bad_model_files(tmp_path_factory.mktemp("bad_models"), setup["model_path"])
+
+
+@pytest.mark.parametrize(
+    "case", ["truncated", "garbage", "no config", "lambda", "os.system", "28x28x1", "NaN"]
+)
+def test_evaluate_refuses_a_bad_model_file_in_one_line(
+    setup, bad_models, case, tmp_path, capsys, monkeypatch
+):
+    """Truncated/garbage files ("File not found"), Lambda and os.system configs (a generic Keras message),
+    a 28x28x1 CNN (a ValueError traceback) and NaN weights (10% and exit 0): one line each, before any data."""
+    path, expected = bad_models[case]
+    read = record_decodes(monkeypatch)
+    out = tmp_path / "out"
+    status = evaluate.main([str(path), "--data-dir", str(setup["tree"]), "--no-cache", "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert status == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and expected in err
+    assert read == [] and not out.exists()
+
+
+def test_evaluate_checks_its_output_folder_before_the_data(setup, tmp_path, capsys, monkeypatch):
+    """--output naming a file (FileExistsError), a read-only or a full one (EROFS/ENOSPC tracebacks after the
+    data had loaded): one line each, and no image decoded."""
+    read = record_decodes(monkeypatch)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+
+    def run(output):
+        status = evaluate.main(
+            [
+                str(setup["model_path"]),
+                "--data-dir",
+                str(setup["tree"]),
+                "--no-cache",
+                "--output",
+                str(output),
+            ]
+        )
+        err = capsys.readouterr().err.strip()
+        assert status == 1 and len(err.splitlines()) == 1, err
+        return err
+
+    assert run(a_file) == f"error: --output {a_file} exists and is not a folder"
+    assert run(a_file / "sub") == f"error: cannot create --output {a_file / 'sub'}: a part of it is a file"
+    if os.geteuid() != 0:  # root writes into a read-only folder: the simulated case below stands for it
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o555)
+        assert run(read_only) == f"error: cannot write to --output {read_only}: Permission denied"
+
+    def read_only_disk(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_utils.tempfile, "mkstemp", read_only_disk)
+        assert (
+            run(tmp_path / "ro")
+            == f"error: cannot write to --output {tmp_path / 'ro'}: Read-only file system"
+        )
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            cli_utils.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=0)
+        )
+        assert run(tmp_path / "full").startswith(f"error: --output {tmp_path / 'full'} has 0 bytes free")
+    assert read == []
+
+
+def test_evaluate_disk_full_while_writing_is_one_line(setup, tmp_path, capsys, monkeypatch):
+    def disk_full(path, value):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(evaluate, "atomic_write_json", disk_full)
+    out = tmp_path / "out"
+    status = evaluate.main(
+        [str(setup["model_path"]), "--data-dir", str(setup["tree"]), "--no-cache", "--output", str(out)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert status == 1 and err == f"error: cannot write to {out}: No space left on device"
+    assert list(out.iterdir()) == []
+
+
+def test_evaluate_one_class_folder_and_symlink_loops(setup, tmp_path, capsys):
+    """A trained model is still scored on one class's images (the loader refuses one class for training
+    only); a symbolic-link loop in the data is skipped with a warning that names it, not `[Errno 40]`."""
+    tree = tmp_path / "one_class"
+    shutil.copytree(setup["tree"] / "test" / "shape4", tree / "test" / "shape4")
+    (tree / "test" / "shape4" / "loop.png").symlink_to("loop.png")
+    (tree / "test" / "elsewhere").symlink_to("elsewhere")
+    out = tmp_path / "out"
+    with pytest.warns(
+        UserWarning, match=r"Skipped 2 entries .*elsewhere \(Too many levels of symbolic links\)"
+    ):
+        status = evaluate.main(
+            [str(setup["model_path"]), "--data-dir", str(tree), "--no-cache", "--output", str(out)]
+        )
+    assert status == 0, capsys.readouterr().err
+    results = json.loads((out / "evaluation.json").read_text())
+    assert results["num_images"] == PER_CLASS
+    shape4 = setup["classes"].index("shape4")
+    assert [row["count"] for row in results["per_class"]] == [
+        PER_CLASS if i == shape4 else 0 for i in range(10)
+    ]

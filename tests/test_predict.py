@@ -1,5 +1,6 @@
 """End-to-end tests of `python -m keras_vit.predict` on a tiny image tree (see cli_models)."""
 
+import errno
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_models import PER_CLASS, error_line, make_setup
+from cli_models import PER_CLASS, bad_model_files, decompression_bomb, error_line, make_setup
 from PIL import Image
 
 from keras_vit import metrics, predict
@@ -114,3 +115,59 @@ def test_predict_module_entry_point(tmp_path):
         == f"error: model file {tmp_path / 'missing.keras'} does not exist"
     )
     assert proc.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def bad_models(setup, tmp_path_factory):
+    return bad_model_files(tmp_path_factory.mktemp("bad_models"), setup["model_path"])
+
+
+@pytest.mark.parametrize(
+    "case", ["truncated", "garbage", "no config", "lambda", "os.system", "28x28x1", "NaN"]
+)
+def test_predict_refuses_a_bad_model_file_in_one_line(setup, bad_models, case, capsys):
+    """Truncated/garbage files ("File not found"), Lambda and os.system configs (a generic Keras message),
+    a 28x28x1 CNN (a ValueError traceback) and NaN weights (`nan%` and exit 0): one line each."""
+    path, expected = bad_models[case]
+    image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
+    assert predict.main([str(path), image]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and expected in err, err
+    assert captured.out == ""
+
+
+def test_predict_reports_each_bad_image_and_classifies_the_rest(setup, tmp_path, capsys):
+    good = sorted((setup["tree"] / "test" / "shape2").glob("*.png"))[:2]
+    bomb = decompression_bomb(tmp_path / "bomb.png")
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop.name)
+    missing = tmp_path / "missing.png"
+    assert (
+        predict.main(
+            [str(setup["model_path"]), str(good[0]), str(bomb), str(loop), str(missing), str(good[1])]
+        )
+        == 1
+    )
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"error: cannot read image {bomb}: DecompressionBombError: Image size (900000000 pixels) exceeds limit "
+        f"of {2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack.",
+        f"error: cannot read image {loop}: OSError: [Errno {errno.ELOOP}] {os.strerror(errno.ELOOP)}: '{loop}'",
+        f"error: cannot read image {missing}: file does not exist",
+    ]
+    assert str(good[0]) in captured.out and str(good[1]) in captured.out
+
+
+def test_predict_interrupted_is_one_line(setup, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "tta_logits", interrupt)
+    image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
+    try:
+        status = predict.main([str(setup["model_path"]), image])
+    except KeyboardInterrupt:  # caught here: escaping, it would stop the whole test session
+        pytest.fail("KeyboardInterrupt escaped main(): a traceback, not one line")
+    assert status == 130
+    assert capsys.readouterr().err == "error: interrupted\n"

@@ -5,7 +5,8 @@ TensorFlow, and the TF-free deployment runtime decodes images with
 `decode_image`. `tensorflow_datasets` and `keras.datasets` are tried only as
 last resorts, imported when needed.
 
-- `images`: `decode_image`, the one image decoder (training, predict, runtime);
+- `images`: `decode_image`, the one image decoder (training, predict, runtime), and
+  `decode_images`, many files, the unreadable ones reported;
 - `folders`: `load_image_folder`, `root/{train,test}/<class>/*.png|jpg`;
 - `cifar10`: `load_cifar10`, CIFAR-10 from the first source that works;
 - `loading`: `load_split`, one split of either at a model's size and class order;
@@ -27,7 +28,7 @@ test_only = data.load_cifar10(splits="test")  # Evaluation: train/ is not read.
 from keras_vit.data.cache import CACHE_DIR_ENV
 from keras_vit.data.cifar10 import load_cifar10
 from keras_vit.data.folders import IMAGE_EXTENSIONS, load_image_folder
-from keras_vit.data.images import decode_image
+from keras_vit.data.images import decode_image, decode_images
 from keras_vit.data.loading import load_split, match_labels
 from keras_vit.data.splits import (
     CIFAR10_CLASSES,
@@ -46,6 +47,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Splits",
     "decode_image",
+    "decode_images",
     "describe",
     "load_cifar10",
     "load_image_folder",

@@ -44,13 +44,16 @@ def load_image_folder(
     seed: int = 0,
     cache_dir: PathLike | bool | None = None,
     splits: str | Sequence[str] = SPLITS,
+    min_classes: int = 2,
 ) -> Splits:
     """Loads `root/{train,test}/<class>/*.{png,jpg,jpeg}` into arrays.
 
     Non-image files (`.txt`, `.DS_Store`, ...) and sub-folders of class
     folders are ignored. Grayscale, RGBA and palette images are converted to
     RGB. Unreadable (corrupt, truncated) images are skipped, reported with
-    `warnings.warn` and listed in `Splits.skipped`. Decoded arrays are cached
+    `warnings.warn` and listed in `Splits.skipped`; so are, with a warning
+    of their own, entries that cannot even be listed (a symbolic-link loop,
+    a broken link). Decoded arrays are cached
     as one `.npz` per split so the next load takes about a second (a
     test-only load reuses the test cache of an earlier full load).
 
@@ -75,6 +78,9 @@ def load_image_folder(
             the cache.
         splits: `"train"`, `"test"` or both (the default). Only these
             splits are read; the other one is returned with zero images.
+        min_classes: the fewest classes accepted: 2 for a classifier to
+            train (one class would score 100% learning nothing); 1 to
+            evaluate a trained model on the images of one class.
 
     Returns:
         A `Splits`.
@@ -82,9 +88,10 @@ def load_image_folder(
     Raises:
         DataNotFoundError: If `root`, a requested split folder or one of its
             class folders is missing.
-        ValueError: If a class folder has no images, all images of a split
-            are unreadable, images differ in size and `image_size` is
-            `None`, or `splits` names an unknown split.
+        ValueError: If there are fewer than `min_classes` classes, a class
+            folder has no images, all images of a split or of a class are
+            unreadable, images differ in size and `image_size` is `None`, or
+            `splits` names an unknown split.
     """
     root = Path(root).expanduser().absolute()
     size = _normalize_size(image_size)
@@ -99,8 +106,16 @@ def load_image_folder(
             raise DataNotFoundError(
                 f"Missing split folder {root / split}: expected {root}/{split}/<class>/*.png|jpg{other}."
             )
-    names = _class_names(root, class_names, wanted)
-    files = {split: _scan_split(root / split, names) for split in wanted}
+    unlisted: dict[str, str] = {}  # entries that cannot be listed (symlink loops): path -> why
+    names = _class_names(root, class_names, wanted, unlisted)
+    if len(names) < min_classes:
+        where = "`class_names`" if class_names is not None else str(root)
+        raise ValueError(
+            f"{where} has {len(names)} class ({', '.join(names)}); a classifier needs at least {min_classes}: "
+            f"add a folder of images for each class ({root}/<split>/<class>/*.png|jpg)."
+        )
+    files = {split: _scan_split(root / split, names, unlisted) for split in wanted}
+    _warn_unlisted(unlisted, root)
 
     arrays, skipped, cached = {}, [], []
     for split in wanted:
@@ -133,12 +148,13 @@ def _load_split(root, split, files, size, names, limit, seed, cache_dir):
         `None` when the images were decoded.
     """
     paths, labels = files
+    order = stratified_indices(labels, limit, seed)
     cache_file = cache.cache_path(cache_dir, root, split, paths, size, names, limit, seed)
     hit = cache.read_cache(cache_file) if cache_file is not None and cache_file.is_file() else None
     if hit is not None:
+        _check_every_class_read(hit[1], labels[order], labels, hit[2], names, root / split)
         return (*hit, cache_file)
     start = time.perf_counter()
-    order = stratified_indices(labels, limit, seed)
     paths = [paths[i] for i in order]
     x, ok, bad = _decode_many(paths, size, root)
     if not ok.any():
@@ -150,10 +166,44 @@ def _load_split(root, split, files, size, names, limit, seed, cache_dir):
     # Indexing copies; skip it in the common all-readable case (memory).
     if not ok.all():
         x, y = x[ok], y[ok]
+    _check_every_class_read(y, labels[order], labels, bad, names, root / split)
     logger.info("Decoded %d images from %s in %.1f s.", len(paths), root / split, time.perf_counter() - start)
     if cache_file is not None:
         cache.write_cache(cache_file, x, y, bad)
     return x, y, bad, None
+
+
+def _check_every_class_read(y, selected, labels, bad, names, split_dir: Path) -> None:
+    """Refuses a split in which no image of a class could be read.
+
+    Training on would learn the class from nothing (and evaluating would
+    leave it out) behind a line that says "0 images".
+
+    Args:
+        y: labels of the images read.
+        selected: labels of the images selected (all, or a `limit`'s pick).
+        labels: labels of every image file of the split.
+        bad: the `(path, why)` of the images that could not be read.
+        names: the class names.
+        split_dir: the split's folder.
+
+    Raises:
+        ValueError: naming the first such class, its folder and an error.
+    """
+    lost = sorted(set(np.unique(selected).tolist()) - set(np.unique(y).tolist()))
+    # With a `limit`, a class whose few picked images were unreadable may have readable ones left out.
+    lost = [label for label in lost if np.sum(selected == label) == np.sum(labels == label)]
+    if not lost:
+        return
+    name = names[lost[0]]
+    count = int(np.sum(selected == lost[0]))
+    folder = split_dir / name
+    first = next(((p, why) for p, why in bad if Path(p).parent == folder), None)
+    error = f"; first error: {first[0]}: {first[1]}" if first else ""
+    others = f" (and {len(lost) - 1} other class(es))" if len(lost) > 1 else ""
+    raise ValueError(
+        f"None of the {count} images of class '{name}' in {folder} could be read{others}{error}."
+    )
 
 
 def _normalize_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -170,12 +220,54 @@ def _is_image_file(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _subdirs(path: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+def list_folder(path: Path, unlisted: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """The sub-folder names and the file paths of a folder, each sorted; dot-entries left out.
+
+    An entry that cannot be examined (a symbolic-link loop: `[Errno 40] Too
+    many levels of symbolic links`; a link to nothing) is neither: it goes
+    into `unlisted` (path -> why) for the caller to report, rather than
+    stopping the whole listing.
+    """
+    dirs, files = [], []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    dirs.append(entry.name)
+                elif entry.is_file():
+                    files.append(entry.path)
+                elif entry.is_symlink():
+                    raise FileNotFoundError(f"broken symbolic link to {os.readlink(entry.path)}")
+            except OSError as e:
+                if unlisted is not None:
+                    unlisted[entry.path] = e.strerror or str(e)
+    return sorted(dirs), sorted(files)
+
+
+def _subdirs(path: Path, unlisted: dict[str, str] | None = None) -> list[str]:
+    return list_folder(path, unlisted)[0]
+
+
+def _warn_unlisted(unlisted: dict[str, str], root: Path) -> None:
+    if not unlisted:
+        return
+    items = sorted(unlisted.items())
+    first = "; ".join(f"{p} ({why})" for p, why in items[:3])
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    warnings.warn(
+        f"Skipped {len(items)} entr{'y' if len(items) == 1 else 'ies'} under {root} that cannot be read: "
+        f"{first}{more}.",
+        stacklevel=3,
+    )
 
 
 def _class_names(
-    root: Path, class_names: Sequence[str] | None, wanted: tuple[str, ...] = SPLITS
+    root: Path,
+    class_names: Sequence[str] | None,
+    wanted: tuple[str, ...] = SPLITS,
+    unlisted: dict[str, str] | None = None,
 ) -> tuple[str, ...]:
     if class_names is not None:
         names = tuple(str(c) for c in class_names)
@@ -187,13 +279,13 @@ def _class_names(
     train = root / "train"
     use_train = "train" in wanted or (train.is_dir() and bool(_subdirs(train)))
     ref = "train" if use_train else wanted[0]
-    names = _subdirs(root / ref)
+    names = _subdirs(root / ref, unlisted)
     if not names:
         raise DataNotFoundError(
             f"{root / ref} has no class sub-folders: expected {root}/{ref}/<class>/*.png|jpg."
         )
     for split in wanted:
-        extra = sorted(set(_subdirs(root / split)) - set(names)) if split != ref else []
+        extra = sorted(set(_subdirs(root / split, unlisted)) - set(names)) if split != ref else []
         if extra:
             raise ValueError(f"{root / split} has class folders that {root / ref} lacks: {extra}.")
     if set(names) == set(CIFAR10_CLASSES):
@@ -201,7 +293,9 @@ def _class_names(
     return tuple(names)
 
 
-def _scan_split(split_dir: Path, names: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+def _scan_split(
+    split_dir: Path, names: tuple[str, ...], unlisted: dict[str, str] | None = None
+) -> tuple[list[str], np.ndarray]:
     """Lists image files per class, sorted by name so `seed` is reproducible."""
     paths: list[str] = []
     labels: list[int] = []
@@ -209,7 +303,7 @@ def _scan_split(split_dir: Path, names: tuple[str, ...]) -> tuple[list[str], np.
         class_dir = split_dir / name
         if not class_dir.is_dir():
             raise DataNotFoundError(f"Missing class folder {class_dir}.")
-        found = sorted(e.path for e in os.scandir(class_dir) if e.is_file() and _is_image_file(e.name))
+        found = [p for p in list_folder(class_dir, unlisted)[1] if _is_image_file(os.path.basename(p))]
         if not found:
             raise ValueError(
                 f"Class folder {class_dir} contains no images "

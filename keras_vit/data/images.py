@@ -9,10 +9,12 @@ same pixels. numpy and Pillow only.
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from keras_vit.cli_utils import first_line
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -66,6 +68,38 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
         if size is not None and im.size != (size[1], size[0]):
             im = im.resize((size[1], size[0]), Image.Resampling.BICUBIC)
         return np.asarray(im, dtype=np.uint8)
+
+
+def decode_images(
+    paths: Sequence[PathLike], size: tuple[int, int]
+) -> tuple[np.ndarray | None, list[PathLike], list[dict]]:
+    """Decodes image files at one size, each unreadable one reported and left out rather than fatal.
+
+    What `keras_vit.predict` and the deployment runtime (`export.runtime`)
+    classify: a missing, corrupt or oversized file (Pillow's
+    `DecompressionBombError`), a directory or a symbolic-link loop is one
+    error, and the other images are still decoded.
+
+    Args:
+        paths: image files.
+        size: `(height, width)`.
+
+    Returns:
+        `(images, readable, errors)`: uint8 images `(n, height, width, 3)` of
+        the readable files (`None` if there is none), those paths, and one
+        `{"image": path, "error": reason}` dict per unreadable file, in order.
+    """
+    size = tuple(int(v) for v in size)
+    images, readable, errors = [], [], []
+    for path in paths:
+        try:
+            images.append(decode_image(path, size))
+            readable.append(path)
+        except Exception as e:  # Pillow raises many types for bad files: OSError, ValueError, SyntaxError...
+            missing = isinstance(e, FileNotFoundError) and not os.path.lexists(path)
+            reason = "file does not exist" if missing else first_line(e, with_type=True)
+            errors.append({"image": str(path), "error": reason})
+    return (np.stack(images) if images else None), readable, errors
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -6,14 +6,13 @@ image-folder tree, whatever the model's resolution and class order.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from keras_vit.data.cifar10 import load_cifar10
-from keras_vit.data.folders import load_image_folder
+from keras_vit.data.folders import list_folder, load_image_folder
 from keras_vit.data.images import resize_images
 from keras_vit.data.splits import CIFAR10_CLASSES, SPLITS
 
@@ -21,9 +20,7 @@ from keras_vit.data.splits import CIFAR10_CLASSES, SPLITS
 def _class_folders(root: Path) -> list[str]:
     for split in SPLITS:
         if (root / split).is_dir():
-            return sorted(
-                e.name for e in os.scandir(root / split) if e.is_dir() and not e.name.startswith(".")
-            )
+            return list_folder(root / split)[0]  # an entry that cannot be read: the loader warns of it
     return []
 
 
@@ -60,8 +57,8 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     if cifar_like:
         splits = load_cifar10(root, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
     else:
-        splits = load_image_folder(
-            root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,)
+        splits = load_image_folder(  # min_classes=1: a trained model may be scored on one class's images
+            root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,), min_classes=1
         )
     x, y = (splits.x_train, splits.y_train) if split == "train" else (splits.x_test, splits.y_test)
     if tuple(x.shape[1:3]) != size:  # CIFAR-10 batches for a model of another resolution.

@@ -31,6 +31,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_vit.inference import load_keras_model
+
 # Page's scale of the logits: with SGD at a peak rate of 0.4 the unscaled head trains too fast.
 LOGIT_SCALE = 0.125
 # airbench94's scale of the logits, for the same reason.
@@ -316,7 +318,7 @@ def load_teacher(paths, image_size, num_classes):
     policy = keras.mixed_precision.global_policy().name
     teachers = []
     for path in paths:
-        teacher = keras.saving.load_model(path, compile=False, safe_mode=True)
+        teacher = load_keras_model(path)  # checked and loaded in safe mode, as every model file
         input_hw = tuple(teacher.input_shape[1:3])
         if input_hw != tuple(image_size):
             raise ValueError(f"the teacher {path} takes {input_hw} images, the data are {tuple(image_size)}.")

@@ -14,11 +14,14 @@ PatchDropout off for the last part of a run.
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import keras
 
+from keras_vit.files import atomic_path, atomic_write_json, pause_point
 from keras_vit.layers import PatchDropout
 from keras_vit.training.schedules import warmup_cosine
 
@@ -36,6 +39,7 @@ class EpochTimer(keras.callbacks.Callback):
         self.times = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        pause_point(f"epoch-begin:{epoch + 1}")  # a test hook: kill a run in this epoch
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -314,13 +318,25 @@ class UnmaskedFinish(keras.callbacks.Callback):
             self.model.make_train_function(force=True)  # a later fit traces the masked step again
 
 
+class CheckpointError(OSError):
+    """A resume checkpoint that cannot be read (the message says which file and what to do)."""
+
+
 class EpochBackup(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that saves every `every` epochs, at epoch ends.
+    """`BackupAndRestore` that saves every `every` epochs, at epoch ends, atomically and versioned.
 
     Keras' own `save_freq=<steps>` saves from a batch hook (which turns off
     async dispatch) and records the epoch before it ends, so a resumed run
-    repeats an epoch. This one saves at the end of epochs `every, 2 * every,
-    ...` and records the next epoch to run.
+    repeats an epoch; and it rewrites `latest.weights.h5` in place, so a kill
+    or a full disk during that write leaves a truncated file that every rerun
+    then fails on. This one saves at the end of epochs `every, 2 * every,
+    ...`: the weights and optimizer state go to a new file
+    `epoch_<N>.weights.h5` (through `keras_vit.files.atomic_path`), then
+    `checkpoint.json`, which names that file and the next epoch to run, is
+    replaced atomically, and only then is the previous epoch's file removed.
+    A kill at any instant leaves a checkpoint that names a complete file. An
+    epoch whose loss is not finite is never saved: the checkpoint keeps the
+    last good epoch.
 
     Args:
         backup_dir: str, where the checkpoint lives.
@@ -330,6 +346,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
 
     # Its batch hook is BackupAndRestore's, a no-op with save_freq="epoch".
     async_safe = True
+    METADATA = "checkpoint.json"
 
     def __init__(self, backup_dir, every=1, delete_checkpoint=True):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
@@ -337,8 +354,64 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             raise ValueError(f"every must be a positive integer, got {every}.")
         self.every = int(every)
 
+    @classmethod
+    def saved_epochs(cls, backup_dir):
+        """Epochs the checkpoint in `backup_dir` holds (the next epoch to run), or 0 without one."""
+        path = Path(backup_dir) / cls.METADATA
+        if path.exists():
+            return int(_read_json(path)["epoch"])
+        legacy = Path(backup_dir) / "training_metadata.json"  # Keras' own, from older runs
+        return int(_read_json(legacy)["epoch"]) if legacy.exists() else 0
+
+    def on_train_begin(self, logs=None):
+        backup_dir = Path(self.backup_dir)
+        metadata_path = backup_dir / self.METADATA
+        if not metadata_path.exists():
+            try:
+                super().on_train_begin(logs)  # a checkpoint written by Keras' own callback, or none
+            except (OSError, ValueError) as error:
+                raise _unreadable(backup_dir, error) from None
+            return
+        try:
+            metadata = _read_json(metadata_path)
+            weights = backup_dir / metadata["weights"]
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(weights)
+        except (OSError, ValueError, KeyError) as error:
+            raise _unreadable(backup_dir, error) from None
+        self.model._initial_epoch = int(metadata["epoch"])
+
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
         self._last_batch_seen = 0
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return  # keep the last good epoch's checkpoint
         if (epoch + 1) % self.every == 0:
             self._save_model()
+
+    def _save_model(self):
+        backup_dir = Path(self.backup_dir)
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        weights = backup_dir / f"epoch_{self._current_epoch:05d}.weights.h5"
+        with atomic_path(weights, suffix=".weights") as tmp:  # Keras wants names ending .weights.h5
+            self.model.save_weights(tmp, overwrite=True)
+        atomic_write_json(backup_dir / self.METADATA, {"epoch": self._current_epoch, "weights": weights.name})
+        pause_point("checkpoint-written")
+        for old in backup_dir.glob("*.weights.h5*"):  # earlier epochs, and Keras' own latest.weights.h5
+            if old != weights:
+                old.unlink(missing_ok=True)
+        (backup_dir / "training_metadata.json").unlink(missing_ok=True)
+
+
+def _read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def _unreadable(backup_dir, error):
+    return CheckpointError(
+        f"the resume checkpoint in {backup_dir} cannot be read ({type(error).__name__}: "
+        f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'}); "
+        "rerun with --fresh to start over"
+    )

@@ -10,17 +10,27 @@ describe_device  what Keras' backend computes on, for the logs and metrics.json
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import time
 from pathlib import Path
 
+import filelock
 import keras
 import numpy as np
 
 from keras_vit import data
+from keras_vit.cli_utils import CLIError
 from keras_vit.device import cpu_name
-from keras_vit.files import atomic_path, atomic_write_json
+from keras_vit.files import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 from keras_vit.inference import view_logits
 from keras_vit.labels import write_labels
 from keras_vit.plots import read_history_csv
@@ -78,6 +88,76 @@ def _looks_like_cifar10(path):
     if not train.is_dir():
         return True  # cifar-10-batches-py layouts and the like: the CIFAR-10 loader decides.
     return {p.name for p in train.iterdir() if p.is_dir()} == set(data.CIFAR10_CLASSES)
+
+
+LOCK_NAME = ".keras_vit.lock"
+
+
+@contextlib.contextmanager
+def locked_output(output):
+    """Holds the output folder for one run; removes what a killed run left half-written.
+
+    The lock is an OS file lock (`filelock`): it is released when the process
+    ends however it ends, so a killed run never blocks the next one.
+
+    Args:
+        output: the run's folder (created if missing).
+
+    Yields:
+        The folder as a `Path`.
+
+    Raises:
+        CLIError: another process holds the folder.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(output / LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise CLIError(
+            f"another run is writing to {output}; wait for it to end or choose another --output"
+        ) from None
+    try:
+        remove_stale_temporaries(output)
+        yield output
+    finally:
+        lock.release()
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, as Ctrl-C raises `KeyboardInterrupt`."""
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turns SIGTERM into a `Terminated` exception for the block, so writes in progress roll back."""
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def trim_history(path, epochs):
+    """Keeps the first `epochs` epochs of a `history.csv` (a resumed run redoes the epochs after its checkpoint).
+
+    Args:
+        path: the `CSVLogger` file; nothing happens if it does not exist.
+        epochs: int, epochs to keep (rows whose `epoch` column is below it).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    if not lines:
+        return
+    kept = [line for line in lines[1:] if line and int(float(line.split(",")[0])) < epochs]
+    atomic_write_text(path, "\n".join([lines[0], *kept]) + "\n")
 
 
 def start_run(output, seed, mixed_precision="none"):
@@ -209,15 +289,26 @@ def run_metrics(outcome, splits, model, train_images_per_epoch, args):
     }
 
 
-def save_run(output, model, class_names, metrics):
-    """Writes `model.keras`, `labels.txt` and `metrics.json` to `output`, each atomically.
+def save_run(output, model, class_names, metrics, history_path=None):
+    """Writes `model.keras`, `labels.txt`, `history.csv` and `metrics.json` to `output`, each atomically.
 
-    The metrics go last: a folder whose `metrics.json` is current holds the
-    model and labels it describes.
+    A run keeps its history in a working file until here, so a run that
+    fails or is killed never leaves the history of one run beside the model of
+    another. The metrics go last: a folder whose `metrics.json` is current
+    holds the model, labels and history it describes.
+
+    Args:
+        output: the run's folder.
+        model: the model to save.
+        class_names: the names of its outputs, in order.
+        metrics: the dict to write as `metrics.json`.
+        history_path: the working `history.csv` to publish (None: none).
     """
     output = Path(output)
     save_model_atomic(model, output / "model.keras")
     write_labels(output / "labels.txt", class_names)
+    if history_path is not None and Path(history_path).exists():
+        atomic_write_bytes(output / "history.csv", Path(history_path).read_bytes())
     atomic_write_json(output / "metrics.json", metrics)
 
 

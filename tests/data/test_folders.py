@@ -1,5 +1,6 @@
 """Tests for keras_vit.data.folders: image-folder trees made with Pillow, no network."""
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -218,3 +219,49 @@ def test_bad_splits_argument(tmp_path):
             data.load_image_folder(root, cache_dir=False, splits=bad)
         with pytest.raises(ValueError, match="splits"):
             data.load_cifar10(root, cache_dir=False, splits=bad)
+
+
+def test_symlink_loops_are_skipped_and_named(tmp_path):
+    """A symbolic-link loop (an image, a class folder, a folder inside a class) aborted the whole load with
+    `[Errno 40]`; now each is skipped, and one warning names them."""
+    root = make_tree(tmp_path / "ds")
+    (root / "train/cat/loop.png").symlink_to("loop.png")
+    (root / "train/elsewhere").symlink_to("elsewhere")
+    (root / "test/dog/sub").symlink_to("sub")
+    (root / "test/dog/gone.png").symlink_to("nothing_here.png")
+    with pytest.warns(UserWarning) as caught:
+        s = data.load_image_folder(root, cache_dir=False)
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"Skipped 4 entries under {root} that cannot be read: ")
+    loop = os.strerror(errno.ELOOP)
+    assert f"{root / 'test/dog/gone.png'} (broken symbolic link to nothing_here.png)" in message
+    assert f"{root / 'test/dog/sub'} ({loop}); {root / 'train/cat/loop.png'} ({loop}) and 1 more." in message
+    assert s.class_names == CLASSES and len(s.y_train) == 12 and len(s.y_test) == 6
+    check_labels(s.x_train, s.y_train)
+
+
+def test_one_class_is_refused_for_training(tmp_path):
+    """One class folder trained a 1-class model that scored 100%: refused, unless asked (evaluation)."""
+    root = make_tree(tmp_path / "ds", classes=("cat",))
+    with pytest.raises(ValueError, match=r"ds has 1 class \(cat\); a classifier needs at least 2"):
+        data.load_image_folder(root, cache_dir=False)
+    with pytest.raises(ValueError, match=r"`class_names` has 1 class \(cat\)"):
+        data.load_image_folder(root, class_names=["cat"], cache_dir=False)
+    s = data.load_image_folder(root, cache_dir=False, splits="test", min_classes=1)
+    assert s.class_names == ("cat",) and len(s.y_test) == 2
+
+
+def test_a_class_with_no_readable_image_is_refused(tmp_path):
+    """A class whose every image was unreadable trained on with "0 images": refused, naming the class."""
+    root = make_tree(tmp_path / "ds")
+    for path in (root / "train/dog").iterdir():
+        path.write_bytes(b"not a png")
+    with pytest.raises(
+        ValueError, match=r"None of the 4 images of class 'dog' in .*train.dog could be read; "
+    ):
+        data.load_image_folder(root, cache_dir=False)
+    # A limit that picks only unreadable images of a class which has readable ones left out is not refused.
+    save_image(root / "train/dog/zzzz.png", 1)
+    with pytest.warns(UserWarning, match="unreadable"):
+        s = data.load_image_folder(root, cache_dir=False, limit=3, splits="train")
+    assert np.bincount(s.y_train, minlength=3).tolist() == [1, 0, 1]

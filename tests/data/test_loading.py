@@ -32,3 +32,12 @@ def test_match_labels_by_name():
     assert mapped.dtype == np.int32 and mapped.tolist() == [2, 1, 0, 1]
     with pytest.raises(ValueError, match="not among the model's classes"):
         data.match_labels(labels, ("a", "b", "z"), ("a", "b", "c"))
+
+
+def test_load_split_of_one_class_with_a_symlink_loop(tmp_path):
+    """Evaluation may score a model on one class's images; a symbolic-link loop beside the class is skipped."""
+    root = make_tree(tmp_path / "ds", classes=("cat",), n_train=1, n_test=2)
+    (root / "test" / "loop").symlink_to("loop")
+    with pytest.warns(UserWarning, match=r"Skipped 1 entry .*loop"):
+        x, y, classes, source, skipped = data.load_split(root, "test", (8, 8), cache_dir=False)
+    assert x.shape == (2, 8, 8, 3) and classes == ("cat",) and y.tolist() == [0, 0] and skipped == 0

@@ -20,6 +20,8 @@ temporary folder; the others wait for it and reuse it.
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -139,3 +141,24 @@ def odd_models(work):
     x = keras.layers.GlobalAveragePooling2D()(x)
     keras.Model(inputs, keras.layers.Dense(10)(x)).save(folder / "any_size.keras")
     return folder
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs mounted for one test (root on Linux); the test is skipped where mounting is not allowed."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a tmpfs needs Linux")
+    try:
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True, text=True
+        )
+    except OSError as e:
+        pytest.skip(f"cannot run mount: {e}")
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {proc.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

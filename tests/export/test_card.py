@@ -14,6 +14,7 @@ def test_model_card_documents_input_output_and_machine(export_dir):
     assert "softmax" in card["output"]["values"]
     assert card["machine"]["cpu"] == report["machine"]["cpu"] and "ai_edge_litert" in card["machine"]
     assert (export_dir / "savedmodel" / "labels.txt").exists()
+    assert card["labels_file"] == "labels.txt"  # the files of python -m export share the folder's labels
     # The card holds the proof's numbers, the same as the report's.
     fp32 = next(r for r in report["formats"] if r["file"] == "model_fp32.tflite")
     assert card["proof"] == fp32
@@ -34,9 +35,10 @@ def test_int8_card_gives_the_quantization(export_dir):
 
 def test_sidecar_paths(tmp_path):
     assert sidecar_paths(tmp_path / "m.tflite") == (
-        str(tmp_path / "labels.txt"),
+        str(tmp_path / "m.labels.txt"),  # its own: another model's labels.txt in the folder is left alone
         str(tmp_path / "m.tflite.json"),
     )
+    assert sidecar_paths(tmp_path / "m.tflite", shared_labels=True)[0] == str(tmp_path / "labels.txt")
     assert sidecar_paths(tmp_path / "sm", is_dir=True) == (
         str(tmp_path / "sm" / "labels.txt"),
         str(tmp_path / "sm" / "model_card.json"),

@@ -27,19 +27,32 @@ def test_help_of_every_command():
     assert "int8" in run(["export.tflite", "--help"]).stdout
 
 
-def test_failed_proof_leaves_no_file(trained, data_tree, tmp_path):
+def test_failed_proof_keeps_the_previous_file(trained, data_tree, tmp_path):
+    """A one-format export that fails its proof writes nothing and keeps the previous file and its card.
+
+    Issue 37 changed this contract: the previous file used to be deleted (so that it could not pass for this
+    export); the error line now says that it is untouched.
+    """
     root, _ = data_tree
     out = tmp_path / "model.onnx"
-    out.write_bytes(b"an older export")  # must not survive: it would pass for this one
+    out.write_bytes(b"an older export")
+    (tmp_path / "model.onnx.json").write_text("{}")
     proc = run(
         ["export.onnx", trained["path"], out, "--data-dir", root, "--atol", "1e-12"],
         env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert proc.returncode == 1, explain(proc)
     assert "FAIL onnx float32" in proc.stdout and "max|dlogit|" in proc.stdout  # the numbers
-    assert "proof failed" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
-    assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no temp files, cards or labels
+    lines = error_lines(proc)
+    assert len(lines) == 1 and "proof failed" in lines[0] and f"{out} is untouched" in lines[0], explain(proc)
+    assert out.read_bytes() == b"an older export" and (tmp_path / "model.onnx.json").read_text() == "{}"
+    # No temporary files, no labels file (nothing was published); the lock file stays, empty.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".model.lock",
+        "cache",
+        "model.onnx",
+        "model.onnx.json",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -54,6 +67,8 @@ def test_failed_proof_leaves_no_file(trained, data_tree, tmp_path):
         "unknown_input_shape",
         "bad_opset",
         "not_an_export_dir",
+        "output_dir_is_a_file",
+        "output_file_is_a_dir",
     ],
 )
 def test_bad_input(case, trained, odd_models, tmp_path):
@@ -80,6 +95,8 @@ def test_bad_input(case, trained, odd_models, tmp_path):
         ),
         "bad_opset": (["export.onnx", model, tmp_path / "o.onnx", "--opset", "21"], "--opset", 2),
         "not_an_export_dir": (["export", model, tmp_path], "is not a previous export", 1),
+        "output_dir_is_a_file": (["export", model, blocker], "exists and is not a directory", 1),
+        "output_file_is_a_dir": (["export.tflite", model, tmp_path], "is a directory", 1),
     }[case]
     proc = run(args, env=env, cwd=tmp_path)
     assert proc.returncode == status, explain(proc)

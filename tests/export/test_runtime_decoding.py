@@ -1,6 +1,8 @@
 """export.runtime reads images and labels as keras_vit does: the same photo reaches Keras and an exported file as
 the same pixels, and the runtime needs neither TensorFlow nor Keras for it."""
 
+import errno
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_models import decompression_bomb
 from PIL import Image
 
 from export import runtime
@@ -138,3 +141,102 @@ def test_runtime_imports_neither_tensorflow_nor_keras(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(REPO)])}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+class FakeExported(FakeModel):
+    """What `runtime.main` uses of an `ExportedModel`: 8x8 RGB images, 3 classes."""
+
+    image_size, channels = (8, 8), 3
+
+    def describe(self):
+        return "fake: input float32 (batch, 8, 8, 3)"
+
+
+@pytest.fixture
+def fake_runtime(tmp_path, monkeypatch):
+    """`python -m export.runtime` in this process on a fake model with labels a, b, c; good and bad images."""
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    monkeypatch.setattr(runtime, "load", lambda path, threads=None: FakeExported(path))
+    good = [tmp_path / "red.png", tmp_path / "blue.png"]
+    Image.new("RGB", (16, 16), (250, 0, 0)).save(good[0])
+    Image.new("RGB", (16, 16), (0, 0, 250)).save(good[1])
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop.name)
+    (tmp_path / "garbage.png").write_bytes(b"not an image")
+    bad = [
+        decompression_bomb(tmp_path / "bomb.png"),
+        loop,
+        tmp_path / "garbage.png",
+        tmp_path / "missing.png",
+    ]
+    return tmp_path / "model.onnx", good, bad
+
+
+def test_runtime_reports_each_bad_image_and_classifies_the_rest(fake_runtime, capsys):
+    """A decompression bomb was a 26-line traceback, and one bad image stopped all: now one line an image, the
+    others classified, exit status 1 (as `keras_vit.predict`)."""
+    model, good, (bomb, loop, garbage, missing) = fake_runtime
+    images = [good[0], bomb, loop, garbage, missing, good[1]]
+    assert runtime.main([str(model), *map(str, images), "--top-k", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"error: cannot read image {bomb}: DecompressionBombError: Image size (900000000 pixels) exceeds limit "
+        f"of {2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack.",
+        f"error: cannot read image {loop}: OSError: [Errno {errno.ELOOP}] {os.strerror(errno.ELOOP)}: '{loop}'",
+        f"error: cannot read image {garbage}: UnidentifiedImageError: cannot identify image file '{garbage}'",
+        f"error: image {missing} does not exist.",
+    ]
+    assert str(good[0]) in captured.out and str(good[1]) in captured.out and str(bomb) not in captured.out
+
+    # --json: one entry an image, in order; an unreadable image's entry is its error.
+    assert runtime.main([str(model), *map(str, images), "--top-k", "1", "--json"]) == 1
+    captured = capsys.readouterr()
+    entries = json.loads(captured.out)
+    assert [e["image"] for e in entries] == list(map(str, images))
+    assert [e["top_k"][0]["label"] for e in entries if "top_k" in e] == ["a", "c"]
+    assert [e["error"].split(":")[0] for e in entries if "error" in e] == [
+        f"cannot read image {bomb}",
+        f"cannot read image {loop}",
+        f"cannot read image {garbage}",
+        f"image {missing} does not exist.",
+    ]
+    assert len(captured.err.splitlines()) == 4
+
+    # Every image unreadable: the error lines, nothing classified.
+    assert runtime.main([str(model), str(bomb)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    # Every image readable: exit status 0.
+    assert runtime.main([str(model), *map(str, good)]) == 0
+
+
+def test_runtime_and_predict_read_the_same_images_the_same_way(fake_runtime, capsys):
+    _, good, bad = fake_runtime
+    paths = [good[0], *bad, good[1]]
+    keras_side, readable, errors = predict.read_images(paths, (8, 8))
+    deployed, deployed_readable, deployed_errors = runtime.read_images(paths, (8, 8))
+    np.testing.assert_array_equal(keras_side, deployed)
+    assert readable == deployed_readable == good
+    assert [e["image"] for e in errors] == [e["image"] for e in deployed_errors] == list(map(str, bad))
+    assert [f"cannot read image {e['image']}: {e['error']}" for e in errors[:3]] == [
+        e["error"] for e in deployed_errors[:3]
+    ]
+    with pytest.raises(runtime.RuntimeModelError, match="DecompressionBombError"):
+        runtime.load_image(bad[0], (8, 8))
+    with pytest.raises(runtime.RuntimeModelError, match="Too many levels of symbolic links"):
+        runtime.load_images([good[0], bad[1]], (8, 8))
+
+
+def test_runtime_interrupted_is_one_line(fake_runtime, capsys, monkeypatch):
+    model, good, _ = fake_runtime
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runtime, "tta_logits", interrupt)
+    try:
+        status = runtime.main([str(model), str(good[0])])
+    except KeyboardInterrupt:  # caught here: escaping, it would stop the whole test session
+        pytest.fail("KeyboardInterrupt escaped main(): a traceback, not one line")
+    assert status == 130
+    assert capsys.readouterr().err == "error: interrupted\n"

@@ -9,7 +9,7 @@ pytest_plugins = ["export_fixtures"]
 
 def test_savedmodel_cli(trained, data_tree, tmp_path):
     root, _ = data_tree
-    out = tmp_path / "sm"
+    out = tmp_path / "new" / "sm"  # a missing parent directory is created
     proc = run(
         ["export.savedmodel", trained["path"], out, "--data-dir", root],
         env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")},

@@ -48,9 +48,12 @@ def test_export_format_converts_proves_and_documents(export_dir, job, tmp_path):
     assert card["format"] == "tflite" and card["variant"] == "float32" and card["file"] == "vit.tflite"
     assert card["runtime"] == "a copy" and card["proof"] is result
     assert card["labels"] == list(CLASSES) and card["input"]["dtype"] == "float32"
+    assert card["labels_file"] == "vit.labels.txt"  # its own labels beside it (issue 37)
     write_sidecars(tmp_path / "vit.tflite", fmt, job.labels, card)
-    assert (tmp_path / "labels.txt").read_text().split() == list(CLASSES)
-    assert (tmp_path / "vit.tflite.json").exists()
+    assert (tmp_path / "vit.labels.txt").read_text().split() == list(CLASSES)
+    assert (tmp_path / "vit.tflite.json").exists() and not (tmp_path / "labels.txt").exists()
+    write_sidecars(tmp_path / "all" / "model_fp32.tflite", fmt, job.labels, card, shared_labels=True)
+    assert (tmp_path / "all" / "labels.txt").read_text().split() == list(CLASSES)  # python -m export's folder
 
 
 @needs_tf_keras

@@ -1,6 +1,7 @@
 """Tests for export/tflite.py: builtin ops only, static shapes, int8 input/output, selective int8, the CLI."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from conftest import cifar10_dir
 from export_helpers import CLASSES, explain, needs_tf_keras, run
+from PIL import Image
 
 from export import runtime, tflite
 from export.common import ExportError
@@ -111,18 +113,36 @@ def test_int8_float_ops_default_and_strict(export_dir, data_tree, trained, tmp_p
     assert strict.output_dtype == np.int8
 
 
-def test_tflite_cli_float16(trained, data_tree, tmp_path):
-    root, _ = data_tree
-    out = tmp_path / "sub" / "vit.tflite"  # a missing parent directory is created
+def test_tflite_cli_float16_beside_another_model(trained, data_tree, export_dir, tmp_path):
+    """A one-format export into a folder where another model lives writes its own `<name>.labels.txt` and
+    leaves the other model's `labels.txt` alone (issue 37: it used to overwrite it, and the other model then
+    got this one's names); the runtime finds each model's names."""
+    root, arrays = data_tree
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    other_names = [f"other_{i}" for i in range(10)]
+    (folder / "labels.txt").write_text("".join(f"{name}\n" for name in other_names))
+    shutil.copyfile(export_dir / "model_fp32.tflite", folder / "first.tflite")  # the other model
+    out = folder / "vit.tflite"
     proc = run(
         ["export.tflite", trained["path"], out, "--quantize", "float16", "--data-dir", root],
         env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert proc.returncode == 0, explain(proc)
     assert "PASS tflite float16" in proc.stdout
-    card = json.loads((out.parent / "vit.tflite.json").read_text())
-    assert card["variant"] == "float16" and card["proof"]["passed"]
-    assert (out.parent / "labels.txt").read_text().split() == list(CLASSES)
+    card = json.loads((folder / "vit.tflite.json").read_text())
+    assert (
+        card["variant"] == "float16" and card["proof"]["passed"] and card["labels_file"] == "vit.labels.txt"
+    )
+    assert (folder / "vit.labels.txt").read_text().split() == list(CLASSES)
+    assert (folder / "labels.txt").read_text().split() == other_names  # untouched
+    assert not [p.name for p in folder.iterdir() if ".tmp-" in p.name]  # nor the temporary SavedModel
+    image = tmp_path / "image.png"
+    Image.fromarray(arrays["test"][0][0]).save(image)
+    for model, names in (("vit.tflite", CLASSES), ("first.tflite", other_names)):
+        proc = run(["export.runtime", folder / model, image, "--json", "--top-k", "1"])
+        assert proc.returncode == 0, explain(proc)
+        assert json.loads(proc.stdout)[0]["top_k"][0]["label"] in names, (model, proc.stdout)
 
 
 def test_real_cifar10_parity(trained, tmp_path):

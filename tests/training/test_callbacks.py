@@ -108,6 +108,29 @@ def test_stop_on_nan_stops_at_epoch_end():
     assert guard.stopped_epoch == 1 and guard.model.stop_training
 
 
+def test_stop_on_nan_stops_on_an_infinite_loss():
+    for loss in (float("inf"), float("-inf")):
+        guard = StopOnNaN()
+        guard.set_model(tiny_model())
+        guard.on_epoch_end(3, {"loss": loss})
+        assert guard.stopped_epoch == 3 and guard.model.stop_training
+
+
+def test_epoch_backup_never_saves_a_non_finite_epoch(tmp_path):
+    model = tiny_model()
+    backup = EpochBackup(str(tmp_path / "backup"), delete_checkpoint=False)
+    backup.set_model(model)
+    backup.on_epoch_end(0, {"loss": 1.0})
+    assert EpochBackup.saved_epochs(tmp_path / "backup") == 1
+    backup.on_epoch_end(1, {"loss": float("nan")})
+    backup.on_epoch_end(2, {"loss": float("inf")})
+    assert EpochBackup.saved_epochs(tmp_path / "backup") == 1
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
+        "checkpoint.json",
+        "epoch_00001.weights.h5",
+    ]
+
+
 def test_time_limit_stops_fit_early():
     limit = TimeLimit(1e-3)
     history = tiny_model().fit(*DATA, epochs=5, batch_size=16, callbacks=[limit], verbose=0)
@@ -123,8 +146,9 @@ def test_epoch_backup_saves_every_n_epochs_and_records_the_next_epoch(tmp_path):
     backup = EpochBackup(str(tmp_path / "ckpt"), every=2, delete_checkpoint=False)
     tiny_model().fit(*DATA, epochs=3, batch_size=16, callbacks=[backup], verbose=0)
     # Saved after epochs 2 (not 1, not 3): a resumed run starts at epoch index 2.
-    metadata = json.loads((tmp_path / "ckpt" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == 2
+    metadata = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert metadata == {"epoch": 2, "weights": "epoch_00002.weights.h5"}
+    assert EpochBackup.saved_epochs(tmp_path / "ckpt") == 2
     resumed = tiny_model()
     history = resumed.fit(
         *DATA, epochs=3, batch_size=16, callbacks=[EpochBackup(str(tmp_path / "ckpt"), every=2)], verbose=0

@@ -36,3 +36,23 @@ def test_describe_device_names_the_cpu_and_its_cores_without_an_accelerator():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible: describe_device names it instead")
     assert pipeline.describe_device().endswith(f", {os.cpu_count()} cores (tensorflow)")
+
+
+def test_trim_history_keeps_the_epochs_before_the_checkpoint(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.1\n")
+    pipeline.trim_history(path, 2)
+    assert path.read_text() == "epoch,loss\n0,2.0\n1,1.5\n"
+    pipeline.trim_history(tmp_path / "missing.csv", 2)  # nothing to trim: no error
+
+
+def test_locked_output_refuses_a_second_holder_and_removes_leftovers(tmp_path):
+    leftover = tmp_path / ".model.tmp-abc.keras"
+    leftover.write_bytes(b"half a model")
+    with pipeline.locked_output(tmp_path):
+        assert not leftover.exists()
+        with pytest.raises(pipeline.CLIError, match="another run is writing to"):
+            with pipeline.locked_output(tmp_path):
+                pass
+    with pipeline.locked_output(tmp_path):  # released
+        pass
