@@ -233,8 +233,16 @@ def load_keras_model(path):
     use_tensorflow_backend()  # keras_vit.load_model imports Keras
     try:
         model = keras_vit.load_model(os.fspath(path))
+    except keras_vit.ModelFileError as e:  # already one line that names the file
+        raise ExportError(str(e)) from None
     except Exception as e:  # Keras raises many types for bad archives.
         raise ExportError(f"cannot load {path}: {first_line(e, with_type=True)}") from None
+    from keras_vit.inference import check_finite_weights  # imports Keras: after the backend is set
+
+    try:
+        check_finite_weights(model, path)  # a diverged run's model: nothing to export
+    except CLIError as e:
+        raise ExportError(str(e)) from None
     return model, model_io(model)
 
 

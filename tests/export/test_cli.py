@@ -141,3 +141,23 @@ def test_model_variants_export(variant, data_tree, tmp_path):
             assert (predicted.argmax(1) == logits.argmax(1)).mean() >= 0.95
         else:
             np.testing.assert_allclose(predicted, logits, atol=tolerance, rtol=0)
+
+
+def test_a_model_with_non_finite_weights_is_not_exported(tmp_path):
+    from cli_models import save_non_finite_model
+
+    path = save_non_finite_model(tmp_path / "diverged")
+    proc = run(["export.onnx", path, tmp_path / "out" / "vit.onnx"])
+    assert proc.returncode != 0
+    assert "not finite" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "vit.onnx").exists()
+
+
+def test_a_lambda_model_is_refused_by_export(tmp_path):
+    from cli_models import save_lambda_model
+
+    path = tmp_path / "lambda.keras"
+    save_lambda_model(path)
+    proc = run(["export", path, tmp_path / "out"])
+    assert proc.returncode != 0
+    assert "Lambda" in proc.stderr and "Traceback" not in proc.stderr
