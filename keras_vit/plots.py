@@ -208,7 +208,8 @@ def _draw_history_panel(ax, label, keys, history, span):
         ax.axvspan(span[0] - 0.5, span[1] + 0.5, color="0.9", zorder=0, label="every token")
     for i, key in enumerate(keys):
         color = colors[i % len(colors)]
-        for split, name, style in (("train", key, "-"), ("val", f"val_{key}", "--")):
+        # Keras names the validation split's metrics val_*: that split is held out of the training images.
+        for split, name, style in (("train", key, "-"), ("validation", f"val_{key}", "--")):
             if name not in history:
                 continue
             y = _values(history, name)

@@ -179,7 +179,20 @@ def _add_distillation_flags(parser):
 
 def _add_run_flags(parser):
     parser.add_argument(
-        "--validation-freq", type=positive_int, default=1, help="evaluate on the test split every N epochs"
+        "--validation-split",
+        type=_validation_fraction,
+        default=0.1,
+        metavar="FRACTION",
+        help="hold out this share of the training images, class-balanced and drawn by --seed, as the validation "
+        "split that the curves and every choice look at; the test split is scored once, after training "
+        "(default: %(default)s, for exploring; 0 for the final run on all the training images: no validation, "
+        "training curves and the test score only)",
+    )
+    parser.add_argument(
+        "--validation-freq",
+        type=positive_int,
+        default=1,
+        help="evaluate on the validation split every N epochs",
     )
     parser.add_argument(
         "--time-limit",
@@ -220,6 +233,17 @@ def _add_run_flags(parser):
     )
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+
+
+def _validation_fraction(text):
+    """argparse type: a share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
 
 
 def model_argument(text):
@@ -383,6 +407,17 @@ def _callbacks(args, budget, max_epochs, backup_dir):
     return before_history, after_history, time_limit, unmasked
 
 
+def _validation(splits, args):
+    """`fit`'s validation arguments: the held-out validation split, never the test split (none without one)."""
+    if splits.x_val is None:
+        return {}
+    return {
+        "validation_data": ({"images": splits.x_val, "labels": splits.y_val}, splits.y_val),
+        "validation_freq": args.validation_freq,
+        "validation_batch_size": even_batch_size(len(splits.y_val), max(args.batch_size, 250)),
+    }
+
+
 def _load_teacher(args, splits):
     """The frozen teacher of --teacher (None without it); prints what is distilled."""
     if not args.teacher:
@@ -536,9 +571,7 @@ def run(args, splits, overrides, recipe):
         before_history=before_history,
         after_history=after_history,
         verbose=args.verbose,
-        validation_data=({"images": splits.x_test, "labels": splits.y_test}, splits.y_test),
-        validation_freq=args.validation_freq,
-        validation_batch_size=even_batch_size(len(splits.x_test), max(args.batch_size, 250)),
+        **_validation(splits, args),
     )
     if budget is not None and budget.stopped_epoch is None and outcome.epochs == max_epochs:
         print(
@@ -566,6 +599,11 @@ def run(args, splits, overrides, recipe):
         outcome,
         {
             **pipeline.run_metrics(outcome, splits, model, len(batches) * batches.batch_size, args),
+            "validation_images": 0 if splits.y_val is None else int(len(splits.y_val)),
+            # The last validation score of the run (None without a validation split).
+            "validation_accuracy": next(
+                (v for v in reversed(outcome.history.get("val_accuracy", [])) if v == v), None
+            ),
             "epochs_requested": args.epochs,
             "stopped_by_time_limit": time_limit is not None and time_limit.stopped_epoch is not None,
             "unmasked_from_epoch": None
@@ -656,6 +694,7 @@ def main(argv=None):
                     splits = pipeline.load_splits(
                         args.data_dir, args.dataset, image_size, args.limit, args.seed
                     )
+                    splits = splits.hold_out(args.validation_split, args.seed)
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
                     return _error(error)
                 return run(args, splits, overrides, recipe)

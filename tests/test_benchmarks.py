@@ -417,3 +417,37 @@ def test_attention_probe_picks_registers():
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (result.stdout + result.stderr).splitlines() if line.startswith("{")]
     assert [row["sequence_length"] for row in rows] == [16]
+
+
+def test_compare_seeds_reports_each_arm_and_the_difference_over_seeds(tmp_path):
+    # Each "run" writes metrics.json with a score that depends on the arm and the seed.
+    writer = (
+        f'{sys.executable} -c "import json, pathlib, sys; out = pathlib.Path(sys.argv[1]); '
+        "out.mkdir(parents=True, exist_ok=True); "
+        "(out / 'metrics.json').write_text(json.dumps(dict(validation_accuracy=float(sys.argv[2]) + int(sys.argv[3]) / 100)))\""
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "compare_seeds.py"),
+            "--seeds",
+            "3",
+            "--a",
+            writer + " {out} 0.5 {seed}",
+            "--b",
+            writer + " {out} 0.6 {seed}",
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "comparison.json").read_text())
+    assert report["a"]["values"] == pytest.approx([0.5, 0.51, 0.52])
+    assert report["b"]["mean"] == pytest.approx(0.61) and report["b"]["std"] == pytest.approx(0.01)
+    assert report["b_minus_a"]["mean"] == pytest.approx(0.1) and report["b_minus_a"]["std"] == pytest.approx(
+        0.0
+    )
+    assert "| b - a | 0.1000 ± 0.0000 |" in result.stdout

@@ -319,3 +319,54 @@ def test_module_help():
         "--output",
     ):
         assert flag in result.stdout
+
+
+def test_fit_validates_on_a_held_out_split_and_the_test_set_is_scored_once_after(
+    tiny_tree, tmp_path, monkeypatch
+):
+    from keras_vit.training import pipeline
+
+    calls = []
+    fit, score = pipeline.fit, pipeline.score
+
+    def spy_fit(trainer, batches, **kwargs):
+        calls.append(("fit", kwargs["validation_data"][0]["images"], batches.images))
+        return fit(trainer, batches, **kwargs)
+
+    def spy_score(model, images, labels, tta, batch_size):
+        calls.append(("score", images, None))
+        return score(model, images, labels, tta, batch_size)
+
+    monkeypatch.setattr(pipeline, "fit", spy_fit)
+    monkeypatch.setattr(pipeline, "score", spy_score)
+    out = tmp_path / "run"
+    assert (
+        train.main(ARGS + ["--validation-split", "0.25", "--data-dir", str(tiny_tree), "--output", str(out)])
+        == 0
+    )
+    assert [name for name, *_ in calls] == ["fit", "score"]  # the test set once, after training
+    _, validation, trained_on = calls[0]
+    test_images = load_cifar10(tiny_tree).x_test
+    assert len(validation) == 30 and len(trained_on) == 90  # a quarter of the 120 training images
+    as_rows = lambda x: {row.tobytes() for row in x}  # noqa: E731
+    assert not as_rows(validation) & as_rows(trained_on)  # held out of the training images
+    assert not as_rows(validation) & as_rows(test_images)  # and not the test set
+    assert calls[1][1].shape == test_images.shape
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation_images"] == 30 and metrics["train_images"] == 90
+    assert 0.0 <= metrics["validation_accuracy"] <= 1.0 and metrics["test_images"] == len(test_images)
+    assert "val_accuracy" in (out / "history.csv").read_text().splitlines()[0]
+
+
+def test_no_validation_split_trains_on_every_image_without_validation(tiny_tree, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        train.main(ARGS + ["--validation-split", "0", "--data-dir", str(tiny_tree), "--output", str(out)])
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_images"] == 120 and metrics["validation_images"] == 0
+    assert metrics["validation_accuracy"] is None
+    header, *rows = [line.split(",") for line in (out / "history.csv").read_text().splitlines()]
+    # Keras' CSVLogger always writes val_* columns: without a validation split they hold nothing.
+    assert {row[i] for row in rows for i, name in enumerate(header) if name.startswith("val_")} == {"NA"}

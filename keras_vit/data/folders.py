@@ -124,6 +124,12 @@ def load_image_folder(
         skipped += bad
         if cache_file is not None:
             cached.append(cache_file)
+    validation = None
+    if "train" in wanted and (root / "val").is_dir():  # a data set that ships its validation split
+        val_files = _scan_split(root / "val", names, unlisted)
+        x, y, bad, cache_file = _load_split(root, "val", val_files, size, names, limit, seed, cache_dir)
+        validation, skipped = (x, y), skipped + bad
+        cached += [cache_file] if cache_file is not None else []
     for split in SPLITS:  # A split not requested: zero images of the same shape.
         arrays.setdefault(split, empty_like(arrays[wanted[0]][0]))
     source = f"image folder {root}"
@@ -135,6 +141,8 @@ def load_image_folder(
         class_names=names,
         source=source,
         skipped=skipped,
+        x_val=None if validation is None else validation[0],
+        y_val=None if validation is None else validation[1],
     )
     _warn_skipped(skipped, root)
     return result

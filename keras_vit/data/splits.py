@@ -67,6 +67,55 @@ class Splits:
     class_names: tuple[str, ...]
     source: str
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def hold_out(self, fraction: float, seed: int = 0) -> "Splits":
+        """A copy whose validation split is `fraction` of the training images, class-balanced, drawn by `seed`.
+
+        The validation images leave the training split (the two are disjoint);
+        the test split is untouched. Model selection (the curves, early
+        decisions, recipe choices) looks at the validation split, and the test
+        split is scored once, at the end.
+
+        Args:
+            fraction: share of the training images to hold out, in `[0, 1)`;
+                0 returns `self` unchanged (no validation split), and so
+                does a data set that ships a validation split (an image
+                folder's `val/`), which is used as it is.
+            seed: the same seed holds out the same images.
+
+        Returns:
+            A new `Splits`.
+
+        Raises:
+            ValueError: `fraction` outside `[0, 1)`, or a class left without a
+                training or a validation image.
+        """
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"the validation split must be in [0, 1), got {fraction}")
+        if (
+            not fraction or self.x_val is not None
+        ):  # none asked, or the data set ships its own (a val/ folder)
+            return self
+        count = int(round(fraction * len(self.y_train)))
+        held = stratified_indices(self.y_train, count, seed)
+        kept = np.setdiff1d(np.arange(len(self.y_train)), held)
+        for name, labels in (("training", self.y_train[kept]), ("validation", self.y_train[held])):
+            missing = sorted(set(range(self.num_classes)) - set(np.unique(labels).tolist()))
+            if missing:
+                names = ", ".join(self.class_names[i] for i in missing)
+                raise ValueError(
+                    f"a validation split of {fraction} leaves no {name} image of {names}; "
+                    "use more images or another --validation-split"
+                )
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[kept],
+            y_train=self.y_train[kept],
+            x_val=self.x_train[held],
+            y_val=self.y_train[held],
+        )
 
     @property
     def num_classes(self) -> int:
@@ -88,8 +137,9 @@ class Splits:
             return f"{len(y)} {name} ({per_class})"
 
         h, w, c = self.image_shape
+        validation = "" if self.y_val is None else f" + {counts(self.y_val, 'validation')}"
         text = (
-            f"{counts(self.y_train, 'train')} + {counts(self.y_test, 'test')} images of "
+            f"{counts(self.y_train, 'train')}{validation} + {counts(self.y_test, 'test')} images of "
             f"{h}x{w}x{c}, {self.num_classes} classes, from {self.source}"
         )
         if self.skipped:

@@ -37,6 +37,7 @@ TRAINING_RECIPES = {
             label_smoothing=0.1,
             augment="basic",
             mixed_precision="none",
+            validation_split=0.0,
         ),
     },
     "cifar10_gpu": {
@@ -62,6 +63,7 @@ TRAINING_RECIPES = {
             time_limit=355.0,
             max_epochs=1000,
             validation_freq=10,
+            validation_split=0.0,
             checkpoint_every=1000,
         ),
     },

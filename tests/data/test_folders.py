@@ -265,3 +265,16 @@ def test_a_class_with_no_readable_image_is_refused(tmp_path):
     with pytest.warns(UserWarning, match="unreadable"):
         s = data.load_image_folder(root, cache_dir=False, limit=3, splits="train")
     assert np.bincount(s.y_train, minlength=3).tolist() == [1, 0, 1]
+
+
+def test_a_shipped_val_folder_becomes_the_validation_split(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    for label, name in enumerate(CLASSES):
+        for i in range(3):
+            save_image(root / "val" / name / f"{i:04d}.png", label, (8, 8), green=200 + i)
+    splits = data.load_image_folder(root, cache_dir=False)
+    assert len(splits.y_val) == 3 * len(CLASSES) and np.bincount(splits.y_val).tolist() == [3] * len(CLASSES)
+    assert len(splits.y_train) == 4 * len(CLASSES)  # the training images stay whole
+    assert splits.hold_out(0.25) is splits  # the shipped split is used as it is
+    assert "validation" in splits.summary()
+    assert data.load_image_folder(make_tree(tmp_path / "plain"), cache_dir=False).y_val is None

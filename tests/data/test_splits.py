@@ -1,6 +1,7 @@
 """Tests for keras_vit.data.splits: `Splits`, the balanced `limit` selection."""
 
 import numpy as np
+import pytest
 
 from keras_vit import data
 from keras_vit.data import splits
@@ -22,3 +23,47 @@ def test_finish_empties_unrequested_split():
     s = splits.splits_from_arrays(x, y, x[:2], y[:2], ("a", "b"), "arrays", None, 0, ("test",))
     assert s.x_train.shape == (0, 32, 32, 3) and s.y_train.shape == (0,)
     assert s.x_test.shape == (2, 32, 32, 3) and s.y_test.dtype == np.int32
+
+
+def _splits_with_ids(per_class=20, classes=4):
+    """Splits whose every training image holds its own index in pixel (0, 0, 0), and a test split of ids >= 1000."""
+    from keras_vit.data import Splits
+
+    n = per_class * classes
+    x_train = np.zeros((n, 2, 2, 3), np.uint8)
+    ids = np.arange(n)
+    x_train[:, 0, 0, 0], x_train[:, 0, 0, 1] = ids % 256, ids // 256
+    y_train = (ids % classes).astype(np.int32)
+    x_test = np.full((8, 2, 2, 3), 255, np.uint8)
+    return Splits(
+        x_train, y_train, x_test, np.arange(8, dtype=np.int32) % classes, tuple("abcd"[:classes]), "ids"
+    )
+
+
+def _ids(x):
+    return set((x[:, 0, 0, 0].astype(int) + 256 * x[:, 0, 0, 1].astype(int)).tolist())
+
+
+def test_hold_out_is_disjoint_balanced_reproducible_and_leaves_the_test_split_alone():
+    splits = _splits_with_ids()
+    held = splits.hold_out(0.25, seed=3)
+    assert len(held.y_val) == 20 and len(held.y_train) == 60
+    assert np.bincount(held.y_val).tolist() == [5, 5, 5, 5]  # class-balanced
+    assert not _ids(held.x_val) & _ids(held.x_train)  # disjoint
+    assert _ids(held.x_val) | _ids(held.x_train) == _ids(splits.x_train)  # nothing lost
+    assert held.x_test is splits.x_test and held.y_test is splits.y_test
+    assert _ids(splits.hold_out(0.25, seed=3).x_val) == _ids(held.x_val)  # the seed decides
+    assert _ids(splits.hold_out(0.25, seed=4).x_val) != _ids(held.x_val)
+    assert "20 validation (5/class)" in held.summary()
+    assert splits.hold_out(0.0) is splits
+
+
+def test_hold_out_refuses_bad_fractions_and_empty_classes():
+    splits = _splits_with_ids(per_class=1)
+    for fraction in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            splits.hold_out(fraction)
+    with pytest.raises(ValueError, match="leaves no"):
+        splits.hold_out(0.5)  # 2 of 4 classes would have no validation image
+    once = _splits_with_ids().hold_out(0.25)
+    assert once.hold_out(0.25) is once  # a validation split there already (e.g. shipped) is kept

@@ -166,3 +166,87 @@ def test_sincos_table():
     assert np.allclose(np.linalg.norm(table, axis=1), np.sqrt(8))  # 8 (sin, cos) pairs
     with pytest.raises(ValueError):
         sincos_position_embedding((4, 4), 10)
+
+
+def sincos_reference(rows, cols, dim, temperature=10000.0):
+    """The 2-D sine-cosine table from its formula, one token at a time: token `r * cols + c` is
+    `[sin(c w), cos(c w), sin(r w), cos(r w)]` with `w_j = temperature ** (-j / (dim / 4))`."""
+    quarter = dim // 4
+    table = np.zeros((rows * cols, dim))
+    for r in range(rows):
+        for c in range(cols):
+            for j in range(quarter):
+                w = temperature ** (-j / quarter)
+                token = table[r * cols + c]
+                token[j], token[quarter + j] = np.sin(c * w), np.cos(c * w)
+                token[2 * quarter + j], token[3 * quarter + j] = np.sin(r * w), np.cos(r * w)
+    return table
+
+
+@pytest.mark.parametrize(("grid", "dim", "temperature"), [((3, 5), 16, 10000.0), ((4, 2), 8, 100.0)])
+def test_sincos_table_is_its_formula(grid, dim, temperature):
+    """Columns (x) in the first half, rows (y) in the second, row-major tokens: on a non-square grid
+    a swap of x and y, or of the token order, changes the table."""
+    table = sincos_position_embedding(grid, dim, temperature=temperature)
+    assert table.dtype == np.float32
+    np.testing.assert_allclose(table, sincos_reference(*grid, dim, temperature), atol=1e-6)
+
+
+def test_sincos_layer_uses_the_table_and_resamples_by_recomputing():
+    layer = PatchEncoder(15, 16, grid_size=(3, 5), position_embedding="sincos")
+    layer(np.zeros((1, 15, 12), "float32"))
+    position = keras.ops.convert_to_numpy(layer.position)[0]
+    np.testing.assert_allclose(position[0], 0.0)  # the class token's vector
+    np.testing.assert_allclose(position[1:], sincos_reference(3, 5, 16), atol=1e-6)
+    resampled = layer.resampled_position_embedding((2, 7))[0]
+    np.testing.assert_allclose(resampled[0], 0.0)
+    np.testing.assert_allclose(resampled[1:], sincos_reference(2, 7, 16), atol=1e-6)
+
+
+def bilinear_reference(grid, size):
+    """`grid` `(rows, cols, dim)` resized to `size` bilinearly with SciPy, sampling at pixel centres
+    (output pixel `i` reads input position `(i + 0.5) * rows / new_rows - 0.5`, held at the edges)."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    rows, cols = grid.shape[:2]
+    interpolate = RegularGridInterpolator((np.arange(rows), np.arange(cols)), grid, method="linear")
+    r = np.clip((np.arange(size[0]) + 0.5) * rows / size[0] - 0.5, 0, rows - 1)
+    c = np.clip((np.arange(size[1]) + 0.5) * cols / size[1] - 0.5, 0, cols - 1)
+    points = np.stack(np.meshgrid(r, c, indexing="ij"), axis=-1).reshape(-1, 2)
+    return interpolate(points)  # (new_rows * new_cols, dim), row-major
+
+
+@pytest.mark.parametrize(("class_token", "num_registers"), [(True, 0), (False, 0), (True, 2), (False, 2)])
+@pytest.mark.parametrize("size", [(6, 7), (5, 10), (3, 8)])
+def test_resampled_position_embedding_is_bilinear_on_a_non_square_grid(class_token, num_registers, size):
+    """A 3x5 learned table with a known pattern, enlarged to a new grid: the patch vectors are SciPy's
+    bilinear resize of the table laid out row-major (a transposed grid or a reversed token order
+    fails), the class token's vector is kept, and registers (no positions) do not shift anything."""
+    rows, cols, dim = 3, 5, 4
+    layer = PatchEncoder(
+        rows * cols, dim, grid_size=(rows, cols), class_token=class_token, num_registers=num_registers
+    )
+    layer(np.zeros((1, rows * cols, 6), "float32"))
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    grid = np.stack([r, c, 10 * r + c, np.random.default_rng(0).normal(size=(rows, cols))], -1)
+    head = np.full((int(class_token), dim), -7.0)
+    layer.position.assign(np.concatenate([head, grid.reshape(-1, dim)])[None].astype("float32"))
+
+    resampled = layer.resampled_position_embedding(size)
+    assert resampled.shape == (1, int(class_token) + size[0] * size[1], dim)
+    assert resampled.dtype == np.float32
+    patches = resampled[0, int(class_token) :]
+    np.testing.assert_allclose(resampled[0, : int(class_token)], head)
+    np.testing.assert_allclose(patches, bilinear_reference(grid, size), atol=1e-5)
+    # The pattern read back: channel 0 is the source row, channel 1 the source column.
+    new_r, new_c = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
+    np.testing.assert_allclose(
+        patches[:, 0], np.clip((new_r.ravel() + 0.5) * rows / size[0] - 0.5, 0, rows - 1), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        patches[:, 1], np.clip((new_c.ravel() + 0.5) * cols / size[1] - 0.5, 0, cols - 1), atol=1e-5
+    )
+    # At its own grid the table comes back as it is.
+    np.testing.assert_allclose(
+        layer.resampled_position_embedding((rows, cols)), keras.ops.convert_to_numpy(layer.position)
+    )

@@ -1,5 +1,8 @@
 """Tests for keras_vit.training.plan."""
 
+import numpy as np
+import pytest
+
 
 def test_describe_length():
     from keras_vit.training.plan import describe_length
@@ -11,3 +14,37 @@ def test_describe_length():
     assert describe_length(60, 70.0, 240) == (
         "70 s of fit (first estimate 60 epochs, at most 240, planned again from each epoch's time)"
     )
+
+
+def test_learning_rate_plan_of_an_ordinary_run():
+    """Warmup + cosine over steps_per_epoch * epochs: the peak at the end of the warmup, ~0 exactly
+    at the last step of the last epoch, and not before."""
+    import keras
+
+    from keras_vit.training.plan import plan_learning_rate
+
+    steps, epochs, peak = 10, 6, 1e-3
+    schedule, budget = plan_learning_rate(peak, steps, epochs, warmup_epochs=2)
+    assert budget is None
+    rate = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(steps * epochs + 1)]
+    assert rate[0] == 0.0
+    np.testing.assert_allclose(rate[:21], np.linspace(0, peak, 21), rtol=1e-5, atol=1e-9)  # linear warmup
+    assert max(rate) == pytest.approx(peak) and int(np.argmax(rate)) == 2 * steps
+    assert all(b <= a for a, b in zip(rate[20:], rate[21:], strict=False))  # decays after the warmup
+    # Cosine over the 40 steps after the warmup: half the peak halfway, ~0 at step 60, not at step 50.
+    np.testing.assert_allclose(
+        rate[20:], peak * 0.5 * (1 + np.cos(np.pi * np.arange(41) / 40)), rtol=1e-4, atol=1e-9
+    )
+    assert rate[-1] == pytest.approx(0.0, abs=1e-9)
+    assert rate[(epochs - 1) * steps] > 0.01 * peak
+
+
+def test_learning_rate_plan_without_warmup_starts_at_the_peak():
+    import keras
+
+    from keras_vit.training.plan import plan_learning_rate
+
+    schedule, _ = plan_learning_rate(0.5, 4, 3, warmup_epochs=0)
+    rate = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(13)]
+    assert rate[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(rate, 0.25 * (1 + np.cos(np.pi * np.arange(13) / 12)), rtol=1e-4, atol=1e-7)
