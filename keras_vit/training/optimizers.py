@@ -40,5 +40,5 @@ def make_optimizer(name, learning_rate, weight_decay=0.05, clipnorm=1.0, momentu
     else:
         raise ValueError(f"Unknown optimizer {name!r}; choose adamw, adam or sgd.")
     if optimizer.weight_decay:
-        pass
+        optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
