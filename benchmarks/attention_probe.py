@@ -127,8 +127,8 @@ def main(argv=None):
     import keras
 
     from keras_vit import build_vit
+    from keras_vit.model_flags import model_overrides
     from keras_vit.models.flops import training_sequence_length
-    from keras_vit.train import model_overrides
 
     model = build_vit(
         args.preset,

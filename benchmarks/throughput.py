@@ -33,9 +33,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_vit import build_vit, vit_arguments  # noqa: E402
+from keras_vit.model_flags import add_model_flags, flag_overrides  # noqa: E402
 from keras_vit.models.flops import forward_flops_per_image, training_flops_per_image, training_sequence_length  # noqa: E402
 from keras_vit.models.teachers import TEACHER_ARCHS, average_logits, build_teacher  # noqa: E402
-from keras_vit.train import add_model_flags, flag_overrides  # noqa: E402
 from keras_vit.training.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.training.callbacks import EpochTimer  # noqa: E402
 from keras_vit.training.optimizers import make_optimizer  # noqa: E402
@@ -77,7 +77,7 @@ def measure(
     teachers=1,
 ):
     """Times `fit` on random images; returns the result row (a dict). `model_overrides`: `build_vit`
-    keyword arguments over the preset's (`keras_vit.train.flag_overrides` of the model flags)."""
+    keyword arguments over the preset's (`keras_vit.model_flags.flag_overrides` of the model flags)."""
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     model = build_vit(preset, **(model_overrides or {}))
     # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).

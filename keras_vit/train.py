@@ -12,7 +12,6 @@ Runs on any Keras backend (TensorFlow, JAX, PyTorch): set `KERAS_BACKEND`.
 from __future__ import annotations
 
 import argparse
-import ast
 import errno
 import os
 import shutil
@@ -21,11 +20,11 @@ from pathlib import Path
 
 import keras
 
-from keras_vit.cli_utils import CLIError, check_output_folder, non_negative_int, positive_int, unit_fraction
-from keras_vit.layers import SequencePooling
+from keras_vit.cli_utils import CLIError, check_output_folder, positive_int, unit_fraction
+from keras_vit.model_flags import add_model_flags, flag_overrides
 from keras_vit.models.presets import PRESETS, get_preset
 from keras_vit.models.teachers import load_teacher
-from keras_vit.models.vit import VIT_ARGUMENTS, build_vit, vit_arguments
+from keras_vit.models.vit import build_vit, vit_arguments
 from keras_vit.plots import plot_training_curves
 from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
@@ -35,9 +34,6 @@ from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
 from keras_vit.training.recipes import MIXED_PRECISION, TRAINING_RECIPES, recipe_flags, training_recipe
 from keras_vit.training.trainer import make_trainer
-
-# ViT arguments that --model-arg may not set: the data decide them, or --mixed-precision does.
-_NOT_SETTABLE = ("image_size", "num_classes", "channels", "dtype")
 
 
 def build_parser():
@@ -244,130 +240,6 @@ def _validation_fraction(text):
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
     return value
-
-
-def model_argument(text):
-    """`KEY=VALUE` -> `(key, value)` for --model-arg; VALUE is read as a Python literal, else kept as a word."""
-    key, sep, raw = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or not raw.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    settable = set(VIT_ARGUMENTS) - set(_NOT_SETTABLE)
-    if key not in settable:
-        raise argparse.ArgumentTypeError(
-            f"unknown build_vit argument {key!r}; known: {', '.join(sorted(settable))}"
-        )
-    try:
-        value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        value = raw.strip()
-    return key, value
-
-
-def add_model_flags(parser):
-    """The flags that override a preset's model shape; `benchmarks/throughput.py` takes them too.
-
-    `flag_overrides(args)` turns the parsed values into `build_vit` keyword arguments.
-    """
-    parser.add_argument(
-        "--drop-path", type=float, default=None, help="override the preset's stochastic depth"
-    )
-    parser.add_argument(
-        "--model-arg",
-        dest="model_args",
-        metavar="KEY=VALUE",
-        type=model_argument,
-        action="append",
-        default=None,
-        help="any other build_vit argument, over the preset's value (repeatable), "
-        "e.g. --model-arg projection_dim=96 --model-arg depth=6; VALUE is a Python literal or a word",
-    )
-    parser.add_argument(
-        "--num-heads",
-        type=positive_int,
-        default=None,
-        help="override the preset's attention heads (the width must divide by it)",
-    )
-    parser.add_argument(
-        "--pooling",
-        default=None,
-        choices=list(SequencePooling.MODES),
-        help="override the preset's head: class token, mean of the patch tokens, or their "
-        "learned weighted mean (seqpool; no class token: 64 tokens for 4x4 patches)",
-    )
-    parser.add_argument(
-        "--registers",
-        type=non_negative_int,
-        default=None,
-        help="learned register tokens after the class token (default: the preset's, 0); "
-        "1 makes CIFAR's 65 tokens an even 66, which cuDNN's fused attention takes",
-    )
-    parser.add_argument(
-        "--shifted-patches",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Shifted Patch Tokenization (Lee et al. 2021): each patch vector also holds its "
-        "four half-patch diagonal shifts (default: the preset's, off)",
-    )
-    parser.add_argument(
-        "--locality-attention",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Locality Self-Attention (Lee et al. 2021): no attention of a token to itself, learned "
-        "softmax temperature (default: the preset's, off)",
-    )
-    parser.add_argument(
-        "--patch-dropout",
-        type=unit_fraction,
-        default=None,
-        metavar="RATE",
-        help="leave out this share of each training image's patch tokens (PatchDropout, Liu et al. "
-        "2022): cheaper steps and a regularizer; inference sees all tokens (default: the preset's, 0)",
-    )
-
-
-def model_overrides(
-    drop_path=None,
-    num_heads=None,
-    pooling=None,
-    num_registers=None,
-    shifted_patches=None,
-    locality_attention=None,
-    patch_dropout=None,
-):
-    """`build_vit` overrides from the model flags (`add_model_flags`); None leaves the preset's value."""
-    flags = {
-        "drop_path": drop_path,
-        "num_heads": num_heads,
-        "pooling": pooling,
-        "num_registers": num_registers,
-        "shifted_patches": shifted_patches,
-        "locality_attention": locality_attention,
-        "patch_dropout": patch_dropout,
-    }
-    return {name: value for name, value in flags.items() if value is not None}
-
-
-def flag_overrides(args):
-    """`build_vit` overrides from --model-arg and the model flags (which give their own keys).
-
-    Raises:
-        ValueError: a key given both by its flag and by --model-arg.
-    """
-    named = model_overrides(
-        args.drop_path,
-        args.num_heads,
-        args.pooling,
-        args.registers,
-        args.shifted_patches,
-        args.locality_attention,
-        args.patch_dropout,
-    )
-    free = dict(args.model_args or [])
-    twice = sorted(set(free) & set(named))
-    if twice:
-        raise ValueError(f"{', '.join(twice)} given both as a flag and as --model-arg")
-    return {**free, **named}
 
 
 def as_float32(model):

@@ -177,7 +177,9 @@ def test_a_runtime_failing_at_batch_7_fails_the_dynamic_batch_check(monkeypatch,
         monkeypatch, tmp_path, make_reference(logits), FakeRunner(logits, 7, failure), quantize=quantize
     )
     assert not result["passed"]
-    assert len(result["failures"]) == 1 and result["failures"][0].startswith("batch of 7 "), result["failures"]
+    assert len(result["failures"]) == 1 and result["failures"][0].startswith("batch of 7 "), result[
+        "failures"
+    ]
     assert list(result["dynamic_batch"]) == ["1"]
     with pytest.raises(verify.ProofError, match="batch of 7"):
         verify.require_pass([result], output="out")

@@ -51,7 +51,13 @@ def test_cpu_recipe_is_the_readme_main_job():
     # The main job is `--preset vit_tiny --epochs 6 --validation-split 0` (a final run on all the training
     # images) with the parser's defaults.
     defaults = vars(build_parser().parse_args([]))
-    main_job = {**defaults, "preset": "vit_tiny", "epochs": 6, "validation_split": 0.0, "recipe": "cifar10_cpu"}
+    main_job = {
+        **defaults,
+        "preset": "vit_tiny",
+        "epochs": 6,
+        "validation_split": 0.0,
+        "recipe": "cifar10_cpu",
+    }
     recipe = vars(parse_args(["--recipe", "cifar10_cpu"]))
     assert recipe == main_job
 
