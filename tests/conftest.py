@@ -21,6 +21,18 @@ def cifar10_dir():
     return os.environ.get("KERAS_VIT_DATA_DIR") or None
 
 
+def pytest_report_header(config):
+    """Says at the top of every run whether the tests that need the real CIFAR-10 copy will run."""
+    if cifar10_dir():
+        return (
+            f"real CIFAR-10: {cifar10_dir()} (the shipped model's accuracy and real-data export parity run)"
+        )
+    return (
+        "real CIFAR-10: KERAS_VIT_DATA_DIR is not set: the shipped model's accuracy and the real-data export "
+        "parity SKIP (.ci/run sets it, and there a wrong path fails them)"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     # Never write decoded-image caches into the user's home from tests.
