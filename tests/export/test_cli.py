@@ -80,7 +80,7 @@ def test_bad_input(case, trained, odd_models, tmp_path):
     args, message, status = {
         "missing": (["export.tflite", tmp_path / "nope.keras", out], "does not exist", 1),
         "garbage": (["export.tflite", odd_models / "garbage.keras", out], "not a .keras file", 1),
-        "corrupt": (["export.tflite", odd_models / "corrupt.keras", out], "cannot load", 1),
+        "corrupt": (["export.tflite", odd_models / "corrupt.keras", out], "is not a valid .keras file", 1),
         "unknown_quantize": (
             ["export.tflite", model, out, "--quantize", "int4"],
             "invalid choice: 'int4'",
