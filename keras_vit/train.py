@@ -176,7 +176,7 @@ def _add_distillation_flags(parser):
 def _add_run_flags(parser):
     parser.add_argument(
         "--validation-split",
-        type=_validation_fraction,
+        type=unit_fraction,
         default=0.1,
         metavar="FRACTION",
         help="hold out this share of the training images, class-balanced and drawn by --seed, as the validation "
@@ -229,17 +229,6 @@ def _add_run_flags(parser):
     )
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
-
-
-def _validation_fraction(text):
-    """argparse type: a share in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
 
 
 def as_float32(model):
