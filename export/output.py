@@ -23,13 +23,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-import filelock
 import h5py
 
 from export.common import ExportError, discard
 from keras_vit.cli_utils import CLIError, check_output_folder
 from keras_vit.data import CIFAR10_CLASSES
-from keras_vit.files import stale_temporaries
+from keras_vit.files import exclusive_lock, stale_temporaries
 from keras_vit.labels import TWIN_SUFFIX, find_labels_file, read_labels
 
 # Files that read their class names from `<stem>.labels.txt` (keras_vit.labels, rule 2).
@@ -55,18 +54,12 @@ def output_lock(output):
     Raises:
         ExportError: another process holds the lock.
     """
-    lock = filelock.FileLock(lock_path(output), timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise ExportError(
-            f"another export is writing {output} (it holds {lock_path(output)}); wait for it to finish or "
-            "choose another output."
-        ) from None
-    try:
+    busy = ExportError(
+        f"another export is writing {output} (it holds {lock_path(output)}); wait for it to finish or "
+        "choose another output."
+    )
+    with exclusive_lock(lock_path(output), busy):
         yield
-    finally:
-        lock.release()
 
 
 def leftovers(output):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+import filelock
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -105,6 +106,25 @@ def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     for path in removed:
         _remove(path)
     return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: PathLike, busy_error: Exception) -> Iterator[None]:
+    """Holds an OS file lock on `path` for the block, or raises `busy_error` at once if another process holds it.
+
+    `filelock` (`flock` on Linux and macOS): the system releases the lock when
+    its process ends however it ends, so a killed process never blocks the
+    next one. The lock file stays, empty, between holders.
+    """
+    lock = filelock.FileLock(os.fspath(path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise busy_error from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # The environment variable that makes `pause_point(name)` stop the process there (tests only).

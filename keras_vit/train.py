@@ -354,8 +354,9 @@ def _compiled_trainer(args, model, teacher, recipe, steps_per_epoch, max_epochs)
     return trainer, budget
 
 
-def _finish(args, splits, model, outcome, metrics):
-    """Scores the float32 model, draws the curves, writes the run's files and prints the result line."""
+def _finish(args, splits, model, outcome, metrics, history_path):
+    """Scores the float32 model, draws the curves, writes the run's files (the working history at `history_path`
+    published with them) and prints the result line."""
     if keras.mixed_precision.global_policy().name != "float32":
         # Ship a float32 model: the exporters and the TF-free runtimes expect
         # float32 layers, and the accuracy below is that model's.
@@ -377,7 +378,7 @@ def _finish(args, splits, model, outcome, metrics):
         model,
         splits.class_names,
         metrics,
-        history_path=Path(args.output) / "checkpoint" / "history.csv",
+        history_path=history_path,
     )
     print(
         f"Test accuracy {accuracy['none']:.2%} (test-time flip {accuracy['flip']:.2%}, flip-shift "
@@ -458,7 +459,8 @@ def run(args, splits, overrides, recipe):
         splits,
         model,
         outcome,
-        {
+        history_path=history_path,
+        metrics={
             **pipeline.run_metrics(outcome, splits, model, len(batches) * batches.batch_size, args),
             "validation_images": 0 if splits.y_val is None else int(len(splits.y_val)),
             # The last validation score of the run (None without a validation split).

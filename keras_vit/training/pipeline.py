@@ -17,7 +17,6 @@ import signal
 import time
 from pathlib import Path
 
-import filelock
 import keras
 import numpy as np
 
@@ -29,6 +28,7 @@ from keras_vit.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    exclusive_lock,
     remove_stale_temporaries,
 )
 from keras_vit.inference import view_logits
@@ -111,18 +111,10 @@ def locked_output(output):
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(output / LOCK_NAME, timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise CLIError(
-            f"another run is writing to {output}; wait for it to end or choose another --output"
-        ) from None
-    try:
+    busy = CLIError(f"another run is writing to {output}; wait for it to end or choose another --output")
+    with exclusive_lock(output / LOCK_NAME, busy):
         remove_stale_temporaries(output)
         yield output
-    finally:
-        lock.release()
 
 
 class Terminated(BaseException):
