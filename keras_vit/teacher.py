@@ -24,7 +24,7 @@ from pathlib import Path
 
 import keras
 
-from keras_vit.cli_utils import CLIError, check_output_folder, positive_int
+from keras_vit.cli_utils import CLIError, check_output_folder, positive_int, unit_fraction
 from keras_vit.models.teachers import TEACHER_ARCHS, build_teacher, with_dtype_policy
 from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
@@ -118,6 +118,15 @@ def build_parser():
         type=positive_int,
         default=None,
         help="use N images of each split (the same selection as keras_vit.train's --limit)",
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=unit_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="leave out the share of the training images that keras_vit.train's --validation-split holds out "
+        "at the same --seed and --limit, so that the teacher never trains on the student's validation images "
+        "(default: %(default)s: all the training images)",
     )
     parser.add_argument("--output", default="runs/teacher", help="output directory (default: %(default)s)")
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
@@ -229,6 +238,7 @@ def main(argv=None):
                     splits = pipeline.load_splits(
                         args.data_dir, args.dataset, (32, 32), args.limit, args.seed
                     )
+                    splits = splits.hold_out(args.validation_split, args.seed)
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
                     print(f"error: {error}", file=sys.stderr)
                     return 2

@@ -462,7 +462,6 @@ def run(args, splits, overrides, recipe):
         history_path=history_path,
         metrics={
             **pipeline.run_metrics(outcome, splits, model, len(batches) * batches.batch_size, args),
-            "validation_images": 0 if splits.y_val is None else int(len(splits.y_val)),
             # The last validation score of the run (None without a validation split).
             "validation_accuracy": next(
                 (v for v in reversed(outcome.history.get("val_accuracy", [])) if v == v), None

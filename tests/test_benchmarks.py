@@ -419,35 +419,82 @@ def test_attention_probe_picks_registers():
     assert [row["sequence_length"] for row in rows] == [16]
 
 
-def test_compare_seeds_reports_each_arm_and_the_difference_over_seeds(tmp_path):
-    # Each "run" writes metrics.json with a score that depends on the arm and the seed.
-    writer = (
-        f'{sys.executable} -c "import json, pathlib, sys; out = pathlib.Path(sys.argv[1]); '
-        "out.mkdir(parents=True, exist_ok=True); "
-        "(out / 'metrics.json').write_text(json.dumps(dict(validation_accuracy=float(sys.argv[2]) + int(sys.argv[3]) / 100)))\""
+FAKE_RUN = """
+import json, pathlib, sys
+out, score, seed, calls = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
+calls.write_text((calls.read_text() if calls.exists() else "") + "x")
+out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps(dict(validation_accuracy=score + seed / 100, test_accuracy=score)))
+"""
+
+
+def _score_writer(tmp_path):
+    """A stand-in run: writes metrics.json whose scores depend on the arm and the seed, and counts its calls."""
+    script = tmp_path / "fake_run.py"
+    script.write_text(FAKE_RUN)
+    return f"{sys.executable} {script}"
+
+
+def _compare_seeds(tmp_path, *arms, setup=None):
+    command = [sys.executable, str(ROOT / "benchmarks" / "compare_seeds.py"), "--seeds", "3"]
+    for arm in arms:
+        command += ["--arm", arm]
+    if setup:
+        command += ["--setup", setup]
+    return subprocess.run(
+        command + ["--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=120
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "compare_seeds.py"),
-            "--seeds",
-            "3",
-            "--a",
-            writer + " {out} 0.5 {seed}",
-            "--b",
-            writer + " {out} 0.6 {seed}",
-            "--output",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+
+
+def test_compare_seeds_reports_each_arm_and_the_difference_over_seeds(tmp_path):
+    writer, calls = _score_writer(tmp_path), tmp_path / "calls"
+    result = _compare_seeds(
+        tmp_path,
+        f"a={writer} {{out}} 0.5 {{seed}} {calls}",
+        f"b={writer} {{out}} 0.6 {{seed}} {calls}",
+        f"c={writer} {{out}} 0.4 {{seed}} {calls}",
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "comparison.json").read_text())
-    assert report["a"]["values"] == pytest.approx([0.5, 0.51, 0.52])
-    assert report["b"]["mean"] == pytest.approx(0.61) and report["b"]["std"] == pytest.approx(0.01)
-    assert report["b_minus_a"]["mean"] == pytest.approx(0.1) and report["b_minus_a"]["std"] == pytest.approx(
-        0.0
-    )
+    report = json.loads((tmp_path / "out" / "comparison.json").read_text())["metrics"]
+    validation = report["validation_accuracy"]
+    assert validation["a"]["values"] == pytest.approx([0.5, 0.51, 0.52])
+    assert validation["b"]["mean"] == pytest.approx(0.61) and validation["b"]["std"] == pytest.approx(0.01)
+    assert validation["b_minus_a"]["mean"] == pytest.approx(0.1)
+    assert validation["b_minus_a"]["std"] == pytest.approx(0.0)
+    assert validation["c_minus_a"]["mean"] == pytest.approx(-0.1)
+    assert report["test_accuracy"]["b_minus_a"]["values"] == pytest.approx([0.1] * 3)
     assert "| b - a | 0.1000 ± 0.0000 |" in result.stdout
+    assert calls.read_text() == "x" * 9
+
+    # Run again: every finished run is kept, nothing is trained twice.
+    again = _compare_seeds(
+        tmp_path,
+        f"a={writer} {{out}} 0.5 {{seed}} {calls}",
+        f"b={writer} {{out}} 0.6 {{seed}} {calls}",
+        f"c={writer} {{out}} 0.4 {{seed}} {calls}",
+    )
+    assert again.returncode == 0, again.stderr
+    assert calls.read_text() == "x" * 9
+
+
+def test_compare_seeds_runs_the_setup_once_per_seed_and_hands_its_folder_to_the_arms(tmp_path):
+    writer, calls = _score_writer(tmp_path), tmp_path / "calls"
+    (tmp_path / "setup.py").write_text(
+        "import pathlib, sys; pathlib.Path(sys.argv[1]).mkdir(parents=True); "
+        "(pathlib.Path(sys.argv[1]) / 'teacher').write_text(sys.argv[2])"
+    )
+    (tmp_path / "reader.py").write_text(
+        "import pathlib, sys; assert pathlib.Path(sys.argv[1], 'teacher').read_text() == sys.argv[2]"
+    )
+    setup = f"{sys.executable} {tmp_path / 'setup.py'} {{out}} {{seed}}"
+    reader = f"{sys.executable} {tmp_path / 'reader.py'} {{setup}} {{seed}}"
+    result = _compare_seeds(tmp_path, f"a={writer} {{out}} 0.5 {{seed}} {calls}", f"b={reader}", setup=setup)
+    # The reader writes no metrics.json: the comparison names the arm and seed, and fails.
+    assert result.returncode == 2
+    assert "b seed 0: metrics.json has no validation_accuracy" in result.stderr
+    assert (tmp_path / "out" / "setup_seed0" / "teacher").read_text() == "0"
+
+
+def test_compare_seeds_refuses_a_single_arm(tmp_path):
+    result = _compare_seeds(tmp_path, "a=true")
+    assert result.returncode == 2 and "two arms or more" in result.stderr

@@ -284,3 +284,32 @@ def test_teacher_ensemble_benchmark(tiny_tree, tmp_path):
     assert rows[2]["accuracy_flip"] == pytest.approx(float(np.mean(sum(logits + mirrored).argmax(1) == y)))
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "missing.keras"), "--data-dir", str(tiny_tree)])
+
+
+def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, monkeypatch):
+    """`--validation-split` at the student's seed: the teacher trains on the student's training images only."""
+    from keras_vit.training import pipeline
+
+    trained = []
+
+    class Recording(teacher.TrainingBatches):
+        def __init__(self, images, labels, *args, **kwargs):
+            trained.append(images)
+            super().__init__(images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(teacher, "TrainingBatches", Recording)
+    out = tmp_path / "teacher"
+    flags = ["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "1", "--batch-size", "30"]
+    assert (
+        teacher.main(
+            [*flags, "--seed", "3", "--validation-split", "0.25", "--output", str(out), "--verbose", "0"]
+        )
+        == 0
+    )
+    student = pipeline.load_splits(str(tiny_tree), seed=3).hold_out(0.25, 3)
+    np.testing.assert_array_equal(trained[0], student.x_train)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_images"] == 90 and metrics["validation_images"] == 30
+    # The held-out images are not among those trained on.
+    flat = {image.tobytes() for image in trained[0]}
+    assert not any(image.tobytes() in flat for image in student.x_val)

@@ -24,12 +24,10 @@ def _distance(a, b):
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_tree, tmp_path, monkeypatch):
     """2 epochs in one go, 2 epochs in two pieces (epoch 1 from the checkpoint), and 1 epoch only.
 
-    An uninterrupted run is deterministic here (two give identical weights),
-    but the restart seeds the generators again, so the second epoch's random
-    draws are not the uninterrupted run's: the weights agree within a
-    tolerance (about a third of how far the second epoch moves them, on TF
-    CPU), while a resume that dropped the weights, or redid epoch 0, ends at
-    least as far away as the 1-epoch model.
+    The checkpoint holds the weights, the optimizer and the random generators'
+    states, and epoch 1's batches come in epoch 1's order whether or not the
+    process ran epoch 0: the resumed run ends with the uninterrupted run's
+    weights, bit for bit.
     """
 
     def args(name, epochs):
@@ -58,7 +56,5 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_tree, tm
     pieces = _weights(tmp_path / "pieces" / "model.keras")
     one = _weights(tmp_path / "one" / "model.keras")
     resumed_gap, second_epoch = _distance(whole, pieces), _distance(whole, one)
-    print(f"resumed vs uninterrupted {resumed_gap:.3g}, 2 epochs vs 1 epoch {second_epoch:.3g}")
-    assert second_epoch > 1e-2  # the second epoch moves the weights, so the check below can bite
-    assert resumed_gap < 0.5 * second_epoch, (resumed_gap, second_epoch)
-    assert _distance(pieces, one) > 0.5 * second_epoch  # the resumed run did train its second epoch
+    assert second_epoch > 1e-2  # the second epoch moves the weights
+    assert resumed_gap == 0.0, (resumed_gap, second_epoch)

@@ -26,10 +26,10 @@ def sincos_position_embedding(grid_size, dim, temperature=10000.0):
     rows, cols = grid_size
     if dim % 4:
         raise ValueError(f"sine-cosine position embedding needs a width divisible by 4, got {dim}.")
-    y, x = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
-    omega = 1.0 / temperature ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
-    y = y.reshape(-1)[:, None] * omega[None]
-    x = x.reshape(-1)[:, None] * omega[None]
+    y, x = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    omega = 1.0 / temperature ** (np.arange(dim // 4) / (dim // 4))  # float64
+    y = y.ravel()[:, None] * omega[None]
+    x = x.ravel()[:, None] * omega[None]
     return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1).astype("float32")
 
 
@@ -152,7 +152,6 @@ class PatchEncoder(keras.layers.Layer):
                 initializer=keras.initializers.Constant(table[None]),
                 trainable=False,
             )
-        self.built = True
 
     def _per_image(self, weight, patches, dtype):
         """A learned `(1, n, dim)` block of tokens (class token, registers), copied for every image.
@@ -197,14 +196,14 @@ class PatchEncoder(keras.layers.Layer):
             float32 array of shape `(1, rows * cols + class_token, dim)`.
         """
         rows, cols = pair(grid_size, "grid_size")
-        table = ops.convert_to_numpy(self.position).astype("float32")[0]
+        table = ops.convert_to_numpy(self.position)[0]
         head = table[:1] if self.class_token else table[:0]
         if self.position_embedding_type == "sincos":
             grid = sincos_position_embedding((rows, cols), self.projection_dim)
         elif (rows, cols) == self.grid_size:
             grid = table[len(head) :]
         else:
-            grid = table[len(head) :].reshape(1, *self.grid_size, self.projection_dim)
+            grid = table[len(head) :].reshape(*self.grid_size, self.projection_dim)
             grid = ops.image.resize(grid, (rows, cols), interpolation="bilinear", antialias=True)
             grid = ops.convert_to_numpy(grid).reshape(rows * cols, self.projection_dim)
         return np.concatenate([head, grid])[None].astype("float32")

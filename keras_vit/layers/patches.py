@@ -72,7 +72,6 @@ class Patches(keras.layers.Layer):
 
     def build(self, input_shape):
         self._grid(input_shape)
-        self.built = True
 
     def _with_shifted_copies(self, images):
         """`images` and its four diagonal half-patch shifts, stacked on the channel axis."""

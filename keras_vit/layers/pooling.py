@@ -49,7 +49,6 @@ class SequencePooling(keras.layers.Layer):
         if self.mode == "seqpool":
             self.score = keras.layers.Dense(1, name="score", dtype=self.dtype_policy)
             self.score.build((None, input_shape[-1]))
-        self.built = True
 
     def patch_tokens(self, tokens):
         """The patch tokens of `(batch, sequence, dim)`: the class and register tokens left out."""

@@ -102,7 +102,6 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_norm.build(input_shape)
         self.mlp_hidden.build(input_shape)
         self.mlp_output.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
-        self.built = True
 
     def call(self, tokens, training=None, return_attention_scores=False):
         x = self.attention_norm(tokens)

@@ -27,7 +27,9 @@ class TrainingBatches(keras.utils.PyDataset):
         labels: int array `(num_images,)`.
         batch_size: int, images per batch; a set smaller than one batch is
             one batch of all its images.
-        seed: int, seed of the shuffles.
+        seed: int, seed of the shuffles: epoch `e` visits the images in an
+            order drawn from `(seed, e)` alone, so a run resumed at epoch `e`
+            (`set_epoch`) sees the batches an uninterrupted run sees.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
 
     Each item is `({"images": ..., "labels": ...}, labels)`, what
@@ -46,8 +48,13 @@ class TrainingBatches(keras.utils.PyDataset):
         self.images = images
         self.labels = labels
         self.batch_size = min(int(batch_size), len(images))
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(images))
+        self.seed = int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        """Orders the images as epoch `epoch` visits them."""
+        self.epoch = int(epoch)
+        self._order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
     def __len__(self):
         return len(self.images) // self.batch_size
@@ -60,7 +67,7 @@ class TrainingBatches(keras.utils.PyDataset):
         return {"images": self.images[rows], "labels": labels}, labels
 
     def on_epoch_end(self):
-        self._order = self._rng.permutation(len(self.images))
+        self.set_epoch(self.epoch + 1)
 
 
 def even_batch_size(num_images, batch_size):

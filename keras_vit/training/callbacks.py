@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_vit.files import atomic_path, atomic_write_json, pause_point
 from keras_vit.layers import PatchDropout
@@ -334,7 +335,9 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     `epoch_<N>.weights.h5` (through `keras_vit.files.atomic_path`), then
     `checkpoint.json`, which names that file and the next epoch to run, is
     replaced atomically, and only then is the previous epoch's file removed.
-    A kill at any instant leaves a checkpoint that names a complete file. An
+    `checkpoint.json` also holds the random generators' states (the
+    augmentation's and dropout's, which Keras' weights files leave out), so a
+    resumed run draws what an uninterrupted run draws. A kill at any instant leaves a checkpoint that names a complete file. An
     epoch whose loss is not finite is never saved: the checkpoint keeps the
     last good epoch.
 
@@ -378,6 +381,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
             self.model.load_weights(weights)
+            _restore_random_states(self.model, metadata.get("random_states", []))
         except (OSError, ValueError, KeyError) as error:
             raise _unreadable(backup_dir, error) from None
         self.model._initial_epoch = int(metadata["epoch"])
@@ -397,12 +401,40 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         weights = backup_dir / f"epoch_{self._current_epoch:05d}.weights.h5"
         with atomic_path(weights, suffix=".weights") as tmp:  # Keras wants names ending .weights.h5
             self.model.save_weights(tmp, overwrite=True)
-        atomic_write_json(backup_dir / self.METADATA, {"epoch": self._current_epoch, "weights": weights.name})
+        metadata = {
+            "epoch": self._current_epoch,
+            "weights": weights.name,
+            "random_states": _random_states(self.model),
+        }
+        atomic_write_json(backup_dir / self.METADATA, metadata)
         pause_point("checkpoint-written")
         for old in backup_dir.glob("*.weights.h5*"):  # earlier epochs, and Keras' own latest.weights.h5
             if old != weights:
                 old.unlink(missing_ok=True)
         (backup_dir / "training_metadata.json").unlink(missing_ok=True)
+
+
+def _seed_states(model):
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _random_states(model):
+    """`[[path, state], ...]` of the model's random generators, in order (the paths for reading only: a
+    generator's name depends on how many the process made before)."""
+    return [[v.path, keras.ops.convert_to_numpy(v).tolist()] for v in _seed_states(model)]
+
+
+def _restore_random_states(model, saved):
+    """Sets the generators' states from `_random_states`' list; a checkpoint without them keeps the current ones."""
+    variables = _seed_states(model)
+    if not saved:
+        return
+    if len(saved) != len(variables):
+        raise ValueError(
+            f"the checkpoint's random generators ({len(saved)}) are not this model's ({len(variables)})"
+        )
+    for variable, (_, state) in zip(variables, saved):
+        variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
 def _read_json(path):

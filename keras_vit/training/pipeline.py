@@ -211,6 +211,8 @@ def fit(
     nan_guard = StopOnNaN()
     callbacks = [
         timer,
+        # A resumed run starts at a later epoch: its batches come in that epoch's order.
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)),
         *before_history,
         keras.callbacks.CSVLogger(str(history_path), append=append),
         nan_guard,
@@ -218,7 +220,9 @@ def fit(
     ]
     verbose = verbose if verbose == "auto" else int(verbose)
     start = time.perf_counter()
-    trainer.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    # shuffle=False: the batches shuffle themselves by (seed, epoch); Keras' shuffle of the batch order draws
+    # from NumPy's global generator, which a resumed run cannot replay.
+    trainer.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False, **fit_kwargs)
     seconds = time.perf_counter() - start
     history = read_history_csv(history_path) if history_path.exists() else {}
     losses = history.get("loss", [])
@@ -267,6 +271,7 @@ def run_metrics(outcome, splits, model, train_images_per_epoch, args):
     return {
         "test_images": int(len(splits.y_test)),
         "train_images": int(len(splits.x_train)),
+        "validation_images": 0 if splits.y_val is None else int(len(splits.y_val)),
         "images_per_epoch": int(train_images_per_epoch),
         "parameters": int(model.count_params()),
         "epochs": outcome.epochs,

@@ -205,3 +205,162 @@ def test_a_file_its_runtime_cannot_open_fails(monkeypatch, tmp_path):
     monkeypatch.setattr(verify, "open_export", refuse)
     result = verify.prove(str(tmp_path / "model.file"), make_reference(confident_logits(8)), name="broken")
     assert not result["passed"] and result["failures"] == ["cannot run in its runtime: not a flatbuffer"]
+
+
+# Every number a proof reports, against values computed here.
+
+
+def test_a_float_proof_reports_every_number(monkeypatch, tmp_path, capsys):
+    logits = confident_logits(20)
+    labels = logits.argmax(1)
+    labels[:4] = (labels[:4] + 1) % 10  # Keras is right on 16 of 20
+    exported = logits + np.linspace(0, 4e-5, 10)  # 4e-5 at most
+    runner = FakeRunner(exported)
+    runner.input_dtype = np.dtype("uint8")
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits, labels), runner)
+    diff = np.abs(exported.astype(np.float32).astype(np.float64) - logits)
+    batch_1 = float(diff[:1].max())
+    assert result == {
+        "name": "planted",
+        "quantize": "none",
+        "size_bytes": 10,
+        "images": 20,
+        "real_images": True,
+        "data_source": "planted logits",
+        "max_abs_diff": pytest.approx(diff.max()),
+        "mean_abs_diff": pytest.approx(diff.mean()),
+        "top1_agree": 20,
+        "top1_agreement": 100.0,
+        "accuracy": 80.0,
+        "keras_accuracy": 80.0,
+        "accuracy_vs": "labels",
+        "input_dtype": "uint8",
+        "tolerance": {"max_abs_diff": 1e-4, "top1": "identical on every image"},
+        "dynamic_batch": {
+            "1": {"max_abs_diff_vs_keras": pytest.approx(batch_1), "max_abs_diff_vs_batched": 0.0},
+            "7": {
+                "max_abs_diff_vs_keras": pytest.approx(float(diff[:7].max())),
+                "max_abs_diff_vs_batched": 0.0,
+            },
+        },
+        "passed": True,
+        "failures": [],
+    }
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed == verify.format_result(result)
+    assert printed == (
+        f"PASS planted          max|dlogit| {diff.max():.2e}, top-1 same as Keras 20/20, accuracy 80.00% "
+        "(Keras 80.00%), batch 1/7 ok, 0.000 MB"
+    )
+
+
+def test_a_quantized_proof_without_labels_measures_against_keras_top1(monkeypatch, tmp_path):
+    logits = confident_logits(40)
+    exported = logits.copy()
+    exported[:2] = np.roll(exported[:2], 1, axis=1)  # two images answered differently
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), FakeRunner(exported), quantize="int8")
+    assert result["real_images"] is False and result["accuracy_vs"] == "keras_top1"
+    assert result["top1_agree"] == 38 and result["top1_agreement"] == pytest.approx(95.0)
+    assert result["keras_accuracy"] == 100.0 and result["accuracy"] == pytest.approx(95.0)
+    assert result["accuracy_drop"] == pytest.approx(5.0)
+    assert result["failures"] == ["accuracy 95.00% is 5.00 points below Keras 100.00% (allowed 1)"]
+    assert verify.format_result(result).splitlines() == [
+        f"FAIL planted          max|dlogit| {result['max_abs_diff']:.2e}, top-1 same as Keras 38/40, accuracy "
+        "95.00% (Keras top-1 100.00%), batch 1/7 ok, 0.000 MB, drop +5.00 pt (max 1)",
+        "     FAILED: accuracy 95.00% is 5.00 points below Keras 100.00% (allowed 1)",
+    ]
+    # A quantized file's batches are compared for shape and finiteness, not against the float tolerance.
+    assert result["dynamic_batch"]["7"]["max_abs_diff_vs_batched"] == 0.0
+
+
+def test_a_float_file_beyond_the_tolerance_names_the_difference_and_the_limit(monkeypatch, tmp_path):
+    logits = confident_logits(20)
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), FakeRunner(logits + 0.5), atol=0.25)
+    assert result["failures"][0] == "max |logit diff| 0.5 > 0.25"
+    assert result["failures"][1:] == [
+        "batch of 1: max |logit diff| 0.5 > 0.25",
+        "batch of 7: max |logit diff| 0.5 > 0.25",
+    ]
+    assert result["tolerance"]["max_abs_diff"] == 0.25
+
+
+def test_a_file_its_runtime_cannot_open_reports_what_it_knows(monkeypatch, tmp_path):
+    def refuse(path):
+        raise ValueError("not a\n   flatbuffer " + "x" * 400)
+
+    (tmp_path / "model.file").write_bytes(b"012")
+    monkeypatch.setattr(verify, "open_export", refuse)
+    result = verify.prove(
+        str(tmp_path / "model.file"), make_reference(confident_logits(8)), name="broken", quantize="int8"
+    )
+    message = "cannot run in its runtime: " + ("not a flatbuffer " + "x" * 400)[:300]
+    assert result == {
+        "name": "broken",
+        "quantize": "int8",
+        "size_bytes": 3,
+        "images": 8,
+        "passed": False,
+        "failures": [message],
+    }
+
+
+def test_require_pass_says_what_was_kept_and_every_failure():
+    ok = {"name": "a", "passed": True, "failures": []}
+    bad = {"name": "b", "passed": False, "failures": ["one", "two"]}
+    worse = {"name": "c", "passed": False, "failures": ["three"]}
+    verify.require_pass([ok])
+    for output, previous, kept in [
+        (None, False, "nothing written"),
+        ("out", False, "nothing written at out"),
+        ("out", True, "nothing written, the previous export at out is untouched"),
+    ]:
+        with pytest.raises(verify.ProofError) as raised:
+            verify.require_pass([ok, bad, worse], output=output, previous=previous)
+        assert str(raised.value) == f"proof failed ({kept}): b: one, two; c: three"
+        assert raised.value.results == [ok, bad, worse]
+
+
+def test_accuracy_percent():
+    assert verify.accuracy_percent(np.eye(4), np.array([0, 1, 2, 0])) == 75.0
+    assert np.isnan(verify.accuracy_percent(np.zeros((0, 4)), np.zeros(0, int)))
+
+
+def test_a_savedmodel_runs_in_tensorflow_at_any_batch_size(tmp_path):
+    """`open_export` of a folder is the SavedModel runner: its answers are the Keras model's, in any batching."""
+    import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(4)(inputs))
+    model.export(str(tmp_path / "saved"), verbose=False)
+    runner = open_export(str(tmp_path / "saved"))
+    assert isinstance(runner, verify.SavedModelRunner) and runner.kind == "savedmodel"
+    assert runner.input_dtype == np.float32
+    x = np.random.default_rng(0).normal(size=(70, 3))  # float64: the runner casts
+    expected = model.predict(x.astype("float32"), verbose=0)
+    for batch_size in (1, 7, 64, 100):
+        out = runner.predict(x, batch_size=batch_size)
+        assert out.dtype == np.float32 and out.shape == (70, 4)
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(runner.predict_raw(x[:2].astype("float32"))), expected[:2], atol=1e-6
+    )
+    files = [p for p in (tmp_path / "saved").rglob("*") if p.is_file()]
+    assert verify.path_size(str(tmp_path / "saved")) == sum(p.stat().st_size for p in files)
+
+
+def test_reference_holds_the_keras_answers_and_says_where_the_images_came_from():
+    import keras
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer="ones")(inputs))
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], np.float32)
+    data = SimpleNamespace(x_eval=x, y_eval=np.array([0, 1, 2]), real=True, source="DIR")
+    reference = verify.Reference(model, data)
+    np.testing.assert_allclose(reference.logits, model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_array_equal(reference.top1, reference.logits.argmax(1))
+    assert reference.keras_accuracy == pytest.approx(100.0 * np.mean(reference.top1 == [0, 1, 2]))
+    assert reference.description == "3 test images from DIR"
+    unlabelled = verify.Reference(model, SimpleNamespace(x_eval=x, y_eval=None, real=False, source="noise"))
+    np.testing.assert_array_equal(unlabelled.labels, unlabelled.top1)
+    assert unlabelled.keras_accuracy == 100.0
+    assert unlabelled.description == "3 RANDOM images (no real data found) from noise"

@@ -1,5 +1,7 @@
 """keras_vit.layers.patch_encoder: class token, registers, positions (learned, sincos, resized)."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -250,3 +252,57 @@ def test_resampled_position_embedding_is_bilinear_on_a_non_square_grid(class_tok
     np.testing.assert_allclose(
         layer.resampled_position_embedding((rows, cols)), keras.ops.convert_to_numpy(layer.position)
     )
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: PatchEncoder(4, 8, num_registers=-1), "num_registers must be >= 0, got -1."),
+        (lambda: PatchEncoder(6, 8), "num_patches=6 is not a square: pass grid_size=(rows, cols)."),
+        (lambda: PatchEncoder(6, 8, grid_size=(2, 4)), "grid_size=(2, 4) does not hold num_patches=6."),
+        (
+            lambda: PatchEncoder(4, 8, position_embedding="rope"),
+            "position_embedding must be 'learned' or 'sincos', got 'rope'.",
+        ),
+        (
+            lambda: PatchEncoder(4, 8).build((None, 6, 8)),
+            "PatchEncoder was built for 4 patches but got 6 (input shape (None, 6, 8)).",
+        ),
+        (
+            lambda: sincos_position_embedding((2, 2), 6),
+            "sine-cosine position embedding needs a width divisible by 4, got 6.",
+        ),
+    ],
+)
+def test_patch_encoder_errors_say_what_is_wrong_in_one_line(make, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make()
+
+
+def antialiased_downsample_reference(values, size):
+    """Antialiased bilinear downsampling of a 1-D signal: the triangle filter widened by the scale factor,
+    renormalized at the borders (what `antialias=True` computes; plain bilinear reads two samples only)."""
+    n = len(values)
+    scale = n / size
+    out = []
+    for i in range(size):
+        centre = (i + 0.5) * scale - 0.5
+        weights = np.maximum(0.0, 1.0 - np.abs(np.arange(n) - centre) / scale)
+        out.append(np.sum(weights * values) / np.sum(weights))
+    return np.array(out)
+
+
+def test_shrinking_the_position_grid_averages_with_the_antialiasing_filter():
+    """4x4 -> 2x2: each new position is a filtered mean of the old ones around it, not two samples of them."""
+    layer = PatchEncoder(16, 4, class_token=False)
+    layer(np.zeros((1, 16, 6), "float32"))
+    assert layer.get_config()["patch_norm"] is False and not hasattr(layer, "patch_norm_layer")
+    stripes = np.array([0.0, 8.0, 1.0, 5.0])  # along the columns; rows constant
+    table = np.broadcast_to(stripes[None, :, None], (4, 4, 4)).reshape(1, 16, 4)
+    layer.position.assign(table.astype("float32"))
+    shrunk = layer.resampled_position_embedding((2, 2))[0].reshape(2, 2, 4)
+    np.testing.assert_allclose(shrunk[0, :, 0], antialiased_downsample_reference(stripes, 2), atol=1e-5)
+    assert not np.allclose(shrunk[0, :, 0], [4.0, 3.0])  # plain bilinear's two-sample means
+    np.testing.assert_allclose(shrunk[0], shrunk[1], atol=1e-5)  # constant along the rows
+    with pytest.raises(ValueError, match="grid_size"):
+        layer.resampled_position_embedding((2, 3, 4))

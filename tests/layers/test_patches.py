@@ -1,5 +1,7 @@
 """keras_vit.layers.patches: patch order against a numpy reference, Shifted Patch Tokenization."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -47,6 +49,29 @@ def test_patches_rejects_sizes_it_cannot_cut():
         Patches(4)(np.zeros((1, 30, 32, 3), "float32"))
     with pytest.raises(ValueError):
         Patches(0)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: Patches(0), "`patch_size` must be positive, got 0."),
+        (lambda: Patches(1, shifted=True), "shifted=True needs patch_size >= 2 (the shift is half a patch)."),
+        (
+            lambda: Patches(4).build((1, 32, 32)),
+            "Patches expects images of shape (batch, height, width, channels), got shape (1, 32, 32).",
+        ),
+        *[
+            (
+                lambda shape=shape: Patches(4).build(shape),
+                f"Patches needs a known height, width and channel count, got shape {shape}.",
+            )
+            for shape in [(1, None, 32, 3), (1, 32, None, 3), (1, 32, 32, None)]
+        ],
+    ],
+)
+def test_patches_errors_say_what_is_wrong_in_one_line(make, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make()
 
 
 @pytest.mark.parametrize("p", [2, 4, 3])

@@ -43,6 +43,28 @@ def test_training_batches_are_full_shuffled_and_reshuffled():
         TrainingBatches(images, labels[:5], 4)
 
 
+def test_an_epochs_order_depends_on_the_seed_and_the_epoch_only():
+    """A run resumed at epoch 3 (`set_epoch(3)` in a new process) sees the batches of an uninterrupted run."""
+    images = np.arange(50)[:, None, None, None] * np.ones((1, 2, 2, 3), "uint8")
+    labels = np.arange(50)
+
+    def order(batches):
+        return np.concatenate([batches[i][1] for i in range(len(batches))])
+
+    uninterrupted = TrainingBatches(images, labels, 8, seed=4)
+    orders = [order(uninterrupted)]
+    for _ in range(3):
+        uninterrupted.on_epoch_end()
+        orders.append(order(uninterrupted))
+    resumed = TrainingBatches(images, labels, 8, seed=4)
+    resumed.set_epoch(3)
+    np.testing.assert_array_equal(order(resumed), orders[3])
+    assert resumed.epoch == 3 and uninterrupted.epoch == 3
+    assert len({tuple(o) for o in orders}) == 4  # every epoch its own order
+    other_seed = TrainingBatches(images, labels, 8, seed=5)
+    assert not np.array_equal(order(other_seed), orders[0])
+
+
 def test_even_batch_size():
     assert even_batch_size(10000, 256) == 250
     assert even_batch_size(10000, 500) == 500

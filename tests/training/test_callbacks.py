@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import run_python
 
-from keras_vit.training.callbacks import EpochBackup, EpochTimer, StopOnNaN, TimeLimit
+from keras_vit.training.callbacks import CheckpointError, EpochBackup, EpochTimer, StopOnNaN, TimeLimit
 
 
 def tiny_model():
@@ -147,7 +147,7 @@ def test_epoch_backup_saves_every_n_epochs_and_records_the_next_epoch(tmp_path):
     tiny_model().fit(*DATA, epochs=3, batch_size=16, callbacks=[backup], verbose=0)
     # Saved after epochs 2 (not 1, not 3): a resumed run starts at epoch index 2.
     metadata = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
-    assert metadata == {"epoch": 2, "weights": "epoch_00002.weights.h5"}
+    assert metadata == {"epoch": 2, "weights": "epoch_00002.weights.h5", "random_states": []}
     assert EpochBackup.saved_epochs(tmp_path / "ckpt") == 2
     resumed = tiny_model()
     history = resumed.fit(
@@ -155,6 +155,41 @@ def test_epoch_backup_saves_every_n_epochs_and_records_the_next_epoch(tmp_path):
     )
     assert len(history.history["loss"]) == 1  # only the third epoch is run again
     assert not (tmp_path / "ckpt").exists()  # deleted once training finished
+
+
+def noisy_model():
+    """A model with a random generator (dropout's), which Keras' weights files leave out."""
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dropout(0.5, seed=3)(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def _seed_states(model):
+    return [keras.ops.convert_to_numpy(v).tolist() for v in model.variables if "seed_generator" in v.path]
+
+
+def test_epoch_backup_restores_the_random_generators_a_resumed_run_draws_from(tmp_path):
+    model = noisy_model()
+    model.fit(
+        *DATA,
+        epochs=2,
+        batch_size=16,
+        callbacks=[EpochBackup(str(tmp_path / "ckpt"), delete_checkpoint=False)],
+        verbose=0,
+    )
+    trained = _seed_states(model)
+    assert trained and trained != _seed_states(noisy_model())  # 8 steps of dropout moved the state
+    resumed = noisy_model()
+    backup = EpochBackup(str(tmp_path / "ckpt"))
+    backup.set_model(resumed)
+    backup.on_train_begin()
+    assert _seed_states(resumed) == trained
+    # A checkpoint whose generators are not the model's is refused, not half restored.
+    backup = EpochBackup(str(tmp_path / "ckpt"))
+    backup.set_model(tiny_model())
+    with pytest.raises(CheckpointError, match="random generators"):
+        backup.on_train_begin()
 
 
 def test_epoch_timer_logs_rates():

@@ -48,3 +48,25 @@ def test_learning_rate_plan_without_warmup_starts_at_the_peak():
     rate = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(13)]
     assert rate[0] == pytest.approx(0.5)
     np.testing.assert_allclose(rate, 0.25 * (1 + np.cos(np.pi * np.arange(13) / 12)), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "warmup_epochs", "max_epochs", "warmup", "planned"),
+    [(20, 2, 60, 0.1, 20), (4, 3, None, 0.5, 4), (50, 5, 30, 0.1, 30)],
+)
+def test_a_time_budget_plans_with_a_constant_rate_and_a_budget_callback(
+    epochs, warmup_epochs, max_epochs, warmup, planned
+):
+    """Under a budget the optimizer gets the float peak rate, and the budget plans: the warmup a share of the
+    first estimate (at most half the run), the estimate capped by the epochs fit runs."""
+    from keras_vit.training.callbacks import TimeBudget
+    from keras_vit.training.plan import plan_learning_rate
+
+    rate, budget = plan_learning_rate(
+        3e-3, 10, epochs, warmup_epochs, time_budget=90.0, max_epochs=max_epochs
+    )
+    assert type(rate) is float and rate == 3e-3
+    assert isinstance(budget, TimeBudget)
+    assert budget.seconds == 90.0 and budget.learning_rate == 3e-3
+    assert budget.warmup == pytest.approx(warmup) and budget.max_epochs == max_epochs
+    assert budget.planned_epochs == planned and budget.final_fraction == 0.0

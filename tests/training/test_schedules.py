@@ -22,3 +22,27 @@ def test_warmup_cosine_shape():
     )
     values = [warmup_cosine(p / 100, 0.1) for p in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_schedule_ends_at_its_final_fraction_and_keeps_a_step_of_decay():
+    import keras
+
+    def rates(schedule, steps):
+        return [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(steps + 1)]
+
+    floor = rates(learning_rate_schedule(2.0, total_steps=10, warmup_steps=0, final_fraction=0.25), 10)
+    assert floor[0] == pytest.approx(2.0) and floor[-1] == pytest.approx(0.5)  # 0.25 of the peak
+    assert floor[5] == pytest.approx(0.5 + 1.5 * 0.5)
+    # A warmup as long as the run is cut to leave one step of decay: the peak at step 9, then down.
+    whole = rates(learning_rate_schedule(1.0, total_steps=10, warmup_steps=50), 10)
+    assert whole[0] == 0.0 and whole[9] == pytest.approx(1.0) and whole[10] == pytest.approx(0.0, abs=1e-7)
+    assert whole[1] == pytest.approx(1 / 9)
+
+
+def test_warmup_cosine_clamps_progress_and_takes_no_warmup():
+    from keras_vit.training.schedules import warmup_cosine
+
+    assert warmup_cosine(-0.5, 0.2) == 0.0 and warmup_cosine(1.5, 0.2, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0.0, 0.0) == pytest.approx(1.0) and warmup_cosine(0.5, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(0.6, 0.2, 0.5) == pytest.approx(0.5 + 0.5 * 0.5)
+    assert warmup_cosine(1.0, 1.0) == 1.0  # all warmup: no division by a decay of length 0
