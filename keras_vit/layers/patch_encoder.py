@@ -57,15 +57,19 @@ class PatchEncoder(keras.layers.Layer):
         patch_norm: bool, layer-normalize each patch vector before the
             projection, as Shifted Patch Tokenization does (its five
             stacked copies are otherwise on one scale only by chance).
+        distillation_token: bool, a second learned token after the class
+            token, with its own position vector (DeiT, Touvron et al. 2021);
+            needs `class_token`.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         patches: tensor of shape `(batch, num_patches, patch_dim)`.
 
     Returns:
-        Tensor of shape `(batch, class_token + num_registers + num_patches,
-        projection_dim)`: the class token (when present) at index 0, then the
-        registers, then the patch tokens in row-major grid order.
+        Tensor of shape `(batch, class_token + distillation_token +
+        num_registers + num_patches, projection_dim)`: the class token (when
+        present) at index 0, the distillation token (when present) at index
+        1, then the registers, then the patch tokens in row-major grid order.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class PatchEncoder(keras.layers.Layer):
         position_embedding="learned",
         num_registers=0,
         patch_norm=False,
+        distillation_token=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,14 +105,22 @@ class PatchEncoder(keras.layers.Layer):
         self.class_token = bool(class_token)
         self.position_embedding_type = position_embedding
         self.patch_norm = bool(patch_norm)
+        self.distillation_token = bool(distillation_token)
+        if self.distillation_token and not self.class_token:
+            raise ValueError("distillation_token=True needs class_token=True.")
         if self.patch_norm:
             self.patch_norm_layer = LayerNorm(epsilon=1e-6, name="patch_norm", dtype=self.dtype_policy)
         self.projection = keras.layers.Dense(projection_dim, name="projection", dtype=self.dtype_policy)
 
     @property
     def num_prefix_tokens(self):
-        """Tokens before the first patch token: the class token and the registers."""
-        return int(self.class_token) + self.num_registers
+        """Tokens before the first patch token: the class and distillation tokens and the registers."""
+        return self.num_positioned_prefix_tokens + self.num_registers
+
+    @property
+    def num_positioned_prefix_tokens(self):
+        """The prefix tokens that have a position vector: the class and distillation tokens."""
+        return int(self.class_token) + int(self.distillation_token)
 
     @property
     def num_tokens(self):
@@ -128,14 +141,20 @@ class PatchEncoder(keras.layers.Layer):
                 shape=(1, 1, self.projection_dim),
                 initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             )
+        if self.distillation_token:
+            self.dist = self.add_weight(
+                name="distillation_token",
+                shape=(1, 1, self.projection_dim),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
         if self.num_registers:
             self.registers = self.add_weight(
                 name="registers",
                 shape=(1, self.num_registers, self.projection_dim),
                 initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             )
-        # One position vector per patch, and one for the class token.
-        positions = self.num_patches + int(self.class_token)
+        # One position vector per patch, and one each for the class and distillation tokens.
+        positions = self.num_patches + self.num_positioned_prefix_tokens
         if self.position_embedding_type == "learned":
             self.position = self.add_weight(
                 name="position_embedding",
@@ -144,8 +163,9 @@ class PatchEncoder(keras.layers.Layer):
             )
         else:
             table = sincos_position_embedding(self.grid_size, self.projection_dim)
-            if self.class_token:  # the class token gets a zero position vector
-                table = np.concatenate([np.zeros((1, self.projection_dim), "float32"), table])
+            if self.class_token:  # the class (and distillation) token gets a zero position vector
+                zeros = np.zeros((self.num_positioned_prefix_tokens, self.projection_dim), "float32")
+                table = np.concatenate([zeros, table])
             self.position = self.add_weight(
                 name="position_embedding",
                 shape=(1, positions, self.projection_dim),
@@ -170,12 +190,15 @@ class PatchEncoder(keras.layers.Layer):
         projected = self.patch_norm_layer(patches) if self.patch_norm else patches
         tokens = dense_over_tokens(self.projection, projected)
         if self.class_token:
-            tokens = ops.concatenate([self._per_image(self.cls, patches, tokens.dtype), tokens], axis=1)
+            prefix = [self._per_image(self.cls, patches, tokens.dtype)]
+            if self.distillation_token:
+                prefix.append(self._per_image(self.dist, patches, tokens.dtype))
+            tokens = ops.concatenate([*prefix, tokens], axis=1)
         tokens = tokens + ops.cast(self.position, tokens.dtype)
         if self.num_registers:
-            # After the class token, and after the position embedding: registers have none.
+            # After the class (and distillation) token, and after the position embedding: registers have none.
             registers = self._per_image(self.registers, patches, tokens.dtype)
-            head = int(self.class_token)
+            head = self.num_positioned_prefix_tokens
             tokens = ops.concatenate([tokens[:, :head], registers, tokens[:, head:]], axis=1)
         return tokens
 
@@ -186,18 +209,20 @@ class PatchEncoder(keras.layers.Layer):
         """The position embedding for another patch grid, as a numpy array.
 
         Learned embeddings are resized bilinearly over the 2-D grid (as timm
-        does for new resolutions); the class token's vector is kept as it is.
+        does for new resolutions); the class and distillation tokens' vectors
+        are kept as they are.
         Sine-cosine embeddings are recomputed for the new grid.
 
         Args:
             grid_size: `(rows, cols)` of the new grid.
 
         Returns:
-            float32 array of shape `(1, rows * cols + class_token, dim)`.
+            float32 array of shape `(1, rows * cols + class_token +
+            distillation_token, dim)`.
         """
         rows, cols = pair(grid_size, "grid_size")
         table = ops.convert_to_numpy(self.position)[0]
-        head = table[:1] if self.class_token else table[:0]
+        head = table[: self.num_positioned_prefix_tokens]
         if self.position_embedding_type == "sincos":
             grid = sincos_position_embedding((rows, cols), self.projection_dim)
         elif (rows, cols) == self.grid_size:
@@ -219,6 +244,7 @@ class PatchEncoder(keras.layers.Layer):
                 "position_embedding": self.position_embedding_type,
                 "num_registers": self.num_registers,
                 "patch_norm": self.patch_norm,
+                "distillation_token": self.distillation_token,
             }
         )
         return config

@@ -24,18 +24,26 @@ class SequencePooling(keras.layers.Layer):
         has_class_token: bool, whether index 0 is a class token.
         num_registers: int, register tokens after the class token, which
             `"gap"` and `"seqpool"` skip too.
+        distillation_token: bool, whether index 1 is a distillation token
+            (DeiT): `"token"` then returns the class and distillation tokens
+            side by side, `(batch, 2 * dim)`, so that one `Dense` head holds
+            DeiT's two heads (the mean of their logits); `"gap"` and
+            `"seqpool"` skip it.
         **kwargs: base `Layer` arguments.
 
     Call arguments:
         tokens: tensor of shape `(batch, sequence, dim)`.
 
     Returns:
-        Tensor of shape `(batch, dim)`.
+        Tensor of shape `(batch, dim)`, or `(batch, 2 * dim)` for `"token"`
+        with a distillation token.
     """
 
     MODES = ("token", "gap", "seqpool")
 
-    def __init__(self, mode="token", has_class_token=True, num_registers=0, **kwargs):
+    def __init__(
+        self, mode="token", has_class_token=True, num_registers=0, distillation_token=False, **kwargs
+    ):
         super().__init__(**kwargs)
         if mode not in self.MODES:
             raise ValueError(f"pooling must be one of {self.MODES}, got {mode!r}.")
@@ -44,6 +52,9 @@ class SequencePooling(keras.layers.Layer):
         self.mode = mode
         self.has_class_token = bool(has_class_token)
         self.num_registers = int(num_registers)
+        self.distillation_token = bool(distillation_token)
+        if self.distillation_token and not self.has_class_token:
+            raise ValueError("distillation_token=True needs a class token.")
 
     def build(self, input_shape):
         if self.mode == "seqpool":
@@ -51,11 +62,13 @@ class SequencePooling(keras.layers.Layer):
             self.score.build((None, input_shape[-1]))
 
     def patch_tokens(self, tokens):
-        """The patch tokens of `(batch, sequence, dim)`: the class and register tokens left out."""
-        return tokens[:, int(self.has_class_token) + self.num_registers :]
+        """The patch tokens of `(batch, sequence, dim)`: the class, distillation and register tokens left out."""
+        return tokens[:, int(self.has_class_token) + int(self.distillation_token) + self.num_registers :]
 
     def call(self, tokens):
         if self.mode == "token":
+            if self.distillation_token:
+                return ops.concatenate([tokens[:, 0], tokens[:, 1]], axis=-1)
             return tokens[:, 0]
         patches = self.patch_tokens(tokens)
         if self.mode == "gap":
@@ -75,11 +88,19 @@ class SequencePooling(keras.layers.Layer):
         return ops.softmax(ops.cast(scores, "float32"), axis=-1)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1])
+        width = input_shape[-1]
+        if self.mode == "token" and self.distillation_token and width is not None:
+            width = 2 * width
+        return (input_shape[0], width)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"mode": self.mode, "has_class_token": self.has_class_token, "num_registers": self.num_registers}
+            {
+                "mode": self.mode,
+                "has_class_token": self.has_class_token,
+                "num_registers": self.num_registers,
+                "distillation_token": self.distillation_token,
+            }
         )
         return config

@@ -3,6 +3,8 @@
     images (0..255) -> normalize -> Patches -> PatchEncoder [-> PatchDropout] -> dropout
         -> TransformerBlock x depth -> LayerNorm -> SequencePooling -> Dense head -> logits
 
+(with `head_norm="pooled"` the LayerNorm comes after the pooling, as timm's `fc_norm`).
+
 The model takes raw pixel values (float, 0 to 255, channels last) and returns
 logits; normalization lives inside the model so that every exported file
 takes the same input. Augmentation does not: see `keras_vit.training.augment`.
@@ -46,7 +48,8 @@ class ViT(keras.Model):
     A functional model: calling it, `fit`, `save` and `get_layer` work as on
     any `keras.Model`. Its layers are named `images`, `normalize`, `patches`,
     `patch_encoder`, [`patch_dropout`,] `embedding_dropout`, `block_0` ...
-    `block_{depth-1}`, `encoder_norm`, `pool` and `head`.
+    `block_{depth-1}`, `encoder_norm`, `pool` and `head` (`pool`, `head_norm`
+    and `head` with `head_norm="pooled"`).
 
     Args:
         image_size: int or `(height, width)` of the input images.
@@ -79,6 +82,17 @@ class ViT(keras.Model):
         channels: int, image channels.
         mean, std: per-channel pixel statistics (0..255 units) used by the
             model's own normalization layer.
+        layer_norm_epsilon: float, epsilon of every LayerNorm (timm uses
+            1e-6, Hugging Face's ViT 1e-12).
+        class_token: bool or None, whether to prepend a class token; `None`
+            (default) makes one for `pooling="token"` only. `True` with
+            `"gap"` gives timm's mean-pooled heads on class-token models.
+        distillation_token: bool, a DeiT distillation token after the class
+            token; with `pooling="token"` the head reads both tokens (see
+            `SequencePooling`).
+        head_norm: `"tokens"` (default: the final LayerNorm on every token,
+            then the pooling) or `"pooled"` (the pooling, then the
+            LayerNorm, named `head_norm`: timm's `fc_norm`).
         name: model name.
         dtype: optional dtype policy of the layers (e.g. `"mixed_bfloat16"`);
             `None` takes the global policy. The head always computes float32
@@ -86,8 +100,9 @@ class ViT(keras.Model):
         **kwargs: `trainable`.
 
     Raises:
-        ValueError: `image_size` is not divisible by `patch_size`, or an
-            unknown `pooling`.
+        ValueError: `image_size` is not divisible by `patch_size`, an
+            unknown `pooling` or `head_norm`, or `pooling="token"` without a
+            class token.
 
     Example:
 
@@ -119,6 +134,10 @@ class ViT(keras.Model):
         channels=3,
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
+        layer_norm_epsilon=1e-6,
+        class_token=None,
+        distillation_token=False,
+        head_norm="tokens",
         name="vit",
         dtype=None,
         **kwargs,
@@ -131,8 +150,13 @@ class ViT(keras.Model):
             raise ValueError(f"image_size {height}x{width} is not divisible by patch_size={patch_size}.")
         if pooling not in SequencePooling.MODES:
             raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
+        if head_norm not in ("tokens", "pooled"):
+            raise ValueError(f"head_norm must be 'tokens' or 'pooled', got {head_norm!r}.")
         grid = (height // patch_size, width // patch_size)
-        class_token = pooling == "token"
+        class_token = pooling == "token" if class_token is None else bool(class_token)
+        if pooling == "token" and not class_token:
+            raise ValueError("pooling='token' needs class_token=True (or None).")
+        prefix_tokens = int(class_token) + int(bool(distillation_token)) + num_registers
 
         # === Functional model ===
         inputs = keras.Input((height, width, channels), name="images")
@@ -148,13 +172,14 @@ class ViT(keras.Model):
             position_embedding=position_embedding,
             num_registers=num_registers,
             patch_norm=shifted_patches,
+            distillation_token=distillation_token,
             name="patch_encoder",
             dtype=dtype,
         )(x)
         if patch_dropout:  # no layer at 0: models without it keep their old graph
             x = PatchDropout(
                 patch_dropout,
-                num_prefix_tokens=int(class_token) + num_registers,
+                num_prefix_tokens=prefix_tokens,
                 name="patch_dropout",
                 dtype=dtype,
             )(x)
@@ -169,14 +194,23 @@ class ViT(keras.Model):
                 dropout=dropout,
                 attention_dropout=attention_dropout,
                 drop_path=rate,
+                layer_norm_epsilon=layer_norm_epsilon,
                 locality_attention=locality_attention,
                 name=f"block_{i}",
                 dtype=dtype,
             )(x)
-        x = LayerNorm(epsilon=1e-6, name="encoder_norm", dtype=dtype)(x)
+        if head_norm == "tokens":
+            x = LayerNorm(epsilon=layer_norm_epsilon, name="encoder_norm", dtype=dtype)(x)
         x = SequencePooling(
-            pooling, has_class_token=class_token, num_registers=num_registers, name="pool", dtype=dtype
+            pooling,
+            has_class_token=class_token,
+            num_registers=num_registers,
+            distillation_token=distillation_token,
+            name="pool",
+            dtype=dtype,
         )(x)
+        if head_norm == "pooled":
+            x = LayerNorm(epsilon=layer_norm_epsilon, name="head_norm", dtype=dtype)(x)
         # Logits in float32 even under a mixed-precision policy (stable softmax).
         outputs = keras.layers.Dense(num_classes, kernel_initializer="zeros", name="head", dtype="float32")(x)
         super().__init__(inputs, outputs, name=name, **kwargs)
@@ -201,6 +235,10 @@ class ViT(keras.Model):
         self.channels = int(channels)
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.class_token = class_token
+        self.distillation_token = bool(distillation_token)
+        self.head_norm = head_norm
         if dtype is not None:
             self.dtype_policy = keras.dtype_policies.get(dtype)
 
@@ -303,31 +341,42 @@ def _legacy_vit_arguments(model):
         channels=channels,
         mean=tuple(float(v) for v in np.ravel(norm.input_mean)),
         std=tuple(float(v) for v in np.sqrt(np.ravel(norm.input_variance))),
+        layer_norm_epsilon=first.layer_norm_epsilon,
+        class_token=encoder.class_token,
+        distillation_token=getattr(encoder, "distillation_token", False),
+        head_norm="pooled" if any(layer.name == "head_norm" for layer in model.layers) else "tokens",
         name=model.name,
     )
 
 
-def resize_vit(model, image_size):
-    """Returns a copy of `model` for another input resolution.
+def resize_vit(model, image_size, num_classes=None):
+    """Returns a copy of `model` for another input resolution (and, optionally, another class count).
 
     All weights are copied; the position embedding is resampled to the new
     patch grid (bilinear for learned embeddings, recomputed for sine-cosine),
-    so a ViT trained on 32x32 images runs on, e.g., 48x48 ones.
+    so a ViT trained on 32x32 images runs on, e.g., 48x48 ones. With another
+    `num_classes` the head is new (zero weights, as every new ViT's): the
+    starting point for fine-tuning a pretrained model on other classes.
 
     Args:
         model: a `ViT` (or a legacy functional one, see `vit_arguments`).
         image_size: int or `(height, width)`, divisible by the patch size.
+        num_classes: optional int, the class count of a new head; None (or
+            the model's own count) keeps the head.
 
     Returns:
         A new `ViT`, under the global dtype policy.
     """
     config = vit_arguments(model)
     config["image_size"] = pair(image_size, "image_size")
+    new_head = num_classes is not None and int(num_classes) != config["num_classes"]
+    if new_head:
+        config["num_classes"] = int(num_classes)
     new = ViT(**config)
     encoder = model.get_layer("patch_encoder")
     new_encoder = new.get_layer("patch_encoder")
     for old_layer, new_layer in zip(model.layers, new.layers, strict=True):
-        if old_layer.name == "patch_encoder":
+        if old_layer.name == "patch_encoder" or (new_head and old_layer.name == "head"):
             continue
         new_layer.set_weights(old_layer.get_weights())
     new_encoder.projection.set_weights(encoder.projection.get_weights())
@@ -335,6 +384,8 @@ def resize_vit(model, image_size):
         new_encoder.patch_norm_layer.set_weights(encoder.patch_norm_layer.get_weights())
     if encoder.class_token:
         new_encoder.cls.assign(encoder.cls)
+    if getattr(encoder, "distillation_token", False):
+        new_encoder.dist.assign(encoder.dist)
     if encoder.num_registers:
         new_encoder.registers.assign(encoder.registers)
     new_encoder.position.assign(encoder.resampled_position_embedding(new_encoder.grid_size))

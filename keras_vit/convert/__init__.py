@@ -1,0 +1,18 @@
+"""Pretrained ViTs in: timm, Hugging Face `transformers` and keras-hub checkpoints as keras_vit `ViT`s.
+
+timm.py          from_timm: a timm VisionTransformer (ViT, DeiT, distilled DeiT)
+transformers.py  from_transformers: a `transformers` ViT, or its safetensors file (no PyTorch needed)
+keras_hub.py     from_keras_hub: a keras-hub ViTBackbone or ViTImageClassifier
+_mapping.py      the shared part: the architecture and timm-named weights -> a keras_vit ViT
+
+Each converter returns a `ViT` that takes 0..255 pixels and normalizes them
+inside with the source's mean and std (or the given ones, in 0..1 units).
+The source libraries (`pip install keras-vit[convert]`) are imported inside
+the functions only.
+"""
+
+from keras_vit.convert.keras_hub import from_keras_hub
+from keras_vit.convert.timm import from_timm
+from keras_vit.convert.transformers import from_transformers
+
+__all__ = ["from_keras_hub", "from_timm", "from_transformers"]

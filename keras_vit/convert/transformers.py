@@ -1,0 +1,172 @@
+"""`from_transformers`: a Hugging Face `transformers` ViT (model or safetensors file) -> a keras_vit `ViT`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+from keras_vit.convert._mapping import SourceViT, build_converted_vit, pixel_statistics
+
+# transformers' ViT weight names (after the `vit.` prefix) -> timm's, per block and for the rest. Blocks are
+# `encoder.layer.{i}.` in transformers 4 (and the checkpoints on the Hub), `layers.{i}.` in transformers 5.
+_BLOCK_NAMES = {
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+    "attention.output.dense": "attn.proj",  # transformers 4
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "attention.o_proj": "attn.proj",  # transformers 5
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+# The separate query, key and value projections (joined into timm's `qkv`), per naming.
+_QKV_NAMES = {
+    "attention.attention.query": 0,
+    "attention.attention.key": 1,
+    "attention.attention.value": 2,
+    "attention.q_proj": 0,
+    "attention.k_proj": 1,
+    "attention.v_proj": 2,
+}
+_BLOCK = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)$")
+_OTHER_NAMES = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+    "classifier.weight": "head.weight",
+    "classifier.bias": "head.bias",
+}
+# Config fields whose value the converted model depends on, and the only value supported.
+_REQUIRED_CONFIG = {"hidden_act": "gelu", "model_type": "vit"}
+
+
+def from_transformers(source, image_size=None, mean=None, std=None, num_classes=None, config=None):
+    """Converts a Hugging Face `transformers` ViT into a keras_vit `ViT` with the same function.
+
+    Supported: `ViTForImageClassification` (class-token head on the final
+    LayerNorm) and `ViTModel` (a backbone: pass `num_classes` for a new,
+    zero head), any patch size and resolution, with or without `qkv_bias`,
+    LayerNorm epsilon from the config (1e-12 by default). `ViTModel`'s
+    pooler (a Dense + tanh on the class token that no classifier reads) is
+    not converted: it is left out, not silently, as said here. Refused, by
+    name: other model types (DeiT, BEiT, ...), another `hidden_act`, a mask
+    token (`use_mask_token`), and any weight the mapping does not know.
+
+    Args:
+        source: a `transformers` `ViTForImageClassification` or `ViTModel`;
+            or the path of a `.safetensors` file, or of a directory that
+            holds `model.safetensors` (and `config.json`), read with the
+            `safetensors` NumPy API (no PyTorch needed).
+        image_size: optional int or `(height, width)` to run at; default:
+            the config's. Another size resamples the position embedding.
+        mean, std: per-channel input statistics in 0..1 units (the image
+            processor's `image_mean` / `image_std`, e.g. 0.5 for Google's
+            ViTs). Required: neither a model nor its weights carry them.
+        num_classes: the class count of a new head, for a `ViTModel`.
+        config: for a file: a `transformers` `ViTConfig` or its dict, when
+            no `config.json` lies beside the file.
+
+    Returns:
+        A keras_vit `ViT` that takes 0..255 pixels, channels last.
+
+    Raises:
+        ValueError: an unsupported config field or weight (named), a
+            missing config, or missing input statistics.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        arrays, file_config = _read_safetensors(os.fspath(source))
+        config = config if config is not None else file_config
+        if config is None:
+            raise ValueError(f"No config.json beside {os.fspath(source)!r}: pass `config`.")
+        described = f"The checkpoint {os.fspath(source)!r}"
+    else:
+        config = source.config
+        arrays = {name: value.detach().cpu().float().numpy() for name, value in source.state_dict().items()}
+        described = f"The transformers model {type(source).__name__}"
+    if not isinstance(config, dict):
+        config = config.to_dict()
+    mean, std = pixel_statistics(mean, std, None, None, described)
+    arrays = _timm_names(arrays)
+    spec = _spec(config, arrays)
+    return build_converted_vit(spec, arrays, mean, std, image_size=image_size, num_classes=num_classes)
+
+
+def _read_safetensors(path):
+    """`(arrays, config dict or None)` of a safetensors file or a directory holding one."""
+    from safetensors.numpy import load_file  # lazily: an optional extra
+
+    if os.path.isdir(path):
+        directory, path = path, os.path.join(path, "model.safetensors")
+    else:
+        directory = os.path.dirname(path)
+    config_path = os.path.join(directory, "config.json")
+    config = None
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as file:
+            config = json.load(file)
+    return load_file(path), config
+
+
+def _timm_names(arrays):
+    """The arrays under timm's names, the pooler's left out; unknown names raise."""
+    renamed, qkv = {}, {}
+    for name, value in arrays.items():
+        short = name[len("vit.") :] if name.startswith("vit.") else name
+        if short.startswith("pooler."):  # ViTModel's pooler: read by no classifier (see from_transformers)
+            continue
+        if short in _OTHER_NAMES:
+            renamed[_OTHER_NAMES[short]] = value
+            continue
+        match = _BLOCK.match(short)
+        if match is None:
+            raise ValueError(f"Unsupported transformers weight `{name}`.")
+        index, rest, kind = int(match[1]), match[2], match[3]
+        if rest in _QKV_NAMES:
+            qkv.setdefault((index, kind), [None] * 3)[_QKV_NAMES[rest]] = value
+        elif rest in _BLOCK_NAMES:
+            renamed[f"blocks.{index}.{_BLOCK_NAMES[rest]}.{kind}"] = value
+        else:
+            raise ValueError(f"Unsupported transformers weight `{name}`.")
+    # Separate query, key and value projections -> timm's one `qkv` Linear.
+    for (index, kind), parts in sorted(qkv.items()):
+        if any(part is None for part in parts):
+            raise ValueError(f"Block {index}: the query, key and value {kind}s are not all there.")
+        renamed[f"blocks.{index}.attn.qkv.{kind}"] = np.concatenate(parts)
+    return renamed
+
+
+def _spec(config, arrays):
+    """The `SourceViT` of a transformers ViT config, after checking its fields."""
+    for field, value in _REQUIRED_CONFIG.items():
+        if config.get(field, value) != value:
+            raise ValueError(
+                f"Unsupported transformers config: {field}={config.get(field)!r} (needs {value!r})."
+            )
+    if config.get("use_mask_token") or "embeddings.mask_token" in arrays:
+        raise ValueError("Unsupported transformers config: use_mask_token=True.")
+    image_size = config.get("image_size", 224)
+    image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    patch_size = config.get("patch_size", 16)
+    if not isinstance(patch_size, int):
+        patch_size = tuple(patch_size)
+        if patch_size[0] != patch_size[1]:
+            raise ValueError(f"Unsupported transformers config: non-square patch_size={patch_size}.")
+        patch_size = patch_size[0]
+    num_classes = int(arrays["head.weight"].shape[0]) if "head.weight" in arrays else None
+    return SourceViT(
+        image_size=image_size,
+        patch_size=int(patch_size),
+        width=int(config.get("hidden_size", 768)),
+        depth=int(config.get("num_hidden_layers", 12)),
+        num_heads=int(config.get("num_attention_heads", 12)),
+        mlp_dim=int(config.get("intermediate_size", 3072)),
+        num_classes=num_classes,
+        channels=int(config.get("num_channels", 3)),
+        layer_norm_epsilon=float(config.get("layer_norm_eps", 1e-12)),
+    )

@@ -1,0 +1,1 @@
+"""Tests of keras_vit.convert, a module each."""
