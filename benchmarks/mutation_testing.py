@@ -101,6 +101,7 @@ def write_mutmut_config(destination, modules, tests):
     lines += ["pytest_add_cli_args_test_selection="] + [f"    {test}" for test in tests]
     # One process per mutant run; the fork server keeps TensorFlow's threads out of mutmut's own process.
     lines += ["pytest_add_cli_args=", "    -n0", "    -q", "    -p", "    no:cacheprovider"]
+    lines += ["also_copy=", "    benchmarks/"]  # scripts some tests run
     lines += ["process_isolation=forkserver", ""]
     (destination / "setup.cfg").write_text("\n".join(lines))
 
@@ -153,8 +154,14 @@ def run_group(name, max_children, timeout):
         )
         seconds = time.perf_counter() - started
         if run.returncode != 0:
-            tail = (run.stdout + run.stderr)[-3000:]
-            raise RuntimeError(f"mutmut run of {name} exited {run.returncode}:\n{tail}")
+            lines = (run.stdout + run.stderr).replace("\r", "\n").splitlines()
+            kept = [
+                line
+                for line in lines
+                if line.strip()
+                and not line.lstrip("⠁⠂⠄⡀⢀⠠⠐⠈⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ").startswith(("Generating", "Running"))
+            ]
+            raise RuntimeError(f"mutmut run of {name} exited {run.returncode}:\n" + "\n".join(kept[-40:]))
         listed = subprocess.run(
             ["mutmut", "results", "--all", "true"], cwd=workdir, capture_output=True, text=True, check=True
         ).stdout
@@ -263,10 +270,15 @@ def main(argv=None):
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    groups = []
+    groups, failed = [], []
     for name in args.groups or list(GROUPS):
         print(f"{name}: mutating {' '.join(GROUPS[name][0])}", flush=True)
-        groups.append(run_group(name, args.max_children, args.timeout))
+        try:
+            groups.append(run_group(name, args.max_children, args.timeout))
+        except (RuntimeError, subprocess.SubprocessError) as error:  # the other groups still run
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
         # Each group's mutants as soon as it ends: a long run's finished groups are never lost.
         atomic_write_json(output / f"group_{name}.json", groups[-1])
     rows = module_rows(groups)
@@ -282,6 +294,9 @@ def main(argv=None):
     )
     atomic_write_text(output / "mutation_report.md", markdown(groups, rows, machine))
     print(f"Wrote {output}/mutation_report.md", flush=True)
+    if failed:
+        print(f"error: mutmut could not run {', '.join(failed)} (above)", file=sys.stderr)
+        return 1
     return 0
 
 

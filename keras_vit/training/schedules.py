@@ -34,6 +34,6 @@ def learning_rate_schedule(learning_rate, total_steps, warmup_steps, final_fract
         initial_learning_rate=0.0 if warmup_steps else learning_rate,
         decay_steps=max(total_steps - warmup_steps, 1),
         alpha=final_fraction,
-        warmup_target=learning_rate if warmup_steps else None,
+        warmup_target=learning_rate,
         warmup_steps=warmup_steps,
     )

@@ -46,3 +46,11 @@ def test_warmup_cosine_clamps_progress_and_takes_no_warmup():
     assert warmup_cosine(0.0, 0.0) == pytest.approx(1.0) and warmup_cosine(0.5, 0.0) == pytest.approx(0.5)
     assert warmup_cosine(0.6, 0.2, 0.5) == pytest.approx(0.5 + 0.5 * 0.5)
     assert warmup_cosine(1.0, 1.0) == 1.0  # all warmup: no division by a decay of length 0
+
+
+def test_a_one_step_run_trains_at_the_peak():
+    """No room for a warmup: the only step is taken at the peak rate, not at 0."""
+    import keras
+
+    schedule = learning_rate_schedule(0.3, total_steps=1, warmup_steps=5)
+    assert float(keras.ops.convert_to_numpy(schedule(0))) == pytest.approx(0.3)
