@@ -4,6 +4,7 @@
     python benchmarks/mutation_testing.py                 # every group (about half an hour on 2 cores)
     python benchmarks/mutation_testing.py patches proof   # some groups
     python benchmarks/mutation_testing.py --list
+    python benchmarks/mutation_testing.py --report-only   # the report again from the groups' saved results
 
 mutmut rewrites each function of a module into many small variants ("mutants": `<` for `<=`, `+` for `-`, a
 constant changed, a call's argument dropped, ...) and runs the tests that reach the function against each; a
@@ -19,6 +20,7 @@ survived, equivalent, no tests, timeouts, kill rate; every survivor's diff) to `
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -192,6 +194,32 @@ def run_group(name, max_children, timeout):
     }
 
 
+def judged(group):
+    """`group` with its survivors' equivalence judged again from `EQUIVALENT` (for `--report-only`)."""
+    for mutant in group["mutants"]:
+        if mutant["status"] not in ("survived", "equivalent"):
+            continue
+        key = (mutant["module"], mutant["function"], changed_lines(mutant["diff"]))
+        if key in EQUIVALENT:
+            mutant.update(status="equivalent", why=EQUIVALENT[key])
+        else:
+            mutant["status"] = "survived"
+            mutant.pop("why", None)
+    return group
+
+
+def saved_groups(output, names):
+    """The groups' results a previous run saved in `output` (`group_NAME.json`), re-judged."""
+    groups = []
+    for name in names:
+        path = output / f"group_{name}.json"
+        if path.exists():
+            groups.append(judged(json.loads(path.read_text())))
+        else:
+            print(f"warning: no {path}: group {name} left out of the report", file=sys.stderr)
+    return groups
+
+
 def module_rows(groups):
     rows = []
     for group in groups:
@@ -255,6 +283,12 @@ def main(argv=None):
     parser.add_argument("--max-children", type=positive_int, default=2, help="parallel mutant runs")
     parser.add_argument("--timeout", type=positive_int, default=3600, help="seconds a group may take")
     parser.add_argument("--output", default="runs/mutation", help="folder of the reports")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the report again from the group_*.json files in --output, the survivors "
+        "judged against EQUIVALENT as it is now",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():
@@ -263,11 +297,11 @@ def main(argv=None):
     unknown = sorted(set(args.groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown group {', '.join(unknown)}; --list shows them")
+    if args.report_only:
+        return write_report(Path(args.output), saved_groups(Path(args.output), args.groups or list(GROUPS)))
     if shutil.which("mutmut") is None:
         print("error: mutmut is not installed (pip install mutmut==3.8.1)", file=sys.stderr)
         return 2
-    from keras_vit.device import machine_summary
-
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     groups, failed = [], []
@@ -281,6 +315,17 @@ def main(argv=None):
             continue
         # Each group's mutants as soon as it ends: a long run's finished groups are never lost.
         atomic_write_json(output / f"group_{name}.json", groups[-1])
+    status = write_report(output, groups)
+    if failed:
+        print(f"error: mutmut could not run {', '.join(failed)} (above)", file=sys.stderr)
+        return 1
+    return status
+
+
+def write_report(output, groups):
+    """Prints each module's kill rate and writes `mutation_report.json` and `.md` to `output`."""
+    from keras_vit.device import machine_summary
+
     rows = module_rows(groups)
     for row in rows:
         rate = "n/a" if row["kill_rate"] is None else f"{row['kill_rate']:.1%}"
@@ -294,9 +339,6 @@ def main(argv=None):
     )
     atomic_write_text(output / "mutation_report.md", markdown(groups, rows, machine))
     print(f"Wrote {output}/mutation_report.md", flush=True)
-    if failed:
-        print(f"error: mutmut could not run {', '.join(failed)} (above)", file=sys.stderr)
-        return 1
     return 0
 
 

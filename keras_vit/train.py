@@ -1,6 +1,7 @@
 """Train a ViT on CIFAR-10 (or any image-folder data set) with `model.fit`.
 
     python -m keras_vit.train --preset vit_tiny --epochs 8 --output runs/vit_tiny
+    python -m keras_vit.train --init-from vit.keras --layer-decay 0.75 --output runs/fine_tuned
 
 Writes to `--output`: `model.keras` (the exportable ViT, no augmentation
 inside), `labels.txt`, `history.csv`, `curves.png` and `metrics.json` (test
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import keras
 
-from keras_vit.cli_utils import CLIError, check_output_folder, positive_int, unit_fraction
+from keras_vit.cli_utils import CLIError, check_output_folder, non_negative_int, positive_int, unit_fraction
 from keras_vit.model_flags import add_model_flags, flag_overrides
 from keras_vit.models.presets import PRESETS, get_preset
 from keras_vit.models.teachers import load_teacher
@@ -30,6 +31,13 @@ from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import TrainingBatches, even_batch_size
 from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
+from keras_vit.training.finetune import (
+    check_fine_tuning_overrides,
+    fine_tuning_start,
+    freeze_first_blocks,
+    layer_decay_multipliers,
+    load_checkpoint,
+)
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
 from keras_vit.training.recipes import MIXED_PRECISION, TRAINING_RECIPES, recipe_flags, training_recipe
@@ -55,6 +63,7 @@ def build_parser():
     _add_data_flags(parser)
     _add_optimization_flags(parser)
     add_model_flags(parser)
+    _add_fine_tuning_flags(parser)
     _add_distillation_flags(parser)
     _add_run_flags(parser)
     return parser
@@ -132,6 +141,33 @@ def _add_optimization_flags(parser):
         type=positive_int,
         default=1,
         help="train steps per call into the backend (fewer Python round trips)",
+    )
+
+
+def _add_fine_tuning_flags(parser):
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from a pretrained ViT instead of --preset: a .keras file, a Hugging Face ViT's .safetensors "
+        "file or folder, hf:NAME (downloaded) or timm:NAME (timm's pretrained weights); it gets a new head for "
+        "the data's classes and its position embedding resampled to their size; only the regularization "
+        "flags (--drop-path, --patch-dropout, --model-arg dropout=...) change its architecture",
+    )
+    parser.add_argument(
+        "--layer-decay",
+        type=float,
+        default=None,
+        metavar="FACTOR",
+        help="with --init-from: layer-wise learning-rate decay in (0, 1] (e.g. 0.75): each block trains at "
+        "FACTOR times the rate of the block above it, the head at the full rate (default: off)",
+    )
+    parser.add_argument(
+        "--freeze-blocks",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="with --init-from: leave the patch embedding and the first N blocks untrained (default: 0)",
     )
 
 
@@ -297,22 +333,62 @@ def _error(message, status=2):
     return status
 
 
-def _models(args, splits, overrides):
+def _checkpoint(args, overrides):
+    """The pretrained ViT of --init-from (`finetune.load_checkpoint`), after checking that the model flags
+    (`overrides`) change only its regularization.
+
+    Raises:
+        CLIError: a flag would change its architecture, or it cannot be read, converted or fine-tuned.
+    """
+    try:
+        check_fine_tuning_overrides(overrides)
+    except ValueError as error:
+        raise CLIError(f"--init-from: {error}") from None
+    print(f"Loading the pretrained ViT {args.init_from}", flush=True)
+    try:
+        checkpoint = load_checkpoint(args.init_from)
+        vit_arguments(checkpoint)
+    except ImportError as error:
+        raise CLIError(f"--init-from {args.init_from}: {error} (pip install keras-vit[convert])") from None
+    except (OSError, ValueError) as error:
+        raise CLIError(f"--init-from {args.init_from}: {error}") from None
+    return checkpoint
+
+
+def _fine_tuning_model(args, splits, overrides, checkpoint):
+    """The --init-from checkpoint at the data's size and classes, its first --freeze-blocks frozen."""
+    try:
+        model = fine_tuning_start(checkpoint, tuple(splits.x_train.shape[1:3]), splits.num_classes, overrides)
+        frozen = freeze_first_blocks(model, args.freeze_blocks)
+    except ValueError as error:
+        raise CLIError(f"cannot fine-tune {args.init_from}: {error}") from None
+    if frozen:
+        print(f"Frozen: {', '.join(frozen)}", flush=True)
+    return model
+
+
+def _models(args, splits, overrides, checkpoint=None):
     """The ViT to train and the frozen teacher (None without --teacher) of these flags.
+
+    Args:
+        checkpoint: the --init-from ViT (`_checkpoint`), or None to build --preset.
 
     Raises:
         CLIError: a model the flags describe cannot be built, or a teacher
             cannot be used.
     """
-    overrides = {
-        "num_classes": splits.num_classes,
-        "image_size": tuple(splits.x_train.shape[1:3]),
-        **overrides,
-    }
-    try:
-        model = build_vit(args.preset, **overrides)
-    except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
-        raise CLIError(f"cannot build the model: {error}") from None
+    if checkpoint is not None:
+        model = _fine_tuning_model(args, splits, overrides, checkpoint)
+    else:
+        overrides = {
+            "num_classes": splits.num_classes,
+            "image_size": tuple(splits.x_train.shape[1:3]),
+            **overrides,
+        }
+        try:
+            model = build_vit(args.preset, **overrides)
+        except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
+            raise CLIError(f"cannot build the model: {error}") from None
     if args.unmasked_finish and not vit_arguments(model)["patch_dropout"]:
         raise CLIError("--unmasked-finish needs --patch-dropout (a model that leaves tokens out in training)")
     try:
@@ -344,7 +420,14 @@ def _compiled_trainer(args, model, teacher, recipe, steps_per_epoch, max_epochs)
         max_epochs=max_epochs,
     )
     optimizer = make_optimizer(
-        args.optimizer, schedule, args.weight_decay, args.clipnorm or None, ema_momentum=args.ema_momentum
+        args.optimizer,
+        schedule,
+        args.weight_decay,
+        args.clipnorm or None,
+        ema_momentum=args.ema_momentum,
+        learning_rate_multipliers=layer_decay_multipliers(model, args.layer_decay)
+        if args.layer_decay
+        else None,
     )
     trainer.compile(
         optimizer=optimizer,
@@ -365,7 +448,7 @@ def _finish(args, splits, model, outcome, metrics, history_path):
     accuracy = pipeline.score(model, splits.x_test, splits.y_test, "flip-shift", max(args.batch_size, 256))
     output = Path(args.output)
     if outcome.history:
-        title = f"{args.preset}, {len(splits.x_train):,} training images"
+        title = f"{_model_name(args)}, {len(splits.x_train):,} training images"
         plot_training_curves(outcome.history, output / "curves.png", title=title)
     metrics = {
         "test_accuracy": accuracy["none"],
@@ -388,8 +471,13 @@ def _finish(args, splits, model, outcome, metrics, history_path):
     )
 
 
-def run(args, splits, overrides, recipe):
-    """Trains, scores and saves; `overrides` and `recipe`: `flag_overrides(args)` and `training_recipe` of the args."""
+def _model_name(args):
+    return f"{args.init_from} fine-tuned" if args.init_from else args.preset
+
+
+def run(args, splits, overrides, recipe, checkpoint=None):
+    """Trains, scores and saves; `overrides` and `recipe`: `flag_overrides(args)` and `training_recipe` of the args;
+    `checkpoint`: the --init-from ViT (None to build --preset)."""
     output = Path(args.output)
     backup_dir = output / "checkpoint"
     if args.fresh and backup_dir.exists():
@@ -407,7 +495,7 @@ def run(args, splits, overrides, recipe):
             print(f"Resuming from the checkpoint of epoch {epochs_done} in {backup_dir}", flush=True)
     backup_dir.mkdir(parents=True, exist_ok=True)
     try:
-        model, teacher = _models(args, splits, overrides)
+        model, teacher = _models(args, splits, overrides, checkpoint)
     except CLIError as error:
         return _error(error)
 
@@ -420,7 +508,8 @@ def run(args, splits, overrides, recipe):
     length = describe_length(args.epochs, args.time_budget)
     device = pipeline.describe_device()
     print(
-        f"Training {args.preset} ({model.count_params():,} parameters) for {length}, {len(batches)} steps each, "
+        f"Training {_model_name(args)} ({model.count_params():,} parameters) for {length}, {len(batches)} steps "
+        "each, "
         f"on {device}",
         flush=True,
     )
@@ -507,6 +596,10 @@ def check_args(args):
     for path in args.teacher or ():
         if not Path(path).is_file():
             return f"--teacher {path}: no such file"
+    if args.layer_decay is not None and not 0.0 < args.layer_decay <= 1.0:
+        return "--layer-decay must be in (0, 1]"
+    if (args.layer_decay is not None or args.freeze_blocks) and not args.init_from:
+        return "--layer-decay and --freeze-blocks fine-tune a pretrained ViT: they need --init-from"
     return None
 
 
@@ -543,23 +636,31 @@ def main(argv=None):
     except ValueError as error:
         return _error(error)
     try:
-        model = build_vit(args.preset, **overrides)  # the check run() makes again, before the data loads
+        # Before the data loads: the checkpoint, or the check run() makes again.
+        checkpoint = _checkpoint(args, overrides) if args.init_from else None
+        model = checkpoint if checkpoint is not None else build_vit(args.preset, **overrides)
+    except CLIError as error:
+        return _error(error)
     except (TypeError, ValueError) as error:
         return _error(f"cannot build the model: {error}")
+    # Image folders load at the checkpoint's size (CIFAR-10 stays 32x32: the position embedding is resampled).
+    if checkpoint is not None:
+        image_size = vit_arguments(checkpoint)["image_size"]
+    else:
+        image_size = get_preset(args.preset)["image_size"]
     output = Path(args.output)
     try:
         with pipeline.stop_on_signals():
             check_output_folder(output, min_free_bytes=_bytes_needed(model))
             with pipeline.locked_output(output):
                 try:
-                    image_size = get_preset(args.preset)["image_size"]
                     splits = pipeline.load_splits(
                         args.data_dir, args.dataset, image_size, args.limit, args.seed
                     )
                     splits = splits.hold_out(args.validation_split, args.seed)
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
                     return _error(error)
-                return run(args, splits, overrides, recipe)
+                return run(args, splits, overrides, recipe, checkpoint)
     except (CLIError, CheckpointError) as error:
         return _error(error)
     except KeyboardInterrupt:

@@ -498,3 +498,46 @@ def test_compare_seeds_runs_the_setup_once_per_seed_and_hands_its_folder_to_the_
 def test_compare_seeds_refuses_a_single_arm(tmp_path):
     result = _compare_seeds(tmp_path, "a=true")
     assert result.returncode == 2 and "two arms or more" in result.stderr
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mutation_report_judges_survivors_and_counts_kill_rates(tmp_path, monkeypatch):
+    """`--report-only` re-reads a group's saved mutants, marks the survivors EQUIVALENT lists, and the kill rate
+    leaves them out: killed / (mutants - equivalent)."""
+    mutation = _load_script("mutation_testing")
+    diff = "--- a\n+++ b\n@@\n-    x = a // 4\n+    x = a / 4\n"
+    other = "--- a\n+++ b\n@@\n-    return y\n+    return None\n"
+    module = "keras_vit/layers/patches.py"
+    mutant = dict(module=module, function="Patches.call")
+    group = {
+        "group": "patches",
+        "modules": [module],
+        "tests": [],
+        "seconds": 1.0,
+        "mutants": [
+            {**mutant, "name": "m1", "status": "killed"},
+            {**mutant, "name": "m2", "status": "killed"},
+            {**mutant, "name": "m3", "status": "survived", "diff": diff},
+            {**mutant, "name": "m4", "status": "equivalent", "why": "old reason", "diff": other},
+        ],
+    }
+    (tmp_path / "group_patches.json").write_text(json.dumps(group))
+    key = (module, "Patches.call", mutation.changed_lines(diff))
+    assert key[2] == "-x = a // 4\n+x = a / 4"
+    monkeypatch.setattr(mutation, "EQUIVALENT", {key: "an int either way"})
+    assert mutation.main(["patches", "--report-only", "--output", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "mutation_report.json").read_text())
+    (row,) = report["modules"]
+    assert (row["killed"], row["survived"], row["equivalent"]) == (2, 1, 1)
+    assert row["kill_rate"] == pytest.approx(2 / 3)
+    statuses = {m["name"]: (m["status"], m.get("why")) for m in report["groups"][0]["mutants"]}
+    assert statuses["m3"] == ("equivalent", "an int either way")
+    assert statuses["m4"] == ("survived", None)  # no longer listed: a survivor again
+    markdown = (tmp_path / "mutation_report.md").read_text()
+    assert "| `keras_vit/layers/patches.py` | 4 | 2 | 1 | 1 | 0 | 0 | 66.7% |" in markdown

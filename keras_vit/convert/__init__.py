@@ -1,7 +1,8 @@
 """Pretrained ViTs in: timm, Hugging Face `transformers` and keras-hub checkpoints as keras_vit `ViT`s.
 
 timm.py          from_timm: a timm VisionTransformer (ViT, DeiT, distilled DeiT)
-transformers.py  from_transformers: a `transformers` ViT, or its safetensors file (no PyTorch needed)
+transformers.py  from_transformers: a `transformers` ViT, or its safetensors file (no PyTorch needed);
+                 download_from_hub: a Hub ViT's safetensors, config and image-processor config
 keras_hub.py     from_keras_hub: a keras-hub ViTBackbone or ViTImageClassifier
 _mapping.py      the shared part: the architecture and timm-named weights -> a keras_vit ViT
 
@@ -13,6 +14,6 @@ the functions only.
 
 from keras_vit.convert.keras_hub import from_keras_hub
 from keras_vit.convert.timm import from_timm
-from keras_vit.convert.transformers import from_transformers
+from keras_vit.convert.transformers import download_from_hub, from_transformers
 
-__all__ = ["from_keras_hub", "from_timm", "from_transformers"]
+__all__ = ["download_from_hub", "from_keras_hub", "from_timm", "from_transformers"]

@@ -67,7 +67,9 @@ def from_transformers(source, image_size=None, mean=None, std=None, num_classes=
             the config's. Another size resamples the position embedding.
         mean, std: per-channel input statistics in 0..1 units (the image
             processor's `image_mean` / `image_std`, e.g. 0.5 for Google's
-            ViTs). Required: neither a model nor its weights carry them.
+            ViTs); default: those of the `preprocessor_config.json` beside
+            a file. Required otherwise: neither a model nor its weights
+            carry them.
         num_classes: the class count of a new head, for a `ViTModel`.
         config: for a file: a `transformers` `ViTConfig` or its dict, when
             no `config.json` lies beside the file.
@@ -79,38 +81,62 @@ def from_transformers(source, image_size=None, mean=None, std=None, num_classes=
         ValueError: an unsupported config field or weight (named), a
             missing config, or missing input statistics.
     """
+    processor = {}
     if isinstance(source, (str, os.PathLike)):
-        arrays, file_config = _read_safetensors(os.fspath(source))
+        arrays, file_config, processor = _read_safetensors(os.fspath(source))
         config = config if config is not None else file_config
         if config is None:
             raise ValueError(f"No config.json beside {os.fspath(source)!r}: pass `config`.")
-        described = f"The checkpoint {os.fspath(source)!r}"
+        described = f"The checkpoint {os.fspath(source)!r} (no preprocessor_config.json beside it)"
     else:
         config = source.config
         arrays = {name: value.detach().cpu().float().numpy() for name, value in source.state_dict().items()}
         described = f"The transformers model {type(source).__name__}"
     if not isinstance(config, dict):
         config = config.to_dict()
-    mean, std = pixel_statistics(mean, std, None, None, described)
+    mean, std = pixel_statistics(
+        mean, std, processor.get("image_mean"), processor.get("image_std"), described
+    )
     arrays = _timm_names(arrays)
     spec = _spec(config, arrays)
     return build_converted_vit(spec, arrays, mean, std, image_size=image_size, num_classes=num_classes)
 
 
+def download_from_hub(repo_id):
+    """Downloads a Hugging Face Hub ViT's weights, config and image-processor config (not its PyTorch files).
+
+    Args:
+        repo_id: the Hub name, e.g. `"google/vit-base-patch16-224"`.
+
+    Returns:
+        The local folder that holds them (the Hub's cache), for `from_transformers`.
+    """
+    from huggingface_hub import snapshot_download  # lazily: transformers' own dependency, an optional extra
+
+    patterns = ["model.safetensors", "config.json", "preprocessor_config.json"]
+    return snapshot_download(repo_id=repo_id, allow_patterns=patterns)
+
+
 def _read_safetensors(path):
-    """`(arrays, config dict or None)` of a safetensors file or a directory holding one."""
+    """`(arrays, config dict or None, image processor dict or {})` of a safetensors file or a directory holding
+    one, with the `config.json` and `preprocessor_config.json` beside it where they are."""
     from safetensors.numpy import load_file  # lazily: an optional extra
 
     if os.path.isdir(path):
         directory, path = path, os.path.join(path, "model.safetensors")
     else:
         directory = os.path.dirname(path)
-    config_path = os.path.join(directory, "config.json")
-    config = None
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as file:
-            config = json.load(file)
-    return load_file(path), config
+    config = _read_json(os.path.join(directory, "config.json"))
+    processor = _read_json(os.path.join(directory, "preprocessor_config.json")) or {}
+    return load_file(path), config, processor
+
+
+def _read_json(path):
+    """The JSON object in `path`, or None where there is no such file."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
 
 
 def _timm_names(arrays):

@@ -3,7 +3,8 @@
     trainer.py     ViTTrainer (augmentation, MixUp/CutMix, distillation in the step), make_trainer
     augment.py     the augmentation layers and AUGMENT_RECIPES
     batches.py     TrainingBatches (one batch shape), even_batch_size
-    optimizers.py  make_optimizer, the variables left out of weight decay
+    optimizers.py  make_optimizer, the variables left out of weight decay, per-variable rates (ScaledAdamW, ...)
+    finetune.py    a pretrained start: load_checkpoint, fine_tuning_start, layer-wise decay, frozen blocks
     schedules.py   warmup + cosine
     plan.py        a run's length (epochs or a time budget) and its learning-rate plan
     callbacks.py   epoch-end callbacks: timing, NaN guard, time limit/budget, checkpoints

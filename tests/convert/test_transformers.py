@@ -148,3 +148,25 @@ def test_safetensors_file_converts_without_pytorch(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) > 0
+
+
+def test_a_folder_gives_its_image_processors_mean_and_std(tmp_path):
+    from safetensors.numpy import save_file
+
+    model = make()
+    save_file(
+        {name: value.detach().numpy().copy() for name, value in model.state_dict().items()},
+        str(tmp_path / "model.safetensors"),
+    )
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_dict()))
+    with pytest.raises(ValueError, match="no preprocessor_config.json"):
+        from_transformers(tmp_path)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": mean, "image_std": std}))
+    pixels = random_pixels(32)
+    converted = from_transformers(tmp_path)
+    with torch.no_grad():
+        expected = model(pixel_values=torch.from_numpy(normalized_nchw(pixels, mean, std))).logits.numpy()
+    assert_same_logits(expected, converted.predict(pixels, verbose=0))
+    given = from_transformers(tmp_path, mean=MEAN, std=STD)  # given statistics win over the file's
+    assert_same_logits(reference(model, pixels), given.predict(pixels, verbose=0))

@@ -1,0 +1,126 @@
+"""python -m keras_vit.train --init-from: fine-tuning a pretrained ViT with layer-wise decay and frozen blocks."""
+
+import json
+
+import numpy as np
+import pytest
+from test_train import ARGS
+
+from keras_vit import load_model, train
+from keras_vit.models import build_vit
+from keras_vit.training.callbacks import EpochTimer
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 5-class, 3-block 'pretrained' ViT with non-zero weights everywhere, saved as .keras."""
+    model = build_vit("vit_micro", num_classes=5, depth=3)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") for w in model.get_weights()])
+    path = tmp_path_factory.mktemp("pretrained") / "vit.keras"
+    model.save(path)
+    return path
+
+
+def _args(tiny_tree, output, *extra):
+    return [*ARGS, "--data-dir", str(tiny_tree), "--output", str(output), *extra]
+
+
+def _layer_weights(model, name):
+    return [np.asarray(w) for w in model.get_layer(name).get_weights()]
+
+
+def test_fine_tuning_freezes_decays_and_writes_a_run(pretrained, tiny_tree, tmp_path, capsys):
+    out = tmp_path / "fine"
+    flags = [
+        "--init-from",
+        str(pretrained),
+        "--layer-decay",
+        "0.5",
+        "--freeze-blocks",
+        "1",
+        "--drop-path",
+        "0.1",
+    ]
+    assert train.main(_args(tiny_tree, out, *flags)) == 0
+    printed = capsys.readouterr().out
+    assert f"Training {pretrained} fine-tuned" in printed and "Frozen: " in printed
+    for name in ("model.keras", "labels.txt", "history.csv", "curves.png", "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    start, tuned = load_model(pretrained), load_model(out / "model.keras")
+    assert tuned.output_shape == (None, 10)  # the data's classes: a new head
+    assert tuned.get_config()["drop_path"] == 0.1 and tuned.get_config()["depth"] == 3
+    for name in ("patch_encoder", "block_0"):  # frozen: bit for bit the checkpoint's
+        for old, new in zip(_layer_weights(start, name), _layer_weights(tuned, name), strict=True):
+            np.testing.assert_array_equal(old, new, err_msg=name)
+    for name in ("block_1", "block_2", "encoder_norm"):  # trained
+        moved = max(
+            np.max(np.abs(a - b)) for a, b in zip(_layer_weights(start, name), _layer_weights(tuned, name))
+        )
+        assert moved > 1e-4, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["args"]["init_from"] == str(pretrained) and metrics["args"]["layer_decay"] == 0.5
+
+
+def test_layer_decay_slows_the_lower_blocks(pretrained, tiny_tree, tmp_path):
+    """One run with decay 0.1 against one without: block_0 (factor 0.1**3) moves far less, the head alike."""
+    moves = {}
+    for decay in (None, "0.1"):
+        out = tmp_path / f"decay_{decay}"
+        extra = ["--init-from", str(pretrained)] + (["--layer-decay", decay] if decay else [])
+        assert train.main(_args(tiny_tree, out, *extra)) == 0
+        start, tuned = load_model(pretrained), load_model(out / "model.keras")
+        moves[decay] = {
+            name: max(
+                np.max(np.abs(a - b))
+                for a, b in zip(_layer_weights(start, name), _layer_weights(tuned, name))
+            )
+            for name in ("block_0", "block_2")
+        }
+    assert moves["0.1"]["block_0"] < 0.05 * moves[None]["block_0"], moves
+    assert moves["0.1"]["block_2"] < moves[None]["block_2"] and moves["0.1"]["block_2"] > 0, moves
+
+
+def test_a_fine_tuning_run_resumes_to_the_uninterrupted_weights(pretrained, tiny_tree, tmp_path, monkeypatch):
+    flags = ["--init-from", str(pretrained), "--layer-decay", "0.75", "--freeze-blocks", "1"]
+    assert train.main(_args(tiny_tree, tmp_path / "whole", *flags)) == 0
+    original = EpochTimer.on_epoch_begin
+
+    def stop_at_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise Interrupt()
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(EpochTimer, "on_epoch_begin", stop_at_second_epoch)
+    with pytest.raises(Interrupt):
+        train.main(_args(tiny_tree, tmp_path / "pieces", *flags))
+    monkeypatch.setattr(EpochTimer, "on_epoch_begin", original)
+    assert train.main(_args(tiny_tree, tmp_path / "pieces", *flags)) == 0
+    whole = load_model(tmp_path / "whole" / "model.keras").get_weights()
+    pieces = load_model(tmp_path / "pieces" / "model.keras").get_weights()
+    for a, b in zip(whole, pieces, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--layer-decay", "0.5"], "need --init-from"),
+        (["--freeze-blocks", "1"], "need --init-from"),
+        (["--init-from", "{pretrained}", "--layer-decay", "1.5"], "--layer-decay must be in (0, 1]"),
+        (["--init-from", "{pretrained}", "--num-heads", "4"], "num_heads cannot be changed"),
+        (["--init-from", "{missing}"], "--init-from"),
+        (["--init-from", "{pretrained}", "--freeze-blocks", "4"], "cannot freeze 4 blocks of a ViT with 3"),
+    ],
+)
+def test_bad_fine_tuning_flags_say_why(pretrained, tiny_tree, tmp_path, capsys, extra, message):
+    paths = {"pretrained": pretrained, "missing": tmp_path / "missing.keras"}
+    extra = [value.format(**paths) for value in extra]
+    assert train.main(_args(tiny_tree, tmp_path / "run", *extra)) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
+    assert not (tmp_path / "run" / "model.keras").exists()

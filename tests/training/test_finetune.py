@@ -1,0 +1,120 @@
+"""Tests for keras_vit.training.finetune: the checkpoint, layer-wise decay, frozen blocks."""
+
+import numpy as np
+import pytest
+
+from keras_vit.models import build_vit, vit_arguments
+from keras_vit.training import finetune
+
+
+def _vit(**kwargs):
+    model = build_vit("vit_micro", **{"depth": 3, **kwargs})
+    rng = np.random.default_rng(0)  # non-zero weights everywhere (the new ViT's head is zero)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def _layer_of(model, variable):
+    return next(layer.name for layer in model.layers if any(v is variable for v in layer.trainable_variables))
+
+
+def test_layer_decay_multipliers_follow_the_depth():
+    model = _vit()  # 3 blocks: the embedding gets d**4, block i d**(3 - i), the norm and head 1
+    factors = finetune.layer_decay_multipliers(model, 0.5)
+    assert set(factors) == {v.path for v in model.trainable_variables}
+    expected = {
+        "patch_encoder": 0.5**4,
+        "block_0": 0.5**3,
+        "block_1": 0.5**2,
+        "block_2": 0.5,
+        "encoder_norm": 1.0,
+    }
+    expected["head"] = 1.0
+    for variable in model.trainable_variables:
+        assert factors[variable.path] == expected[_layer_of(model, variable)], variable.path
+    assert {factors[v.path] for v in model.get_layer("patch_encoder").trainable_variables} == {0.5**4}
+    assert all(value == 1.0 for value in finetune.layer_decay_multipliers(model, 1.0).values())
+    for bad in (0.0, 1.5, -0.5):
+        with pytest.raises(ValueError, match="layer decay"):
+            finetune.layer_decay_multipliers(model, bad)
+
+
+def test_freeze_first_blocks():
+    model = _vit()
+    everything = len(model.trainable_variables)
+    assert finetune.freeze_first_blocks(model, 0) == [] and len(model.trainable_variables) == everything
+    frozen = finetune.freeze_first_blocks(model, 2)
+    assert "patch_encoder" in frozen and {"block_0", "block_1"} <= set(frozen)
+    assert not {"block_2", "encoder_norm", "head"} & set(frozen)
+    for name in ("patch_encoder", "block_0", "block_1"):
+        assert not model.get_layer(name).trainable
+    assert model.get_layer("block_2").trainable and model.get_layer("head").trainable
+    left = {_layer_of(model, v) for v in model.trainable_variables}
+    assert left == {"block_2", "encoder_norm", "head"}
+    with pytest.raises(ValueError, match="cannot freeze 4 blocks of a ViT with 3"):
+        finetune.freeze_first_blocks(_vit(), 4)
+    assert len(finetune.freeze_first_blocks(_vit(), 3)) > 3  # a linear probe: every block frozen
+
+
+def test_fine_tuning_start_gets_a_new_head_and_keeps_the_rest():
+    model = _vit()
+    start = finetune.fine_tuning_start(model, (32, 32), 3)
+    assert start.num_classes == 3 and start.output_shape == (None, 3)
+    head = start.get_layer("head").get_weights()
+    assert all(not np.any(w) for w in head)  # a new, zero head
+    for name in ("patch_encoder", "block_0", "block_2", "encoder_norm"):
+        for old, new in zip(
+            model.get_layer(name).get_weights(), start.get_layer(name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(old, new, err_msg=name)
+    same = finetune.fine_tuning_start(model, (32, 32), 10)  # the checkpoint's own classes: its head kept
+    np.testing.assert_array_equal(
+        same.get_layer("head").get_weights()[0], model.get_layer("head").get_weights()[0]
+    )
+
+
+def test_fine_tuning_start_resamples_to_the_data_size_and_takes_regularization():
+    model = _vit()
+    larger = finetune.fine_tuning_start(model, (48, 64), 10, {"drop_path": 0.2, "dropout": 0.1})
+    arguments = vit_arguments(larger)
+    assert (
+        arguments["image_size"] == (48, 64) and arguments["drop_path"] == 0.2 and arguments["dropout"] == 0.1
+    )
+    assert larger.get_layer("patch_encoder").grid_size == (6, 8)
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 48, 64, 3)).astype("float32")
+    plain = finetune.fine_tuning_start(model, (48, 64), 10)
+    # Regularization acts in training only: the same function at inference.
+    np.testing.assert_allclose(larger.predict(pixels, verbose=0), plain.predict(pixels, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="num_heads, projection_dim cannot be changed"):
+        finetune.fine_tuning_start(model, (32, 32), 10, {"projection_dim": 64, "num_heads": 4})
+
+
+def test_load_checkpoint_reads_a_keras_file_and_refuses_what_it_cannot_read(tmp_path):
+    model = _vit()
+    model.save(tmp_path / "vit.keras")
+    loaded = finetune.load_checkpoint(tmp_path / "vit.keras")
+    np.testing.assert_array_equal(loaded.get_weights()[3], model.get_weights()[3])
+    with pytest.raises(ValueError, match="not a checkpoint keras_vit reads"):
+        finetune.load_checkpoint(tmp_path / "weights.pt")
+    with pytest.raises(OSError, match="no such file"):
+        finetune.load_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="missing.keras"):
+        finetune.load_checkpoint(tmp_path / "missing.keras")
+
+
+def test_load_checkpoint_names_go_to_their_converters(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(finetune, "from_timm", lambda name: calls.append(("timm", name)) or "timm model")
+    monkeypatch.setattr(
+        finetune, "download_from_hub", lambda name: calls.append(("hub", name)) or str(tmp_path)
+    )
+    monkeypatch.setattr(finetune, "from_transformers", lambda path: calls.append(("hf", path)) or "hf model")
+    assert finetune.load_checkpoint("timm:vit_small_patch16_224.augreg_in21k") == "timm model"
+    assert finetune.load_checkpoint("hf:google/vit-base-patch16-224") == "hf model"
+    assert finetune.load_checkpoint(tmp_path) == "hf model"  # a folder
+    assert calls == [
+        ("timm", "vit_small_patch16_224.augreg_in21k"),
+        ("hub", "google/vit-base-patch16-224"),
+        ("hf", str(tmp_path)),
+        ("hf", str(tmp_path)),
+    ]
