@@ -1,5 +1,6 @@
 """python -m keras_vit.train --init-from: fine-tuning a pretrained ViT with layer-wise decay and frozen blocks."""
 
+import csv
 import json
 
 import numpy as np
@@ -124,3 +125,46 @@ def test_bad_fine_tuning_flags_say_why(pretrained, tiny_tree, tmp_path, capsys, 
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1, error
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_fine_tuning_a_converted_hugging_face_folder(tiny_tree, tmp_path):
+    """A random-weight transformers ViT saved as safetensors (5 classes) fine-tunes on the 10-class folder:
+    a new zero head, the loss falls, and the run's model keeps the checkpoint's normalization."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import save_file
+
+    config = transformers.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
+    torch.manual_seed(0)
+    source = transformers.ViTForImageClassification(config)
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    save_file(
+        {k: v.detach().numpy().copy() for k, v in source.state_dict().items()},
+        str(folder / "model.safetensors"),
+    )
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3})
+    )
+    out = tmp_path / "fine"
+    args = _args(
+        tiny_tree, out, "--init-from", str(folder), "--layer-decay", "0.75", "--learning-rate", "3e-3"
+    )
+    args[args.index("--epochs") + 1] = "4"
+    assert train.main(args) == 0
+    tuned = load_model(out / "model.keras")
+    assert tuned.output_shape == (None, 10)
+    assert tuned.get_config()["mean"] == pytest.approx([127.5] * 3)
+    assert tuned.get_config()["std"] == pytest.approx([63.75] * 3)
+    with open(out / "history.csv", newline="") as file:
+        losses = [float(row["loss"]) for row in csv.DictReader(file)]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses
