@@ -31,6 +31,7 @@ from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import TrainingBatches, even_batch_size
 from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
+from keras_vit.training.distribute import DISTRIBUTE_KINDS, check_model_fits_mesh, distribution, parse_mesh
 from keras_vit.training.finetune import (
     check_fine_tuning_overrides,
     fine_tuning_start,
@@ -137,11 +138,32 @@ def _add_optimization_flags(parser):
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--distribute",
+        default="none",
+        choices=DISTRIBUTE_KINDS,
+        help="several devices, JAX backend (Keras' distribution API): 'data' splits each --batch-size batch over "
+        "every device, 'model' also splits attention heads and MLP units over a --mesh (default: one device)",
+    )
+    parser.add_argument(
+        "--mesh",
+        type=_mesh,
+        default=None,
+        metavar="DATAxMODEL",
+        help="with --distribute model: the device mesh, e.g. 2x2 (default: 2 on the model axis)",
+    )
+    parser.add_argument(
         "--steps-per-execution",
         type=positive_int,
         default=1,
         help="train steps per call into the backend (fewer Python round trips)",
     )
+
+
+def _mesh(text):
+    try:
+        return parse_mesh(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_fine_tuning_flags(parser):
@@ -304,14 +326,37 @@ def _callbacks(args, budget, max_epochs, backup_dir):
     return before_history, after_history, time_limit, unmasked
 
 
+def _batch_shards():
+    """The devices a batch is split over (`keras.distribution`'s `batch` axis; 1 without a distribution)."""
+    chosen = keras.distribution.distribution()
+    if chosen is None:
+        return 1
+    return dict(zip(chosen.device_mesh.axis_names, chosen.device_mesh.shape))["batch"]
+
+
 def _validation(splits, args):
-    """`fit`'s validation arguments: the held-out validation split, never the test split (none without one)."""
+    """`fit`'s validation arguments: the held-out validation split, never the test split (none without one).
+
+    Split over devices, every validation batch must divide by their count: the split's last
+    `len % devices` images are left out of validation (said).
+    """
     if splits.x_val is None:
         return {}
+    shards = _batch_shards()
+    count = len(splits.y_val) - len(splits.y_val) % shards
+    if count < len(splits.y_val):
+        print(
+            f"Validating on {count} of the {len(splits.y_val)} validation images (a multiple of {shards} devices)",
+            flush=True,
+        )
+    size = even_batch_size(count // shards, max(args.batch_size, 250) // shards) * shards
     return {
-        "validation_data": ({"images": splits.x_val, "labels": splits.y_val}, splits.y_val),
+        "validation_data": (
+            {"images": splits.x_val[:count], "labels": splits.y_val[:count]},
+            splits.y_val[:count],
+        ),
         "validation_freq": args.validation_freq,
-        "validation_batch_size": even_batch_size(len(splits.y_val), max(args.batch_size, 250)),
+        "validation_batch_size": size,
     }
 
 
@@ -598,6 +643,8 @@ def check_args(args):
             return f"--teacher {path}: no such file"
     if args.layer_decay is not None and not 0.0 < args.layer_decay <= 1.0:
         return "--layer-decay must be in (0, 1]"
+    if args.mesh and args.distribute != "model":
+        return "--mesh is for --distribute model"
     if (args.layer_decay is not None or args.freeze_blocks) and not args.init_from:
         return "--layer-decay and --freeze-blocks fine-tune a pretrained ViT: they need --init-from"
     return None
@@ -639,10 +686,43 @@ def main(argv=None):
         # Before the data loads: the checkpoint, or the check run() makes again.
         checkpoint = _checkpoint(args, overrides) if args.init_from else None
         model = checkpoint if checkpoint is not None else build_vit(args.preset, **overrides)
+        chosen = _distribution(args, vit_arguments(model))
     except CLIError as error:
         return _error(error)
     except (TypeError, ValueError) as error:
         return _error(f"cannot build the model: {error}")
+    try:
+        return _main(args, overrides, recipe, checkpoint, model)
+    finally:
+        if chosen is not None:
+            keras.distribution.set_distribution(None)
+
+
+def _distribution(args, arguments):
+    """Sets the `keras.distribution` of --distribute (for the models built from here on); returns it, or None.
+
+    Raises:
+        CLIError: it cannot run here, or does not fit the model or the batch.
+    """
+    try:
+        chosen = distribution(args.distribute, args.mesh)
+        if chosen is None:
+            return None
+        shape = dict(zip(chosen.device_mesh.axis_names, chosen.device_mesh.shape))
+        if args.distribute == "model":
+            check_model_fits_mesh(arguments, (shape["batch"], shape["model"]))
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    if args.batch_size % shape["batch"]:
+        raise CLIError(f"--batch-size {args.batch_size} does not split over {shape['batch']} devices")
+    keras.distribution.set_distribution(chosen)
+    mesh = " x ".join(f"{size} ({name})" for name, size in shape.items())
+    print(f"Distributing: {args.distribute} parallel on a {mesh} device mesh", flush=True)
+    return chosen
+
+
+def _main(args, overrides, recipe, checkpoint, model):
+    """`main` after the flags and the model are checked: the output folder, the data, the run."""
     # Image folders load at the checkpoint's size (CIFAR-10 stays 32x32: the position embedding is resampled).
     if checkpoint is not None:
         image_size = vit_arguments(checkpoint)["image_size"]

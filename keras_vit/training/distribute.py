@@ -1,0 +1,114 @@
+"""Training on several devices with Keras' own distribution API (`keras.distribution`, the JAX backend).
+
+distribution(kind, mesh_shape)   None, `DataParallel` over every local device, or `ModelParallel` on a 2-D mesh
+vit_layout_map(mesh)             where a ViT's attention and MLP kernels are split over the mesh's `model` axis
+parse_mesh("2x4")                (data, model) axis sizes
+
+`keras.distribution.set_distribution(distribution(...))` before the model is
+built: the variables are created with their layouts, `fit` splits each global
+batch over the `batch` axis, and `model.save` writes an ordinary single-device
+`.keras` file.
+"""
+
+from __future__ import annotations
+
+import keras
+
+DISTRIBUTE_KINDS = ("none", "data", "model")
+
+# Megatron-style splits over the `model` axis: query/key/value and the MLP's first kernel by their output (heads,
+# hidden units), the attention output and the MLP's second kernel by their input, so each block needs one
+# all-reduce after the attention and one after the MLP. Keys are regexes that must match all of `variable.path`
+# (`re.fullmatch`), e.g. `block_0/attention/query/kernel`.
+_VIT_LAYOUTS = {
+    r".*/attention/(query|key|value)/kernel": (None, "model", None),  # (width, heads, head size)
+    r".*/attention/(query|key|value)/bias": ("model", None),  # (heads, head size)
+    r".*/attention/attention_output/kernel": ("model", None, None),  # (heads, head size, width)
+    r".*/mlp_hidden/kernel": (None, "model"),  # (width, hidden)
+    r".*/mlp_hidden/bias": ("model",),
+    r".*/mlp_output/kernel": ("model", None),  # (hidden, width)
+}
+
+
+def parse_mesh(text):
+    """`"DxM"` -> `(D, M)`: the mesh's data-parallel and model-parallel axis sizes.
+
+    Raises:
+        ValueError: not two positive integers joined by `x`.
+    """
+    parts = str(text).lower().split("x")
+    try:
+        sizes = tuple(int(part) for part in parts)
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ValueError(f"a mesh is DATAxMODEL, e.g. 2x2, got {text!r}")
+    return sizes
+
+
+def vit_layout_map(mesh):
+    """The `keras.distribution.LayoutMap` that splits a ViT's attention heads and MLP units over `model`.
+
+    Args:
+        mesh: a `keras.distribution.DeviceMesh` with axes `("batch", "model")`.
+
+    Returns:
+        The layout map; variables it does not name (norms, embeddings, the
+        head) are replicated.
+    """
+    layout_map = keras.distribution.LayoutMap(mesh)
+    for pattern, axes in _VIT_LAYOUTS.items():
+        layout_map[pattern] = axes
+    return layout_map
+
+
+def distribution(kind, mesh_shape=None, devices=None):
+    """The `keras.distribution` of `--distribute KIND`.
+
+    Args:
+        kind: `"none"` (None: one device), `"data"` (every device holds the
+            whole model and a share of each batch) or `"model"` (a 2-D mesh:
+            the batch split over its first axis, attention heads and MLP units
+            over its second).
+        mesh_shape: `(data, model)` axis sizes for `"model"`; default: 2 on
+            the model axis, the other devices on the data axis.
+        devices: the devices to use (default: every device
+            `keras.distribution.list_devices()` sees).
+
+    Returns:
+        A `keras.distribution.Distribution`, or None for `"none"`.
+
+    Raises:
+        ValueError: another backend than JAX, a mesh that does not use the
+            devices there are, or an unknown kind.
+    """
+    if kind == "none":
+        return None
+    if kind not in DISTRIBUTE_KINDS:
+        raise ValueError(f"unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTE_KINDS)}")
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"--distribute {kind} runs on Keras' distribution API, which this package uses on the JAX backend "
+            f"only (KERAS_BACKEND=jax); this process runs {keras.backend.backend()}"
+        )
+    devices = list(devices or keras.distribution.list_devices())
+    if kind == "data":
+        return keras.distribution.DataParallel(devices=devices)
+    data, model = mesh_shape or (max(len(devices) // 2, 1), min(2, len(devices)))
+    if data * model != len(devices):
+        raise ValueError(f"a {data}x{model} mesh needs {data * model} devices; there are {len(devices)}")
+    mesh = keras.distribution.DeviceMesh((data, model), ["batch", "model"], devices)
+    return keras.distribution.ModelParallel(layout_map=vit_layout_map(mesh), batch_dim_name="batch")
+
+
+def check_model_fits_mesh(model, mesh_shape):
+    """Raises ValueError where the `model` axis does not divide a ViT's heads and MLP units.
+
+    Args:
+        model: keyword arguments of the ViT (`vit_arguments`), or its config.
+        mesh_shape: `(data, model)` axis sizes.
+    """
+    split = mesh_shape[1]
+    for name in ("num_heads", "mlp_dim"):
+        if model[name] % split:
+            raise ValueError(f"the model axis ({split} devices) must divide {name} ({model[name]})")

@@ -1,0 +1,192 @@
+"""Tests for keras_vit.training.distribute: data and model parallel on JAX's virtual CPU devices."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_vit.training import distribute
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_on_devices(code, *args, devices=4, timeout=600):
+    """`python -c code args` under JAX with `devices` virtual CPU devices."""
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "PYTHONPATH": ROOT,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_parse_mesh_and_its_errors():
+    assert distribute.parse_mesh("2x4") == (2, 4) and distribute.parse_mesh("1X2") == (1, 2)
+    for bad in ("4", "2x2x2", "0x4", "ax2", ""):
+        with pytest.raises(ValueError, match="DATAxMODEL"):
+            distribute.parse_mesh(bad)
+
+
+def test_distribution_needs_jax_and_a_mesh_that_fits():
+    assert distribute.distribution("none") is None
+    with pytest.raises(ValueError, match="JAX backend only"):
+        distribute.distribution("data")  # this process runs TensorFlow
+    with pytest.raises(ValueError, match="unknown distribution"):
+        distribute.distribution("pipeline")
+    distribute.check_model_fits_mesh({"num_heads": 4, "mlp_dim": 64}, (1, 2))
+    with pytest.raises(ValueError, match=r"must divide num_heads \(3\)"):
+        distribute.check_model_fits_mesh({"num_heads": 3, "mlp_dim": 64}, (1, 2))
+
+
+# Trains vit_micro for one epoch of 4 steps (batch 32, crop+flip in the step) on one device, on 4 devices data
+# parallel and on a 2x2 mesh; prints the largest weight difference of each against one device, the sharding of
+# a query kernel and an MLP kernel on the mesh, and saves the mesh-trained model with its logits on fixed images.
+SAME_STEPS = """
+import json, sys
+import keras
+import numpy as np
+from keras_vit.models import build_vit
+from keras_vit.training import distribute
+from keras_vit.training.batches import TrainingBatches
+from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.recipes import training_recipe
+from keras_vit.training.trainer import make_trainer
+
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+x = rng.integers(0, 255, (128, 32, 32, 3)).astype("uint8")
+y = rng.integers(0, 10, 128)
+
+
+def trained(kind, mesh=None):
+    keras.distribution.set_distribution(distribute.distribution(kind, mesh))
+    keras.utils.set_random_seed(0)
+    model = build_vit("vit_micro")
+    trainer = make_trainer(model, training_recipe("basic"), label_smoothing=0.1, seed=0)
+    trainer.compile(optimizer=make_optimizer("adamw", 1e-3))
+    trainer.fit(TrainingBatches(x, y, 32, seed=0), epochs=1, verbose=0)
+    keras.distribution.set_distribution(None)
+    return model
+
+
+single = trained("none")
+result = {"devices": len(keras.distribution.list_devices())}
+for kind, mesh in (("data", None), ("model", (2, 2))):
+    model = trained(kind, mesh)
+    result[kind] = max(float(np.max(np.abs(a - b))) for a, b in zip(single.get_weights(), model.get_weights()))
+    result[kind + "_moved"] = max(
+        float(np.max(np.abs(a - b))) for a, b in zip(build_vit("vit_micro").get_weights(), model.get_weights())
+    )
+variables = {v.path: v for v in model.trainable_variables}
+result["query_sharding"] = str(variables["block_0/attention/query/kernel"].value.sharding.spec)
+result["mlp_sharding"] = str(variables["block_0/mlp_hidden/kernel"].value.sharding.spec)
+model.save(out + "/mesh.keras")
+images = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+np.savez(out + "/mesh_logits.npz", images=images, logits=model.predict(images, verbose=0))
+print(json.dumps(result))
+"""
+
+
+def test_data_and_model_parallel_train_as_one_device_and_save_an_ordinary_file(tmp_path):
+    done = run_on_devices(SAME_STEPS, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 4
+    assert result["data"] < 1e-5 and result["model"] < 1e-5, result  # float tolerance of 4 steps
+    assert result["data_moved"] > 1e-3 and result["model_moved"] > 1e-3, result  # they trained
+    assert "model" in result["query_sharding"] and "model" in result["mlp_sharding"], result
+    from keras_vit import load_model  # under TensorFlow, this process's backend
+
+    saved = np.load(tmp_path / "mesh_logits.npz")
+    logits = load_model(tmp_path / "mesh.keras").predict(saved["images"], verbose=0)
+    np.testing.assert_allclose(logits, saved["logits"], atol=1e-5)
+
+
+# The training command split over 4 devices: an interrupted run resumed ends with the uninterrupted run's
+# weights; a validation split of 18 images validates on 16.
+RESUMED = """
+import sys
+import numpy as np
+from keras_vit import load_model, train
+from keras_vit.training.callbacks import EpochTimer
+
+data, out = sys.argv[1], sys.argv[2]
+
+
+def args(name):
+    return ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "32", "--verbose", "0", "--data-dir", data,
+            "--validation-split", "0.15", "--distribute", "data", "--output", f"{out}/{name}"]
+
+
+assert train.main(args("whole")) == 0
+original = EpochTimer.on_epoch_begin
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop(self, epoch, logs=None):
+    if epoch == 1:
+        raise Interrupt()
+    return original(self, epoch, logs)
+
+
+EpochTimer.on_epoch_begin = stop
+try:
+    train.main(args("pieces"))
+except Interrupt:
+    pass
+EpochTimer.on_epoch_begin = original
+assert train.main(args("pieces")) == 0
+whole = load_model(f"{out}/whole/model.keras").get_weights()
+pieces = load_model(f"{out}/pieces/model.keras").get_weights()
+print("gap", max(float(np.max(np.abs(a - b))) for a, b in zip(whole, pieces)))
+"""
+
+
+def test_a_data_parallel_run_resumes_to_the_uninterrupted_weights(tiny_tree, tmp_path):
+    done = run_on_devices(RESUMED, tiny_tree, tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "Distributing: data parallel on a 4 (batch) device mesh" in done.stdout
+    assert "Validating on 16 of the 18 validation images (a multiple of 4 devices)" in done.stdout
+    assert float(done.stdout.split("gap")[-1]) == 0.0
+    metrics = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert metrics["args"]["distribute"] == "data" and metrics["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--distribute", "model", "--mesh", "3x1"], "a 3x1 mesh needs 3 devices; there are 4"),
+        (["--distribute", "data", "--batch-size", "30"], "--batch-size 30 does not split over 4 devices"),
+        (["--distribute", "model", "--mesh", "1x4"], "must divide num_heads (2)"),
+        (["--mesh", "2x2"], "--mesh is for --distribute model"),
+    ],
+)
+def test_bad_distribution_flags_say_why(tiny_tree, tmp_path, flags, message):
+    code = "import sys; from keras_vit import train; sys.exit(train.main(sys.argv[1:]))"
+    args = ["--preset", "vit_micro", "--epochs", "1", "--data-dir", tiny_tree, "--output", tmp_path / "run"]
+    done = run_on_devices(code, *args, *flags)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_distribute_on_tensorflow_is_refused(tiny_tree, tmp_path, capsys):
+    from keras_vit import train
+
+    args = ["--preset", "vit_micro", "--data-dir", str(tiny_tree), "--output", str(tmp_path / "run")]
+    assert train.main([*args, "--distribute", "data"]) == 2
+    assert "JAX backend only" in capsys.readouterr().err
