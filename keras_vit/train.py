@@ -20,8 +20,10 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_vit.cli_utils import CLIError, check_output_folder, non_negative_int, positive_int, unit_fraction
+from keras_vit.data.streaming import UnreadableImageError
 from keras_vit.model_flags import add_model_flags, flag_overrides
 from keras_vit.models.presets import PRESETS, get_preset
 from keras_vit.models.teachers import load_teacher
@@ -29,7 +31,7 @@ from keras_vit.models.vit import build_vit, vit_arguments
 from keras_vit.plots import plot_training_curves
 from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
-from keras_vit.training.batches import TrainingBatches, even_batch_size
+from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
 from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
 from keras_vit.training.distribute import DISTRIBUTE_KINDS, check_model_fits_mesh, distribution, parse_mesh
 from keras_vit.training.finetune import (
@@ -89,6 +91,26 @@ def _add_data_flags(parser):
         type=int,
         default=None,
         help="use N images of each split, drawn evenly from the classes (quick runs)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="image folders load at NxN (default: the preset's size, or the --init-from checkpoint's); the model "
+        "takes the data's size. CIFAR-10 stays 32x32",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="image folders larger than memory: keep the images on disk and decode each batch when it is read "
+        "(nothing is decoded up front or cached); CIFAR-10 always loads into memory",
+    )
+    parser.add_argument(
+        "--loader-workers",
+        type=positive_int,
+        default=2,
+        help="with --stream: threads that read the next batches while a step runs (default: %(default)s)",
     )
     parser.add_argument(
         "--augment",
@@ -350,14 +372,22 @@ def _validation(splits, args):
             flush=True,
         )
     size = even_batch_size(count // shards, max(args.batch_size, 250) // shards) * shards
+    images, labels = splits.x_val[:count], splits.y_val[:count]
+    if not isinstance(images, np.ndarray):  # streamed from disk: read a batch at a time
+        return {
+            "validation_data": EvaluationBatches(images, labels, size, **_loader_workers(args)),
+            "validation_freq": args.validation_freq,
+        }
     return {
-        "validation_data": (
-            {"images": splits.x_val[:count], "labels": splits.y_val[:count]},
-            splits.y_val[:count],
-        ),
+        "validation_data": ({"images": images, "labels": labels}, labels),
         "validation_freq": args.validation_freq,
         "validation_batch_size": size,
     }
+
+
+def _loader_workers(args):
+    """`PyDataset` arguments: with --stream, --loader-workers threads read the next batches during the step."""
+    return {"workers": args.loader_workers} if args.stream and args.loader_workers > 1 else {}
 
 
 def _load_teacher(args, splits):
@@ -545,7 +575,9 @@ def run(args, splits, overrides, recipe, checkpoint=None):
         return _error(error)
 
     # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
-    batches = TrainingBatches(splits.x_train, splits.y_train, args.batch_size, seed=args.seed)
+    batches = TrainingBatches(
+        splits.x_train, splits.y_train, args.batch_size, seed=args.seed, **_loader_workers(args)
+    )
     # With a budget fit may run past the estimate, up to --max-epochs.
     max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
     trainer, budget = _compiled_trainer(args, model, teacher, recipe, len(batches), max_epochs)
@@ -724,7 +756,9 @@ def _distribution(args, arguments):
 def _main(args, overrides, recipe, checkpoint, model):
     """`main` after the flags and the model are checked: the output folder, the data, the run."""
     # Image folders load at the checkpoint's size (CIFAR-10 stays 32x32: the position embedding is resampled).
-    if checkpoint is not None:
+    if args.image_size:
+        image_size = (args.image_size, args.image_size)
+    elif checkpoint is not None:
         image_size = vit_arguments(checkpoint)["image_size"]
     else:
         image_size = get_preset(args.preset)["image_size"]
@@ -735,7 +769,7 @@ def _main(args, overrides, recipe, checkpoint, model):
             with pipeline.locked_output(output):
                 try:
                     splits = pipeline.load_splits(
-                        args.data_dir, args.dataset, image_size, args.limit, args.seed
+                        args.data_dir, args.dataset, image_size, args.limit, args.seed, stream=args.stream
                     )
                     splits = splits.hold_out(args.validation_split, args.seed)
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
@@ -743,6 +777,8 @@ def _main(args, overrides, recipe, checkpoint, model):
                 return run(args, splits, overrides, recipe, checkpoint)
     except (CLIError, CheckpointError) as error:
         return _error(error)
+    except UnreadableImageError as error:  # a streamed file, found when its batch was read
+        return _error(f"{error}; model.keras was not written", status=1)
     except KeyboardInterrupt:
         return _interrupted(output, 130)
     except pipeline.Terminated:

@@ -7,7 +7,8 @@ last resorts, imported when needed.
 
 - `images`: `decode_image`, the one image decoder (training, predict, runtime), and
   `decode_images`, many files, the unreadable ones reported;
-- `folders`: `load_image_folder`, `root/{train,test}/<class>/*.png|jpg`;
+- `folders`: `load_image_folder`, `root/{train,test}/<class>/*.png|jpg` (decoded, or `stream=True`);
+- `streaming`: `FileImages`, a streamed folder's images: files decoded a batch at a time;
 - `cifar10`: `load_cifar10`, CIFAR-10 from the first source that works;
 - `loading`: `load_split`, one split of either at a model's size and class order;
 - `cache`: the decoded-image cache of image folders;

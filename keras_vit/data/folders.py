@@ -27,6 +27,7 @@ from keras_vit.data.splits import (
     normalize_splits,
     stratified_indices,
 )
+from keras_vit.data.streaming import FileImages
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def load_image_folder(
     cache_dir: PathLike | bool | None = None,
     splits: str | Sequence[str] = SPLITS,
     min_classes: int = 2,
+    stream: bool = False,
 ) -> Splits:
     """Loads `root/{train,test}/<class>/*.{png,jpg,jpeg}` into arrays.
 
@@ -81,6 +83,11 @@ def load_image_folder(
         min_classes: the fewest classes accepted: 2 for a classifier to
             train (one class would score 100% learning nothing); 1 to
             evaluate a trained model on the images of one class.
+        stream: leave the images on disk: each split's images are a
+            `keras_vit.data.streaming.FileImages` (the files, decoded when
+            read, a batch at a time), for data sets larger than memory.
+            Needs `image_size`; nothing is cached, and an unreadable file
+            is found (and named) when its batch is read.
 
     Returns:
         A `Splits`.
@@ -116,6 +123,8 @@ def load_image_folder(
         )
     files = {split: _scan_split(root / split, names, unlisted) for split in wanted}
     _warn_unlisted(unlisted, root)
+    if stream:
+        return _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted)
 
     arrays, skipped, cached = {}, [], []
     for split in wanted:
@@ -146,6 +155,32 @@ def load_image_folder(
     )
     _warn_skipped(skipped, root)
     return result
+
+
+def _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted):
+    """`load_image_folder(..., stream=True)`: each split's selected files as a `FileImages`, in the seed's order."""
+    if size is None:
+        raise ValueError("a streamed image folder needs `image_size` (its files are decoded when read)")
+
+    def split_arrays(split_files):
+        paths, labels = split_files
+        order = stratified_indices(labels, limit, seed)
+        return FileImages([paths[i] for i in order], size), labels[order]
+
+    arrays = {split: split_arrays(files[split]) for split in wanted}
+    for split in SPLITS:  # a split not requested: zero images of the same shape
+        arrays.setdefault(split, (FileImages([], size), np.zeros(0, np.int32)))
+    validation = None
+    if "train" in wanted and (root / "val").is_dir():
+        validation = split_arrays(_scan_split(root / "val", names, unlisted))
+    return Splits(
+        *arrays["train"],
+        *arrays["test"],
+        class_names=names,
+        source=f"image folder {root} (streamed from disk)",
+        x_val=None if validation is None else validation[0],
+        y_val=None if validation is None else validation[1],
+    )
 
 
 def _load_split(root, split, files, size, names, limit, seed, cache_dir):

@@ -64,10 +64,38 @@ class TrainingBatches(keras.utils.PyDataset):
             raise IndexError(f"batch {index} of {len(self)}")
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         labels = self.labels[rows]
-        return {"images": self.images[rows], "labels": labels}, labels
+        # np.asarray decodes a streamed data set's batch (`keras_vit.data.streaming.FileImages`).
+        return {"images": np.asarray(self.images[rows]), "labels": labels}, labels
 
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)
+
+
+class EvaluationBatches(keras.utils.PyDataset):
+    """The images in order, in batches of one size (the last may be short): `fit`'s validation data for images
+    that are read a batch at a time (a streamed data set).
+
+    Args:
+        images: array-like `(num_images, height, width, channels)`; indexing
+            it with a slice and `np.asarray` give a batch.
+        labels: int array `(num_images,)`.
+        batch_size: int.
+        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
+    """
+
+    def __init__(self, images, labels, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.labels, self.batch_size = images, labels, int(batch_size)
+
+    def __len__(self):
+        return steps_per_epoch(len(self.labels), self.batch_size)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        labels = self.labels[rows]
+        return {"images": np.asarray(self.images[rows]), "labels": labels}, labels
 
 
 def even_batch_size(num_images, batch_size):

@@ -59,7 +59,7 @@ class FitOutcome:
     images_per_second: float
 
 
-def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, seed=0):
+def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, seed=0, stream=False):
     """The training and test images of a run.
 
     Args:
@@ -70,6 +70,9 @@ def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, 
         image_size: `(height, width)` the model takes (image folders only).
         limit: optional number of images of each split, drawn evenly from the classes.
         seed: seed of the `limit` selection.
+        stream: leave an image folder's images on disk, decoded a batch at a
+            time when read (`load_image_folder(stream=True)`); CIFAR-10's
+            batch files always load into memory.
 
     Returns:
         A `keras_vit.data.Splits`.
@@ -78,6 +81,12 @@ def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, 
         keras_vit.data.DataNotFoundError: no data where it was looked for.
         OSError, ValueError: unreadable data.
     """
+    if stream:
+        if not data_dir or not (Path(data_dir) / "train").is_dir():
+            raise ValueError(
+                "--stream reads an image-folder tree DIR/{train,test}/<class>/: give it as --data-dir"
+            )
+        return data.load_image_folder(data_dir, image_size=image_size, limit=limit, seed=seed, stream=True)
     if dataset == "folder" or (dataset == "auto" and data_dir and not _looks_like_cifar10(data_dir)):
         return data.load_image_folder(data_dir, image_size=image_size, limit=limit, seed=seed)
     return data.load_cifar10(data_dir, limit=limit, seed=seed)
