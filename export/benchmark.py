@@ -97,6 +97,9 @@ def make_runner(path, threads):
 def timing_inputs(runners, names, batch):
     """One batch of the same random pixels per runner, in its input dtype (uint8 stays uint8 for int8 files).
 
+    A runner that takes the first one's images channels first (a PyTorch export of the same network, the
+    peer of a latency comparison) gets them transposed.
+
     Args:
         runners: `make_runner` results.
         names: what to call each runner in an error.
@@ -106,13 +109,19 @@ def timing_inputs(runners, names, batch):
         ExportError: the runners take images of different shapes (not one model's files).
     """
     shape = tuple(runners[0][2])
-    for name, (_, _, other) in zip(names, runners):
-        if tuple(other) != shape:
+    channels_first = (shape[-1], *shape[:-1])
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
+    inputs = []
+    for name, (_, dtype, other) in zip(names, runners):
+        if tuple(other) == shape:
+            inputs.append(pixels.astype(dtype))
+        elif tuple(other) == channels_first:
+            inputs.append(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).astype(dtype))
+        else:
             raise ExportError(
                 f"{name} takes images of shape {tuple(other)}, {names[0]} {shape}: not one model's files."
             )
-    pixels = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
-    return [pixels.astype(dtype) for _, dtype, _ in runners]
+    return inputs
 
 
 def time_rounds(calls, inputs, *, rounds, runs, warmup, batch, throughput_runs, on_round=None):

@@ -1,4 +1,11 @@
-"""What the converter tests share: random images, the logit comparison and the `.keras` round trip."""
+"""What the converter tests share: random images, the logit comparison and the `.keras` round trip.
+
+`KERAS_VIT_PARITY_LOG=FILE python -m pytest tests/convert` appends every comparison's max |logit difference| to
+FILE (JSON lines): the conversion-parity figures of docs/pretrained.md.
+"""
+
+import json
+import os
 
 import numpy as np
 
@@ -25,6 +32,12 @@ def assert_same_logits(expected, actual):
     expected, actual = np.asarray(expected), np.asarray(actual)
     assert expected.shape == actual.shape
     diff = float(np.max(np.abs(expected - actual)))
+    log = os.environ.get("KERAS_VIT_PARITY_LOG")
+    if log:  # the conversion-parity figures of docs/pretrained.md: one JSON line per comparison
+        record = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "max_abs_diff": diff}
+        record["max_abs_logit"] = float(np.max(np.abs(expected)))
+        with open(log, "a") as file:
+            file.write(json.dumps(record) + "\n")
     assert diff <= TOLERANCE, diff
     np.testing.assert_array_equal(expected.argmax(-1), actual.argmax(-1))
     return diff

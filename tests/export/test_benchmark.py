@@ -106,3 +106,12 @@ def test_compare_latency_times_files_in_rounds(export_dir, tmp_path):
         timeout=300,
     )
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_a_channels_first_peer_gets_the_same_pixels_transposed():
+    runners = [(None, np.dtype(np.float32), (8, 6, 3)), (None, np.dtype(np.float32), (3, 8, 6))]
+    ours, peer = timing_inputs(runners, ["model.onnx", "torch.onnx"], 2)
+    assert peer.shape == (2, 3, 8, 6) and peer.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(peer, ours.transpose(0, 3, 1, 2))
+    with pytest.raises(ExportError, match="not one model's files"):
+        timing_inputs([runners[0], (None, np.dtype(np.float32), (3, 6, 8))], ["a", "b"], 2)
