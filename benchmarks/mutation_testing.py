@@ -9,8 +9,8 @@
 mutmut rewrites each function of a module into many small variants ("mutants": `<` for `<=`, `+` for `-`, a
 constant changed, a call's argument dropped, ...) and runs the tests that reach the function against each; a
 mutant no test fails on "survived". A survivor is either equivalent (no input tells it from the original: not a
-missing test) or a guarantee the tests do not hold. `EQUIVALENT` below lists the survivors judged equivalent, each
-with the reason; the kill rate is killed / (mutants - equivalent).
+missing test) or a guarantee the tests do not hold. `EQUIVALENT` (benchmarks/mutation_equivalents.py) lists the
+survivors judged equivalent, each with the reason; the kill rate is killed / (mutants - equivalent).
 
 Each group runs in a scratch copy of the working tree (the repository is never modified), in one mutmut run with
 `--max-children` workers. Writes `mutation_report.json` and `mutation_report.md` (per module: mutants, killed,
@@ -54,9 +54,9 @@ GROUPS = {
     "loading": (["keras_vit/inference.py"], ["tests/test_inference.py"]),
 }
 
-# Survivors judged equivalent: (module, function, the mutant's changed lines) -> why no test can kill it.
-# Keyed by the diff, not by mutmut's numbered names, which shift when a function changes.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+# Survivors judged equivalent, each with why no test can kill it: benchmarks/mutation_equivalents.py.
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from mutation_equivalents import EQUIVALENT  # noqa: E402
 
 # Keras reads a layer's constructor arguments with inspect.getfullargspec, which does not see through
 # mutmut's trampolines (inspect.signature does); the scratch copy's conftest unwraps them.
