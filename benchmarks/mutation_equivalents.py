@@ -125,3 +125,184 @@ EQUIVALENT.update(
         ): "tqdm's file=None means sys.stderr, read in the same call",
     }
 )
+
+# keras_vit/training/callbacks.py (group "callbacks")
+EQUIVALENT.update(
+    {
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup.__init__",
+            '-super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)\n+super().__init__(backup_dir, delete_checkpoint=delete_checkpoint)',
+        ): "save_freq='epoch' is BackupAndRestore's default (Keras 3.15)",
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup._save_model",
+            "-self.model.save_weights(tmp, overwrite=True)\n+self.model.save_weights(tmp, )",
+        ): "overwrite=True is Model.save_weights' default",
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup.on_epoch_end",
+            "-self._last_batch_seen = 0\n+self._last_batch_seen = 1",
+        ): "_last_batch_seen "
+        "is "
+        "read "
+        "only "
+        "by "
+        "Keras' "
+        "_save_model "
+        "(overridden) "
+        "and "
+        "_should_save_on_batch, "
+        "which "
+        "returns "
+        "before "
+        "reading "
+        "it "
+        "when "
+        "save_freq "
+        "== "
+        "'epoch' "
+        "(always "
+        "here)",
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup.on_epoch_end",
+            "-self._last_batch_seen = 0\n+self._last_batch_seen = None",
+        ): "_last_batch_seen "
+        "is "
+        "read "
+        "only "
+        "by "
+        "Keras' "
+        "_save_model "
+        "(overridden) "
+        "and "
+        "_should_save_on_batch, "
+        "which "
+        "returns "
+        "before "
+        "reading "
+        "it "
+        "when "
+        "save_freq "
+        "== "
+        "'epoch' "
+        "(always "
+        "here)",
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup.on_train_begin",
+            '-_restore_random_states(self.model, metadata.get("random_states", []))\n+_restore_random_states(self.model, metadata.get("random_states", ))',
+        ): "_restore_random_states returns on a falsy list before using it: None and [] act alike",
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup.on_train_begin",
+            '-_restore_random_states(self.model, metadata.get("random_states", []))\n+_restore_random_states(self.model, metadata.get("random_states", None))',
+        ): "_restore_random_states returns on a falsy list before using it: None and [] act alike",
+        (
+            "keras_vit/training/callbacks.py",
+            "EpochBackup.on_train_begin",
+            "-super().on_train_begin(logs)  # a checkpoint written by Keras' own callback, or none\n+super().on_train_begin(None)  # a checkpoint written by Keras' own callback, or none",
+        ): "BackupAndRestore.on_train_begin never reads its logs argument",
+        (
+            "keras_vit/training/callbacks.py",
+            "TimeBudget.on_epoch_begin",
+            "-super().on_epoch_begin(epoch, logs)\n+super().on_epoch_begin(None, logs)",
+        ): "_FitClock.on_epoch_begin reads only the clock, never its epoch or logs arguments",
+        (
+            "keras_vit/training/callbacks.py",
+            "TimeBudget.on_epoch_begin",
+            "-super().on_epoch_begin(epoch, logs)\n+super().on_epoch_begin(epoch, )",
+        ): "_FitClock.on_epoch_begin reads only the clock, never its epoch or logs arguments",
+        (
+            "keras_vit/training/callbacks.py",
+            "TimeBudget.on_epoch_begin",
+            "-super().on_epoch_begin(epoch, logs)\n+super().on_epoch_begin(epoch, None)",
+        ): "_FitClock.on_epoch_begin reads only the clock, never its epoch or logs arguments",
+        (
+            "keras_vit/training/callbacks.py",
+            "TimeBudget.on_epoch_begin",
+            "-super().on_epoch_begin(epoch, logs)\n+super().on_epoch_begin(logs)",
+        ): "_FitClock.on_epoch_begin reads only the clock, never its epoch or logs arguments",
+        (
+            "keras_vit/training/callbacks.py",
+            "UnmaskedFinish.__init__",
+            "-clock for clock in ([budget] if budget is not None else []) + list(clocks) if clock is not None\n+clock for clock in ([budget] if (budget is not None) or True else []) + list(clocks) if clock is not None",
+        ): "a None budget put in the list is dropped by the comprehension's `if clock is not None` filter",
+        (
+            "keras_vit/training/callbacks.py",
+            "UnmaskedFinish.__init__",
+            "-self._layers = []\n+self._layers = None",
+        ): "_layers is read only by hooks Keras calls after on_train_begin, which always reassigns it",
+        (
+            "keras_vit/training/callbacks.py",
+            "_FitClock.__init__",
+            "-self._phase_start = 0  # index of the first epoch timed at the current speed\n+self._phase_start = None  # index of the first epoch timed at the current speed",
+        ): "_phase_start "
+        "is "
+        "only "
+        "used "
+        "as "
+        "a "
+        "slice "
+        "start, "
+        "where "
+        "None "
+        "and "
+        "0 "
+        "slice "
+        "the "
+        "same; "
+        "expect_new_epoch_time "
+        "reassigns "
+        "it",
+        (
+            "keras_vit/training/callbacks.py",
+            "_restore_random_states",
+            "-variable.assign(np.asarray(state, dtype=variable.dtype))\n+variable.assign(np.asarray(state, ))",
+        ): "Variable.assign "
+        "converts "
+        "the "
+        "value "
+        "to "
+        "the "
+        "variable's "
+        "own "
+        "dtype "
+        "(checked "
+        "on "
+        "TF, "
+        "JAX, "
+        "torch), "
+        "so "
+        "the "
+        "explicit "
+        "dtype "
+        "changes "
+        "nothing",
+        (
+            "keras_vit/training/callbacks.py",
+            "_restore_random_states",
+            "-variable.assign(np.asarray(state, dtype=variable.dtype))\n+variable.assign(np.asarray(state, dtype=None))",
+        ): "Variable.assign "
+        "converts "
+        "the "
+        "value "
+        "to "
+        "the "
+        "variable's "
+        "own "
+        "dtype "
+        "(checked "
+        "on "
+        "TF, "
+        "JAX, "
+        "torch), "
+        "so "
+        "the "
+        "explicit "
+        "dtype "
+        "changes "
+        "nothing",
+    }
+)

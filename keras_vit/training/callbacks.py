@@ -359,12 +359,19 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
 
     @classmethod
     def saved_epochs(cls, backup_dir):
-        """Epochs the checkpoint in `backup_dir` holds (the next epoch to run), or 0 without one."""
+        """Epochs the checkpoint in `backup_dir` holds (the next epoch to run), or 0 without one.
+
+        Raises:
+            CheckpointError: its metadata cannot be read.
+        """
         path = Path(backup_dir) / cls.METADATA
-        if path.exists():
-            return int(_read_json(path)["epoch"])
         legacy = Path(backup_dir) / "training_metadata.json"  # Keras' own, from older runs
-        return int(_read_json(legacy)["epoch"]) if legacy.exists() else 0
+        try:
+            if path.exists():
+                return int(_read_json(path)["epoch"])
+            return int(_read_json(legacy)["epoch"]) if legacy.exists() else 0
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise _unreadable(backup_dir, error) from None
 
     def on_train_begin(self, logs=None):
         backup_dir = Path(self.backup_dir)
@@ -438,7 +445,11 @@ def _restore_random_states(model, saved):
 
 
 def _read_json(path):
-    return json.loads(Path(path).read_text())
+    """The JSON object in `path`; ValueError for anything else (a list, a number: not a checkpoint's)."""
+    value = json.loads(Path(path).read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"{Path(path).name} holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def _unreadable(backup_dir, error):

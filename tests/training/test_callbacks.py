@@ -1,14 +1,30 @@
 """Epoch-level callbacks: they stop, save and time correctly and keep fit asynchronous."""
 
 import importlib.util
+import io
 import json
+import pathlib
+import sys
+import types
 
 import keras
 import numpy as np
 import pytest
 from conftest import run_python
 
-from keras_vit.training.callbacks import CheckpointError, EpochBackup, EpochTimer, StopOnNaN, TimeLimit
+from keras_vit import files
+from keras_vit.layers import PatchDropout
+from keras_vit.training import callbacks
+from keras_vit.training.callbacks import (
+    CheckpointError,
+    EpochBackup,
+    EpochTimer,
+    StopOnNaN,
+    TimeBudget,
+    TimeLimit,
+    UnmaskedFinish,
+)
+from keras_vit.training.schedules import warmup_cosine
 
 
 def tiny_model():
@@ -322,3 +338,422 @@ def test_callback_reaches_the_compiled_train_step(script, backend):
         pytest.skip(f"needs {backend}")
     result = run_python(script, backend=backend)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+# What the mutation tests of keras_vit/training/callbacks.py showed the tests above leave unchecked: the
+# messages, the test hooks' names, the plan's arithmetic at its edges, the checkpoint's housekeeping.
+
+
+@pytest.fixture(autouse=True)
+def _no_pause(monkeypatch):
+    # pause_point() only stops a process when $KERAS_VIT_TEST_PAUSE_AT names its moment: none of these tests
+    # pauses, whatever the environment they run in.
+    monkeypatch.setenv(files.PAUSE_ENV, "no-pause-in-test-callbacks")
+
+
+class FlushedStream(io.StringIO):
+    """A stdout that remembers what had been flushed (a log file read while the run goes on sees only that)."""
+
+    flushed = ""
+
+    def flush(self):
+        self.flushed = self.getvalue()
+
+
+def flushed_stdout(monkeypatch):
+    """Replaces sys.stdout for the rest of the test (pytest sets its own before the test's body runs)."""
+    stream = FlushedStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    return stream
+
+
+def test_epoch_timer_times_each_epoch_and_names_its_pause_points(monkeypatch):
+    readings = iter([100.0, 104.0, 200.0, 202.0])
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
+    paused = []
+    monkeypatch.setattr(callbacks, "pause_point", paused.append)
+    timer = EpochTimer(64)
+    timer.on_epoch_begin(0)
+    logs = {}
+    timer.on_epoch_end(0, logs)
+    assert logs == {"epoch_seconds": 4.0, "images_per_second": 16.0}
+    timer.on_epoch_begin(4)
+    timer.on_epoch_end(4, None)  # no logs: still timed
+    assert timer.times == [4.0, 2.0]
+    # The crash-safety tests kill a run at "epoch-begin:<1-based epoch>".
+    assert paused == ["epoch-begin:1", "epoch-begin:5"]
+
+
+def test_stop_on_nan_says_which_epoch_and_flushes_it(monkeypatch):
+    stdout = flushed_stdout(monkeypatch)
+    guard = StopOnNaN()
+    guard.set_model(tiny_model())
+    guard.on_epoch_end(0, None)  # no logs: nothing to judge
+    guard.on_epoch_end(1, {"loss": float("nan")})
+    assert stdout.flushed == stdout.getvalue() == "\nEpoch 2: the loss is nan; stopping.\n"
+
+
+def test_time_limit_and_budget_say_why_they_stop_and_flush_it(monkeypatch):
+    stdout = flushed_stdout(monkeypatch)
+    clock = FakeClock()
+    limit = TimeLimit(90.0, clock=clock)
+    limit.set_model(tiny_model())
+    limit.on_train_begin()
+    limit.on_epoch_begin(0)
+    clock.now += 50.0  # 50 s done, another 50 s epoch would end at 100 s
+    limit.on_epoch_end(0)
+    assert limit.stopped_epoch == 0 and limit.model.stop_training
+    assert stdout.flushed == "\nEpoch 1: the next epoch would pass the 90 s time limit; stopping.\n"
+    clock = FakeClock()
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    budget = TimeBudget(100.0, 0.1, planned_epochs=3, clock=clock)
+    budget.set_model(model)
+    budget.on_train_begin()
+    for epoch in range(2):
+        budget.on_epoch_begin(epoch)
+        clock.now += 40.0
+        budget.on_epoch_end(epoch, {})
+    assert budget.stopped_epoch == 1
+    assert stdout.flushed.endswith("\nEpoch 2: the 100 s budget is spent; stopping.\n")
+    with pytest.raises(ValueError, match=r"^seconds must be positive, got 0\.$"):
+        TimeLimit(0)
+
+
+def test_time_budget_checks_its_arguments_at_their_edges():
+    message = r"^need planned_epochs >= 1, 0 <= warmup < 1 and max_epochs >= 1 or None; got {}\.$"
+    with pytest.raises(ValueError, match=message.format(r"0, 0\.1, None")):
+        TimeBudget(10.0, 1e-3, 0)
+    with pytest.raises(ValueError, match=message.format(r"5, 1\.0, None")):
+        TimeBudget(10.0, 1e-3, 5, warmup=1.0)
+    with pytest.raises(ValueError, match=message.format(r"5, 0\.1, 0")):
+        TimeBudget(10.0, 1e-3, 5, max_epochs=0)
+    # The edges that are allowed: one planned epoch, no warmup, a cap of one epoch; warmup defaults to 10%.
+    assert TimeBudget(10.0, 1e-3, 1).planned_epochs == 1
+    assert TimeBudget(10.0, 1e-3, 5).warmup == 0.1
+    assert TimeBudget(10.0, 1e-3, 5, warmup=0.0).warmup == 0.0
+    assert TimeBudget(10.0, 1e-3, 5, max_epochs=1).planned_epochs == 1
+
+
+def run_budget(budget, model, clock, epoch_seconds, before_epoch=None):
+    """Runs `budget`'s hooks over epochs of the given lengths; returns the plan at each epoch start."""
+    budget.set_model(model)
+    budget.on_train_begin()
+    plans = []
+    for epoch, seconds in enumerate(epoch_seconds):
+        if before_epoch:
+            before_epoch(epoch)
+        budget.on_epoch_begin(epoch)
+        plans.append(budget.planned_epochs)
+        assert float(model.optimizer.learning_rate) == pytest.approx(budget.rates[-1])
+        clock.now += seconds
+        budget.on_epoch_end(epoch, {})
+    return plans
+
+
+def test_time_budget_replans_over_a_change_of_speed():
+    # A real clock does not start at 0; the rate anneals to final_fraction of the peak.
+    clock = FakeClock()
+    clock.now = 1000.0
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    budget = TimeBudget(200.0, 1.0, planned_epochs=10, warmup=0.0, final_fraction=0.1, clock=clock)
+
+    def switch(epoch):
+        if epoch == 3:  # what UnmaskedFinish does: epochs from now on take twice as long
+            budget.expect_new_epoch_time(2.0)
+
+    # 30 s of compilation, 5 s epochs; after the switch a 30 s recompiling epoch, then 12 s ones.
+    plans = run_budget(budget, model, clock, [30.0, 5.0, 5.0, 30.0, 12.0, 1.0], switch)
+    # Epochs 0-1: the first plan. Epoch 2: 165 s left over 5 s epochs. Epochs 3-4: the switch's estimate of
+    # 2 x 5 s (160 s and 130 s left). Epoch 5: the 12 s epoch timed after the recompiling one: 118 s // 12 s.
+    assert plans == [10, 10, 2 + 33, 3 + 16, 4 + 13, 5 + 9]
+    expected = [1.0 * warmup_cosine((epoch + 0.5) / plan, 0.0, 0.1) for epoch, plan in enumerate(plans)]
+    assert budget.rates == pytest.approx(expected, rel=1e-12)
+    assert budget.stopped_epoch is None
+
+
+def test_time_budget_plans_at_least_the_epoch_it_starts():
+    # A switch to slower epochs can leave less than one epoch's time: the plan is then this epoch, the last.
+    clock = FakeClock()
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    budget = TimeBudget(100.0, 1.0, planned_epochs=50, warmup=0.0, clock=clock)
+
+    def switch(epoch):
+        if epoch == 13:  # 10 s left, epochs now expected to take 3 x 5 s
+            budget.expect_new_epoch_time(3.0)
+
+    plans = run_budget(budget, model, clock, [30.0] + [5.0] * 13, switch)
+    assert plans[12:] == [12 + 15 // 5, 13 + 1] and budget.rates[-1] == pytest.approx(
+        warmup_cosine(13.5 / 14, 0.0)
+    )
+
+
+def test_time_budget_counts_only_whole_epochs_that_fit():
+    # 1.0 s left over epochs of 0.1 s: binary 0.1 is a hair above a tenth, so exactly 9 more fit, not the 10
+    # that a rounded division says.
+    clock = FakeClock()
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    budget = TimeBudget(1.2, 1.0, planned_epochs=5, warmup=0.0, clock=clock)
+    assert run_budget(budget, model, clock, [0.1, 0.1, 0.1]) == [5, 5, 2 + 9]
+
+
+def test_clocks_told_of_slower_epochs_before_any_is_timed():
+    # An unmasked finish that starts at the first epoch (a one-epoch run) tells the clocks before they timed
+    # anything: they keep their first plan and time the epochs as they come.
+    clock = FakeClock()
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    budget = TimeBudget(100.0, 1.0, planned_epochs=3, warmup=0.0, clock=clock)
+    limit = TimeLimit(100.0, clock=clock)
+    limit.set_model(model)
+    limit.on_train_begin()
+    budget.set_model(model)
+    budget.on_train_begin()
+    for clock_callback in (budget, limit):
+        clock_callback.expect_new_epoch_time(2.0)
+    budget.on_epoch_begin(0)
+    limit.on_epoch_begin(0)
+    clock.now += 60.0
+    budget.on_epoch_end(0, {})
+    limit.on_epoch_end(0)
+    assert budget.planned_epochs == 3 and budget.stopped_epoch == limit.stopped_epoch == 0
+
+
+class RecordingClock:
+    """Stands for a TimeBudget/TimeLimit: records what UnmaskedFinish tells it."""
+
+    def __init__(self):
+        self.ratios = []
+
+    def expect_new_epoch_time(self, ratio):
+        self.ratios.append(ratio)
+
+
+def dropout_model(rate=0.25):
+    """A functional model with a PatchDropout over 5 tokens (class token + 4 patches) of 6 features."""
+    inputs = keras.Input((5, 6))
+    tokens = PatchDropout(rate)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(tokens)))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+class SubclassedDropoutModel(keras.Model):
+    """A PatchDropout that is not called in a functional graph: its input shape is unknown."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = PatchDropout(0.25)
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, tokens, training=None):
+        return self.dense(keras.ops.mean(self.drop(tokens, training=training), axis=1))
+
+
+def test_unmasked_finish_switches_the_step_tells_the_clocks_and_switches_back(monkeypatch):
+    stdout = flushed_stdout(monkeypatch)
+    model = dropout_model()
+    model.make_train_function()
+    masked_step = model.train_function
+    clocks = [RecordingClock(), None, RecordingClock()]  # a None clock (no TimeLimit) is skipped
+    finish = UnmaskedFinish(0.5, epochs=4, clocks=clocks, cost_ratio=3.0)
+    assert finish.started_epoch is None
+    finish.set_model(model)
+    finish.on_train_begin()
+    layer = model.get_layer(index=1)
+    for epoch in range(2):
+        finish.on_epoch_begin(epoch)
+        logs = {}
+        finish.on_epoch_end(epoch, logs)
+        assert logs == {"unmasked": 0.0} and layer.active and model.train_function is masked_step
+    finish.on_epoch_begin(2)
+    assert finish.started_epoch == 2 and not layer.active
+    assert model.train_function is not masked_step  # traced again, without the dropout
+    unmasked_step = model.train_function
+    # The cost ratio given is the one the clocks are told, once.
+    assert clocks[0].ratios == clocks[2].ratios == [3.0]
+    assert stdout.flushed == (
+        "\nEpoch 3: training on every token from now on (unmasked finish); epochs expected 3.00x as long.\n"
+    )
+    finish.on_epoch_begin(3)
+    assert clocks[0].ratios == [3.0] and finish.started_epoch == 2
+    finish.on_epoch_end(3, None)  # no logs: nothing to write
+    finish.on_train_end()
+    assert layer.active and model.train_function not in (masked_step, unmasked_step)
+
+
+def test_unmasked_finish_estimates_the_cost_from_the_token_counts(monkeypatch):
+    stdout = flushed_stdout(monkeypatch)
+    # Functional: 5 tokens at inference over the 1 + round(0.75 * 4) = 4 kept in training.
+    clock = RecordingClock()
+    finish = UnmaskedFinish(0.5, epochs=2, clocks=[clock])
+    finish.set_model(dropout_model(0.25))
+    finish.on_train_begin()
+    finish.on_epoch_begin(1)
+    assert clock.ratios == [5 / 4] and stdout.flushed.endswith("epochs expected 1.25x as long.\n")
+    # Not called in a functional graph: the share of patches kept alone, 1 / 0.75.
+    model = SubclassedDropoutModel()
+    model(np.zeros((2, 5, 6), "float32"))
+    model.compile(optimizer="sgd", loss="mse")
+    clock = RecordingClock()
+    finish = UnmaskedFinish(0.5, epochs=2, clocks=[clock])
+    finish.set_model(model)
+    finish.on_train_begin()
+    finish.on_epoch_begin(1)
+    assert clock.ratios == [pytest.approx(4 / 3)] and finish.started_epoch == 1
+
+
+def test_unmasked_finish_checks_its_arguments_with_clear_messages():
+    with pytest.raises(ValueError, match=r"^share must be in \(0, 1\), got 0\.0\.$"):
+        UnmaskedFinish(0.0, epochs=10)
+    with pytest.raises(ValueError, match=r"^UnmaskedFinish needs the run's epochs or its TimeBudget\.$"):
+        UnmaskedFinish(0.1, epochs=0)
+    assert UnmaskedFinish(0.5, epochs=1).first_unmasked_epoch() == 0  # a one-epoch run is all finish
+    finish = UnmaskedFinish(0.25, epochs=10)
+    finish.set_model(tiny_model())
+    with pytest.raises(ValueError) as raised:
+        finish.on_train_begin()
+    assert str(raised.value) == (
+        "UnmaskedFinish: the model has no PatchDropout layer (build it with patch_dropout > 0)."
+    )
+
+
+def test_unmasked_finish_caps_the_budget_plan_at_the_runs_epochs():
+    budget = TimeBudget(100.0, 1e-3, planned_epochs=40)
+    assert UnmaskedFinish(0.25, budget=budget).first_unmasked_epoch() == 40 - 10
+    # fit's epochs=20 caps the budget's plan of 40: the finish is the last 5 of the 20.
+    assert UnmaskedFinish(0.25, epochs=20, budget=budget).first_unmasked_epoch() == 20 - 5
+    assert UnmaskedFinish(0.25, epochs=60, budget=budget).first_unmasked_epoch() == 40 - 10
+
+
+def test_epoch_backup_housekeeping(tmp_path, monkeypatch):
+    # A folder whose parents do not exist yet; a checkpoint every 3 epochs; the pause point the crash tests
+    # kill a run at comes when checkpoint.json names the new file and before the old one is removed.
+    backup_dir = tmp_path / "runs" / "one" / "ckpt"
+    seen = []
+
+    def pause(name):
+        metadata = json.loads((backup_dir / "checkpoint.json").read_text())
+        seen.append((name, metadata["weights"], sorted(p.name for p in backup_dir.iterdir())))
+
+    monkeypatch.setattr(callbacks, "pause_point", pause)
+    backup = EpochBackup(str(backup_dir), every=3, delete_checkpoint=False)
+    backup.set_model(tiny_model())
+    saved = []
+    for epoch in range(7):
+        backup.on_epoch_end(epoch, {"loss": 1.0})
+        saved.append(EpochBackup.saved_epochs(backup_dir))
+    assert saved == [0, 0, 3, 3, 3, 6, 6]
+    assert seen == [
+        ("checkpoint-written", "epoch_00003.weights.h5", ["checkpoint.json", "epoch_00003.weights.h5"]),
+        (
+            "checkpoint-written",
+            "epoch_00006.weights.h5",
+            ["checkpoint.json", "epoch_00003.weights.h5", "epoch_00006.weights.h5"],
+        ),
+    ]
+    assert sorted(p.name for p in backup_dir.iterdir()) == ["checkpoint.json", "epoch_00006.weights.h5"]
+    with pytest.raises(ValueError, match=r"^every must be a positive integer, got 0\.$"):
+        EpochBackup(str(backup_dir), every=0)
+
+
+def test_epoch_backup_reads_and_replaces_a_keras_checkpoint(tmp_path, monkeypatch):
+    # Keras' own BackupAndRestore files, from runs before EpochBackup: read, then removed by the first save.
+    backup_dir = tmp_path / "ckpt"
+    assert EpochBackup.saved_epochs(backup_dir) == 0  # no folder yet
+    backup_dir.mkdir()
+    assert EpochBackup.saved_epochs(backup_dir) == 0  # an empty one
+    (backup_dir / "training_metadata.json").write_text(json.dumps({"epoch": 4, "batch": 0}))
+    tiny_model().save_weights(backup_dir / "latest.weights.h5")
+    assert EpochBackup.saved_epochs(backup_dir) == 4
+    # Another process may remove an old file between listing and removing it: the save still ends.
+    real_glob = pathlib.Path.glob
+    monkeypatch.setattr(
+        pathlib.Path,
+        "glob",
+        lambda self, pattern: [*real_glob(self, pattern), self / "epoch_00001.weights.h5"],
+    )
+    backup = EpochBackup(str(backup_dir), delete_checkpoint=False)
+    backup.set_model(tiny_model())
+    backup.on_epoch_end(4, {"loss": 1.0})
+    assert sorted(p.name for p in backup_dir.iterdir()) == ["checkpoint.json", "epoch_00005.weights.h5"]
+    assert EpochBackup.saved_epochs(backup_dir) == 5
+
+
+def adam_model():
+    """tiny_model with Adam, whose moments exist only once the optimizer is built."""
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    return model
+
+
+def test_epoch_backup_restores_the_optimizer_state(tmp_path):
+    trained = adam_model()
+    trained.fit(
+        *DATA,
+        epochs=2,
+        batch_size=16,
+        callbacks=[EpochBackup(str(tmp_path / "ckpt"), delete_checkpoint=False)],
+        verbose=0,
+    )
+    # An optimizer not built yet (on_train_begin called before fit builds it) is built, then restored: its
+    # step count and Adam's moments.
+    resumed = adam_model()
+    backup = EpochBackup(str(tmp_path / "ckpt"))
+    backup.set_model(resumed)
+    backup.on_train_begin()
+    assert int(resumed.optimizer.iterations) == 8 and resumed._initial_epoch == 2
+    assert len(resumed.optimizer.variables) == len(trained.optimizer.variables) == 6
+    for restored, saved in zip(resumed.optimizer.variables, trained.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored), keras.ops.convert_to_numpy(saved))
+    np.testing.assert_array_equal(resumed.get_weights()[0], trained.get_weights()[0])
+    # A model compiled without an optimizer (to evaluate the checkpoint) takes the weights alone.
+    inputs = keras.Input((4,))
+    evaluated = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    evaluated.compile(optimizer=None, loss="mse")
+    backup = EpochBackup(str(tmp_path / "ckpt"))
+    backup.set_model(evaluated)
+    backup.on_train_begin()
+    np.testing.assert_array_equal(evaluated.get_weights()[0], trained.get_weights()[0])
+
+
+def test_an_unreadable_checkpoint_names_its_folder_the_error_and_the_way_out(tmp_path):
+    for name in ("checkpoint.json", "training_metadata.json"):  # ours, and Keras' own from older runs
+        backup_dir = tmp_path / name.split(".")[0]
+        backup_dir.mkdir()
+        (backup_dir / name).write_text("not json")
+        backup = EpochBackup(str(backup_dir))
+        backup.set_model(tiny_model())
+        with pytest.raises(CheckpointError) as raised:
+            backup.on_train_begin()
+        assert str(raised.value) == (
+            f"the resume checkpoint in {backup_dir} cannot be read (JSONDecodeError: Expecting value: line 1 "
+            "column 1 (char 0)); rerun with --fresh to start over"
+        )
+    # An error without a message, and one over several lines (its first line is enough).
+    assert str(callbacks._unreadable(tmp_path, ValueError())) == (
+        f"the resume checkpoint in {tmp_path} cannot be read (ValueError: no detail); "
+        "rerun with --fresh to start over"
+    )
+    assert "(OSError: first line); rerun" in str(
+        callbacks._unreadable(tmp_path, OSError(" first line\nmore\n"))
+    )
+
+
+def test_a_checkpoint_json_that_is_no_object_is_unreadable_not_a_crash(tmp_path):
+    (tmp_path / "checkpoint.json").write_text("[1, 2]")
+    backup = EpochBackup(str(tmp_path))
+    backup.set_model(tiny_model())
+    with pytest.raises(
+        CheckpointError, match=r"\(ValueError: checkpoint.json holds a JSON list, not an object\)"
+    ):
+        backup.on_train_begin()
+    with pytest.raises(CheckpointError, match="holds a JSON list"):
+        EpochBackup.saved_epochs(tmp_path)
+    (tmp_path / "checkpoint.json").write_text('{"weights": "epoch_1.weights.h5"}')  # no epoch
+    with pytest.raises(CheckpointError, match="KeyError: 'epoch'"):
+        EpochBackup.saved_epochs(tmp_path)
