@@ -306,3 +306,152 @@ EQUIVALENT.update(
         "nothing",
     }
 )
+
+# keras_vit/layers/patch_encoder.py (group "position")
+EQUIVALENT.update(
+    {
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "PatchEncoder.__init__",
+            '-self.patch_norm_layer = LayerNorm(epsilon=1e-6, name="patch_norm", dtype=self.dtype_policy)\n+self.patch_norm_layer = LayerNorm(name="patch_norm", dtype=self.dtype_policy)',
+        ): "LayerNorm's "
+        "default "
+        "epsilon "
+        "is "
+        "1e-6 "
+        "(keras_vit/layers/norm.py), "
+        "and "
+        "the "
+        "sublayer's "
+        "config "
+        "is "
+        "not "
+        "saved",
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "PatchEncoder.build",
+            "-trainable=False,\n+trainable=None,",
+        ): "Keras keeps bool(trainable): trainable=None makes the same non-trainable variable as False",
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "PatchEncoder.build",
+            '-zeros = np.zeros((self.num_positioned_prefix_tokens, self.projection_dim), "float32")\n+zeros = np.zeros((self.num_positioned_prefix_tokens, self.projection_dim), )',
+        ): "np.zeros's "
+        "default "
+        "dtype "
+        "is "
+        "float64: "
+        "exactly "
+        "the "
+        "same "
+        "values "
+        "once "
+        "the "
+        "Constant "
+        "initializer "
+        "casts "
+        "the "
+        "table "
+        "to "
+        "the "
+        "weight's "
+        "dtype",
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "PatchEncoder.build",
+            '-zeros = np.zeros((self.num_positioned_prefix_tokens, self.projection_dim), "float32")\n+zeros = np.zeros((self.num_positioned_prefix_tokens, self.projection_dim), None)',
+        ): "np.zeros(..., "
+        "None) "
+        "is "
+        "float64 "
+        "zeros; "
+        "concatenated "
+        "with "
+        "the "
+        "float32 "
+        "table "
+        "they "
+        "give "
+        "a "
+        "float64 "
+        "table "
+        "of "
+        "exactly "
+        "the "
+        "same "
+        "values, "
+        "which "
+        "the "
+        "Constant "
+        "initializer "
+        "casts "
+        "to "
+        "the "
+        "weight's "
+        "dtype",
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "PatchEncoder.resampled_position_embedding",
+            '-grid = ops.image.resize(grid, (rows, cols), interpolation="bilinear", antialias=True)\n+grid = ops.image.resize(grid, (rows, cols), antialias=True)',
+        ): '"bilinear" is keras.ops.image.resize\'s default interpolation',
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "sincos_position_embedding",
+            "-omega = 1.0 / temperature ** (np.arange(dim // 4) / (dim // 4))  # float64\n+omega = 1.0 / temperature ** (np.arange(dim / 4) / (dim // 4))  # float64",
+        ): "dim "
+        "is "
+        "a "
+        "multiple "
+        "of "
+        "4 "
+        "(checked "
+        "above), "
+        "so "
+        "np.arange(dim "
+        "/ "
+        "4) "
+        "holds "
+        "the "
+        "same "
+        "values "
+        "as "
+        "np.arange(dim "
+        "// "
+        "4), "
+        "and "
+        "both "
+        "are "
+        "divided "
+        "into "
+        "the "
+        "same "
+        "float64 "
+        "exponents",
+        (
+            "keras_vit/layers/patch_encoder.py",
+            "sincos_position_embedding",
+            "-omega = 1.0 / temperature ** (np.arange(dim // 4) / (dim // 4))  # float64\n+omega = 1.0 / temperature ** (np.arange(dim // 4) / (dim / 4))  # float64",
+        ): "dim is a multiple of 4 (checked above): dim / 4 == dim // 4, the same divisor",
+    }
+)
+
+# export/verify.py (group "proof")
+EQUIVALENT.update(
+    {
+        (
+            "export/verify.py",
+            "_check_dynamic_batch",
+            "-batch_diff = float(np.abs(out.astype(np.float64) - reference.logits[:n]).max())\n+batch_diff = float(np.abs(out.astype(None) - reference.logits[:n]).max())",
+        ): "ndarray.astype(None) is astype(float64): NumPy's default dtype",
+        (
+            "export/verify.py",
+            "accuracy_percent",
+            '-return float("nan")\n+return float("NAN")',
+        ): 'float("NAN") is NaN, as float("nan")',
+        (
+            "export/verify.py",
+            "prove",
+            "-diff = np.abs(logits.astype(np.float64) - reference.logits)\n+diff = np.abs(logits.astype(None) - reference.logits)",
+        ): "ndarray.astype(None) is astype(float64): NumPy's default dtype",
+    }
+)

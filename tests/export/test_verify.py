@@ -37,14 +37,15 @@ class FakeRunner:
         failure: how it goes wrong: `"raise"`, `"shape"` or `"nan"`.
     """
 
-    def __init__(self, logits, broken_batch=None, failure="raise"):
+    def __init__(self, logits, broken_batch=None, failure="raise", message="cannot resize the input tensor"):
         self.logits, self.broken_batch, self.failure = np.asarray(logits, np.float32), broken_batch, failure
+        self.message = message
 
     def predict(self, images, batch_size=64):
         out = self.logits[np.asarray(images)[:, 0].astype(int)]
         if len(images) == self.broken_batch:
             if self.failure == "raise":
-                raise RuntimeError("cannot resize the input tensor")
+                raise RuntimeError(self.message)
             if self.failure == "shape":
                 return out[:-1]
             out = out.copy()
@@ -66,9 +67,13 @@ def make_reference(keras_logits, labels=None):
 
 
 def prove_with(monkeypatch, tmp_path, reference, runner, **kwargs):
+    path = str(tmp_path / "model.file")
     (tmp_path / "model.file").write_bytes(b"0" * 10)
-    monkeypatch.setattr(verify, "open_export", lambda path: runner)
-    return verify.prove(str(tmp_path / "model.file"), reference, name="planted", **kwargs)
+    opened = []
+    monkeypatch.setattr(verify, "open_export", lambda path: opened.append(path) or runner)
+    result = verify.prove(path, reference, name="planted", **kwargs)
+    assert opened == [path]  # the file given, loaded once
+    return result
 
 
 def confident_logits(n, classes=10, seed=0):
@@ -197,7 +202,7 @@ def test_a_float_file_off_only_at_batch_7_fails(monkeypatch, tmp_path):
     assert result["failures"] == ["batch of 7: max |logit diff| 0.001 > 0.0001"]
 
 
-def test_a_file_its_runtime_cannot_open_fails(monkeypatch, tmp_path):
+def test_a_file_its_runtime_cannot_open_fails(monkeypatch, tmp_path, capsys):
     def refuse(path):
         raise ValueError("not a flatbuffer")
 
@@ -205,6 +210,8 @@ def test_a_file_its_runtime_cannot_open_fails(monkeypatch, tmp_path):
     monkeypatch.setattr(verify, "open_export", refuse)
     result = verify.prove(str(tmp_path / "model.file"), make_reference(confident_logits(8)), name="broken")
     assert not result["passed"] and result["failures"] == ["cannot run in its runtime: not a flatbuffer"]
+    assert result["quantize"] == "none"
+    assert capsys.readouterr().out == "FAIL broken: cannot run in its runtime: not a flatbuffer\n"
 
 
 # Every number a proof reports, against values computed here.
@@ -318,10 +325,14 @@ def test_require_pass_says_what_was_kept_and_every_failure():
             verify.require_pass([ok, bad, worse], output=output, previous=previous)
         assert str(raised.value) == f"proof failed ({kept}): b: one, two; c: three"
         assert raised.value.results == [ok, bad, worse]
+    with pytest.raises(verify.ProofError, match=r"^proof failed \(nothing written at out\): b: one, two$"):
+        verify.require_pass([bad], output="out")  # no previous export unless told
 
 
 def test_accuracy_percent():
     assert verify.accuracy_percent(np.eye(4), np.array([0, 1, 2, 0])) == 75.0
+    assert verify.accuracy_percent(np.eye(2)[:1], np.array([0])) == 100.0  # one image is a number
+    assert verify.accuracy_percent(np.eye(2)[:1], np.array([1])) == 0.0
     assert np.isnan(verify.accuracy_percent(np.zeros((0, 4)), np.zeros(0, int)))
 
 
@@ -344,23 +355,178 @@ def test_a_savedmodel_runs_in_tensorflow_at_any_batch_size(tmp_path):
     np.testing.assert_allclose(
         np.asarray(runner.predict_raw(x[:2].astype("float32"))), expected[:2], atol=1e-6
     )
+    calls, signature = [], runner._fn
+    runner._fn = lambda **feed: calls.append(len(next(iter(feed.values())))) or signature(**feed)
+    np.testing.assert_allclose(runner.predict(x), expected, atol=1e-6)
+    assert calls == [64, 6]  # 64 images per call unless told
     files = [p for p in (tmp_path / "saved").rglob("*") if p.is_file()]
     assert verify.path_size(str(tmp_path / "saved")) == sum(p.stat().st_size for p in files)
 
 
-def test_reference_holds_the_keras_answers_and_says_where_the_images_came_from():
+def test_reference_holds_the_keras_answers_and_says_where_the_images_came_from(monkeypatch):
     import keras
 
+    import export.common
+
     inputs = keras.Input((2,))
-    model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer="ones")(inputs))
+    kernel = keras.initializers.Constant([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+    model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer=kernel)(inputs))
     x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], np.float32)
     data = SimpleNamespace(x_eval=x, y_eval=np.array([0, 1, 2]), real=True, source="DIR")
+    bars = []
+    monkeypatch.setattr(export.common, "progress", lambda items, desc: bars.append(desc) or items)
     reference = verify.Reference(model, data)
+    assert bars == ["Keras reference"]  # the name of its progress bar on a terminal
     np.testing.assert_allclose(reference.logits, model.predict(x, verbose=0), atol=1e-6)
-    np.testing.assert_array_equal(reference.top1, reference.logits.argmax(1))
-    assert reference.keras_accuracy == pytest.approx(100.0 * np.mean(reference.top1 == [0, 1, 2]))
+    np.testing.assert_array_equal(reference.top1, [2, 1, 2])
+    assert reference.keras_accuracy == pytest.approx(200.0 / 3)  # right on images 1 and 2
     assert reference.description == "3 test images from DIR"
     unlabelled = verify.Reference(model, SimpleNamespace(x_eval=x, y_eval=None, real=False, source="noise"))
     np.testing.assert_array_equal(unlabelled.labels, unlabelled.top1)
     assert unlabelled.keras_accuracy == 100.0
     assert unlabelled.description == "3 RANDOM images (no real data found) from noise"
+
+
+class RecordingRunner(FakeRunner):
+    """A `FakeRunner` that records each call: `(images, batch_size)`, `"default"` when none is given."""
+
+    def __init__(self, logits, **kwargs):
+        super().__init__(logits, **kwargs)
+        self.calls = []
+
+    def predict(self, images, batch_size="default"):
+        self.calls.append((len(images), batch_size))
+        return super().predict(images)
+
+
+def test_the_proof_runs_64_images_a_call_then_each_batch_size_in_one_call(monkeypatch, tmp_path):
+    logits = confident_logits(70)
+    runner = RecordingRunner(logits)
+    bars = []
+
+    def progress(items, desc):
+        bars.append((desc, [len(item) for item in items]))
+        return items
+
+    monkeypatch.setattr(verify, "progress", progress)
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), runner)
+    assert result["passed"] and result["images"] == 70
+    assert runner.calls == [(64, 64), (6, 64), (1, 1), (7, 7)]
+    assert bars == [("checking planted", [64, 6])]  # the progress bar on a terminal
+
+
+def test_predict_of_no_images_is_an_empty_float32_array_without_a_call():
+    runner = RecordingRunner(confident_logits(3))
+    out = verify._predict(runner, np.zeros((0, 1), np.float32), desc="nothing")
+    assert out.shape == (0, 0) and out.dtype == np.float32 and runner.calls == []
+
+
+def test_a_one_image_proof(monkeypatch, tmp_path):
+    """One image: agreement and accuracy are out of 1 (not NaN, not halved), both batch sizes run it."""
+    logits = confident_logits(1)
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits, logits.argmax(1)), FakeRunner(logits))
+    assert result["passed"], result["failures"]
+    assert result["top1_agree"] == 1 and result["top1_agreement"] == 100.0
+    assert result["accuracy"] == 100.0 and result["keras_accuracy"] == 100.0
+    assert set(result["dynamic_batch"]) == {"1", "7"}
+
+
+def test_a_float_file_exactly_at_the_logit_tolerance_passes(monkeypatch, tmp_path):
+    """The limit is inclusive: every logit off by exactly `atol` (all values exact in float32) passes."""
+    logits = np.round(confident_logits(20) * 4) / 4
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), FakeRunner(logits + 0.5), atol=0.5)
+    assert result["max_abs_diff"] == 0.5 and result["dynamic_batch"]["7"]["max_abs_diff_vs_keras"] == 0.5
+    assert result["passed"] and result["failures"] == []
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), FakeRunner(logits + 0.5), atol=0.4999)
+    assert len(result["failures"]) == 3
+
+
+def test_an_accuracy_drop_exactly_at_the_limit_and_its_float_slack_passes(monkeypatch, tmp_path):
+    reference, runner = quantized_case(20)  # 1 point
+    drop = reference.keras_accuracy - verify.accuracy_percent(runner.logits, reference.labels)
+    max_drop = drop - 1e-9
+    while max_drop + 1e-9 < drop:
+        max_drop = np.nextafter(max_drop, np.inf)
+    while max_drop + 1e-9 > drop:
+        max_drop = np.nextafter(max_drop, -np.inf)
+    assert max_drop + 1e-9 == drop
+    assert prove_with(monkeypatch, tmp_path, reference, runner, quantize="int8", max_drop=max_drop)["passed"]
+    below = np.nextafter(max_drop, -np.inf)
+    while below + 1e-9 == drop:
+        below = np.nextafter(below, -np.inf)
+    assert not prove_with(monkeypatch, tmp_path, reference, runner, quantize="int8", max_drop=below)["passed"]
+
+
+def test_top1_flips_name_the_first_five_images(monkeypatch, tmp_path):
+    logits = confident_logits(20)
+    exported = logits.copy()
+    exported[[2, 3, 5, 8, 9, 12, 17]] = np.roll(exported[[2, 3, 5, 8, 9, 12, 17]], 1, axis=1)
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), FakeRunner(exported), atol=100.0)
+    assert result["failures"] == ["top-1 differs on 7/20 images (first: [2, 3, 5, 8, 9])"]
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        ("raise", "batch of 1 fails: " + ("cannot resize " + "y" * 300)[:200]),
+        ("shape", "batch of 1 gives shape (0, 10) or non-finite values"),
+        ("nan", "batch of 1 gives shape (1, 10) or non-finite values"),
+    ],
+)
+def test_a_failing_batch_size_is_reported_on_one_line_and_the_next_size_still_runs(
+    monkeypatch, tmp_path, failure, message
+):
+    logits = confident_logits(20)
+    runner = FakeRunner(logits, 1, failure, message="cannot\n   resize " + "y" * 300)
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), runner)
+    assert result["failures"] == [message]
+    assert list(result["dynamic_batch"]) == ["7"]
+
+
+def test_format_result_without_a_passed_batch_and_of_a_large_file():
+    result = {
+        "passed": False,
+        "name": "tflite int8",
+        "accuracy_vs": "labels",
+        "max_abs_diff": 0.5,
+        "top1_agree": 3,
+        "images": 4,
+        "accuracy": 75.0,
+        "keras_accuracy": 100.0,
+        "dynamic_batch": {},
+        "size_bytes": 3_000_000_000,
+        "failures": ["batch of 1 fails: no", "batch of 7 fails: no"],
+    }
+    assert verify.format_result(result).splitlines() == [
+        "FAIL tflite int8      max|dlogit| 5.00e-01, top-1 same as Keras 3/4, accuracy 75.00% (Keras 100.00%), "
+        "batch - ok, 3000.000 MB",
+        "     FAILED: batch of 1 fails: no",
+        "     FAILED: batch of 7 fails: no",
+    ]
+
+
+def test_open_export_hands_a_file_and_its_threads_to_the_runtime(monkeypatch, tmp_path):
+    opened = []
+    monkeypatch.setattr(verify, "load_runtime_model", lambda *args: opened.append(args) or "model")
+    path = str(tmp_path / "model.tflite")
+    assert open_export(path, num_threads=3) == "model" and opened == [(path, 3)]
+    assert open_export(path) == "model" and opened[1:] == [(path, None)]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the accuracy of no answers is NaN
+def test_a_runtime_answering_no_logits_for_one_image_fails_on_its_shape_not_on_the_empty_difference(
+    monkeypatch, tmp_path
+):
+    """Nothing to compare is a difference of 0 (not a crash, not a made-up number); the batch check fails it."""
+
+    class Silent(FakeRunner):
+        def predict(self, images, batch_size=64):
+            return np.zeros((0, 10), np.float32)
+
+    logits = confident_logits(1)
+    result = prove_with(monkeypatch, tmp_path, make_reference(logits), Silent(logits))
+    assert result["max_abs_diff"] == 0.0 and result["mean_abs_diff"] == 0.0 and result["top1_agree"] == 0
+    assert not result["passed"]
+    assert result["failures"] == [
+        f"batch of {size} gives shape (0, 10) or non-finite values" for size in (1, 7)
+    ]

@@ -269,6 +269,22 @@ def test_resampled_position_embedding_is_bilinear_on_a_non_square_grid(class_tok
             "PatchEncoder was built for 4 patches but got 6 (input shape (None, 6, 8)).",
         ),
         (
+            lambda: PatchEncoder(4, 8).build((None, 6, None)),
+            "PatchEncoder was built for 4 patches but got 6 (input shape (None, 6, None)).",
+        ),
+        (
+            lambda: PatchEncoder(6, 8, grid_size=(2, 3, 1)),
+            "`grid_size` must be a positive int or a pair of them, got (2, 3, 1).",
+        ),
+        (
+            lambda: PatchEncoder(4, 8).resampled_position_embedding((2, 0)),
+            "`grid_size` must be a positive int or a pair of them, got (2, 0).",
+        ),
+        (
+            lambda: PatchEncoder(4, 8, class_token=False, distillation_token=True),
+            "distillation_token=True needs class_token=True.",
+        ),
+        (
             lambda: sincos_position_embedding((2, 2), 6),
             "sine-cosine position embedding needs a width divisible by 4, got 6.",
         ),
@@ -306,3 +322,101 @@ def test_shrinking_the_position_grid_averages_with_the_antialiasing_filter():
     np.testing.assert_allclose(shrunk[0], shrunk[1], atol=1e-5)  # constant along the rows
     with pytest.raises(ValueError, match="grid_size"):
         layer.resampled_position_embedding((2, 3, 4))
+
+
+def numpy_tokens(layer, patches):
+    """`PatchEncoder`'s output from its weights in NumPy: `[class, distillation, registers, patches]`,
+    the class and distillation tokens and the projected patches plus their position vectors."""
+    weight = {w.path.split("/", 1)[1]: keras.ops.convert_to_numpy(w) for w in layer.weights}
+    projected = patches @ weight["projection/kernel"] + weight["projection/bias"]
+    batch, _, dim = projected.shape
+    names = ["class_token", "distillation_token"][: layer.num_positioned_prefix_tokens]
+    head = [np.broadcast_to(weight[name], (batch, 1, dim)) for name in names]
+    positioned = np.concatenate([*head, projected], axis=1) + weight["position_embedding"]
+    registers = np.broadcast_to(
+        weight.get("registers", np.zeros((1, 0, dim))), (batch, layer.num_registers, dim)
+    )
+    return np.concatenate([positioned[:, : len(head)], registers, positioned[:, len(head) :]], axis=1)
+
+
+def test_distillation_token_sits_after_the_class_token_with_its_own_position():
+    """DeiT's layout: [class, distillation, registers, patches]; the distillation token is a learned vector of
+    its own (the same for every image) with the position vector at index 1, registers still have none."""
+    patches = np.random.default_rng(7).normal(size=(3, 6, 12)).astype("float32")
+    layer = PatchEncoder(6, 16, grid_size=(2, 3), distillation_token=True, num_registers=1)
+    out = keras.ops.convert_to_numpy(layer(patches))
+    assert out.shape == (3, 9, 16) == layer.compute_output_shape((3, 6, 12))
+    assert (layer.num_positioned_prefix_tokens, layer.num_prefix_tokens, layer.num_tokens) == (2, 3, 9)
+    assert layer.dist.shape == (1, 1, 16) and layer.position.shape == (1, 8, 16)
+    cls, dist = (keras.ops.convert_to_numpy(w)[0, 0] for w in (layer.cls, layer.dist))
+    position = keras.ops.convert_to_numpy(layer.position)[0]
+    assert not np.allclose(cls, dist)
+    np.testing.assert_allclose(out[:, 1], np.broadcast_to(dist + position[1], (3, 16)), atol=1e-6)
+    np.testing.assert_allclose(out, numpy_tokens(layer, patches), atol=1e-5)
+    assert layer.get_config()["distillation_token"] is True
+    assert PatchEncoder(6, 16, grid_size=(2, 3)).get_config()["distillation_token"] is False
+    assert_round_trip(layer, patches)
+
+
+def test_distillation_token_with_sincos_positions_gets_a_zero_position_vector():
+    layer = PatchEncoder(6, 8, grid_size=(2, 3), position_embedding="sincos", distillation_token=True)
+    patches = np.random.default_rng(8).normal(size=(3, 6, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(layer(patches))
+    assert out.shape == (3, 8, 8) and layer.position.shape == (1, 8, 8) and not layer.position.trainable
+    position = keras.ops.convert_to_numpy(layer.position)[0]
+    np.testing.assert_allclose(position[:2], 0.0)
+    np.testing.assert_allclose(position[2:], sincos_reference(2, 3, 8), atol=1e-6)
+    np.testing.assert_allclose(out, numpy_tokens(layer, patches), atol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+def test_weights_are_named_shaped_and_initialized_as_vit_does(position):
+    """Weight paths (what checkpoints and `.weights.h5` files key by), shapes, trainability, and the learned
+    tokens' and positions' initial values: truncated normal, stddev 0.02 (cut at 2 stddev)."""
+    layer = PatchEncoder(
+        4, 256, distillation_token=True, num_registers=3, position_embedding=position, name="enc"
+    )
+    layer(np.zeros((2, 4, 5), "float32"))
+    learned = position == "learned"
+    assert {w.path: (tuple(w.shape), w.trainable) for w in layer.weights} == {
+        "enc/projection/kernel": ((5, 256), True),
+        "enc/projection/bias": ((256,), True),
+        "enc/class_token": ((1, 1, 256), True),
+        "enc/distillation_token": ((1, 1, 256), True),
+        "enc/registers": ((1, 3, 256), True),
+        "enc/position_embedding": ((1, 6, 256), learned),
+    }
+    initialized = [layer.cls, layer.dist, layer.registers] + [layer.position] * learned
+    for weight in initialized:
+        values = keras.ops.convert_to_numpy(weight).ravel()
+        assert np.abs(values).max() <= 0.04 + 1e-6, weight.path
+        assert 0.014 < values.std() < 0.022 and abs(values.mean()) < 0.006, (weight.path, values.std())
+    assert len({float(keras.ops.convert_to_numpy(w).ravel()[0]) for w in initialized}) == len(initialized)
+
+
+def test_sublayers_and_tokens_follow_the_layers_dtype_policy():
+    """A layer made under `mixed_bfloat16` (the global policy left at float32) computes every part in
+    bfloat16, the patch norm and the distillation token included, and keeps float32 variables."""
+    assert keras.config.dtype_policy().name == "float32"
+    layer = PatchEncoder(
+        6,
+        16,
+        grid_size=(2, 3),
+        patch_norm=True,
+        distillation_token=True,
+        num_registers=1,
+        dtype="mixed_bfloat16",
+    )
+    patches = np.random.default_rng(9).normal(size=(2, 6, 12)).astype("float32")
+    out = layer(patches)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    assert layer.patch_norm_layer.dtype_policy.name == "mixed_bfloat16"
+    assert layer.projection.dtype_policy.name == "mixed_bfloat16"
+    assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} == {"float32"}
+    normed = keras.ops.convert_to_numpy(layer.patch_norm_layer(patches))
+    assert keras.backend.standardize_dtype(layer.patch_norm_layer(patches).dtype) == "bfloat16"
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")),
+        numpy_tokens(layer, normed.astype("float32")),
+        atol=0.1,
+    )

@@ -54,3 +54,28 @@ def test_a_one_step_run_trains_at_the_peak():
 
     schedule = learning_rate_schedule(0.3, total_steps=1, warmup_steps=5)
     assert float(keras.ops.convert_to_numpy(schedule(0))) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(
+    ("warmup_steps", "initial"), [(10, 0.0), (0, 0.5)], ids=["warmup from 0", "no warmup: starts at the peak"]
+)
+def test_schedule_config_says_what_it_does(warmup_steps, initial):
+    """The schedule's config (saved with the optimizer in `.keras` files) reads as the rates it gives:
+    without a warmup the initial rate is the peak, not a 0 the schedule never reaches."""
+    import keras
+
+    schedule = learning_rate_schedule(0.5, total_steps=100, warmup_steps=warmup_steps, final_fraction=0.1)
+    config = schedule.get_config()
+    assert {key: config[key] for key in config if key != "name"} == {
+        "initial_learning_rate": initial,
+        "decay_steps": 100 - warmup_steps,
+        "alpha": 0.1,
+        "warmup_target": 0.5,
+        "warmup_steps": warmup_steps,
+    }
+    assert float(keras.ops.convert_to_numpy(schedule(0))) == pytest.approx(initial)
+    revived = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    for step in (0, 5, 10, 60, 100):
+        assert float(keras.ops.convert_to_numpy(revived(step))) == pytest.approx(
+            float(keras.ops.convert_to_numpy(schedule(step)))
+        )
