@@ -23,6 +23,7 @@ def test_scripts_parse():
         "teacher_sweep.sh",
         "throughput_sweep.sh",
         "device_env.sh",
+        "scaling_gpus.sh",
     ):
         result = subprocess.run(
             ["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True
