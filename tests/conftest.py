@@ -68,14 +68,16 @@ def tiny_tree(tmp_path_factory):
     return root
 
 
-def run_python(code, *args, backend="jax", timeout=300, **kwargs):
+def run_python(code, *args, backend="jax", timeout=300, env=None, **kwargs):
     """Runs `python -c code args...` under Keras backend `backend` (JAX on its CPU), the repository first on
-    the path; returns the `CompletedProcess` with text output captured. `kwargs` go to `subprocess.run`."""
+    the path; returns the `CompletedProcess` with text output captured. `env`: more environment variables;
+    `kwargs` go to `subprocess.run`."""
     env = {
         **os.environ,
         "KERAS_BACKEND": backend,
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **(env or {}),
     }
     return subprocess.run(
         [sys.executable, "-c", code, *map(str, args)],
@@ -107,3 +109,27 @@ def reference_tta_views(images, tta):
             ]
             views += [shifted, shifted[:, :, ::-1]]
     return views
+
+
+class Interrupt(Exception):
+    """What `run_interrupted` stops a training run with, as a kill would stop it."""
+
+
+def run_interrupted(main, args, epoch=1):
+    """Runs `main(args)` (a training command's `main`) and stops it as epoch `epoch` begins, after the
+    checkpoint of the epochs before it; fails if the run was not stopped there."""
+    from keras_vit.training.callbacks import EpochTimer
+
+    original = EpochTimer.on_epoch_begin
+
+    def stop(self, begun, logs=None):
+        if begun == epoch:
+            raise Interrupt()
+        return original(self, begun, logs)
+
+    EpochTimer.on_epoch_begin = stop
+    try:
+        with pytest.raises(Interrupt):
+            main(args)
+    finally:
+        EpochTimer.on_epoch_begin = original

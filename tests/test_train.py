@@ -9,19 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_interrupted
 
 from keras_vit import load_model, train
 from keras_vit.data import load_cifar10
-from keras_vit.training.callbacks import EpochTimer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 ARGS = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "32", "--verbose", "0"]
-
-
-class Interrupt(Exception):
-    pass
 
 
 def test_train_writes_everything_and_reports_true_accuracy(tiny_tree, tmp_path):
@@ -56,18 +52,8 @@ def test_rerun_resumes_after_an_interruption(tiny_tree, tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = ARGS[:] + ["--data-dir", str(tiny_tree), "--output", str(out)]
     args[args.index("--epochs") + 1] = "3"
-    original = EpochTimer.on_epoch_begin
-
-    def stop_at_second_epoch(self, epoch, logs=None):
-        if epoch == 1:
-            raise Interrupt()
-        return original(self, epoch, logs)
-
-    monkeypatch.setattr(EpochTimer, "on_epoch_begin", stop_at_second_epoch)
-    with pytest.raises(Interrupt):
-        train.main(args)
+    run_interrupted(train.main, args)
     assert (out / "checkpoint").exists()
-    monkeypatch.setattr(EpochTimer, "on_epoch_begin", original)
     assert train.main(args) == 0
     history = (out / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]  # epoch 0 not redone

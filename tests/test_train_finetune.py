@@ -5,15 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_interrupted
 from test_train import ARGS
 
 from keras_vit import load_model, train
 from keras_vit.models import build_vit
-from keras_vit.training.callbacks import EpochTimer
-
-
-class Interrupt(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +85,7 @@ def test_layer_decay_slows_the_lower_blocks(pretrained, tiny_tree, tmp_path):
 def test_a_fine_tuning_run_resumes_to_the_uninterrupted_weights(pretrained, tiny_tree, tmp_path, monkeypatch):
     flags = ["--init-from", str(pretrained), "--layer-decay", "0.75", "--freeze-blocks", "1"]
     assert train.main(_args(tiny_tree, tmp_path / "whole", *flags)) == 0
-    original = EpochTimer.on_epoch_begin
-
-    def stop_at_second_epoch(self, epoch, logs=None):
-        if epoch == 1:
-            raise Interrupt()
-        return original(self, epoch, logs)
-
-    monkeypatch.setattr(EpochTimer, "on_epoch_begin", stop_at_second_epoch)
-    with pytest.raises(Interrupt):
-        train.main(_args(tiny_tree, tmp_path / "pieces", *flags))
-    monkeypatch.setattr(EpochTimer, "on_epoch_begin", original)
+    run_interrupted(train.main, _args(tiny_tree, tmp_path / "pieces", *flags))
     assert train.main(_args(tiny_tree, tmp_path / "pieces", *flags)) == 0
     whole = load_model(tmp_path / "whole" / "model.keras").get_weights()
     pieces = load_model(tmp_path / "pieces" / "model.keras").get_weights()

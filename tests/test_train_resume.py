@@ -1,15 +1,10 @@
 """python -m keras_vit.train resumed after an interruption ends with an uninterrupted run's weights."""
 
 import numpy as np
-import pytest
+from conftest import run_interrupted
 from test_train import ARGS
 
 from keras_vit import load_model, train
-from keras_vit.training.callbacks import EpochTimer
-
-
-class Interrupt(Exception):
-    pass
 
 
 def _weights(path):
@@ -38,18 +33,8 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_tree, tm
     assert train.main(args("whole", 2)) == 0
     assert train.main(args("one", 1)) == 0
 
-    original = EpochTimer.on_epoch_begin
-
-    def stop_at_second_epoch(self, epoch, logs=None):
-        if epoch == 1:
-            raise Interrupt()
-        return original(self, epoch, logs)
-
-    monkeypatch.setattr(EpochTimer, "on_epoch_begin", stop_at_second_epoch)
-    with pytest.raises(Interrupt):
-        train.main(args("pieces", 2))
+    run_interrupted(train.main, args("pieces", 2))
     assert (tmp_path / "pieces" / "checkpoint").exists()
-    monkeypatch.setattr(EpochTimer, "on_epoch_begin", original)
     assert train.main(args("pieces", 2)) == 0
 
     whole = _weights(tmp_path / "whole" / "model.keras")

@@ -1,34 +1,18 @@
 """Tests for keras_vit.training.distribute: data and model parallel on JAX's virtual CPU devices."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 from keras_vit.training import distribute
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_on_devices(code, *args, devices=4, timeout=600):
     """`python -c code args` under JAX with `devices` virtual CPU devices."""
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "PYTHONPATH": ROOT,
-    }
-    return subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    flags = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return run_python(code, *args, backend="jax", timeout=timeout, env=flags)
 
 
 def test_parse_mesh_and_its_errors():
@@ -119,7 +103,7 @@ RESUMED = """
 import sys
 import numpy as np
 from keras_vit import load_model, train
-from keras_vit.training.callbacks import EpochTimer
+from tests.conftest import run_interrupted
 
 data, out = sys.argv[1], sys.argv[2]
 
@@ -130,25 +114,7 @@ def args(name):
 
 
 assert train.main(args("whole")) == 0
-original = EpochTimer.on_epoch_begin
-
-
-class Interrupt(Exception):
-    pass
-
-
-def stop(self, epoch, logs=None):
-    if epoch == 1:
-        raise Interrupt()
-    return original(self, epoch, logs)
-
-
-EpochTimer.on_epoch_begin = stop
-try:
-    train.main(args("pieces"))
-except Interrupt:
-    pass
-EpochTimer.on_epoch_begin = original
+run_interrupted(train.main, args("pieces"))
 assert train.main(args("pieces")) == 0
 whole = load_model(f"{out}/whole/model.keras").get_weights()
 pieces = load_model(f"{out}/pieces/model.keras").get_weights()
