@@ -752,8 +752,9 @@ def test_a_checkpoint_json_that_is_no_object_is_unreadable_not_a_crash(tmp_path)
         CheckpointError, match=r"\(ValueError: checkpoint.json holds a JSON list, not an object\)"
     ):
         backup.on_train_begin()
-    with pytest.raises(CheckpointError, match="holds a JSON list"):
+    with pytest.raises(CheckpointError, match="holds a JSON list") as raised:
         EpochBackup.saved_epochs(tmp_path)
+    assert str(raised.value).startswith(f"the resume checkpoint in {tmp_path} cannot be read")
     (tmp_path / "checkpoint.json").write_text('{"weights": "epoch_1.weights.h5"}')  # no epoch
     with pytest.raises(CheckpointError, match="KeyError: 'epoch'"):
         EpochBackup.saved_epochs(tmp_path)
