@@ -226,7 +226,7 @@ def _draw_history_panel(ax, label, keys, history, span):
                 marker="." if len(y) <= 30 else None,
                 label=f"{split} {key}" if len(keys) > 1 else split,
             )
-            if label == "Accuracy" and split == "val" and i == 0 and len(y):
+            if label == "Accuracy" and split == "validation" and i == 0 and len(y):
                 best = int(np.nanargmax(y))
                 ax.plot(x[best], y[best], "*", color=color, markersize=11)
                 ax.annotate(

@@ -214,3 +214,70 @@ def test_plots_need_no_keras():
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
     }
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
+
+
+# --------------------------------------------------------------------------
+# What the figures show, not only that they are PNGs: the figure each plot saves, caught at the save.
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures the plots hand to their save, in order (the PNG files are still written)."""
+    figures = []
+    original = plots._save
+
+    def keep(fig, path, **kwargs):
+        figures.append(fig)
+        return original(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def _lines(ax):
+    """`{legend label: (x, y, linestyle)}` of an axes' plotted lines."""
+    return {
+        line.get_label(): (list(line.get_xdata()), list(line.get_ydata()), line.get_linestyle())
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")
+    }
+
+
+def test_training_curves_plot_the_history_and_mark_the_best_validation_epoch(tmp_path, saved_figures):
+    history = {
+        "epoch": [0, 1, 2, 3],
+        "loss": [2.0, 1.5, 1.2, 1.1],
+        "val_loss": [2.1, 1.7, 1.6, 1.65],
+        "accuracy": [0.2, 0.4, 0.5, 0.6],
+        "val_accuracy": [0.25, float("nan"), 0.55, 0.5],  # validated every other epoch: NA rows skipped
+        "learning_rate": [1e-3, 1e-3, 5e-4, 1e-4],
+    }
+    plots.plot_training_curves(history, tmp_path / "curves.png", title="run")
+    (fig,) = saved_figures
+    loss, accuracy, rate = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == ["Loss", "Accuracy", "Learning rate"]
+    assert fig._suptitle.get_text() == "run"
+    assert _lines(loss) == {
+        "train": ([1, 2, 3, 4], [2.0, 1.5, 1.2, 1.1], "-"),
+        "validation": ([1, 2, 3, 4], [2.1, 1.7, 1.6, 1.65], "--"),
+    }
+    lines = _lines(accuracy)
+    assert lines["train"] == ([1, 2, 3, 4], [0.2, 0.4, 0.5, 0.6], "-")
+    assert lines["validation"] == ([1, 3, 4], [0.25, 0.55, 0.5], "--")
+    stars = [line for line in accuracy.get_lines() if line.get_marker() == "*"]
+    assert len(stars) == 1 and list(stars[0].get_xdata()) == [3] and list(stars[0].get_ydata()) == [0.55]
+    assert [text.get_text() for text in accuracy.texts] == ["best 0.5500\n(epoch 3)"]
+    assert _lines(rate)["train"][1] == [1e-3, 1e-3, 5e-4, 1e-4]
+
+
+def test_confusion_matrix_shows_the_row_normalised_counts(tmp_path, saved_figures):
+    cm = metrics.confusion_matrix([0, 1, 2, 2, 1, 0], [0, 2, 2, 2, 1, 1], 3)  # rows: true class
+    plots.plot_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "cm.png")
+    plots.plot_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "counts.png", normalize=False)
+    normalized, counts = (fig.axes[0] for fig in saved_figures)
+    expected = cm / cm.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(normalized.get_images()[0].get_array(), expected)
+    np.testing.assert_array_equal(counts.get_images()[0].get_array(), cm)
+    assert normalized.get_title() == "Confusion matrix (row-normalised): accuracy 0.6667"
+    assert [t.get_text() for t in counts.texts] == [str(int(v)) for v in cm.ravel()]
+    assert [t.get_text() for t in normalized.texts] == [f"{v:.2f}" for v in expected.ravel()]

@@ -142,6 +142,28 @@ def test_lee2021_recipe_with_repeats_fits_and_training_accuracy_uses_repeated_la
     assert 0.0 <= history.history["accuracy"][0] <= 1.0
 
 
+def test_training_accuracy_pairs_each_repeated_row_with_its_own_label():
+    """With repeats 3 and no augmentation at a learning rate of 0, the labels are the model's own predictions:
+    every repeated row is right only if the metric compares it with its own image's repeated label."""
+    images, _ = colour_data(96)
+    keras.utils.set_random_seed(0)
+    model = build_vit("vit_micro")
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_variables:
+        variable.assign(rng.normal(0, 0.3, variable.shape).astype("float32"))
+    labels = model.predict(images.astype("float32"), verbose=0).argmax(-1).astype("int32")
+    assert len(np.unique(labels)) >= 2  # predictions differ between images: a wrong pairing shows
+    trainer = make_trainer(model, dict(AUGMENT_RECIPES["none"], repeats=3))
+    trainer.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
+    assert history.history["accuracy"][0] == pytest.approx(1.0)
+    # What a metric pairing rows 0,0,0,1,1,1,... with the unrepeated labels 0,1,2,... would score: well under 1.
+    assert np.mean(labels[np.arange(96) // 3] == labels) < 0.8
+
+
 def test_ema_weights_replace_the_trained_ones_at_the_end():
     images, labels = colour_data(128)
     keras.utils.set_random_seed(0)
