@@ -227,6 +227,7 @@ def test_time_budget_plans_from_measured_epochs_and_stops_in_budget():
     budget.on_train_begin()
     epochs = 0
     while not model.stop_training:
+        assert epochs < 100, "the budget never stopped training"
         budget.on_epoch_begin(epochs)
         assert float(model.optimizer.learning_rate) == pytest.approx(budget.rates[-1])
         clock.now += 30.0 if epochs == 0 else 7.0  # compilation in the first epoch, then 7 s each
@@ -289,6 +290,7 @@ def test_unmasked_finish_replans_the_budget_around_slower_epochs():
     layer = model.get_layer("patch_dropout")
     epoch, masked_plans = 0, []
     while not model.stop_training:
+        assert epoch < 200, "the budget never stopped training"
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
         if finish.started_epoch is None:
