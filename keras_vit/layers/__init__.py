@@ -24,7 +24,7 @@ norm without a NEG op, which int8 TFLite lacks) and `dense_over_tokens`
 (`common.py`, token-wise Dense layers without run-time shape arithmetic).
 """
 
-from keras_vit.layers.attention import LocalitySelfAttention
+from keras_vit.layers.attention import HeadMajorAttention, LocalitySelfAttention
 from keras_vit.layers.common import PACKAGE, dense_over_tokens, pair
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.norm import LayerNorm
@@ -37,6 +37,7 @@ from keras_vit.layers.transformer_block import TransformerBlock
 __all__ = [
     "PACKAGE",
     "DropPath",
+    "HeadMajorAttention",
     "LayerNorm",
     "LocalitySelfAttention",
     "PatchDropout",

@@ -74,3 +74,47 @@ class LocalitySelfAttention(keras.layers.MultiHeadAttention):
         dropped = self._dropout_layer(weights, training=training) if self.dropout else weights
         output = ops.einsum("bnts,bsnh->btnh", dropped, value)
         return output, (weights if return_attention_scores else None)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HeadMajorAttention(keras.layers.MultiHeadAttention):
+    """Keras' multi-head attention, its products run head-major on TensorFlow.
+
+    The weights, the arguments and the results are `keras.layers.MultiHeadAttention`'s.
+    On the TensorFlow backend, which has no fused attention kernel on the CPU, the
+    scores and the weighted sum are two batched matrix products over
+    `(batch, heads, tokens, key_dim)` tensors instead of Keras' einsums, which
+    TensorFlow runs more slowly (measured in `docs/experiments/README.md`). The other backends
+    keep Keras' path, which calls their fused kernels (cuDNN, PyTorch's
+    `scaled_dot_product_attention`).
+
+    Args:
+        **kwargs: `keras.layers.MultiHeadAttention` arguments.
+    """
+
+    def _compute_attention(
+        self,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        use_causal_mask=False,
+    ):
+        if (
+            keras.backend.backend() != "tensorflow"
+            or attention_mask is not None
+            or use_causal_mask
+            or len(query.shape) != 4
+        ):
+            return super()._compute_attention(
+                query, key, value, attention_mask, training, return_attention_scores, use_causal_mask
+            )
+        # (batch, tokens, heads, key_dim) -> (batch, heads, tokens, key_dim); keys as (batch, heads, key_dim, tokens).
+        query = ops.transpose(query, (0, 2, 1, 3)) * ops.cast(self._inverse_sqrt_key_dim, query.dtype)
+        scores = ops.matmul(query, ops.transpose(key, (0, 2, 3, 1)))
+        weights = ops.softmax(scores, axis=-1)
+        dropped = self._dropout_layer(weights, training=training) if self._dropout else weights
+        output = ops.transpose(ops.matmul(dropped, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3))
+        return output, (weights if return_attention_scores else None)

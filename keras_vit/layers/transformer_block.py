@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_vit.layers.attention import LocalitySelfAttention
+from keras_vit.layers.attention import HeadMajorAttention, LocalitySelfAttention
 from keras_vit.layers.common import PACKAGE, dense_over_tokens
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.norm import LayerNorm
@@ -70,9 +70,7 @@ class TransformerBlock(keras.layers.Layer):
 
         policy = self.dtype_policy
         self.attention_norm = LayerNorm(epsilon=layer_norm_epsilon, name="attention_norm", dtype=policy)
-        attention_class = (
-            LocalitySelfAttention if self.locality_attention else keras.layers.MultiHeadAttention
-        )
+        attention_class = LocalitySelfAttention if self.locality_attention else HeadMajorAttention
         self.attention = attention_class(
             num_heads=num_heads,
             key_dim=projection_dim // num_heads,

@@ -65,6 +65,9 @@ CASES = [
     LayerCase(kv_layers.PatchDropout, dict(rate=0.5, num_prefix_tokens=2, seed=3), (3, 10, 8)),
     LayerCase(kv_layers.LocalitySelfAttention, dict(num_heads=2, key_dim=4), (2, 5, 8), num_inputs=2),
     LayerCase(
+        kv_layers.HeadMajorAttention, dict(num_heads=2, key_dim=4, dropout=0.1), (2, 5, 8), num_inputs=2
+    ),
+    LayerCase(
         kv_layers.TransformerBlock,
         dict(num_heads=2, projection_dim=8, mlp_dim=16, dropout=0.1, drop_path=0.1),
         (2, 5, 8),

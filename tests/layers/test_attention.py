@@ -1,15 +1,16 @@
-"""keras_vit.layers.attention: Locality Self-Attention against a numpy reference."""
+"""keras_vit.layers.attention: Locality Self-Attention against a numpy reference; head-major attention against
+Keras' own."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_vit.layers import LocalitySelfAttention, TransformerBlock
+from keras_vit.layers import HeadMajorAttention, LocalitySelfAttention, TransformerBlock
 
 from .layer_checks import assert_round_trip, cases_for, check_case
 
 
-@pytest.mark.parametrize("case", cases_for(LocalitySelfAttention), ids=str)
+@pytest.mark.parametrize("case", cases_for(LocalitySelfAttention) + cases_for(HeadMajorAttention), ids=str)
 def test_shared_layer_checks(case, tmp_path):
     check_case(case, tmp_path)
 
@@ -46,3 +47,51 @@ def test_locality_self_attention():
     config = TransformerBlock(2, 16, 32).get_config()
     del config["locality_attention"]  # files saved before the option existed
     assert TransformerBlock.from_config(config).locality_attention is False
+
+
+def test_head_major_attention_is_keras_attention():
+    """Keras' MultiHeadAttention with the same weights: outputs, attention scores and gradients agree."""
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(3, 7, 12)).astype("float32")
+    value = rng.normal(size=(3, 5, 12)).astype("float32")  # cross-attention too: other lengths
+    ours, theirs = HeadMajorAttention(3, 4), keras.layers.MultiHeadAttention(3, 4)
+    ours(query, value), theirs(query, value)
+    assert [w.path.split("/", 1)[1] for w in ours.weights] == [
+        w.path.split("/", 1)[1] for w in theirs.weights
+    ]
+    theirs.set_weights([rng.normal(size=w.shape).astype("float32") for w in theirs.weights])
+    ours.set_weights(theirs.get_weights())
+    for layer_out, keras_out in zip(
+        ours(query, value, return_attention_scores=True), theirs(query, value, return_attention_scores=True)
+    ):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer_out), keras.ops.convert_to_numpy(keras_out), atol=1e-5
+        )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours(query, value)),
+        keras.ops.convert_to_numpy(theirs(query, value)),
+        atol=1e-5,
+    )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gradients = []
+        for layer in (ours, theirs):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(query, value) ** 2)
+            gradients.append(tape.gradient(loss, layer.trainable_variables))
+        for a, b in zip(*gradients):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_head_major_attention_drops_weights_only_in_training():
+    tokens = np.random.default_rng(4).normal(size=(2, 6, 8)).astype("float32")
+    layer = HeadMajorAttention(2, 4, dropout=0.5, seed=1)
+    _, kept = layer(tokens, tokens, return_attention_scores=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.sum(kept, -1)), 1.0, rtol=1e-5)
+    trained = keras.ops.convert_to_numpy(layer(tokens, tokens, training=True))
+    assert not np.allclose(trained, keras.ops.convert_to_numpy(layer(tokens, tokens)))
+
+
+def test_transformer_blocks_attend_head_major():
+    assert isinstance(TransformerBlock(2, 8, 16).attention, HeadMajorAttention)
