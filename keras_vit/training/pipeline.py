@@ -36,6 +36,7 @@ from keras_vit.labels import write_labels
 from keras_vit.plots import read_history_csv
 from keras_vit.training.callbacks import EpochTimer, StopOnNaN
 from keras_vit.training.recipes import MIXED_PRECISION
+from keras_vit.training.tf_feed import fit_input
 from keras_vit.tta import tta_accuracies
 
 
@@ -231,7 +232,9 @@ def fit(
     start = time.perf_counter()
     # shuffle=False: the batches shuffle themselves by (seed, epoch); Keras' shuffle of the batch order draws
     # from NumPy's global generator, which a resumed run cannot replay.
-    trainer.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False, **fit_kwargs)
+    trainer.fit(
+        fit_input(batches), epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False, **fit_kwargs
+    )
     seconds = time.perf_counter() - start
     history = read_history_csv(history_path) if history_path.exists() else {}
     losses = history.get("loss", [])
