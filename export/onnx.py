@@ -8,21 +8,22 @@ Exact GELU. The model's `Dense(activation="gelu")` is the exact (erf) GELU,
 which TensorFlow 2.21 lowers to `0.5 * x * Erfc(-x / sqrt(2))`. tf2onnx 1.17
 has no handler for `Erfc`: it logs an error, keeps a TF node in the graph
 and still writes a file that onnxruntime refuses (this is how
-`model.export(format="onnx")` "succeeds"). We register a tf2onnx custom op
-handler that rewrites each `Erfc(x)` node as `Sub(1, Erf(x))`:
+`model.export(format="onnx")` "succeeds"). A tf2onnx rewriter (its documented
+`custom_rewriter` hook) writes that GELU as `0.5 * x * (1 + Erf(x / sqrt(2)))`:
 
-- it is exact math (erfc = 1 - erf), not an approximation: no tanh GELU,
-  nothing changed in the model or its weights;
-- ONNX has had `Erf` since opset 9 and every onnxruntime implements it;
-- it is local to the one missing op, through tf2onnx's documented
-  extension point, so everything else is tf2onnx's normal conversion;
-- precision: `1 - erf(z)` loses relative accuracy only for large positive
-  `z = -x/sqrt(2)`, i.e. very negative `x`, where `GELU(x) = 0.5 x erfc(z)`
-  is ~0: the absolute error is below `|x| * 6e-8`.
+- exact math (`erfc(-z) = 1 + erf(z)`, erf is odd; the division rounds at
+  most one ulp from TensorFlow's product), not the tanh approximation;
+- the form ONNX Runtime's graph optimiser fuses into one `Gelu` kernel a
+  block (it does not match `Erf(x * 0.7071)`, nor `1 - Erf`);
+- ONNX has had `Erf` since opset 9 and every onnxruntime implements it.
 
-Attention without run-time shape arithmetic. Keras' attention lowers to two
-TF `Einsum` ops a block (`BTNH,BSNH->BNTS` for the scores, `BNTS,BSNH->BTNH`
-for the weighted values). tf2onnx writes them as ONNX `Einsum` and then
+Any other `Erfc` gets a custom op handler, `Sub(1, Erf(x))` (exact identity;
+`1 - erf(z)` loses relative accuracy only for large positive `z`).
+
+Attention without run-time shape arithmetic. Keras' attention lowers to TF
+`Einsum` ops: its projections, and in `keras.layers.MultiHeadAttention` (files
+from before `HeadMajorAttention`, which uses batched matmuls) the scores
+(`BTNH,BSNH->BNTS`) and the weighted values (`BNTS,BSNH->BTNH`). tf2onnx writes them as ONNX `Einsum` and then
 decomposes each into MatMul between Reshapes whose shapes it computes at run
 time from the dynamic batch (Shape, Gather, ReduceProd, Concat, Unsqueeze):
 a large share of the graph's nodes, and of its latency in onnxruntime. A
@@ -254,7 +255,52 @@ def _layer_norm_as_one_op(g, ops):
     return g.get_nodes()
 
 
-CUSTOM_REWRITERS = [_layer_norm_as_one_op]
+def _gelu_pattern():
+    """The `erfc` of TensorFlow's exact GELU, `0.5 * x * erfc(-x * c)` with `c = 1 / sqrt(2)`: `Erfc(Mul(y, k))`
+    with a constant `k`, where `y` is `Neg(x)` or, after constant folding, `x` itself and `k = -c`."""
+    from tf2onnx.graph_matcher import OpTypePattern as Op
+
+    return Op(
+        "Erfc", name="erfc", inputs=[Op("Mul", inputs=[Op("*", name="y"), Op("Const|ConstV2", name="scale")])]
+    )
+
+
+def _gelu_as_erf(g, ops):
+    """tf2onnx rewriter: `erfc(-x * c)` -> `1 + erf(x / (1 / c))`, the form of GELU that ONNX Runtime's graph
+    optimiser fuses into one `Gelu` kernel (`0.5 * x * (1 + erf(x / sqrt(2)))`; it does not match `x * c`).
+
+    `erfc(-z) = 1 + erf(z)` exactly (erf is odd); `x / sqrt(2)` rounds at most one float32 ulp away from
+    `x * (1 / sqrt(2))`. Only scalar constant scales are rewritten; any other `Erfc` keeps the `1 - erf` handler.
+    """
+    from tf2onnx import utils
+    from tf2onnx.graph_matcher import GraphMatcher
+
+    for match in list(GraphMatcher(_gelu_pattern(), allow_reorder=True).match_ops(ops)):
+        scale = np.asarray(match.get_op("scale").get_tensor_value(as_list=False))
+        if scale.size != 1 or not np.issubdtype(scale.dtype, np.floating):
+            continue
+        erfc, y = match.get_op("erfc"), match.get_op("y")
+        if y.type == "Neg":
+            x, scale = y.input[0], scale.reshape(())
+        else:
+            x, scale = match.get_tensor("y"), -scale.reshape(())
+        divisor = g.make_const(utils.make_name(f"{erfc.name}/divisor"), (1 / scale).astype(scale.dtype))
+        scaled = g.make_node("Div", [x, divisor.output[0]], op_name_scope=erfc.name)
+        erf = g.make_node("Erf", [scaled.output[0]], op_name_scope=erfc.name)
+        one = g.make_const(utils.make_name(f"{erfc.name}/one"), np.array(1, dtype=scale.dtype))
+        plus_one = g.make_node(
+            "Add",
+            [erf.output[0], one.output[0]],
+            op_name_scope=erfc.name,
+            shapes=[g.get_shape(erfc.output[0])],
+            dtypes=[g.get_dtype(erfc.output[0])],
+        )
+        g.replace_all_inputs(erfc.output[0], plus_one.output[0], ops=ops)
+        g.remove_node(erfc.name)
+    return g.get_nodes()
+
+
+CUSTOM_REWRITERS = [_layer_norm_as_one_op, _gelu_as_erf]
 
 
 def convert(saved_model_dir, opset=DEFAULT_OPSET):
@@ -338,10 +384,15 @@ def card_fields(proto, opset):
         layer_norm = f"decomposed (LayerNormalization needs opset {LAYER_NORM_MIN_OPSET})"
     else:
         layer_norm = "decomposed (no keras_vit LayerNorm pattern matched)"
+    divided = {output for node in proto.graph.node if node.op_type == "Div" for output in node.output}
+    if any(node.op_type == "Erf" and node.input[0] in divided for node in proto.graph.node):
+        gelu = "exact: erfc(-x/sqrt(2)) as 1 + Erf(x/sqrt(2)), which ONNX Runtime fuses into Gelu"
+    else:
+        gelu = "exact: TF Erfc(x) exported as 1 - Erf(x)"
     return {
         "runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)",
         "opset": int(opset),
-        "gelu": "exact: TF Erfc(x) exported as 1 - Erf(x)",
+        "gelu": gelu,
         "attention": "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)",
         "layer_norm": layer_norm,
     }
@@ -379,7 +430,7 @@ def check_opset_arg(parser, args):
 def main(argv=None):
     parser = cli.make_parser(
         "python -m export.onnx",
-        "Export a .keras ViT to ONNX (exact GELU, Erfc rewritten as 1 - Erf), checked in onnxruntime "
+        "Export a .keras ViT to ONNX (exact GELU as 1 + Erf(x / sqrt(2))), checked in onnxruntime "
         "against Keras.",
         "the .onnx file to write (its class names OUT.labels.txt and model card OUT.onnx.json are written "
         "beside it)",

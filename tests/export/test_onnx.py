@@ -16,15 +16,15 @@ from tf2onnx import convert as tf2onnx_convert
 
 import keras_vit
 from export import runtime
-from export.onnx import CUSTOM_OP_HANDLERS, batched_matmul_permutations
+from export.onnx import CUSTOM_OP_HANDLERS, CUSTOM_REWRITERS, batched_matmul_permutations
 
 pytest_plugins = ["export_fixtures"]
 
 
-def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir):
+def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir, tmp_path):
     model = onnx.load(str(export_dir / "model.onnx"))
     ops = {node.op_type for node in model.graph.node}
-    assert "Erf" in ops and "Erfc" not in ops  # exact GELU, via 1 - Erf
+    assert "Erf" in ops and "Erfc" not in ops  # exact GELU, as 1 + Erf(x / sqrt(2))
     assert "Expand" in ops and "ConstantOfShape" not in ops  # the class token broadcast, no zeros_like
     assert all(onnx.defs.has(node.op_type, node.domain) for node in model.graph.node)
     # Attention's einsums are static Transpose/MatMul, without the run-time shape arithmetic tf2onnx's einsum
@@ -40,7 +40,15 @@ def test_onnx_graph_is_standard_onnx_with_exact_gelu(export_dir):
     assert counts.get("LayerNormalization") == 2 * blocks + 1, counts
     assert not {"GlobalAveragePool", "ReduceMean", "Sqrt", "Reciprocal"} & set(counts), counts
     card = json.loads((export_dir / "model.onnx.json").read_text())
-    assert card["opset"] == 17 and "Transpose/MatMul" in card["attention"] and "Erf" in card["gelu"]
+    assert card["opset"] == 17 and "Transpose/MatMul" in card["attention"] and "Gelu" in card["gelu"]
+    # ONNX Runtime's graph optimiser fuses every block's GELU into one kernel.
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(export_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    optimized = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    assert optimized.count("Gelu") + optimized.count("BiasGelu") == blocks and "Erf" not in optimized, (
+        optimized
+    )
     assert card["layer_norm"] == f"{2 * blocks + 1} LayerNormalization ops"
     (image,), (logits,) = model.graph.input, model.graph.output
     assert (image.name, logits.name) == ("images", "logits")
@@ -115,6 +123,38 @@ def test_onnx_einsum_handler_converts_attention_and_falls_back():
         session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         (result,) = session.run(None, {i.name: x for i, x in zip(session.get_inputs(), inputs)})
         np.testing.assert_allclose(result, function(*inputs).numpy(), atol=1e-5, err_msg=equation)
+
+
+def test_exact_gelu_exports_as_the_form_onnx_runtime_fuses():
+    """TensorFlow's `0.5 * x * erfc(-x / sqrt(2))` becomes `1 + erf(x / sqrt(2))`, equal to TensorFlow's GELU
+    over the whole float32 range, and ONNX Runtime runs it as one Gelu kernel."""
+    signature = [tf.TensorSpec((None, 6), tf.float32)]
+    function = tf.function(lambda x: tf.nn.gelu(x, approximate=False), input_signature=signature)
+    proto, _ = tf2onnx_convert.from_function(
+        function,
+        input_signature=signature,
+        opset=17,
+        custom_op_handlers=CUSTOM_OP_HANDLERS,
+        custom_rewriter=CUSTOM_REWRITERS,
+    )
+    ops = [node.op_type for node in proto.graph.node]
+    assert "Div" in ops and "Erf" in ops and "Sub" not in ops and "Neg" not in ops, ops
+    x = np.concatenate(
+        [np.linspace(-12, 12, 997), [-3e38, -1e4, -40, -1e-30, 0, 1e-30, 40, 1e4, 3e38]]
+    ).astype(np.float32)
+    x = np.resize(x, (len(x) // 6 * 6,)).reshape(-1, 6)
+    expected = function(x).numpy()
+    options = onnxruntime.SessionOptions()
+    for level in (
+        onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    ):
+        options.graph_optimization_level = level
+        session = onnxruntime.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        (result,) = session.run(None, {session.get_inputs()[0].name: x})
+        np.testing.assert_allclose(result, expected, rtol=2e-6, atol=1e-7, err_msg=str(level))
 
 
 def test_onnx_module_does_not_shadow_onnx_package():
