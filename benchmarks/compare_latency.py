@@ -65,6 +65,7 @@ def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5
                 "latency_ms_by_round": [round(float(v), 3) for v in latency[:, index]],
                 "latency_ratio_to_first_median": float(np.median(latency[:, index] / latency[:, 0])),
                 "throughput_images_per_s_median_of_rounds": float(np.median(throughput[:, index])),
+                "throughput_images_per_s_by_round": [round(float(v), 1) for v in throughput[:, index]],
                 "throughput_ratio_to_first_median": float(np.median(throughput[:, index] / throughput[:, 0])),
             }
         )

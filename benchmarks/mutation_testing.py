@@ -1,7 +1,7 @@
 """Mutation testing of the modules that carry the README's guarantees, each against its own fast tests (mutmut).
 
     pip install mutmut==3.8.1
-    python benchmarks/mutation_testing.py                 # every group (about half an hour on 2 cores)
+    python benchmarks/mutation_testing.py                 # every group (about 80 minutes on 2 shared cores)
     python benchmarks/mutation_testing.py patches proof   # some groups
     python benchmarks/mutation_testing.py --list
     python benchmarks/mutation_testing.py --report-only   # the report again from the groups' saved results

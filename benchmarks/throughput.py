@@ -3,11 +3,12 @@
     KERAS_BACKEND=jax python benchmarks/throughput.py --preset vit_cifar10 \
         --batch-size 500 --mixed-precision bfloat16 --augment strong
 
-Runs `ViTTrainer.fit` (the same train step as `python -m keras_vit.train`,
+Runs `ViTTrainer.fit` (the same train step and feed as `python -m keras_vit.train`,
 augmentation included) for `--epochs` short epochs of `--steps` steps on
 random uint8 images; the first epoch holds the compilation, the median of
 the others gives the steady rate (`images_per_second_range`: the slowest and
-fastest of them). MFU = achieved training FLOP/s (3 x the forward matrix
+fastest of them), and the median step of those epochs alone gives
+`step_images_per_second` (what happens between epochs left out). MFU = achieved training FLOP/s (3 x the forward matrix
 products, see `keras_vit.training.training_flops_per_image`) over the peak
 dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others). With
 `--teacher-width W` the step also runs a teacher of that width forward
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,11 +39,13 @@ from keras_vit.model_flags import add_model_flags, flag_overrides  # noqa: E402
 from keras_vit.models.flops import forward_flops_per_image, training_flops_per_image, training_sequence_length  # noqa: E402
 from keras_vit.models.teachers import TEACHER_ARCHS, average_logits, build_teacher  # noqa: E402
 from keras_vit.training.augment import AUGMENT_RECIPES  # noqa: E402
+from keras_vit.training.batches import TrainingBatches  # noqa: E402
 from keras_vit.training.callbacks import EpochTimer  # noqa: E402
 from keras_vit.training.optimizers import make_optimizer  # noqa: E402
 from keras_vit.training.pipeline import describe_device  # noqa: E402
 from keras_vit.training.recipes import MIXED_PRECISION, training_recipe  # noqa: E402
 from keras_vit.training.schedules import learning_rate_schedule  # noqa: E402
+from keras_vit.training.tf_feed import fit_input  # noqa: E402
 from keras_vit.training.trainer import make_trainer  # noqa: E402
 
 # Dense peak rates (TFLOP/s) from the vendors' datasheets, for MFU.
@@ -60,6 +64,27 @@ def peak_for(device, precision):
     return None
 
 
+class StepTimer(keras.callbacks.Callback):
+    """Seconds of each `train_function` call of the epochs after the first (the step, its data fetch
+    included), without the epoch ends: there Keras and tf.data start a new iterator, whose cost a short
+    benchmark epoch would count many times more often than training does (docs/experiments/README.md)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch > 0:
+            self.seconds.append(time.perf_counter() - self._start)
+
+
 def measure(
     preset,
     batch_size,
@@ -75,6 +100,7 @@ def measure(
     teacher_flip=False,
     teacher_arch="resnet9",
     teachers=1,
+    jit_compile="auto",
 ):
     """Times `fit` on random images; returns the result row (a dict). `model_overrides`: `build_vit`
     keyword arguments over the preset's (`keras_vit.model_flags.flag_overrides` of the model flags)."""
@@ -97,25 +123,23 @@ def measure(
         optimizer=make_optimizer("adamw", schedule, ema_momentum=ema_momentum),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
     )
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * steps, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * steps).astype("int32")
     # Epoch end is where Keras turns the logs into numbers, so the device is done.
-    clock = EpochTimer(batch_size * steps)
-    trainer.fit(
-        {"images": images, "labels": labels},
-        labels,
-        batch_size=batch_size,
-        epochs=epochs,
-        callbacks=[clock],
-        verbose=0,
-    )
+    clock, step_clock = EpochTimer(batch_size * steps), StepTimer()
+    # Fed as `python -m keras_vit.train` feeds it (`TrainingBatches` through `fit_input`).
+    batches = fit_input(TrainingBatches(images, labels, batch_size))
+    trainer.fit(batches, epochs=epochs, callbacks=[clock, step_clock], verbose=0)
     # The median of the timed epochs; their spread shows how far one epoch's rate can be trusted
     # (one timed epoch alone can be far off: docs/experiments/README.md, "Training throughput and MFU").
     timed = [float(t) for t in clock.times[1:]]
     steady = float(np.median(timed))
     images_per_second = batch_size * steps / steady
+    # steps_per_execution steps run in one call.
+    step_seconds = float(np.median(step_clock.seconds)) / steps_per_execution
     teacher_flops = 0 if teacher is None else forward_flops_per_image(teacher) * (2 if teacher_flip else 1)
     flops = training_flops_per_image(model) + teacher_flops
     device = describe_device()
@@ -138,6 +162,7 @@ def measure(
         "patch_dropout": shape["patch_dropout"],
         "train_sequence_length": training_sequence_length(model),
         "steps_per_execution": steps_per_execution,
+        "jit_compile": trainer.jit_compile,
         "ema_momentum": ema_momentum,
         "teacher_arch": teacher_arch if teacher is not None else None,
         "teachers": teachers if teacher is not None else 0,
@@ -151,6 +176,9 @@ def measure(
         "device": device,
         "images_per_second": round(images_per_second, 1),
         "step_ms": round(1000 * steady / steps, 3),
+        # The median step alone, epoch ends left out (StepTimer).
+        "step_images_per_second": round(batch_size / step_seconds, 1),
+        "median_step_ms": round(1000 * step_seconds, 3),
         "images_per_second_range": [
             round(batch_size * steps / max(timed), 1),
             round(batch_size * steps / min(timed), 1),
@@ -183,6 +211,12 @@ def main(argv=None):
         "--repeats", type=int, default=None, help="repeated augmentation (default: the recipe's)"
     )
     parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the step with XLA (default: Keras' choice, as python -m keras_vit.train)",
+    )
     parser.add_argument("--ema-momentum", type=float, default=None)
     parser.add_argument(
         "--teacher-width",
@@ -232,6 +266,7 @@ def main(argv=None):
         args.teacher_flip,
         args.teacher_arch,
         args.teachers,
+        "auto" if args.jit_compile is None else args.jit_compile,
     )
     line = json.dumps(result)
     print(line, flush=True)

@@ -542,3 +542,91 @@ def test_mutation_report_judges_survivors_and_counts_kill_rates(tmp_path, monkey
     assert statuses["m4"] == ("survived", None)  # no longer listed: a survivor again
     markdown = (tmp_path / "mutation_report.md").read_text()
     assert "| `keras_vit/layers/patches.py` | 4 | 2 | 1 | 1 | 0 | 0 | 66.7% |" in markdown
+
+
+def test_peers_cpu_ratios_are_per_round_medians(tmp_path, monkeypatch):
+    """Each keras_vit side's ratio to timm is the median of its per-round ratios (a slow round slows both)."""
+    peers = _load_script("peers_cpu")
+    rates = {"timm": iter([100.0, 50.0, 100.0]), "tensorflow": iter([80.0, 45.0, 60.0])}
+    epoch_rates = {"timm": iter([90.0, 45.0, 90.0]), "tensorflow": iter([45.0, 45.0, 60.0])}
+
+    def row(side):
+        return {
+            "images_per_second": next(rates[side]),
+            "epoch_images_per_second": next(epoch_rates[side]),
+            "parameters": 7,
+        }
+
+    monkeypatch.setattr(peers, "timm_train", lambda shape, args: row("timm"))
+    monkeypatch.setattr(peers, "keras_train", lambda side, shape, args: row(side))
+    argv = ["--torch-python", sys.executable, "--output", str(tmp_path), "--shapes", "w64", "--rounds", "3"]
+    assert peers.main([*argv, "--skip", "inference"]) == 0
+    report = json.loads((tmp_path / "peers_cpu.json").read_text())
+    ours = next(row for row in report["training"] if row["side"] == "tensorflow")
+    assert ours["ratio_to_timm"] == pytest.approx([0.8, 0.9, 0.6])
+    assert ours["median_ratio_to_timm"] == pytest.approx(0.8) and ours["median_images_per_second"] == 60.0
+    # Whole epochs: the median of 45 / 45 / 60 and of the per-round ratios 0.5 / 1.0 / 0.67.
+    assert "| w64 | 7 / 7 | tensorflow | 60 | 0.80x | 45 | 0.67x |" in (tmp_path / "peers_cpu.md").read_text()
+    assert (tmp_path / "peers_cpu.png").stat().st_size > 0
+
+
+def test_peers_cpu_refuses_an_unknown_keras_side(tmp_path):
+    peers = _load_script("peers_cpu")
+    assert peers.keras_config("tensorflow+xla+bf16") == "tensorflow+xla+bf16"
+    assert peers.keras_config(f"tensorflow@{ROOT}") == f"tensorflow@{ROOT}"
+    for bad in ("tensorflow+fast", "numpy", "jax+xla+int8"):
+        with pytest.raises(Exception, match="BACKEND"):
+            peers.keras_config(bad)
+    with pytest.raises(Exception, match="not a keras_vit checkout"):
+        peers.keras_config(f"tensorflow@{tmp_path}")
+
+
+def test_profile_sorts_ops_into_the_parts_of_the_step():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    profile = _load_script("profile_cpu_step")
+
+    def row(kind, name, micros):
+        return {
+            "Host/device": "Host",
+            "Operation Type": kind,
+            "Operation Name": name,
+            "Total self-time (us)": micros,
+        }
+
+    rows = [
+        row("IDLE", "IDLE", 500.0),
+        row("_MklBatchMatMulV2", "vit/transformer_block/attention/MatMul", 40.0),
+        row("_MklEinsum", "vit/transformer_block/mlp_dense_1/einsum", 30.0),
+        row("Erfc", "vit/transformer_block/gelu/Erfc", 10.0),
+        row("Mean", "vit/transformer_block/attention_norm/Mean", 5.0),
+        row("AssignSubVariableOp", "adamw/AssignSubVariableOp", 15.0),
+        {"Host/device": "Device", "Operation Type": "X", "Operation Name": "x", "Total self-time (us)": 99.0},
+    ]
+    by_kind, by_part, idle = profile.summarise(rows)
+    assert idle == 500.0 and sum(by_kind.values()) == 100.0 and "X" not in by_kind
+    assert by_part == {"attention": 40.0, "mlp": 30.0, "gelu": 10.0, "layer norm": 5.0, "optimizer": 15.0}
+
+
+def test_throughput_compiles_with_xla_when_asked(tmp_path):
+    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--preset", "vit_micro"]
+    command += ["--augment", "none", "--batch-size", "8", "--steps", "2", "--epochs", "2", "--jit-compile"]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["jit_compile"] is True and row["images_per_second"] > 0
+    assert row["step_images_per_second"] == pytest.approx(8 / (row["median_step_ms"] / 1000), rel=0.01)
+
+
+def test_step_timer_times_each_step_after_the_first_epoch(monkeypatch):
+    """The step clock leaves out the first epoch (compilation) and the time between steps (epoch ends)."""
+    throughput = _load_script("throughput")
+    clock = iter([0.0, 100.0, 100.5, 200.0, 200.25, 300.0, 301.0])  # the first epoch's end reads no clock
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(clock))
+    timer = throughput.StepTimer()
+    for epoch, steps in ((0, 1), (1, 2), (2, 1)):
+        timer.on_epoch_begin(epoch)
+        for step in range(steps):
+            timer.on_train_batch_begin(step)
+            timer.on_train_batch_end(step)
+    assert timer.seconds == [0.5, 0.25, 1.0]
