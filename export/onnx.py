@@ -165,6 +165,21 @@ CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, []), "Einsum": (_einsum_a
 LAYER_NORM_MIN_OPSET = 17  # ONNX LayerNormalization
 
 
+def _replace_node(g, ops, old, op_type, inputs, attr=None):
+    """tf2onnx rewriters' last step: a new `op_type` node of `old`'s output shape and dtype takes `old`'s place
+    for every consumer, and `old` leaves the graph."""
+    new = g.make_node(
+        op_type,
+        inputs,
+        attr=attr or {},
+        op_name_scope=old.name,
+        shapes=[g.get_shape(old.output[0])],
+        dtypes=[g.get_dtype(old.output[0])],
+    )
+    g.replace_all_inputs(old.output[0], new.output[0], ops=ops)
+    g.remove_node(old.name)
+
+
 def _layer_norm_pattern():
     """`keras_vit.layers.LayerNorm` in TF ops.
 
@@ -242,16 +257,14 @@ def _layer_norm_as_one_op(g, ops):
             len(op.output_shapes[0]) != 1 or op.output_shapes[0][0] != channels for op in (gamma, beta)
         ):
             continue
-        norm = g.make_node(
+        _replace_node(
+            g,
+            ops,
+            output,
             "LayerNormalization",
             [x, gamma.output[0], beta.output[0]],
             attr={"axis": -1, "epsilon": float(epsilon[0])},
-            op_name_scope=output.name,
-            shapes=[g.get_shape(output.output[0])],
-            dtypes=[g.get_dtype(output.output[0])],
         )
-        g.replace_all_inputs(output.output[0], norm.output[0], ops=ops)
-        g.remove_node(output.name)
     return g.get_nodes()
 
 
@@ -288,15 +301,7 @@ def _gelu_as_erf(g, ops):
         scaled = g.make_node("Div", [x, divisor.output[0]], op_name_scope=erfc.name)
         erf = g.make_node("Erf", [scaled.output[0]], op_name_scope=erfc.name)
         one = g.make_const(utils.make_name(f"{erfc.name}/one"), np.array(1, dtype=scale.dtype))
-        plus_one = g.make_node(
-            "Add",
-            [erf.output[0], one.output[0]],
-            op_name_scope=erfc.name,
-            shapes=[g.get_shape(erfc.output[0])],
-            dtypes=[g.get_dtype(erfc.output[0])],
-        )
-        g.replace_all_inputs(erfc.output[0], plus_one.output[0], ops=ops)
-        g.remove_node(erfc.name)
+        _replace_node(g, ops, erfc, "Add", [erf.output[0], one.output[0]])
     return g.get_nodes()
 
 
