@@ -630,3 +630,27 @@ def test_step_timer_times_each_step_after_the_first_epoch(monkeypatch):
             timer.on_train_batch_begin(step)
             timer.on_train_batch_end(step)
     assert timer.seconds == [0.5, 0.25, 1.0]
+
+
+def test_keras_augment_measures_every_arm_and_summarises_ratios(tmp_path):
+    """The ours-beside-Keras benchmark (docs/results.md, "Augmentation"): every arm runs in the trainer's step on a
+    tiny setting, and the randomness stage sees what separates the layers."""
+    bench = _load_script("keras_augment")
+    tiny = "--preset vit_micro --batch-size 16 --steps 2 --rounds 1 --augment-calls 1".split()
+    bench.main(["--output", str(tmp_path), "--stages", "speed", "randomness", *tiny])
+    speed = [json.loads(line) for line in (tmp_path / "speed.jsonl").read_text().splitlines()]
+    arms = {(row["comparison"], row["side"]) for row in speed}
+    assert arms == {("none", "none"), *bench.arm_names(bench.ARMS)}
+    assert all(row["step_images_per_second"] > 0 for row in speed)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for comparison in bench.ARMS:
+        ratio = summary[comparison]["speed"]["step_ratio_keras_over_ours"]
+        rates = summary[comparison]["speed"]["step_images_per_second"]
+        assert ratio == pytest.approx(rates["keras"] / rates["ours"], abs=1e-3)
+    randomness = {name: entry["randomness"] for name, entry in summary.items() if isinstance(entry, dict)}
+    assert randomness["cutmix"]["ours"]["label_weight_minus_kept_pixels_mean_abs"] == 0.0
+    assert randomness["mixup"]["ours"]["distinct_label_weights_in_a_batch_of_64"] == 1  # one weight per batch
+    assert randomness["mixup"]["keras"]["distinct_label_weights_in_a_batch_of_64"] > 32  # one per image
+    assert randomness["randaugment"]["keras"]["operation_indices_drawn_for_32_images"] == [2]  # per round
+    for comparison in ("crop_flip", "randaugment"):
+        assert randomness[comparison]["ours"]["distinct_outputs_of_32_identical_images"] > 16

@@ -1,6 +1,7 @@
 """Tests for keras_vit.training.trainer: ViTTrainer's step, loss, repeats, EMA, compilation."""
 
 import importlib.util
+import json
 
 import keras
 import numpy as np
@@ -186,3 +187,51 @@ def test_fit_on_training_batches_compiles_the_train_step_once():
     result = run_python(COMPILE_COUNT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "train_step compilations 2 1"
+
+
+EVERY_RECIPE_SCRIPT = """
+import json, sys
+import keras
+import numpy as np
+from keras_vit import build_vit
+from keras_vit.training import augment
+from keras_vit.training.augment import AUGMENT_RECIPES
+from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.trainer import make_trainer
+
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (16, 32, 32, 3), dtype="uint8")
+labels = (np.arange(16) % 10).astype("int32")
+augmentation_classes = tuple(
+    value for value in vars(augment).values() if isinstance(value, type) and issubclass(value, keras.layers.Layer)
+)
+results = {}
+for name, recipe in AUGMENT_RECIPES.items():
+    keras.utils.set_random_seed(0)
+    model = build_vit("vit_micro")
+    trainer = make_trainer(model, recipe, label_smoothing=0.1, seed=0)
+    trainer.compile(optimizer=make_optimizer("adamw", 1e-3))
+    before = keras.ops.convert_to_numpy(model.trainable_weights[0]).copy()
+    history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=8, epochs=1, verbose=0)
+    moved = float(np.abs(keras.ops.convert_to_numpy(model.trainable_weights[0]) - before).max())
+    path = sys.argv[1] + "/" + name + ".keras"
+    model.save(path)
+    saved = keras.saving.load_model(path)
+    carried = [layer.name for layer in saved._flatten_layers() if isinstance(layer, augmentation_classes)]
+    results[name] = [history.history["loss"][-1], moved, carried]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_every_augmentation_recipe_trains_on_each_backend_and_the_saved_model_carries_none_of_it(
+    backend, tmp_path
+):
+    pytest.importorskip(backend)
+    result = run_python(EVERY_RECIPE_SCRIPT, tmp_path, backend=backend, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(results) == sorted(AUGMENT_RECIPES)
+    for name, (loss, moved, carried) in results.items():
+        assert np.isfinite(loss) and moved > 0, (name, loss, moved)
+        assert carried == [], (name, carried)  # no augmentation layer in the saved model
