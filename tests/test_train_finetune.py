@@ -154,3 +154,82 @@ def test_fine_tuning_a_converted_hugging_face_folder(tiny_tree, tmp_path):
     with open(out / "history.csv", newline="") as file:
         losses = [float(row["loss"]) for row in csv.DictReader(file)]
     assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses
+
+
+# A 3-class folder of 48x48 images (the checkpoint was built at 32x32 with 5 classes).
+CLASSES_48 = ("ant", "bee", "cat")
+
+
+@pytest.fixture(scope="module")
+def tree_48(tmp_path_factory):
+    """A learnable 3-class image tree of 48x48 images: each class a colour, plus noise."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tree_48")
+    rng = np.random.default_rng(1)
+    colours = rng.uniform(0, 255, (len(CLASSES_48), 3))
+    for split, count in (("train", 12), ("test", 4)):  # 12: the 10% validation split keeps one a class
+        for label, name in enumerate(CLASSES_48):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(colours[label] + rng.normal(0, 20, (48, 48, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
+def _spy_on_the_start(monkeypatch):
+    """Records what `fine_tuning_start` was asked for and the model it returned, before any training."""
+    seen = {}
+    original = train.fine_tuning_start
+
+    def spy(model, image_size, num_classes, overrides=None):
+        start = original(model, image_size, num_classes, overrides)
+        seen.update(image_size=tuple(image_size), num_classes=num_classes)
+        seen["position"] = np.array(start.get_layer("patch_encoder").position.numpy())
+        seen["head"] = _layer_weights(start, "head")
+        return start
+
+    monkeypatch.setattr(train, "fine_tuning_start", spy)
+    return seen
+
+
+def test_fine_tuning_at_another_resolution(pretrained, tree_48, tmp_path, monkeypatch):
+    """--init-from a 32x32 checkpoint with --image-size 48 on a folder of 48x48 images: the run starts from the
+    checkpoint with its position embedding resampled to the 6x6 patch grid and a new zero 3-class head, and
+    model.keras takes 48x48 images."""
+    seen = _spy_on_the_start(monkeypatch)
+    out = tmp_path / "fine_48"
+    assert train.main(_args(tree_48, out, "--init-from", str(pretrained), "--image-size", "48")) == 0
+    checkpoint = load_model(pretrained)
+    old = checkpoint.get_layer("patch_encoder")
+    assert old.position.shape == (1, 4 * 4 + 1, 32)  # 32x32 in 8x8 patches, and the class token
+
+    assert seen["image_size"] == (48, 48) and seen["num_classes"] == len(CLASSES_48)
+    assert seen["position"].shape == (1, 6 * 6 + 1, 32)
+    expected = np.asarray(old.resampled_position_embedding((6, 6)))
+    np.testing.assert_allclose(seen["position"], expected, atol=1e-6)
+    np.testing.assert_array_equal(seen["position"][:, 0], old.position.numpy()[:, 0])  # the class token's
+    kernel, bias = seen["head"]
+    assert kernel.shape == (32, 3) and not np.any(kernel) and not np.any(bias)
+
+    tuned = load_model(out / "model.keras")
+    assert tuned.input_shape == (None, 48, 48, 3) and tuned.output_shape == (None, 3)
+    assert tuned.get_layer("patch_encoder").position.shape == (1, 37, 32)
+    assert np.any(tuned.get_layer("head").kernel.numpy())  # trained from zero
+    assert (out / "labels.txt").read_text().split() == list(CLASSES_48)
+    assert json.loads((out / "metrics.json").read_text())["args"]["image_size"] == 48
+
+
+def test_fine_tuning_loads_a_folder_at_the_checkpoint_size_by_default(
+    pretrained, tree_48, tmp_path, monkeypatch
+):
+    """Without --image-size the folder loads at the checkpoint's 32x32 (--image-size's help): no resampling."""
+    seen = _spy_on_the_start(monkeypatch)
+    out = tmp_path / "fine_32"
+    assert train.main(_args(tree_48, out, "--init-from", str(pretrained))) == 0
+    assert seen["image_size"] == (32, 32) and seen["position"].shape == (1, 17, 32)
+    np.testing.assert_array_equal(
+        seen["position"], load_model(pretrained).get_layer("patch_encoder").position
+    )
+    assert load_model(out / "model.keras").input_shape == (None, 32, 32, 3)

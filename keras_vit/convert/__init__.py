@@ -1,6 +1,7 @@
 """Pretrained ViTs in: timm, Hugging Face `transformers` and keras-hub checkpoints as keras_vit `ViT`s.
 
-timm.py          from_timm: a timm VisionTransformer (ViT, DeiT, distilled DeiT)
+timm.py          from_timm: a timm VisionTransformer (ViT, DeiT, distilled DeiT), or a state dict with its
+                 architecture (no timm or PyTorch needed)
 transformers.py  from_transformers: a `transformers` ViT, or its safetensors file (no PyTorch needed);
                  download_from_hub: a Hub ViT's safetensors, config and image-processor config
 keras_hub.py     from_keras_hub: a keras-hub ViTBackbone or ViTImageClassifier

@@ -6,13 +6,18 @@ FILE (JSON lines): the conversion-parity figures of docs/pretrained.md.
 
 import json
 import os
+from pathlib import Path
 
+import keras
 import numpy as np
 
-import keras_vit
+import keras_vit.models  # noqa: F401  (registers keras_vit's layers for `keras.saving.load_model`)
 
 # float32 parity the converters promise: logits at most this far apart.
 TOLERANCE = 1e-4
+# Tiny random timm models, one folder per family: state dict, architecture and timm's logits
+# (benchmarks/pretrained_timm_parity.py make, run where timm is installed).
+TIMM_DATA = Path(__file__).parent / "data" / "timm"
 
 
 def random_pixels(size, batch=4, seed=0):
@@ -43,9 +48,26 @@ def assert_same_logits(expected, actual):
     return diff
 
 
-def assert_reloads(model, pixels, tmp_path):
-    """Saves `model` to `.keras`, reloads it in safe mode and checks it gives the same logits."""
-    path = tmp_path / "converted.keras"
+def assert_reloads(model, pixels, tmp_path, name="converted"):
+    """Saves `model` to `tmp_path/NAME.keras`, reloads it with `keras.saving.load_model(path, safe_mode=True)`
+    and checks the reloaded model has the same input shape and gives the same logits, bit for bit."""
+    path = tmp_path / f"{name}.keras"
     model.save(path)
-    reloaded = keras_vit.load_model(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(reloaded) is type(model) and reloaded.input_shape == model.input_shape
     np.testing.assert_array_equal(model.predict(pixels, verbose=0), reloaded.predict(pixels, verbose=0))
+
+
+def timm_fixture(family):
+    """`(state dict, config, pixels as float32, timm's logits)` of one family's folder."""
+    from safetensors.numpy import load_file  # here: the other helpers need no safetensors
+
+    folder = TIMM_DATA / family
+    config = json.loads((folder / "config.json").read_text())
+    reference = np.load(folder / "reference.npz")
+    return (
+        load_file(str(folder / "model.safetensors")),
+        config,
+        reference["pixels"].astype("float32"),
+        reference["logits"],
+    )

@@ -1,8 +1,15 @@
 """from_timm: tiny random timm ViTs, DeiTs and distilled DeiTs give the same logits as their conversions."""
 
+import numpy as np
 import pytest
 
-from tests.convert.helpers import assert_reloads, assert_same_logits, normalized_nchw, random_pixels
+from tests.convert.helpers import (
+    assert_reloads,
+    assert_same_logits,
+    normalized_nchw,
+    random_pixels,
+    timm_fixture,
+)
 
 try:  # a torchvision built for another torch fails at import with a RuntimeError, not an ImportError
     import timm
@@ -11,6 +18,7 @@ except Exception as error:  # noqa: BLE001
     pytest.skip(f"timm cannot be imported: {error}", allow_module_level=True)
 
 from keras_vit.convert import from_timm  # noqa: E402
+from keras_vit.convert.timm import _architecture_spec, timm_architecture  # noqa: E402
 
 TINY = dict(embed_dim=64, depth=2, num_heads=4, num_classes=7)
 
@@ -60,7 +68,7 @@ def check(model, tmp_path=None):
     ids=["token", "no-qkv-bias", "layerscale-p32", "avg-fc-norm", "avg-norm", "gap-no-class", "non-square"],
 )
 def test_vit_variants_match(kwargs, tmp_path):
-    check(make(**kwargs))
+    check(make(**kwargs), tmp_path)  # the logits, then the .keras round trip in safe mode
 
 
 def test_distilled_deit_matches_and_reloads(tmp_path):
@@ -121,3 +129,30 @@ def test_state_dict_with_model_name_matches():
     with torch.no_grad():
         expected = source(torch.from_numpy(normalized_nchw(pixels, config["mean"], config["std"]))).numpy()
     assert_same_logits(expected, converted.predict(pixels, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "family", ["deit_distilled", "vit_avg_fc_norm", "vit_avg_no_class", "vit_layerscale"]
+)
+def test_a_model_and_its_state_dict_convert_alike(family):
+    """The model path reads a timm model into the architecture the state-dict path takes: the committed
+    fixture's architecture rebuilds timm's model, and both paths give timm's logits."""
+    state, config, pixels, expected = timm_fixture(family)
+    arguments = {k: v for k, v in config["architecture"].items() if k != "distilled"}
+    if config["architecture"].get("distilled"):
+        from timm.models.deit import VisionTransformerDistilled as Model
+    else:
+        from timm.models.vision_transformer import VisionTransformer as Model
+    model = Model(**arguments).eval()
+    model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()}, strict=True)
+    model.pretrained_cfg = {"mean": config["mean"], "std": config["std"]}
+    with torch.no_grad():  # the fixture's logits came from another timm / torch build: the same function
+        live = model(torch.from_numpy(normalized_nchw(pixels, config["mean"], config["std"]))).numpy()
+    assert_same_logits(expected, live)
+    described = timm_architecture(model)
+    # The same keras_vit architecture and state-dict names as the arguments timm's model was built with.
+    assert _architecture_spec(described) == _architecture_spec(config["architecture"])
+    from_state = from_timm(state, architecture=described, mean=config["mean"], std=config["std"])
+    np.testing.assert_array_equal(
+        from_timm(model).predict(pixels, verbose=0), from_state.predict(pixels, verbose=0)
+    )
