@@ -15,7 +15,12 @@ to be committed: tests/convert/test_timm_state_dict.py checks them without timm.
 
 `compare` (the keras_vit environment) converts each state dict with `keras_vit.convert.from_timm(state_dict,
 architecture=..., mean=..., std=...)` and prints, and writes as JSON, each family's max |logit difference|
-against timm's logits and the top-1 agreement.
+against timm's logits and the top-1 agreement; with `--save`, each converted model goes to `model.keras` (with a
+`labels.txt`) in its folder, ready for `python -m export`.
+
+`make --full-size` writes timm's `vit_small_patch16_224` instead (too large to commit), with timm's own
+`torch.onnx` export of it (`timm.onnx`, normalized NCHW input): the peer of our exported files in
+`benchmarks/compare_latency.py` (docs/pretrained.md).
 """
 
 from __future__ import annotations
@@ -44,12 +49,20 @@ FAMILIES = {
     "deit_distilled": dict(distilled=True),  # deit_*_distilled_*
     "vit_non_square": dict(img_size=(16, 24)),
 }
+# `make --full-size`: timm's vit_small_patch16_224 (22M parameters, 1,000 classes), for the export and latency
+# figures; its folder also holds timm's own ONNX export (too large to commit: 88 MB of weights).
+FULL_SIZE = {
+    "vit_small_patch16_224": dict(
+        img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000
+    )
+}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as timm's pretrained_cfg gives them
 BATCH, SEED = 4, 0
 
 
-def make(folder):
-    """Writes every family's state dict, config and reference logits under `folder` (needs timm)."""
+def make(folder, full_size=False):
+    """Writes every family's state dict, config and reference logits under `folder` (needs timm); with
+    `full_size`, ViT-S/16 at 224 and its `torch.onnx` export (`timm.onnx`) instead."""
     import safetensors.numpy
     import timm
     import torch
@@ -57,8 +70,9 @@ def make(folder):
     from timm.models.vision_transformer import VisionTransformer
 
     folder = Path(folder)
-    for index, (family, extra) in enumerate(FAMILIES.items()):
-        architecture = {**TINY, **extra}
+    families = FULL_SIZE if full_size else FAMILIES
+    for index, (family, extra) in enumerate(families.items()):
+        architecture = extra if full_size else {**TINY, **extra}
         arguments = {k: v for k, v in architecture.items() if k != "distilled"}
         torch.manual_seed(SEED + index)
         model = (VisionTransformerDistilled if architecture.get("distilled") else VisionTransformer)(
@@ -91,13 +105,25 @@ def make(folder):
         }
         (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
         np.savez(out / "reference.npz", pixels=pixels, logits=logits.astype("float32"))
+        if full_size:  # the peer of our ONNX file: timm's model exported by PyTorch (normalized NCHW input)
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, height, width),),
+                str(out / "timm.onnx"),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         print(
             f"{family:18s} {type(model).__name__:28s} logits {logits.shape}, max |logit| {np.abs(logits).max():.3f}"
         )
 
 
-def compare(folder, output=None):
-    """Converts every family under `folder` with keras_vit and compares its logits with timm's."""
+def compare(folder, output=None, save=False):
+    """Converts every family under `folder` with keras_vit and compares its logits with timm's; `save` writes
+    each converted model to `model.keras` (and `labels.txt`) in its folder, for `python -m export`."""
     import safetensors.numpy
 
     from keras_vit.convert import from_timm
@@ -113,6 +139,10 @@ def compare(folder, output=None):
             std=config["std"],
         )
         logits = model.predict(reference["pixels"].astype("float32"), verbose=0)
+        if save:
+            model.save(out / "model.keras")
+            classes = model.output_shape[-1]
+            (out / "labels.txt").write_text("".join(f"class_{i}\n" for i in range(classes)))
         expected = reference["logits"]
         results[out.name] = {
             "max_abs_diff": float(np.max(np.abs(logits - expected))),
@@ -144,14 +174,20 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     made = sub.add_parser("make", help="write the tiny timm models' state dicts and logits (needs timm)")
     made.add_argument("folder")
+    made.add_argument(
+        "--full-size", action="store_true", help="ViT-S/16 at 224 and timm's ONNX export of it instead"
+    )
     compared = sub.add_parser("compare", help="convert them with keras_vit and compare the logits")
     compared.add_argument("folder")
     compared.add_argument("--output", help="write the per-family figures to this JSON file")
+    compared.add_argument(
+        "--save", action="store_true", help="write each converted model to FOLDER/*/model.keras"
+    )
     args = parser.parse_args(argv)
     if args.command == "make":
-        make(args.folder)
+        make(args.folder, args.full_size)
     else:
-        compare(args.folder, args.output)
+        compare(args.folder, args.output, args.save)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,37 @@ def test_converted_variants_export_with_their_proofs(variant, tiny_tree, tmp_pat
         proof = card.get("proof", card)
         assert proof["max_abs_diff"] <= 1e-4, proof
         assert proof["top1_agree"] == proof["images"] == 40, proof
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "deit_distilled",
+        "vit_avg_fc_norm",
+        "vit_avg_no_class",
+        "vit_layerscale",
+        "vit_no_qkv_bias",
+        "vit_non_square",
+        "vit_token",
+    ],
+)
+def test_converted_timm_checkpoints_export_with_their_proofs(family, tmp_path):
+    """Each timm family's converted checkpoint (timm's weights, `tests/convert/data/timm`) through the export
+    commands: every file within 1e-4 of Keras on the proof images, the same top-1."""
+    from export import onnx as export_onnx
+    from export import tflite as export_tflite
+    from keras_vit.convert import from_timm
+    from tests.convert.helpers import timm_fixture
+
+    state, config, _, _ = timm_fixture(family)
+    model = from_timm(state, architecture=config["architecture"], mean=config["mean"], std=config["std"])
+    model.save(tmp_path / "model.keras")
+    classes = model.output_shape[-1]
+    (tmp_path / "labels.txt").write_text("".join(f"class_{i}\n" for i in range(classes)))
+    for tool, name in ((export_tflite, "model.tflite"), (export_onnx, "model.onnx")):
+        # No --data-dir: the proof runs on a fixed random batch (these models' 5 classes are no data set's).
+        tool.main([str(tmp_path / "model.keras"), str(tmp_path / name)])
+        card = json.loads((tmp_path / f"{name}.json").read_text())
+        proof = card.get("proof", card)
+        assert proof["max_abs_diff"] <= 1e-4, (name, proof)
+        assert proof["top1_agree"] == proof["images"] > 0, (name, proof)
