@@ -30,13 +30,19 @@ class TrainingBatches(keras.utils.PyDataset):
         seed: int, seed of the shuffles: epoch `e` visits the images in an
             order drawn from `(seed, e)` alone, so a run resumed at epoch `e`
             (`set_epoch`) sees the batches an uninterrupted run sees.
+        process_index, process_count: this process's share of each batch
+            when several processes train together
+            (`keras_vit.training.distribute.process_share`): every process
+            draws the same global batches of `batch_size` images and yields
+            rows `[process_index * n, (process_index + 1) * n)` of each, `n =
+            batch_size / process_count`. Default: one process, the whole batch.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
 
     Each item is `({"images": ..., "labels": ...}, labels)`, what
     `ViTTrainer` takes.
     """
 
-    def __init__(self, images, labels, batch_size, seed=0, **kwargs):
+    def __init__(self, images, labels, batch_size, seed=0, process_index=0, process_count=1, **kwargs):
         super().__init__(**kwargs)
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(
@@ -49,6 +55,12 @@ class TrainingBatches(keras.utils.PyDataset):
         self.labels = labels
         self.batch_size = min(int(batch_size), len(images))
         self.seed = int(seed)
+        if not 0 <= process_index < process_count or self.batch_size % process_count:
+            raise ValueError(
+                f"process {process_index} of {process_count} cannot take an equal share of a batch of "
+                f"{self.batch_size}: the batch size must be a multiple of the process count."
+            )
+        self.process_index, self.process_count = int(process_index), int(process_count)
         self.set_epoch(0)
 
     def set_epoch(self, epoch):
@@ -63,6 +75,8 @@ class TrainingBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        share = self.batch_size // self.process_count
+        rows = rows[self.process_index * share : (self.process_index + 1) * share]
         labels = self.labels[rows]
         # np.asarray decodes a streamed data set's batch (`keras_vit.data.streaming.FileImages`).
         return {"images": np.asarray(self.images[rows]), "labels": labels}, labels

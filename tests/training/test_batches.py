@@ -70,3 +70,22 @@ def test_even_batch_size():
     assert even_batch_size(10000, 500) == 500
     assert even_batch_size(7, 4) == 4  # no divisor close enough: the batch size as asked
     assert even_batch_size(3, 8) == 3
+
+
+def test_process_shares_split_every_global_batch_in_order():
+    images = np.arange(40).reshape(40, 1, 1, 1).astype("uint8")
+    labels = np.arange(40)
+    whole = TrainingBatches(images, labels, 8, seed=3)
+    shares = [TrainingBatches(images, labels, 8, seed=3, process_index=i, process_count=4) for i in range(4)]
+    for epoch in (0, 1):
+        for batches in (whole, *shares):
+            batches.set_epoch(epoch)
+        for step in range(len(whole)):
+            joined = np.concatenate([share[step][1] for share in shares])
+            np.testing.assert_array_equal(
+                joined, whole[step][1]
+            )  # the shares, in process order, are the batch
+    with pytest.raises(ValueError, match="multiple of the process count"):
+        TrainingBatches(images, labels, 8, process_index=0, process_count=3)
+    with pytest.raises(ValueError, match="cannot take an equal share"):
+        TrainingBatches(images, labels, 8, process_index=4, process_count=4)

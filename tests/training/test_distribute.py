@@ -156,3 +156,99 @@ def test_distribute_on_tensorflow_is_refused(tiny_tree, tmp_path, capsys):
     args = ["--preset", "vit_micro", "--data-dir", str(tiny_tree), "--output", str(tmp_path / "run")]
     assert train.main([*args, "--distribute", "data"]) == 2
     assert "JAX backend only" in capsys.readouterr().err
+
+
+# Several processes (run_processes): each trains on its share of every batch; "die" makes process 1 leave
+# after its second step.
+PROCESS = """
+import os, sys
+import keras
+import numpy as np
+from keras_vit import build_vit
+from keras_vit.training.augment import AUGMENT_RECIPES
+from keras_vit.training.batches import TrainingBatches
+from keras_vit.training.distribute import distribution, join_processes, process_share, stop_when_a_process_fails
+from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.trainer import make_trainer
+
+mode, port, process_id, processes, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+if processes > 1:
+    join_processes(f"127.0.0.1:{port}", processes, process_id)
+keras.distribution.set_distribution(distribution("data"))
+keras.utils.set_random_seed(0)
+model = build_vit("vit_micro")
+trainer = make_trainer(model, AUGMENT_RECIPES["basic"], label_smoothing=0.1, seed=0)  # augmentation in the step
+trainer.compile(optimizer=make_optimizer("adamw", 1e-3))
+index, count = process_share()
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+labels = rng.integers(0, 10, 64).astype("int32")
+batches = TrainingBatches(images, labels, 16, process_index=index, process_count=count)
+leave = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: os._exit(3) if batch == 1 else None)
+callbacks = [leave] if mode == "die" and index == 1 else []
+with stop_when_a_process_fails():
+    trainer.fit(batches, epochs=2 if mode == "same" else 50, callbacks=callbacks, verbose=0)
+if index == 0:
+    np.save(out, np.concatenate([np.ravel(keras.ops.convert_to_numpy(w)) for w in model.trainable_weights]))
+print("process", index, "of", count, "done")
+"""
+
+
+def run_processes(mode, count, tmp_path, timeout=300):
+    """Starts `count` processes of PROCESS (JAX on one CPU device each, the coordinator on 127.0.0.1)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO_ROOT
+
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("XLA_FLAGS", None)
+    out = tmp_path / f"{mode}_{count}.npy"
+    start = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS, mode, str(port), str(i), str(count), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
+    results = []
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            raise
+        results.append((proc.returncode, stdout, stderr, time.monotonic() - start))
+    return results, out
+
+
+def test_two_processes_train_as_one_and_a_dead_one_stops_the_other(tmp_path):
+    """Two processes on this machine (gloo over 127.0.0.1), each with its share of every batch, end where one
+    process with the whole batches ends; when one dies, the other says so and exits instead of waiting."""
+    alone, alone_weights = run_processes("same", 1, tmp_path)
+    assert alone[0][0] == 0, alone[0][2][-3000:]
+    together, together_weights = run_processes("same", 2, tmp_path)
+    for returncode, stdout, stderr, _ in together:
+        assert returncode == 0, stderr[-3000:]
+    assert "process 1 of 2 done" in together[1][1]
+    one, two = np.load(alone_weights), np.load(together_weights)
+    assert np.max(np.abs(one - two)) < 1e-5, np.max(np.abs(one - two))  # float tolerance of 8 steps
+    assert np.max(np.abs(one)) > 0
+
+    died = run_processes("die", 2, tmp_path)[0]
+    (survivor_code, _, survivor_err, seconds), (dead_code, *_) = died
+    assert dead_code == 3
+    assert survivor_code == 1, survivor_err[-3000:]
+    assert "error: process 0 of 2 stopped:" in survivor_err, survivor_err[-3000:]
+    assert seconds < 60  # not JAX's heartbeat timeout (100 s) and shutdown abort
