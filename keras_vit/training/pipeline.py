@@ -244,20 +244,33 @@ def fit(
     return FitOutcome(history, seconds, len(losses), diverged, images_per_second)
 
 
-def score(model, images, labels, tta, batch_size):
+def score(model, images, labels, tta, batch_size, chunk=4096):
     """Accuracy of `model` on `images`, plain and with each test-time augmentation up to `tta`.
+
+    The images are read `chunk` at a time (rounded up to whole batches), so
+    a streamed split (`keras_vit.data.streaming.FileImages`) is never
+    decoded whole, and its views (ten per image for `"flip-shift"`) never
+    held for all of it at once.
 
     Args:
         model: a classifier of float images (0..255) into logits.
-        images: array `(n, height, width, channels)`.
+        images: array `(n, height, width, channels)`, or array-like that
+            decodes a slice on `np.asarray`.
         labels: int array `(n,)`.
         tta: `"flip"` or `"flip-shift"` (`keras_vit.tta`).
         batch_size: images per prediction call.
+        chunk: images read at a time.
 
     Returns:
         `{"none": ..., "flip": ..., ["flip-shift": ...]}` accuracies.
     """
-    return tta_accuracies(view_logits(model, images, tta, batch_size, progress=False), labels)
+    step = max(1, -(-int(chunk) // batch_size)) * batch_size
+    parts = [
+        view_logits(model, np.asarray(images[start : start + step]), tta, batch_size, progress=False)
+        for start in range(0, len(labels), step)
+    ]
+    views = [np.concatenate(logits) for logits in zip(*parts)]
+    return tta_accuracies(views, labels)
 
 
 def save_model_atomic(model, path):

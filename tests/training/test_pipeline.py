@@ -56,3 +56,23 @@ def test_locked_output_refuses_a_second_holder_and_removes_leftovers(tmp_path):
                 pass
     with pipeline.locked_output(tmp_path):  # released
         pass
+
+
+def test_score_reads_a_streamed_split_a_chunk_at_a_time_with_the_same_accuracies(tiny_tree, monkeypatch):
+    import numpy as np
+
+    from keras_vit import build_vit
+    from keras_vit.data.streaming import FileImages
+
+    paths = sorted((tiny_tree / "train").rglob("*.png"))  # 120 images
+    labels = np.arange(len(paths)) % 10
+    streamed = FileImages(paths, (32, 32))
+    decoded = np.asarray(streamed)
+    model = build_vit("vit_micro")
+    whole = pipeline.score(model, decoded, labels, "flip-shift", 16, chunk=len(paths))
+    largest = []
+    original = FileImages._decode
+    monkeypatch.setattr(FileImages, "_decode", lambda self, p: largest.append(len(p)) or original(self, p))
+    chunked = pipeline.score(model, streamed, labels, "flip-shift", 16, chunk=40)
+    assert chunked == pytest.approx(whole, abs=1e-9)
+    assert max(largest) == 48 and sum(largest) == len(paths)  # chunks of 3 batches, every image read once
