@@ -252,3 +252,40 @@ def test_two_processes_train_as_one_and_a_dead_one_stops_the_other(tmp_path):
     assert survivor_code == 1, survivor_err[-3000:]
     assert "error: process 0 of 2 stopped:" in survivor_err, survivor_err[-3000:]
     assert seconds < 60  # not JAX's heartbeat timeout (100 s) and shutdown abort
+
+
+# The training command on 4 devices with the rest of its machinery: a teacher (with its flip), EMA, the time
+# budget and a streamed image folder; each against the same command on one device.
+COMBINED = """
+import json, sys
+import numpy as np
+import keras
+from keras_vit import load_model, train
+from keras_vit.models.teachers import build_teacher
+
+data, out = sys.argv[1], sys.argv[2]
+build_teacher("resnet9", width=4).save(f"{out}/teacher.keras")
+common = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "16", "--verbose", "0", "--data-dir", data,
+          "--validation-split", "0", "--teacher", f"{out}/teacher.keras", "--teacher-flip", "--ema-momentum", "0.9",
+          "--time-budget", "600", "--max-epochs", "2", "--stream", "--image-size", "32"]
+runs = {"one": [], "data": ["--distribute", "data"], "model": ["--distribute", "model", "--mesh", "2x2"]}
+for name, flags in runs.items():
+    assert train.main([*common, *flags, "--output", f"{out}/{name}"]) == 0, name
+weights = {name: load_model(f"{out}/{name}/model.keras").get_weights() for name in runs}
+gaps = {name: max(float(np.max(np.abs(a - b))) for a, b in zip(weights["one"], weights[name])) for name in runs}
+metrics = {name: json.loads(open(f"{out}/{name}/metrics.json").read()) for name in runs}
+print(json.dumps({"gaps": gaps, "metrics": {k: {"epochs": m["epochs"], "args": m["args"]} for k, m in metrics.items()}}))
+"""
+
+
+def test_distributed_runs_keep_the_teacher_ema_time_budget_and_streaming(tiny_tree, tmp_path):
+    done = run_on_devices(COMBINED, tiny_tree, tmp_path, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["gaps"]["data"] < 1e-5 and result["gaps"]["model"] < 1e-5, result["gaps"]
+    for name, kind in (("one", "none"), ("data", "data"), ("model", "model")):
+        metrics = result["metrics"][name]
+        assert metrics["epochs"] == 2
+        args = metrics["args"]
+        assert args["distribute"] == kind and args["stream"] and args["ema_momentum"] == 0.9, args
+        assert args["teacher"] and args["teacher_flip"] and args["time_budget"] == 600, args
