@@ -33,7 +33,13 @@ from keras_vit.training import pipeline
 from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
 from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
-from keras_vit.training.distribute import DISTRIBUTE_KINDS, check_model_fits_mesh, distribution, parse_mesh
+from keras_vit.training.distribute import (
+    DISTRIBUTE_KINDS,
+    check_model_fits_mesh,
+    distribution,
+    mirrored_strategy,
+    parse_mesh,
+)
 from keras_vit.training.finetune import (
     check_fine_tuning_overrides,
     fine_tuning_start,
@@ -163,8 +169,9 @@ def _add_optimization_flags(parser):
         "--distribute",
         default="none",
         choices=DISTRIBUTE_KINDS,
-        help="several devices, JAX backend (Keras' distribution API): 'data' splits each --batch-size batch over "
-        "every device, 'model' also splits attention heads and MLP units over a --mesh (default: one device)",
+        help="several devices: 'data' splits each --batch-size batch over every device (JAX: Keras' "
+        "distribution API; TensorFlow: tf.distribute.MirroredStrategy), 'model' (JAX only) also splits attention "
+        "heads and MLP units over a --mesh (default: one device)",
     )
     parser.add_argument(
         "--mesh",
@@ -349,7 +356,12 @@ def _callbacks(args, budget, max_epochs, backup_dir):
 
 
 def _batch_shards():
-    """The devices a batch is split over (`keras.distribution`'s `batch` axis; 1 without a distribution)."""
+    """The devices a batch is split over (`keras.distribution`'s `batch` axis, or TensorFlow's strategy's
+    replicas; 1 without either)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.get_strategy().num_replicas_in_sync
     chosen = keras.distribution.distribution()
     if chosen is None:
         return 1
@@ -723,6 +735,9 @@ def main(argv=None):
         return _error(error)
     except (TypeError, ValueError) as error:
         return _error(f"cannot build the model: {error}")
+    if keras.backend.backend() == "tensorflow" and chosen is not None:
+        with chosen.scope():  # TensorFlow's strategy: the models are built, compiled and fitted inside it
+            return _main(args, overrides, recipe, checkpoint, model)
     try:
         return _main(args, overrides, recipe, checkpoint, model)
     finally:
@@ -732,10 +747,13 @@ def main(argv=None):
 
 def _distribution(args, arguments):
     """Sets the `keras.distribution` of --distribute (for the models built from here on); returns it, or None.
+    Under TensorFlow, returns the `tf.distribute` strategy of `--distribute data` instead (to enter).
 
     Raises:
         CLIError: it cannot run here, or does not fit the model or the batch.
     """
+    if args.distribute != "none" and keras.backend.backend() == "tensorflow":
+        return _tensorflow_strategy(args)
     try:
         chosen = distribution(args.distribute, args.mesh)
         if chosen is None:
@@ -751,6 +769,35 @@ def _distribution(args, arguments):
     mesh = " x ".join(f"{size} ({name})" for name, size in shape.items())
     print(f"Distributing: {args.distribute} parallel on a {mesh} device mesh", flush=True)
     return chosen
+
+
+def _tensorflow_strategy(args):
+    """The `tf.distribute.MirroredStrategy` of `--distribute data` under TensorFlow.
+
+    Raises:
+        CLIError: `--distribute model`, fewer than two devices, or a batch that does not split over them.
+    """
+    if args.distribute != "data":
+        raise CLIError(
+            f"--distribute {args.distribute} runs on Keras' distribution API, on the JAX backend only "
+            "(KERAS_BACKEND=jax); under TensorFlow, --distribute data mirrors the model over several devices"
+        )
+    try:
+        strategy = mirrored_strategy()
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        raise CLIError(f"--batch-size {args.batch_size} does not split over {replicas} devices")
+    print(f"Distributing: data parallel over {replicas} devices (tf.distribute.MirroredStrategy)", flush=True)
+    if args.clipnorm:
+        print(
+            f"note: under tf.distribute, Keras clips each device's share of the gradient to --clipnorm "
+            f"{args.clipnorm:g} by its own norm, before the sum: while the clip bites, the run differs from one "
+            "device (--clipnorm 0 turns it off)",
+            flush=True,
+        )
+    return strategy
 
 
 def _main(args, overrides, recipe, checkpoint, model):

@@ -3,6 +3,7 @@
 distribution(kind, mesh_shape)   None, `DataParallel` over every device, or `ModelParallel` on a 2-D mesh
 vit_layout_map(mesh)             where a ViT's attention and MLP kernels are split over the mesh's `model` axis
 parse_mesh("2x4")                (data, model) axis sizes
+mirrored_strategy()              TensorFlow's data parallel: `tf.distribute.MirroredStrategy` over local devices
 join_processes(...)              this process into a job of several (hosts), `keras.distribution.initialize`
 process_share()                  (index, count) of this process: its share of each batch (`TrainingBatches`)
 stop_when_a_process_fails()      one clear line and an immediate exit when another process of the job died
@@ -111,6 +112,30 @@ def distribution(kind, mesh_shape=None, devices=None):
     return keras.distribution.ModelParallel(
         layout_map=vit_layout_map(mesh), batch_dim_name="batch", **own_shares
     )
+
+
+def mirrored_strategy():
+    """`--distribute data` under TensorFlow: a `tf.distribute.MirroredStrategy` over this machine's GPUs, or, without
+    any, its logical CPU devices (`tf.config.set_logical_device_configuration`).
+
+    Build, compile and fit the model inside `strategy.scope()`. Each device
+    gets an equal share of every batch; the trainer's loss is scaled to the
+    share (`ViTTrainer.compute_loss`), so the summed gradients are the global
+    batch's. The augmentation's random draws are each device's own copy of
+    the generators: the devices draw alike for their shares.
+
+    Raises:
+        ValueError: fewer than two devices.
+    """
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        raise ValueError(
+            f"--distribute data under TensorFlow mirrors the model over several devices; this process sees "
+            f"{len(devices)} (JAX, KERAS_BACKEND=jax, splits a CPU's cores no better)"
+        )
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
 
 
 def join_processes(coordinator=None, num_processes=None, process_id=None):

@@ -176,7 +176,7 @@ class ViTTrainer(keras.Model):
         # Regularisation losses of the wrapped model (none by default).
         for extra in self.losses:
             loss = loss + ops.cast(extra, loss.dtype)
-        return loss
+        return _replica_share(loss)
 
     def _smooth(self, targets):
         if not self.label_smoothing:
@@ -227,6 +227,18 @@ class ViTTrainer(keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _replica_share(loss):
+    """The loss of one device's share of the batch under a `tf.distribute` strategy (the mean over the share,
+    divided by the devices), as Keras' own losses scale it: the gradients summed over the devices are then the
+    global batch's. Unchanged elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * (1.0 / replicas)
 
 
 def make_trainer(model, recipe, label_smoothing=0.0, seed=None, **distillation):

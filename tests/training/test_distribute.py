@@ -150,12 +150,52 @@ def test_bad_distribution_flags_say_why(tiny_tree, tmp_path, flags, message):
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
-def test_distribute_on_tensorflow_is_refused(tiny_tree, tmp_path, capsys):
+def test_distribute_on_tensorflow_needs_devices_and_model_parallel_needs_jax(tiny_tree, tmp_path, capsys):
     from keras_vit import train
 
     args = ["--preset", "vit_micro", "--data-dir", str(tiny_tree), "--output", str(tmp_path / "run")]
-    assert train.main([*args, "--distribute", "data"]) == 2
+    assert train.main([*args, "--distribute", "data"]) == 2  # this process: one CPU device
+    assert "mirrors the model over several devices; this process sees 1" in capsys.readouterr().err
+    assert train.main([*args, "--distribute", "model"]) == 2
     assert "JAX backend only" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+# TensorFlow's MirroredStrategy over two logical CPU devices against one device: the same weights without the
+# gradient clip (Keras clips each device's share by its own norm), and a run with crop+flip and the clip trains.
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from keras_vit import load_model, train
+
+data, out = sys.argv[1], sys.argv[2]
+common = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "16", "--verbose", "0", "--data-dir", data,
+          "--validation-split", "0.15"]
+runs = {"one": ["--augment", "none", "--clipnorm", "0"],
+        "mirrored": ["--augment", "none", "--clipnorm", "0", "--distribute", "data"],
+        "augmented": ["--distribute", "data"]}
+for name, flags in runs.items():
+    assert train.main([*common, *flags, "--output", f"{out}/{name}"]) == 0, name
+one, mirrored = (load_model(f"{out}/{name}/model.keras").get_weights() for name in ("one", "mirrored"))
+print(json.dumps({"gap": max(float(np.max(np.abs(a - b))) for a, b in zip(one, mirrored))}))
+"""
+
+
+def test_tensorflow_mirrored_strategy_trains_as_one_device(tiny_tree, tmp_path):
+    done = run_python(MIRRORED, tiny_tree, tmp_path, backend="tensorflow", timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "Distributing: data parallel over 2 devices (tf.distribute.MirroredStrategy)" in done.stdout
+    assert "note: under tf.distribute, Keras clips each device's share" in done.stdout
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["gap"] < 1e-5, result
+    from keras_vit import load_model
+
+    logits = load_model(tmp_path / "augmented" / "model.keras").predict(np.zeros((2, 32, 32, 3)), verbose=0)
+    assert np.all(np.isfinite(logits))
 
 
 # Several processes (run_processes): each trains on its share of every batch; "die" makes process 1 leave
