@@ -12,8 +12,9 @@ model. Stages (`--stages`, default all), each writing JSON lines to `OUTPUT/`:
   train step (`ViTTrainer.fit`, `--preset`, `--batch-size`), on the current backend;
   every arm's trainer is built once and the arms are timed in interleaved rounds.
 * `trace`: does a two-step `fit` run with the arm on TensorFlow (`tf.function`, and
-  XLA with `jit_compile=True`), JAX (`jit`) and PyTorch (eager)? One subprocess per
-  backend.
+  XLA with `jit_compile=True`), JAX (`jit`, float32 and mixed bfloat16) and PyTorch
+  (eager)? One subprocess per backend; the JAX one also counts the loops in each arm's
+  program (`jax_while_loops`).
 * `randomness`: distinct outputs for 32 identical images (per-image randomness);
   for the mixing layers, distinct label weights in one batch, and how far the
   label weight is from the share of pixels really kept.
