@@ -191,7 +191,7 @@ def stage_speed(args, out):
             trainer = make_arm_trainer(model, comparison, side, seed=0)
         trainer.compile(optimizer=make_optimizer("adamw", 1e-3), metrics=["accuracy"])
         batches = fit_input(TrainingBatches(images, labels, args.batch_size))
-        trainer.fit(batches, epochs=1, verbose=0)  # compiles the step
+        trainer.fit(batches, epochs=1, verbose=0, shuffle=False)  # compiles the step
         trainers[comparison, side] = (trainer, batches)
         if comparison != "none" and keras.backend.backend() == "tensorflow":
             call = augmentation_call(trainer.augmentation, trainer.mixing)
@@ -204,7 +204,7 @@ def stage_speed(args, out):
         for arm in order:
             trainer, batches = trainers[arm]
             clock = BatchClock()
-            trainer.fit(batches, epochs=1, verbose=0, callbacks=[clock])
+            trainer.fit(batches, epochs=1, verbose=0, callbacks=[clock], shuffle=False)
             step_times[arm].extend(clock.seconds[1:])  # the first step waits on the new iterator
             if arm in augmenters:
                 batch = images[: args.batch_size], labels[: args.batch_size]
