@@ -60,6 +60,7 @@ import numpy as np
 
 from export import cli, common, savedmodel
 from export.common import ExportError
+from export.onnx_attention import ORT_DOMAIN, fuse_attention
 from export.step import Format
 from keras_vit.cli_utils import first_line
 
@@ -308,18 +309,22 @@ def _gelu_as_erf(g, ops):
 CUSTOM_REWRITERS = [_layer_norm_as_one_op, _gelu_as_erf]
 
 
-def convert(saved_model_dir, opset=DEFAULT_OPSET):
+def convert(saved_model_dir, opset=DEFAULT_OPSET, ort_attention=False):
     """Converts a SavedModel (from `export.savedmodel`) to an ONNX `ModelProto`.
 
     Args:
         saved_model_dir: SavedModel directory with a `serving_default` signature.
         opset: ONNX opset, `MIN_OPSET`..`MAX_OPSET`.
+        ort_attention: write each block's attention as ONNX Runtime's fused
+            `com.microsoft` `Attention` op (`export.onnx_attention`): faster
+            in ONNX Runtime, runnable there only.
 
     Returns:
         A checked `onnx.ModelProto` with input `images` and output `logits`.
 
     Raises:
-        ExportError: bad opset, or a graph that is not pure standard ONNX.
+        ExportError: bad opset, a graph that is not pure standard ONNX, or
+            `ort_attention` with no attention block matched.
     """
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
         raise ExportError(
@@ -365,6 +370,10 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET):
             f"the ONNX graph has ops that are not standard ONNX: {', '.join(unknown)} (tf2onnx could not "
             "convert them; please report)."
         )
+    if ort_attention and not fuse_attention(proto):
+        raise ExportError(
+            "--ort-attention matched no attention block in this model's graph; export without it."
+        )
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     proto.doc_string = "keras-vit: images float32 (batch, h, w, 3) raw RGB 0..255 -> logits (batch, classes)"
@@ -394,11 +403,18 @@ def card_fields(proto, opset):
         gelu = "exact: erfc(-x/sqrt(2)) as 1 + Erf(x/sqrt(2)), which ONNX Runtime fuses into Gelu"
     else:
         gelu = "exact: TF Erfc(x) exported as 1 - Erf(x)"
+    fused_attention = sum(
+        node.op_type == "Attention" and node.domain == ORT_DOMAIN for node in proto.graph.node
+    )
+    if fused_attention:
+        attention = f"{fused_attention} com.microsoft Attention ops (ONNX Runtime only)"
+    else:
+        attention = "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)"
     return {
         "runtime": "onnxruntime.InferenceSession (CPUExecutionProvider)",
         "opset": int(opset),
         "gelu": gelu,
-        "attention": "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)",
+        "attention": attention,
         "layer_norm": layer_norm,
     }
 
@@ -408,7 +424,7 @@ def write_onnx(job, path):
     import onnx
 
     with savedmodel.saved_model_of(job) as saved_model:
-        proto = convert(saved_model, job.args.opset)
+        proto = convert(saved_model, job.args.opset, getattr(job.args, "ort_attention", False))
     onnx.save(proto, path)
     return card_fields(proto, job.args.opset)
 
@@ -441,6 +457,12 @@ def main(argv=None):
         "beside it)",
     )
     add_opset_arg(parser)
+    parser.add_argument(
+        "--ort-attention",
+        action="store_true",
+        help="write each block's attention as ONNX Runtime's fused Attention op (com.microsoft): faster in ONNX "
+        "Runtime, which alone runs it; other ONNX runtimes need the default file",
+    )
     args = parser.parse_args(argv)
     check_opset_arg(parser, args)
     cli.export_one(args, FORMAT)

@@ -202,3 +202,43 @@ def test_jax_trained_model_to_onnx_without_data(tmp_path):
     out_logits = runtime.load(out).predict(data["x"])
     assert np.abs(data["logits"]).max() > 0.1  # not a vacuous comparison
     np.testing.assert_allclose(out_logits, data["logits"], atol=1e-4, rtol=0)
+
+
+def test_ort_attention_fuses_every_block_and_passes_the_proof(export_dir, data_tree, trained, tmp_path):
+    """`--ort-attention`: every block's attention is one com.microsoft Attention op; the file passes the usual
+    proof and computes what the standard file does."""
+    root, _ = data_tree
+    out = tmp_path / "fused.onnx"
+    proc = run(["export.onnx", trained["path"], out, "--data-dir", root, "--ort-attention"])
+    assert proc.returncode == 0, explain(proc)
+    blocks = keras_vit.get_preset("vit_micro")["depth"]
+    fused = onnx.load(str(out))
+    ops = [(node.domain, node.op_type) for node in fused.graph.node]
+    assert ops.count(("com.microsoft", "Attention")) == blocks, ops
+    assert ("", "Softmax") not in ops and ops.count(("", "Transpose")) == 1, (
+        ops
+    )  # only the patches' transpose
+    card = json.loads((tmp_path / "fused.onnx.json").read_text())
+    assert card["attention"] == f"{blocks} com.microsoft Attention ops (ONNX Runtime only)"
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    standard = onnxruntime.InferenceSession(
+        str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    ort = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        ort.run(None, {"images": images})[0], standard.run(None, {"images": images})[0], atol=1e-5
+    )
+
+
+def test_ort_attention_refuses_a_graph_it_cannot_fuse(tmp_path):
+    """No silent fallback: an attention it does not match (LSA's learned temperature and diagonal mask) is an
+    error, and no file is written."""
+    model = keras_vit.build_vit("vit_micro", locality_attention=True)
+    model.save(tmp_path / "lsa.keras")
+    proc = run(
+        ["export.onnx", tmp_path / "lsa.keras", tmp_path / "lsa.onnx", "--ort-attention"],
+        env=no_data_env(tmp_path),
+    )
+    assert proc.returncode != 0
+    assert "--ort-attention matched no attention block" in proc.stderr, explain(proc)
+    assert not (tmp_path / "lsa.onnx").exists()
