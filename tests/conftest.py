@@ -50,22 +50,37 @@ def mixed_bfloat16():
     keras.config.set_dtype_policy(previous)
 
 
+def write_colour_tree(root, classes, size=32, seed=0, counts=(("train", 12), ("test", 4))):
+    """Writes a learnable image tree `root/{split}/<class>/NNNN.png`: each class a colour, plus noise.
+
+    Args:
+        root: the folder to fill.
+        classes: class names, in label order.
+        size: the images' side in pixels.
+        seed: the colours' and the noise's seed.
+        counts: `(split, images per class)` pairs.
+
+    Returns:
+        `root`.
+    """
+    rng = np.random.default_rng(seed)
+    colours = rng.uniform(0, 255, (len(classes), 3))
+    for split, count in counts:
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(colours[label] + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory):
     """A learnable 10-class image tree: each class is a colour, plus noise."""
     from keras_vit.data import CIFAR10_CLASSES
 
-    root = tmp_path_factory.mktemp("tiny_cifar")
-    rng = np.random.default_rng(0)
-    colours = rng.uniform(0, 255, (10, 3))
-    for split, count in (("train", 12), ("test", 4)):
-        for label, name in enumerate(CIFAR10_CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(colours[label] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
+    return write_colour_tree(tmp_path_factory.mktemp("tiny_cifar"), CIFAR10_CLASSES)
 
 
 def run_python(code, *args, backend="jax", timeout=300, env=None, **kwargs):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_interrupted
+from conftest import run_interrupted, write_colour_tree
 from test_train import ARGS
 
 from keras_vit import load_model, train
@@ -163,19 +163,8 @@ CLASSES_48 = ("ant", "bee", "cat")
 @pytest.fixture(scope="module")
 def tree_48(tmp_path_factory):
     """A learnable 3-class image tree of 48x48 images: each class a colour, plus noise."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("tree_48")
-    rng = np.random.default_rng(1)
-    colours = rng.uniform(0, 255, (len(CLASSES_48), 3))
-    for split, count in (("train", 12), ("test", 4)):  # 12: the 10% validation split keeps one a class
-        for label, name in enumerate(CLASSES_48):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(colours[label] + rng.normal(0, 20, (48, 48, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
+    # 12 training images a class (the default): the 10% validation split keeps one a class.
+    return write_colour_tree(tmp_path_factory.mktemp("tree_48"), CLASSES_48, size=48, seed=1)
 
 
 def _spy_on_the_start(monkeypatch):

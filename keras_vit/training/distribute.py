@@ -22,6 +22,8 @@ import sys
 
 import keras
 
+from keras_vit.cli_utils import first_line
+
 DISTRIBUTE_KINDS = ("none", "data", "model")
 
 # Megatron-style splits over the `model` axis: query/key/value and the MLP's first kernel by their output (heads,
@@ -194,10 +196,7 @@ def stop_when_a_process_fails():
         index, count = process_share()
         if count == 1:
             raise
-        detail = next(
-            (line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__
-        )
-        print(f"error: process {index} of {count} stopped: {detail}", file=sys.stderr, flush=True)
+        print(f"error: process {index} of {count} stopped: {first_line(error)}", file=sys.stderr, flush=True)
         os._exit(1)  # not sys.exit: JAX's shutdown would wait for the dead process
 
 

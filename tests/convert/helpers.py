@@ -18,6 +18,16 @@ TOLERANCE = 1e-4
 # Tiny random timm models, one folder per family: state dict, architecture and timm's logits
 # (benchmarks/pretrained_timm_parity.py make, run where timm is installed).
 TIMM_DATA = Path(__file__).parent / "data" / "timm"
+# The families docs/pretrained.md says timm's state dicts convert in; each has a folder under TIMM_DATA.
+TIMM_FAMILIES = (
+    "deit_distilled",
+    "vit_avg_fc_norm",
+    "vit_avg_no_class",
+    "vit_layerscale",
+    "vit_no_qkv_bias",
+    "vit_non_square",
+    "vit_token",
+)
 
 
 def random_pixels(size, batch=4, seed=0):
@@ -71,3 +81,12 @@ def timm_fixture(family):
         reference["pixels"].astype("float32"),
         reference["logits"],
     )
+
+
+def convert_timm_fixture(family, **kwargs):
+    """`from_timm` of one family's state dict, with its architecture, mean and std (`kwargs` override them)."""
+    from keras_vit.convert import from_timm
+
+    state, config, _, _ = timm_fixture(family)
+    options = dict(architecture=config["architecture"], mean=config["mean"], std=config["std"])
+    return from_timm(state, **{**options, **kwargs})

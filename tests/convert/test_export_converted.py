@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from keras_vit.models import ViT
+from tests.convert.helpers import TIMM_FAMILIES, convert_timm_fixture
 
 TINY = dict(image_size=32, patch_size=8, projection_dim=32, depth=1, num_heads=2, mlp_dim=64, num_classes=10)
 # A distilled DeiT (class + distillation token, two-token head) and a mean-pooled timm/keras-hub model with
@@ -42,28 +43,14 @@ def test_converted_variants_export_with_their_proofs(variant, tiny_tree, tmp_pat
         assert proof["top1_agree"] == proof["images"] == 40, proof
 
 
-@pytest.mark.parametrize(
-    "family",
-    [
-        "deit_distilled",
-        "vit_avg_fc_norm",
-        "vit_avg_no_class",
-        "vit_layerscale",
-        "vit_no_qkv_bias",
-        "vit_non_square",
-        "vit_token",
-    ],
-)
+@pytest.mark.parametrize("family", TIMM_FAMILIES)
 def test_converted_timm_checkpoints_export_with_their_proofs(family, tmp_path):
     """Each timm family's converted checkpoint (timm's weights, `tests/convert/data/timm`) through the export
     commands: every file within 1e-4 of Keras on the proof images, the same top-1."""
     from export import onnx as export_onnx
     from export import tflite as export_tflite
-    from keras_vit.convert import from_timm
-    from tests.convert.helpers import timm_fixture
 
-    state, config, _, _ = timm_fixture(family)
-    model = from_timm(state, architecture=config["architecture"], mean=config["mean"], std=config["std"])
+    model = convert_timm_fixture(family)
     model.save(tmp_path / "model.keras")
     classes = model.output_shape[-1]
     (tmp_path / "labels.txt").write_text("".join(f"class_{i}\n" for i in range(classes)))

@@ -13,25 +13,10 @@ from conftest import run_python
 
 from keras_vit.convert import from_timm
 from tests.convert.helpers import TIMM_DATA as DATA
+from tests.convert.helpers import TIMM_FAMILIES as FAMILIES
 from tests.convert.helpers import assert_reloads, assert_same_logits
+from tests.convert.helpers import convert_timm_fixture as convert
 from tests.convert.helpers import timm_fixture as fixture
-
-# The families docs/pretrained.md says timm's state dicts convert in; each has a folder under DATA.
-FAMILIES = (
-    "deit_distilled",
-    "vit_avg_fc_norm",
-    "vit_avg_no_class",
-    "vit_layerscale",
-    "vit_no_qkv_bias",
-    "vit_non_square",
-    "vit_token",
-)
-
-
-def convert(family, **kwargs):
-    state, config, _, _ = fixture(family)
-    options = dict(architecture=config["architecture"], mean=config["mean"], std=config["std"])
-    return from_timm(state, **{**options, **kwargs})
 
 
 def test_every_claimed_family_has_its_fixture():
