@@ -7,12 +7,15 @@ Writes to `--output`: `model.keras` (the exportable ViT, no augmentation
 inside), `labels.txt`, `history.csv`, `curves.png` and `metrics.json` (test
 accuracy, parameters, epochs, wall-clock). A checkpoint is written after each
 epoch; rerunning the same command after an interruption resumes from it.
-Runs on any Keras backend (TensorFlow, JAX, PyTorch): set `KERAS_BACKEND`.
+Runs on any Keras backend (TensorFlow, JAX, PyTorch): set `KERAS_BACKEND`. On JAX,
+several processes (hosts) train one model with the same command and
+--distribute, --coordinator, --num-processes and --process-id; process 0 writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import shutil
@@ -22,7 +25,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vit.cli_utils import CLIError, check_output_folder, non_negative_int, positive_int, unit_fraction
+from keras_vit.cli_utils import (
+    CLIError,
+    check_output_folder,
+    first_line,
+    non_negative_int,
+    positive_int,
+    unit_fraction,
+)
 from keras_vit.data.streaming import UnreadableImageError
 from keras_vit.model_flags import add_model_flags, flag_overrides
 from keras_vit.models.presets import PRESETS, get_preset
@@ -49,6 +59,18 @@ from keras_vit.training.finetune import (
 )
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
+from keras_vit.training.processes import (
+    agreed_clock,
+    check_same_on_every_process,
+    join_processes,
+    leave,
+    process_rows,
+    process_share,
+    stop_when_a_process_fails,
+    sum_over_processes,
+    wait_for_every_process,
+    writing_alone,
+)
 from keras_vit.training.recipes import MIXED_PRECISION, TRAINING_RECIPES, recipe_flags, training_recipe
 from keras_vit.training.trainer import make_trainer
 
@@ -180,12 +202,43 @@ def _add_optimization_flags(parser):
         metavar="DATAxMODEL",
         help="with --distribute model: the device mesh, e.g. 2x2 (default: 2 on the model axis)",
     )
+    _add_process_flags(parser)
     parser.add_argument(
         "--steps-per-execution",
         type=positive_int,
         default=1,
         help="train steps per call into the backend (fewer Python round trips)",
     )
+
+
+def _add_process_flags(parser):
+    parser.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="several processes (hosts, or one per GPU) train one model: process 0's address, the same on "
+        "every process (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES); JAX backend, with --distribute",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=_process_count,
+        default=None,
+        metavar="N",
+        help="processes in the job (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else one); 'auto' reads "
+        "them, the coordinator and --process-id from Slurm, Open MPI or Kubernetes",
+    )
+    parser.add_argument(
+        "--process-id",
+        type=non_negative_int,
+        default=None,
+        metavar="I",
+        help="this process's index, 0 to N-1 (default: $KERAS_DISTRIBUTION_PROCESS_ID); process 0 writes "
+        "--output, which every process reads to resume",
+    )
+
+
+def _process_count(text):
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _mesh(text):
@@ -332,7 +385,7 @@ def _callbacks(args, budget, max_epochs, backup_dir):
     Only epoch-end callbacks: batch hooks would make `fit` wait for the
     device after every step (see `keras_vit.training.callbacks`).
     """
-    time_limit = TimeLimit(args.time_limit) if args.time_limit else None
+    time_limit = TimeLimit(args.time_limit, clock=agreed_clock()) if args.time_limit else None
     unmasked = (
         UnmaskedFinish(args.unmasked_finish, epochs=max_epochs, budget=budget, clocks=[time_limit])
         if args.unmasked_finish
@@ -342,7 +395,12 @@ def _callbacks(args, budget, max_epochs, backup_dir):
         *([unmasked] if unmasked else []),  # before TimeBudget: its plan then counts the slower epochs
         *([budget] if budget else []),  # its learning rate goes into the history
         # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
-        EpochBackup(str(backup_dir), every=args.checkpoint_every, delete_checkpoint=False),
+        EpochBackup(
+            str(backup_dir),
+            every=args.checkpoint_every,
+            delete_checkpoint=False,
+            write=process_share()[0] == 0,
+        ),
     ]
     after_history = []
     if args.ema_momentum is not None:
@@ -372,7 +430,8 @@ def _validation(splits, args):
     """`fit`'s validation arguments: the held-out validation split, never the test split (none without one).
 
     Split over devices, every validation batch must divide by their count: the split's last
-    `len % devices` images are left out of validation (said).
+    `len % devices` images are left out of validation (said). In a job of several processes, each feeds its
+    share of every batch, and the metrics are the whole batch's.
     """
     if splits.x_val is None:
         return {}
@@ -383,8 +442,10 @@ def _validation(splits, args):
             f"Validating on {count} of the {len(splits.y_val)} validation images (a multiple of {shards} devices)",
             flush=True,
         )
-    size = even_batch_size(count // shards, max(args.batch_size, 250) // shards) * shards
-    images, labels = splits.x_val[:count], splits.y_val[:count]
+    processes = process_share()[1]  # a divisor of `shards`: each process holds as many of the batch's devices
+    size = even_batch_size(count // shards, max(args.batch_size, 250) // shards) * shards // processes
+    rows = process_rows(count)
+    images, labels = splits.x_val[rows], splits.y_val[rows]
     if not isinstance(images, np.ndarray):  # streamed from disk: read a batch at a time
         return {
             "validation_data": EvaluationBatches(images, labels, size, **_loader_workers(args)),
@@ -505,6 +566,7 @@ def _compiled_trainer(args, model, teacher, recipe, steps_per_epoch, max_epochs)
         args.warmup_epochs,
         args.time_budget,
         max_epochs=max_epochs,
+        clock=agreed_clock(),
     )
     optimizer = make_optimizer(
         args.optimizer,
@@ -524,15 +586,42 @@ def _compiled_trainer(args, model, teacher, recipe, steps_per_epoch, max_epochs)
     return trainer, budget
 
 
+def _saved_model(model):
+    """The model to score and save: float32 (the exporters and the TF-free runtimes expect float32 layers), and
+    in a job of several processes a copy on this process's devices alone."""
+    processes = process_share()[1]
+    if processes == 1 and keras.mixed_precision.global_policy().name == "float32":
+        return model
+    chosen = keras.distribution.distribution()
+    if processes > 1:
+        keras.distribution.set_distribution(None)
+    try:
+        return as_float32(model)
+    finally:
+        keras.distribution.set_distribution(chosen)
+
+
+def _test_accuracy(model, splits, batch_size):
+    """`pipeline.score`'s accuracies on the test split; each process of a job scores its share of it."""
+    rows = process_rows(len(splits.y_test))
+    # Test-time augmentation (keras_vit.evaluate --tta flip / flip-shift), reported beside the plain accuracy.
+    share = pipeline.score(model, splits.x_test[rows], splits.y_test[rows], "flip-shift", batch_size)
+    names = sorted(share)
+    images = len(splits.y_test[rows])
+    # Counts of right answers (rounded: `score` gives shares), summed over the processes with the image counts.
+    *right, total = sum_over_processes([round(share[name] * images) for name in names] + [images])
+    return {name: float(count / total) for name, count in zip(names, right)}
+
+
 def _finish(args, splits, model, outcome, metrics, history_path):
     """Scores the float32 model, draws the curves, writes the run's files (the working history at `history_path`
-    published with them) and prints the result line."""
-    if keras.mixed_precision.global_policy().name != "float32":
-        # Ship a float32 model: the exporters and the TF-free runtimes expect
-        # float32 layers, and the accuracy below is that model's.
-        model = as_float32(model)
-    # Test-time augmentation (keras_vit.evaluate --tta flip / flip-shift), reported beside the plain accuracy.
-    accuracy = pipeline.score(model, splits.x_test, splits.y_test, "flip-shift", max(args.batch_size, 256))
+    published with them) and prints the result line. In a job of several processes, process 0 writes, the others
+    score their share of the test split and wait until the files are written."""
+    model = _saved_model(model)
+    accuracy = _test_accuracy(model, splits, max(args.batch_size, 256))
+    if process_share()[0] != 0:
+        wait_for_every_process("run written")
+        return
     output = Path(args.output)
     if outcome.history:
         title = f"{_model_name(args)}, {len(splits.x_train):,} training images"
@@ -543,19 +632,15 @@ def _finish(args, splits, model, outcome, metrics, history_path):
         "test_accuracy_flip_shift_tta": accuracy["flip-shift"],
         **metrics,
     }
-    pipeline.save_run(
-        output,
-        model,
-        splits.class_names,
-        metrics,
-        history_path=history_path,
-    )
+    with writing_alone():
+        pipeline.save_run(output, model, splits.class_names, metrics, history_path=history_path)
     print(
         f"Test accuracy {accuracy['none']:.2%} (test-time flip {accuracy['flip']:.2%}, flip-shift "
         f"{accuracy['flip-shift']:.2%}) on {len(splits.y_test)} images after {outcome.epochs} epochs "
         f"({outcome.seconds:.0f} s). Wrote {output}/model.keras",
         flush=True,
     )
+    wait_for_every_process("run written")
 
 
 def _model_name(args):
@@ -567,28 +652,44 @@ def run(args, splits, overrides, recipe, checkpoint=None):
     `checkpoint`: the --init-from ViT (None to build --preset)."""
     output = Path(args.output)
     backup_dir = output / "checkpoint"
-    if args.fresh and backup_dir.exists():
+    writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
+    if writer and args.fresh and backup_dir.exists():
         shutil.rmtree(backup_dir)
+    wait_for_every_process("checkpoint chosen")
     resuming = backup_dir.exists()
-    pipeline.start_run(output, args.seed, args.mixed_precision)
+    pipeline.start_run(output, args.seed, args.mixed_precision, create=writer)
     print(splits.summary(), flush=True)
     # The history is kept beside the checkpoint until the run's files are all written (pipeline.save_run).
     history_path = backup_dir / "history.csv"
-    if resuming:
-        epochs_done = EpochBackup.saved_epochs(backup_dir)
-        # The epochs after the checkpoint run again: their rows of a killed run go.
-        pipeline.trim_history(history_path, epochs_done)
-        if epochs_done:
-            print(f"Resuming from the checkpoint of epoch {epochs_done} in {backup_dir}", flush=True)
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    epochs_done = EpochBackup.saved_epochs(backup_dir) if resuming else 0
+    try:
+        check_same_on_every_process(epochs_done, f"the epochs of the checkpoint in {backup_dir}")
+    except ValueError as error:
+        raise CLIError(
+            f"{error}: --output must be a folder every process reads (a shared file system)"
+        ) from None
+    if epochs_done:
+        print(f"Resuming from the checkpoint of epoch {epochs_done} in {backup_dir}", flush=True)
+    if writer:
+        if resuming:
+            # The epochs after the checkpoint run again: their rows of a killed run go.
+            pipeline.trim_history(history_path, epochs_done)
+        backup_dir.mkdir(parents=True, exist_ok=True)
     try:
         model, teacher = _models(args, splits, overrides, checkpoint)
     except CLIError as error:
         return _error(error)
 
     # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
+    index, processes = process_share()
     batches = TrainingBatches(
-        splits.x_train, splits.y_train, args.batch_size, seed=args.seed, **_loader_workers(args)
+        splits.x_train,
+        splits.y_train,
+        args.batch_size,
+        seed=args.seed,
+        process_index=index,
+        process_count=processes,
+        **_loader_workers(args),
     )
     # With a budget fit may run past the estimate, up to --max-epochs.
     max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
@@ -606,11 +707,11 @@ def run(args, splits, overrides, recipe, checkpoint=None):
         trainer,
         batches,
         epochs=max_epochs,
-        history_path=history_path,
+        history_path=history_path if writer else None,
         append=resuming,
         before_history=before_history,
         after_history=after_history,
-        verbose=args.verbose,
+        verbose=args.verbose if writer else 0,
         **_validation(splits, args),
     )
     if budget is not None and budget.stopped_epoch is None and outcome.epochs == max_epochs:
@@ -652,7 +753,8 @@ def run(args, splits, overrides, recipe, checkpoint=None):
             "time_budget_seconds": args.time_budget,
         },
     )
-    shutil.rmtree(backup_dir, ignore_errors=True)  # last: a run killed before this resumes and rewrites
+    if writer:
+        shutil.rmtree(backup_dir, ignore_errors=True)  # last: a run killed before this resumes and rewrites
     return 0
 
 
@@ -720,6 +822,38 @@ def main(argv=None):
     problem = check_args(args)
     if problem:
         return _error(problem)
+    if _joins_processes(args):
+        try:
+            join_processes(args.coordinator, _num_processes(args), args.process_id)
+        except (RuntimeError, ValueError) as error:  # JAX's own errors are RuntimeErrors
+            return _error(f"cannot join the job of several processes: {first_line(error)}")
+        index, count = process_share()
+        print(
+            f"Process {index} of {count} ({len(keras.distribution.list_devices())} devices in all)",
+            flush=True,
+        )
+        if count > 1 and args.distribute == "none":
+            return leave(
+                _error("several processes train one model together: add --distribute data (or model)")
+            )
+        with stop_when_a_process_fails():
+            return leave(_main_in_process(args))
+    return _main_in_process(args)
+
+
+def _joins_processes(args):
+    """Whether these flags or Keras' environment variables make this process one of a job of several."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    return any(value is not None for value in given) or "KERAS_DISTRIBUTION_NUM_PROCESSES" in os.environ
+
+
+def _num_processes(args):
+    """--num-processes for `join_processes`: None (Keras' variable, or the cluster's with 'auto') or a count."""
+    return None if args.num_processes == "auto" else args.num_processes
+
+
+def _main_in_process(args):
+    """`main` after this process has joined its job (if any): the model, the distribution, the run."""
     try:
         overrides = flag_overrides(args)
         # Before the data loads: bad flags fail fast.
@@ -810,10 +944,12 @@ def _main(args, overrides, recipe, checkpoint, model):
     else:
         image_size = get_preset(args.preset)["image_size"]
     output = Path(args.output)
+    writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
     try:
         with pipeline.stop_on_signals():
-            check_output_folder(output, min_free_bytes=_bytes_needed(model))
-            with pipeline.locked_output(output):
+            if writer:
+                check_output_folder(output, min_free_bytes=_bytes_needed(model))
+            with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
                 try:
                     splits = pipeline.load_splits(
                         args.data_dir, args.dataset, image_size, args.limit, args.seed, stream=args.stream

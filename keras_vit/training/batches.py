@@ -32,7 +32,7 @@ class TrainingBatches(keras.utils.PyDataset):
             (`set_epoch`) sees the batches an uninterrupted run sees.
         process_index, process_count: this process's share of each batch
             when several processes train together
-            (`keras_vit.training.distribute.process_share`): every process
+            (`keras_vit.training.processes.process_share`): every process
             draws the same global batches of `batch_size` images and yields
             rows `[process_index * n, (process_index + 1) * n)` of each, `n =
             batch_size / process_count`. Default: one process, the whole batch.

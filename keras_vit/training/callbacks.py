@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_vit.files import atomic_path, atomic_write_json, pause_point
 from keras_vit.layers import PatchDropout
+from keras_vit.training.processes import writing_alone
 from keras_vit.training.schedules import warmup_cosine
 
 
@@ -345,17 +346,20 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         backup_dir: str, where the checkpoint lives.
         every: int, epochs between checkpoints.
         delete_checkpoint: bool, remove it when training ends normally.
+        write: bool; False reads a checkpoint to resume from but never
+            writes one (the processes of a job other than process 0).
     """
 
     # Its batch hook is BackupAndRestore's, a no-op with save_freq="epoch".
     async_safe = True
     METADATA = "checkpoint.json"
 
-    def __init__(self, backup_dir, every=1, delete_checkpoint=True):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
+    def __init__(self, backup_dir, every=1, delete_checkpoint=True, write=True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint and write)
         if every < 1:
             raise ValueError(f"every must be a positive integer, got {every}.")
         self.every = int(every)
+        self.write = bool(write)
 
     @classmethod
     def saved_epochs(cls, backup_dir):
@@ -399,14 +403,15 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             return  # keep the last good epoch's checkpoint
-        if (epoch + 1) % self.every == 0:
+        if self.write and (epoch + 1) % self.every == 0:
             self._save_model()
 
     def _save_model(self):
         backup_dir = Path(self.backup_dir)
         backup_dir.mkdir(parents=True, exist_ok=True)
         weights = backup_dir / f"epoch_{self._current_epoch:05d}.weights.h5"
-        with atomic_path(weights, suffix=".weights") as tmp:  # Keras wants names ending .weights.h5
+        # Keras wants names ending .weights.h5. In a job of several processes, only process 0 saves.
+        with atomic_path(weights, suffix=".weights") as tmp, writing_alone():
             self.model.save_weights(tmp, overwrite=True)
         metadata = {
             "epoch": self._current_epoch,

@@ -4,25 +4,19 @@ distribution(kind, mesh_shape)   None, `DataParallel` over every device, or `Mod
 vit_layout_map(mesh)             where a ViT's attention and MLP kernels are split over the mesh's `model` axis
 parse_mesh("2x4")                (data, model) axis sizes
 mirrored_strategy()              TensorFlow's data parallel: `tf.distribute.MirroredStrategy` over local devices
-join_processes(...)              this process into a job of several (hosts), `keras.distribution.initialize`
-process_share()                  (index, count) of this process: its share of each batch (`TrainingBatches`)
-stop_when_a_process_fails()      one clear line and an immediate exit when another process of the job died
+check_model_fits_mesh(...)       a ViT's heads and MLP units divide over the model axis
 
 `keras.distribution.set_distribution(distribution(...))` before the model is
 built: the variables are created with their layouts, `fit` splits each global
 batch over the `batch` axis, and `model.save` writes an ordinary single-device
-`.keras` file.
+`.keras` file. A job of several processes (hosts): `keras_vit.training.processes`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-
 import keras
 
-from keras_vit.cli_utils import first_line
+from keras_vit.training.processes import process_share
 
 DISTRIBUTE_KINDS = ("none", "data", "model")
 
@@ -110,6 +104,13 @@ def distribution(kind, mesh_shape=None, devices=None):
     data, model = mesh_shape or (max(len(devices) // 2, 1), min(2, len(devices)))
     if data * model != len(devices):
         raise ValueError(f"a {data}x{model} mesh needs {data * model} devices; there are {len(devices)}")
+    processes = process_share()[1]
+    if processes > 1 and (len(devices) // processes) % model:
+        # The mesh's rows are processes: a model axis inside each keeps every weight readable where it is saved.
+        raise ValueError(
+            f"with {processes} processes the model axis ({model} devices) must divide each process's "
+            f"{len(devices) // processes} devices"
+        )
     mesh = keras.distribution.DeviceMesh((data, model), ["batch", "model"], devices)
     return keras.distribution.ModelParallel(
         layout_map=vit_layout_map(mesh), batch_dim_name="batch", **own_shares
@@ -123,8 +124,8 @@ def mirrored_strategy():
     Build, compile and fit the model inside `strategy.scope()`. Each device
     gets an equal share of every batch; the trainer's loss is scaled to the
     share (`ViTTrainer.compute_loss`), so the summed gradients are the global
-    batch's. The augmentation's random draws are each device's own copy of
-    the generators: the devices draw alike for their shares.
+    batch's. Each device draws its own augmentation for its share
+    (`keras_vit.training.augment.ShareSeedGenerator`).
 
     Raises:
         ValueError: fewer than two devices.
@@ -138,66 +139,6 @@ def mirrored_strategy():
             f"{len(devices)} (JAX, KERAS_BACKEND=jax, splits a CPU's cores no better)"
         )
     return tf.distribute.MirroredStrategy([device.name for device in devices])
-
-
-def join_processes(coordinator=None, num_processes=None, process_id=None):
-    """Joins this process to a training job of several processes (one per host, or per GPU), JAX backend.
-
-    Every process runs the same command; `keras.distribution.initialize`
-    connects them through the coordinator (process 0's `host:port`), after
-    which `keras.distribution.list_devices()` lists every process's devices
-    and `distribution(...)` spans them all. On CPUs the processes exchange
-    gradients over gloo (TCP).
-
-    Args:
-        coordinator: `"host:port"` of process 0, reachable from every
-            process; default: Keras' `KERAS_DISTRIBUTION_JOB_ADDRESSES`.
-        num_processes: processes in the job; default
-            `KERAS_DISTRIBUTION_NUM_PROCESSES`.
-        process_id: this process's index, 0 to `num_processes - 1`; default
-            `KERAS_DISTRIBUTION_PROCESS_ID`.
-
-    Raises:
-        ValueError: another backend than JAX.
-    """
-    if keras.backend.backend() != "jax":
-        raise ValueError(
-            "several processes train together through Keras' distribution API on the JAX backend only "
-            f"(KERAS_BACKEND=jax); this process runs {keras.backend.backend()}"
-        )
-    import jax
-
-    # CPU devices' collectives over TCP; GPUs use their own (NCCL). Set before JAX starts its backends.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize(coordinator, num_processes, process_id)
-
-
-def process_share():
-    """`(index, count)`: this process's place in a job of several (`(0, 1)` alone, or on another backend)."""
-    if keras.backend.backend() != "jax":
-        return 0, 1
-    import jax
-
-    return jax.process_index(), jax.process_count()
-
-
-@contextlib.contextmanager
-def stop_when_a_process_fails():
-    """Turns a failure inside a job of several processes into one line and an immediate exit (status 1).
-
-    When a process dies, the others fail in their next collective (its
-    connection is closed), but JAX then waits for the dead process at the
-    shutdown barrier until its heartbeat times out, and aborts. This prints
-    what failed and leaves at once. Alone, exceptions pass through as they are.
-    """
-    try:
-        yield
-    except Exception as error:
-        index, count = process_share()
-        if count == 1:
-            raise
-        print(f"error: process {index} of {count} stopped: {first_line(error)}", file=sys.stderr, flush=True)
-        os._exit(1)  # not sys.exit: JAX's shutdown would wait for the dead process
 
 
 def check_model_fits_mesh(model, mesh_shape):

@@ -162,19 +162,21 @@ def trim_history(path, epochs):
     atomic_write_text(path, "\n".join([lines[0], *kept]) + "\n")
 
 
-def start_run(output, seed, mixed_precision="none"):
+def start_run(output, seed, mixed_precision="none", create=True):
     """Creates the output folder, seeds every generator and sets the dtype policy.
 
     Args:
         output: the run's folder.
         seed: int, for `keras.utils.set_random_seed`.
         mixed_precision: a key of `MIXED_PRECISION` (`"none"`, `"bfloat16"`, ...).
+        create: False leaves the folder alone (a process that writes nothing).
 
     Returns:
         The output folder as a `Path`.
     """
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    if create:
+        output.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[mixed_precision])
     return output
@@ -202,7 +204,8 @@ def fit(
         trainer: a compiled `ViTTrainer`.
         batches: a `TrainingBatches`.
         epochs: int, the most epochs `fit` runs.
-        history_path: the `history.csv` to write.
+        history_path: the `history.csv` to write (None: none; the history
+            is then `fit`'s own, this call's epochs only).
         before_history: callbacks placed before the history file.
         after_history: callbacks placed after it.
         append: continue an existing history (a resumed run) instead of
@@ -214,8 +217,8 @@ def fit(
     Returns:
         A `FitOutcome`.
     """
-    history_path = Path(history_path)
-    if not append:
+    history_path = None if history_path is None else Path(history_path)
+    if history_path is not None and not append:
         history_path.unlink(missing_ok=True)
     timer = EpochTimer(len(batches) * batches.batch_size)
     nan_guard = StopOnNaN()
@@ -224,7 +227,7 @@ def fit(
         # A resumed run starts at a later epoch: its batches come in that epoch's order.
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)),
         *before_history,
-        keras.callbacks.CSVLogger(str(history_path), append=append),
+        *([keras.callbacks.CSVLogger(str(history_path), append=append)] if history_path is not None else []),
         nan_guard,
         *after_history,
     ]
@@ -232,11 +235,14 @@ def fit(
     start = time.perf_counter()
     # shuffle=False: the batches shuffle themselves by (seed, epoch); Keras' shuffle of the batch order draws
     # from NumPy's global generator, which a resumed run cannot replay.
-    trainer.fit(
+    fitted = trainer.fit(
         fit_input(batches), epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False, **fit_kwargs
     )
     seconds = time.perf_counter() - start
-    history = read_history_csv(history_path) if history_path.exists() else {}
+    if history_path is None:
+        history = dict(fitted.history)
+    else:
+        history = read_history_csv(history_path) if history_path.exists() else {}
     losses = history.get("loss", [])
     diverged = nan_guard.stopped_epoch is not None or (bool(losses) and not np.isfinite(losses[-1]))
     steady = timer.times[1:] or timer.times

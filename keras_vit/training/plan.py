@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 from keras_vit.training.callbacks import TimeBudget
 from keras_vit.training.schedules import learning_rate_schedule
 
 
 def plan_learning_rate(
-    learning_rate, steps_per_epoch, epochs, warmup_epochs, time_budget=None, max_epochs=None
+    learning_rate,
+    steps_per_epoch,
+    epochs,
+    warmup_epochs,
+    time_budget=None,
+    max_epochs=None,
+    clock=time.perf_counter,
 ):
     """Warmup + cosine over `epochs`, or over the epochs that fit in `time_budget` seconds of `fit`.
 
@@ -20,6 +28,8 @@ def plan_learning_rate(
         time_budget: optional float, seconds of `fit` (compilation included).
         max_epochs: optional int, with `time_budget` the epochs `fit` is
             called with: the budget's plan never exceeds them.
+        clock: with `time_budget`, the budget's clock (a job of several
+            processes: `keras_vit.training.processes.agreed_clock()`).
 
     Returns:
         `(rate, budget)`: what the optimizer takes (a schedule, or with a
@@ -28,7 +38,12 @@ def plan_learning_rate(
     """
     if time_budget:
         budget = TimeBudget(
-            time_budget, learning_rate, epochs, warmup=min(warmup_epochs / epochs, 0.5), max_epochs=max_epochs
+            time_budget,
+            learning_rate,
+            epochs,
+            warmup=min(warmup_epochs / epochs, 0.5),
+            max_epochs=max_epochs,
+            clock=clock,
         )
         return float(learning_rate), budget
     return learning_rate_schedule(
