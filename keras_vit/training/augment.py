@@ -32,6 +32,31 @@ from keras import ops
 from keras_vit.layers import PACKAGE
 
 
+class ShareSeedGenerator(keras.random.SeedGenerator):
+    """Keras' `SeedGenerator`, except that under a `tf.distribute` strategy each device draws its own numbers.
+
+    Each device of a `MirroredStrategy` runs the step on its share of the
+    batch with its own copy of the generator's state: with Keras' generator,
+    every share would be augmented alike (the same crops, flips and
+    operations). Here the seed of each draw is offset by the device's index.
+    Under JAX (one program over the global batch) and on one device, the
+    draws are Keras' own.
+    """
+
+    def next(self, ordered=True):
+        seed = super().next(ordered)
+        if keras.backend.backend() != "tensorflow":
+            return seed
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        # A large odd step on the first word: the devices' streams never meet the second word's increments.
+        replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+        return seed + tf.stack([replica * tf.constant(104729, seed.dtype), tf.zeros((), seed.dtype)])
+
+
 def _batch_size(images):
     return ops.shape(images)[0]
 
@@ -82,7 +107,7 @@ class RandomCropFlip(AugmentationLayer):
         self.padding = int(padding)
         self.flip = bool(flip)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = ShareSeedGenerator(seed)
 
     def call(self, images, training=None):
         if not training:
@@ -270,7 +295,7 @@ class RandAugment(AugmentationLayer):
         self.magnitude = float(magnitude)
         self.fill_value = float(fill_value)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = ShareSeedGenerator(seed)
 
     def _affine(self, images, op, strength, sign):
         """This round's sampling map per image, `(batch, 3, 3)` (identity for colour ops)."""
@@ -358,7 +383,7 @@ class RandomErasing(AugmentationLayer):
         self.area = tuple(float(a) for a in area)
         self.aspect = tuple(float(a) for a in aspect)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = ShareSeedGenerator(seed)
 
     def call(self, images, training=None):
         if not training or self.rate == 0:
@@ -482,7 +507,7 @@ class MixUpCutMix(AugmentationLayer):
         self.switch_prob = float(switch_prob)
         self.mix_prob = float(mix_prob)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = ShareSeedGenerator(seed)
 
     @property
     def enabled(self):

@@ -207,7 +207,8 @@ import numpy as np
 from keras_vit import build_vit
 from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import TrainingBatches
-from keras_vit.training.distribute import distribution, join_processes, process_share, stop_when_a_process_fails
+from keras_vit.training.distribute import distribution
+from keras_vit.training.processes import join_processes, process_share, stop_when_a_process_fails
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.trainer import make_trainer
 
@@ -329,3 +330,39 @@ def test_distributed_runs_keep_the_teacher_ema_time_budget_and_streaming(tiny_tr
         args = metrics["args"]
         assert args["distribute"] == kind and args["stream"] and args["ema_momentum"] == 0.9, args
         assert args["teacher"] and args["teacher_flip"] and args["time_budget"] == 600, args
+
+
+# Each augmentation layer in a MirroredStrategy over two logical CPU devices, on a batch of 8 identical images
+# (4 a device): prints, per layer, whether the devices' shares came out alike, and whether the images within a
+# share differ.
+SHARES = """
+import json
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from keras_vit.training.augment import RandAugment, RandomCropFlip, RandomErasing
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+batch = tf.data.Dataset.from_tensors(np.repeat(image, 8, axis=0))
+result = {}
+layers = {"crop_flip": RandomCropFlip, "randaugment": RandAugment, "erasing": lambda seed: RandomErasing(1.0, seed=seed)}
+for name, make in layers.items():
+    with strategy.scope():
+        layer = make(seed=0)
+    step = tf.function(lambda images: layer(images, training=True))
+    shares = strategy.experimental_local_results(strategy.run(step, args=(next(iter(strategy.experimental_distribute_dataset(batch))),)))
+    first, second = (np.asarray(share) for share in shares)
+    result[name] = {"alike": bool(np.array_equal(first, second)), "varied": len({x.tobytes() for x in first}) > 1}
+print(json.dumps(result))
+"""
+
+
+def test_each_device_of_a_tensorflow_strategy_draws_its_own_augmentation():
+    done = run_python(SHARES, backend="tensorflow", timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, seen in result.items():
+        assert seen == {"alike": False, "varied": True}, (name, seen)
