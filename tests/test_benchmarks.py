@@ -654,3 +654,42 @@ def test_keras_augment_measures_every_arm_and_summarises_ratios(tmp_path):
     assert randomness["randaugment"]["keras"]["operation_indices_drawn_for_32_images"] == [2]  # per round
     for comparison in ("crop_flip", "randaugment"):
         assert randomness[comparison]["ours"]["distinct_outputs_of_32_identical_images"] > 16
+
+
+def _memory_cgroups_writable():
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")):
+        if (root / "cgroup.procs").exists() and os.access(root, os.W_OK):
+            return True
+    return False
+
+
+def test_streaming_memory_measures_both_loaders_and_records_a_run_killed_at_the_cap(tmp_path):
+    script = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "streaming_memory.py"),
+        "--images",
+        "40",
+        "--size",
+        "32",
+    ]
+    done = subprocess.run(
+        [*script, "--output", str(tmp_path / "free")], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "free" / "streaming.json").read_text())
+    assert [run["loader"] for run in result["runs"]] == ["in memory", "streamed"]
+    assert all(run["train_images"] == 40 and run["peak_rss_bytes"] > 2**20 for run in result["runs"])
+    assert result["decoded_train_bytes"] == 40 * 32 * 32 * 3
+    if not _memory_cgroups_writable():
+        pytest.skip("no writable cgroup memory controller here")
+    # 200 MiB: less than TensorFlow's own start-up: every run is killed, and recorded as killed.
+    capped = subprocess.run(
+        [*script, "--output", str(tmp_path / "free"), "--memory-cap", "200"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert capped.returncode == 0, capped.stdout[-2000:] + capped.stderr[-3000:]
+    result = json.loads((tmp_path / "free" / "streaming.json").read_text())
+    assert all(run["killed_at_the_cap"] and run["memory_cap_bytes"] == 200 * 2**20 for run in result["runs"])
+    assert "1 of 1 killed at the 200 MiB cap" in capped.stdout
