@@ -843,6 +843,8 @@ def main(argv=None):
 
 def _joins_processes(args):
     """Whether these flags or Keras' environment variables make this process one of a job of several."""
+    if args.num_processes == 1:
+        return False
     given = (args.coordinator, args.num_processes, args.process_id)
     return any(value is not None for value in given) or "KERAS_DISTRIBUTION_NUM_PROCESSES" in os.environ
 

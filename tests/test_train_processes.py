@@ -55,18 +55,19 @@ def slurm_variables(job_id, count, index):
 
 
 class Job:
-    """`count` processes of `python -m keras_vit.train ARGS` (one CPU device each) joined through 127.0.0.1.
+    """`count` processes of `python -m keras_vit.train ARGS` joined through 127.0.0.1.
 
-    `pause` (process index, point) holds that process at `keras_vit.files.pause_point(point)`. `slurm`: the
-    processes learn the job from the variables Slurm's `srun` sets (`--num-processes auto`), not from flags.
+    `devices`: virtual CPU devices per process. `pause` (process index, point) holds that process at
+    `keras_vit.files.pause_point(point)`. `slurm`: the processes learn the job from the variables Slurm's `srun`
+    sets (`--num-processes auto`), not from flags.
     """
 
-    def __init__(self, args, count, outputs, pause=None, slurm=False):
+    def __init__(self, args, count, outputs, pause=None, slurm=False, devices=1):
         port, job_id = free_port(), free_slurm_job_id() if slurm else None
         self.processes, self.lines = [], [[] for _ in range(count)]
         for index in range(count):
             env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT)}
-            env.pop("XLA_FLAGS", None)
+            env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
             if pause and pause[0] == index:
                 env[PAUSE_ENV] = pause[1]
             joins = [
@@ -207,3 +208,33 @@ def test_a_slurm_launch_needs_no_process_flags(tiny_tree, tmp_path):
     job = Job(args, 2, [tmp_path / "run"] * 2, slurm=True)
     assert job.wait() == [0, 0], job.output(0)[-3000:] + job.output(1)[-3000:]
     assert "Process 1 of 2" in job.output(1) and (tmp_path / "run" / "model.keras").exists()
+
+
+def test_two_processes_split_the_model_as_one_process_with_their_devices(tiny_tree, tmp_path):
+    """A 2x2 mesh whose model axis lies inside each process (2 processes of 2 devices) ends where one process of 4
+    devices ends; a model axis across the processes is refused with one line."""
+    args = [
+        *ARGS[:-6],
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(tiny_tree),
+        "--distribute",
+        "model",
+        "--mesh",
+        "2x2",
+    ]
+    one = Job(args, 1, [tmp_path / "one"], devices=4)
+    assert one.wait() == [0], one.output(0)[-3000:]
+    two = Job(args, 2, [tmp_path / "two"] * 2, devices=2)
+    assert two.wait() == [0, 0], two.output(0)[-3000:] + two.output(1)[-3000:]
+    alone = load_model(tmp_path / "one" / "model.keras").get_weights()
+    together = load_model(tmp_path / "two" / "model.keras").get_weights()
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(alone, together)) < 1e-5
+
+    across = Job([*args[:-1], "1x4"], 2, [tmp_path / "across"] * 2, devices=2)
+    assert across.wait() == [2, 2]
+    assert (
+        "error: with 2 processes the model axis (4 devices) must divide each process's 2 devices"
+        in across.output(0)
+    )
