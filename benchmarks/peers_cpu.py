@@ -14,15 +14,15 @@ no augmentation, batch 128, AdamW with label smoothing 0.1):
   round. Steps, not epochs, because each Keras epoch under TensorFlow starts a new tf.data iterator whose end
   can wait seconds on tf.data's autotuning thread: a few-step benchmark epoch would count that many times
   more often than training does.
-- **inference**: keras_vit's ONNX (`python -m export.onnx`) and TFLite float32 (`python -m export.tflite`)
-  files of a model with random weights (each moved off its initial value) beside timm's `torch.onnx.export`
-  of the same shape, timed in interleaved rounds by `benchmarks/compare_latency.py` (ONNX Runtime and LiteRT
-  with `--threads`).
+- **inference**: keras_vit's ONNX files (`python -m export.onnx`, standard ONNX, and with `--ort-attention`,
+  ONNX Runtime's fused attention ops) and TFLite float32 file (`python -m export.tflite`) of a model with
+  random weights (each moved off its initial value) beside timm's `torch.onnx.export` of the same shape, timed
+  in interleaved rounds by `benchmarks/compare_latency.py` (ONNX Runtime and LiteRT with `--threads`).
 
 timm needs torchvision, whose wheels on the package index are CUDA builds that do not load beside the CPU
 torch of the dev extra: give a Python that has torch, torchvision, timm and onnx (`--torch-python`; a venv with
 `pip install torch torchvision timm onnx` will do; CUDA builds run on the CPU). Writes `peers_cpu.json`,
-`peers_cpu.md` and `peers_cpu.png` to `--output`.
+`peers_cpu.md`, `peers_cpu.png` (training) and `peers_cpu_inference.png` to `--output`.
 """
 
 from __future__ import annotations
@@ -223,13 +223,18 @@ def export_files(shape, folder, args):
         f"model.save({str(model_path)!r})"
     )
     subprocess.run([sys.executable, "-c", build], check=True, env=env, cwd=ROOT)
-    ours_onnx, ours_tflite, timm_onnx = (
+    ours_onnx, ours_ort_onnx, ours_tflite, timm_onnx = (
         folder / f"{shape}.onnx",
+        folder / f"{shape}_ort_attention.onnx",
         folder / f"{shape}_fp32.tflite",
         folder / f"{shape}_timm.onnx",
     )
-    for module, path in (("export.onnx", ours_onnx), ("export.tflite", ours_tflite)):
-        command = [sys.executable, "-m", module, str(model_path), str(path), "--eval-images", "64"]
+    for module, path, flags in (
+        ("export.onnx", ours_onnx, []),
+        ("export.onnx", ours_ort_onnx, ["--ort-attention"]),
+        ("export.tflite", ours_tflite, []),
+    ):
+        command = [sys.executable, "-m", module, str(model_path), str(path), "--eval-images", "64", *flags]
         subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True, text=True)
     job = dict(task="export", shape=SHAPES[shape], path=str(timm_onnx), threads=args.threads)
     last_json_line(
@@ -238,7 +243,7 @@ def export_files(shape, folder, args):
         ),
         "timm export",
     )
-    return [ours_onnx, timm_onnx, ours_tflite]
+    return [ours_onnx, timm_onnx, ours_ort_onnx, ours_tflite]
 
 
 def inference(args, folder):
@@ -318,6 +323,48 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+# The inference files by the end of their names (after the shape's), as the chart names them.
+FILE_LABELS = {
+    ".onnx": "keras_vit ONNX",
+    "_timm.onnx": "timm torch.onnx",
+    "_ort_attention.onnx": "keras_vit ONNX --ort-attention",
+    "_fp32.tflite": "keras_vit TFLite float32",
+}
+
+
+def plot_inference(report, path):
+    """Each file's speed over timm's file, batch 1 and batch 64, per shape."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shapes = list(report["inference"])
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for axis, key, title in zip(
+        axes,
+        ("latency_speedup_over_timm", "throughput_ratio_to_timm"),
+        ("batch 1: timm's latency over the file's", "batch 64: the file's images/s over timm's"),
+    ):
+        first = report["inference"][shapes[0]]["results"]
+        files = [FILE_LABELS.get(Path(row["path"]).name[len(shapes[0]) :], row["path"]) for row in first]
+        width = 0.8 / len(files)
+        for index, file in enumerate(files):
+            values = [report["inference"][shape]["results"][index][key] for shape in shapes]
+            axis.bar([i + index * width for i in range(len(shapes))], values, width, label=file)
+        axis.axhline(1.0, color="black", linewidth=0.8)
+        axis.axhline(1.2, color="gray", linewidth=0.8, linestyle="--")
+        axis.set_xticks([i + width * (len(files) - 1) / 2 for i in range(len(shapes))], shapes)
+        axis.set_title(title, fontsize=9)
+    axes[0].set_ylabel("speed over timm's torch.onnx file")
+    axes[1].legend(fontsize=8, loc="lower right", framealpha=0.9)
+    figure.suptitle("Exported inference on the CPU against PyTorch + timm", fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
 def plot(report, path):
     import matplotlib
 
@@ -393,6 +440,8 @@ def main(argv=None):
     atomic_write_text(output / "peers_cpu.md", markdown(report))
     if report.get("training"):
         plot(report, output / "peers_cpu.png")
+    if report.get("inference"):
+        plot_inference(report, output / "peers_cpu_inference.png")
     print(markdown(report), flush=True)
     return 0
 

@@ -53,6 +53,7 @@ CLI: `python -m export.onnx MODEL.keras OUT.onnx [--opset N]`.
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 
@@ -403,11 +404,14 @@ def card_fields(proto, opset):
         gelu = "exact: erfc(-x/sqrt(2)) as 1 + Erf(x/sqrt(2)), which ONNX Runtime fuses into Gelu"
     else:
         gelu = "exact: TF Erfc(x) exported as 1 - Erf(x)"
-    fused_attention = sum(
-        node.op_type == "Attention" and node.domain == ORT_DOMAIN for node in proto.graph.node
+    fused = collections.Counter(
+        node.op_type
+        for node in proto.graph.node
+        if node.domain == ORT_DOMAIN and node.op_type in ("Attention", "MultiHeadAttention")
     )
-    if fused_attention:
-        attention = f"{fused_attention} com.microsoft Attention ops (ONNX Runtime only)"
+    if fused:
+        ops = " + ".join(f"{count} {op}" for op, count in sorted(fused.items()))
+        attention = f"com.microsoft {ops} ops (ONNX Runtime only)"
     else:
         attention = "batched-matrix einsums as static Transpose/MatMul/Transpose (no run-time shape ops)"
     return {
@@ -426,7 +430,7 @@ def write_onnx(job, path):
     with savedmodel.saved_model_of(job) as saved_model:
         proto = convert(saved_model, job.args.opset, getattr(job.args, "ort_attention", False))
     onnx.save(proto, path)
-    return card_fields(proto, job.args.opset)
+    return {**card_fields(proto, job.args.opset), **savedmodel.last_block_field(job.model)}
 
 
 FORMAT = Format("onnx", "float32", "model.onnx", write_onnx)

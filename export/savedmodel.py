@@ -3,7 +3,9 @@
 The SavedModel has one signature, `serving_default` (also `serve`):
 `images` float32 `(batch, height, width, channels)` raw pixels 0..255 ->
 `{"logits": float32 (batch, num_classes)}`, inference mode (no dropout).
-The batch dimension is dynamic.
+The batch dimension is dynamic. With a class-token head the last block
+computes only the class token (`keras_vit.models.class_token_forward`): the
+same logits, less work in every file converted from it.
 
 CLI: `python -m export.savedmodel MODEL.keras OUT_DIR`.
 """
@@ -44,8 +46,12 @@ def export_savedmodel(model, io, path):
     import keras
     import tensorflow as tf
 
+    from keras_vit.models import class_token_forward
+
+    forward = class_token_forward(model) or (lambda images: model(images, training=False))
+
     def serve(images):
-        return {SIGNATURE_OUTPUT: model(images, training=False)}
+        return {SIGNATURE_OUTPUT: forward(images)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -89,7 +95,15 @@ def saved_model_of(job):
 def write_savedmodel(job, path):
     """`Format.convert` of the SavedModel: writes the directory, returns the model card's fields."""
     export_savedmodel(job.model, job.io, path)
-    return {"signature": "serving_default", "runtime": "tf.saved_model.load"}
+    return {"signature": "serving_default", "runtime": "tf.saved_model.load", **last_block_field(job.model)}
+
+
+def last_block_field(model):
+    """The model card's word on the last block: all tokens, or only those the head reads."""
+    from keras_vit.models import class_token_forward
+
+    pruned = class_token_forward(model) is not None
+    return {"last_block": "the tokens the head reads" if pruned else "every token"}
 
 
 FORMAT = Format("savedmodel", "float32", "savedmodel", write_savedmodel, dir_marker="saved_model.pb")

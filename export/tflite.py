@@ -244,6 +244,7 @@ def write_tflite(job, path, quantize):
         "quantize": quantize,
         "ops": model.op_counts(),
         "float_ops": model.float_ops() if model.input_quantization else {},
+        **savedmodel.last_block_field(job.model),
     }
     if quantize == "int8":
         fields["calibration"] = {"images": int(len(calibration)), "source": job.data.source}

@@ -570,6 +570,58 @@ def test_peers_cpu_ratios_are_per_round_medians(tmp_path, monkeypatch):
     assert (tmp_path / "peers_cpu.png").stat().st_size > 0
 
 
+def test_peers_cpu_inference_ratios_are_to_timms_file_round_by_round(tmp_path, monkeypatch):
+    """Every file's inference ratio is to timm's file of the same round (batch 1: timm's latency over the file's;
+    batch 64: images/s over timm's), the median of the rounds; the table and the chart are written."""
+    import types
+
+    peers = _load_script("peers_cpu")
+    names = ["w64.onnx", "w64_timm.onnx", "w64_ort_attention.onnx", "w64_fp32.tflite"]
+    latency = {
+        "w64.onnx": [1.0, 2.0, 1.0],
+        "w64_timm.onnx": [1.0, 3.0, 1.2],
+        "w64_ort_attention.onnx": [0.5, 1.0, 1.0],
+    }
+    latency["w64_fp32.tflite"] = [2.0, 2.0, 2.0]
+    rate = {name: [100.0, 50.0, 100.0] for name in names}
+    rate["w64_ort_attention.onnx"] = [150.0, 50.0, 110.0]
+
+    def compare(paths, rounds, threads):
+        assert rounds == 5  # --rounds plus two
+        return {
+            "results": [
+                {
+                    "path": str(path),
+                    "latency_ms_by_round": latency[Path(path).name],
+                    "latency_ms_median_of_rounds": sorted(latency[Path(path).name])[1],
+                    "throughput_images_per_s_by_round": rate[Path(path).name],
+                    "throughput_images_per_s_median_of_rounds": sorted(rate[Path(path).name])[1],
+                }
+                for path in paths
+            ]
+        }
+
+    monkeypatch.setitem(sys.modules, "compare_latency", types.SimpleNamespace(compare=compare))
+    monkeypatch.setattr(
+        peers, "export_files", lambda shape, folder, args: [tmp_path / name for name in names]
+    )
+    argv = ["--torch-python", sys.executable, "--output", str(tmp_path), "--shapes", "w64", "--rounds", "3"]
+    assert peers.main([*argv, "--skip", "training"]) == 0
+    rows = json.loads((tmp_path / "peers_cpu.json").read_text())["inference"]["w64"]["results"]
+    fused = rows[2]
+    # Per round 2.0 / 3.0 / 1.2 and 1.5 / 1.0 / 1.1: medians 2.0 and 1.1.
+    assert fused["latency_speedup_over_timm"] == pytest.approx(2.0)
+    assert fused["throughput_ratio_to_timm"] == pytest.approx(1.1)
+    assert rows[0]["latency_speedup_over_timm"] == pytest.approx(1.2)  # 1.0, 1.5, 1.2
+    assert (
+        "| w64 | `w64_ort_attention.onnx` | 1.000 | 2.00x | 110 | 1.10x |"
+        in (tmp_path / "peers_cpu.md").read_text()
+    )
+    assert (tmp_path / "peers_cpu_inference.png").stat().st_size > 0 and not (
+        tmp_path / "peers_cpu.png"
+    ).exists()
+
+
 def test_peers_cpu_refuses_an_unknown_keras_side(tmp_path):
     peers = _load_script("peers_cpu")
     assert peers.keras_config("tensorflow+xla+bf16") == "tensorflow+xla+bf16"

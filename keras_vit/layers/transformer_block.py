@@ -37,11 +37,16 @@ class TransformerBlock(keras.layers.Layer):
         training: bool, enables dropout and stochastic depth.
         return_attention_scores: bool; when True, also return the attention
             weights (used for attention maps and rollout).
+        query_tokens: optional int; compute only the first `query_tokens`
+            tokens (each still attends to every token) and return those. A
+            head that reads only the class token needs no more of the last
+            block, at a fraction of its work
+            (`keras_vit.models.class_token_forward`).
 
     Returns:
-        Tensor shaped like `tokens`; with `return_attention_scores=True` a
-        tuple `(tokens, weights)` with weights of shape `(batch, num_heads,
-        sequence, sequence)`.
+        Tensor shaped like `tokens` (`query_tokens` tokens long if given);
+        with `return_attention_scores=True` a tuple `(tokens, weights)` with
+        weights of shape `(batch, num_heads, queries, sequence)`.
     """
 
     def __init__(
@@ -101,9 +106,14 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_hidden.build(input_shape)
         self.mlp_output.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
 
-    def call(self, tokens, training=None, return_attention_scores=False):
+    def call(self, tokens, training=None, return_attention_scores=False, query_tokens=None):
         x = self.attention_norm(tokens)
-        attended = self.attention(x, x, training=training, return_attention_scores=return_attention_scores)
+        if query_tokens is not None:
+            tokens = tokens[:, :query_tokens]
+        queries = x if query_tokens is None else x[:, :query_tokens]
+        attended = self.attention(
+            queries, x, training=training, return_attention_scores=return_attention_scores
+        )
         if return_attention_scores:
             attended, scores = attended
         attended = self.attention_dropout_layer(attended, training=training)

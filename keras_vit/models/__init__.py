@@ -1,6 +1,7 @@
 """The models: the ViT classifier, its presets, the ConvNet teachers and FLOP counts.
 
-vit.py       ViT (a functional keras.Model that owns its config), build_vit, vit_arguments, resize_vit
+vit.py       ViT (a functional keras.Model that owns its config), build_vit, vit_arguments, resize_vit,
+             class_token_forward (the inference pass export uses)
 presets.py   PRESETS, get_preset: named ViT configurations
 teachers.py  ResNet-9 and airbench teachers, load_teacher, average_logits, with_dtype_policy
 flops.py     FLOPs per image (training step of a ViT, forward pass of a teacher), for MFU
@@ -24,6 +25,7 @@ from keras_vit.models.vit import (
     VIT_ARGUMENTS,
     ViT,
     build_vit,
+    class_token_forward,
     resize_vit,
     vit_arguments,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "build_resnet9",
     "build_teacher",
     "build_vit",
+    "class_token_forward",
     "forward_flops_per_image",
     "get_preset",
     "load_teacher",

@@ -204,9 +204,26 @@ def test_jax_trained_model_to_onnx_without_data(tmp_path):
     np.testing.assert_allclose(out_logits, data["logits"], atol=1e-4, rtol=0)
 
 
+def test_the_last_block_computes_only_the_class_token(export_dir):
+    """The exported graph's last block queries one token (`class_token_forward`), the others every token; the
+    model card says so."""
+    proto = onnx.load(str(export_dir / "model.onnx"))
+    softmaxes = [node.output[0] for node in proto.graph.node if node.op_type == "Softmax"]
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in softmaxes)
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    images = np.zeros((2, 32, 32, 3), "float32")
+    *_, first, last = session.run(None, {"images": images})
+    tokens = first.shape[-1]
+    assert first.shape[:1] + first.shape[2:] == (2, tokens, tokens) and tokens > 16
+    assert last.shape == first.shape[:2] + (1, tokens)
+    card = json.loads((export_dir / "model.onnx.json").read_text())
+    assert card["last_block"] == "the tokens the head reads"
+
+
 def test_ort_attention_fuses_every_block_and_passes_the_proof(export_dir, data_tree, trained, tmp_path):
-    """`--ort-attention`: every block's attention is one com.microsoft Attention op; the file passes the usual
-    proof and computes what the standard file does."""
+    """`--ort-attention`: every block's attention is one com.microsoft op (`Attention`; `MultiHeadAttention` in
+    the last block, which queries the class token only); the file passes the usual proof and computes what the
+    standard file does."""
     root, _ = data_tree
     out = tmp_path / "fused.onnx"
     proc = run(["export.onnx", trained["path"], out, "--data-dir", root, "--ort-attention"])
@@ -214,12 +231,14 @@ def test_ort_attention_fuses_every_block_and_passes_the_proof(export_dir, data_t
     blocks = keras_vit.get_preset("vit_micro")["depth"]
     fused = onnx.load(str(out))
     ops = [(node.domain, node.op_type) for node in fused.graph.node]
-    assert ops.count(("com.microsoft", "Attention")) == blocks, ops
+    assert ops.count(("com.microsoft", "Attention")) == blocks - 1, ops
+    assert ops.count(("com.microsoft", "MultiHeadAttention")) == 1, ops
     assert ("", "Softmax") not in ops and ops.count(("", "Transpose")) == 1, (
         ops
     )  # only the patches' transpose
     card = json.loads((tmp_path / "fused.onnx.json").read_text())
-    assert card["attention"] == f"{blocks} com.microsoft Attention ops (ONNX Runtime only)"
+    expected = f"com.microsoft {blocks - 1} Attention + 1 MultiHeadAttention ops (ONNX Runtime only)"
+    assert card["attention"] == expected and card["last_block"] == "the tokens the head reads"
     images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     standard = onnxruntime.InferenceSession(
         str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"]

@@ -42,3 +42,22 @@ def test_transformer_block_dropout_only_in_training():
     a = keras.ops.convert_to_numpy(block(tokens, training=False))
     np.testing.assert_allclose(a, keras.ops.convert_to_numpy(block(tokens, training=False)))
     assert not np.allclose(a, keras.ops.convert_to_numpy(block(tokens, training=True)))
+
+
+def test_query_tokens_computes_only_the_first_tokens():
+    """`query_tokens=k` returns the full block's first k tokens (each attended over every token), and their
+    attention weights."""
+    tokens = np.random.default_rng(4).normal(size=(3, 7, 16)).astype("float32")
+    block = TransformerBlock(num_heads=4, projection_dim=16, mlp_dim=32)
+    full, full_scores = block(tokens, return_attention_scores=True)
+    for kept in (1, 2):
+        out, scores = block(tokens, query_tokens=kept, return_attention_scores=True)
+        assert tuple(out.shape) == (3, kept, 16) and tuple(scores.shape) == (3, 4, kept, 7)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(out), keras.ops.convert_to_numpy(full)[:, :kept], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(scores),
+            keras.ops.convert_to_numpy(full_scores)[:, :, :kept],
+            atol=1e-6,
+        )

@@ -1,5 +1,5 @@
 """keras_vit.models.vit: the ViT owns its config; build_vit, saving in safe mode, legacy files, resize_vit,
-training under ViTTrainer, backends."""
+class_token_forward, training under ViTTrainer, backends."""
 
 import inspect
 import json
@@ -13,7 +13,7 @@ from conftest import run_python
 
 from keras_vit import ViT, build_vit, load_model, resize_vit, vit_arguments
 from keras_vit.models.presets import PRESETS
-from keras_vit.models.vit import VIT_ARGUMENTS
+from keras_vit.models.vit import VIT_ARGUMENTS, class_token_forward
 from keras_vit.pretrained import model_path
 from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.optimizers import make_optimizer
@@ -237,6 +237,47 @@ def test_legacy_file_loads_and_converts():
     resized = resize_vit(legacy, 32)
     assert type(resized) is ViT
     np.testing.assert_allclose(keras.ops.convert_to_numpy(resized(images)), expected, atol=1e-4)
+
+
+SMALL = dict(image_size=16, patch_size=4, projection_dim=16, depth=2, num_heads=2, mlp_dim=32)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        {"distillation_token": True},
+        {"num_registers": 2},
+        {"locality_attention": True},
+        {"head_norm": "pooled"},
+        {"patch_dropout": 0.25, "drop_path": 0.1, "dropout": 0.1},
+    ],
+    ids=str,
+)
+def test_class_token_forward_computes_the_models_logits(arguments):
+    """The export's pass (the last block cut to the class token, and the distillation token with one) gives the
+    model's inference logits."""
+    model = randomize(build_vit(**SMALL, **arguments))
+    images = np.random.default_rng(1).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    forward = class_token_forward(model)
+    expected = keras.ops.convert_to_numpy(model(images, training=False))
+    assert np.abs(expected).max() > 0.1  # not a vacuous comparison
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(forward(images)), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_class_token_forward_cuts_only_a_class_token_head():
+    """A head that reads every token (mean, learned pooling) gets no cut pass; the shipped legacy model (a
+    functional model of a ViT's layers, with a register token) gets one."""
+    for pooling in ("gap", "seqpool"):
+        assert class_token_forward(build_vit(**SMALL, pooling=pooling)) is None
+    assert class_token_forward(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])) is None
+    legacy = load_model(model_path())
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(class_token_forward(legacy)(images)),
+        keras.ops.convert_to_numpy(legacy(images, training=False)),
+        atol=1e-4,
+    )
 
 
 def test_vit_trains_under_the_trainer_and_saves(tmp_path):
