@@ -386,9 +386,9 @@ def class_token_forward(model):
     tokens (their queries, attention, MLP and norms) are dead work at
     inference; this pass computes only the tokens read
     (`TransformerBlock(query_tokens=...)`): the same logits up to float
-    rounding, with a fraction of the last block's products (a quarter of
-    the matrix products of a 4-block model at 65 tokens, about a tenth of
-    a 9-block one's).
+    rounding, with most of the last block's matrix products left out
+    (about a fifth of a 4-block model's at 65 tokens, a twelfth of a
+    9-block one's).
 
     Args:
         model: a `ViT` (or a legacy functional one, see `vit_arguments`).
