@@ -26,6 +26,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU's vector and matrix extensions that decide which kernels TensorFlow, oneDNN and XNNPACK run.
+_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list:
+    """Which of `_FEATURES` the CPU reports (the Linux `/proc/cpuinfo` flags; empty elsewhere), in that order."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [feature for feature in _FEATURES if feature in flags]
+    except OSError:
+        pass
+    return []
+
+
 def usable_cores() -> int:
     """Number of CPU cores this process may run on (its affinity mask, where the OS has one)."""
     try:
@@ -38,13 +55,15 @@ def machine_summary() -> dict:
     """CPU, cores, platform, Python, the load and the installed runtime versions.
 
     Returns:
-        dict with `cpu`, `cores_available`, `cores_total`, `platform`,
-        `python`, `load_average_1min` (where the OS has it) and one key per
-        installed package of `tensorflow`, `keras`, `jax`, `torch`,
+        dict with `cpu`, `cpu_features` (`cpu_features()`), `cores_available`,
+        `cores_total`, `platform`, `python`, `load_average_1min` (where the
+        OS has it), `tf_enable_onednn_opts` (the variable, where set) and one
+        key per installed package of `tensorflow`, `keras`, `jax`, `torch`,
         `ai_edge_litert`, `onnxruntime`.
     """
     info = {
         "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
         "cores_available": usable_cores(),
         "cores_total": os.cpu_count(),
         "platform": platform.platform(),
@@ -54,6 +73,8 @@ def machine_summary() -> dict:
         info["load_average_1min"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
+    if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+        info["tf_enable_onednn_opts"] = os.environ["TF_ENABLE_ONEDNN_OPTS"]
     for package in _PACKAGES:
         try:
             info[package] = metadata.version(package.replace("_", "-"))

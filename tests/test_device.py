@@ -1,10 +1,13 @@
 """Tests for keras_vit.device: the machine summary recorded beside measurements."""
 
 import os
+import platform
 import subprocess
 import sys
 
-from keras_vit.device import cpu_name, machine_summary, usable_cores
+import pytest
+
+from keras_vit.device import cpu_features, cpu_name, machine_summary, usable_cores
 
 
 def test_machine_summary_names_the_cpu_cores_and_runtimes():
@@ -13,6 +16,20 @@ def test_machine_summary_names_the_cpu_cores_and_runtimes():
     assert 1 <= info["cores_available"] == usable_cores() <= os.cpu_count() == info["cores_total"]
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert "onnxruntime" in info and "keras" in info  # installed here: their versions are recorded
+    assert info["cpu_features"] == cpu_features()
+
+
+def test_cpu_features_are_the_flags_the_cpu_reports():
+    """Read from /proc/cpuinfo's flags: every x86-64 CPU this project runs on has AVX2 and FMA."""
+    if platform.machine() != "x86_64" or not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("the flags are read from a Linux x86-64 /proc/cpuinfo")
+    features = cpu_features()
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+    assert features[:2] == ["avx2", "fma"] and all(feature in flags for feature in features)
+    assert ("avx512f" in features) == ("avx512f" in flags) and ("amx_bf16" in features) == (
+        "amx_bf16" in flags
+    )
 
 
 def test_module_needs_neither_keras_nor_tensorflow():
