@@ -173,15 +173,26 @@ def stop_when_a_process_fails():
         os._exit(1)  # not sys.exit: JAX's shutdown would wait for the dead process
 
 
+# Seconds process 0 waits before leaving a failed job (`leave`).
+COORDINATOR_GRACE = 3.0
+
+
 def leave(status):
     """`status`, or, for a process of a job that ends with a non-zero status, an immediate exit with it.
 
     A process that returns normally waits at JAX's shutdown barrier for the
     others, which wait for it in their next collective: leaving at once
     closes its connections, and they stop (`stop_when_a_process_fails`).
+    Process 0 holds the job's coordination service, whose end makes JAX
+    abort the processes still connected: it leaves `COORDINATOR_GRACE`
+    seconds after the others, which, when every process refuses the same
+    flags, have left with their own status by then.
     """
-    if status == 0 or process_share()[1] == 1:
+    index, count = process_share()
+    if status == 0 or count == 1:
         return status
     sys.stdout.flush()
     sys.stderr.flush()
+    if index == 0:
+        time.sleep(COORDINATOR_GRACE)
     os._exit(status)

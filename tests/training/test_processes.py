@@ -37,3 +37,18 @@ def test_process_rows_cover_every_item_once_in_order(monkeypatch, count, items):
 def test_joining_needs_jax():
     with pytest.raises(ValueError, match="JAX backend only"):
         processes.join_processes("127.0.0.1:1", 2, 0)
+
+
+@pytest.mark.parametrize(("index", "waits"), [(0, [processes.COORDINATOR_GRACE]), (1, [])])
+def test_a_failed_job_leaves_with_its_status_and_the_coordinator_last(monkeypatch, index, waits):
+    """In a job of several processes a non-zero status leaves at once (no shutdown barrier), process 0 (the
+    coordination service, whose end aborts the processes still connected) a grace period after the others;
+    a zero status returns."""
+    events = []
+    monkeypatch.setattr(processes, "process_share", lambda: (index, 2))
+    monkeypatch.setattr(processes.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr(processes.os, "_exit", lambda status: events.append(("exit", status)))
+    assert processes.leave(0) == 0 and events == []
+    processes.leave(2)
+    assert events == [("sleep", seconds) for seconds in waits] + [("exit", 2)]
+    assert processes.COORDINATOR_GRACE >= 1
