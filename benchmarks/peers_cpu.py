@@ -340,15 +340,15 @@ def plot_inference(report, path):
     import matplotlib.pyplot as plt
 
     shapes = list(report["inference"])
+    first = report["inference"][shapes[0]]["results"]
+    files = [FILE_LABELS.get(Path(row["path"]).name[len(shapes[0]) :], row["path"]) for row in first]
+    width = 0.8 / len(files)
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for axis, key, title in zip(
         axes,
         ("latency_speedup_over_timm", "throughput_ratio_to_timm"),
         ("batch 1: timm's latency over the file's", "batch 64: the file's images/s over timm's"),
     ):
-        first = report["inference"][shapes[0]]["results"]
-        files = [FILE_LABELS.get(Path(row["path"]).name[len(shapes[0]) :], row["path"]) for row in first]
-        width = 0.8 / len(files)
         for index, file in enumerate(files):
             values = [report["inference"][shape]["results"][index][key] for shape in shapes]
             axis.bar([i + index * width for i in range(len(shapes))], values, width, label=file)

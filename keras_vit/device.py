@@ -14,16 +14,22 @@ from importlib import metadata
 _PACKAGES = ("tensorflow", "keras", "jax", "torch", "ai_edge_litert", "onnxruntime")
 
 
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
+def _cpuinfo(field):
+    """The value of `field` for the first CPU in the Linux `/proc/cpuinfo` (case-insensitive), or None."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.lower().startswith("model name"):
+                if line.lower().startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    name = _cpuinfo("model name")
+    return name if name is not None else platform.processor() or platform.machine()
 
 
 # The CPU's vector and matrix extensions that decide which kernels TensorFlow, oneDNN and XNNPACK run.
@@ -32,15 +38,8 @@ _FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
 
 def cpu_features() -> list:
     """Which of `_FEATURES` the CPU reports (the Linux `/proc/cpuinfo` flags; empty elsewhere), in that order."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [feature for feature in _FEATURES if feature in flags]
-    except OSError:
-        pass
-    return []
+    flags = set((_cpuinfo("flags") or "").split())
+    return [feature for feature in _FEATURES if feature in flags]
 
 
 def usable_cores() -> int:

@@ -108,9 +108,9 @@ class TransformerBlock(keras.layers.Layer):
 
     def call(self, tokens, training=None, return_attention_scores=False, query_tokens=None):
         x = self.attention_norm(tokens)
+        queries = x
         if query_tokens is not None:
-            tokens = tokens[:, :query_tokens]
-        queries = x if query_tokens is None else x[:, :query_tokens]
+            tokens, queries = tokens[:, :query_tokens], x[:, :query_tokens]
         attended = self.attention(
             queries, x, training=training, return_attention_scores=return_attention_scores
         )

@@ -349,27 +349,27 @@ def _legacy_vit_arguments(model):
     )
 
 
-# The layers of a ViT, in graph order: (type, how many), for `class_token_forward`'s check of the chain.
-def _vit_chain():
-    return (
-        (keras.layers.InputLayer, "1"),
-        (keras.layers.Normalization, "1"),
-        (Patches, "1"),
-        (PatchEncoder, "1"),
-        (PatchDropout, "?"),
-        (keras.layers.Dropout, "1"),
-        (TransformerBlock, "+"),
-        (LayerNorm, "?"),
-        (SequencePooling, "1"),
-        (LayerNorm, "?"),
-        (keras.layers.Dense, "1"),
-    )
+# The layer types of a ViT in graph order, each with how many it has ("1", "?": none or one, "+": one or more).
+_VIT_CHAIN = (
+    (keras.layers.InputLayer, "1"),
+    (keras.layers.Normalization, "1"),
+    (Patches, "1"),
+    (PatchEncoder, "1"),
+    (PatchDropout, "?"),
+    (keras.layers.Dropout, "1"),
+    (TransformerBlock, "+"),
+    (LayerNorm, "?"),
+    (SequencePooling, "1"),
+    (LayerNorm, "?"),
+    (keras.layers.Dense, "1"),
+)
 
 
 def _is_vit_chain(layers):
-    """Whether `layers` (a model's, in order) are a ViT's chain of layers, each feeding the next."""
+    """Whether `layers` (a model's, in order) have a ViT's layer types in a ViT's order (`_VIT_CHAIN`): the graph
+    `ViT` and the legacy `build_vit` make, one layer feeding the next."""
     position = 0
-    for kind, count in _vit_chain():
+    for kind, count in _VIT_CHAIN:
         seen = 0
         while position < len(layers) and type(layers[position]) is kind and (count == "+" or seen < 1):
             position, seen = position + 1, seen + 1
