@@ -24,6 +24,7 @@ def test_scripts_parse():
         "throughput_sweep.sh",
         "device_env.sh",
         "scaling_gpus.sh",
+        "peers_gpu.sh",
     ):
         result = subprocess.run(
             ["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True
@@ -745,3 +746,72 @@ def test_streaming_memory_measures_both_loaders_and_records_a_run_killed_at_the_
     result = json.loads((tmp_path / "free" / "streaming.json").read_text())
     assert all(run["killed_at_the_cap"] and run["memory_cap_bytes"] == 200 * 2**20 for run in result["runs"])
     assert "1 of 1 killed at the 200 MiB cap" in capped.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensorflow):
+    """benchmarks/peers_gpu.py's CPU path (--tiny), as on the GPU machine without TensorFlow: keras_vit trains
+    and is scored; timm trains the same shape where it is importable, else says why in a `skipped` line;
+    airbench writes its data files and says it needs CUDA (or that it is missing)."""
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(without_tensorflow),
+        "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    command = [sys.executable, str(ROOT / "benchmarks" / "peers_gpu.py"), "--tiny", "--data", str(tiny_tree)]
+    command += ["--output", str(out), "--budget", "8"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {
+        row["framework"]: row for row in map(json.loads, (out / "peers_gpu.jsonl").read_text().splitlines())
+    }
+    ours = rows["keras_vit"]
+    assert ours["versions"]["jax"] and ours["images_per_epoch"] == 64  # 120 images: one full batch of 64
+    assert 1 <= ours["epochs"] and 0 < ours["seconds"] <= 8 + 15 and ours["images_per_second"] > 0
+    assert 0.0 <= ours["accuracy"] <= 1.0 and ours["train_gflops_per_image"] > 0
+    if importlib.util.find_spec("timm") is None:
+        assert "timm is not importable" in rows["timm"]["skipped"]
+    else:
+        assert rows["timm"]["parameters"] == ours["parameters"] and rows["timm"]["images_per_second"] > 0
+    assert "CUDA" in rows["airbench"]["skipped"] or "not importable" in rows["airbench"]["skipped"]
+    table = (out / "peers_gpu.md").read_text()
+    assert "| keras_vit | keras " in table and "| airbench | skipped: " in table
+    assert (out / "peers_gpu.png").stat().st_size > 0
+
+
+def test_peers_gpu_crop_flip_takes_each_image_from_its_padded_copy():
+    """timm's augmentation in peers_gpu_torch.py: every output is a window of its own reflect-padded image at
+    an offset in [0, 8], flipped or not; both flips and several offsets occur."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    worker = _load_script("peers_gpu_torch")
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    out = worker.crop_flip(images, 4, torch.Generator().manual_seed(0))
+    padded = F.pad(images.float(), (4,) * 4, mode="reflect")
+    found = []
+    for image, crop in zip(padded, out):
+        matches = [
+            (dy, dx, flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if torch.equal(
+                crop,
+                image[:, dy : dy + 8, dx : dx + 8].flip(-1) if flip else image[:, dy : dy + 8, dx : dx + 8],
+            )
+        ]
+        assert matches, "an output is no window of its padded image"
+        found.append(matches[0])
+    assert {flip for _, _, flip in found} == {False, True} and len({(dy, dx) for dy, dx, _ in found}) > 10
+
+
+def test_peers_gpu_schedule_warms_up_then_decays_to_zero_and_replans_by_the_median_epoch():
+    worker = _load_script("peers_gpu_torch")
+    rates = [worker.learning_rate(step, 100, 3e-3, 0.1) for step in range(101)]
+    assert rates[0] == pytest.approx(3e-4) and rates[9] == pytest.approx(3e-3)  # 10 warmup steps
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[100] == pytest.approx(0.0, abs=1e-12)
+    # 3 epochs done in 30 s of a 100 s budget, a median epoch of 10 s (a slow first one left out): 7 more.
+    assert worker.planned_epochs([9.0, 10.0, 30.0], 30.0, 100.0, 3) == 10
+    assert worker.planned_epochs([10.0], 99.0, 100.0, 5) == 5  # no room for another

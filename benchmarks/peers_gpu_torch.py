@@ -1,0 +1,263 @@
+"""The PyTorch side of benchmarks/peers_gpu.py: timm's ViT and airbench94 on the arrays peers_gpu.py wrote.
+
+    python benchmarks/peers_gpu_torch.py '{"task": "timm", ...}'
+
+Needs torch, numpy and, per task, timm or airbench; no keras_vit, no TensorFlow (peers_gpu.py may run it with
+another Python, `--torch-python`). Prints one JSON line per measurement, and for a task it cannot run here one
+line with `"skipped"` and the reason (no timm, no airbench, no CUDA GPU), so that the caller reports it.
+
+- **timm**: a `VisionTransformer` of the job's shape trained on the data already on the device: crop with
+  reflect padding and flip done on the device per image (keras_vit's `RandomCropFlip`), AdamW (fused on CUDA)
+  with timm's weight-decay groups (no decay for biases, norms, tokens and position embeddings, as keras_vit's
+  `make_optimizer`), label smoothing, warmup + cosine planned over the epochs that fit in `budget` seconds and
+  re-planned after every epoch from the measured epochs (as `python -m keras_vit.train --time-budget`),
+  `torch.compile` and bfloat16 autocast on CUDA. The clock runs from the first step (compilation included) to
+  the end of the last epoch; then single-view test accuracy.
+- **airbench**: airbench94's `train94` as published, reading `train.pt` / `test.pt` written from the arrays,
+  `runs` times after its warmup; each run's seconds (train94's training and its test-time augmentation, timed
+  around the call) and its test accuracy with airbench's TTA (mirror + translate, its published figure) and
+  single view.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# CIFAR-10's per-channel mean and standard deviation (0..1 units), as keras_vit's CIFAR10_MEAN / CIFAR10_STD.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def emit(row):
+    print(json.dumps(row), flush=True)
+
+
+def load_arrays(folder):
+    """The uint8 NHWC images and int labels peers_gpu.py saved (`{train,test}_{x,y}.npy`)."""
+    folder = Path(folder)
+    return {name: np.load(folder / f"{name}.npy") for name in ("train_x", "train_y", "test_x", "test_y")}
+
+
+def crop_flip(images, padding, generator):
+    """Each image of a uint8 NCHW batch cropped from its reflect-padded copy at a uniform offset in
+    [0, 2 * padding] and flipped left-right with probability 1/2, all on the batch's device."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, height, width = images.shape
+    padded = F.pad(images.float(), (padding,) * 4, mode="reflect")
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), device=images.device, generator=generator)
+    rows = offsets[:, 0, None] + torch.arange(height, device=images.device)
+    columns = offsets[:, 1, None] + torch.arange(width, device=images.device)
+    flip = torch.rand(n, device=images.device, generator=generator) < 0.5
+    columns = torch.where(flip[:, None], columns.flip(1), columns)
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], columns[:, None, None, :]]
+
+
+def learning_rate(step, total_steps, peak, warmup_share):
+    """Linear warmup over `warmup_share` of `total_steps`, then a cosine to zero (keras_vit's schedule shape)."""
+    warmup = max(1, int(warmup_share * total_steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return 0.5 * peak * (1.0 + math.cos(math.pi * progress))
+
+
+def planned_epochs(epoch_seconds, elapsed, budget, done):
+    """The epochs that fit in `budget` seconds: those done and as many more as the median epoch allows."""
+    return done + max(0, int((budget - elapsed) / float(np.median(epoch_seconds))))
+
+
+def train_timm(job):
+    try:
+        import timm
+        import torch
+        from timm.models.vision_transformer import VisionTransformer
+        from timm.optim import param_groups_weight_decay
+    except ImportError as error:
+        return emit({"framework": "timm", "skipped": f"timm is not importable here ({error})"})
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.manual_seed(job["seed"])
+    generator = torch.Generator(device=device).manual_seed(job["seed"])
+    shape = job["shape"]
+    model = VisionTransformer(
+        img_size=32,
+        patch_size=shape["patch_size"],
+        embed_dim=shape["projection_dim"],
+        depth=shape["depth"],
+        num_heads=shape["num_heads"],
+        mlp_ratio=shape["mlp_dim"] / shape["projection_dim"],
+        num_classes=10,
+        class_token=True,
+        reg_tokens=shape["num_registers"],
+        global_pool="token",
+        drop_path_rate=shape["drop_path"],
+    ).to(device)
+    parameters = sum(p.numel() for p in model.parameters())
+    groups = param_groups_weight_decay(
+        model, job["weight_decay"], no_weight_decay_list=model.no_weight_decay()
+    )
+    optimizer = torch.optim.AdamW(groups, lr=job["learning_rate"], **({"fused": True} if cuda else {}))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=job["label_smoothing"])
+    # bfloat16 autocast and torch.compile where the job asks for them (on CUDA by default; the CPU test runs eager).
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=job["bfloat16"])
+    step_model = torch.compile(model) if job["compile"] else model
+
+    arrays = load_arrays(job["arrays"])
+    images = torch.from_numpy(arrays["train_x"]).permute(0, 3, 1, 2).contiguous().to(device)
+    labels = torch.from_numpy(arrays["train_y"].astype("int64")).to(device)
+    mean = torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1) * 255
+    batch_size = job["batch_size"]
+    steps_per_epoch = len(images) // batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(f"batch {batch_size} is larger than the {len(images)} training images")
+
+    def train_step(x, y, rate):
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        x = (crop_flip(x, 4, generator) - mean) / std
+        with autocast:
+            loss = loss_fn(step_model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    model.train()
+    budget, epoch_seconds, step = job["budget"], [], 0
+    total_epochs = job["first_epoch_estimate"]
+    start = time.perf_counter()
+    epoch = 0
+    while epoch < total_epochs:
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(images), device=device, generator=generator)
+        for index in range(steps_per_epoch):
+            chosen = order[index * batch_size : (index + 1) * batch_size]
+            rate = learning_rate(
+                step, total_epochs * steps_per_epoch, job["learning_rate"], job["warmup_share"]
+            )
+            loss = train_step(images[chosen], labels[chosen], rate)
+            step += 1
+        last_loss = float(loss.detach())  # waits for the device: the epoch is done
+        now = time.perf_counter()
+        if epoch > 0:
+            epoch_seconds.append(now - epoch_start)
+        else:
+            first_epoch = now - epoch_start
+        epoch += 1
+        # Re-planned from the measured epochs (the first holds compilation: the estimate stands until the second).
+        if epoch_seconds:
+            total_epochs = planned_epochs(epoch_seconds, now - start, budget, epoch)
+        if not math.isfinite(last_loss) or now - start >= budget:
+            break
+    seconds = time.perf_counter() - start
+
+    model.eval()
+    correct = 0
+    test_x = torch.from_numpy(arrays["test_x"]).permute(0, 3, 1, 2).to(device)
+    test_y = torch.from_numpy(arrays["test_y"].astype("int64")).to(device)
+    with torch.no_grad(), autocast:
+        for begin in range(0, len(test_x), 1000):
+            x = (test_x[begin : begin + 1000].float() - mean) / std
+            correct += int((model(x).argmax(1) == test_y[begin : begin + 1000]).sum())
+    steady = float(np.median(epoch_seconds)) if epoch_seconds else first_epoch
+    emit(
+        {
+            "framework": "timm",
+            "measurement": "train",
+            "versions": {"torch": torch.__version__, "timm": timm.__version__},
+            "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "parameters": parameters,
+            "batch_size": batch_size,
+            "epochs": epoch,
+            "seconds": round(seconds, 2),
+            "first_epoch_seconds": round(first_epoch, 2),
+            "images_per_second": round(steps_per_epoch * batch_size / steady, 1),
+            "step_ms": round(1000 * steady / steps_per_epoch, 3),
+            "final_loss": last_loss,
+            "accuracy": correct / len(test_x),
+        }
+    )
+
+
+def train_airbench(job):
+    try:
+        import airbench
+        import torch
+        from airbench import CifarLoader, evaluate, train94, warmup94
+    except ImportError as error:
+        return emit({"framework": "airbench", "skipped": f"airbench is not importable here ({error})"})
+
+    arrays = load_arrays(job["arrays"])
+    folder = Path(tempfile.mkdtemp(prefix="airbench_"))
+    # airbench's loader reads `cifar10/{train,test}.pt` under the working directory (its download's format).
+    (folder / "cifar10").mkdir()
+    for split in ("train", "test"):
+        torch.save(
+            {
+                "images": torch.from_numpy(arrays[f"{split}_x"]),
+                "labels": torch.from_numpy(arrays[f"{split}_y"].astype("int64")),
+                "classes": list(job["class_names"]),
+            },
+            folder / "cifar10" / f"{split}.pt",
+        )
+    if not torch.cuda.is_available():
+        # make_net94 puts the network on CUDA in half precision: no CPU path to run.
+        return emit(
+            {
+                "framework": "airbench",
+                "skipped": "airbench94 needs a CUDA GPU (make_net94 calls .cuda())",
+                "wrote": sorted(p.name for p in (folder / "cifar10").iterdir()),
+            }
+        )
+    os.chdir(folder)
+    version = getattr(airbench, "__version__", None) or _distribution_version("airbench")
+    warmup94(verbose=False)
+    test_loader = CifarLoader("cifar10", train=False, batch_size=2000)
+    for run in range(job["runs"]):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        model = train94(run=run, verbose=False)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        emit(
+            {
+                "framework": "airbench",
+                "measurement": "train94",
+                "run": run,
+                "versions": {"torch": torch.__version__, "airbench": version},
+                "device": torch.cuda.get_device_name(),
+                "seconds": round(seconds, 3),
+                "accuracy_tta": evaluate(model, test_loader, tta_level=2),
+                "accuracy": evaluate(model, test_loader, tta_level=0),
+            }
+        )
+
+
+def _distribution_version(name):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+TASKS = {"timm": train_timm, "airbench": train_airbench}
+
+if __name__ == "__main__":
+    job = json.loads(sys.argv[1])
+    TASKS[job["task"]](job)
