@@ -51,6 +51,8 @@ TEMPERATURE=${TEMPERATURE:-1.0}      # soft distillation's softmax temperature (
 TEACHER_FLIP=${TEACHER_FLIP:-0}      # 1: the teacher's targets averaged over each image and its mirror
 TEACHERS=${TEACHERS:-1}              # > 1: that many teachers (seeds 0, 1, ...), all their fit counted, their logits averaged
 BASELINE=${BASELINE:-1}             # 1: also time the model without augmentation
+PROFILE=${PROFILE:-0}               # 1: trace 10 steps of the run's step (jax.profiler) into step.xplane.pb.gz
+                                    # (read it with benchmarks/op_profile.py where xprof is installed)
 STEPS=${STEPS:-60}
 MIN_EPOCHS=${MIN_EPOCHS:-2}
 SPARE=${SPARE:-0.9}                 # plan with this share of the budget after compilation
@@ -95,8 +97,10 @@ fi
 if [ "$HEADS" != auto ]; then HEAD_CHOICES=$HEADS; fi
 phase "throughput of the run with $HEAD_CHOICES heads"
 for heads in $HEAD_CHOICES; do
+  profile=()
+  if [ "$PROFILE" = 1 ]; then profile=(--profile "$OUT/profile/heads_$heads" --profile-steps $(( STEPS < 10 ? STEPS : 10 ))); fi
   python3 benchmarks/throughput.py "${THROUGHPUT_FLAGS[@]}" --num-heads "$heads" "${RUN_THROUGHPUT[@]}" \
-    || echo "WARNING: no throughput with $heads heads" >&2
+    ${profile[@]+"${profile[@]}"} || echo "WARNING: no throughput with $heads heads" >&2
 done
 # The fastest line is the run's step: its heads train, and its speed and compilation time plan the epochs below.
 HEADS=
@@ -111,6 +115,12 @@ PY
 ) || true
 if [ -z "$HEADS" ]; then echo "ERROR: no head count of '$HEAD_CHOICES' could be timed" >&2; exit 1; fi
 echo "heads=$HEADS (the fastest of $HEAD_CHOICES)"
+if [ "$PROFILE" = 1 ]; then
+  # The trained head count's trace, one compressed file (the device tool brings back at most 8 files).
+  trace=$(find "$OUT/profile/heads_$HEADS" -name '*.xplane.pb' | head -n 1)
+  if [ -n "$trace" ]; then gzip -c "$trace" > "$OUT/step.xplane.pb.gz"; else echo "WARNING: no profile trace" >&2; fi
+  rm -rf "$OUT/profile"
+fi
 MODEL_FLAGS=(--num-heads "$HEADS" "${SHAPE_FLAGS[@]}")
 if [ "$BASELINE" = 1 ]; then
   phase "throughput without augmentation"

@@ -247,8 +247,9 @@ def markdown(report, totals):
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report.rows:
-        if "skipped" in row:
-            lines.append(f"| {row['framework']} | skipped: {row['skipped']} | | | | | | |")
+        if "skipped" in row or "failed" in row:
+            what = f"skipped: {row['skipped']}" if "skipped" in row else "failed (see peers_gpu.jsonl)"
+            lines.append(f"| {row['framework']} | {what} | | | | | | |")
             continue
         versions = ", ".join(f"{k} {v}" for k, v in (row.get("versions") or {}).items())
         accuracy = f"{row['accuracy']:.2%}"
@@ -285,19 +286,18 @@ def plot(report, totals, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sides = [
-        r for r in report.rows if r.get("measurement") == "train" and r["framework"] in ("keras_vit", "timm")
-    ]
+    sides = report.find("keras_vit", "train") + report.find("timm", "train")
+    colours = {"keras_vit": "tab:red", "timm": "tab:blue"}
     figure, axes = plt.subplots(1, 2, figsize=(8, 3.4))
     names = [r["framework"] for r in sides]
-    axes[0].bar(names, [r["images_per_second"] for r in sides], color=["tab:red", "tab:blue"][: len(sides)])
+    axes[0].bar(names, [r["images_per_second"] for r in sides], color=[colours[name] for name in names])
     axes[0].set_ylabel("training images/s (steady)")
     axes[0].set_title(f"the step, batch {report.common['batch_size']}", fontsize=9)
     bars = [(r["framework"], 100 * r["accuracy"]) for r in sides]
     if "airbench_runs" in totals:
         bars.append(("airbench94\n(its TTA)", 100 * totals["airbench_accuracy_tta_mean"]))
     axes[1].bar(
-        [b[0] for b in bars], [b[1] for b in bars], color=["tab:red", "tab:blue", "tab:gray"][: len(bars)]
+        [b[0] for b in bars], [b[1] for b in bars], color=[colours.get(b[0], "tab:gray") for b in bars]
     )
     axes[1].set_ylabel("test accuracy (%)")
     axes[1].set_title(f"after {report.common['budget']} s of training each", fontsize=9)
@@ -413,29 +413,53 @@ def main(argv=None):
             compile=cuda_like,
             bfloat16=cuda_like,
         )
+
+        def run_side(side, measure):
+            # A side that fails is reported and the others still run: the run ends with every result it got.
+            try:
+                measure()
+            except RuntimeError as error:
+                report.add({"framework": side, "failed": str(error)[-1500:]})
+
+        def timm():
+            for row in run_torch(args, timm_job):
+                report.add({**row, "mfu": mfu(row.get("images_per_second"), flops, peak)})
+
+        def keras_vit():
+            row = run_keras(args, shape, work)
+            report.add({**row, "mfu": mfu(row["images_per_second"], flops, peak)})
+
+        def airbench():
+            job = dict(task="airbench", arrays=work, runs=args.airbench_runs, class_names=splits.class_names)
+            for row in run_torch(args, job):
+                report.add(row)
+
+        def teacher(arch):
+            report.add(run_teacher(args, arch, work))
+
         for side in args.sides:
             if side == "timm" and fits("timm", args.budget):
-                for row in run_torch(args, timm_job):
-                    report.add({**row, "mfu": mfu(row.get("images_per_second"), flops, peak)})
+                run_side("timm", timm)
             elif side == "keras_vit" and fits("keras_vit", args.budget):
-                row = run_keras(args, shape, work)
-                report.add({**row, "mfu": mfu(row["images_per_second"], flops, peak)})
+                run_side("keras_vit", keras_vit)
             elif side == "airbench" and fits("airbench", 5 * args.airbench_runs):
-                job = dict(
-                    task="airbench", arrays=work, runs=args.airbench_runs, class_names=splits.class_names
-                )
-                for row in run_torch(args, job):
-                    report.add(row)
+                run_side("airbench", airbench)
             elif side == "teacher":
                 for arch in args.teacher_archs:
                     if fits("teacher", 30):
-                        report.add(run_teacher(args, arch, work))
+                        run_side(f"keras_vit.teacher {arch}", lambda arch=arch: teacher(arch))
     totals = summary(report)
     atomic_write_text(output / "peers_gpu.md", markdown(report, totals))
     if report.find("keras_vit", "train") or report.find("timm", "train"):
         plot(report, totals, output / "peers_gpu.png")
     print(markdown(report, totals), flush=True)
-    return 0
+    failed = [row["framework"] for row in report.rows if "failed" in row]
+    if failed:
+        print(
+            f"peers_gpu.py: {', '.join(failed)} failed (their lines in peers_gpu.jsonl say why)",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

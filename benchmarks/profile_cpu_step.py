@@ -5,8 +5,8 @@
 
 Builds the model of a `benchmarks/peers_cpu.py` shape and the trainer of `python -m keras_vit.train`
 (`--augment`, default crop+flip; AdamW; label smoothing 0.1), trains `--warmup` steps, then traces `--steps`
-steps with `tf.profiler` and reads the trace with xprof's `framework_op_stats` tool (TensorFlow ops; with
-`--jit-compile`, XLA's compiled clusters). Prints each op kind's share of the traced self-time (the host's: this
+steps with `tf.profiler` and reads the trace with xprof's `framework_op_stats` tool (`benchmarks/op_profile.py`;
+TensorFlow ops, with `--jit-compile` XLA's compiled clusters). Prints each op kind's share of the traced self-time (the host's: this
 is a CPU), and the kinds summed into the parts of a ViT (attention, dense layers, LayerNorm, GELU, softmax, the
 optimizer update, the augmentation, ...) by the Keras layer or name scope each op sits in.
 """
@@ -14,7 +14,6 @@ optimizer update, the augmentation, ...) by the Keras layer or name scope each o
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from op_profile import op_table, summarise  # noqa: E402
 from peers_cpu import SHAPES  # noqa: E402
 
 from keras_vit import build_vit  # noqa: E402
@@ -33,27 +33,6 @@ from keras_vit.training.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.training.optimizers import make_optimizer  # noqa: E402
 from keras_vit.training.recipes import training_recipe  # noqa: E402
 from keras_vit.training.trainer import make_trainer  # noqa: E402
-
-# The part of the step an op belongs to, by the first of these (lower-case) pieces found in its name or scope.
-PARTS = (
-    ("optimizer", ("adamw", "optimizer", "assignsubvariableop", "assignaddvariableop", "assignvariableop")),
-    ("augmentation", ("augment", "random_crop", "crop_flip", "mix")),
-    ("layer norm", ("norm",)),
-    ("gelu", ("gelu", "erf")),
-    ("softmax", ("softmax",)),
-    ("attention", ("attention", "attn")),
-    ("mlp", ("mlp", "dense")),
-    ("patch embedding", ("patch",)),
-    ("loss", ("loss", "crossentropy", "entropy")),
-)
-
-
-def part_of(name, kind):
-    text = f"{name} {kind}".lower()
-    for part, pieces in PARTS:
-        if any(piece in text for piece in pieces):
-            return part
-    return "other"
 
 
 def trace_steps(args, logdir):
@@ -85,34 +64,6 @@ def trace_steps(args, logdir):
     seconds = time.perf_counter() - start
     tf.profiler.experimental.stop()
     return seconds
-
-
-def op_table(logdir):
-    """xprof's framework_op_stats rows (dicts) of the trace in `logdir`."""
-    from xprof.convert import raw_to_tool_data
-
-    xplanes = [str(p) for p in Path(logdir).rglob("*.xplane.pb")]
-    if not xplanes:
-        raise RuntimeError(f"the profiler wrote no trace under {logdir}")
-    data, _ = raw_to_tool_data.xspace_to_tool_data(xplanes, "framework_op_stats", {})
-    table = json.loads(data)[0]  # a Google Charts DataTable: columns, then rows of cells
-    labels = [column["label"] for column in table["cols"]]
-    return [dict(zip(labels, (cell["v"] if cell else None for cell in row["c"]))) for row in table["rows"]]
-
-
-def summarise(rows):
-    """Self-time (microseconds) by op kind and by part of the step, host ops only; and the threads' idle time."""
-    by_kind, by_part, idle = collections.Counter(), collections.Counter(), 0.0
-    for row in rows:
-        if row.get("Host/device", "Host") != "Host":
-            continue
-        if row["Operation Type"] == "IDLE":
-            idle += float(row["Total self-time (us)"])
-            continue
-        self_time = float(row["Total self-time (us)"])
-        by_kind[row["Operation Type"]] += self_time
-        by_part[part_of(row["Operation Name"], row["Operation Type"])] += self_time
-    return by_kind, by_part, idle
 
 
 def main(argv=None):

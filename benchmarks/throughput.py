@@ -16,7 +16,9 @@ dense rate of the device (`PEAK_TFLOPS` below, by device kind; no MFU on others)
 twice with `--teacher-flip` (the mirror images too), `--teachers N` of them:
 their forward FLOPs count in the MFU. The model flags are `train`'s
 (`--num-heads`, `--pooling`, `--model-arg projection_dim=256`, ...), so a
-shape timed here trains with the same flags. Prints one JSON line and
+shape timed here trains with the same flags. `--profile FOLDER` then traces
+`--profile-steps` more steps of the same compiled step with the backend's
+profiler (JAX or TensorFlow), for `benchmarks/op_profile.py`. Prints one JSON line and
 appends it to `--output` when given (`benchmarks/throughput_sweep.sh` times
 several shapes in one GPU session).
 """
@@ -24,6 +26,7 @@ several shapes in one GPU session).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -85,6 +88,28 @@ class StepTimer(keras.callbacks.Callback):
             self.seconds.append(time.perf_counter() - self._start)
 
 
+@contextlib.contextmanager
+def profiler_trace(folder):
+    """The backend's profiler around the block, its trace (`*.xplane.pb`, for `benchmarks/op_profile.py`)
+    written under `folder`."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        with jax.profiler.trace(str(folder)):
+            yield
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.profiler.experimental.start(str(folder))
+        try:
+            yield
+        finally:
+            tf.profiler.experimental.stop()
+    else:
+        raise ValueError(f"no profiler trace on the {backend} backend (JAX or TensorFlow)")
+
+
 def measure(
     preset,
     batch_size,
@@ -101,9 +126,13 @@ def measure(
     teacher_arch="resnet9",
     teachers=1,
     jit_compile="auto",
+    profile=None,
+    profile_steps=10,
 ):
     """Times `fit` on random images; returns the result row (a dict). `model_overrides`: `build_vit`
-    keyword arguments over the preset's (`keras_vit.model_flags.flag_overrides` of the model flags)."""
+    keyword arguments over the preset's (`keras_vit.model_flags.flag_overrides` of the model flags). With
+    `profile` (a folder), `profile_steps` more steps of the same compiled step run under the profiler after the
+    timed epochs."""
     keras.mixed_precision.set_global_policy(MIXED_PRECISION[precision])
     model = build_vit(preset, **(model_overrides or {}))
     # A randomly initialised teacher costs what a trained one does (the trainer's default distillation).
@@ -133,6 +162,10 @@ def measure(
     # Fed as `python -m keras_vit.train` feeds it (`TrainingBatches` through `fit_input`).
     batches = fit_input(TrainingBatches(images, labels, batch_size))
     trainer.fit(batches, epochs=epochs, callbacks=[clock, step_clock], verbose=0)
+    if profile:
+        traced = batch_size * profile_steps
+        with profiler_trace(profile):
+            trainer.fit(fit_input(TrainingBatches(images[:traced], labels[:traced], batch_size)), verbose=0)
     # The median of the timed epochs; their spread shows how far one epoch's rate can be trusted
     # (one timed epoch alone can be far off: docs/experiments/README.md, "Training throughput and MFU").
     timed = [float(t) for t in clock.times[1:]]
@@ -191,6 +224,7 @@ def measure(
         "achieved_tflops": round(flops * images_per_second / 1e12, 2),
         "mfu": None if peak is None else round(flops * images_per_second / (peak * 1e12), 4),
         "peak_tflops": peak,
+        "profile": None if not profile else {"folder": str(profile), "steps": profile_steps},
     }
 
 
@@ -241,8 +275,18 @@ def main(argv=None):
         action="store_true",
         help="with --teacher-width: the teacher also classifies the mirror images (train's --teacher-flip)",
     )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FOLDER",
+        help="after the timed epochs, trace --profile-steps more steps with the backend's profiler into FOLDER "
+        "(read it with benchmarks/op_profile.py)",
+    )
+    parser.add_argument("--profile-steps", type=int, default=10)
     parser.add_argument("--output", default=None, help="append the JSON result to this file")
     args = parser.parse_args(argv)
+    if args.profile and not 1 <= args.profile_steps <= args.steps:
+        parser.error("--profile-steps must be between 1 and --steps")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first one compiles)")
     if args.teachers < 1:
@@ -267,6 +311,8 @@ def main(argv=None):
         args.teacher_arch,
         args.teachers,
         "auto" if args.jit_compile is None else args.jit_compile,
+        args.profile,
+        args.profile_steps,
     )
     line = json.dumps(result)
     print(line, flush=True)

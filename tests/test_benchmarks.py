@@ -120,6 +120,7 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert baseline["augment"] == "none" and baseline["num_heads"] == 4 and baseline["images_per_second"] > 0
     assert throughput["num_heads"] == 4 and throughput["repeats"] == 1 and throughput["images_per_second"] > 0
     assert throughput["num_registers"] == 0 and throughput["sequence_length"] == 17
+    assert throughput["profile"] is None and not (run / "step.xplane.pb.gz").exists()  # PROFILE=0
     assert throughput["precision"] == "mixed_bfloat16" and throughput["backend"] == "jax"
     assert throughput["shifted_patches"] and baseline["shifted_patches"]
     assert throughput["patch_dropout"] == 0.5 and throughput["train_sequence_length"] == 9
@@ -201,6 +202,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
         "TEMPERATURE": "2",
         "TEACHER_FLIP": "1",
         "MAX_FILES": "20",  # nothing packed: the test reads every file
+        "PROFILE": "1",
         # No deadline cut: on a busy CPU the three timings and two teachers can outlast the default 575 s,
         # and the budget assertion below is about the teachers' share alone.
         "SESSION_SECONDS": "3600",
@@ -221,6 +223,9 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     assert [row["num_heads"] for row in rows] == [4, 2] and "no throughput with 3 heads" in log
     fastest = max(rows, key=lambda row: row["images_per_second"])["num_heads"]
     assert f"heads={fastest} (the fastest of 4 3 2)" in log
+    # PROFILE=1: each head count's step traced (as many steps as STEPS allows); the trained one's trace kept.
+    assert [row["profile"]["steps"] for row in rows] == [2, 2]
+    assert (run / "step.xplane.pb.gz").stat().st_size > 0 and not (run / "profile").exists()
     for throughput in rows:
         assert throughput["teacher_arch"] == "airbench" and throughput["teacher_width"] == 4
         assert throughput["teachers"] == 2 and throughput["teacher_gflops_per_image"] > 0
@@ -815,3 +820,83 @@ def test_peers_gpu_schedule_warms_up_then_decays_to_zero_and_replans_by_the_medi
     # 3 epochs done in 30 s of a 100 s budget, a median epoch of 10 s (a slow first one left out): 7 more.
     assert worker.planned_epochs([9.0, 10.0, 30.0], 30.0, 100.0, 3) == 10
     assert worker.planned_epochs([10.0], 99.0, 100.0, 5) == 5  # no room for another
+
+
+def test_op_profile_counts_the_device_when_the_trace_has_one():
+    """A GPU trace has host and device ops: the device's are counted, by part and kind, the top ones listed."""
+    profile = _load_script("op_profile")
+
+    def row(where, kind, name, micros):
+        return {
+            "Host/device": where,
+            "Operation Type": kind,
+            "Operation Name": name,
+            "Total self-time (us)": micros,
+        }
+
+    rows = [
+        row("Host", "python", "fit", 9000.0),
+        row("Device", "IDLE", "IDLE", 250.0),
+        row("Device", "custom-call", "jit(train_step)/vit/transformer_block_3/attention/cudnn_fmha", 50.0),
+        row("Device", "fusion", "jit(train_step)/vit/transformer_block_3/mlp_dense_1/dot_general", 30.0),
+        row("Device", "fusion", "jit(train_step)/adamw/add", 15.0),
+        row("Device", "fusion", "jit(train_step)/random_crop_flip/gather", 5.0),
+    ]
+    result = profile.report(rows, top=2)
+    assert result["ops_on"] == "Device" and result["busy_seconds"] == pytest.approx(100e-6)
+    assert result["idle_seconds"] == pytest.approx(250e-6)
+    assert result["by_part_percent"] == {
+        "attention": 50.0,
+        "mlp": 30.0,
+        "optimizer": 15.0,
+        "augmentation": 5.0,
+    }
+    assert result["by_kind_percent"] == {"custom-call": 50.0, "fusion": 50.0}
+    assert [op["percent"] for op in result["top_ops"]] == [50.0, 30.0]
+    # A CPU trace: the host's ops; none at all is an error, not an empty table.
+    assert profile.report([row("Host", "MatMul", "vit/attention/MatMul", 10.0)])["ops_on"] == "Host"
+    with pytest.raises(ValueError, match="no host ops"):
+        profile.report([row("Host", "IDLE", "IDLE", 10.0)])
+
+
+def test_op_profile_reads_a_compressed_trace(tmp_path):
+    """gpu_cifar10.sh brings the trace back gzipped (step.xplane.pb.gz): it is unpacked before xprof reads it."""
+    import gzip
+
+    profile = _load_script("op_profile")
+    trace = tmp_path / "run" / "step.xplane.pb.gz"
+    trace.parent.mkdir()
+    trace.write_bytes(gzip.compress(b"xspace bytes"))
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    for given in (trace, trace.parent):
+        (path,) = profile.xplane_files(given, unpacked)
+        assert Path(path).read_bytes() == b"xspace bytes" and path.endswith("step.xplane.pb")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no .xplane.pb under"):
+        profile.xplane_files(empty, unpacked)
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        profile.xplane_files(tmp_path / "missing", unpacked)
+
+
+def test_peers_gpu_reports_a_failed_side_and_keeps_the_others(tiny_tree, tmp_path, monkeypatch):
+    """A side that fails leaves a `failed` line; the sides after it still run, the table and chart are written
+    from what was measured, and the exit status is 1."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the script sets its own JAX variables on import
+    peers = _load_script("peers_gpu")
+
+    def keras_fails(args, shape, work):
+        raise RuntimeError("keras_vit.train failed (exit 1):\nout of memory")
+
+    timm_row = {"framework": "timm", "measurement": "train", "images_per_second": 50.0, "accuracy": 0.5}
+    monkeypatch.setattr(peers, "run_keras", keras_fails)
+    monkeypatch.setattr(peers, "run_torch", lambda args, job: [dict(timm_row, seconds=3.0, epochs=2)])
+    argv = ["--tiny", "--data", str(tiny_tree), "--output", str(tmp_path), "--sides", "keras_vit", "timm"]
+    assert peers.main(argv) == 1
+    rows = [json.loads(line) for line in (tmp_path / "peers_gpu.jsonl").read_text().splitlines()]
+    assert [row["framework"] for row in rows] == ["keras_vit", "timm"]
+    assert "out of memory" in rows[0]["failed"] and rows[1]["images_per_second"] == 50.0
+    table = (tmp_path / "peers_gpu.md").read_text()
+    assert "| keras_vit | failed (see peers_gpu.jsonl) |" in table and "| timm |" in table
+    assert "keras_vit over timm" not in table and (tmp_path / "peers_gpu.png").stat().st_size > 0
