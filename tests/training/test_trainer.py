@@ -206,7 +206,8 @@ augmentation_classes = tuple(
     value for value in vars(augment).values() if isinstance(value, type) and issubclass(value, keras.layers.Layer)
 )
 results = {}
-for name, recipe in AUGMENT_RECIPES.items():
+for name in sys.argv[2:]:
+    recipe = AUGMENT_RECIPES[name]
     keras.utils.set_random_seed(0)
     model = build_vit("vit_micro")
     trainer = make_trainer(model, recipe, label_smoothing=0.1, seed=0)
@@ -223,15 +224,28 @@ print(json.dumps(results))
 """
 
 
+# Recipes that between them turn on every option any recipe turns on (each layer, both MixUp/CutMix shares) and the
+# empty pipeline: the others are subsets of these, and each compiled step costs this test seconds per backend.
+COVERING_RECIPES = ("none", "strong", "lee2021")
+
+
+def test_the_trained_recipes_turn_on_every_option_of_the_others():
+    for recipe in AUGMENT_RECIPES.values():
+        for option, value in recipe.items():
+            assert not value or any(AUGMENT_RECIPES[c][option] for c in COVERING_RECIPES), option
+    shares = {AUGMENT_RECIPES[c]["mix_prob"] for c in COVERING_RECIPES}
+    assert shares >= {0.0, 0.5, 1.0}  # no mixing, some batches mixed, every batch mixed
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_every_augmentation_recipe_trains_on_each_backend_and_the_saved_model_carries_none_of_it(
+def test_the_covering_recipes_train_on_each_backend_and_the_saved_model_carries_none_of_it(
     backend, tmp_path
 ):
     pytest.importorskip(backend)
-    result = run_python(EVERY_RECIPE_SCRIPT, tmp_path, backend=backend, timeout=600)
+    result = run_python(EVERY_RECIPE_SCRIPT, tmp_path, *COVERING_RECIPES, backend=backend, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(result.stdout.strip().splitlines()[-1])
-    assert sorted(results) == sorted(AUGMENT_RECIPES)
+    assert sorted(results) == sorted(COVERING_RECIPES)
     for name, (loss, moved, carried) in results.items():
         assert np.isfinite(loss) and moved > 0, (name, loss, moved)
         assert carried == [], (name, carried)  # no augmentation layer in the saved model
