@@ -904,3 +904,30 @@ def test_peers_gpu_reports_a_failed_side_and_keeps_the_others(tiny_tree, tmp_pat
     table = (tmp_path / "peers_gpu.md").read_text()
     assert "| keras_vit | failed (see peers_gpu.jsonl) |" in table and "| timm |" in table
     assert "keras_vit over timm" not in table and (tmp_path / "peers_gpu.png").stat().st_size > 0
+
+
+def test_ort_op_profile_sums_kernel_time_by_op_type(tmp_path):
+    """benchmarks/ort_op_profile.py on a two-op ONNX file: each op type's nodes and share, written as JSON."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    weight = numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [weight],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "tiny.onnx")
+    profile = _load_script("ort_op_profile")
+    argv = [str(tmp_path / "tiny.onnx"), "--batch", "3", "1", "--runs", "4", "--warmup", "1"]
+    assert profile.main([*argv, "--output", str(tmp_path / "ops.json")]) == 0
+    report = json.loads((tmp_path / "ops.json").read_text())
+    assert report["machine"]["cpu"] and [r["batch"] for r in report["results"]] == [3, 1]
+    for result in report["results"]:
+        ops = {row["op"]: row for row in result["ops"]}
+        assert set(ops) == {"MatMul", "Relu"} and all(row["nodes"] == 1 for row in ops.values())
+        assert sum(row["percent"] for row in ops.values()) == pytest.approx(100.0, abs=0.05)
+    with pytest.raises(SystemExit):
+        profile.main([str(tmp_path / "missing.onnx")])
