@@ -117,7 +117,7 @@ if [ -z "$HEADS" ]; then echo "ERROR: no head count of '$HEAD_CHOICES' could be 
 echo "heads=$HEADS (the fastest of $HEAD_CHOICES)"
 if [ "$PROFILE" = 1 ]; then
   # The trained head count's trace, one compressed file (the device tool brings back at most 8 files).
-  trace=$(find "$OUT/profile/heads_$HEADS" -name '*.xplane.pb' | head -n 1)
+  trace=$(find "$OUT/profile/heads_$HEADS" -name '*.xplane.pb' 2>/dev/null | head -n 1 || true)
   if [ -n "$trace" ]; then gzip -c "$trace" > "$OUT/step.xplane.pb.gz"; else echo "WARNING: no profile trace" >&2; fi
   rm -rf "$OUT/profile"
 fi

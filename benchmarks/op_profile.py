@@ -9,7 +9,8 @@ trace comes back and is read here). xprof's `framework_op_stats` tool gives ever
 ops are counted when the trace has any (a GPU's kernels), else the host's (a CPU). Each op goes to the part of
 the step its name or scope says (Keras names every layer's scope: attention, the MLP's dense layers, LayerNorm,
 GELU, the optimizer update, the augmentation, ...); the idle time is the device (or the profiled threads)
-waiting, e.g. on the host between steps. `benchmarks/profile_cpu_step.py` traces the CPU step (TensorFlow) and
+waiting, e.g. on the host between steps, and, with `throughput.py --profile`, at the traced `fit` call's start
+and end: read the busy shares first. `benchmarks/profile_cpu_step.py` traces the CPU step (TensorFlow) and
 reads it here; a JAX trace taken on a CPU has no op table (XLA:CPU reports no per-op metrics to the profiler).
 """
 
@@ -71,6 +72,8 @@ def op_table(trace):
 
     with tempfile.TemporaryDirectory() as folder:
         data, _ = raw_to_tool_data.xspace_to_tool_data(xplane_files(trace, folder), "framework_op_stats", {})
+    if not data:
+        raise ValueError(f"xprof could not read {trace} (framework_op_stats gave nothing)")
     table = json.loads(data)[0]  # a Google Charts DataTable: columns, then rows of cells
     labels = [column["label"] for column in table["cols"]]
     return [dict(zip(labels, (cell["v"] if cell else None for cell in row["c"]))) for row in table["rows"]]
@@ -133,6 +136,7 @@ def report(rows, top=15):
 def print_report(result):
     print(
         f"ops on the {result['ops_on'].lower()}: busy {result['busy_seconds']:.3f} s, idle {result['idle_seconds']:.3f} s"
+        " (idle includes the traced fit call's start and end)"
     )
     print("\nby part of the step:")
     for part, percent in result["by_part_percent"].items():

@@ -26,6 +26,7 @@ side-by-side table with the ratios) and `peers_gpu.png`.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -59,7 +60,13 @@ TINY_SHAPE = dict(
     patch_size=8, projection_dim=32, depth=2, num_heads=2, mlp_dim=64, num_registers=0, drop_path=0.0
 )
 TEACHER_ARCHS = ("airbench", "resnet9")
+# Both ViT sides: the global gradient-norm clip (python -m keras_vit.train's --clipnorm default) and AdamW's epsilon
+# (Keras'; torch's default is 1e-8).
+CLIPNORM = 1.0
+ADAM_EPSILON = 1e-7
 # Seconds a side takes beyond its training budget (start-up, compilation, data, scoring), to keep to --deadline.
+# The least time a side's process is given, whatever --deadline says.
+MIN_CHILD_SECONDS = 60.0
 OVERHEAD_SECONDS = {"keras_vit": 60, "timm": 75, "airbench": 40, "teacher": 60}
 
 
@@ -148,17 +155,18 @@ def run_keras(args, shape, work):
     command += ["--epochs", str(epochs), "--warmup-epochs", str(epochs / 10), "--max-epochs", "100000"]
     command += ["--time-budget", str(args.budget), "--time-limit", str(args.budget + 15)]
     command += ["--mixed-precision", args.precision, "--output", str(output), "--verbose", "2", "--fresh"]
-    command += ["--validation-freq", "100000", "--checkpoint-every", "100000"]
+    command += ["--validation-freq", "100000", "--checkpoint-every", "100000", "--clipnorm", str(CLIPNORM)]
     if args.limit:
         command += ["--limit", str(args.limit)]
-    result = subprocess.run(
-        command, env=child_env(KERAS_BACKEND="jax"), cwd=ROOT, capture_output=True, text=True
-    )
-    sys.stderr.write(result.stderr[-2000:])
+    result = run_child(args, command, "keras_vit.train", env=child_env(KERAS_BACKEND="jax"), cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"keras_vit.train failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     metrics = json.loads((output / "metrics.json").read_text())
-    images = metrics["images_per_epoch"]
+    with open(output / "history.csv", newline="") as file:
+        first_epoch = float(next(csv.DictReader(file))["epoch_seconds"])
+    # The rate is the median epoch after the first (keras_vit.training.pipeline); the first alone holds compilation.
+    steady = metrics["epochs"] > 1
+    rate = metrics["train_images_per_second"] if steady else None
     import jax
     import keras
 
@@ -171,23 +179,50 @@ def run_keras(args, shape, work):
         "batch_size": args.batch_size,
         "epochs": metrics["epochs"],
         "seconds": metrics["wall_clock_seconds"],
-        "images_per_second": metrics["train_images_per_second"],
-        "step_ms": round(1000 * args.batch_size / metrics["train_images_per_second"], 3),
-        "images_per_epoch": images,
+        "first_epoch_seconds": round(first_epoch, 2),
+        "steady_epochs": metrics["epochs"] - 1,
+        "images_per_second": rate,
+        "step_ms": round(1000 * args.batch_size / rate, 3) if rate else None,
+        "images_per_epoch": metrics["images_per_epoch"],
         "accuracy": metrics["test_accuracy"],
     }
+
+
+class SideFailed(RuntimeError):
+    """A side's process failed or ran out of time; `rows` holds the measurements it printed before."""
+
+    def __init__(self, message, rows=()):
+        super().__init__(message)
+        self.rows = list(rows)
+
+
+def run_child(args, command, what, **kwargs):
+    """`command`'s finished process (output captured, its stderr's end echoed); one still running past
+    `--deadline` (and a margin) is killed and raises `SideFailed` with the lines it printed."""
+    timeout = max(MIN_CHILD_SECONDS, args.deadline - (time.monotonic() - args.start) + 30.0)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired as error:
+        printed = (
+            error.stdout.decode(errors="replace") if isinstance(error.stdout, bytes) else error.stdout or ""
+        )
+        raise SideFailed(
+            f"{what} still running after {timeout:.0f} s (--deadline): killed", json_lines(printed)
+        )
+    sys.stderr.write(result.stderr[-2000:])
+    return result
 
 
 def run_torch(args, job):
     """One task of benchmarks/peers_gpu_torch.py in `--torch-python`; its JSON lines."""
     command = [args.torch_python, str(HERE / "peers_gpu_torch.py"), json.dumps(job)]
-    result = subprocess.run(command, env=child_env(), capture_output=True, text=True)
-    sys.stderr.write(result.stderr[-2000:])
+    result = run_child(args, command, f"peers_gpu_torch.py {job['task']}", env=child_env())
     rows = json_lines(result.stdout)
     if result.returncode != 0 or not rows:
-        raise RuntimeError(
+        message = (
             f"peers_gpu_torch.py {job['task']} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
         )
+        raise SideFailed(message, rows)
     return rows
 
 
@@ -198,10 +233,11 @@ def run_teacher(args, arch, work):
     command += ["--mixed-precision", args.precision, "--output", str(output), "--verbose", "2"]
     if args.teacher_epochs:
         command += ["--epochs", str(args.teacher_epochs)]
+    command += ["--time-budget", str(args.teacher_budget)]
     if args.limit:
         command += ["--limit", str(args.limit)]
-    result = subprocess.run(
-        command, env=child_env(KERAS_BACKEND="jax"), cwd=ROOT, capture_output=True, text=True
+    result = run_child(
+        args, command, f"keras_vit.teacher {arch}", env=child_env(KERAS_BACKEND="jax"), cwd=ROOT
     )
     if result.returncode != 0:
         raise RuntimeError(
@@ -226,7 +262,10 @@ def summary(report):
     ours, peer = report.find("keras_vit", "train"), report.find("timm", "train")
     if ours and peer:
         ours, peer = ours[0], peer[0]
-        result["images_per_second_ratio"] = round(ours["images_per_second"] / peer["images_per_second"], 3)
+        if ours["images_per_second"] and peer["images_per_second"]:  # none where only the compiling epoch ran
+            result["images_per_second_ratio"] = round(
+                ours["images_per_second"] / peer["images_per_second"], 3
+            )
         result["accuracy_difference_points"] = round(100 * (ours["accuracy"] - peer["accuracy"]), 2)
     runs = report.find("airbench", "train94")
     if runs:
@@ -262,11 +301,13 @@ def markdown(report, totals):
             f"| {side} | {versions} | {rate} | {row.get('step_ms') or '-'} | {share} | "
             f"{row.get('epochs') or '-'} | {row['seconds']} | {accuracy} |"
         )
-    if "images_per_second_ratio" in totals:
+    if "accuracy_difference_points" in totals:
+        ratio = totals.get("images_per_second_ratio")
+        speed = f"**{ratio:.2f}x** the images/s" if ratio else "no steady images/s on one side (one epoch)"
         lines += [
             "",
-            f"keras_vit over timm: **{totals['images_per_second_ratio']:.2f}x** the images/s, "
-            f"**{totals['accuracy_difference_points']:+.2f} points** of test accuracy in the same seconds.",
+            f"keras_vit over timm: {speed}, **{totals['accuracy_difference_points']:+.2f} points** of test accuracy"
+            " in the same seconds.",
         ]
     if "airbench_runs" in totals:
         spread = totals["airbench_accuracy_tta_stdev"]
@@ -290,7 +331,8 @@ def plot(report, totals, path):
     colours = {"keras_vit": "tab:red", "timm": "tab:blue"}
     figure, axes = plt.subplots(1, 2, figsize=(8, 3.4))
     names = [r["framework"] for r in sides]
-    axes[0].bar(names, [r["images_per_second"] for r in sides], color=[colours[name] for name in names])
+    rates = [r["images_per_second"] or 0.0 for r in sides]  # 0: no steady epoch
+    axes[0].bar(names, rates, color=[colours[name] for name in names])
     axes[0].set_ylabel("training images/s (steady)")
     axes[0].set_title(f"the step, batch {report.common['batch_size']}", fontsize=9)
     bars = [(r["framework"], 100 * r["accuracy"]) for r in sides]
@@ -306,6 +348,16 @@ def plot(report, totals, path):
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)
+
+
+def publish(report, output):
+    """Writes `peers_gpu.md` and `peers_gpu.png` from the measurements so far; returns the table."""
+    totals = summary(report)
+    table = markdown(report, totals)
+    atomic_write_text(Path(output) / "peers_gpu.md", table)
+    if report.find("keras_vit", "train") or report.find("timm", "train"):
+        plot(report, totals, Path(output) / "peers_gpu.png")
+    return table
 
 
 def gpu_name():
@@ -337,6 +389,9 @@ def parse_args(argv):
     parser.add_argument("--teacher-archs", nargs="*", default=list(TEACHER_ARCHS), choices=TEACHER_ARCHS)
     parser.add_argument("--teacher-epochs", type=int, default=0, help="0: the teacher CLI's default")
     parser.add_argument(
+        "--teacher-budget", type=float, default=40.0, help="seconds of fit for each teacher port"
+    )
+    parser.add_argument(
         "--sides",
         nargs="+",
         default=["timm", "keras_vit", "airbench", "teacher"],
@@ -363,7 +418,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    start = time.monotonic()
+    args.start = start = time.monotonic()
     shape = TINY_SHAPE if args.tiny else GPU_SHAPE
     cuda_like = not args.tiny
     args.precision = "bfloat16" if cuda_like else "none"
@@ -408,6 +463,8 @@ def main(argv=None):
             first_epoch_estimate=max(2, int(args.budget / 1.5)),
             learning_rate=RECIPE["learning_rate"],
             weight_decay=RECIPE["weight_decay"],
+            epsilon=ADAM_EPSILON,
+            clipnorm=CLIPNORM,
             label_smoothing=RECIPE["label_smoothing"],
             warmup_share=0.1,
             compile=cuda_like,
@@ -415,11 +472,17 @@ def main(argv=None):
         )
 
         def run_side(side, measure):
-            # A side that fails is reported and the others still run: the run ends with every result it got.
+            # A side that fails is reported (with what it measured before) and the others still run; the table
+            # and the chart are rewritten after every side, so a run killed at its limit keeps them.
             try:
                 measure()
-            except RuntimeError as error:
+            except SideFailed as error:
+                for row in error.rows:
+                    report.add(row)
                 report.add({"framework": side, "failed": str(error)[-1500:]})
+            except Exception as error:  # noqa: BLE001 - any failure of one side must not cost the others
+                report.add({"framework": side, "failed": f"{type(error).__name__}: {error}"[-1500:]})
+            publish(report, output)
 
         def timm():
             for row in run_torch(args, timm_job):
@@ -446,13 +509,9 @@ def main(argv=None):
                 run_side("airbench", airbench)
             elif side == "teacher":
                 for arch in args.teacher_archs:
-                    if fits("teacher", 30):
+                    if fits("teacher", args.teacher_budget):
                         run_side(f"keras_vit.teacher {arch}", lambda arch=arch: teacher(arch))
-    totals = summary(report)
-    atomic_write_text(output / "peers_gpu.md", markdown(report, totals))
-    if report.find("keras_vit", "train") or report.find("timm", "train"):
-        plot(report, totals, output / "peers_gpu.png")
-    print(markdown(report, totals), flush=True)
+    print(publish(report, output), flush=True)
     failed = [row["framework"] for row in report.rows if "failed" in row]
     if failed:
         print(

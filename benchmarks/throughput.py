@@ -162,10 +162,16 @@ def measure(
     # Fed as `python -m keras_vit.train` feeds it (`TrainingBatches` through `fit_input`).
     batches = fit_input(TrainingBatches(images, labels, batch_size))
     trainer.fit(batches, epochs=epochs, callbacks=[clock, step_clock], verbose=0)
+    profile_error = None
     if profile:
         traced = batch_size * profile_steps
-        with profiler_trace(profile):
-            trainer.fit(fit_input(TrainingBatches(images[:traced], labels[:traced], batch_size)), verbose=0)
+        try:
+            with profiler_trace(profile):
+                trainer.fit(
+                    fit_input(TrainingBatches(images[:traced], labels[:traced], batch_size)), verbose=0
+                )
+        except Exception as error:  # noqa: BLE001 - a failed trace must not cost the timing above
+            profile_error = f"{type(error).__name__}: {error}"
     # The median of the timed epochs; their spread shows how far one epoch's rate can be trusted
     # (one timed epoch alone can be far off: docs/experiments/README.md, "Training throughput and MFU").
     timed = [float(t) for t in clock.times[1:]]
@@ -224,7 +230,9 @@ def measure(
         "achieved_tflops": round(flops * images_per_second / 1e12, 2),
         "mfu": None if peak is None else round(flops * images_per_second / (peak * 1e12), 4),
         "peak_tflops": peak,
-        "profile": None if not profile else {"folder": str(profile), "steps": profile_steps},
+        "profile": None
+        if not profile
+        else {"folder": str(profile), "steps": profile_steps, "error": profile_error},
     }
 
 

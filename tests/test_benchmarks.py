@@ -894,16 +894,41 @@ def test_peers_gpu_reports_a_failed_side_and_keeps_the_others(tiny_tree, tmp_pat
         raise RuntimeError("keras_vit.train failed (exit 1):\nout of memory")
 
     timm_row = {"framework": "timm", "measurement": "train", "images_per_second": 50.0, "accuracy": 0.5}
+    first_run = {"framework": "airbench", "measurement": "train94", "run": 0, "seconds": 3.0}
+    first_run.update(accuracy=0.9, accuracy_tta=0.91)
+
+    def torch_side(args, job):
+        if job["task"] == "airbench":  # its first run printed, then the process died
+            raise peers.SideFailed("peers_gpu_torch.py airbench failed (exit -9)", [first_run])
+        return [dict(timm_row, seconds=3.0, epochs=2)]
+
     monkeypatch.setattr(peers, "run_keras", keras_fails)
-    monkeypatch.setattr(peers, "run_torch", lambda args, job: [dict(timm_row, seconds=3.0, epochs=2)])
-    argv = ["--tiny", "--data", str(tiny_tree), "--output", str(tmp_path), "--sides", "keras_vit", "timm"]
-    assert peers.main(argv) == 1
+    monkeypatch.setattr(peers, "run_torch", torch_side)
+    argv = ["--tiny", "--data", str(tiny_tree), "--output", str(tmp_path)]
+    assert peers.main([*argv, "--sides", "keras_vit", "timm", "airbench"]) == 1
     rows = [json.loads(line) for line in (tmp_path / "peers_gpu.jsonl").read_text().splitlines()]
-    assert [row["framework"] for row in rows] == ["keras_vit", "timm"]
+    assert [row["framework"] for row in rows] == ["keras_vit", "timm", "airbench", "airbench"]
     assert "out of memory" in rows[0]["failed"] and rows[1]["images_per_second"] == 50.0
+    assert rows[2]["run"] == 0 and "exit -9" in rows[3]["failed"]
     table = (tmp_path / "peers_gpu.md").read_text()
     assert "| keras_vit | failed (see peers_gpu.jsonl) |" in table and "| timm |" in table
+    assert "| airbench run 0 |" in table and "airbench94 on this copy, 1 runs: 91.00%" in table
     assert "keras_vit over timm" not in table and (tmp_path / "peers_gpu.png").stat().st_size > 0
+
+
+def test_peers_gpu_kills_a_side_at_the_deadline_and_keeps_what_it_printed(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the script sets its own JAX variables on import
+    peers = _load_script("peers_gpu")
+    monkeypatch.setattr(peers, "MIN_CHILD_SECONDS", 1.0)
+    import argparse
+    import time
+
+    args = argparse.Namespace(deadline=0.0, start=time.monotonic() - 29.0)  # 1 s left, the margin included
+    code = "import json, time; print(json.dumps({'framework': 'airbench', 'run': 0}), flush=True); time.sleep(60)"
+    started = time.monotonic()
+    with pytest.raises(peers.SideFailed, match="still running after 1 s") as caught:
+        peers.run_child(args, [sys.executable, "-c", code], "a slow side")
+    assert time.monotonic() - started < 30 and caught.value.rows == [{"framework": "airbench", "run": 0}]
 
 
 def test_ort_op_profile_sums_kernel_time_by_op_type(tmp_path):
