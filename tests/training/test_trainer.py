@@ -238,9 +238,7 @@ def test_the_trained_recipes_turn_on_every_option_of_the_others():
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_the_covering_recipes_train_on_each_backend_and_the_saved_model_carries_none_of_it(
-    backend, tmp_path
-):
+def test_the_covering_recipes_train_on_each_backend_and_the_saved_model_carries_none_of_it(backend, tmp_path):
     pytest.importorskip(backend)
     result = run_python(EVERY_RECIPE_SCRIPT, tmp_path, *COVERING_RECIPES, backend=backend, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
