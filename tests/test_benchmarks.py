@@ -769,7 +769,7 @@ def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensor
         "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
     }
     command = [sys.executable, str(ROOT / "benchmarks" / "peers_gpu.py"), "--tiny", "--data", str(tiny_tree)]
-    command += ["--output", str(out), "--budget", "8"]
+    command += ["--output", str(out), "--budget", "15"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = {
@@ -777,7 +777,12 @@ def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensor
     }
     ours = rows["keras_vit"]
     assert ours["versions"]["jax"] and ours["images_per_epoch"] == 64  # 120 images: one full batch of 64
-    assert 1 <= ours["epochs"] and 0 < ours["seconds"] <= 8 + 15 and ours["images_per_second"] > 0
+    assert (
+        1 <= ours["epochs"] and 0 < ours["seconds"] <= 15 + 15 and ours["steady_epochs"] == ours["epochs"] - 1
+    )
+    # A rate only from epochs after the compiling one (on a loaded machine that one may take the whole budget).
+    assert ours["images_per_second"] > 0 if ours["steady_epochs"] else ours["images_per_second"] is None
+    assert ours["first_epoch_seconds"] > 0
     assert 0.0 <= ours["accuracy"] <= 1.0 and ours["train_gflops_per_image"] > 0
     if importlib.util.find_spec("timm") is None:
         assert "timm is not importable" in rows["timm"]["skipped"]
