@@ -64,9 +64,9 @@ TEACHER_ARCHS = ("airbench", "resnet9")
 # (Keras'; torch's default is 1e-8).
 CLIPNORM = 1.0
 ADAM_EPSILON = 1e-7
-# Seconds a side takes beyond its training budget (start-up, compilation, data, scoring), to keep to --deadline.
 # The least time a side's process is given, whatever --deadline says.
 MIN_CHILD_SECONDS = 60.0
+# Seconds a side takes beyond its training budget (start-up, compilation, data, scoring), to keep to --deadline.
 OVERHEAD_SECONDS = {"keras_vit": 60, "timm": 75, "airbench": 40, "teacher": 60}
 
 
@@ -96,14 +96,9 @@ class Report:
             file.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
 
-    def find(self, framework, measurement=None):
-        return [
-            r
-            for r in self.rows
-            if r["framework"] == framework
-            and "skipped" not in r
-            and measurement in (None, r.get("measurement"))
-        ]
+    def find(self, framework, measurement):
+        """The measurements of `framework` (skipped and failed lines have no measurement)."""
+        return [r for r in self.rows if r["framework"] == framework and r.get("measurement") == measurement]
 
 
 def save_arrays(splits, folder):
@@ -141,11 +136,16 @@ def mfu(images_per_second, flops, peak):
     )
 
 
+def first_epoch_estimate(budget):
+    """Both ViT sides' first estimate of the epochs in `budget` seconds (each re-plans from its measured epochs)."""
+    return max(2, int(budget / 1.5))
+
+
 def run_keras(args, shape, work):
     """`python -m keras_vit.train` for `--budget` seconds of fit; its metrics.json as a row."""
     output = Path(work) / "keras_vit"
     # The first estimate of the epochs (the time budget re-plans from the measured ones) and a 10% warmup.
-    epochs = max(2, int(args.budget / 1.5))
+    epochs = first_epoch_estimate(args.budget)
     command = [sys.executable, "-m", "keras_vit.train", "--recipe", "cifar10_gpu", "--preset", "vit_cifar10"]
     command += ["--num-heads", str(shape["num_heads"]), "--registers", str(shape["num_registers"])]
     command += ["--drop-path", str(shape["drop_path"])]
@@ -460,7 +460,7 @@ def main(argv=None):
             seed=0,
             batch_size=args.batch_size,
             budget=args.budget,
-            first_epoch_estimate=max(2, int(args.budget / 1.5)),
+            first_epoch_estimate=first_epoch_estimate(args.budget),
             learning_rate=RECIPE["learning_rate"],
             weight_decay=RECIPE["weight_decay"],
             epsilon=ADAM_EPSILON,

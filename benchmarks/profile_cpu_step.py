@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from op_profile import op_table, summarise  # noqa: E402
 from peers_cpu import SHAPES  # noqa: E402
+from throughput import profiler_trace  # noqa: E402
 
 from keras_vit import build_vit  # noqa: E402
 from keras_vit.training.augment import AUGMENT_RECIPES  # noqa: E402
@@ -38,8 +39,6 @@ from keras_vit.training.trainer import make_trainer  # noqa: E402
 def trace_steps(args, logdir):
     """Trains `--warmup` steps, then traces `--steps` steps into `logdir`; returns the traced seconds."""
     import time
-
-    import tensorflow as tf
 
     model = build_vit("vit_tiny", **SHAPES[args.shape])
     trainer = make_trainer(model, training_recipe(args.augment, None), label_smoothing=0.1, seed=0)
@@ -53,16 +52,15 @@ def trace_steps(args, logdir):
         {"images": images[warm], "labels": labels[warm]}, labels[warm], batch_size=args.batch_size, verbose=0
     )
     timed = slice(args.batch_size * args.warmup, size)
-    tf.profiler.experimental.start(logdir)
-    start = time.perf_counter()
-    trainer.fit(
-        {"images": images[timed], "labels": labels[timed]},
-        labels[timed],
-        batch_size=args.batch_size,
-        verbose=0,
-    )
-    seconds = time.perf_counter() - start
-    tf.profiler.experimental.stop()
+    with profiler_trace(logdir):
+        start = time.perf_counter()
+        trainer.fit(
+            {"images": images[timed], "labels": labels[timed]},
+            labels[timed],
+            batch_size=args.batch_size,
+            verbose=0,
+        )
+        seconds = time.perf_counter() - start
     return seconds
 
 
