@@ -15,18 +15,25 @@
 2. **The JPEG copy's cost.** airbench94's `train94` as published, `--airbench-runs` times on arrays read from
    the copy (its `train.pt` / `test.pt`): its mean accuracy here against its 94.0% on the original files. With
    `--teacher-archs`, `python -m keras_vit.teacher`'s ports of airbench and ResNet-9 run beside it.
+3. **Where each step's time goes** (`--profile-steps`, 0: no profiles). timm's trained step runs that many more
+   steps under `torch.profiler` in its own process (its kernel table: `timm_step_profile.txt`; its time by kind
+   of kernel: the `profile` line); keras_vit's step (`benchmarks/throughput.py`: the same model, optimizer,
+   batch, precision and crop+flip, on random images) is traced with `jax.profiler` into
+   `keras_vit_step.xplane.pb.gz`, which `benchmarks/op_profile.py` reads where xprof is installed (the GPU
+   machine has none).
 
 Each side is a fresh process, one after another (each may take the whole device). A side that would end past
 `--deadline` seconds from the start is not started and says so; a side that cannot run here (timm or airbench
 missing, airbench without CUDA) writes one `skipped` line with the reason. Writes `peers_gpu.jsonl` (a line per
 measurement, appended as each ends: a run killed at its limit keeps the lines before), then `peers_gpu.md` (the
-side-by-side table with the ratios) and `peers_gpu.png`.
+side-by-side table with the ratios) and `peers_gpu.png`, and the two profiles: six files with the log.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import shutil
@@ -67,7 +74,10 @@ ADAM_EPSILON = 1e-7
 # The least time a side's process is given, whatever --deadline says.
 MIN_CHILD_SECONDS = 60.0
 # Seconds a side takes beyond its training budget (start-up, compilation, data, scoring), to keep to --deadline.
-OVERHEAD_SECONDS = {"keras_vit": 60, "timm": 75, "airbench": 40, "teacher": 60}
+OVERHEAD_SECONDS = {"keras_vit": 60, "timm": 85, "airbench": 40, "profile": 60, "teacher": 60}
+# The profiles' files under --output.
+TIMM_PROFILE_TABLE = "timm_step_profile.txt"
+KERAS_TRACE = "keras_vit_step.xplane.pb.gz"
 
 
 def child_env(**extra):
@@ -146,11 +156,7 @@ def run_keras(args, shape, work):
     output = Path(work) / "keras_vit"
     # The first estimate of the epochs (the time budget re-plans from the measured ones) and a 10% warmup.
     epochs = first_epoch_estimate(args.budget)
-    command = [sys.executable, "-m", "keras_vit.train", "--recipe", "cifar10_gpu", "--preset", "vit_cifar10"]
-    command += ["--num-heads", str(shape["num_heads"]), "--registers", str(shape["num_registers"])]
-    command += ["--drop-path", str(shape["drop_path"])]
-    for key in ("patch_size", "projection_dim", "depth", "mlp_dim"):
-        command += ["--model-arg", f"{key}={shape[key]}"]
+    command = [sys.executable, "-m", "keras_vit.train", "--recipe", "cifar10_gpu", *shape_flags(shape)]
     command += ["--data-dir", str(args.data), "--augment", "basic", "--batch-size", str(args.batch_size)]
     command += ["--epochs", str(epochs), "--warmup-epochs", str(epochs / 10), "--max-epochs", "100000"]
     command += ["--time-budget", str(args.budget), "--time-limit", str(args.budget + 15)]
@@ -226,6 +232,49 @@ def run_torch(args, job):
     return rows
 
 
+def shape_flags(shape):
+    """`python -m keras_vit.train`'s (and `benchmarks/throughput.py`'s) flags for `shape` over `vit_cifar10`."""
+    flags = ["--preset", "vit_cifar10", "--num-heads", str(shape["num_heads"])]
+    flags += ["--registers", str(shape["num_registers"]), "--drop-path", str(shape["drop_path"])]
+    for key in ("patch_size", "projection_dim", "depth", "mlp_dim"):
+        flags += ["--model-arg", f"{key}={shape[key]}"]
+    return flags
+
+
+def profile_keras(args, shape, output):
+    """keras_vit's step (`benchmarks/throughput.py`, the run's model, batch, precision and crop+flip) timed, then
+    `--profile-steps` steps traced with `jax.profiler`; the trace kept as one compressed file under `output`.
+    Returns the `profile` row."""
+    steps = max(args.profile_steps, 10) if not args.tiny else args.profile_steps
+    with tempfile.TemporaryDirectory() as folder:
+        lines = Path(folder) / "throughput.jsonl"
+        command = [sys.executable, str(HERE / "throughput.py"), *shape_flags(shape)]
+        command += ["--batch-size", str(args.batch_size), "--mixed-precision", args.precision]
+        command += ["--augment", "basic", "--steps", str(steps), "--epochs", "2", "--output", str(lines)]
+        command += ["--profile", str(Path(folder) / "trace"), "--profile-steps", str(args.profile_steps)]
+        result = run_child(args, command, "throughput.py", env=child_env(KERAS_BACKEND="jax"), cwd=ROOT)
+        if result.returncode != 0:
+            raise RuntimeError(f"throughput.py failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+        timed = json.loads(lines.read_text().splitlines()[-1])
+        traces = sorted((Path(folder) / "trace").rglob("*.xplane.pb"))
+        if traces:
+            with open(traces[0], "rb") as source, atomic_path(Path(output) / KERAS_TRACE) as target:
+                with gzip.open(target, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+    error = timed["profile"]["error"] or (None if traces else "jax.profiler wrote no .xplane.pb")
+    return {
+        "framework": "keras_vit",
+        "measurement": "profile",
+        "device": timed["device"],
+        "profiled_steps": args.profile_steps,
+        "images_per_second": timed["images_per_second"],
+        "step_ms": timed["step_ms"],
+        "median_step_ms": timed["median_step_ms"],
+        "trace": KERAS_TRACE if traces else None,
+        "error": error,
+    }
+
+
 def run_teacher(args, arch, work):
     """`python -m keras_vit.teacher --arch ARCH` with its own defaults; its metrics.json as a row."""
     output = Path(work) / f"teacher_{arch}"
@@ -285,7 +334,10 @@ def markdown(report, totals):
         "| side | versions | images/s | step ms | MFU | epochs | seconds | test accuracy |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    profiles = [row for row in report.rows if row.get("measurement") == "profile"]
     for row in report.rows:
+        if row.get("measurement") == "profile":
+            continue
         if "skipped" in row or "failed" in row:
             what = f"skipped: {row['skipped']}" if "skipped" in row else "failed (see peers_gpu.jsonl)"
             lines.append(f"| {row['framework']} | {what} | | | | | | |")
@@ -309,6 +361,10 @@ def markdown(report, totals):
             f"keras_vit over timm: {speed}, **{totals['accuracy_difference_points']:+.2f} points** of test accuracy"
             " in the same seconds.",
         ]
+    if profiles:
+        lines += ["", "Profiles of the step (`--profile-steps`):", ""]
+        for row in profiles:
+            lines.append(f"- {row['framework']}: {profile_summary(row)}")
     if "airbench_runs" in totals:
         spread = totals["airbench_accuracy_tta_stdev"]
         lines += [
@@ -319,6 +375,22 @@ def markdown(report, totals):
             " 94.0% on the original files (its paper).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def profile_summary(row):
+    """One line on a `profile` row: its error, or its step and where the step's time goes."""
+    if row.get("error"):
+        return f"failed: {row['error'][:300]}"
+    if "ms_per_step_by_kind" in row:  # timm's, from torch.profiler
+        kinds = ", ".join(f"{kind} {ms:.2f}" for kind, ms in row["ms_per_step_by_kind"].items())
+        return (
+            f"{row['step_ms_profiled']} ms a step under the profiler, {row['busy_ms_per_step']} ms of it counted "
+            f"({row['counted']}): {kinds} (ms a step); kernel table in `{row['table']}`"
+        )
+    return (
+        f"{row['step_ms']} ms a step ({row['images_per_second']:,.0f} images/s on random images); "
+        f"{row['profiled_steps']} steps traced in `{row['trace']}` (`python benchmarks/op_profile.py {row['trace']}`)"
+    )
 
 
 def plot(report, totals, path):
@@ -392,10 +464,17 @@ def parse_args(argv):
         "--teacher-budget", type=float, default=40.0, help="seconds of fit for each teacher port"
     )
     parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=5,
+        help="steps of each ViT's step to profile (timm's after its training, keras_vit's as the 'profile' side); "
+        "0: none",
+    )
+    parser.add_argument(
         "--sides",
         nargs="+",
-        default=["timm", "keras_vit", "airbench", "teacher"],
-        choices=["timm", "keras_vit", "airbench", "teacher"],
+        default=["timm", "keras_vit", "airbench", "profile", "teacher"],
+        choices=["timm", "keras_vit", "airbench", "profile", "teacher"],
     )
     parser.add_argument(
         "--torch-python", default=sys.executable, help="a Python with torch, timm and airbench"
@@ -410,9 +489,12 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("--data (or $KERAS_VIT_DATA_DIR) must name the CIFAR-10 image folders")
+    if args.profile_steps < 0:
+        parser.error("--profile-steps must be 0 (no profiles) or more")
     if args.tiny:
         args.budget, args.batch_size, args.limit = min(args.budget, 20.0), 64, args.limit or 640
         args.airbench_runs, args.teacher_archs = min(args.airbench_runs, 1), []
+        args.profile_steps = min(args.profile_steps, 2)
     return args
 
 
@@ -469,6 +551,8 @@ def main(argv=None):
             warmup_share=0.1,
             compile=cuda_like,
             bfloat16=cuda_like,
+            profile_steps=args.profile_steps,
+            profile_table=str(output.resolve() / TIMM_PROFILE_TABLE),
         )
 
         def run_side(side, measure):
@@ -500,6 +584,9 @@ def main(argv=None):
         def teacher(arch):
             report.add(run_teacher(args, arch, work))
 
+        def profile():
+            report.add(profile_keras(args, shape, output))
+
         for side in args.sides:
             if side == "timm" and fits("timm", args.budget):
                 run_side("timm", timm)
@@ -507,6 +594,8 @@ def main(argv=None):
                 run_side("keras_vit", keras_vit)
             elif side == "airbench" and fits("airbench", 5 * args.airbench_runs):
                 run_side("airbench", airbench)
+            elif side == "profile" and args.profile_steps and fits("profile", 0):
+                run_side("keras_vit profile", profile)
             elif side == "teacher":
                 for arch in args.teacher_archs:
                     if fits("teacher", args.teacher_budget):

@@ -5,8 +5,8 @@
 #   bash ../shared/tools/device_prep.sh && pip wheel -q --no-deps -w .whl airbench==0.1.8
 #   run(command="bash benchmarks/peers_gpu.sh", carry=[".whl", ".devdata"], timeout_s=540)
 # SESSION_SECONDS (default 480) is the call's limit less a margin: peers_gpu.py starts no side that would end
-# past it. Its outputs (peers_gpu.jsonl, .md, .png and log.txt: four files) go straight under $OUT, so that
-# what exists when the call ends comes back. More settings pass through PEERS_FLAGS, e.g. "--budget 90".
+# past it. Its outputs (peers_gpu.jsonl, .md, .png, the two step profiles and log.txt: six files) go straight
+# under $OUT, so that what exists when the call ends comes back. More settings pass through PEERS_FLAGS, e.g. "--budget 90".
 set -uo pipefail
 : "${OUT:?OUT must be set (the device tool sets it)}"
 SESSION_SECONDS=${SESSION_SECONDS:-480}

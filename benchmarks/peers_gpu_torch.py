@@ -14,7 +14,9 @@ line with `"skipped"` and the reason (no timm, no airbench, no CUDA GPU), so tha
   re-planned after every epoch from the measured epochs (as `python -m keras_vit.train --time-budget`),
   `torch.compile` and bfloat16 autocast on CUDA. The clock runs from the first step (compilation included) to
   the end of the last epoch; then single-view test accuracy of the float32 model (as keras_vit scores).
-  images/s is the median epoch after the first: none when only the first (compiling) epoch ran.
+  images/s is the median epoch after the first: none when only the first (compiling) epoch ran. With
+  `profile_steps`, that many more steps of the same compiled step then run under `torch.profiler`: the table of
+  its kernels by self time goes to `profile_table`, a `profile` line gives the step's time by kind of kernel.
 - **airbench**: airbench94's `train94` as published, reading `train.pt` / `test.pt` written from the arrays,
   `runs` times after its warmup, on one training loader; each run's seconds (train94 timed around the call: its
   training, without the evaluation, which `verbose=False` leaves to the caller) and its test accuracy with
@@ -78,6 +80,98 @@ def learning_rate(step, total_steps, peak, warmup_share):
 def planned_epochs(epoch_seconds, elapsed, budget, done):
     """The epochs that fit in `budget` seconds: those done and as many more as the median epoch allows."""
     return done + max(0, int((budget - elapsed) / float(np.median(epoch_seconds))))
+
+
+# The kind of work a profiled kernel (CUDA) or operator (CPU) does, by the first of these (lower-case) pieces
+# found in its name: fused attention (flash, memory-efficient or cuDNN), torch.compile's fused Triton kernels
+# (normalisation, GELU, softmax, the residual adds), the patch embedding's convolution, the optimizer's update
+# (the gradient clip's norms too), matrix products (cuBLAS), copies and fills.
+KERNEL_KINDS = (
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("fused elementwise (triton)", ("triton",)),
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad")),
+    ("optimizer", ("adam", "multi_tensor", "foreach", "clip_grad", "_amp_")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("copy and fill", ("memcpy", "memset", "copy", "fill", "aten::to", "cat")),
+)
+
+
+def kernel_kind(name):
+    text = name.lower()
+    for kind, pieces in KERNEL_KINDS:
+        if any(piece in text for piece in pieces):
+            return kind
+    return "other"
+
+
+def step_time_by_kind(events, steps):
+    """Milliseconds per step of each kind of kernel, from (name, self microseconds) pairs of `steps` steps;
+    the largest first."""
+    totals = {}
+    for name, micros in events:
+        kind = kernel_kind(name)
+        totals[kind] = totals.get(kind, 0.0) + micros / 1000.0 / steps
+    return dict(sorted(((kind, round(ms, 3)) for kind, ms in totals.items()), key=lambda item: -item[1]))
+
+
+def profile_steps(step, batches, steps, table_path, cuda):
+    """Runs `step(x, y)` on `steps` + 1 of `batches` under `torch.profiler`, the first not counted; writes the op table (by self device time on
+    CUDA, else self CPU time) to `table_path`; returns the `profile` line's measurements."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    def synchronize():
+        if cuda:
+            torch.cuda.synchronize()
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    # One step first, traced but not counted: the profiler's own start-up lands there. The counted steps' table
+    # is taken when they end (after the context, the profiler holds the next, empty, cycle's).
+    tables = []
+    with profile(
+        activities=activities,
+        schedule=schedule(wait=0, warmup=1, active=steps, repeat=1),
+        on_trace_ready=lambda done: tables.append(done.key_averages()),
+    ) as profiler:
+        for index, (x, y) in enumerate(batches[: steps + 1]):
+            if index == 1:
+                synchronize()
+                start = time.perf_counter()
+            step(x, y)
+            profiler.step()
+        synchronize()
+        wall = time.perf_counter() - start
+    if not tables:
+        raise RuntimeError("torch.profiler gave no table for the counted steps")
+    averages = tables[0]
+    if cuda:
+        # The kernels themselves (device events): an operator's device time is its kernels' again.
+        key = (
+            "self_device_time_total"
+            if hasattr(averages[0], "self_device_time_total")
+            else "self_cuda_time_total"
+        )
+        events = [
+            (e.key, getattr(e, key)) for e in averages if str(getattr(e, "device_type", "")).endswith("CUDA")
+        ]
+    else:
+        # aten operators by their self time (their children are operators of their own).
+        key = "self_cpu_time_total"
+        events = [(e.key, e.self_cpu_time_total) for e in averages if e.key.startswith("aten::")]
+    Path(table_path).write_text(averages.table(sort_by=key, row_limit=40) + "\n")
+    busy = sum(micros for _, micros in events) / 1000.0 / steps
+    return {
+        "profiled_steps": steps,
+        "step_ms_profiled": round(1000 * wall / steps, 3),
+        "busy_ms_per_step": round(busy, 3),
+        "ms_per_step_by_kind": step_time_by_kind(events, steps),
+        "top_kernels": [
+            {"name": name[:120], "ms_per_step": round(micros / 1000.0 / steps, 3)}
+            for name, micros in sorted(events, key=lambda item: -item[1])[:12]
+        ],
+        "table": Path(table_path).name,
+        "counted": "CUDA kernels' self time" if cuda else "aten operators' self CPU time",
+    }
 
 
 def train_timm(job):
@@ -198,6 +292,19 @@ def train_timm(job):
             "accuracy": correct / len(test_x),
         }
     )
+    if job.get("profile_steps"):
+        # The trained model's step again (compiled already), now under the profiler; a failure is reported.
+        model.train()
+        steps = job["profile_steps"]
+        starts = [(i % steps_per_epoch) * batch_size for i in range(steps + 1)]
+        batches = [(images[i : i + batch_size], labels[i : i + batch_size]) for i in starts]
+        try:
+            measured = profile_steps(
+                lambda x, y: train_step(x, y, rate), batches, steps, job["profile_table"], cuda
+            )
+            emit({"framework": "timm", "measurement": "profile", **measured})
+        except Exception as error:  # noqa: BLE001 - the training line above stands
+            emit({"framework": "timm", "measurement": "profile", "error": f"{type(error).__name__}: {error}"})
 
 
 def train_airbench(job):

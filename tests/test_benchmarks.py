@@ -4,6 +4,7 @@ GPU time is scarce: a script that breaks there wastes a whole session, so
 the exact script the GPU run uses is exercised here with small numbers.
 """
 
+import gzip
 import importlib.util
 import json
 import os
@@ -772,9 +773,9 @@ def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensor
     command += ["--output", str(out), "--budget", "15"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = {
-        row["framework"]: row for row in map(json.loads, (out / "peers_gpu.jsonl").read_text().splitlines())
-    }
+    lines = [json.loads(line) for line in (out / "peers_gpu.jsonl").read_text().splitlines()]
+    rows = {row["framework"]: row for row in lines if row.get("measurement") != "profile"}
+    profiles = {row["framework"]: row for row in lines if row.get("measurement") == "profile"}
     ours = rows["keras_vit"]
     assert ours["versions"]["jax"] and ours["images_per_epoch"] == 64  # 120 images: one full batch of 64
     assert (
@@ -785,13 +786,55 @@ def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensor
     assert ours["first_epoch_seconds"] > 0
     assert 0.0 <= ours["accuracy"] <= 1.0 and ours["train_gflops_per_image"] > 0
     if importlib.util.find_spec("timm") is None:
-        assert "timm is not importable" in rows["timm"]["skipped"]
+        assert "timm is not importable" in rows["timm"]["skipped"] and "timm" not in profiles
     else:
         assert rows["timm"]["parameters"] == ours["parameters"] and rows["timm"]["images_per_second"] > 0
+        timm_profile = profiles["timm"]
+        assert timm_profile["profiled_steps"] == 2 and sum(timm_profile["ms_per_step_by_kind"].values()) > 0
+        assert "aten::" in (out / "timm_step_profile.txt").read_text()
     assert "CUDA" in rows["airbench"]["skipped"] or "not importable" in rows["airbench"]["skipped"]
+    # keras_vit's step traced (--profile-steps, 2 in --tiny) into one compressed xplane file.
+    profile = profiles["keras_vit"]
+    assert profile["error"] is None and profile["profiled_steps"] == 2 and profile["images_per_second"] > 0
+    with gzip.open(out / "keras_vit_step.xplane.pb.gz") as trace:
+        assert len(trace.read()) > 1000
     table = (out / "peers_gpu.md").read_text()
     assert "| keras_vit | keras " in table and "| airbench | skipped: " in table
+    assert "- keras_vit: " in table and "2 steps traced in `keras_vit_step.xplane.pb.gz`" in table
     assert (out / "peers_gpu.png").stat().st_size > 0
+
+
+def test_peers_gpu_sorts_profiled_kernels_by_kind():
+    """peers_gpu_torch.py's profile: CUDA kernel names (as torch.profiler gives them on an H100) go to the kind
+    of work they do, and each kind's milliseconds a step add up over the counted steps."""
+    worker = _load_script("peers_gpu_torch")
+    kinds = {
+        "pytorch_flash::flash_bwd_dq_dk_dv_loop_seqk_parallel_kernel<Flash_bwd_kernel_traits<...>>": "attention",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3_64x64x128": "attention",
+        "fmha_cutlassF_bf16_aligned_64x64_rf_sm80": "attention",
+        "triton_per_fused__to_copy_add_native_layer_norm_3": "fused elementwise (triton)",
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64": "convolution",
+        "void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor<float, 4>>": (
+            "optimizer"
+        ),
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64_warpgroupsize2x1x1": "matmul",
+        "nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNN": "matmul",
+        "Memcpy DtoD (Device -> Device)": "copy and fill",
+        "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>": "copy and fill",
+        "void at::native::reduce_kernel<512, 1, ReduceOp<float, ArgMaxOps<float>>>": "other",
+    }
+    assert {name: worker.kernel_kind(name) for name in kinds} == kinds
+    events = [("nvjet_a", 3000.0), ("triton_b", 1000.0), ("nvjet_c", 1000.0), ("argmax", 500.0)]
+    assert worker.step_time_by_kind(events, steps=2) == {
+        "matmul": 2.0,
+        "fused elementwise (triton)": 0.5,
+        "other": 0.25,
+    }
+    assert list(worker.step_time_by_kind(events, steps=2)) == [
+        "matmul",
+        "fused elementwise (triton)",
+        "other",
+    ]
 
 
 def test_peers_gpu_crop_flip_takes_each_image_from_its_padded_copy():
