@@ -1,6 +1,6 @@
 """Starting a run from a pretrained ViT: the checkpoint, layer-wise learning-rate decay, frozen blocks.
 
-load_checkpoint(source)            a `.keras` file, a Hugging Face safetensors file or folder, `hf:NAME`, `timm:NAME`
+load_checkpoint(source)            a `.keras` file, or a checkpoint `keras_vit.convert.sources` converts
 fine_tuning_start(model, ...)      the checkpoint at the data's resolution, with a new head and other regularization
 check_fine_tuning_overrides(...)   refuses ViT arguments that would change the checkpoint's architecture
 layer_decay_multipliers(model, d)  each trainable variable's learning-rate factor (BEiT's layer-wise decay)
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from keras_vit.convert import download_from_hub, from_timm, from_transformers
+from keras_vit.convert.sources import SOURCE_KINDS, load_source, names_a_source
 from keras_vit.inference import load_keras_model
 from keras_vit.models import ViT, resize_vit, vit_arguments
 
@@ -23,13 +23,13 @@ def load_checkpoint(source):
     """The pretrained ViT that `source` names.
 
     Args:
-        source: a keras_vit `.keras` file; a Hugging Face `transformers` ViT
-            as a `.safetensors` file or a folder holding `model.safetensors`
-            and its `config.json` (and `preprocessor_config.json`, which
-            gives the input mean and std); `hf:NAME`, a Hub name downloaded
-            (network); or `timm:NAME`, a timm model created with its
-            pretrained weights (timm, PyTorch and the network, or timm's
-            cache).
+        source: a keras_vit `.keras` file; or a checkpoint to convert
+            (`keras_vit.convert.sources`): `timm:NAME` (timm's pretrained
+            weights: timm, PyTorch and the network, or timm's cache),
+            `hf:NAME` (a Hugging Face Hub ViT, downloaded), `keras_hub:PRESET`,
+            or a Hugging Face `.safetensors` file or folder holding
+            `model.safetensors` with its `config.json` (and
+            `preprocessor_config.json`, which gives the input mean and std).
 
     Returns:
         A `ViT` (or a legacy keras_vit functional model) taking 0..255 pixels.
@@ -41,20 +41,11 @@ def load_checkpoint(source):
             (`pip install keras-vit[convert]`).
     """
     text = os.fspath(source)
-    if text.startswith("timm:"):
-        return from_timm(text.removeprefix("timm:"))
-    if text.startswith("hf:"):
-        return from_transformers(download_from_hub(text.removeprefix("hf:")))
     if text.endswith(".keras"):
         return load_keras_model(text)
-    if text.endswith(".safetensors") or os.path.isdir(text):
-        if not os.path.exists(text):
-            raise OSError(f"no such file: {text}")
-        return from_transformers(text)
-    raise ValueError(
-        f"{text!r} is not a checkpoint keras_vit reads: give a .keras file, a .safetensors file or folder, "
-        "hf:NAME or timm:NAME"
-    )
+    if not names_a_source(text):
+        raise ValueError(f"{text!r} is not a checkpoint keras_vit reads: give a .keras file, {SOURCE_KINDS}")
+    return load_source(text).model
 
 
 def check_fine_tuning_overrides(overrides):

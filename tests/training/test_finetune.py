@@ -102,19 +102,24 @@ def test_load_checkpoint_reads_a_keras_file_and_refuses_what_it_cannot_read(tmp_
         finetune.load_checkpoint(tmp_path / "missing.keras")
 
 
-def test_load_checkpoint_names_go_to_their_converters(monkeypatch, tmp_path):
+def test_load_checkpoint_converts_every_other_source(monkeypatch, tmp_path):
+    """Names and paths other than a .keras file go to keras_vit.convert.sources (tested in tests/convert)."""
     calls = []
-    monkeypatch.setattr(finetune, "from_timm", lambda name: calls.append(("timm", name)) or "timm model")
-    monkeypatch.setattr(
-        finetune, "download_from_hub", lambda name: calls.append(("hub", name)) or str(tmp_path)
-    )
-    monkeypatch.setattr(finetune, "from_transformers", lambda path: calls.append(("hf", path)) or "hf model")
-    assert finetune.load_checkpoint("timm:vit_small_patch16_224.augreg_in21k") == "timm model"
-    assert finetune.load_checkpoint("hf:google/vit-base-patch16-224") == "hf model"
-    assert finetune.load_checkpoint(tmp_path) == "hf model"  # a folder
+
+    class Converted:
+        model = "converted model"
+
+    monkeypatch.setattr(finetune, "load_source", lambda spec: calls.append(spec) or Converted)
+    for spec in (
+        "timm:vit_small_patch16_224.augreg_in21k",
+        "hf:google/vit-base-patch16-224",
+        "keras_hub:vit",
+    ):
+        assert finetune.load_checkpoint(spec) == "converted model"
+    assert finetune.load_checkpoint(tmp_path) == "converted model"  # a folder
     assert calls == [
-        ("timm", "vit_small_patch16_224.augreg_in21k"),
-        ("hub", "google/vit-base-patch16-224"),
-        ("hf", str(tmp_path)),
-        ("hf", str(tmp_path)),
+        "timm:vit_small_patch16_224.augreg_in21k",
+        "hf:google/vit-base-patch16-224",
+        "keras_hub:vit",
+        str(tmp_path),
     ]

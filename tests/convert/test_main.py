@@ -1,0 +1,118 @@
+"""python -m keras_vit.convert: a checkpoint to a checked `.keras` file and its labels twin; bad input is one line
+and a non-zero exit with nothing written."""
+
+import numpy as np
+import pytest
+
+import keras_vit
+from keras_vit.convert import __main__ as convert_cli
+from keras_vit.convert import sources
+from keras_vit.labels import labels_for_model
+from tests.convert.helpers import assert_same_logits, random_pixels
+from tests.convert.test_sources import save_hugging_face_folder
+
+
+@pytest.fixture
+def hub_folder(tmp_path):
+    folder = tmp_path / "vit-tiny"
+    save_hugging_face_folder(folder, labels=["cat", "dog", "owl", "eel"])
+    return folder
+
+
+def written(folder):
+    """The files in `folder`, hidden temporary ones included."""
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_a_hugging_face_folder_converts_to_a_checked_file_with_its_labels(hub_folder, tmp_path, capsys):
+    output = tmp_path / "out" / "vit_tiny.keras"
+    assert convert_cli.main([str(hub_folder), str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "against the source on 4 random images: max |logit difference|" in printed
+    assert "the same top class on 4 of 4" in printed and "4 classes out" in printed
+    assert f"next: python -m export {output}" in printed
+    assert written(output.parent) == ["vit_tiny.keras", "vit_tiny.labels.txt"]
+    # The labels twin is what predict, evaluate and python -m export find beside the model.
+    assert labels_for_model(output, 4) == ("cat", "dog", "owl", "eel")
+    model = keras_vit.load_model(output)
+    pixels = random_pixels(32)
+    reference = sources.load_source(hub_folder).reference(pixels)
+    assert_same_logits(reference, model.predict(pixels, verbose=0))
+
+
+def test_a_model_that_differs_from_its_source_is_not_written(hub_folder, tmp_path, monkeypatch, capsys):
+    load = sources.load_source
+
+    def off_by_one(*args):
+        converted = load(*args)
+        reference = converted.reference
+        converted.reference = lambda pixels: reference(pixels) + np.eye(4, dtype="float32")[0]
+        return converted
+
+    monkeypatch.setattr(convert_cli, "load_source", off_by_one)
+    output = tmp_path / "out" / "vit.keras"
+    assert convert_cli.main([str(hub_folder), str(output)]) == 1
+    assert (
+        "error: the converted model differs from its source by 1: nothing written" in capsys.readouterr().err
+    )
+    assert written(output.parent) == []
+
+
+def test_a_backbone_gets_a_new_head_and_no_labels_without_a_labels_file(tmp_path, capsys):
+    folder = tmp_path / "backbone"
+    save_hugging_face_folder(folder, model_class="ViTModel")
+    output = tmp_path / "headless.keras"
+    assert (
+        convert_cli.main(
+            [str(folder), str(output), "--num-classes", "3", "--mean", "0.5", "0.5", "0.5"]
+            + ["--std", "0.5", "0.5", "0.5"]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "not compared with the source: a new head was made" in printed
+    assert "no labels file: the source names no classes: pass --labels FILE" in printed
+    assert "mean (0.5, 0.5, 0.5)" in printed and not (tmp_path / "headless.labels.txt").exists()
+    names = tmp_path / "names.txt"
+    names.write_text("red\ngreen\nblue\n")
+    assert convert_cli.main([str(folder), str(output), "--num-classes", "3", "--labels", str(names)]) == 0
+    assert labels_for_model(output, 3) == ("red", "green", "blue")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["weights.pt", "out.keras"], "'weights.pt' is not a checkpoint keras_vit converts"),
+        (["missing.safetensors", "out.keras"], "no such file: missing.safetensors"),
+        (["HUB", "out.keras", "--labels", "NAMES"], "NAMES gives 2 class names, the model has 4 classes"),
+        (["HUB", "out.keras", "--labels", "missing.txt"], "labels file missing.txt does not exist"),
+    ],
+    ids=["unknown-source", "missing-file", "labels-count", "missing-labels"],
+)
+def test_bad_input_is_one_line_and_nothing_is_written(
+    arguments, message, hub_folder, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\n")
+    arguments = [str(hub_folder) if a == "HUB" else str(names) if a == "NAMES" else a for a in arguments]
+    message = message.replace("NAMES", str(names))
+    before = written(tmp_path)
+    assert convert_cli.main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and error.count("\n") == 1
+    assert written(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["hf:x", "out.onnx"], "the output must be a .keras file"),
+        (["hf:x", "out.keras", "--mean", "0.5", "0.5", "0.5"], "--mean and --std go together"),
+        (["hf:x", "out.keras", "--tolerance", "0"], "--tolerance must be above 0"),
+    ],
+)
+def test_bad_flags_are_refused_before_anything_loads(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        convert_cli.main(arguments)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

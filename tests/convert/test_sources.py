@@ -1,0 +1,125 @@
+"""keras_vit.convert.sources: checkpoint names to converted models, the source's own forward pass and its
+class names."""
+
+import json
+
+import numpy as np
+import pytest
+
+from keras_vit.convert import sources
+from tests.convert.helpers import assert_same_logits, random_pixels
+
+
+def save_hugging_face_folder(folder, labels=None, model_class="ViTForImageClassification"):
+    """A tiny random Hugging Face ViT saved as the Hub keeps it: model.safetensors, config.json (with `labels` as
+    id2label) and preprocessor_config.json; returns the torch model."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    config = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4)
+    config.update(intermediate_size=128, num_labels=len(labels or "abc"))
+    if labels:
+        config.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    model = getattr(transformers, model_class)(transformers.ViTConfig(**config))
+    with torch.no_grad():  # non-zero biases, so that a wrong mapping shows
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.eval().save_pretrained(folder, safe_serialization=True)
+    statistics = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    (folder / "preprocessor_config.json").write_text(json.dumps(statistics))
+    return model
+
+
+def test_names_go_to_their_loaders(monkeypatch, tmp_path):
+    calls = []
+    for loader in ("_from_timm", "_from_keras_hub", "_from_hugging_face_folder"):
+        monkeypatch.setattr(
+            sources, loader, lambda spec, options, loader=loader: calls.append((loader, spec))
+        )
+    monkeypatch.setattr(sources, "download_from_hub", lambda name: f"cache/{name}")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    for spec in ("timm:deit_tiny_patch16_224", "keras_hub:vit_base", "hf:google/vit", tmp_path, weights):
+        sources.load_source(spec)
+    assert calls == [
+        ("_from_timm", "deit_tiny_patch16_224"),
+        ("_from_keras_hub", "vit_base"),
+        ("_from_hugging_face_folder", "cache/google/vit"),
+        ("_from_hugging_face_folder", str(tmp_path)),
+        ("_from_hugging_face_folder", str(weights)),
+    ]
+    with pytest.raises(ValueError, match="not a checkpoint keras_vit converts: give timm:NAME"):
+        sources.load_source(tmp_path / "weights.pt")
+    with pytest.raises(OSError, match="no such file"):
+        sources.load_source(tmp_path / "missing.safetensors")
+
+
+def test_repeated_class_names_get_their_index():
+    names = ["tench", "crane", "goldfish", "crane "]
+    assert sources.unique_class_names(names) == ("tench", "crane (1)", "goldfish", "crane (3)")
+
+
+def test_a_hugging_face_folder_gives_its_forward_pass_and_its_class_names(tmp_path):
+    source = save_hugging_face_folder(tmp_path, labels=["cat", "dog", "cat", "owl"])
+    converted = sources.load_source(tmp_path)
+    assert converted.class_names == ("cat (0)", "dog", "cat (2)", "owl")
+    assert converted.names_from == "the config's id2label" and converted.no_reference is None
+    pixels = random_pixels(32)
+    expected = converted.reference(pixels)
+    # The reference is the source itself, fed as its image processor would feed it.
+    import torch
+
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = ((pixels / 255.0 - mean) / std).astype("float32").transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            expected, source(pixel_values=torch.from_numpy(x)).logits.numpy(), atol=1e-5
+        )
+    assert_same_logits(expected, converted.model.predict(pixels, verbose=0))
+
+
+def test_a_folder_without_names_or_a_classifier_says_why_it_cannot_be_compared(tmp_path):
+    save_hugging_face_folder(tmp_path)  # transformers' placeholder names LABEL_0, ...: no class names
+    resized = sources.load_source(tmp_path, image_size=48)
+    assert resized.class_names is None and resized.reference is None
+    assert "--image-size resamples" in resized.no_reference
+    backbone = tmp_path / "backbone"
+    save_hugging_face_folder(backbone, model_class="ViTModel")
+    headless = sources.load_source(backbone, num_classes=7)
+    assert headless.model.output_shape[-1] == 7 and headless.reference is None
+    assert "a new head was made" in headless.no_reference
+
+
+def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128
+    )
+    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / (255 * 0.5), offset=-1.0)
+    preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
+    classifier = keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=3, preprocessor=preprocessor
+    )
+    rng = np.random.default_rng(0)
+    for variable in classifier.weights:
+        variable.assign(variable.numpy() + 0.05 * rng.standard_normal(variable.shape).astype("float32"))
+    classifier.save_to_preset(str(tmp_path / "preset"))
+    converted = sources.load_source(f"keras_hub:{tmp_path / 'preset'}")
+    assert converted.model.mean == pytest.approx((127.5,) * 3) and converted.class_names is None
+    pixels = random_pixels(32)
+    # The classifier's own predict, preprocessor included, on the raw pixels: what the reference must match.
+    np.testing.assert_allclose(converted.reference(pixels), classifier.predict(pixels, verbose=0), atol=1e-4)
+    assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
+
+
+def test_a_timm_name_gives_its_forward_pass_and_its_imagenet_class_names(monkeypatch):
+    """timm:NAME (created without its pretrained weights here: no network) converts, runs beside the timm model
+    within 1e-4, and names ImageNet's classes, the two "crane"s told apart."""
+    timm = pytest.importorskip("timm")
+    create_model = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda name, pretrained: create_model(name, pretrained=False))
+    converted = sources.load_source("timm:deit_tiny_distilled_patch16_224")
+    assert len(converted.class_names) == 1000 and converted.class_names[0] == "tench, Tinca tinca"
+    assert converted.class_names[134] == "crane (134)" and converted.class_names[517] == "crane (517)"
+    pixels = random_pixels(224, batch=2)
+    assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
