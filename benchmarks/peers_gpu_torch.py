@@ -89,10 +89,10 @@ def planned_epochs(epoch_seconds, elapsed, budget, done):
 KERNEL_KINDS = (
     ("attention", ("flash", "fmha", "attention", "sdpa")),
     ("fused elementwise (triton)", ("triton",)),
-    ("convolution", ("conv", "fprop", "dgrad", "wgrad")),
-    ("optimizer", ("adam", "multi_tensor", "foreach", "clip_grad", "_amp_")),
+    ("convolution", ("convolution", "convolve", "fprop", "dgrad", "wgrad")),
+    ("optimizer", ("adam", "multi_tensor", "foreach", "clip_grad", "lpnorm", "_amp_")),
     ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
-    ("copy and fill", ("memcpy", "memset", "copy", "fill", "aten::to", "cat")),
+    ("copy and fill", ("memcpy", "memset", "copy", "fill", "aten::cat", "catarray")),
 )
 
 
@@ -115,8 +115,9 @@ def step_time_by_kind(events, steps):
 
 
 def profile_steps(step, batches, steps, table_path, cuda):
-    """Runs `step(x, y)` on `steps` + 1 of `batches` under `torch.profiler`, the first not counted; writes the op table (by self device time on
-    CUDA, else self CPU time) to `table_path`; returns the `profile` line's measurements."""
+    """Runs `step(x, y)` on `steps` + 1 of `batches` under `torch.profiler`, the first not counted; writes the op
+    table (by self device time on CUDA, else self CPU time) to `table_path`; returns the `profile` line's
+    measurements."""
     import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
@@ -126,7 +127,7 @@ def profile_steps(step, batches, steps, table_path, cuda):
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     # One step first, traced but not counted: the profiler's own start-up lands there. The counted steps' table
-    # is taken when they end (after the context, the profiler holds the next, empty, cycle's).
+    # is taken by on_trace_ready, which the last profiler.step() calls (after the clock has stopped).
     tables = []
     with profile(
         activities=activities,
@@ -138,26 +139,18 @@ def profile_steps(step, batches, steps, table_path, cuda):
                 synchronize()
                 start = time.perf_counter()
             step(x, y)
+            if index == steps:
+                synchronize()
+                wall = time.perf_counter() - start
             profiler.step()
-        synchronize()
-        wall = time.perf_counter() - start
     if not tables:
         raise RuntimeError("torch.profiler gave no table for the counted steps")
     averages = tables[0]
-    if cuda:
-        # The kernels themselves (device events): an operator's device time is its kernels' again.
-        key = (
-            "self_device_time_total"
-            if hasattr(averages[0], "self_device_time_total")
-            else "self_cuda_time_total"
+    key, events = counted_events(averages, cuda)
+    if not events:
+        raise RuntimeError(
+            f"torch.profiler recorded no {'CUDA kernel' if cuda else 'aten operator'} (CUPTI?)"
         )
-        events = [
-            (e.key, getattr(e, key)) for e in averages if str(getattr(e, "device_type", "")).endswith("CUDA")
-        ]
-    else:
-        # aten operators by their self time (their children are operators of their own).
-        key = "self_cpu_time_total"
-        events = [(e.key, e.self_cpu_time_total) for e in averages if e.key.startswith("aten::")]
     Path(table_path).write_text(averages.table(sort_by=key, row_limit=40) + "\n")
     busy = sum(micros for _, micros in events) / 1000.0 / steps
     return {
@@ -172,6 +165,29 @@ def profile_steps(step, batches, steps, table_path, cuda):
         "table": Path(table_path).name,
         "counted": "CUDA kernels' self time" if cuda else "aten operators' self CPU time",
     }
+
+
+def counted_events(averages, cuda):
+    """The table's sort key and the `(name, self microseconds)` of what a step's time is counted in: on CUDA the
+    kernels (device events; an operator's device time is its kernels' again, and the GPU user annotations, e.g.
+    `ProfilerStep#3` or `Optimizer.step#AdamW.step`, span kernels counted already), else the aten operators by
+    their self time."""
+    if cuda:
+        key = (
+            "self_device_time_total"
+            if hasattr(averages[0], "self_device_time_total")
+            else "self_cuda_time_total"
+        )
+        events = [
+            (e.key, getattr(e, key))
+            for e in averages
+            if str(getattr(e, "device_type", "")).endswith("CUDA")
+            and not getattr(e, "is_user_annotation", False)
+        ]
+        return key, events
+    return "self_cpu_time_total", [
+        (e.key, e.self_cpu_time_total) for e in averages if e.key.startswith("aten::")
+    ]
 
 
 def train_timm(job):

@@ -804,6 +804,38 @@ def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensor
     assert (out / "peers_gpu.png").stat().st_size > 0
 
 
+def test_peers_gpu_counts_cuda_kernels_once_and_leaves_out_user_annotations():
+    """On CUDA a step's time is its kernels' self device time: the operators that launched them (CPU events, whose
+    device time is the same kernels') and the GPU user annotations spanning them (`ProfilerStep#1`) are left out."""
+    from types import SimpleNamespace
+
+    worker = _load_script("peers_gpu_torch")
+
+    def event(key, device_type, micros, annotation=False):
+        return SimpleNamespace(
+            key=key,
+            device_type=f"DeviceType.{device_type}",
+            self_device_time_total=micros,
+            self_cpu_time_total=micros,
+            is_user_annotation=annotation,
+        )
+
+    averages = [
+        event("aten::mm", "CPU", 900.0),
+        event("nvjet_tst_128x256", "CUDA", 800.0),
+        event("ProfilerStep#1", "CUDA", 2000.0, annotation=True),
+        event("Optimizer.step#AdamW.step", "CUDA", 300.0, annotation=True),
+        event("multi_tensor_apply_kernel<FusedAdamMathFunctor>", "CUDA", 250.0),
+    ]
+    key, events = worker.counted_events(averages, cuda=True)
+    assert key == "self_device_time_total"
+    assert events == [
+        ("nvjet_tst_128x256", 800.0),
+        ("multi_tensor_apply_kernel<FusedAdamMathFunctor>", 250.0),
+    ]
+    assert worker.counted_events(averages, cuda=False) == ("self_cpu_time_total", [("aten::mm", 900.0)])
+
+
 def test_peers_gpu_sorts_profiled_kernels_by_kind():
     """peers_gpu_torch.py's profile: CUDA kernel names (as torch.profiler gives them on an H100) go to the kind
     of work they do, and each kind's milliseconds a step add up over the counted steps."""
@@ -820,6 +852,10 @@ def test_peers_gpu_sorts_profiled_kernels_by_kind():
         "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64_warpgroupsize2x1x1": "matmul",
         "nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNN": "matmul",
         "Memcpy DtoD (Device -> Device)": "copy and fill",
+        "void at::native::(anonymous namespace)::CatArrayBatchedCopy<float, unsigned int, 3, 128, 1>": "copy and fill",
+        "void at::native::lpnorm_cleanup<float, (at::native::NormType)1, float, float>": "optimizer",
+        "void at::native::index_elementwise_kernel<128, 4, scatter_gather>": "other",
+        "aten::topk": "other",
         "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>": "copy and fill",
         "void at::native::reduce_kernel<512, 1, ReduceOp<float, ArgMaxOps<float>>>": "other",
     }
