@@ -78,6 +78,30 @@ def read_labels(path: PathLike) -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_class_names(names: Sequence[str]) -> list[str]:
+    """The names as strings, if a labels file can hold them (`read_labels` would read them back).
+
+    Raises:
+        ValueError: if `names` is empty, repeats a name, or a name is blank,
+            has a line break or surrounding whitespace.
+    """
+    names = [str(n) for n in names]
+    if not names:
+        raise ValueError("A labels file needs at least one class name.")
+    for name in names:
+        if not name.strip() or "\n" in name or "\r" in name or name != name.strip():
+            raise ValueError(
+                f"Class name {name!r} can't be stored one-per-line: it is blank, has a line "
+                "break or surrounding whitespace."
+            )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"Class names must be unique; given more than once: {', '.join(map(repr, repeated))}."
+        )
+    return names
+
+
 def write_labels(path: PathLike, names: Sequence[str]) -> Path:
     """Writes class names to a text file, one per line, atomically.
 
@@ -94,17 +118,7 @@ def write_labels(path: PathLike, names: Sequence[str]) -> Path:
             not read it back).
     """
     path = Path(path)
-    names = [str(n) for n in names]
-    if not names:
-        raise ValueError("write_labels needs at least one class name.")
-    for name in names:
-        if not name.strip() or "\n" in name or "\r" in name or name != name.strip():
-            raise ValueError(
-                f"Class name {name!r} can't be stored one-per-line: it is blank, has a line "
-                "break or surrounding whitespace."
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"Class names must be unique, got {names}.")
+    names = check_class_names(names)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(f"{n}\n" for n in names))
     return path

@@ -12,7 +12,6 @@ that both compute the same logits) and the class names the source carries.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable, Optional
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from keras_vit.convert.keras_hub import from_keras_hub
 from keras_vit.convert.timm import from_timm
-from keras_vit.convert.transformers import download_from_hub, from_transformers
+from keras_vit.convert.transformers import _read_json, download_from_hub, from_transformers
 
 SOURCE_KINDS = "timm:NAME, hf:NAME, keras_hub:PRESET, a .safetensors file or a Hugging Face folder"
 _PREFIXES = ("timm:", "hf:", "keras_hub:")
@@ -88,13 +87,14 @@ def load_source(spec, image_size=None, mean=None, std=None, num_classes=None):
 def names_a_source(spec):
     """Whether `spec` has the form of a checkpoint `load_source` converts (not whether it exists)."""
     text = os.fspath(spec)
-    return text.startswith(_PREFIXES) or text.endswith(".safetensors") or os.path.isdir(text)
+    folder = os.path.isdir(text) or text.endswith(("/", os.sep))
+    return text.startswith(_PREFIXES) or text.endswith(".safetensors") or folder
 
 
 def unique_class_names(names):
     """`names` with each name given more than once followed by its index, e.g. ImageNet's two classes called
     "crane" (the bird and the machine) become "crane (134)" and "crane (517)": a labels file names each class
-    once."""
+    once (`keras_vit.labels.check_class_names` refuses what is still not unique)."""
     names = [str(name).strip() for name in names]
     repeated = {name for name in names if names.count(name) > 1}
     return tuple(f"{name} ({index})" if name in repeated else name for index, name in enumerate(names))
@@ -146,7 +146,12 @@ def _from_keras_hub(preset, options):
     import keras
     import keras_hub  # lazily: an optional extra
 
-    classifier = keras_hub.models.ImageClassifier.from_preset(preset)
+    if options["num_classes"] is not None:  # a backbone preset, for a new head
+        backbone = keras_hub.models.Backbone.from_preset(preset, dtype="float32")
+        result = ConvertedSource(from_keras_hub(backbone, **options))
+        result.no_reference = "a new head was made (--num-classes): the source has no logits to compare"
+        return result
+    classifier = keras_hub.models.ImageClassifier.from_preset(preset, dtype="float32")
     model = from_keras_hub(classifier, **options)
     result = ConvertedSource(model)
     if options["image_size"] is not None:
@@ -164,20 +169,17 @@ def _from_hugging_face_folder(path, options):
     folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
     config = _read_json(os.path.join(folder, "config.json")) or {}
     result = ConvertedSource(model)
+    # A classifier's checkpoint keeps its head (a --num-classes of its own count changes nothing).
+    classifier = "ViTForImageClassification" in config.get("architectures", [])
     names = config.get("id2label") or {}
-    classes = int(model.output_shape[-1])
     generic = all(str(label) == f"LABEL_{index}" for index, label in names.items())
-    if len(names) == classes and options["num_classes"] is None and not generic:
+    if classifier and len(names) == int(model.output_shape[-1]) and not generic:
         result.class_names = unique_class_names(names[key] for key in sorted(names, key=int))
         result.names_from = "the config's id2label"
     if options["image_size"] is not None:
         result.no_reference = "--image-size resamples the position embedding: no source at that size"
-    elif options["num_classes"] is not None:
-        result.no_reference = "a new head was made (--num-classes): the source has no logits to compare"
-    elif "ViTForImageClassification" not in config.get("architectures", []):
-        result.no_reference = (
-            "its config.json does not name ViTForImageClassification, whose logits transformers gives"
-        )
+    elif not classifier:
+        result.no_reference = "its config.json names no ViTForImageClassification (a backbone, or no config): no logits to compare"
     elif not os.path.isdir(path) and os.path.basename(path) != "model.safetensors":
         result.no_reference = "transformers loads a folder's model.safetensors, not this file"
     else:
@@ -198,16 +200,10 @@ def _transformers_reference(folder, model):
 
     def reference(pixels):
         if not loaded:
-            loaded.append(transformers.ViTForImageClassification.from_pretrained(folder).eval())
+            # float32 whatever the file holds, as the conversion computes (transformers 5 keeps a file's dtype).
+            loaded.append(transformers.ViTForImageClassification.from_pretrained(folder).float().eval())
         x = np.ascontiguousarray(_normalized(pixels, model).transpose(0, 3, 1, 2))
         with torch.no_grad():
             return loaded[0](pixel_values=torch.from_numpy(x)).logits.numpy()
 
     return reference
-
-
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)

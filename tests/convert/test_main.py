@@ -70,13 +70,65 @@ def test_a_backbone_gets_a_new_head_and_no_labels_without_a_labels_file(tmp_path
         == 0
     )
     printed = capsys.readouterr().out
-    assert "not compared with the source: a new head was made" in printed
+    assert "not compared with the source: its config.json names no ViTForImageClassification" in printed
     assert "no labels file: the source names no classes: pass --labels FILE" in printed
     assert "mean (0.5, 0.5, 0.5)" in printed and not (tmp_path / "headless.labels.txt").exists()
     names = tmp_path / "names.txt"
     names.write_text("red\ngreen\nblue\n")
     assert convert_cli.main([str(folder), str(output), "--num-classes", "3", "--labels", str(names)]) == 0
     assert labels_for_model(output, 3) == ("red", "green", "blue")
+    # Converted again without names: the earlier twin would name this model's classes, so it goes.
+    assert (
+        convert_cli.main(
+            [str(folder), str(output), "--num-classes", "3", "--mean", *["0.5"] * 3, "--std", *["0.5"] * 3]
+        )
+        == 0
+    )
+    assert "removed " in capsys.readouterr().out and not (tmp_path / "headless.labels.txt").exists()
+
+
+def test_a_saved_file_that_reloads_to_other_logits_is_not_left(hub_folder, tmp_path, monkeypatch, capsys):
+    class Shifted:
+        def __init__(self, model):
+            self.model = model
+
+        def predict(self, pixels, verbose=0):
+            return self.model.predict(pixels, verbose=verbose) + 0.5
+
+    monkeypatch.setattr(convert_cli, "load_keras_model", lambda path: Shifted(keras_vit.load_model(path)))
+    output = tmp_path / "out" / "vit.keras"
+    assert convert_cli.main([str(hub_folder), str(output)]) == 2
+    assert "error: the saved file gives logits 0.5 away from the converted model's" in capsys.readouterr().err
+    assert written(output.parent) == []
+
+
+def test_a_failure_of_the_source_library_is_one_line(tmp_path, monkeypatch, capsys):
+    def unknown(*args):
+        raise RuntimeError("Unknown model (vit_tyni_patch16_224)\nmore lines of a traceback")
+
+    monkeypatch.setattr(convert_cli, "load_source", unknown)
+    assert convert_cli.main(["timm:vit_tyni_patch16_224", str(tmp_path / "vit.keras")]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error
+        == "error: cannot load timm:vit_tyni_patch16_224: RuntimeError: Unknown model (vit_tyni_patch16_224)\n"
+    )
+
+
+def test_class_names_a_labels_file_cannot_hold_stop_the_conversion_before_it_writes(
+    hub_folder, tmp_path, monkeypatch, capsys
+):
+    load = sources.load_source
+
+    def colliding(*args):
+        converted = load(*args)
+        converted.class_names = ("a (1)", "a (1)", "b", "c")  # what de-duplication cannot always avoid
+        return converted
+
+    monkeypatch.setattr(convert_cli, "load_source", colliding)
+    output = tmp_path / "out" / "vit.keras"
+    assert convert_cli.main([str(hub_folder), str(output)]) == 2
+    assert "given more than once: 'a (1)'" in capsys.readouterr().err and written(output.parent) == []
 
 
 @pytest.mark.parametrize(

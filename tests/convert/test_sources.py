@@ -52,6 +52,8 @@ def test_names_go_to_their_loaders(monkeypatch, tmp_path):
         sources.load_source(tmp_path / "weights.pt")
     with pytest.raises(OSError, match="no such file"):
         sources.load_source(tmp_path / "missing.safetensors")
+    with pytest.raises(OSError, match="no such file"):
+        sources.load_source(f"{tmp_path / 'vit-b16'}/")  # a folder, by its trailing separator
 
 
 def test_repeated_class_names_get_their_index():
@@ -60,9 +62,11 @@ def test_repeated_class_names_get_their_index():
 
 
 def test_a_hugging_face_folder_gives_its_forward_pass_and_its_class_names(tmp_path):
-    source = save_hugging_face_folder(tmp_path, labels=["cat", "dog", "cat", "owl"])
+    # 12 classes: id2label's keys "10" and "11" sort after "9" only as numbers.
+    labels = ["cat", "dog", "cat", "owl", "eel", "elk", "emu", "gnu", "hen", "jay", "kea", "yak"]
+    source = save_hugging_face_folder(tmp_path, labels=labels)
     converted = sources.load_source(tmp_path)
-    assert converted.class_names == ("cat (0)", "dog", "cat (2)", "owl")
+    assert converted.class_names == ("cat (0)", "dog", "cat (2)", *labels[3:])
     assert converted.names_from == "the config's id2label" and converted.no_reference is None
     pixels = random_pixels(32)
     expected = converted.reference(pixels)
@@ -87,7 +91,13 @@ def test_a_folder_without_names_or_a_classifier_says_why_it_cannot_be_compared(t
     save_hugging_face_folder(backbone, model_class="ViTModel")
     headless = sources.load_source(backbone, num_classes=7)
     assert headless.model.output_shape[-1] == 7 and headless.reference is None
-    assert "a new head was made" in headless.no_reference
+    assert "names no ViTForImageClassification" in headless.no_reference
+
+
+def test_a_classifier_given_its_own_class_count_keeps_its_head_names_and_check(tmp_path):
+    save_hugging_face_folder(tmp_path, labels=["cat", "dog", "owl"])
+    converted = sources.load_source(tmp_path, num_classes=3)
+    assert converted.class_names == ("cat", "dog", "owl") and converted.reference is not None
 
 
 def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
@@ -104,12 +114,19 @@ def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
     for variable in classifier.weights:
         variable.assign(variable.numpy() + 0.05 * rng.standard_normal(variable.shape).astype("float32"))
     classifier.save_to_preset(str(tmp_path / "preset"))
+    backbone.save_to_preset(str(tmp_path / "backbone"))
     converted = sources.load_source(f"keras_hub:{tmp_path / 'preset'}")
     assert converted.model.mean == pytest.approx((127.5,) * 3) and converted.class_names is None
     pixels = random_pixels(32)
     # The classifier's own predict, preprocessor included, on the raw pixels: what the reference must match.
     np.testing.assert_allclose(converted.reference(pixels), classifier.predict(pixels, verbose=0), atol=1e-4)
     assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
+
+    # --num-classes: the preset is read as a backbone (a classifier's too) and gets a new, zero head.
+    headless = sources.load_source(
+        f"keras_hub:{tmp_path / 'backbone'}", num_classes=5, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
+    assert headless.model.output_shape[-1] == 5 and "a new head was made" in headless.no_reference
 
 
 def test_a_timm_name_gives_its_forward_pass_and_its_imagenet_class_names(monkeypatch):
