@@ -170,7 +170,10 @@ def _from_hugging_face_folder(path, options):
     config = _read_json(os.path.join(folder, "config.json")) or {}
     result = ConvertedSource(model)
     # A classifier's checkpoint keeps its head (a --num-classes of its own count changes nothing).
-    classifier = "ViTForImageClassification" in config.get("architectures", [])
+    # Converted without --num-classes, the weights had a head; with it, only a classifier's own count keeps the
+    # head, which its config's architectures say ("architectures" is null in a config from ViTConfig alone).
+    architectures = config.get("architectures") or ()
+    classifier = options["num_classes"] is None or "ViTForImageClassification" in architectures
     names = config.get("id2label") or {}
     generic = all(str(label) == f"LABEL_{index}" for index, label in names.items())
     if classifier and len(names) == int(model.output_shape[-1]) and not generic:
@@ -179,7 +182,7 @@ def _from_hugging_face_folder(path, options):
     if options["image_size"] is not None:
         result.no_reference = "--image-size resamples the position embedding: no source at that size"
     elif not classifier:
-        result.no_reference = "its config.json names no ViTForImageClassification (a backbone, or no config): no logits to compare"
+        result.no_reference = "a new head was made (--num-classes): the source has no logits to compare"
     elif not os.path.isdir(path) and os.path.basename(path) != "model.safetensors":
         result.no_reference = "transformers loads a folder's model.safetensors, not this file"
     else:
