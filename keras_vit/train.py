@@ -254,8 +254,9 @@ def _add_fine_tuning_flags(parser):
         default=None,
         metavar="CHECKPOINT",
         help="start from a pretrained ViT instead of --preset: a .keras file, a Hugging Face ViT's .safetensors "
-        "file or folder, hf:NAME (downloaded), timm:NAME (timm's pretrained weights) or keras_hub:PRESET; it gets a new head for "
-        "the data's classes and its position embedding resampled to their size; only the regularization "
+        "file or folder, hf:NAME (downloaded), timm:NAME (timm's pretrained weights) or keras_hub:PRESET; it "
+        "gets a new head for the data's classes and its position embedding resampled to their size; only the "
+        "regularization "
         "flags (--drop-path, --patch-dropout, --model-arg dropout=...) change its architecture",
     )
     parser.add_argument(

@@ -97,11 +97,11 @@ def parse_args(argv=None):
     return args
 
 
-def source_difference(converted, pixels):
-    """The largest |logit difference| between the converted model and its source on `pixels`, and how many of
-    the images both give the same top class."""
+def source_difference(converted, pixels, logits):
+    """The largest |logit difference| between the converted model's `logits` on `pixels` and its source's, and
+    how many of the images both give the same top class."""
     expected = np.asarray(converted.reference(pixels), "float32")
-    actual = np.asarray(converted.model.predict(pixels, verbose=0), "float32")
+    actual = np.asarray(logits, "float32")
     if expected.shape != actual.shape:
         raise CLIError(
             f"the source gives logits of shape {expected.shape}, the converted model {actual.shape}"
@@ -137,10 +137,9 @@ def class_names(args, given, converted, num_classes):
         raise CLIError(f"{where}: {first_line(error)}") from None
 
 
-def save_checked(model, output, pixels):
+def save_checked(model, output, pixels, expected):
     """Writes `model` to `output` atomically, after reloading the written file in safe mode and checking that it
-    gives the logits `model` gives on `pixels` (nothing is left at `output` otherwise)."""
-    expected = model.predict(pixels, verbose=0)
+    gives the logits `expected` that `model` gives on `pixels` (nothing is left at `output` otherwise)."""
     try:
         with atomic_path(output) as tmp:
             model.save(tmp)
@@ -191,10 +190,11 @@ def convert(args):
         f"{tuple(round(v / 255, 4) for v in model.std)} (0..1 units)"
     )
     pixels = np.random.default_rng(0).uniform(0, 255, (CHECK_IMAGES, height, width, 3)).astype("float32")
+    logits = model.predict(pixels, verbose=0)
     if converted.reference is None:
         print(f"not compared with the source: {converted.no_reference}")
     else:
-        difference, same_top = source_difference(converted, pixels)
+        difference, same_top = source_difference(converted, pixels, logits)
         print(
             f"against the source on {CHECK_IMAGES} random images: max |logit difference| {difference:.2e} "
             f"(--tolerance {args.tolerance:g}), the same top class on {same_top} of {CHECK_IMAGES}"
@@ -202,7 +202,7 @@ def convert(args):
         if not difference <= args.tolerance:
             print_error(f"the converted model differs from its source by {difference:.3g}: nothing written")
             return 1
-    save_checked(model, output, pixels)
+    save_checked(model, output, pixels, logits)
     print(f"wrote {output} (reloaded in safe mode: the same logits)")
     twin = output.with_name(output.stem + TWIN_SUFFIX)
     if names is None:

@@ -23,6 +23,9 @@ from keras_vit.convert.transformers import _read_json, download_from_hub, from_t
 
 SOURCE_KINDS = "timm:NAME, hf:NAME, keras_hub:PRESET, a .safetensors file or a Hugging Face folder"
 _PREFIXES = ("timm:", "hf:", "keras_hub:")
+# Why a converted model is not compared with its source.
+_RESIZED = "--image-size resamples the position embedding: no source at that size"
+_NEW_HEAD = "a new head was made (--num-classes): the source has no logits to compare"
 
 
 @dataclasses.dataclass
@@ -107,6 +110,11 @@ def _normalized(pixels, model):
     ).astype("float32")
 
 
+def _normalized_nchw(pixels, model):
+    """`_normalized`, channels first, as PyTorch models take it."""
+    return np.ascontiguousarray(_normalized(pixels, model).transpose(0, 3, 1, 2))
+
+
 def _from_timm(name, options):
     import timm  # lazily: an optional extra
     import torch
@@ -115,15 +123,14 @@ def _from_timm(name, options):
     model = from_timm(source, **options)
     result = ConvertedSource(model)
     if options["image_size"] is not None:
-        result.no_reference = "--image-size resamples the position embedding: no source at that size"
+        result.no_reference = _RESIZED
     elif getattr(source, "num_classes", 0) == 0:
         result.no_reference = "the timm model has no classifier"
     else:
 
         def reference(pixels):
-            x = np.ascontiguousarray(_normalized(pixels, model).transpose(0, 3, 1, 2))
             with torch.no_grad():
-                return source(torch.from_numpy(x)).numpy()
+                return source(torch.from_numpy(_normalized_nchw(pixels, model))).numpy()
 
         result.reference = reference
     result.class_names = _timm_imagenet_names(source)
@@ -149,13 +156,13 @@ def _from_keras_hub(preset, options):
     if options["num_classes"] is not None:  # a backbone preset, for a new head
         backbone = keras_hub.models.Backbone.from_preset(preset, dtype="float32")
         result = ConvertedSource(from_keras_hub(backbone, **options))
-        result.no_reference = "a new head was made (--num-classes): the source has no logits to compare"
+        result.no_reference = _NEW_HEAD
         return result
     classifier = keras_hub.models.ImageClassifier.from_preset(preset, dtype="float32")
     model = from_keras_hub(classifier, **options)
     result = ConvertedSource(model)
     if options["image_size"] is not None:
-        result.no_reference = "--image-size resamples the position embedding: no source at that size"
+        result.no_reference = _RESIZED
     else:
         # Called as a model, the classifier skips its preprocessor: it gets the pixels normalized as ours are.
         result.reference = lambda pixels: keras.ops.convert_to_numpy(
@@ -169,7 +176,6 @@ def _from_hugging_face_folder(path, options):
     folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
     config = _read_json(os.path.join(folder, "config.json")) or {}
     result = ConvertedSource(model)
-    # A classifier's checkpoint keeps its head (a --num-classes of its own count changes nothing).
     # Converted without --num-classes, the weights had a head; with it, only a classifier's own count keeps the
     # head, which its config's architectures say ("architectures" is null in a config from ViTConfig alone).
     architectures = config.get("architectures") or ()
@@ -180,9 +186,9 @@ def _from_hugging_face_folder(path, options):
         result.class_names = unique_class_names(names[key] for key in sorted(names, key=int))
         result.names_from = "the config's id2label"
     if options["image_size"] is not None:
-        result.no_reference = "--image-size resamples the position embedding: no source at that size"
+        result.no_reference = _RESIZED
     elif not classifier:
-        result.no_reference = "a new head was made (--num-classes): the source has no logits to compare"
+        result.no_reference = _NEW_HEAD
     elif not os.path.isdir(path) and os.path.basename(path) != "model.safetensors":
         result.no_reference = "transformers loads a folder's model.safetensors, not this file"
     else:
@@ -205,8 +211,7 @@ def _transformers_reference(folder, model):
         if not loaded:
             # float32 whatever the file holds, as the conversion computes (transformers 5 keeps a file's dtype).
             loaded.append(transformers.ViTForImageClassification.from_pretrained(folder).float().eval())
-        x = np.ascontiguousarray(_normalized(pixels, model).transpose(0, 3, 1, 2))
         with torch.no_grad():
-            return loaded[0](pixel_values=torch.from_numpy(x)).logits.numpy()
+            return loaded[0](pixel_values=torch.from_numpy(_normalized_nchw(pixels, model))).logits.numpy()
 
     return reference
