@@ -25,10 +25,13 @@ ARGS = ["--preset", "vit_micro", "--batch-size", "32", "--verbose", "0"]
 class Paused:
     """`python -m keras_vit.train ARGS` started with `$KERAS_VIT_TEST_PAUSE_AT=point`, waited for until it pauses."""
 
-    def __init__(self, args, point, timeout=240):
+    def __init__(self, args, point, timeout=240, sigint_ignored=False):
         env = {**os.environ, PAUSE_ENV: point, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "keras_vit.train", *map(str, args)]
+        # As `cmd &` in a script starts it: SIGINT ignored, which Python then keeps.
+        ignoring = ["bash", "-c", 'trap "" INT && exec "$@"', "bash"] if sigint_ignored else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "keras_vit.train", *map(str, args)],
+            [*ignoring, *command],
             env=env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -53,7 +56,13 @@ class Paused:
     def stop(self, sig=signal.SIGKILL):
         """Sends `sig`; returns the exit status and what the process printed to stderr."""
         self.process.send_signal(sig)
-        status = self.process.wait(timeout=120)
+        try:
+            status = self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(
+                f"still running 120 s after {signal.Signals(sig).name}:\n{''.join(self.lines)[-3000:]}"
+            )
         time.sleep(0.2)  # the reader thread drains the pipe
         return status, "".join(self.lines)
 
@@ -125,11 +134,14 @@ def test_a_truncated_checkpoint_is_one_clear_line(tiny_tree, tmp_path, capsys):
     assert train.main(run_args(tiny_tree, out, 2, "--fresh")) == 0
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_what_it_can_and_says_how_to_resume(tiny_tree, tmp_path, sig, status):
+@pytest.mark.parametrize(
+    ("sig", "status", "sigint_ignored"),
+    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)],
+)
+def test_a_signal_saves_what_it_can_and_says_how_to_resume(tiny_tree, tmp_path, sig, status, sigint_ignored):
     out = tmp_path / "run"
     args = run_args(tiny_tree, out, 3)
-    code, err = Paused(args, "epoch-begin:2").stop(sig)
+    code, err = Paused(args, "epoch-begin:2", sigint_ignored=sigint_ignored).stop(sig)
     assert code == status
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted: the checkpoint of epoch 1") and "rerun the same command" in last

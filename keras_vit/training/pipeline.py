@@ -133,16 +133,25 @@ class Terminated(BaseException):
 
 @contextlib.contextmanager
 def stop_on_signals():
-    """Turns SIGTERM into a `Terminated` exception for the block, so writes in progress roll back."""
+    """Turns SIGTERM into a `Terminated` exception and SIGINT into `KeyboardInterrupt` for the block, so writes
+    in progress roll back.
+
+    SIGINT is set too because a process started in the background by a script (`cmd &`, nohup) inherits SIGINT
+    ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
+    """
 
     def terminate(signum, frame):
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def trim_history(path, epochs):
