@@ -43,7 +43,7 @@ if [ "$TEACHER_ARCH" = airbench ]; then
 fi
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-60}  # > 0: train the teacher for this many epochs first, and distil it; 0: no teacher
 TEACHER_WIDTH=${TEACHER_WIDTH:-64}   # its first stage's channels (64: the published networks)
-TEACHER_AUGMENT=${TEACHER_AUGMENT:-cutout}  # its augmentation (a name of AUGMENT_RECIPES, keras_vit/training/augment.py)
+TEACHER_AUGMENT=${TEACHER_AUGMENT:-cutout}  # its augmentation (a name of AUGMENT_RECIPES, keras_vit/training/recipes.py)
 TEACHER_BUDGET=${TEACHER_BUDGET:-}   # e.g. 60: the teacher's seconds of fit, TEACHER_EPOCHS its first estimate
 DISTILLATION=${DISTILLATION:-soft}   # soft (the teacher's probabilities) or hard (its top class, DeiT)
 DISTILLATION_WEIGHT=${DISTILLATION_WEIGHT:-1.0}  # the teacher's share of the loss (1: the labels' is none)

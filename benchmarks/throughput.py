@@ -41,12 +41,15 @@ from keras_vit import build_vit, vit_arguments  # noqa: E402
 from keras_vit.model_flags import add_model_flags, flag_overrides  # noqa: E402
 from keras_vit.models.flops import forward_flops_per_image, training_flops_per_image, training_sequence_length  # noqa: E402
 from keras_vit.models.teachers import TEACHER_ARCHS, average_logits, build_teacher  # noqa: E402
-from keras_vit.training.augment import AUGMENT_RECIPES  # noqa: E402
 from keras_vit.training.batches import TrainingBatches  # noqa: E402
 from keras_vit.training.callbacks import EpochTimer  # noqa: E402
 from keras_vit.training.optimizers import make_optimizer  # noqa: E402
 from keras_vit.training.pipeline import describe_device  # noqa: E402
-from keras_vit.training.recipes import MIXED_PRECISION, training_recipe  # noqa: E402
+from keras_vit.training.recipes import (  # noqa: E402
+    AUGMENT_RECIPES,  # noqa: E402
+    MIXED_PRECISION,
+    training_recipe,
+)
 from keras_vit.training.schedules import learning_rate_schedule  # noqa: E402
 from keras_vit.training.tf_feed import fit_input  # noqa: E402
 from keras_vit.training.trainer import make_trainer  # noqa: E402

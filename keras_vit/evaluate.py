@@ -24,7 +24,6 @@ import numpy as np
 from keras_vit import data
 from keras_vit.cli_utils import CLIError, check_output_folder, first_line, positive_int, print_error
 from keras_vit.files import atomic_write_json
-from keras_vit.inference import load_model_checked, tta_logits
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import evaluation_metrics
 from keras_vit.plots import plot_confusion_matrix
@@ -149,8 +148,10 @@ def run(args) -> dict:
     """Runs an evaluation for parsed arguments; returns the results dict."""
     import keras  # heavy: imported after parsing, so that --help and usage errors are instant
 
+    from keras_vit import inference
+
     model_path = Path(args.model)
-    model = load_model_checked(model_path)
+    model = inference.load_model_checked(model_path)
     num_classes = int(model.output_shape[-1])
     try:
         class_names = labels_for_model(model_path, num_classes, args.labels)
@@ -166,7 +167,7 @@ def run(args) -> dict:
     print(f"Model: {model_path} ({model.count_params():,} parameters, backend {keras.backend.backend()})")
     print(f"Data: {args.split} split, {len(y)} images, from {source}")
     start = time.perf_counter()
-    logits = tta_logits(model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}")
+    logits = inference.tta_logits(model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}")
     seconds = time.perf_counter() - start
 
     results = {

@@ -24,7 +24,6 @@ import numpy as np
 
 from keras_vit.cli_utils import CLIError, first_line, positive_int, print_error
 from keras_vit.data import decode_images
-from keras_vit.inference import load_model_checked, tta_logits
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import format_predictions, softmax, top_k
 from keras_vit.tta import TTA_CHOICES
@@ -100,8 +99,10 @@ def run(args) -> tuple[list[dict], list[dict]]:
         `(predictions, errors)`: one `{"image", "top_k"}` dict per readable
         image, one `{"image", "error"}` dict per unreadable one.
     """
+    from keras_vit import inference  # Keras loads here, after the flags: --help and bad flags answer at once
+
     model_path = Path(args.model)
-    model = load_model_checked(model_path)
+    model = inference.load_model_checked(model_path)
     try:
         class_names = labels_for_model(model_path, int(model.output_shape[-1]), args.labels)
     except (OSError, ValueError) as e:
@@ -113,7 +114,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
     images, readable, errors = read_images(paths, model.input_shape[1:3])
     predictions = []
     if images is not None:
-        logits = tta_logits(model, images, args.tta, args.batch_size, progress=len(images) > 256)
+        logits = inference.tta_logits(model, images, args.tta, args.batch_size, progress=len(images) > 256)
         ranked = top_k(softmax(logits), class_names, args.top_k)
         predictions = [{"image": str(p), "top_k": r} for p, r in zip(readable, ranked)]
     return predictions, errors

@@ -27,11 +27,10 @@ import keras
 from keras_vit.cli_utils import CLIError, check_output_folder, positive_int, unit_fraction
 from keras_vit.models.teachers import TEACHER_ARCHS, build_teacher, with_dtype_policy
 from keras_vit.training import pipeline
-from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import TrainingBatches, even_batch_size
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
-from keras_vit.training.recipes import MIXED_PRECISION
+from keras_vit.training.recipes import AUGMENT_RECIPES, MIXED_PRECISION
 from keras_vit.training.trainer import make_trainer
 
 

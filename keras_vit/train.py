@@ -40,7 +40,6 @@ from keras_vit.models.teachers import load_teacher
 from keras_vit.models.vit import build_vit, vit_arguments
 from keras_vit.plots import plot_training_curves
 from keras_vit.training import pipeline
-from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
 from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
 from keras_vit.training.distribute import (
@@ -71,7 +70,13 @@ from keras_vit.training.processes import (
     wait_for_every_process,
     writing_alone,
 )
-from keras_vit.training.recipes import MIXED_PRECISION, TRAINING_RECIPES, recipe_flags, training_recipe
+from keras_vit.training.recipes import (
+    AUGMENT_RECIPES,
+    MIXED_PRECISION,
+    TRAINING_RECIPES,
+    recipe_flags,
+    training_recipe,
+)
 from keras_vit.training.trainer import make_trainer
 
 

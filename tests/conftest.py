@@ -148,3 +148,27 @@ def run_interrupted(main, args, epoch=1):
             main(args)
     finally:
         EpochTimer.on_epoch_begin = original
+
+
+HEAVY_MODULES = ("keras", "tensorflow", "jax", "torch")
+_IMPORTS_AFTER = """
+import runpy, sys
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    status = exit.code
+else:
+    status = 0
+print("heavy:", ",".join(m for m in {heavy!r} if m in sys.modules), "status:", status, file=sys.stderr)
+"""
+
+
+def heavy_imports_of(module, *args):
+    """Runs `python -m module args...` and returns `(status, stdout, heavy)`: its exit status, what it printed,
+    and which of `HEAVY_MODULES` (Keras and its backends) it had imported by the end."""
+    result = run_python(_IMPORTS_AFTER.format(heavy=HEAVY_MODULES), module, *args, backend="tensorflow")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("heavy:"), result.stderr[-2000:]
+    heavy, status = last.removeprefix("heavy: ").split(" status: ")
+    return int(status), result.stdout, [name for name in heavy.split(",") if name]

@@ -19,6 +19,7 @@ from cli_models import (
     record_decodes,
     save_model,
 )
+from conftest import heavy_imports_of
 from PIL import Image
 
 from keras_vit import cli_utils, evaluate, inference, tta
@@ -373,3 +374,11 @@ def test_evaluate_one_class_folder_and_symlink_loops(setup, tmp_path, capsys):
     assert [row["count"] for row in results["per_class"]] == [
         PER_CLASS if i == shape4 else 0 for i in range(10)
     ]
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--help"], 0), (["model.keras", "--split", "nope"], 2)])
+def test_help_and_bad_flags_answer_without_loading_keras(args, status):
+    """--help and a usage error come before Keras (seconds to import) is loaded."""
+    code, out, heavy = heavy_imports_of("keras_vit.evaluate", *args)
+    assert (code, heavy) == (status, [])
+    assert status or "--tta" in out

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_models import PER_CLASS, bad_model_files, decompression_bomb, error_line, make_setup
+from conftest import heavy_imports_of
 from PIL import Image
 
-from keras_vit import metrics, predict
+from keras_vit import inference, metrics, predict
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,7 @@ def test_predict_interrupted_is_one_line(setup, capsys, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict, "tta_logits", interrupt)
+    monkeypatch.setattr(inference, "tta_logits", interrupt)
     image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
     try:
         status = predict.main([str(setup["model_path"]), image])
@@ -171,3 +172,11 @@ def test_predict_interrupted_is_one_line(setup, capsys, monkeypatch):
         pytest.fail("KeyboardInterrupt escaped main(): a traceback, not one line")
     assert status == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--help"], 0), (["model.keras"], 2)])
+def test_help_and_bad_flags_answer_without_loading_keras(args, status):
+    """--help and a usage error come before Keras (seconds to import) is loaded."""
+    code, out, heavy = heavy_imports_of("keras_vit.predict", *args)
+    assert (code, heavy) == (status, [])
+    assert status or "--top-k" in out

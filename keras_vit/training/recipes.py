@@ -20,7 +20,82 @@ from __future__ import annotations
 
 import shlex
 
-from keras_vit.training.augment import AUGMENT_RECIPES
+# Named augmentation recipes; `keras_vit.train --augment NAME` picks one.
+# `mix_prob`: share of batches that MixUp/CutMix mixes; `repeats`: repeated
+# augmentation (each image appears `repeats` times per batch, augmented
+# differently; Hoffer et al. 2020, as used by DeiT); `erasing_max_area`: the
+# largest share of the image a random-erasing box covers.
+AUGMENT_RECIPES = {
+    "none": dict(
+        crop_padding=0,
+        flip=False,
+        randaug_ops=0,
+        randaug_magnitude=0.0,
+        erasing=0.0,
+        erasing_max_area=0.25,
+        mixup_alpha=0.0,
+        cutmix_alpha=0.0,
+        mix_prob=0.0,
+        repeats=1,
+    ),
+    # Short runs: strong augmentation only pays off after many epochs.
+    "basic": dict(
+        crop_padding=4,
+        flip=True,
+        randaug_ops=0,
+        randaug_magnitude=0.0,
+        erasing=0.0,
+        erasing_max_area=0.25,
+        mixup_alpha=0.0,
+        cutmix_alpha=0.0,
+        mix_prob=0.0,
+        repeats=1,
+    ),
+    # DeiT-style: every batch mixed.
+    "strong": dict(
+        crop_padding=4,
+        flip=True,
+        randaug_ops=2,
+        randaug_magnitude=9.0,
+        erasing=0.25,
+        erasing_max_area=0.25,
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
+        mix_prob=1.0,
+        repeats=1,
+    ),
+    # Cutout for the convolutional teacher (DeVries & Taylor 2017; Page's ResNet-9 used 8x8 squares):
+    # crop + flip, and every image loses a rectangle of 2% to 12.5% of its area (8x8 is 6.25%).
+    "cutout": dict(
+        crop_padding=4,
+        flip=True,
+        randaug_ops=0,
+        randaug_magnitude=0.0,
+        erasing=1.0,
+        erasing_max_area=0.125,
+        mixup_alpha=0.0,
+        cutmix_alpha=0.0,
+        mix_prob=0.0,
+        repeats=1,
+    ),
+    # Lee et al. 2021's CIFAR recipe for ViTs on small data sets, with their AutoAugment
+    # replaced by the RandAugment above: half the batches mixed (MixUp 1.0 or CutMix 1.0),
+    # erasing 0.25 of up to 40% of the image. Their "--ra 3" is not in-batch repetition:
+    # their sampler is called with repetitions=1 and len_factor=3, i.e. epochs three times
+    # the data set (100 of them = 300 passes), so repeats stays 1 here.
+    "lee2021": dict(
+        crop_padding=4,
+        flip=True,
+        randaug_ops=2,
+        randaug_magnitude=9.0,
+        erasing=0.25,
+        erasing_max_area=0.4,
+        mixup_alpha=1.0,
+        cutmix_alpha=1.0,
+        mix_prob=0.5,
+        repeats=1,
+    ),
+}
 
 TRAINING_RECIPES = {
     "cifar10_cpu": {

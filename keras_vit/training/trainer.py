@@ -250,7 +250,7 @@ def make_trainer(model, recipe, label_smoothing=0.0, seed=None, **distillation):
             erasing, mixup_alpha, cutmix_alpha` and optionally
             `erasing_max_area` (default 0.25), `mix_prob` (default 1) and
             `repeats` (default 1); see
-            `keras_vit.training.augment.AUGMENT_RECIPES`.
+            `keras_vit.training.recipes.AUGMENT_RECIPES`.
         label_smoothing: float.
         seed: optional int, seeds the augmentation layers.
         **distillation: `teacher`, `distillation`, `distillation_weight`,

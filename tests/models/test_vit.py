@@ -15,8 +15,8 @@ from keras_vit import ViT, build_vit, load_model, resize_vit, vit_arguments
 from keras_vit.models.presets import PRESETS
 from keras_vit.models.vit import VIT_ARGUMENTS, class_token_forward
 from keras_vit.pretrained import model_path
-from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.recipes import AUGMENT_RECIPES
 from keras_vit.training.trainer import ViTTrainer, make_trainer
 
 
@@ -306,7 +306,7 @@ def test_vit_trains_under_the_trainer_and_saves(tmp_path):
 BACKEND_SCRIPT = textwrap.dedent("""
     import numpy as np, keras, sys
     from keras_vit import ViT, build_vit, load_model
-    from keras_vit.training.augment import AUGMENT_RECIPES
+    from keras_vit.training.recipes import AUGMENT_RECIPES
     from keras_vit.training.optimizers import make_optimizer
     from keras_vit.training.trainer import make_trainer
     assert keras.backend.backend() == sys.argv[1]

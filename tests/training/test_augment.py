@@ -9,7 +9,6 @@ from conftest import run_python
 from scipy import stats
 
 from keras_vit.training.augment import (
-    AUGMENT_RECIPES,
     COLOR_OPS,
     MixUpCutMix,
     RandAugment,
@@ -19,6 +18,7 @@ from keras_vit.training.augment import (
     build_augmentation,
     symmetric_beta,
 )
+from keras_vit.training.recipes import AUGMENT_RECIPES
 
 IMAGES = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
 

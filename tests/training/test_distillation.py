@@ -6,8 +6,8 @@ import pytest
 
 from keras_vit import build_vit
 from keras_vit.models.teachers import build_resnet9
-from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.recipes import AUGMENT_RECIPES
 from keras_vit.training.trainer import ViTTrainer, make_trainer
 
 

@@ -205,7 +205,7 @@ import os, sys
 import keras
 import numpy as np
 from keras_vit import build_vit
-from keras_vit.training.augment import AUGMENT_RECIPES
+from keras_vit.training.recipes import AUGMENT_RECIPES
 from keras_vit.training.batches import TrainingBatches
 from keras_vit.training.distribute import distribution
 from keras_vit.training.processes import join_processes, process_share, stop_when_a_process_fails

@@ -9,8 +9,8 @@ import pytest
 from conftest import run_python
 
 from keras_vit import build_vit
-from keras_vit.training.augment import AUGMENT_RECIPES
 from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.recipes import AUGMENT_RECIPES
 from keras_vit.training.schedules import learning_rate_schedule
 from keras_vit.training.trainer import ViTTrainer, make_trainer
 
@@ -195,7 +195,7 @@ import keras
 import numpy as np
 from keras_vit import build_vit
 from keras_vit.training import augment
-from keras_vit.training.augment import AUGMENT_RECIPES
+from keras_vit.training.recipes import AUGMENT_RECIPES
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.trainer import make_trainer
 
