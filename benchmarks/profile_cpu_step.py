@@ -31,10 +31,7 @@ from throughput import profiler_trace  # noqa: E402
 
 from keras_vit import build_vit  # noqa: E402
 from keras_vit.training.optimizers import make_optimizer  # noqa: E402
-from keras_vit.training.recipes import (
-    AUGMENT_RECIPES,  # noqa: E402
-    training_recipe,  # noqa: E402
-)
+from keras_vit.training.recipes import AUGMENT_RECIPES, training_recipe  # noqa: E402
 from keras_vit.training.trainer import make_trainer  # noqa: E402
 
 

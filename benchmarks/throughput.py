@@ -45,11 +45,7 @@ from keras_vit.training.batches import TrainingBatches  # noqa: E402
 from keras_vit.training.callbacks import EpochTimer  # noqa: E402
 from keras_vit.training.optimizers import make_optimizer  # noqa: E402
 from keras_vit.training.pipeline import describe_device  # noqa: E402
-from keras_vit.training.recipes import (  # noqa: E402
-    AUGMENT_RECIPES,  # noqa: E402
-    MIXED_PRECISION,
-    training_recipe,
-)
+from keras_vit.training.recipes import AUGMENT_RECIPES, MIXED_PRECISION, training_recipe  # noqa: E402
 from keras_vit.training.schedules import learning_rate_schedule  # noqa: E402
 from keras_vit.training.tf_feed import fit_input  # noqa: E402
 from keras_vit.training.trainer import make_trainer  # noqa: E402

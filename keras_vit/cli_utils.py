@@ -1,4 +1,4 @@
-"""What the command lines share: one-line errors and the argparse value types.
+"""What the command lines share: one-line errors, the argparse value types, and SIGINT/SIGTERM as exceptions.
 
 Standard library only, so that the TF-free deployment runtime and the
 exporters can import it before (or without) Keras.
@@ -7,11 +7,14 @@ exporters can import it before (or without) Keras.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # Longest message `first_line` keeps: an error line, not a dump.
@@ -20,6 +23,36 @@ MAX_LINE = 400
 
 class CLIError(Exception):
     """An error a command line reports as one `error: ...` line and exit status 1."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, as Ctrl-C raises `KeyboardInterrupt`."""
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turns SIGTERM into a `Terminated` exception and SIGINT into `KeyboardInterrupt` for the block, so writes
+    in progress roll back (outside the main thread, where Python cannot set handlers, it does nothing).
+
+    SIGINT is set too because a process started in the background by a script (`cmd &`) inherits SIGINT
+    ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def first_line(error: BaseException, with_type: bool = False) -> str:

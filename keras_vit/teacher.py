@@ -24,7 +24,14 @@ from pathlib import Path
 
 import keras
 
-from keras_vit.cli_utils import CLIError, check_output_folder, positive_int, unit_fraction
+from keras_vit.cli_utils import (
+    CLIError,
+    Terminated,
+    check_output_folder,
+    positive_int,
+    stop_on_signals,
+    unit_fraction,
+)
 from keras_vit.models.teachers import TEACHER_ARCHS, build_teacher, with_dtype_policy
 from keras_vit.training import pipeline
 from keras_vit.training.batches import TrainingBatches, even_batch_size
@@ -230,7 +237,7 @@ def main(argv=None):
         return 2
     output = Path(args.output)
     try:
-        with pipeline.stop_on_signals():
+        with stop_on_signals():
             check_output_folder(output)
             with pipeline.locked_output(output):
                 try:
@@ -248,7 +255,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted: the teacher was not saved", file=sys.stderr)
         return 130
-    except pipeline.Terminated:
+    except Terminated:
         print("interrupted: the teacher was not saved", file=sys.stderr)
         return 143
 

@@ -27,10 +27,12 @@ import numpy as np
 
 from keras_vit.cli_utils import (
     CLIError,
+    Terminated,
     check_output_folder,
     first_line,
     non_negative_int,
     positive_int,
+    stop_on_signals,
     unit_fraction,
 )
 from keras_vit.data.streaming import UnreadableImageError
@@ -954,7 +956,7 @@ def _main(args, overrides, recipe, checkpoint, model):
     output = Path(args.output)
     writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
     try:
-        with pipeline.stop_on_signals():
+        with stop_on_signals():
             if writer:
                 check_output_folder(output, min_free_bytes=_bytes_needed(model))
             with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
@@ -972,7 +974,7 @@ def _main(args, overrides, recipe, checkpoint, model):
         return _error(f"{error}; model.keras was not written", status=1)
     except KeyboardInterrupt:
         return _interrupted(output, 130)
-    except pipeline.Terminated:
+    except Terminated:
         return _interrupted(output, 143)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):

@@ -157,7 +157,7 @@ sys.argv = [sys.argv[1], *sys.argv[2:]]
 try:
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 except SystemExit as exit:
-    status = exit.code
+    status = exit.code or 0
 else:
     status = 0
 print("heavy:", ",".join(m for m in {heavy!r} if m in sys.modules), "status:", status, file=sys.stderr)
@@ -168,7 +168,7 @@ def heavy_imports_of(module, *args):
     """Runs `python -m module args...` and returns `(status, stdout, heavy)`: its exit status, what it printed,
     and which of `HEAVY_MODULES` (Keras and its backends) it had imported by the end."""
     result = run_python(_IMPORTS_AFTER.format(heavy=HEAVY_MODULES), module, *args, backend="tensorflow")
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("heavy:"), result.stderr[-2000:]
-    heavy, status = last.removeprefix("heavy: ").split(" status: ")
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("heavy:"), result.stderr[-2000:]
+    heavy, status = lines[-1].removeprefix("heavy: ").split(" status: ")
     return int(status), result.stdout, [name for name in heavy.split(",") if name]

@@ -4,6 +4,9 @@ import argparse
 import errno
 import os
 import re
+import signal
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -98,3 +101,35 @@ def test_check_output_folder(tmp_path, monkeypatch):
     ):
         check_output_folder(nested, min_free_bytes=2 * 10**9)
     assert check_output_folder(nested, min_free_bytes=1_500_000) == nested
+
+
+def test_stop_on_signals_raises_on_sigint_and_sigterm_even_when_started_ignoring_sigint():
+    """A run started in the background by a script inherits SIGINT ignored; in the block it still stops, and
+    the handlers are as the block found them after it."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt), cli_utils.stop_on_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # interrupted by the handler at once
+        with pytest.raises(cli_utils.Terminated), cli_utils.stop_on_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_stop_on_signals_outside_the_main_thread_leaves_the_handlers():
+    seen = []
+
+    def block():
+        with cli_utils.stop_on_signals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=block)
+    thread.start()
+    thread.join()
+    assert seen == [signal.getsignal(signal.SIGTERM)]

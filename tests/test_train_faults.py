@@ -27,11 +27,15 @@ class Paused:
 
     def __init__(self, args, point, timeout=240, sigint_ignored=False):
         env = {**os.environ, PAUSE_ENV: point, "PYTHONPATH": str(ROOT)}
-        command = [sys.executable, "-m", "keras_vit.train", *map(str, args)]
-        # As `cmd &` in a script starts it: SIGINT ignored, which Python then keeps.
-        ignoring = ["bash", "-c", 'trap "" INT && exec "$@"', "bash"] if sigint_ignored else []
+        # SIGINT as a terminal's foreground command has it, or ignored as `cmd &` in a script starts it,
+        # whatever the test process inherited.
+        handler = "signal.SIG_IGN" if sigint_ignored else "signal.default_int_handler"
+        launcher = (
+            f"import runpy, signal; signal.signal(signal.SIGINT, {handler}); "
+            "runpy.run_module('keras_vit.train', run_name='__main__', alter_sys=True)"
+        )
         self.process = subprocess.Popen(
-            [*ignoring, *command],
+            [sys.executable, "-c", launcher, *map(str, args)],
             env=env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -51,6 +55,7 @@ class Paused:
         while not paused.wait(0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
+                self.process.wait()
                 pytest.fail(f"never paused at {point}:\n{''.join(self.lines)[-3000:]}")
 
     def stop(self, sig=signal.SIGKILL):
@@ -60,6 +65,7 @@ class Paused:
             status = self.process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
             pytest.fail(
                 f"still running 120 s after {signal.Signals(sig).name}:\n{''.join(self.lines)[-3000:]}"
             )
@@ -136,7 +142,11 @@ def test_a_truncated_checkpoint_is_one_clear_line(tiny_tree, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("sig", "status", "sigint_ignored"),
-    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)],
+    [
+        pytest.param(signal.SIGTERM, 143, False, id="sigterm"),
+        pytest.param(signal.SIGINT, 130, False, id="sigint"),
+        pytest.param(signal.SIGINT, 130, True, id="sigint-started-ignored"),
+    ],
 )
 def test_a_signal_saves_what_it_can_and_says_how_to_resume(tiny_tree, tmp_path, sig, status, sigint_ignored):
     out = tmp_path / "run"

@@ -25,7 +25,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vit.cli_utils import CLIError, check_output_folder, first_line, positive_int, print_error
+from keras_vit.cli_utils import (
+    CLIError,
+    Terminated,
+    check_output_folder,
+    first_line,
+    positive_int,
+    print_error,
+    stop_on_signals,
+)
 from keras_vit.convert.sources import SOURCE_KINDS, load_source
 from keras_vit.files import atomic_path
 from keras_vit.inference import load_keras_model
@@ -167,7 +175,8 @@ def highest_matmul_precision():
         jax.config.update("jax_default_matmul_precision", "highest")
 
 
-def convert(args):
+def convert(args, written):
+    """Converts, checks and writes; appends each file to `written` once it is in place."""
     output = Path(args.output)
     check_output_folder(output.parent, what="the output's folder")
     given = given_labels(args)
@@ -203,6 +212,7 @@ def convert(args):
             print_error(f"the converted model differs from its source by {difference:.3g}: nothing written")
             return 1
     save_checked(model, output, pixels, logits)
+    written.append(output)
     print(f"wrote {output} (reloaded in safe mode: the same logits)")
     twin = output.with_name(output.stem + TWIN_SUFFIX)
     if names is None:
@@ -215,6 +225,7 @@ def convert(args):
             write_labels(twin, names)
         except OSError as error:
             raise CLIError(f"{output} written, but not its labels {twin}: {first_line(error)}") from None
+        written.append(twin)
         print(f"wrote {twin} ({len(names)} class names from {names_from})")
     print(
         f"next: python -m export {output} {output.with_suffix('')}_export --data-dir IMAGES (real images for its "
@@ -225,14 +236,21 @@ def convert(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    written = []
     try:
-        return convert(args)
+        with stop_on_signals():
+            return convert(args, written)
     except CLIError as error:
         print_error(error)
         return 2
-    except KeyboardInterrupt:
-        print_error("interrupted: nothing written")
-        return 130
+    except (KeyboardInterrupt, Terminated) as stop:
+        if not written:
+            print_error("interrupted: nothing written")
+        else:  # the model is in place; its labels twin may not be yet
+            print_error(
+                f"interrupted after {', '.join(map(str, written))} was written: run the command again"
+            )
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
 
 
 if __name__ == "__main__":

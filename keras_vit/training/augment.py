@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.layers import PACKAGE
+from keras_vit.training.recipes import AUGMENT_RECIPES  # noqa: F401 (moved to recipes.py; still importable here)
 
 
 class ShareSeedGenerator(keras.random.SeedGenerator):

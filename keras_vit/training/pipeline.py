@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -125,33 +124,6 @@ def locked_output(output):
     with exclusive_lock(output / LOCK_NAME, busy):
         remove_stale_temporaries(output)
         yield output
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the process is, as Ctrl-C raises `KeyboardInterrupt`."""
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """Turns SIGTERM into a `Terminated` exception and SIGINT into `KeyboardInterrupt` for the block, so writes
-    in progress roll back.
-
-    SIGINT is set too because a process started in the background by a script (`cmd &`, nohup) inherits SIGINT
-    ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
-    """
-
-    def terminate(signum, frame):
-        raise Terminated()
-
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def trim_history(path, epochs):

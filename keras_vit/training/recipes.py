@@ -79,7 +79,7 @@ AUGMENT_RECIPES = {
         repeats=1,
     ),
     # Lee et al. 2021's CIFAR recipe for ViTs on small data sets, with their AutoAugment
-    # replaced by the RandAugment above: half the batches mixed (MixUp 1.0 or CutMix 1.0),
+    # replaced by RandAugment (keras_vit.training.augment): half the batches mixed (MixUp 1.0 or CutMix 1.0),
     # erasing 0.25 of up to 40% of the image. Their "--ra 3" is not in-batch repetition:
     # their sampler is called with repetitions=1 and len_factor=3, i.e. epochs three times
     # the data set (100 of them = 300 passes), so repeats stays 1 here.

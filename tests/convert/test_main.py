@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import keras_vit
+from keras_vit import cli_utils
 from keras_vit.convert import __main__ as convert_cli
 from keras_vit.convert import sources
 from keras_vit.labels import labels_for_model
@@ -168,3 +169,27 @@ def test_bad_flags_are_refused_before_anything_loads(arguments, message, capsys)
     with pytest.raises(SystemExit) as exit_info:
         convert_cli.main(arguments)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("stop", "status"), [(KeyboardInterrupt, 130), (cli_utils.Terminated, 143)])
+def test_an_interrupted_conversion_says_what_it_wrote(
+    hub_folder, tmp_path, monkeypatch, capsys, stop, status
+):
+    """Ctrl-C or SIGTERM (cli_utils.stop_on_signals) before the model is saved: nothing written, no
+    temporary left; after it, before the labels: the line names the model and says to rerun."""
+    output = tmp_path / "out" / "vit.keras"
+
+    def interrupted(*args):
+        raise stop()
+
+    monkeypatch.setattr(convert_cli, "load_keras_model", interrupted)  # the reload inside the atomic save
+    assert convert_cli.main([str(hub_folder), str(output)]) == status
+    # The last line, after the source library's progress bars.
+    assert capsys.readouterr().err.endswith("\nerror: interrupted: nothing written\n")
+    assert written(output.parent) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(convert_cli, "write_labels", interrupted)
+    assert convert_cli.main([str(hub_folder), str(output)]) == status
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"error: interrupted after {output} was written: run the command again"
+    assert written(output.parent) == ["vit.keras"]

@@ -1,8 +1,6 @@
 """Tests for keras_vit.training.pipeline: the shared fit -> score -> save steps."""
 
 import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -78,19 +76,3 @@ def test_score_reads_a_streamed_split_a_chunk_at_a_time_with_the_same_accuracies
     chunked = pipeline.score(model, streamed, labels, "flip-shift", 16, chunk=40)
     assert chunked == pytest.approx(whole, abs=1e-9)
     assert max(largest) == 48 and sum(largest) == len(paths)  # chunks of 3 batches, every image read once
-
-
-def test_stop_on_signals_raises_on_sigint_and_sigterm_even_when_started_ignoring_sigint():
-    """A run started in the background by a script inherits SIGINT ignored; in the block it still stops."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with pytest.raises(KeyboardInterrupt), pipeline.stop_on_signals():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)  # interrupted by the handler at once
-        with pytest.raises(pipeline.Terminated), pipeline.stop_on_signals():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # as the block found it
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    finally:
-        signal.signal(signal.SIGINT, previous)
