@@ -4,6 +4,7 @@ failed proofs, and ViT variants through the one-format commands."""
 import keras
 import numpy as np
 import pytest
+from conftest import heavy_imports_of
 from export_helpers import error_lines, explain, no_data_env, run
 
 import keras_vit
@@ -25,6 +26,13 @@ def test_help_of_every_command():
         assert proc.returncode == 0 and "usage:" in proc.stdout, explain(proc)
     assert "--opset" in run(["export.onnx", "--help"]).stdout
     assert "int8" in run(["export.tflite", "--help"]).stdout
+
+
+@pytest.mark.parametrize("module", ["export", "export.tflite", "export.onnx", "export.runtime"])
+def test_help_and_bad_flags_answer_without_loading_tensorflow(module):
+    """--help and a usage error come before TensorFlow and Keras (seconds to import) are loaded."""
+    assert heavy_imports_of(module, "--help")[::2] == (0, [])
+    assert heavy_imports_of(module, "--no-such-flag")[::2] == (2, [])
 
 
 def test_failed_proof_keeps_the_previous_file(trained, data_tree, tmp_path):
