@@ -9,21 +9,19 @@ before anything imports Keras (`use_tensorflow_backend`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import zipfile
 
 import numpy as np
 from tqdm import tqdm
 
 import keras_vit
-from keras_vit.cli_utils import CLIError, first_line, print_error
+from keras_vit.cli_utils import CLIError, first_line, print_error, signal_handlers
 from keras_vit.data import load_cifar10, load_image_folder
 from keras_vit.labels import LABELS_FILENAME, find_labels_file, labels_for_model
 
@@ -109,18 +107,9 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-@contextlib.contextmanager
 def _signals_interrupt():
     """SIGINT and SIGTERM raise `Interrupted` in the block (main thread only: Python's rule for handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return signal_handlers({signal.SIGINT: _raise_interrupted, signal.SIGTERM: _raise_interrupted})
 
 
 class SignalDeferral:

@@ -30,29 +30,34 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def stop_on_signals():
-    """Turns SIGTERM into a `Terminated` exception and SIGINT into `KeyboardInterrupt` for the block, so writes
-    in progress roll back (outside the main thread, where Python cannot set handlers, it does nothing).
+def signal_handlers(handlers):
+    """Sets `handlers` (`{signal number: handler}`) for the block and restores the previous ones after it.
 
-    SIGINT is set too because a process started in the background by a script (`cmd &`) inherits SIGINT
-    ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
+    Outside the main thread, where Python cannot set handlers, it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def terminate(signum, frame):
-        raise Terminated()
-
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-    }
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def stop_on_signals():
+    """Turns SIGTERM into a `Terminated` exception and SIGINT into `KeyboardInterrupt` for the block, so writes
+    in progress roll back (a context manager; outside the main thread it does nothing).
+
+    SIGINT is set too because a process started in the background by a script (`cmd &`) inherits SIGINT
+    ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
+    """
+    return signal_handlers({signal.SIGTERM: _terminate, signal.SIGINT: signal.default_int_handler})
 
 
 def first_line(error: BaseException, with_type: bool = False) -> str:
