@@ -346,6 +346,21 @@ def check_data_available(data_dir):
     return root
 
 
+def _load_split(root, io, split, limit, seed):
+    """`limit` images (`None`: all) of one split of `root` as a `Splits`, or None: no `root` and no standard
+    CIFAR-10 place for a 32x32 model, or no `root` at all for another size."""
+    if root is not None:
+        if io.image_size == (32, 32):
+            return load_cifar10(root, limit=limit, seed=seed, download=False, splits=split)
+        return load_image_folder(root, image_size=io.image_size, limit=limit, seed=seed, splits=split)
+    if io.image_size != (32, 32):
+        return None
+    try:  # Standard places only; fine if there is nothing.
+        return load_cifar10(limit=limit, seed=seed, download=False, splits=split)
+    except (OSError, ValueError):
+        return None
+
+
 def load_data(data_dir, io, labels, *, eval_images=2000, calib_images=0, seed=0, fallback_images=256):
     """Loads test images to check on and training images to calibrate on.
 
@@ -373,19 +388,13 @@ def load_data(data_dir, io, labels, *, eval_images=2000, calib_images=0, seed=0,
             are needed and none were found.
     """
     root, origin = _data_root(data_dir)
-    limit = None if eval_images is None else max(int(eval_images), int(calib_images))
-    splits = None
-    try:
-        if root is not None:
-            if io.image_size == (32, 32):
-                splits = load_cifar10(root, limit=limit, seed=seed, download=False)
-            else:
-                splits = load_image_folder(root, image_size=io.image_size, limit=limit, seed=seed)
-        elif io.image_size == (32, 32):
-            try:  # Standard places only; fine if there is nothing.
-                splits = load_cifar10(limit=limit, seed=seed, download=False)
-            except (OSError, ValueError):
-                splits = None
+    try:  # only the images used: the test images to check on, the training images to calibrate int8 on
+        splits = _load_split(root, io, "test", eval_images, seed)
+        calibration = (
+            _load_split(root, io, "train", calib_images, seed)
+            if calib_images and splits is not None
+            else None
+        )
     except (OSError, ValueError) as e:
         raise ExportError(f"cannot load images from {root} ({origin}): {' '.join(str(e).split())}") from None
 
@@ -421,7 +430,7 @@ def load_data(data_dir, io, labels, *, eval_images=2000, calib_images=0, seed=0,
     n_eval = len(splits.x_test) if eval_images is None else min(int(eval_images), len(splits.x_test))
     if eval_images is not None and n_eval < int(eval_images):
         notes.append(f"note: only {n_eval} test images available (asked for {eval_images}).")
-    x_calib = splits.x_train[:calib_images] if calib_images else None
+    x_calib = calibration.x_train[:calib_images] if calib_images else None
     if calib_images and len(x_calib) < int(calib_images):
         notes.append(f"note: only {len(x_calib)} calibration images available (asked for {calib_images}).")
     return Data(

@@ -44,7 +44,7 @@ import numpy as np
 
 from keras_vit import labels as label_files
 from keras_vit import metrics
-from keras_vit.cli_utils import first_line, print_error
+from keras_vit.cli_utils import exits_quietly_on_closed_stdout, first_line, print_error
 from keras_vit.data.images import decode_images
 from keras_vit.labels import LABELS_FILENAME, default_labels_path  # noqa: F401 (public: the runtime's API)
 from keras_vit.metrics import format_predictions, softmax
@@ -470,6 +470,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+@exits_quietly_on_closed_stdout
 def main(argv=None):
     parser = _Parser(
         prog="python -m export.runtime",

@@ -1,4 +1,5 @@
-"""What the command lines share: one-line errors, the argparse value types, and SIGINT/SIGTERM as exceptions.
+"""What the command lines share: one-line errors, the argparse value types, SIGINT/SIGTERM as exceptions and
+a quiet end when the reader of the output stops early.
 
 Standard library only, so that the TF-free deployment runtime and the
 exporters can import it before (or without) Keras.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -58,6 +60,30 @@ def stop_on_signals():
     ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
     """
     return signal_handlers({signal.SIGTERM: _terminate, signal.SIGINT: signal.default_int_handler})
+
+
+# The exit status of a Unix tool that SIGPIPE ended (128 + 13): what a shell reports for `yes | head`.
+CLOSED_STDOUT_STATUS = 141
+
+
+def exits_quietly_on_closed_stdout(main):
+    """Wraps a command's `main`: a reader that stops early (`... | head`) ends the command with status 141, as
+    it ends other Unix tools, instead of a BrokenPipeError traceback.
+
+    Python flushes standard output again at exit; it is pointed at /dev/null first, so that flush cannot fail too.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            status = main(*args, **kwargs)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return CLOSED_STDOUT_STATUS
+        return status
+
+    return wrapper
 
 
 def first_line(error: BaseException, with_type: bool = False) -> str:

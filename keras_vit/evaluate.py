@@ -22,7 +22,14 @@ from typing import Sequence
 import numpy as np
 
 from keras_vit import data
-from keras_vit.cli_utils import CLIError, check_output_folder, first_line, positive_int, print_error
+from keras_vit.cli_utils import (
+    CLIError,
+    check_output_folder,
+    exits_quietly_on_closed_stdout,
+    first_line,
+    positive_int,
+    print_error,
+)
 from keras_vit.files import atomic_write_json
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import evaluation_metrics
@@ -207,6 +214,7 @@ def run(args) -> dict:
     return results
 
 
+@exits_quietly_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)

@@ -22,7 +22,13 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_vit.cli_utils import CLIError, first_line, positive_int, print_error
+from keras_vit.cli_utils import (
+    CLIError,
+    exits_quietly_on_closed_stdout,
+    first_line,
+    positive_int,
+    print_error,
+)
 from keras_vit.data import decode_images
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import format_predictions, softmax, top_k
@@ -120,6 +126,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
     return predictions, errors
 
 
+@exits_quietly_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if any image failed)."""
     args = build_parser().parse_args(argv)

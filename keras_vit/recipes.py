@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keras_vit.cli_utils import exits_quietly_on_closed_stdout
 from keras_vit.training.recipes import TRAINING_RECIPES, as_command_line, recipe_flags, shell_defaults
 
 
+@exits_quietly_on_closed_stdout
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m keras_vit.recipes",

@@ -133,3 +133,32 @@ def test_stop_on_signals_outside_the_main_thread_leaves_the_handlers():
     thread.start()
     thread.join()
     assert seen == [signal.getsignal(signal.SIGTERM)]
+
+
+@pytest.mark.parametrize(
+    "module", ["keras_vit.recipes", "keras_vit.predict", "keras_vit.evaluate", "export.runtime"]
+)
+def test_commands_that_print_listings_end_quietly_on_a_closed_pipe(module):
+    """Each command whose output is read through a pipe (`| head`) has its main wrapped (the wrapper itself is
+    tested end to end by tests/training/test_recipes.py)."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    assert main.__code__ is cli_utils.exits_quietly_on_closed_stdout(print).__code__  # the wrapper's own code
+
+
+def test_a_closed_stdout_is_status_141_and_a_failing_main_still_raises(monkeypatch):
+    pointed = []
+    monkeypatch.setattr(cli_utils.os, "dup2", lambda source, target: pointed.append(target))
+
+    def closed():
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    assert cli_utils.exits_quietly_on_closed_stdout(closed)() == 141 and pointed  # stdout now goes nowhere
+    assert cli_utils.exits_quietly_on_closed_stdout(lambda: 3)() == 3
+
+    def fails():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        cli_utils.exits_quietly_on_closed_stdout(fails)()

@@ -58,3 +58,32 @@ def test_labels_with_source(tmp_path):
     (tmp_path / "twice.txt").write_text("p\nq\np\n")
     with pytest.raises(ExportError, match="twice"):
         labels_with_source(model, 3, tmp_path / "twice.txt")
+
+
+def test_export_data_reads_only_the_images_it_uses(tmp_path, monkeypatch):
+    """The test split for the proofs, the training split only for int8's calibration, each at its own count:
+    an export never decodes a whole training set it does not use (a test-only folder is enough)."""
+    from conftest import write_colour_tree
+
+    from export import common
+
+    calls = []
+    load_image_folder = common.load_image_folder
+
+    def spy(root, **kwargs):
+        calls.append((kwargs["splits"], kwargs["limit"]))
+        return load_image_folder(root, **kwargs)
+
+    monkeypatch.setattr(common, "load_image_folder", spy)
+    tree = write_colour_tree(tmp_path / "data", ["a", "b"], size=40, counts=(("train", 6), ("test", 4)))
+    io = common.ModelIO(40, 40, 3, 2)
+    data = common.load_data(tree, io, ["a", "b"], eval_images=3, calib_images=0)
+    assert calls == [("test", 3)] and len(data.x_eval) == 3 and data.x_calib is None and data.real
+    calls.clear()
+    data = common.load_data(tree, io, ["a", "b"], eval_images=None, calib_images=5)
+    assert calls == [("test", None), ("train", 5)] and (len(data.x_eval), len(data.x_calib)) == (8, 5)
+
+    test_only = write_colour_tree(tmp_path / "test_only", ["a", "b"], size=40, counts=(("test", 2),))
+    assert len(common.load_data(test_only, io, ["a", "b"], eval_images=None).x_eval) == 4
+    with pytest.raises(ExportError, match="train"):  # int8 needs the training split: said, with the path
+        common.load_data(test_only, io, ["a", "b"], eval_images=None, calib_images=5)

@@ -88,6 +88,16 @@ def test_cli_lists_recipes_without_loading_keras():
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
+def test_cli_ends_quietly_when_its_reader_stops_early():
+    """`python -m keras_vit.recipes | head -1`: the reader gone, the command exits 141 with no traceback."""
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "keras_vit.recipes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    listing.stdout.close()  # before the command writes: its first write finds no reader
+    assert listing.wait(timeout=300) == 141
+    assert listing.stderr.read() == b""
+
+
 def test_mix_prob_overrides_the_recipes_share():
     from keras_vit import build_vit
     from keras_vit.training.trainer import make_trainer
