@@ -3,6 +3,7 @@
 add_model_flags(parser)   --drop-path, --num-heads, --pooling, --registers, --shifted-patches,
                           --locality-attention, --patch-dropout and --model-arg KEY=VALUE
 flag_overrides(args)      the parsed flags as `build_vit` keyword arguments
+without_model_args(...)   a recipe's defaults less the model flags a --model-arg overrides
 """
 
 from __future__ import annotations
@@ -120,23 +121,34 @@ def model_overrides(
     return {name: value for name, value in flags.items() if value is not None}
 
 
+# The model flags' argparse destinations -> the `build_vit` arguments they set.
+FLAG_ARGUMENTS = {
+    "drop_path": "drop_path",
+    "num_heads": "num_heads",
+    "pooling": "pooling",
+    "registers": "num_registers",
+    "shifted_patches": "shifted_patches",
+    "locality_attention": "locality_attention",
+    "patch_dropout": "patch_dropout",
+}
+
+
 def flag_overrides(args):
     """`build_vit` overrides from --model-arg and the model flags (which give their own keys).
 
     Raises:
         ValueError: a key given both by its flag and by --model-arg.
     """
-    named = model_overrides(
-        args.drop_path,
-        args.num_heads,
-        args.pooling,
-        args.registers,
-        args.shifted_patches,
-        args.locality_attention,
-        args.patch_dropout,
-    )
+    named = model_overrides(**{argument: getattr(args, dest) for dest, argument in FLAG_ARGUMENTS.items()})
     free = dict(args.model_args or [])
     twice = sorted(set(free) & set(named))
     if twice:
         raise ValueError(f"{', '.join(twice)} given both as a flag and as --model-arg")
     return {**free, **named}
+
+
+def without_model_args(defaults, model_args):
+    """`defaults` (flag destinations -> values, e.g. a recipe's) less the model flags whose `build_vit` argument
+    `model_args` (--model-arg's `(key, value)` pairs) sets: a --model-arg on the command line wins over them."""
+    given = {key for key, _ in model_args or ()}
+    return {dest: value for dest, value in defaults.items() if FLAG_ARGUMENTS.get(dest) not in given}

@@ -29,17 +29,14 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
 )
-from keras_vit.data import decode_images
+from keras_vit.data import IMAGE_EXTENSIONS, decode_images
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import format_predictions, softmax, top_k
 from keras_vit.tta import TTA_CHOICES
 
-# The files a folder argument stands for.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
-    """Replaces each folder in `paths` by the image files directly in it, sorted."""
+    """Replaces each folder in `paths` by the image files directly in it (`IMAGE_EXTENSIONS`), sorted."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():

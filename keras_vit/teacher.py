@@ -135,7 +135,12 @@ def build_parser():
         "(default: %(default)s: all the training images)",
     )
     parser.add_argument("--output", default="runs/teacher", help="output directory (default: %(default)s)")
-    parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    parser.add_argument(
+        "--verbose",
+        default="auto",
+        choices=["auto", "0", "1", "2"],
+        help="Keras fit verbosity (default: auto)",
+    )
     return parser
 
 

@@ -36,7 +36,7 @@ from keras_vit.cli_utils import (
     unit_fraction,
 )
 from keras_vit.data.streaming import UnreadableImageError
-from keras_vit.model_flags import add_model_flags, flag_overrides
+from keras_vit.model_flags import add_model_flags, flag_overrides, without_model_args
 from keras_vit.models.presets import PRESETS, get_preset
 from keras_vit.models.teachers import load_teacher
 from keras_vit.models.vit import build_vit, vit_arguments
@@ -376,7 +376,12 @@ def _add_run_flags(parser):
         help="write the resume checkpoint every N epochs (default: %(default)s)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-    parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    parser.add_argument(
+        "--verbose",
+        default="auto",
+        choices=["auto", "0", "1", "2"],
+        help="Keras fit verbosity (default: auto)",
+    )
 
 
 def as_float32(model):
@@ -771,7 +776,7 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.recipe:
-        parser.set_defaults(**recipe_flags(args.recipe))
+        parser.set_defaults(**without_model_args(recipe_flags(args.recipe), args.model_args))
         args = parser.parse_args(argv)
     return args
 

@@ -10,7 +10,8 @@ last resorts, imported when needed.
 - `folders`: `load_image_folder`, `root/{train,test}/<class>/*.png|jpg` (decoded, or `stream=True`);
 - `streaming`: `FileImages`, a streamed folder's images: files decoded a batch at a time;
 - `cifar10`: `load_cifar10`, CIFAR-10 from the first source that works;
-- `loading`: `load_split`, one split of either at a model's size and class order;
+- `loading`: `load_split`, one split of either at a model's size and class order, and which loader
+  reads a folder (`holds_cifar10`);
 - `cache`: the decoded-image cache of image folders;
 - `splits`: `Splits` (what the loaders return), `DataNotFoundError`,
   `stratified_indices`.
@@ -30,7 +31,13 @@ from keras_vit.data.cache import CACHE_DIR_ENV
 from keras_vit.data.cifar10 import load_cifar10
 from keras_vit.data.folders import IMAGE_EXTENSIONS, load_image_folder
 from keras_vit.data.images import decode_image, decode_images
-from keras_vit.data.loading import load_split, match_labels
+from keras_vit.data.loading import (
+    given_data_dir,
+    holds_cifar10,
+    image_folder_classes,
+    load_split,
+    match_labels,
+)
 from keras_vit.data.splits import (
     CIFAR10_CLASSES,
     DATA_DIR_ENV,
@@ -52,6 +59,9 @@ __all__ = [
     "describe",
     "load_cifar10",
     "load_image_folder",
+    "given_data_dir",
+    "holds_cifar10",
+    "image_folder_classes",
     "load_split",
     "match_labels",
     "stratified_indices",

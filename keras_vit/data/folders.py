@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# The image files of a folder, for training, evaluation and prediction alike: the formats Pillow decodes.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def load_image_folder(

@@ -6,6 +6,7 @@ image-folder tree, whatever the model's resolution and class order.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -14,14 +15,33 @@ import numpy as np
 from keras_vit.data.cifar10 import load_cifar10
 from keras_vit.data.folders import list_folder, load_image_folder
 from keras_vit.data.images import resize_images
-from keras_vit.data.splits import CIFAR10_CLASSES, SPLITS
+from keras_vit.data.splits import CIFAR10_CLASSES, DATA_DIR_ENV, SPLITS
 
 
-def _class_folders(root: Path) -> list[str]:
+def given_data_dir(data_dir):
+    """`data_dir`, else `$KERAS_VIT_DATA_DIR`, else None (the CIFAR-10 loader then searches its standard places):
+    the folder a loader will read, for the choice between the CIFAR-10 loader and the image-folder loader."""
+    if data_dir is not None:
+        return data_dir
+    return os.environ.get(DATA_DIR_ENV) or None
+
+
+def image_folder_classes(root) -> list[str] | None:
+    """The class folders of an image-folder tree `root/{train,test}/<class>/` (of train/, else of test/;
+    dot-folders such as `.ipynb_checkpoints` left out), or None when `root` is not one (the official CIFAR-10
+    batches, or a folder that holds them)."""
+    root = Path(root).expanduser()
     for split in SPLITS:
         if (root / split).is_dir():
             return list_folder(root / split)[0]  # an entry that cannot be read: the loader warns of it
-    return []
+    return None
+
+
+def holds_cifar10(root) -> bool:
+    """Whether the CIFAR-10 loader reads `root`: anything but an image-folder tree, or a tree of exactly the
+    CIFAR-10 class folders."""
+    classes = image_folder_classes(root)
+    return classes is None or set(classes) == set(CIFAR10_CLASSES)
 
 
 def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cache_dir=None):
@@ -34,8 +54,8 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     folder may lack the other one.
 
     Args:
-        data_dir: dataset folder, or None to let `load_cifar10` search
-            (`$KERAS_VIT_DATA_DIR`, standard places).
+        data_dir: dataset folder, or None: `$KERAS_VIT_DATA_DIR`, else the
+            standard CIFAR-10 places `load_cifar10` searches.
         split: `"train"` or `"test"`.
         image_size: `(height, width)` of the model input.
         limit: optional number of images, drawn evenly from the classes.
@@ -51,11 +71,10 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
         OSError, ValueError: a malformed data folder.
     """
     size = tuple(int(v) for v in image_size)
-    root = Path(data_dir).expanduser() if data_dir is not None else None
-    is_folder = root is not None and ((root / "train").is_dir() or (root / "test").is_dir())
-    cifar_like = not is_folder or (set(_class_folders(root)) == set(CIFAR10_CLASSES) and size == (32, 32))
-    if cifar_like:
-        splits = load_cifar10(root, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
+    root = given_data_dir(data_dir)
+    folder = root is not None and image_folder_classes(root) is not None
+    if root is None or not folder or (holds_cifar10(root) and size == (32, 32)):
+        splits = load_cifar10(data_dir, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
     else:
         splits = load_image_folder(  # min_classes=1: a trained model may be scored on one class's images
             root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,), min_classes=1

@@ -89,8 +89,8 @@ class Splits:
             A new `Splits`.
 
         Raises:
-            ValueError: `fraction` outside `[0, 1)`, or a class left without a
-                training or a validation image.
+            ValueError: `fraction` outside `[0, 1)`, one that holds out no
+                image, or a class left without a training or a validation image.
         """
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"the validation split must be in [0, 1), got {fraction}")
@@ -99,6 +99,11 @@ class Splits:
         ):  # none asked, or the data set ships its own (a val/ folder)
             return self
         count = int(round(fraction * len(self.y_train)))
+        if count == 0:
+            raise ValueError(
+                f"a validation split of {fraction} holds out no image of {len(self.y_train)}; "
+                "use a larger --validation-split, or 0 for none"
+            )
         held = stratified_indices(self.y_train, count, seed)
         kept = np.setdiff1d(np.arange(len(self.y_train)), held)
         for name, labels in (("training", self.y_train[kept]), ("validation", self.y_train[held])):

@@ -83,8 +83,8 @@ class AugmentationLayer(keras.layers.Layer):
         super().__init__(**kwargs)
 
 
-# Kept over keras.layers.RandomTranslation + RandomFlip: the same TensorFlow step, 2.8x theirs under JAX
-# (docs/results.md, "Augmentation: keras_vit's layers beside Keras' own", for this and the layers below).
+# Kept over keras.layers.RandomTranslation + RandomFlip: faster under JAX, as fast under TensorFlow (measured in
+# docs/results.md, "Augmentation: keras_vit's layers beside Keras' own", for this and the layers below).
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomCropFlip(AugmentationLayer):
     """Random crop with reflect padding, then a random horizontal flip.
@@ -151,7 +151,7 @@ def _blend(degenerate, images, factor):
 
 def _grayscale(images):
     # ITU-R 601-2 luma, as PIL's convert("L"). Channel slices, not a sum over a
-    # length-3 axis: the same numbers, 10x faster under XLA on the CPU.
+    # length-3 axis: the same numbers, much faster under XLA on the CPU.
     return 0.299 * images[..., 0:1] + 0.587 * images[..., 1:2] + 0.114 * images[..., 2:3]
 
 
@@ -218,7 +218,7 @@ def bilinear_warp(images, transform, fill_value=128.0):
     `bilinear`/`constant` result this reproduces. It reads the four
     neighbouring pixels (all channels at once) from the flattened batch, where
     Keras' JAX version interpolates in three dimensions over eight
-    neighbours, about 5x slower here.
+    neighbours, several times slower.
 
     Args:
         images: float tensor `(batch, height, width, channels)`.
@@ -257,7 +257,7 @@ def bilinear_warp(images, transform, fill_value=128.0):
     return ops.reshape((1 - weight_y) * top + weight_y * bottom, (-1, height, width, channels))
 
 
-# Kept over keras.layers.RandAugment: 1.2x its TensorFlow step, 9x its JAX step, an operation drawn per image.
+# Kept over keras.layers.RandAugment: a faster step on both backends, an operation drawn per image.
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandAugment(AugmentationLayer):
     """A vectorised RandAugment: random colour and geometric ops per image.
@@ -359,7 +359,7 @@ class RandAugment(AugmentationLayer):
         return config
 
 
-# Kept over keras.layers.RandomErasing: 2.3x its images/s alone on TensorFlow, uniform noise in the box.
+# Kept over keras.layers.RandomErasing: faster on TensorFlow, uniform noise in the box.
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomErasing(AugmentationLayer):
     """Replaces a random rectangle of some images with uniform noise.
@@ -473,7 +473,7 @@ def symmetric_beta(shape, alpha, seed=None, candidates=12):
 
 
 # Kept over keras.layers.MixUp / CutMix: theirs fail to compile under XLA and loop under JAX (a gamma sampler);
-# CutMix 1.6x theirs alone on TensorFlow, with the label weight of the pixels really pasted.
+# CutMix faster than theirs on TensorFlow, with the label weight of the pixels really pasted.
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MixUpCutMix(AugmentationLayer):
     """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) on a batch.

@@ -64,7 +64,7 @@ def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, 
 
     Args:
         data_dir: a CIFAR-10 copy or an image-folder tree `DIR/{train,test}/<class>/`;
-            None searches `$KERAS_VIT_DATA_DIR` and the standard places for CIFAR-10.
+            None: `$KERAS_VIT_DATA_DIR` (either kind), else the standard places of CIFAR-10.
         dataset: `"cifar10"`, `"folder"` (any classes, resized to `image_size`) or
             `"auto"`: CIFAR-10 unless `data_dir`'s training folder holds other classes.
         image_size: `(height, width)` the model takes (image folders only).
@@ -81,22 +81,20 @@ def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, 
         keras_vit.data.DataNotFoundError: no data where it was looked for.
         OSError, ValueError: unreadable data.
     """
+    root = data.given_data_dir(data_dir)  # --data-dir, else $KERAS_VIT_DATA_DIR
     if stream:
-        if not data_dir or not (Path(data_dir) / "train").is_dir():
+        if not root or data.image_folder_classes(root) is None:
             raise ValueError(
                 "--stream reads an image-folder tree DIR/{train,test}/<class>/: give it as --data-dir"
             )
-        return data.load_image_folder(data_dir, image_size=image_size, limit=limit, seed=seed, stream=True)
-    if dataset == "folder" or (dataset == "auto" and data_dir and not _looks_like_cifar10(data_dir)):
-        return data.load_image_folder(data_dir, image_size=image_size, limit=limit, seed=seed)
-    return data.load_cifar10(data_dir, limit=limit, seed=seed)
-
-
-def _looks_like_cifar10(path):
-    train = Path(path) / "train"
-    if not train.is_dir():
-        return True  # cifar-10-batches-py layouts and the like: the CIFAR-10 loader decides.
-    return {p.name for p in train.iterdir() if p.is_dir()} == set(data.CIFAR10_CLASSES)
+        return data.load_image_folder(root, image_size=image_size, limit=limit, seed=seed, stream=True)
+    if dataset == "folder" and not root:
+        raise ValueError(f"--dataset folder needs --data-dir (or ${data.DATA_DIR_ENV}): an image-folder tree")
+    if dataset == "folder" or (dataset == "auto" and root and not data.holds_cifar10(root)):
+        return data.load_image_folder(root, image_size=image_size, limit=limit, seed=seed)
+    return data.load_cifar10(
+        data_dir, limit=limit, seed=seed
+    )  # it names where a $KERAS_VIT_DATA_DIR came from
 
 
 LOCK_NAME = ".keras_vit.lock"

@@ -119,7 +119,8 @@ TRAINING_RECIPES = {
         "description": "The 6-minute GPU run: vit_cifar10 with 12 heads of 16 and Lee et al. 2021's "
         "augmentation (lee2021), AdamW 3e-3, weight decay 0.05, label smoothing 0.1, batch 512, bfloat16, "
         "warmup + cosine over the epochs that fit in 340 s of fit (--time-budget; --time-limit 355 as the "
-        "backstop); validation every 10 epochs. --epochs is only the first estimate (benchmarks/gpu_cifar10.sh "
+        "backstop); no validation split (the final run, on every training image; with --validation-split, "
+        "validation every 10 epochs). --epochs is only the first estimate (benchmarks/gpu_cifar10.sh "
         "sets it from a throughput measurement, and trains a --teacher first). Results: docs/results.md.",
         "flags": dict(
             preset="vit_cifar10",

@@ -278,3 +278,19 @@ def test_a_shipped_val_folder_becomes_the_validation_split(tmp_path):
     assert splits.hold_out(0.25) is splits  # the shipped split is used as it is
     assert "validation" in splits.summary()
     assert data.load_image_folder(make_tree(tmp_path / "plain"), cache_dir=False).y_val is None
+
+
+def test_every_format_predict_reads_is_a_training_image_too(tmp_path):
+    """One list of image files for training, evaluation and prediction: a .webp, .bmp or .tiff in a class folder
+    is one of its images."""
+    from keras_vit import predict
+
+    root = make_tree(tmp_path / "ds", n_train=1, n_test=1)
+    for extension in (".webp", ".bmp", ".tiff", ".gif"):
+        save_image(
+            root / "train" / CLASSES[0] / f"extra{extension}", 0, fmt="WEBP" if extension == ".webp" else None
+        )
+    s = data.load_image_folder(root, cache_dir=False)
+    assert np.bincount(s.y_train).tolist() == [5, 1, 1]
+    assert predict.IMAGE_EXTENSIONS is data.IMAGE_EXTENSIONS
+    assert len(predict.expand_paths([str(root / "train" / CLASSES[0])])) == 5

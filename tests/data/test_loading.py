@@ -41,3 +41,22 @@ def test_load_split_of_one_class_with_a_symlink_loop(tmp_path):
     with pytest.warns(UserWarning, match=r"Skipped 1 entry .*loop"):
         x, y, classes, source, skipped = data.load_split(root, "test", (8, 8), cache_dir=False)
     assert x.shape == (2, 8, 8, 3) and classes == ("cat",) and y.tolist() == [0, 0] and skipped == 0
+
+
+def test_the_data_folder_variable_is_read_by_the_same_rules_as_a_given_folder(tmp_path, monkeypatch):
+    """$KERAS_VIT_DATA_DIR holding an image-folder tree of other classes is read as one, at the model's size,
+    as the same folder given as data_dir is (not as CIFAR-10 at 32x32)."""
+    root = make_tree(tmp_path / "flowers", classes=("daisy", "rose"), n_train=2, n_test=2)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(root))
+    assert data.given_data_dir(None) == str(root) and data.given_data_dir("x") == "x"
+    x, y, classes, source, _ = data.load_split(None, "test", (16, 16), cache_dir=False)
+    assert x.shape == (4, 16, 16, 3) and classes == ("daisy", "rose") and "image folder" in source
+
+
+def test_which_loader_reads_a_folder(tmp_path):
+    assert data.holds_cifar10(write_batches(tmp_path / "cifar-10-batches-py"))  # not an image-folder tree
+    cifar = make_tree(tmp_path / "cifar", classes=data.CIFAR10_CLASSES, n_train=1, n_test=1)
+    (cifar / "train" / ".ipynb_checkpoints").mkdir()  # a notebook's dot-folder is not a class
+    assert data.holds_cifar10(cifar) and data.image_folder_classes(cifar) == sorted(data.CIFAR10_CLASSES)
+    other = make_tree(tmp_path / "other", classes=("cat", "dog"), n_train=1, n_test=1)
+    assert not data.holds_cifar10(other) and data.image_folder_classes(other) == ["cat", "dog"]

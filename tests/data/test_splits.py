@@ -65,5 +65,7 @@ def test_hold_out_refuses_bad_fractions_and_empty_classes():
             splits.hold_out(fraction)
     with pytest.raises(ValueError, match="leaves no"):
         splits.hold_out(0.5)  # 2 of 4 classes would have no validation image
+    with pytest.raises(ValueError, match="holds out no image of 4; use a larger --validation-split"):
+        splits.hold_out(0.1)  # rounds to none: said so, not an error about a `limit` never given
     once = _splits_with_ids().hold_out(0.25)
     assert once.hold_out(0.25) is once  # a validation split there already (e.g. shipped) is kept

@@ -76,3 +76,22 @@ def test_score_reads_a_streamed_split_a_chunk_at_a_time_with_the_same_accuracies
     chunked = pipeline.score(model, streamed, labels, "flip-shift", 16, chunk=40)
     assert chunked == pytest.approx(whole, abs=1e-9)
     assert max(largest) == 48 and sum(largest) == len(paths)  # chunks of 3 batches, every image read once
+
+
+def test_load_splits_reads_the_data_folder_variable_as_it_reads_data_dir(tmp_path, monkeypatch):
+    """`python -m keras_vit.train` without --data-dir, $KERAS_VIT_DATA_DIR naming an image-folder tree: the tree
+    is loaded at the model's size (auto and --dataset folder), and --stream takes it too."""
+    from conftest import write_colour_tree
+
+    from keras_vit import data
+
+    tree = write_colour_tree(
+        tmp_path / "flowers", ["daisy", "rose"], size=20, counts=(("train", 2), ("test", 1))
+    )
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tree))
+    for options in ({}, {"dataset": "folder"}, {"stream": True}):
+        splits = pipeline.load_splits(image_size=(16, 16), **options)
+        assert splits.image_shape == (16, 16, 3) and splits.class_names == ("daisy", "rose"), options
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    with pytest.raises(ValueError, match="--dataset folder needs --data-dir"):
+        pipeline.load_splits(dataset="folder")

@@ -48,6 +48,18 @@ def test_command_line_flags_win_over_the_recipe():
     assert args.augment == "lee2021" and args.learning_rate == 3e-3 and args.time_budget == 340
 
 
+def test_a_model_arg_on_the_command_line_wins_over_the_recipes_model_flag():
+    """--model-arg num_heads=4 over cifar10_gpu's num_heads: the typed value, not 'given twice'."""
+    from keras_vit.model_flags import flag_overrides
+
+    args = parse_args(["--recipe", "cifar10_gpu", "--model-arg", "num_heads=4", "--model-arg", "pooling=gap"])
+    assert args.num_heads is None and args.pooling is None and args.augment == "lee2021"
+    assert flag_overrides(args) == {"num_heads": 4, "pooling": "gap"}
+    typed_twice = parse_args(["--recipe", "cifar10_gpu", "--num-heads", "4", "--model-arg", "num_heads=4"])
+    with pytest.raises(ValueError, match="num_heads given both as a flag and as --model-arg"):
+        flag_overrides(typed_twice)  # both typed: still a clash
+
+
 def test_cpu_recipe_is_the_readme_main_job():
     # The main job is `--preset vit_tiny --epochs 6 --validation-split 0` (a final run on all the training
     # images) with the parser's defaults.
