@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from export.benchmark import make_runner, time_rounds, timing_inputs  # noqa: E402
-from export.runtime import default_threads  # noqa: E402
 from keras_vit.device import machine_summary as machine_info  # noqa: E402
+from keras_vit.device import usable_cores  # noqa: E402
 
 
 def compare(paths, *, rounds=7, runs=100, warmup=10, batch=64, throughput_runs=5, threads=None):
     """Times `paths` in `rounds` interleaved rounds; returns the JSON-ready results (first file = reference)."""
-    threads = threads or default_threads()
+    threads = threads or usable_cores()
     machine = machine_info()
     runners = [make_runner(os.fspath(path), threads) for path in paths]
     names = [Path(p).name for p in paths]

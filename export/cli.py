@@ -136,8 +136,12 @@ def prepared(args, *, kind, marker=None, calib_images=0, isolate=False, files=1)
         reason = (
             "the disk is full" if output_module.disk_full(e) else e.strerror or first_line(e, with_type=True)
         )
-        kept = "" if job is not None and job.published else f"; nothing of {output} was changed"
-        raise ExportError(f"{e.filename or output}: {reason}{kept}.") from None
+        if job is not None and job.published:  # only moving its labels and card into place was left
+            kept = f"; {output} itself was written, its labels file or model card may be missing or old"
+        else:
+            kept = f"; nothing of {output} was changed"
+        # A rename's destination (filename2) names the file meant, not its hidden temporary.
+        raise ExportError(f"{e.filename2 or e.filename or output}: {reason}{kept}.") from None
     except DiskFullError as e:
         raise ExportError(f"{e}; nothing of {output} was changed.") from None
 
@@ -145,39 +149,66 @@ def prepared(args, *, kind, marker=None, calib_images=0, isolate=False, files=1)
 class Publication:
     """The temporary path a command fills, and the moment it starts publishing it (`publishing`)."""
 
-    def __init__(self, path, deferral):
+    def __init__(self, path, deferral, staged):
         self.path = path
         self._deferral = deferral
+        self._staged = staged
 
     def start(self):
         """From here only the publication is left: SIGINT/SIGTERM wait until it is complete."""
         self._deferral.defer()
+
+    def stage(self, path):
+        """A temporary path beside `path` to write a file that goes with the output (its labels, its card).
+
+        It replaces `path` right after the output itself is in place (never
+        before: a kill in between would leave the old output with the new
+        labels), or is removed if the output is not published.
+        """
+        return self._staged.enter_context(atomic_path(path))
 
 
 @contextlib.contextmanager
 def publishing(job, directory=False):
     """`atomic_path(job.output)`, published when the block ends, without a signal cutting the publication short.
 
-    The block fills `Publication.path`; a block that raises leaves the output
-    as it was. Once the block calls `Publication.start()`, a SIGINT/SIGTERM
-    (`common.Interrupted`) waits until the output is in place; `job.published`
-    then says so.
+    The block fills `Publication.path`, and any file `Publication.stage`
+    gives; a block that raises leaves the output and those files as they
+    were. When it ends, the output is renamed into place (`job.published`
+    then says so), then the staged files. Once the block calls
+    `Publication.start()`, a SIGINT/SIGTERM (`common.Interrupted`) waits
+    until all are in place.
 
     Yields:
         The `Publication`.
     """
-    with common.SignalDeferral() as deferral:
+    # The staged files' contexts exit after the output's: they are renamed once it is in place.
+    with common.SignalDeferral() as deferral, contextlib.ExitStack() as staged:
         with atomic_path(job.output, directory=directory) as tmp:
-            yield Publication(tmp, deferral)
+            yield Publication(tmp, deferral, staged)
         job.published = True
+
+
+def check_output_extension(parser, args, fmt):
+    """A usage error (exit 2) unless a file format's output ends in its extension, before any work.
+
+    The runtimes, and the proof, pick a file's type by its extension. An
+    existing directory is left to `common.check_output_path`, which says so.
+    """
+    extension = os.path.splitext(fmt.file_name)[1]
+    if fmt.is_dir or os.path.isdir(args.output):
+        return
+    if os.path.splitext(args.output)[1].lower() != extension:
+        parser.error(f"the output {args.output} must end in {extension} (the runtimes go by the extension)")
 
 
 def export_one(args, fmt):
     """Runs a one-format command end to end: prepare, the export step, publish; returns the proof result.
 
-    The file (or SavedModel directory) appears at `args.output`, with its
-    labels file and model card, only once it has passed its proof. A file's
-    labels go to `<name>.labels.txt` beside it (`card.sidecar_paths`): another
+    The file (or SavedModel directory) appears at `args.output` only once it
+    has passed its proof; a file's labels file and model card are renamed
+    into place right after it, never before. A file's labels go to
+    `<name>.labels.txt` beside it (`card.sidecar_paths`): another
     model's `labels.txt` in the folder is left alone, and the command refuses
     when the name would change another model's class names
     (`output.check_labels_twin`).
@@ -187,8 +218,9 @@ def export_one(args, fmt):
         fmt: the `Format` to export.
 
     Raises:
-        ExportError / ProofError: with a one-line message; the output path
-            (and anything beside it) is as it was.
+        ExportError / ProofError: with a one-line message, which says what
+            was written: nothing, unless moving the labels file or card
+            into place failed after the file itself was.
     """
     calib_images = args.calib_images if fmt.needs_calibration else 0
     files = 1 if fmt.is_dir else 2  # a file is converted from a temporary SavedModel beside it
@@ -209,9 +241,12 @@ def export_one(args, fmt):
                 result["size_ratio_to_float32_weights"] = result["size_bytes"] / float32_bytes
             verify.require_pass([result], output=output, previous=previous)
             # A directory's labels and card live inside it: written before it is published. A file's go beside
-            # it, before the file itself appears (last, when the block ends).
+            # it: staged now, renamed into place right after the file itself, when the block ends.
             publication.start()
-            write_sidecars(tmp if fmt.is_dir else output, fmt, job.labels, card)
+            if fmt.is_dir:
+                write_sidecars(tmp, fmt, job.labels, card)
+            else:
+                write_sidecars(output, fmt, job.labels, card, staged=publication.stage)
     print(f"wrote {output}\n{card_module.describe_card(card)}")
     print(f"  labels: {labels_path}; model card: {card_path}")
     if not job.data.real:

@@ -469,6 +469,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     check_opset_arg(parser, args)
+    cli.check_output_extension(parser, args, FORMAT)
     cli.export_one(args, FORMAT)
 
 

@@ -46,6 +46,7 @@ from keras_vit import labels as label_files
 from keras_vit import metrics
 from keras_vit.cli_utils import exits_quietly_on_closed_stdout, first_line, print_error
 from keras_vit.data.images import decode_images
+from keras_vit.device import usable_cores
 from keras_vit.labels import LABELS_FILENAME, default_labels_path  # noqa: F401 (public: the runtime's API)
 from keras_vit.metrics import format_predictions, softmax
 from keras_vit.tta import TTA_CHOICES, TTA_HELP, check_tta, tta_views
@@ -53,14 +54,6 @@ from keras_vit.tta import TTA_CHOICES, TTA_HELP, check_tta, tta_views
 
 class RuntimeModelError(ValueError):
     """A model, labels file or image that cannot be used; the message says why."""
-
-
-def default_threads():
-    """Number of CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def read_labels(path):
@@ -210,9 +203,7 @@ class TFLiteModel(ExportedModel):
         self.path = os.fspath(path)
         _check_file(self.path)
         try:
-            self._interpreter = Interpreter(
-                model_path=self.path, num_threads=num_threads or default_threads()
-            )
+            self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads or usable_cores())
         except (ValueError, RuntimeError) as e:
             raise RuntimeModelError(f"{self.path} is not a valid TFLite model: {first_line(e)}") from None
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
@@ -301,7 +292,7 @@ class ONNXModel(ExportedModel):
         self.path = os.fspath(path)
         _check_file(self.path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or default_threads()
+        options.intra_op_num_threads = num_threads or usable_cores()
         options.log_severity_level = 3  # errors only
         try:
             self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])

@@ -23,8 +23,8 @@ from export import common, verify
 from export.common import ExportError
 from export.output import disk_full
 from keras_vit.cli_utils import first_line
-from keras_vit.files import atomic_write_json, pause_point
-from keras_vit.labels import write_labels
+from keras_vit.files import atomic_write_json, json_text, pause_point
+from keras_vit.labels import labels_text, write_labels
 
 
 class DiskFullError(ExportError):
@@ -163,13 +163,28 @@ def export_format(fmt, job, path, *, file_name, labels_file=None):
     return result, card
 
 
-def write_sidecars(path, fmt, labels, card, shared_labels=False):
+def write_sidecars(path, fmt, labels, card, shared_labels=False, staged=None):
     """Writes the labels file and the model card that go with an exported file, atomically.
 
     Beside a file `X.ext`: `X.labels.txt` (with `shared_labels`: `labels.txt`)
     and `X.ext.json`; inside a directory (SavedModel): `labels.txt` and
     `model_card.json` (see `card.sidecar_paths`).
+
+    Args:
+        path: the exported file or directory (its final path for a file).
+        fmt: its `Format`.
+        labels: its class names.
+        card: its model card (`card.model_card`).
+        shared_labels: whether files of one folder share `labels.txt`.
+        staged: `staged(final_path) -> temporary path`: write each file
+            there, for the caller to move it into place once the model is
+            (`export.cli.Publication.stage`); `None`: each is written in place
+            at once.
     """
     labels_path, card_path = card_module.sidecar_paths(path, is_dir=fmt.is_dir, shared_labels=shared_labels)
-    write_labels(labels_path, labels)
-    atomic_write_json(card_path, card)
+    if staged is None:
+        write_labels(labels_path, labels)
+        atomic_write_json(card_path, card)
+        return
+    staged(labels_path).write_bytes(labels_text(labels).encode("utf-8"))
+    staged(card_path).write_bytes(json_text(card).encode("utf-8"))

@@ -317,6 +317,7 @@ def main(argv=None):
     add_calib_images_arg(parser)
     add_strict_int8_arg(parser)
     args = parser.parse_args(argv)
+    cli.check_output_extension(parser, args, FORMATS[args.quantize])
     cli.export_one(args, FORMATS[args.quantize])
 
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Iterator, Union
 
 import filelock
 import numpy as np
@@ -59,8 +59,8 @@ def atomic_path(path: PathLike, suffix: str = "", directory: bool = False) -> It
         tmp = Path(name)
     try:
         yield tmp
-        # mkstemp/mkdtemp make owner-only entries; these files are not secret.
-        os.chmod(tmp, 0o755 if tmp.is_dir() else 0o644)
+        # mkstemp/mkdtemp make owner-only entries; these files are not secret: the mode `open` would give.
+        os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
         _fsync(tmp)  # the content is on disk before the name points at it
         pause_point(f"before-replace:{path.name}")
         _replace(tmp, path)
@@ -68,6 +68,20 @@ def atomic_path(path: PathLike, suffix: str = "", directory: bool = False) -> It
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (`/proc/self/status`)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)  # elsewhere: set and restore it at once
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
@@ -86,23 +100,65 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def stale_temporaries(folder: PathLike) -> list[Path]:
+def stale_temporaries(folder: PathLike, names: Iterable[str] | None = None) -> list[Path]:
     """The temporary files and folders `atomic_path` left in `folder` when a process was killed mid-write.
 
     Only a process that owns the folder (it holds its lock) should remove
     them: another writer's temporary file looks the same while it is written.
+
+    Args:
+        folder: the folder to look in (not its subfolders).
+        names: the final names (`"model.keras"`, `"export"`) whose
+            temporaries to list, so that a process sharing the folder with
+            other writers leaves theirs alone; `None`: every temporary.
+
+    Returns:
+        The paths, sorted.
+
+    Raises:
+        ValueError: a name that is not a plain file name.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(
+    found = (
         p for p in folder.iterdir() if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)
     )
+    if names is not None:
+        patterns = [_temporary_pattern(name) for name in ([names] if isinstance(names, str) else names)]
+        found = (p for p in found if any(_matches(p.name, pattern) for pattern in patterns))
+    return sorted(found)
 
 
-def remove_stale_temporaries(folder: PathLike) -> list[Path]:
-    """Removes `stale_temporaries(folder)`; returns what it removed."""
-    removed = stale_temporaries(folder)
+def _temporary_pattern(name: str) -> tuple[str, str, str]:
+    """`(prefix, extension, aside prefix)` of the temporaries `atomic_path(folder / name)` makes."""
+    path = Path(name)
+    if path.name != name or name in ("", ".", ".."):
+        raise ValueError(f"{name!r} is not a file name (no folder part).")
+    return f".{path.stem}.tmp-", path.suffix, f".{path.name}.old-"
+
+
+def _matches(entry: str, pattern: tuple[str, str, str]) -> bool:
+    prefix, extension, aside = pattern
+    return (entry.startswith(prefix) and entry.endswith(extension)) or entry.startswith(aside)
+
+
+def remove_stale_temporaries(folder: PathLike, names: Iterable[str] | None = None) -> list[Path]:
+    """Removes `stale_temporaries(folder, names)`; returns what it removed.
+
+    Args:
+        folder: the folder to clean (not its subfolders).
+        names: the final names whose temporaries to remove (see
+            `stale_temporaries`); `None`: every temporary in `folder`,
+            those of another process writing there too.
+
+    Returns:
+        The paths removed, sorted.
+
+    Raises:
+        ValueError: a name that is not a plain file name.
+    """
+    removed = stale_temporaries(folder, names)
     for path in removed:
         _remove(path)
     return removed
@@ -202,7 +258,16 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
         TypeError: if `obj` holds a value JSON cannot represent; nothing is
             written then.
     """
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return atomic_write_text(path, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """`obj` as `atomic_write_json` writes it: JSON, indent 2, a trailing newline, numpy values as Python's.
+
+    Raises:
+        TypeError: if `obj` holds a value JSON cannot represent.
+    """
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
 
 
 def _json_default(value: Any) -> Any:

@@ -83,13 +83,15 @@ def check_class_names(names: Sequence[str]) -> list[str]:
 
     Raises:
         ValueError: if `names` is empty, repeats a name, or a name is blank,
-            has a line break or surrounding whitespace.
+            has a line break (any that `str.splitlines` splits on, form feed
+            and U+2028 included) or surrounding whitespace.
     """
     names = [str(n) for n in names]
     if not names:
         raise ValueError("A labels file needs at least one class name.")
     for name in names:
-        if not name.strip() or "\n" in name or "\r" in name or name != name.strip():
+        # `read_labels` splits lines with `str.splitlines`: a name must stay one line by its rules.
+        if not name.strip() or len(name.splitlines()) != 1 or name != name.strip():
             raise ValueError(
                 f"Class name {name!r} can't be stored one-per-line: it is blank, has a line "
                 "break or surrounding whitespace."
@@ -118,10 +120,20 @@ def write_labels(path: PathLike, names: Sequence[str]) -> Path:
             not read it back).
     """
     path = Path(path)
-    names = check_class_names(names)
+    text = labels_text(names)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(f"{n}\n" for n in names))
+    atomic_write_text(path, text)
     return path
+
+
+def labels_text(names: Sequence[str]) -> str:
+    """The content `write_labels` writes: one name per line, each ending in `\\n`.
+
+    Raises:
+        ValueError: names `read_labels` could not read back (see
+            `check_class_names`).
+    """
+    return "".join(f"{n}\n" for n in check_class_names(names))
 
 
 def default_labels_path(model_path: PathLike) -> Path:

@@ -6,7 +6,15 @@ import os
 import numpy as np
 import pytest
 
-from keras_vit.files import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from keras_vit import files
+from keras_vit.files import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    stale_temporaries,
+)
 
 
 def names(folder):
@@ -22,7 +30,34 @@ def test_atomic_path_replaces_on_success_and_keeps_the_extension_last(tmp_path):
         assert target.read_bytes() == b"old"  # readers still see the old file
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and names(tmp_path) == ["model.keras"]
-    assert (target.stat().st_mode & 0o777) == 0o644
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (target.stat().st_mode & 0o777) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o002, 0o022], ids=["077", "002", "022"])
+@pytest.mark.parametrize("proc", [True, False], ids=["proc_status", "umask_call"])
+def test_atomic_path_gives_the_mode_the_umask_allows(tmp_path, monkeypatch, umask, proc):
+    """Files 0o666 and folders 0o777 less the umask, as `open` and `mkdir` make them; not a fixed 0o644."""
+    if not proc:  # a system without /proc/self/status: the umask is read by setting it back at once
+        real_open = open
+
+        def open_without_proc(path, *args, **kwargs):
+            if path == "/proc/self/status":
+                raise FileNotFoundError(path)
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", open_without_proc)
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "labels.txt", "cat\n")
+        with atomic_path(tmp_path / "savedmodel", directory=True) as tmp:
+            (tmp / "saved_model.pb").write_bytes(b"")
+        assert files._umask() == umask
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "labels.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "savedmodel").stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_atomic_path_leaves_the_old_file_when_the_block_fails(tmp_path):
@@ -78,3 +113,29 @@ def test_atomic_writes(tmp_path):
         atomic_write_json(tmp_path / "bad.json", {"x": object()})
     assert not (tmp_path / "bad.json").exists()
     assert names(tmp_path) == ["a.bin", "a.json", "a.txt"]
+
+
+def test_stale_temporaries_of_named_files_leave_another_writers_alone(tmp_path):
+    """Training cleans its own outputs' temporaries only: an export writing in the same folder keeps its own."""
+    # What a killed run left: `atomic_path`'s temporary names for its files, and a folder a swap left aside.
+    left = [".model.tmp-k1.keras", ".labels.tmp-k2.txt", ".history.tmp-k3.csv"]
+    for name in left:
+        (tmp_path / name).write_bytes(b"half")
+    (tmp_path / ".checkpoint.old-k4").mkdir()
+    left = sorted([*left, ".checkpoint.old-k4"])
+    training = ["model.keras", "labels.txt", "history.csv", "metrics.json", "curves.png", "checkpoint"]
+    with (
+        atomic_path(tmp_path / "export", directory=True) as export,
+        atomic_path(tmp_path / "model.onnx") as onnx,
+    ):
+        (tmp_path / ".model.labels.tmp-k5.txt").write_text("an export's labels, staged")
+        theirs = sorted([export.name, onnx.name, ".model.labels.tmp-k5.txt"])
+        assert [p.name for p in stale_temporaries(tmp_path, names=training)] == left
+        assert [p.name for p in remove_stale_temporaries(tmp_path, names=training)] == left
+        assert [p.name for p in stale_temporaries(tmp_path)] == theirs  # the export's are untouched
+        assert stale_temporaries(tmp_path, names="model.onnx") == [onnx]  # one name, as a string
+        onnx.write_bytes(b"")
+    assert names(tmp_path) == [".model.labels.tmp-k5.txt", "export", "model.onnx"]
+    assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".model.labels.tmp-k5.txt"]  # None: all
+    with pytest.raises(ValueError, match="not a file name"):
+        stale_temporaries(tmp_path, names=["runs/model.keras"])

@@ -45,6 +45,25 @@ def test_read_labels_encoding_and_whitespace(tmp_path):
     assert not (tmp_path / "bad.txt").exists()
 
 
+@pytest.mark.parametrize(
+    "separator",
+    ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"],
+    ids=repr,
+)
+def test_a_name_that_read_labels_would_split_is_refused(tmp_path, separator):
+    """`read_labels` splits with `str.splitlines`: a form feed or U+2028 in a name would make it two classes."""
+    name = f"sea{separator}lion"
+    assert len(name.splitlines()) == 2
+    with pytest.raises(ValueError, match="line break"):
+        labels.write_labels(tmp_path / "labels.txt", ["cat", name])
+    with pytest.raises(ValueError, match="line break"):
+        labels.labels_text(["cat", name])
+    assert not (tmp_path / "labels.txt").exists()
+    # What is kept round-trips: one name per line, inner spaces and non-ASCII letters included.
+    kept = ["cat", "sea lion", "café", "crane (134)"]
+    assert labels.read_labels(labels.write_labels(tmp_path / "labels.txt", kept)) == tuple(kept)
+
+
 def test_labels_for_model_precedence(tmp_path):
     model_path = tmp_path / "model.keras"
     assert labels.labels_for_model(model_path, 10) == tuple(CIFAR10_CLASSES)

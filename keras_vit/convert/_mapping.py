@@ -97,9 +97,6 @@ class _Weights:
         self._arrays = {name: np.asarray(value, dtype="float32") for name, value in arrays.items()}
         self._taken = set()
 
-    def has(self, name):
-        return name in self._arrays
-
     def take(self, name, shape=None, default=None):
         if name not in self._arrays:
             if default is not None:

@@ -18,8 +18,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from keras_vit.convert.keras_hub import from_keras_hub
-from keras_vit.convert.timm import from_timm
-from keras_vit.convert.transformers import _read_json, download_from_hub, from_transformers
+from keras_vit.convert.timm import from_timm, timm_architecture
+from keras_vit.convert.transformers import _read_json, config_image_size, download_from_hub, from_transformers
+from keras_vit.layers import pair
 
 SOURCE_KINDS = "timm:NAME, hf:NAME, keras_hub:PRESET, a .safetensors file or a Hugging Face folder"
 _PREFIXES = ("timm:", "hf:", "keras_hub:")
@@ -55,8 +56,9 @@ def load_source(spec, image_size=None, mean=None, std=None, num_classes=None):
     Args:
         spec: `timm:NAME`, `hf:NAME`, `keras_hub:PRESET`, or the path of a
             `.safetensors` file or of a Hugging Face folder.
-        image_size: optional int: run the model at this size (the position
-            embedding resampled; no source to compare with then).
+        image_size: optional int: run the model at this size (at another
+            size than the source's the position embedding is resampled: no
+            source to compare with then).
         mean, std: optional per-channel statistics, 0..1 units, over the
             source's own.
         num_classes: the class count of a new, zero head, for a source
@@ -103,6 +105,12 @@ def unique_class_names(names):
     return tuple(f"{name} ({index})" if name in repeated else name for index, name in enumerate(names))
 
 
+def _resized(options, source_size):
+    """Whether `--image-size` asks for another size than the source's: only then is the model unlike it."""
+    size = options["image_size"]
+    return size is not None and pair(size, "image_size") != pair(tuple(source_size), "the source's size")
+
+
 def _normalized(pixels, model):
     """`pixels` (0..255) as the model normalizes them: `(pixels - mean) / std`, channels last, float32."""
     return (
@@ -122,7 +130,7 @@ def _from_timm(name, options):
     source = timm.create_model(name, pretrained=True).eval()
     model = from_timm(source, **options)
     result = ConvertedSource(model)
-    if options["image_size"] is not None:
+    if _resized(options, timm_architecture(source)["img_size"]):
         result.no_reference = _RESIZED
     elif getattr(source, "num_classes", 0) == 0:
         result.no_reference = "the timm model has no classifier"
@@ -161,7 +169,7 @@ def _from_keras_hub(preset, options):
     classifier = keras_hub.models.ImageClassifier.from_preset(preset, dtype="float32")
     model = from_keras_hub(classifier, **options)
     result = ConvertedSource(model)
-    if options["image_size"] is not None:
+    if _resized(options, classifier.backbone.image_shape[:2]):
         result.no_reference = _RESIZED
     else:
         # Called as a model, the classifier skips its preprocessor: it gets the pixels normalized as ours are.
@@ -185,7 +193,7 @@ def _from_hugging_face_folder(path, options):
     if classifier and len(names) == int(model.output_shape[-1]) and not generic:
         result.class_names = unique_class_names(names[key] for key in sorted(names, key=int))
         result.names_from = "the config's id2label"
-    if options["image_size"] is not None:
+    if _resized(options, config_image_size(config)):
         result.no_reference = _RESIZED
     elif not classifier:
         result.no_reference = _NEW_HEAD

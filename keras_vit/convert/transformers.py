@@ -146,6 +146,11 @@ def _timm_names(arrays):
         short = name[len("vit.") :] if name.startswith("vit.") else name
         if short.startswith("pooler."):  # ViTModel's pooler: read by no classifier (see from_transformers)
             continue
+        if short == "embeddings.mask_token":
+            raise ValueError(
+                f"Unsupported transformers weight `{name}`: a mask token (use_mask_token=True, masked-image "
+                "modelling)."
+            )
         if short in _OTHER_NAMES:
             renamed[_OTHER_NAMES[short]] = value
             continue
@@ -167,6 +172,12 @@ def _timm_names(arrays):
     return renamed
 
 
+def config_image_size(config):
+    """The `(height, width)` a transformers ViT config was built for (transformers' default: 224)."""
+    image_size = config.get("image_size", 224)
+    return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+
+
 def _spec(config, arrays):
     """The `SourceViT` of a transformers ViT config, after checking its fields."""
     for field, value in _REQUIRED_CONFIG.items():
@@ -174,10 +185,9 @@ def _spec(config, arrays):
             raise ValueError(
                 f"Unsupported transformers config: {field}={config.get(field)!r} (needs {value!r})."
             )
-    if config.get("use_mask_token") or "embeddings.mask_token" in arrays:
+    if config.get("use_mask_token"):  # the weights' mask token is refused by name in `_timm_names`
         raise ValueError("Unsupported transformers config: use_mask_token=True.")
-    image_size = config.get("image_size", 224)
-    image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    image_size = config_image_size(config)
     patch_size = config.get("patch_size", 16)
     if not isinstance(patch_size, int):
         patch_size = tuple(patch_size)

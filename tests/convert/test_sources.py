@@ -82,6 +82,17 @@ def test_a_hugging_face_folder_gives_its_forward_pass_and_its_class_names(tmp_pa
     assert_same_logits(expected, converted.model.predict(pixels, verbose=0))
 
 
+def test_the_sources_own_image_size_is_still_compared(tmp_path):
+    """`--image-size` equal to the source's size changes nothing: the model is the source's, and checked."""
+    save_hugging_face_folder(tmp_path, labels=["cat", "dog", "owl"])  # built for 32x32
+    for size in (32, (32, 32)):
+        converted = sources.load_source(tmp_path, image_size=size)
+        assert converted.no_reference is None and converted.reference is not None
+        pixels = random_pixels(32)
+        assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
+    assert sources.load_source(tmp_path, image_size=(32, 48)).reference is None
+
+
 def test_a_folder_without_names_or_a_classifier_says_why_it_cannot_be_compared(tmp_path):
     save_hugging_face_folder(tmp_path)  # transformers' placeholder names LABEL_0, ...: no class names
     resized = sources.load_source(tmp_path, image_size=48)
@@ -128,6 +139,10 @@ def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
     # The classifier's own predict, preprocessor included, on the raw pixels: what the reference must match.
     np.testing.assert_allclose(converted.reference(pixels), classifier.predict(pixels, verbose=0), atol=1e-4)
     assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
+    # --image-size at the preset's own size: still compared; at another size, not.
+    assert sources.load_source(f"keras_hub:{tmp_path / 'preset'}", image_size=32).reference is not None
+    resized = sources.load_source(f"keras_hub:{tmp_path / 'preset'}", image_size=48)
+    assert resized.reference is None and "--image-size resamples" in resized.no_reference
 
     # --num-classes: the preset is read as a backbone (a classifier's too) and gets a new, zero head.
     headless = sources.load_source(

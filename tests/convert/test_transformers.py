@@ -125,6 +125,14 @@ def test_errors_name_the_problem(tmp_path):
         from_transformers(tmp_path / "odd.safetensors", mean=MEAN, std=STD)
 
 
+def test_a_mask_token_is_refused_by_name():
+    """A ViTModel made with use_mask_token=True (masked-image modelling) carries `embeddings.mask_token`."""
+    torch.manual_seed(0)
+    masked = transformers.ViTModel(make_config(), use_mask_token=True).eval()
+    with pytest.raises(ValueError, match=r"`embeddings.mask_token`: a mask token \(use_mask_token=True"):
+        from_transformers(masked, mean=MEAN, std=STD, num_classes=3)
+
+
 def test_safetensors_file_converts_without_pytorch(tmp_path):
     from safetensors.numpy import save_file
 

@@ -1,14 +1,19 @@
 """Tests for export/cli.py, through the commands: --help, bad input (one clear line, nothing written),
 failed proofs, and ViT variants through the one-format commands."""
 
+import os
+import sys
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
 from conftest import heavy_imports_of
-from export_helpers import error_lines, explain, no_data_env, run
+from export_helpers import Background, error_lines, explain, no_data_env, run
 
 import keras_vit
-from export import runtime
+from export import cli, runtime
+from export import output as output_module
 
 pytest_plugins = ["export_fixtures"]
 
@@ -61,6 +66,117 @@ def test_failed_proof_keeps_the_previous_file(trained, data_tree, tmp_path):
         "model.onnx",
         "model.onnx.json",
     ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export.onnx", "m.keras", "out.tflite"],
+        ["export.tflite", "m.keras", "out"],
+        ["export.tflite", "m.keras", "out.onnx", "--quantize", "int8"],
+    ],
+    ids=["onnx_to_tflite", "tflite_without_extension", "int8_to_onnx"],
+)
+def test_a_wrong_output_extension_is_a_usage_error_before_any_work(args, tmp_path):
+    """Checked with the flags: exit 2, one line, before TensorFlow loads (the model does not even exist)."""
+    module, model, out, *flags = args
+    args = [module, tmp_path / model, tmp_path / out, *flags]
+    proc = run(args, cwd=tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    lines = error_lines(proc)
+    extension = ".onnx" if module == "export.onnx" else ".tflite"
+    assert len(lines) == 1 and f"{tmp_path / out} must end in {extension}" in lines[0], explain(proc)
+    assert heavy_imports_of(*args)[::2] == (2, [])
+    assert os.listdir(tmp_path) == []
+
+
+def sidecars(folder):
+    """The exported file `model.onnx`, its labels and its card, by name: their bytes (None: missing)."""
+    names = ("model.onnx", "model.labels.txt", "model.onnx.json")
+    return {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in names}
+
+
+def hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".model.lock")
+
+
+def test_publishing_moves_the_labels_and_card_in_only_after_the_file(tmp_path, monkeypatch):
+    """Staged beside the file, they replace the old ones right after it, never before (issue: a kill between
+    left the old model next to the new labels)."""
+    old = {"model.onnx": b"old model", "model.labels.txt": b"old\n", "model.onnx.json": b"{}"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    renamed, replace = [], os.replace
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), replace(src, dst))
+    )
+    job = SimpleNamespace(output=str(tmp_path / "model.onnx"), published=False)
+    with cli.publishing(job) as publication:
+        publication.path.write_bytes(b"new model")
+        publication.start()
+        publication.stage(tmp_path / "model.labels.txt").write_bytes(b"new\n")
+        publication.stage(tmp_path / "model.onnx.json").write_bytes(b"{}\n")
+        assert sidecars(tmp_path) == old and len(hidden(tmp_path)) == 3  # all three staged, none in place
+    assert job.published and renamed[0] == "model.onnx"
+    assert sorted(renamed) == sorted(old)
+    assert sidecars(tmp_path) == {
+        "model.onnx": b"new model",
+        "model.labels.txt": b"new\n",
+        "model.onnx.json": b"{}\n",
+    }
+    assert hidden(tmp_path) == []
+
+    # A block that fails publishes nothing, staged files included.
+    with pytest.raises(RuntimeError):
+        with cli.publishing(
+            SimpleNamespace(output=str(tmp_path / "model.onnx"), published=False)
+        ) as publication:
+            publication.stage(tmp_path / "model.labels.txt").write_bytes(b"newer\n")
+            raise RuntimeError("proof failed")
+    assert (tmp_path / "model.labels.txt").read_bytes() == b"new\n" and hidden(tmp_path) == []
+
+
+def test_a_card_that_cannot_be_moved_in_says_the_file_was_written(trained, data_tree, tmp_path):
+    """The file is in place when its card's rename fails: the error line says so, not "nothing was changed"."""
+    root, _ = data_tree
+    out = tmp_path / "model.onnx"
+    (tmp_path / "model.onnx.json").mkdir()  # a folder where the card goes: renaming a file over it fails
+    (tmp_path / "model.onnx.json" / "keep").write_text("x")
+    proc = run(
+        ["export.onnx", trained["path"], out, "--data-dir", root, "--eval-images", "20"],
+        env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert proc.returncode == 1, explain(proc)
+    lines = error_lines(proc)
+    assert len(lines) == 1 and f"{out} itself was written" in lines[0], explain(proc)
+    assert f"{tmp_path / 'model.onnx.json'}: " in lines[0] and "was changed" not in lines[0], explain(proc)
+    assert out.is_file() and hidden(tmp_path) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes through /proc")
+def test_killed_as_the_file_is_renamed_in_keeps_the_previous_labels_and_card(trained, data_tree, tmp_path):
+    """SIGKILL at the moment the proven file is about to replace the old one: the old file, labels and card
+    are all still there, the new labels and card only staged, and removed as leftovers by the next export."""
+    root, _ = data_tree
+    folder = tmp_path / "out"
+    folder.mkdir()
+    old = {"model.onnx": b"an older export", "model.labels.txt": b"old\n", "model.onnx.json": b"{}"}
+    for name, data in old.items():
+        (folder / name).write_bytes(data)
+    pause = "before-replace:model.onnx"
+    args = ["export.onnx", trained["path"], folder / "model.onnx", "--data-dir", root, "--eval-images", "20"]
+    env = {"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")}
+    killed = Background(args, pause=pause, log=tmp_path / "log.txt", env=env)
+    try:
+        killed.wait_for(f"paused at {pause}")
+        killed.process.kill()
+        killed.finish()
+    finally:
+        killed.kill_leftovers()
+    assert sidecars(folder) == old, killed.output()
+    staged = hidden(folder)
+    assert [name.split(".tmp-")[0] for name in staged] == [".model.labels", ".model.onnx", ".model"], staged
+    assert sorted(p.name for p in output_module.leftovers(folder / "model.onnx")) == staged
 
 
 @pytest.mark.parametrize(

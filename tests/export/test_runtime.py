@@ -118,3 +118,22 @@ def test_tta_exports_benchmark_scores_exported_files(export_dir, trained, tmp_pa
     assert row["accuracy_flip_shift_tta"] == pytest.approx(float(np.mean(np.mean(views, 0).argmax(1) == y)))
     flip_only = tta_exports.measure(export_dir / "model_fp32.tflite", x, y, "flip")
     assert flip_only["views"] == 2 and "accuracy_flip_shift_tta" not in flip_only
+
+
+def test_the_runtimes_default_to_the_usable_cores(monkeypatch, tmp_path):
+    """Without `num_threads`, a runtime gets `keras_vit.device.usable_cores()` threads (one function for both)."""
+    ort = pytest.importorskip("onnxruntime")
+    threads = []
+
+    def session(path, options, providers):
+        threads.append(options.intra_op_num_threads)
+        raise RuntimeError("stop here: the thread count is all this test needs")
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 3)
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    (tmp_path / "model.onnx").write_bytes(b"")
+    for num_threads, expected in ((None, 3), (2, 2)):
+        with pytest.raises(runtime.RuntimeModelError):
+            runtime.ONNXModel(tmp_path / "model.onnx", num_threads)
+        assert threads.pop() == expected
+    assert not hasattr(runtime, "default_threads")

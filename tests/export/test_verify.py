@@ -200,6 +200,11 @@ def test_a_float_file_off_only_at_batch_7_fails(monkeypatch, tmp_path):
 
     result = prove_with(monkeypatch, tmp_path, make_reference(logits), OffAtSeven(logits))
     assert result["failures"] == ["batch of 7: max |logit diff| 0.001 > 0.0001"]
+    # Only the batch that passed is listed, and printed as ok.
+    assert list(result["dynamic_batch"]) == ["1"]
+    first, failed = verify.format_result(result).splitlines()
+    assert ", batch 1 ok, " in first and "1/7" not in first
+    assert failed == "     FAILED: batch of 7: max |logit diff| 0.001 > 0.0001"
 
 
 def test_a_file_its_runtime_cannot_open_fails(monkeypatch, tmp_path, capsys):
@@ -289,6 +294,7 @@ def test_a_float_file_beyond_the_tolerance_names_the_difference_and_the_limit(mo
         "batch of 7: max |logit diff| 0.5 > 0.25",
     ]
     assert result["tolerance"]["max_abs_diff"] == 0.25
+    assert result["dynamic_batch"] == {} and ", no batch ok, " in verify.format_result(result)
 
 
 def test_a_file_its_runtime_cannot_open_reports_what_it_knows(monkeypatch, tmp_path):
@@ -499,7 +505,7 @@ def test_format_result_without_a_passed_batch_and_of_a_large_file():
     }
     assert verify.format_result(result).splitlines() == [
         "FAIL tflite int8      max|dlogit| 5.00e-01, top-1 same as Keras 3/4, accuracy 75.00% (Keras 100.00%), "
-        "batch - ok, 3000.000 MB",
+        "no batch ok, 3000.000 MB",
         "     FAILED: batch of 1 fails: no",
         "     FAILED: batch of 7 fails: no",
     ]
