@@ -407,13 +407,7 @@ def _callbacks(args, budget, max_epochs, backup_dir):
     before_history = [
         *([unmasked] if unmasked else []),  # before TimeBudget: its plan then counts the slower epochs
         *([budget] if budget else []),  # its learning rate goes into the history
-        # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
-        EpochBackup(
-            str(backup_dir),
-            every=args.checkpoint_every,
-            delete_checkpoint=False,
-            write=process_share()[0] == 0,
-        ),
+        *([time_limit] if time_limit else []),
     ]
     after_history = []
     if args.ema_momentum is not None:
@@ -421,8 +415,17 @@ def _callbacks(args, budget, max_epochs, backup_dir):
         # Not swap_on_epoch: it leaves the average in the model after an early
         # stop (--time-limit, NaN), and fit's end then saves the raw weights.
         after_history.append(keras.callbacks.SwapEMAWeights())
-    if time_limit is not None:
-        after_history.append(time_limit)
+    # Last: an epoch is in the history file before a checkpoint says it is done, and its clocks have timed it.
+    # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
+    after_history.append(
+        EpochBackup(
+            str(backup_dir),
+            every=args.checkpoint_every,
+            delete_checkpoint=False,
+            write=process_share()[0] == 0,
+            resumable=[unmasked, budget, time_limit],
+        )
+    )
     return before_history, after_history, time_limit, unmasked
 
 

@@ -3,6 +3,7 @@ a full disk, bad output folders. Real subprocesses are stopped where `keras_vit.
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from keras_vit import train
 from keras_vit.files import PAUSE_ENV, stale_temporaries
+from keras_vit.plots import read_history_csv
 from keras_vit.training import pipeline
 from keras_vit.training.callbacks import EpochBackup
 
@@ -110,6 +112,23 @@ def test_killed_while_the_checkpoint_is_written_resumes_from_the_previous_one(ti
     assert "Resuming from the checkpoint of epoch 1" in result.stdout
     assert epochs_in_history(out) == [0, 1, 2]
     assert not stale_temporaries(checkpoint)
+
+
+def test_killed_just_after_a_checkpoint_resumes_with_every_history_row_under_its_column(tiny_tree, tmp_path):
+    """Killed once the checkpoint of epoch 1 is written: that epoch's history row is on disk already (it was lost
+    when the row was written after the checkpoint), and the resumed run, whose first epoch validates
+    (--validation-freq 2), writes its rows under the file's columns (Keras' CSVLogger shifted them)."""
+    out = tmp_path / "run"
+    args = run_args(tiny_tree, out, 3, "--validation-split", "0.25", "--validation-freq", "2")
+    Paused(args, "checkpoint-written").stop()
+    assert EpochBackup.saved_epochs(out / "checkpoint") == 1
+    assert train.main(args) == 0
+    assert epochs_in_history(out) == [0, 1, 2]
+    rows = (out / "history.csv").read_text().splitlines()
+    assert {len(row.split(",")) for row in rows} == {len(rows[0].split(","))}
+    history = read_history_csv(out / "history.csv")
+    assert [math.isnan(loss) for loss in history["val_loss"]] == [True, False, True]  # epoch 2 validated
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in history["val_accuracy"] if not math.isnan(accuracy))
 
 
 def test_killed_between_checkpoints_leaves_a_history_of_exactly_the_requested_epochs(tiny_tree, tmp_path):

@@ -9,11 +9,13 @@ fast GPU a measurable share of its throughput (docs/experiments). The
 callbacks here work at epoch ends only, so `fit` keeps dispatching steps ahead of the device.
 `TimeBudget` plans the learning-rate schedule over the epochs that fit in a
 number of seconds, from their measured times; `UnmaskedFinish` turns
-PatchDropout off for the last part of a run.
+PatchDropout off for the last part of a run; `EpochBackup` is the resume
+checkpoint and `HistoryFile` the history a resumed run continues.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -53,6 +55,22 @@ class EpochTimer(keras.callbacks.Callback):
             logs["images_per_second"] = self.num_images / elapsed
 
 
+class HistoryFile(keras.callbacks.CSVLogger):
+    """Keras' `CSVLogger`, for a history that a resumed run continues (`append=True`).
+
+    Keras' own picks the columns again from the first epoch it logs, so a run
+    resumed on an epoch that validates (with a validation frequency above 1)
+    wrote rows shorter than the header, under the wrong columns. This one
+    writes the rows of an existing file under that file's header.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.append and not self.append_header:  # a file with its header: its columns
+            with open(self.filename, newline="", encoding="utf-8") as file:
+                self.keys = next(csv.reader(file, delimiter=self.sep))[1:]  # after "epoch"
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the end of an epoch whose loss is NaN or infinite.
 
@@ -78,7 +96,8 @@ class _FitClock(keras.callbacks.Callback):
 
     The shared clock of `TimeLimit` and `TimeBudget`: both stop at an epoch
     end when the next epoch would end past `seconds`, and differ in how long
-    they expect that epoch to be.
+    they expect that epoch to be. A resumed run goes on from the clock's
+    state in the checkpoint (`get_state`, `set_state`): its seconds count.
     """
 
     def __init__(self, seconds, clock=time.perf_counter):
@@ -91,6 +110,7 @@ class _FitClock(keras.callbacks.Callback):
         self._epoch_times = []
         self._phase_start = 0  # index of the first epoch timed at the current speed
         self._phase_estimate = None  # seconds an epoch is expected to take at a new speed, until one is timed
+        self._seconds_before = 0.0  # seconds of fit of the run this one resumes
 
     def _steady_times(self):
         # The first epoch of fit, and of each change of speed, holds a compilation: not a guide to the next.
@@ -111,6 +131,28 @@ class _FitClock(keras.callbacks.Callback):
         self._phase_estimate = ratio * sum(steady) / len(steady) if steady else None
         self._phase_start = len(self._epoch_times)
 
+    def get_state(self):
+        """The clock at the end of an epoch, for a resume checkpoint (`EpochBackup`): JSON-ready."""
+        return {
+            "seconds": self._elapsed(self.clock()),
+            "epoch_times": list(self._epoch_times),
+            "phase_start": self._phase_start,
+            "phase_estimate": self._phase_estimate,
+        }
+
+    def set_state(self, state):
+        """Goes on from `get_state`'s clock: its seconds count against `seconds`, and the first epoch after the
+        resume, which compiles again, is not taken for a steady one."""
+        self._seconds_before = float(state["seconds"])
+        self._epoch_times = [float(seconds) for seconds in state["epoch_times"]]
+        self._phase_start = int(state["phase_start"])
+        self._phase_estimate = state["phase_estimate"]
+        self.expect_new_epoch_time(1.0)
+
+    def _elapsed(self, now):
+        """Seconds of fit at `now`, those of the run this one resumes included."""
+        return now - self._train_start + self._seconds_before
+
     def on_train_begin(self, logs=None):
         self._train_start = self.clock()
 
@@ -121,7 +163,7 @@ class _FitClock(keras.callbacks.Callback):
         """Records this epoch's time; stops `fit` if one more would end past `seconds`."""
         now = self.clock()
         self._epoch_times.append(now - self._epoch_start)
-        if now - self._train_start + next_epoch_seconds(self._steady_times()) > self.seconds:
+        if self._elapsed(now) + next_epoch_seconds(self._steady_times()) > self.seconds:
             print(f"\nEpoch {epoch + 1}: {reason}; stopping.", flush=True)
             self.stopped_epoch = epoch
             self.model.stop_training = True
@@ -138,6 +180,8 @@ class TimeLimit(_FitClock):
     Args:
         seconds: float, the wall-clock budget of `fit`.
     """
+
+    state_name = "time_limit"
 
     def on_epoch_end(self, epoch, logs=None):
         self._stop_if_next_epoch_overruns(
@@ -198,6 +242,16 @@ class TimeBudget(_FitClock):
         self.final_fraction = float(final_fraction)
         self.rates = []
 
+    state_name = "time_budget"
+
+    def get_state(self):
+        return {**super().get_state(), "planned_epochs": self.planned_epochs, "rates": list(self.rates)}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.planned_epochs = self._capped(int(state["planned_epochs"]))
+        self.rates = [float(rate) for rate in state["rates"]]
+
     @staticmethod
     def _mean(times):
         return sum(times) / len(times)
@@ -208,7 +262,7 @@ class TimeBudget(_FitClock):
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
         if len(self._epoch_times) >= 2:  # a steady epoch timed: the first holds compilation
-            left = self.seconds - (self._epoch_start - self._train_start)
+            left = self.seconds - self._elapsed(self._epoch_start)
             self.planned_epochs = self._capped(
                 max(epoch + 1, epoch + int(left // self._mean(self._steady_times())))
             )
@@ -265,7 +319,28 @@ class UnmaskedFinish(keras.callbacks.Callback):
         ]
         self.cost_ratio = cost_ratio
         self.started_epoch = None
+        self._resumed_start = None  # the first unmasked epoch of the run this one resumes
         self._layers = []
+
+    state_name = "unmasked_finish"
+
+    def get_state(self):
+        """For a resume checkpoint (`EpochBackup`): the first unmasked epoch, or None."""
+        return {"started_epoch": self.started_epoch}
+
+    def set_state(self, state):
+        """A run resumed after its unmasked finish began trains on every token from its first epoch."""
+        self._resumed_start = state["started_epoch"]
+        if self._layers:  # fit began before the checkpoint was read
+            self._unmask_resumed()
+
+    def _unmask_resumed(self):
+        if self._resumed_start is None or self.started_epoch is not None:
+            return
+        for layer in self._layers:
+            layer.active = False
+        self.model.make_train_function(force=True)
+        self.started_epoch = int(self._resumed_start)
 
     def first_unmasked_epoch(self):
         """The first epoch (0-based) of the unmasked finish under the current plan."""
@@ -292,6 +367,7 @@ class UnmaskedFinish(keras.callbacks.Callback):
         for layer in self._layers:
             layer.active = True
         self.started_epoch = None
+        self._unmask_resumed()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.started_epoch is not None or epoch < self.first_unmasked_epoch():
@@ -340,7 +416,9 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     augmentation's and dropout's, which Keras' weights files leave out), so a
     resumed run draws what an uninterrupted run draws. A kill at any instant leaves a checkpoint that names a complete file. An
     epoch whose loss is not finite is never saved: the checkpoint keeps the
-    last good epoch.
+    last good epoch. The callbacks in `resumable` (`TimeBudget`, `TimeLimit`,
+    `UnmaskedFinish`) have their state saved with it and restored on resume,
+    so that a resumed run keeps their schedule and clock.
 
     Args:
         backup_dir: str, where the checkpoint lives.
@@ -348,18 +426,21 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         delete_checkpoint: bool, remove it when training ends normally.
         write: bool; False reads a checkpoint to resume from but never
             writes one (the processes of a job other than process 0).
+        resumable: callbacks with `state_name`, `get_state()` and
+            `set_state(state)`; place them before this one.
     """
 
     # Its batch hook is BackupAndRestore's, a no-op with save_freq="epoch".
     async_safe = True
     METADATA = "checkpoint.json"
 
-    def __init__(self, backup_dir, every=1, delete_checkpoint=True, write=True):
+    def __init__(self, backup_dir, every=1, delete_checkpoint=True, write=True, resumable=()):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint and write)
         if every < 1:
             raise ValueError(f"every must be a positive integer, got {every}.")
         self.every = int(every)
         self.write = bool(write)
+        self.resumable = [callback for callback in resumable if callback is not None]
 
     @classmethod
     def saved_epochs(cls, backup_dir):
@@ -393,7 +474,11 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
                 self.model.optimizer.build(self.model.trainable_variables)
             self.model.load_weights(weights)
             _restore_random_states(self.model, metadata.get("random_states", []))
-        except (OSError, ValueError, KeyError) as error:
+            states = metadata.get("callbacks", {})
+            for callback in self.resumable:
+                if callback.state_name in states:  # a checkpoint of a run without it: it starts afresh
+                    callback.set_state(states[callback.state_name])
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise _unreadable(backup_dir, error) from None
         self.model._initial_epoch = int(metadata["epoch"])
 
@@ -417,6 +502,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             "epoch": self._current_epoch,
             "weights": weights.name,
             "random_states": _random_states(self.model),
+            "callbacks": {callback.state_name: callback.get_state() for callback in self.resumable},
         }
         atomic_write_json(backup_dir / self.METADATA, metadata)
         pause_point("checkpoint-written")

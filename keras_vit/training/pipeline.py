@@ -33,7 +33,7 @@ from keras_vit.files import (
 from keras_vit.inference import view_logits
 from keras_vit.labels import write_labels
 from keras_vit.plots import read_history_csv
-from keras_vit.training.callbacks import EpochTimer, StopOnNaN
+from keras_vit.training.callbacks import EpochTimer, HistoryFile, StopOnNaN
 from keras_vit.training.recipes import MIXED_PRECISION
 from keras_vit.training.tf_feed import fit_input
 from keras_vit.tta import tta_accuracies
@@ -98,11 +98,14 @@ def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, 
 
 
 LOCK_NAME = ".keras_vit.lock"
+# What a run writes into its output folder (each atomically): the leftovers of a killed run's writes are theirs.
+RUN_FILES = ("model.keras", "labels.txt", "history.csv", "metrics.json", "curves.png")
 
 
 @contextlib.contextmanager
 def locked_output(output):
-    """Holds the output folder for one run; removes what a killed run left half-written.
+    """Holds the output folder for one run; removes what a killed run left half-written (its own files' temporaries
+    only: an export writing into the same folder keeps its own).
 
     The lock is an OS file lock (`filelock`): it is released when the process
     ends however it ends, so a killed run never blocks the next one.
@@ -120,7 +123,7 @@ def locked_output(output):
     output.mkdir(parents=True, exist_ok=True)
     busy = CLIError(f"another run is writing to {output}; wait for it to end or choose another --output")
     with exclusive_lock(output / LOCK_NAME, busy):
-        remove_stale_temporaries(output)
+        remove_stale_temporaries(output, names=RUN_FILES)
         yield output
 
 
@@ -128,7 +131,7 @@ def trim_history(path, epochs):
     """Keeps the first `epochs` epochs of a `history.csv` (a resumed run redoes the epochs after its checkpoint).
 
     Args:
-        path: the `CSVLogger` file; nothing happens if it does not exist.
+        path: the `HistoryFile`; nothing happens if it does not exist.
         epochs: int, epochs to keep (rows whose `epoch` column is below it).
     """
     path = Path(path)
@@ -177,7 +180,8 @@ def fit(
 
     Callbacks run in this order: the epoch timer, `before_history` (whose
     logs, e.g. the learning rate, reach the history file), the history file
-    (`CSVLogger`), the NaN guard, then `after_history`.
+    (`HistoryFile`), the NaN guard, then `after_history` (the resume
+    checkpoint last: an epoch it counts as done is in the history file).
 
     Args:
         trainer: a compiled `ViTTrainer`.
@@ -206,7 +210,7 @@ def fit(
         # A resumed run starts at a later epoch: its batches come in that epoch's order.
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)),
         *before_history,
-        *([keras.callbacks.CSVLogger(str(history_path), append=append)] if history_path is not None else []),
+        *([HistoryFile(str(history_path), append=append)] if history_path is not None else []),
         nan_guard,
         *after_history,
     ]

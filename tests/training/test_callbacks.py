@@ -163,7 +163,7 @@ def test_epoch_backup_saves_every_n_epochs_and_records_the_next_epoch(tmp_path):
     tiny_model().fit(*DATA, epochs=3, batch_size=16, callbacks=[backup], verbose=0)
     # Saved after epochs 2 (not 1, not 3): a resumed run starts at epoch index 2.
     metadata = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
-    assert metadata == {"epoch": 2, "weights": "epoch_00002.weights.h5", "random_states": []}
+    assert metadata == {"epoch": 2, "weights": "epoch_00002.weights.h5", "random_states": [], "callbacks": {}}
     assert EpochBackup.saved_epochs(tmp_path / "ckpt") == 2
     resumed = tiny_model()
     history = resumed.fit(
@@ -315,6 +315,96 @@ def test_unmasked_finish_replans_the_budget_around_slower_epochs():
     for callback in callbacks:
         callback.on_train_end()
     assert layer.active  # switched back for whoever trains next
+
+
+def _budgeted_run(start=0, until=None, saved=None, compile_seconds=30.0):
+    """Epochs `start`, `start + 1`, ... of a 300 s budget with an unmasked finish, on a fake clock (train.py's
+    callbacks and order: 30 s of compilation in a fit's first epoch, then 5 s masked and 10 s unmasked epochs).
+    `saved`: the callbacks' states of a checkpoint to resume from; `until`: the epoch after which to take them
+    (a checkpoint) and stop. Returns `(callbacks, {epoch: (rate, planned epochs, unmasked)}, states)`."""
+    from keras_vit import build_vit
+    from keras_vit.training.callbacks import UnmaskedFinish
+
+    model = build_vit("vit_micro", patch_dropout=0.5)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    clock = FakeClock()
+    budget = TimeBudget(300.0, 1.0, planned_epochs=40, warmup=0.1, clock=clock)
+    limit = TimeLimit(310.0, clock=clock)
+    finish = UnmaskedFinish(0.2, budget=budget, clocks=[limit], cost_ratio=2.0)
+    callbacks = [finish, budget, limit]
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    for callback in callbacks if saved else ():  # EpochBackup.on_train_begin, after theirs
+        callback.set_state(json.loads(json.dumps(saved[callback.state_name])))  # through the JSON file
+    layer, epoch, seen = model.get_layer("patch_dropout"), start, {}
+    while not model.stop_training:
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        clock.now += (compile_seconds if epoch == start else 0.0) + (5.0 if layer.active else 10.0)
+        clock.now += 20.0 if epoch == finish.started_epoch else 0.0  # the switch recompiles
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, {})
+        seen[epoch] = (budget.rates[-1], budget.planned_epochs, not layer.active)
+        if epoch == until:
+            return callbacks, seen, {callback.state_name: callback.get_state() for callback in callbacks}
+        epoch += 1
+    return callbacks, seen, None
+
+
+@pytest.mark.parametrize("checkpoint_epoch", [41, 43], ids=["masked", "unmasked"])
+def test_a_resumed_budgeted_run_goes_on_with_the_schedule_and_clock_it_stopped_with(checkpoint_epoch):
+    """Killed after the checkpoint of an epoch past the first estimate (40 epochs), the resumed run keeps the
+    plan, the seconds spent and the unmasked finish: its rates are the uninterrupted run's until its extra
+    compilation shortens the plan, and it ends annealed, inside the budget counted from the first start."""
+    (whole_finish, _, _), whole, _ = _budgeted_run()
+    _, before, states = _budgeted_run(until=checkpoint_epoch)
+    (finish, budget, limit), after, _ = _budgeted_run(start=checkpoint_epoch + 1, saved=states)
+    assert {epoch: whole[epoch] for epoch in before} == before
+    resumed = checkpoint_epoch + 1
+    assert after[resumed] == whole[resumed]  # the rate of the plan it had, not the first estimate's 0
+    if checkpoint_epoch >= whole_finish.started_epoch:  # killed after the finish began: it goes on unmasked
+        assert all(unmasked for _, _, unmasked in after.values())
+        assert finish.started_epoch == whole_finish.started_epoch  # and says when it began
+    else:  # the plan, shortened by the second compilation, starts it no later
+        assert checkpoint_epoch < finish.started_epoch <= whole_finish.started_epoch
+    assert budget.stopped_epoch is not None and budget.rates[-1] < 0.01  # annealed
+    # The resumed fit compiled again (30 s): the budget, counted from the first start, holds a few fewer epochs.
+    assert max(whole) - 6 <= max(after) <= max(whole)
+    # The seconds before the kill count: the last epoch started inside the 300 s from the first start (it may end
+    # past them: the resumed fit's compilation is foreseen by no clock, and the time limit may stop it too).
+    assert budget._elapsed(budget.clock()) == states["time_budget"]["seconds"] + budget.clock()
+    assert budget._elapsed(budget._epoch_start) < 300.0 and limit._elapsed(0.0) == budget._elapsed(0.0)
+
+
+def test_epoch_backup_saves_and_restores_the_state_of_its_resumable_callbacks(tmp_path):
+    class Counter(keras.callbacks.Callback):
+        state_name = "counter"
+
+        def __init__(self):
+            super().__init__()
+            self.epochs, self.restored = 0, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+
+        def get_state(self):
+            return {"epochs": self.epochs}
+
+        def set_state(self, state):
+            self.restored = state
+
+    counter = Counter()
+    backup = EpochBackup(str(tmp_path / "ckpt"), delete_checkpoint=False, resumable=[counter, None])
+    tiny_model().fit(*DATA, epochs=2, batch_size=16, callbacks=[counter, backup], verbose=0)
+    metadata = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert metadata["callbacks"] == {"counter": {"epochs": 2}}
+    resumed = Counter()
+    backup = EpochBackup(str(tmp_path / "ckpt"), resumable=[resumed])
+    backup.set_model(tiny_model())
+    backup.on_train_begin()
+    assert resumed.restored == {"epochs": 2}
 
 
 def test_unmasked_finish_needs_patch_dropout_and_a_length():

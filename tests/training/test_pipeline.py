@@ -49,8 +49,10 @@ def test_trim_history_keeps_the_epochs_before_the_checkpoint(tmp_path):
 def test_locked_output_refuses_a_second_holder_and_removes_leftovers(tmp_path):
     leftover = tmp_path / ".model.tmp-abc.keras"
     leftover.write_bytes(b"half a model")
+    exporting = tmp_path / ".export.tmp-xyz"  # `python -m export runs/x/model.keras runs/x/export`, under way
+    exporting.mkdir()
     with pipeline.locked_output(tmp_path):
-        assert not leftover.exists()
+        assert not leftover.exists() and exporting.is_dir()  # the run's own leftovers only
         with pytest.raises(pipeline.CLIError, match="another run is writing to"):
             with pipeline.locked_output(tmp_path):
                 pass
