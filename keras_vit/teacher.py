@@ -52,6 +52,15 @@ def build_parser():
         "--dataset", default="auto", choices=["auto", "cifar10", "folder"], help="as for keras_vit.train"
     )
     parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="image folders load at NxN, the size of the student it teaches (keras_vit.train's --image-size, "
+        "or its --init-from checkpoint's); resnet9 takes a multiple of 8, airbench at least 16 "
+        "(default: %(default)s). CIFAR-10 stays 32x32",
+    )
+    parser.add_argument(
         "--arch",
         default="resnet9",
         choices=sorted(TEACHER_ARCHS),
@@ -150,14 +159,17 @@ def run(args, splits):
     output = pipeline.start_run(args.output, args.seed, args.mixed_precision)
     print(splits.summary(), flush=True)
     # airbench's whitening and input normalisation come from 5,000 training images, as in airbench94.
-    model = build_teacher(
-        args.arch,
-        tuple(splits.x_train.shape[1:3]),
-        splits.num_classes,
-        args.width,
-        channels=splits.x_train.shape[-1],
-        images=splits.x_train[:5000],
-    )
+    try:
+        model = build_teacher(
+            args.arch,
+            tuple(splits.x_train.shape[1:3]),
+            splits.num_classes,
+            args.width,
+            channels=splits.x_train.shape[-1],
+            images=splits.x_train[:5000],
+        )
+    except ValueError as error:  # an image size the network cannot take
+        raise CLIError(f"--arch {args.arch} at --image-size {args.image_size}: {error}") from None
     for setting in ("learning_rate", "weight_decay"):
         if getattr(args, setting) is None:
             setattr(args, setting, TEACHER_ARCHS[args.arch][setting])
@@ -246,8 +258,9 @@ def main(argv=None):
             check_output_folder(output)
             with pipeline.locked_output(output):
                 try:
+                    image_size = (args.image_size, args.image_size)
                     splits = pipeline.load_splits(
-                        args.data_dir, args.dataset, (32, 32), args.limit, args.seed
+                        args.data_dir, args.dataset, image_size, args.limit, args.seed
                     )
                     splits = splits.hold_out(args.validation_split, args.seed)
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError

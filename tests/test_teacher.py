@@ -313,3 +313,22 @@ def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, 
     # The held-out images are not among those trained on.
     flat = {image.tobytes() for image in trained[0]}
     assert not any(image.tobytes() in flat for image in student.x_val)
+
+
+def test_a_teacher_for_a_student_of_another_image_size(tmp_path, capsys):
+    """--image-size: an image folder loads at the student's size (here 16x16), the teacher takes it, and
+    keras_vit.train at that size distils it; a size the network cannot take is one line, exit 2."""
+    from conftest import write_colour_tree
+
+    tree = write_colour_tree(
+        tmp_path / "data", ["cat", "dog", "fox"], size=24, counts=(("train", 8), ("test", 2))
+    )
+    common = ["--data-dir", str(tree), "--epochs", "1", "--batch-size", "8", "--verbose", "0"]
+    out = tmp_path / "teacher"
+    assert teacher.main([*common, "--width", "4", "--image-size", "16", "--output", str(out)]) == 0
+    assert keras.saving.load_model(out / "model.keras").input_shape == (None, 16, 16, 3)
+    student = [*common, "--preset", "vit_micro", "--image-size", "16", "--validation-split", "0"]
+    assert train.main([*student, "--teacher", str(out / "model.keras"), "--output", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    assert teacher.main([*common, "--image-size", "12", "--output", str(tmp_path / "bad")]) == 2
+    assert "--arch resnet9 at --image-size 12: image_size must divide by 8" in capsys.readouterr().err
