@@ -14,9 +14,9 @@ import os
 
 __version__ = "0.1.0"
 
-# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512 VNNI or newer; elsewhere (e.g. an
-# AVX2-only EPYC) it runs Eigen kernels built for plain AVX, several times slower (docs/experiments/README.md, issue
-# 38). Turned on here, before Keras loads TensorFlow, unless the user chose (`TF_ENABLE_ONEDNN_OPTS=0` keeps it off).
+# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512 VNNI or newer; elsewhere it runs
+# slower Eigen kernels built for plain AVX (measured in docs/experiments/README.md). Turned on here, before Keras
+# loads TensorFlow, unless the user chose (`TF_ENABLE_ONEDNN_OPTS=0` keeps it off).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # public name -> the module that defines it

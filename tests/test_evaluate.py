@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 from cli_models import (
@@ -62,7 +63,14 @@ def test_evaluate_end_to_end(setup, tmp_path, capsys):
     for i, row in enumerate(results["per_class"]):
         assert row["class"] == setup["classes"][i] and row["count"] == PER_CLASS
         assert row["accuracy"] == pytest.approx(np.mean(predicted[y == i] == i))
-    assert 0 <= results["top5_accuracy"] <= 1 and results["loss"] > 0
+    # Top-5 accuracy and loss, recomputed from the model's logits with Keras's own metric and loss.
+    logits = setup["model"].predict(x, verbose=0)
+    top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=5)
+    top5.update_state(y, logits)
+    expected_top5 = float(top5.result())
+    assert results["top5_accuracy"] == pytest.approx(expected_top5, abs=1e-6)
+    expected_loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits))
+    assert results["loss"] == pytest.approx(expected_loss, rel=1e-5)
 
     with Image.open(out / "confusion_matrix.png") as im:
         im.verify()

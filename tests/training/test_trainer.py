@@ -134,13 +134,43 @@ def test_repeated_augmentation_repeats_images_and_labels():
         ViTTrainer(model, repeats=0)
 
 
-def test_lee2021_recipe_with_repeats_fits_and_training_accuracy_uses_repeated_labels():
+def test_lee2021_recipe_with_repeats_fits_and_training_accuracy_uses_repeated_labels(monkeypatch):
+    """The full lee2021 recipe (RandAugment, erasing, MixUp/CutMix) with repeats 3: the epoch's training accuracy
+    is that of the logits of each step's augmented, mixed rows against the batch's labels repeated 0,0,0,1,1,1,...
+    (not the unrepeated labels, nor the mixed targets). Run eagerly so that each step's logits can be recorded."""
     images, labels = colour_data(192)
     model, trainer = compiled_trainer("lee2021", steps=6, repeats=3)
     assert trainer.repeats == 3 and trainer.augmentation[-1].area == (0.02, 0.4)
+    assert trainer.mixing is not None and trainer.mixing.enabled
+    steps = []
+    compute_metrics = trainer.compute_metrics
+
+    def recording(x, y, y_pred, sample_weight=None):
+        steps.append(
+            {
+                "labels": keras.ops.convert_to_numpy(x["labels"]),
+                "logits": keras.ops.convert_to_numpy(y_pred["logits"]),
+                "targets": keras.ops.convert_to_numpy(y_pred["targets"]),
+            }
+        )
+        return compute_metrics(x, y, y_pred, sample_weight)
+
+    monkeypatch.setattr(trainer, "compute_metrics", recording)
+    trainer.run_eagerly = True
     history = trainer.fit({"images": images, "labels": labels}, labels, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert 0.0 <= history.history["accuracy"][0] <= 1.0
+    assert len(steps) == 6 and all(len(step["logits"]) == 32 for step in steps)
+    batch_labels = np.concatenate([step["labels"] for step in steps])
+    # fit shuffles: every image's label once in the epoch, in some order
+    np.testing.assert_array_equal(np.sort(batch_labels), np.sort(labels))
+    predicted = np.concatenate([step["logits"].argmax(-1) for step in steps])
+    repeated = np.concatenate([step["labels"][np.arange(32) // 3] for step in steps])
+    expected = np.mean(predicted == repeated)
+    assert history.history["accuracy"][0] == pytest.approx(expected, abs=1e-6)
+    # The wrong pairings score otherwise here, so the check above tells them apart.
+    assert np.mean(predicted == batch_labels) != pytest.approx(expected, abs=1e-6)
+    mixed = np.concatenate([step["targets"].argmax(-1) for step in steps])
+    assert np.mean(predicted == mixed) != pytest.approx(expected, abs=1e-6)
 
 
 def test_training_accuracy_pairs_each_repeated_row_with_its_own_label():
