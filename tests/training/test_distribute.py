@@ -162,26 +162,32 @@ def test_distribute_on_tensorflow_needs_devices_and_model_parallel_needs_jax(tin
 
 
 # TensorFlow's MirroredStrategy over two logical CPU devices against one device: the same weights without the
-# gradient clip (Keras clips each device's share by its own norm), and a run with crop+flip and the clip trains.
+# gradient clip (Keras clips each device's share by its own norm), and a run with crop+flip and the clip trains
+# (its weights move from the ones it started from).
 MIRRORED = """
 import json, sys
 import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
 import numpy as np
-from keras_vit import load_model, train
+from keras_vit import build_vit, load_model, train
 
 data, out = sys.argv[1], sys.argv[2]
-common = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "16", "--verbose", "0", "--data-dir", data,
+common = ["--preset", "vit_micro", "--epochs", "1", "--batch-size", "16", "--verbose", "0", "--data-dir", data,
           "--validation-split", "0.15"]
 runs = {"one": ["--augment", "none", "--clipnorm", "0"],
         "mirrored": ["--augment", "none", "--clipnorm", "0", "--distribute", "data"],
         "augmented": ["--distribute", "data"]}
 for name, flags in runs.items():
     assert train.main([*common, *flags, "--output", f"{out}/{name}"]) == 0, name
-one, mirrored = (load_model(f"{out}/{name}/model.keras").get_weights() for name in ("one", "mirrored"))
-print(json.dumps({"gap": max(float(np.max(np.abs(a - b))) for a, b in zip(one, mirrored))}))
+one, mirrored, augmented = (load_model(f"{out}/{name}/model.keras").get_weights() for name in runs)
+keras.utils.set_random_seed(0)  # train's --seed: the weights the runs started from
+start = build_vit("vit_micro").get_weights()
+print(json.dumps({"gap": max(float(np.max(np.abs(a - b))) for a, b in zip(one, mirrored)),
+                  "augmented_moved": max(float(np.max(np.abs(a - b))) for a, b in zip(augmented, start)),
+                  "augmented_finite": all(bool(np.all(np.isfinite(w))) for w in augmented)}))
 """
 
 
@@ -192,14 +198,11 @@ def test_tensorflow_mirrored_strategy_trains_as_one_device(tiny_tree, tmp_path):
     assert "note: under tf.distribute, Keras clips each device's share" in done.stdout
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["gap"] < 1e-5, result
-    from keras_vit import load_model
-
-    logits = load_model(tmp_path / "augmented" / "model.keras").predict(np.zeros((2, 32, 32, 3)), verbose=0)
-    assert np.all(np.isfinite(logits))
+    assert result["augmented_finite"] and result["augmented_moved"] > 1e-3, result
 
 
-# Several processes (run_processes): each trains on its share of every batch; "die" makes process 1 leave
-# after its second step.
+# Several processes (run_processes): each trains on its share of every batch; process 1 leaves after its second
+# step.
 PROCESS = """
 import os, sys
 import keras
@@ -212,7 +215,7 @@ from keras_vit.training.processes import join_processes, process_share, stop_whe
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.trainer import make_trainer
 
-mode, port, process_id, processes, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+port, process_id, processes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if processes > 1:
     join_processes(f"127.0.0.1:{port}", processes, process_id)
 keras.distribution.set_distribution(distribution("data"))
@@ -226,16 +229,13 @@ images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
 labels = rng.integers(0, 10, 64).astype("int32")
 batches = TrainingBatches(images, labels, 16, process_index=index, process_count=count)
 leave = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: os._exit(3) if batch == 1 else None)
-callbacks = [leave] if mode == "die" and index == 1 else []
 with stop_when_a_process_fails():
-    trainer.fit(batches, epochs=2 if mode == "same" else 50, callbacks=callbacks, verbose=0)
-if index == 0:
-    np.save(out, np.concatenate([np.ravel(keras.ops.convert_to_numpy(w)) for w in model.trainable_weights]))
+    trainer.fit(batches, epochs=50, callbacks=[leave] if index == 1 else [], verbose=0)
 print("process", index, "of", count, "done")
 """
 
 
-def run_processes(mode, count, tmp_path, timeout=300):
+def run_processes(count, timeout=300):
     """Starts `count` processes of PROCESS (JAX on one CPU device each, the coordinator on 127.0.0.1)."""
     import os
     import socket
@@ -250,11 +250,10 @@ def run_processes(mode, count, tmp_path, timeout=300):
         port = probe.getsockname()[1]
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT)}
     env.pop("XLA_FLAGS", None)
-    out = tmp_path / f"{mode}_{count}.npy"
     start = time.monotonic()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", PROCESS, mode, str(port), str(i), str(count), str(out)],
+            [sys.executable, "-c", PROCESS, str(port), str(i), str(count)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -271,23 +270,14 @@ def run_processes(mode, count, tmp_path, timeout=300):
                 other.kill()
             raise
         results.append((proc.returncode, stdout, stderr, time.monotonic() - start))
-    return results, out
+    return results
 
 
-def test_two_processes_train_as_one_and_a_dead_one_stops_the_other(tmp_path):
-    """Two processes on this machine (gloo over 127.0.0.1), each with its share of every batch, end where one
-    process with the whole batches ends; when one dies, the other says so and exits instead of waiting."""
-    alone, alone_weights = run_processes("same", 1, tmp_path)
-    assert alone[0][0] == 0, alone[0][2][-3000:]
-    together, together_weights = run_processes("same", 2, tmp_path)
-    for returncode, stdout, stderr, _ in together:
-        assert returncode == 0, stderr[-3000:]
-    assert "process 1 of 2 done" in together[1][1]
-    one, two = np.load(alone_weights), np.load(together_weights)
-    assert np.max(np.abs(one - two)) < 1e-5, np.max(np.abs(one - two))  # float tolerance of 8 steps
-    assert np.max(np.abs(one)) > 0
-
-    died = run_processes("die", 2, tmp_path)[0]
+def test_a_dead_process_stops_the_other():
+    """Two processes on this machine (gloo over 127.0.0.1), each with its share of every batch: when one dies, the
+    other says so and exits instead of waiting. (That two processes train as one is checked end to end, through
+    the command, by tests/test_train_processes.py.)"""
+    died = run_processes(2)
     (survivor_code, _, survivor_err, seconds), (dead_code, *_) = died
     assert dead_code == 3
     assert survivor_code == 1, survivor_err[-3000:]
@@ -306,9 +296,9 @@ from keras_vit.models.teachers import build_teacher
 
 data, out = sys.argv[1], sys.argv[2]
 build_teacher("resnet9", width=4).save(f"{out}/teacher.keras")
-common = ["--preset", "vit_micro", "--epochs", "2", "--batch-size", "16", "--verbose", "0", "--data-dir", data,
+common = ["--preset", "vit_micro", "--epochs", "1", "--batch-size", "16", "--verbose", "0", "--data-dir", data,
           "--validation-split", "0", "--teacher", f"{out}/teacher.keras", "--teacher-flip", "--ema-momentum", "0.9",
-          "--time-budget", "600", "--max-epochs", "2", "--stream", "--image-size", "32"]
+          "--time-budget", "600", "--max-epochs", "1", "--stream", "--image-size", "32"]
 runs = {"one": [], "data": ["--distribute", "data"], "model": ["--distribute", "model", "--mesh", "2x2"]}
 for name, flags in runs.items():
     assert train.main([*common, *flags, "--output", f"{out}/{name}"]) == 0, name
@@ -326,7 +316,7 @@ def test_distributed_runs_keep_the_teacher_ema_time_budget_and_streaming(tiny_tr
     assert result["gaps"]["data"] < 1e-5 and result["gaps"]["model"] < 1e-5, result["gaps"]
     for name, kind in (("one", "none"), ("data", "data"), ("model", "model")):
         metrics = result["metrics"][name]
-        assert metrics["epochs"] == 2
+        assert metrics["epochs"] == 1
         args = metrics["args"]
         assert args["distribute"] == kind and args["stream"] and args["ema_momentum"] == 0.9, args
         assert args["teacher"] and args["teacher_flip"] and args["time_budget"] == 600, args
