@@ -239,9 +239,12 @@ def test_bad_input(case, trained, odd_models, tmp_path):
     ],
     ids=["registers_patch_dropout", "shifted_locality", "seqpool"],
 )
-def test_model_variants_export(variant, data_tree, tmp_path):
+def test_model_variants_export(variant, data_tree, tmp_path, monkeypatch, capsys):
     """ViTs with a register token, with shifted patches and locality attention, or
-    with the seqpool head, convert to int8 TFLite and ONNX, proven."""
+    with the seqpool head, convert to int8 TFLite and ONNX, proven (the commands run in
+    this process: the same code as `python -m`, without two more TensorFlow start-ups)."""
+    from export import common, onnx, tflite
+
     root, arrays = data_tree
     x, y = arrays["train"]
     keras.utils.set_random_seed(1)
@@ -252,14 +255,16 @@ def test_model_variants_export(variant, data_tree, tmp_path):
     logits = np.asarray(model.predict(x_test, verbose=0))
     assert np.abs(logits).max() > 1.0  # a trained model, not a vacuous comparison
     model.save(tmp_path / "variant.keras")
-    env = {"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")}
-    for module, out, extra, tolerance in (
-        ("export.tflite", "vit_int8.tflite", ["--quantize", "int8"], None),
-        ("export.onnx", "vit.onnx", [], 1e-4),
+    monkeypatch.setenv("KERAS_VIT_CACHE_DIR", str(tmp_path / "cache"))
+    for command, out, extra, tolerance in (
+        (tflite.main, "vit_int8.tflite", ["--quantize", "int8"], None),
+        (onnx.main, "vit.onnx", [], 1e-4),
     ):
-        proc = run([module, tmp_path / "variant.keras", tmp_path / out, "--data-dir", root, *extra], env=env)
-        assert proc.returncode == 0, explain(proc)
-        assert "PASS" in proc.stdout
+        argv = [str(tmp_path / "variant.keras"), str(tmp_path / out), "--data-dir", str(root), *extra]
+        status = common.run_cli(command, argv)
+        printed = capsys.readouterr()
+        assert status == 0, printed.out[-2000:] + printed.err[-3000:]
+        assert "PASS" in printed.out
         predicted = runtime.load(tmp_path / out).predict(x_test)
         if tolerance is None:  # int8: the same classes
             assert (predicted.argmax(1) == logits.argmax(1)).mean() >= 0.95
