@@ -1,15 +1,23 @@
 """Attention weights, attention rollout and attention maps of a ViT.
 
-`attention_weights` re-runs a `build_vit` model layer by layer (normalize ->
-patches -> patch_encoder -> blocks) in inference mode and collects each
-block's softmax attention; it uses the model's own layers and `keras.ops`
-only, so it works on every backend and for "token", "gap" and "seqpool" heads.
+`attention_weights` re-runs a ViT layer by layer in inference mode, walking
+its checked chain of layers as `keras_vit.models.class_token_forward` does
+(normalize -> patches -> patch_encoder -> blocks -> norm and pool -> head,
+either head-norm layout), and collects each block's softmax attention. It
+uses the model's own layers and `keras.ops` only, so it works on every
+backend and for "token", "gap" and "seqpool" heads.
 
 Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in
 Transformers") follows attention through the residual connections: each
 layer's head-fused attention `A` becomes `(A + I)` with rows renormalised,
 and the layers are multiplied, `R = A_L ... A_2 A_1`. Row `i` of `R` says how
 much token `i` of the last layer draws on each input token.
+
+The maps of a model (`cls_attention_map`, `rollout_map`) read the rows its
+head reads, chosen by its pooling mode: the class token's row for
+`"token"`, the mean of the patch tokens' rows for `"gap"` and their mean
+weighted by the head's learned weights for `"seqpool"`, whatever prefix
+tokens (class, distillation, registers) the sequence holds.
 
 ```python
 from keras_vit import attention, plots
@@ -24,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from keras_vit.layers import TransformerBlock
+from keras_vit.layers import PatchEncoder, SequencePooling, TransformerBlock
+from keras_vit.models.vit import vit_layers
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -34,25 +43,19 @@ HEAD_FUSIONS = ("mean", "max", "min")
 
 
 def _vit_layers(model):
-    """The layers `forward_with_attention` runs, in order, by name."""
-    names = ("normalize", "patches", "patch_encoder", "encoder_norm", "pool", "head")
-    found = {}
-    for name in names:
-        try:
-            found[name] = model.get_layer(name)
-        except ValueError:
-            raise ValueError(
-                f"Model {model.name!r} has no layer named {name!r}; attention maps need a "
-                "model made by keras_vit.build_vit (or loaded from its .keras file)."
-            ) from None
-    blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
-    if not blocks:
-        raise ValueError(f"Model {model.name!r} has no TransformerBlock layers.")
-    try:
-        dropout = model.get_layer("embedding_dropout")
-    except ValueError:
-        dropout = None
-    return found, dropout, blocks
+    """`model`'s layers in graph order, checked to be a ViT's chain (`keras_vit.models.vit.vit_layers`)."""
+    layers = vit_layers(model)
+    if layers is None:
+        raise ValueError(
+            f"Model {model.name!r} is not a ViT's chain of layers (normalize, patches, patch_encoder, "
+            "transformer blocks, pool, head); attention maps need a keras_vit ViT."
+        )
+    return layers
+
+
+def _layer_of(layers, kind):
+    """The one layer of type `kind` in a checked ViT chain."""
+    return next(layer for layer in layers if isinstance(layer, kind))
 
 
 def _check_images(model, images):
@@ -73,8 +76,8 @@ def forward_with_attention(model, images, batch_size: int = 64):
     depth), so the logits equal `model.predict(images)`.
 
     Args:
-        model: a model made by `keras_vit.build_vit` or loaded from its
-            `.keras` file.
+        model: a `ViT` made by `keras_vit.build_vit` (or loaded from its
+            `.keras` file, legacy functional ones included).
         images: float array `(batch, height, width, channels)`, values
             0..255, the model's input convention.
         batch_size: images per forward pass (bounds the memory used).
@@ -82,9 +85,13 @@ def forward_with_attention(model, images, batch_size: int = 64):
     Returns:
         Tuple `(logits, weights)` of numpy float32 arrays: logits
         `(batch, num_classes)` and weights `(depth, batch, num_heads,
-        sequence, sequence)`. `sequence` is the number of patches, plus one
-        for the class token when the model has one (at index 0). Each row of
-        the weights sums to 1.
+        sequence, sequence)`. `sequence` is the number of patches plus the
+        prefix tokens that come first (`PatchEncoder.num_prefix_tokens`: the
+        class token at index 0, a distillation token at index 1, then the
+        registers). Each row of the weights sums to 1.
+
+    Raises:
+        ValueError: `model` is not a ViT, or `images` do not fit it.
     """
     logits, weights, _ = _forward(model, images, batch_size)
     return logits, weights
@@ -96,28 +103,23 @@ def _forward(model, images, batch_size=64):
     The third value is `(batch, patches)` float32 for a `pooling="seqpool"`
     model and None for the others.
     """
+    layers = _vit_layers(model)
     images = _check_images(model, images)
-    layers, dropout, blocks = _vit_layers(model)
-    pool = layers["pool"]
     batch_size = max(1, int(batch_size))
     all_logits, all_weights, all_pooling = [], [], []
     for start in range(0, len(images), batch_size):
         x = ops.convert_to_tensor(images[start : start + batch_size])
-        x = layers["normalize"](x)
-        x = layers["patches"](x)
-        x = layers["patch_encoder"](x)
-        if dropout is not None:
-            x = dropout(x, training=False)
         weights = []
-        for block in blocks:
-            x, w = block(x, training=False, return_attention_scores=True)
-            weights.append(ops.convert_to_numpy(ops.cast(w, "float32")))
-        x = layers["encoder_norm"](x)
-        if pool.mode == "seqpool":
-            all_pooling.append(ops.convert_to_numpy(pool.pooling_weights(pool.patch_tokens(x))))
-        x = pool(x)
-        logits = layers["head"](x)
-        all_logits.append(ops.convert_to_numpy(ops.cast(logits, "float32")))
+        for layer in layers[1:]:  # the chain of `class_token_forward`, the input layer left out
+            if isinstance(layer, TransformerBlock):
+                x, w = layer(x, training=False, return_attention_scores=True)
+                weights.append(ops.convert_to_numpy(ops.cast(w, "float32")))
+                continue
+            if isinstance(layer, SequencePooling) and layer.mode == "seqpool":
+                pooling = layer.pooling_weights(layer.patch_tokens(x))
+                all_pooling.append(ops.convert_to_numpy(pooling))
+            x = layer(x, training=False)
+        all_logits.append(ops.convert_to_numpy(ops.cast(x, "float32")))
         all_weights.append(np.stack(weights))
     if not all_logits:
         raise ValueError("No images given.")
@@ -129,7 +131,7 @@ def attention_weights(model, images, batch_size: int = 64) -> np.ndarray:
     """The attention weights of every block of a ViT.
 
     Args:
-        model: a model made by `keras_vit.build_vit`.
+        model: a `ViT` (see `forward_with_attention`).
         images: float array `(batch, height, width, channels)`, 0..255.
         batch_size: images per forward pass.
 
@@ -141,8 +143,8 @@ def attention_weights(model, images, batch_size: int = 64) -> np.ndarray:
 
 
 def has_class_token(model) -> bool:
-    """Whether the ViT's token sequence starts with a class token."""
-    return bool(model.get_layer("patch_encoder").class_token)
+    """Whether the ViT's token sequence starts with a class token (which its head need not read)."""
+    return bool(_layer_of(_vit_layers(model), PatchEncoder).class_token)
 
 
 # --------------------------------------------------------------------------
@@ -198,43 +200,54 @@ def attention_rollout(weights, discard_ratio: float = 0.0, head_fusion: str = "m
 
 
 def attention_map(
-    matrix, grid_size, class_token: bool = True, num_registers: int = 0, row_weights=None
+    matrix, grid_size, pooling: str = "token", num_prefix_tokens: int | None = None, row_weights=None
 ) -> np.ndarray:
-    """Turns token-to-token attention into one map over the patch grid.
+    """Turns token-to-token attention into one map over the patch grid: the rows the head reads.
 
     Args:
         matrix: array `(batch, sequence, sequence)` (one layer's fused
             attention, or a rollout).
         grid_size: `(rows, cols)` of the patch grid.
-        class_token: whether token 0 is a class token. If so the map is the
-            class token's row (what the classifier reads); otherwise
-            ("gap" and "seqpool" models) it is a mean over the patch-token
-            rows: the attention each patch receives on average.
-        num_registers: register tokens between the class token and the
-            patches (`PatchEncoder(num_registers=...)`); left out of the map.
-        row_weights: optional array `(batch, patches)` whose rows sum to 1:
-            the mean over the patch rows is weighted by it (a `"seqpool"`
-            head's weights, which say how much of each patch token the
-            classifier reads). Only without a class token.
+        pooling: what the model's head reads (`SequencePooling.mode`):
+            `"token"` takes the class token's row (token 0; a DeiT head
+            also reads the distillation token, token 1, whose row the map
+            leaves out); `"gap"` the mean of the patch tokens' rows (the
+            attention each patch receives on average); `"seqpool"` that mean
+            weighted by `row_weights`.
+        num_prefix_tokens: tokens before the first patch token, left out of
+            the map (`PatchEncoder.num_prefix_tokens`: class and
+            distillation tokens, registers). None: 1 for `"token"` (a class
+            token alone), else 0.
+        row_weights: array `(batch, patches)` whose rows sum to 1, the
+            `"seqpool"` head's weights (how much of each patch token the
+            classifier reads); needed for `"seqpool"` only.
 
     Returns:
         float32 array `(batch, rows, cols)`.
+
+    Raises:
+        ValueError: an unknown `pooling`, or shapes that do not fit.
     """
+    if pooling not in SequencePooling.MODES:
+        raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
     matrix = np.asarray(matrix, dtype="float32")
     rows, cols = (int(v) for v in grid_size)
-    prefix = int(class_token) + int(num_registers)
+    prefix = int(pooling == "token") if num_prefix_tokens is None else int(num_prefix_tokens)
+    if pooling == "token" and prefix < 1:
+        raise ValueError("pooling='token' reads a class token: num_prefix_tokens must be at least 1.")
     expected = rows * cols + prefix
     if matrix.ndim != 3 or matrix.shape[1:] != (expected, expected):
         raise ValueError(
-            f"Expected attention of shape (batch, {expected}, {expected}) for a {rows}x{cols} grid"
-            f"{' plus a class token' if class_token else ''}"
-            f"{f' and {num_registers} registers' if num_registers else ''}, got {matrix.shape}."
+            f"Expected attention of shape (batch, {expected}, {expected}) for a {rows}x{cols} grid and "
+            f"{prefix} prefix tokens, got {matrix.shape}."
         )
-    if class_token:
-        if row_weights is not None:
-            raise ValueError("row_weights is for models without a class token.")
+    if (row_weights is not None) != (pooling == "seqpool"):
+        raise ValueError(
+            f"row_weights is needed for pooling='seqpool' and only for it, got pooling={pooling!r}."
+        )
+    if pooling == "token":
         values = matrix[:, 0, prefix:]
-    elif row_weights is None:
+    elif pooling == "gap":
         values = matrix[:, prefix:, prefix:].mean(axis=1)
     else:
         row_weights = np.asarray(row_weights, dtype="float32")
@@ -246,15 +259,24 @@ def attention_map(
     return values.reshape(-1, rows, cols)
 
 
-def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean") -> np.ndarray:
-    """The class token's attention over the patches in one block.
+def _head_map(model, matrix, pooling_weights):
+    """`attention_map` of `matrix` with the rows `model`'s head reads (its pooling mode and prefix tokens)."""
+    layers = _vit_layers(model)
+    encoder = _layer_of(layers, PatchEncoder)
+    pool = _layer_of(layers, SequencePooling)
+    return attention_map(matrix, encoder.grid_size, pool.mode, encoder.num_prefix_tokens, pooling_weights)
 
-    For "gap" models (no class token) it is the mean attention the patches
-    receive from all patch tokens; for "seqpool" models that mean is
-    weighted by the head's pooling weights.
+
+def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean") -> np.ndarray:
+    """The attention the head reads over the patches in one block.
+
+    For a `"token"` head it is the class token's attention; for a `"gap"`
+    head the mean attention the patches receive from all patch tokens; for
+    a `"seqpool"` head that mean weighted by the head's pooling weights
+    (see `attention_map`).
 
     Args:
-        model: a model made by `keras_vit.build_vit`.
+        model: a `ViT` (see `forward_with_attention`).
         images: float array `(batch, height, width, channels)`, 0..255.
         layer: index of the block (negative counts from the last).
         head_fusion: `"mean"`, `"max"` or `"min"` over the heads.
@@ -263,21 +285,14 @@ def cls_attention_map(model, images, layer: int = -1, head_fusion: str = "mean")
         float32 array `(batch, grid_rows, grid_cols)`.
     """
     _, weights, pooling = _forward(model, images)
-    encoder = model.get_layer("patch_encoder")
-    return attention_map(
-        _fuse_heads(weights[layer], head_fusion),
-        encoder.grid_size,
-        encoder.class_token,
-        encoder.num_registers,
-        pooling,
-    )
+    return _head_map(model, _fuse_heads(weights[layer], head_fusion), pooling)
 
 
 def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "mean") -> np.ndarray:
-    """Attention-rollout map of each image over the patch grid.
+    """Attention-rollout map of each image over the patch grid, read as the head reads (see `attention_map`).
 
     Args:
-        model: a model made by `keras_vit.build_vit`.
+        model: a `ViT` (see `forward_with_attention`).
         images: float array `(batch, height, width, channels)`, 0..255.
         discard_ratio: see `attention_rollout`.
         head_fusion: see `attention_rollout`.
@@ -286,9 +301,7 @@ def rollout_map(model, images, discard_ratio: float = 0.0, head_fusion: str = "m
         float32 array `(batch, grid_rows, grid_cols)`.
     """
     _, weights, pooling = _forward(model, images)
-    rollout = attention_rollout(weights, discard_ratio, head_fusion)
-    encoder = model.get_layer("patch_encoder")
-    return attention_map(rollout, encoder.grid_size, encoder.class_token, encoder.num_registers, pooling)
+    return _head_map(model, attention_rollout(weights, discard_ratio, head_fusion), pooling)
 
 
 __all__ = [

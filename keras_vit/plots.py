@@ -413,24 +413,30 @@ def position_similarity(position_embedding, grid_size) -> np.ndarray:
     """Cosine similarity between the position embeddings of all patches.
 
     Args:
-        position_embedding: `(num_patches, dim)` array, or `(1, num_patches
-            [+ 1], dim)` as stored by `PatchEncoder`; a leading class-token
-            row (one more row than `rows * cols`) is dropped.
+        position_embedding: `(num_patches, dim)` array, or `(1, prefix +
+            num_patches, dim)` as stored by `PatchEncoder`, whose leading
+            rows belong to the class and distillation tokens
+            (`PatchEncoder.num_positioned_prefix_tokens`, 0 to 2); they are
+            dropped.
         grid_size: `(rows, cols)` of the patch grid.
 
     Returns:
         float32 array `(rows * cols, rows, cols)`: entry `[k]` is the
         similarity of position `k` to every position, laid out on the grid.
+
+    Raises:
+        ValueError: the table does not fit the grid.
     """
     table = np.asarray(position_embedding, dtype="float64")
     if table.ndim == 3 and table.shape[0] == 1:
         table = table[0]
     rows, cols = (int(v) for v in grid_size)
     n = rows * cols
-    if table.ndim != 2 or table.shape[0] not in (n, n + 1):
+    # The rows of the patches come last, after at most a class and a distillation token's.
+    if table.ndim != 2 or not n <= table.shape[0] <= n + 2:
         raise ValueError(
             f"position_embedding of shape {np.shape(position_embedding)} does not fit a "
-            f"{rows}x{cols} grid ({n} positions, or {n + 1} with a class token)."
+            f"{rows}x{cols} grid ({n} positions, plus up to 2 for the class and distillation tokens)."
         )
     table = table[-n:]
     unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
@@ -637,7 +643,8 @@ def plot_attention_heads(
         image: `(height, width, channels)` image, uint8 or float 0..255.
         maps: `(heads, rows, cols)` maps of one block for this image, e.g.
             `keras_vit.attention.attention_map(weights[layer, i], grid_size,
-            class_token)` (the heads take the place of the batch).
+            "token", num_prefix_tokens)` (the heads take the place of the
+            batch).
         path: output PNG path.
         alpha: opacity of the maps over the image.
         cmap: matplotlib colour map of the attention.

@@ -117,12 +117,19 @@ def test_position_similarity_values():
     assert flat[0, 1] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-6)
     with pytest.raises(ValueError, match="does not fit"):
         plots.position_similarity(table, (3, 3))
+    # A distilled (DeiT) model stores class and distillation token rows first; both are dropped.
+    distilled = rng.normal(size=(1, 2 + 2 * 3, 8))
+    expected = plots.position_similarity(distilled[0, 2:], (2, 3))
+    np.testing.assert_allclose(plots.position_similarity(distilled, (2, 3)), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        plots.position_similarity(rng.normal(size=(1, 3 + 2 * 3, 8)), (2, 3))
 
 
-def test_plot_position_similarity_from_model(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"distillation_token": True, "num_registers": 1}])
+def test_plot_position_similarity_from_model(options, tmp_path):
     from keras_vit import build_vit
 
-    encoder = build_vit("vit_micro").get_layer("patch_encoder")
+    encoder = build_vit("vit_micro", **options).get_layer("patch_encoder")
     path = plots.plot_position_similarity(encoder.position, encoder.grid_size, tmp_path / "pos.png")
     assert_png(path)
 

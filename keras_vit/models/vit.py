@@ -365,9 +365,16 @@ _VIT_CHAIN = (
 )
 
 
+def vit_layers(model):
+    """`model`'s layers in graph order when they are a ViT's chain (`_VIT_CHAIN`: the graph `ViT` and the legacy
+    `build_vit` make, one layer feeding the next), else None: what walks a ViT layer by layer (the export's
+    inference pass, `keras_vit.attention`) starts from it."""
+    layers = list(model.layers)
+    return layers if _is_vit_chain(layers) else None
+
+
 def _is_vit_chain(layers):
-    """Whether `layers` (a model's, in order) have a ViT's layer types in a ViT's order (`_VIT_CHAIN`): the graph
-    `ViT` and the legacy `build_vit` make, one layer feeding the next."""
+    """Whether `layers` (a model's, in order) have a ViT's layer types in a ViT's order (`_VIT_CHAIN`)."""
     position = 0
     for kind, count in _VIT_CHAIN:
         seen = 0
@@ -398,9 +405,11 @@ def class_token_forward(model):
         training=False)`, or None where the head reads every token
         (`"gap"`, `"seqpool"`) or the model is not a ViT's chain of layers.
     """
-    layers = list(model.layers)
+    layers = vit_layers(model)
+    if layers is None:
+        return None
     pools = [layer for layer in layers if isinstance(layer, SequencePooling)]
-    if not _is_vit_chain(layers) or pools[0].mode != "token":
+    if pools[0].mode != "token":
         return None
     last_block = max(i for i, layer in enumerate(layers) if isinstance(layer, TransformerBlock))
     read_tokens = 1 + int(pools[0].distillation_token)
