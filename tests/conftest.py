@@ -21,6 +21,30 @@ def cifar10_dir():
     return os.environ.get("KERAS_VIT_DATA_DIR") or None
 
 
+# The slowest test files (minutes each, mostly child processes), slowest first: the workers are handed whole
+# files in collection order (`--dist loadfile`), and a long file handed out last would run on alone.
+SLOW_FILES = (
+    "tests/test_benchmarks.py",
+    "tests/test_train_faults.py",
+    "tests/test_train_processes.py",
+    "tests/training/test_distribute.py",
+    "tests/export/test_cli.py",
+    "tests/training/test_trainer.py",
+    "tests/convert/test_export_converted.py",
+    "tests/test_train.py",
+    "tests/test_train_finetune.py",
+    "tests/test_notebooks.py",
+    "tests/test_pretrained.py",
+    "tests/models/test_vit.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Starts the slow files first; the order within a file, and of the other files, is kept."""
+    rank = {path: i for i, path in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FILES)))
+
+
 def pytest_report_header(config):
     """Says at the top of every run whether the tests that need the real CIFAR-10 copy will run."""
     if cifar10_dir():
