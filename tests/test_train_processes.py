@@ -1,5 +1,6 @@
 """python -m keras_vit.train as a job of several processes (JAX, the coordinator on 127.0.0.1, gloo): the same
-run as one process, process 0 alone writing, a killed job resumed by every process from process 0's checkpoint."""
+run as one process, process 0 alone writing, a killed job resumed by every process from process 0's checkpoint
+(launched as Slurm's srun would, with no process flags)."""
 
 import json
 import os
@@ -158,7 +159,8 @@ def test_two_processes_train_as_one_write_once_and_resume_together(tiny_tree, tm
         )
     assert not (tmp_path / "elsewhere").exists()  # process 1 writes nothing
 
-    resumed = Job(args, 2, [two, two])
+    # Resumed as a Slurm launch: the processes learn the job from srun's variables (--num-processes auto).
+    resumed = Job(args, 2, [two, two], slurm=True)
     assert resumed.wait() == [0, 0], resumed.output(0)[-3000:] + resumed.output(1)[-3000:]
     for index in range(2):
         assert "Resuming from the checkpoint of epoch 2" in resumed.output(index)
@@ -201,13 +203,6 @@ def test_process_flags_need_jax_and_a_distribution(tiny_tree, tmp_path, capsys):
         "error: several processes train one model together: add --distribute data (or model)"
         in lone.output(1)
     )
-
-
-def test_a_slurm_launch_needs_no_process_flags(tiny_tree, tmp_path):
-    args = [*ARGS, "--epochs", "1", "--data-dir", str(tiny_tree)]
-    job = Job(args, 2, [tmp_path / "run"] * 2, slurm=True)
-    assert job.wait() == [0, 0], job.output(0)[-3000:] + job.output(1)[-3000:]
-    assert "Process 1 of 2" in job.output(1) and (tmp_path / "run" / "model.keras").exists()
 
 
 def test_two_processes_split_the_model_as_one_process_with_their_devices(tiny_tree, tmp_path):

@@ -111,6 +111,7 @@ class _FitClock(keras.callbacks.Callback):
         self._phase_start = 0  # index of the first epoch timed at the current speed
         self._phase_estimate = None  # seconds an epoch is expected to take at a new speed, until one is timed
         self._seconds_before = 0.0  # seconds of fit of the run this one resumes
+        self._seconds_at_epoch_end = 0.0  # seconds of fit when the last epoch ended
 
     def _steady_times(self):
         # The first epoch of fit, and of each change of speed, holds a compilation: not a guide to the next.
@@ -132,9 +133,13 @@ class _FitClock(keras.callbacks.Callback):
         self._phase_start = len(self._epoch_times)
 
     def get_state(self):
-        """The clock at the end of an epoch, for a resume checkpoint (`EpochBackup`): JSON-ready."""
+        """The clock at the end of the last epoch, for a resume checkpoint (`EpochBackup`): JSON-ready.
+
+        It reads no clock: in a job of several processes the clock is a
+        collective, and only process 0 writes the checkpoint.
+        """
         return {
-            "seconds": self._elapsed(self.clock()),
+            "seconds": self._seconds_at_epoch_end,
             "epoch_times": list(self._epoch_times),
             "phase_start": self._phase_start,
             "phase_estimate": self._phase_estimate,
@@ -143,7 +148,7 @@ class _FitClock(keras.callbacks.Callback):
     def set_state(self, state):
         """Goes on from `get_state`'s clock: its seconds count against `seconds`, and the first epoch after the
         resume, which compiles again, is not taken for a steady one."""
-        self._seconds_before = float(state["seconds"])
+        self._seconds_before = self._seconds_at_epoch_end = float(state["seconds"])
         self._epoch_times = [float(seconds) for seconds in state["epoch_times"]]
         self._phase_start = int(state["phase_start"])
         self._phase_estimate = state["phase_estimate"]
@@ -163,7 +168,8 @@ class _FitClock(keras.callbacks.Callback):
         """Records this epoch's time; stops `fit` if one more would end past `seconds`."""
         now = self.clock()
         self._epoch_times.append(now - self._epoch_start)
-        if self._elapsed(now) + next_epoch_seconds(self._steady_times()) > self.seconds:
+        self._seconds_at_epoch_end = self._elapsed(now)
+        if self._seconds_at_epoch_end + next_epoch_seconds(self._steady_times()) > self.seconds:
             print(f"\nEpoch {epoch + 1}: {reason}; stopping.", flush=True)
             self.stopped_epoch = epoch
             self.model.stop_training = True

@@ -378,6 +378,24 @@ def test_a_resumed_budgeted_run_goes_on_with_the_schedule_and_clock_it_stopped_w
     assert budget._elapsed(budget._epoch_start) < 300.0 and limit._elapsed(0.0) == budget._elapsed(0.0)
 
 
+def test_a_clocks_checkpoint_state_reads_no_clock():
+    """In a job of several processes the clock is a collective and only process 0 writes the checkpoint: a
+    reading in `get_state` would wait for the other processes forever. The state holds the epoch end's reading."""
+    clock = FakeClock()
+    limit = TimeLimit(100.0, clock=clock)
+    limit.set_model(tiny_model())
+    limit.on_train_begin()
+    limit.on_epoch_begin(0)
+    clock.now += 7.0
+    limit.on_epoch_end(0, {})
+
+    def no_reading():
+        raise AssertionError("get_state read the clock")
+
+    limit.clock = no_reading
+    assert limit.get_state()["seconds"] == 7.0
+
+
 def test_epoch_backup_saves_and_restores_the_state_of_its_resumable_callbacks(tmp_path):
     class Counter(keras.callbacks.Callback):
         state_name = "counter"
