@@ -171,7 +171,7 @@ def load_keras_model(path, compile: bool = False):
     """
     path = Path(path)
     config = check_keras_file(path)
-    importlib.import_module("keras_vit.models")  # registers the custom layers and ViT
+    importlib.import_module("keras_vit.models.vit")  # registers the custom layers and ViT
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as e:  # Keras raises many types for bad files.

@@ -12,9 +12,9 @@ import argparse
 import ast
 
 from keras_vit.cli_utils import non_negative_int, positive_int, unit_fraction
-from keras_vit.layers import SequencePooling
-from keras_vit.models.vit import VIT_ARGUMENTS
 
+# `SequencePooling.MODES`, here without importing Keras (the flags answer --help at once; a test keeps them equal).
+POOLING_MODES = ("token", "gap", "seqpool")
 # ViT arguments that --model-arg may not set: the data decide them, or --mixed-precision does.
 _NOT_SETTABLE = ("image_size", "num_classes", "channels", "dtype")
 
@@ -25,6 +25,8 @@ def model_argument(text):
     key = key.strip().replace("-", "_")
     if not sep or not raw.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    from keras_vit.models.vit import VIT_ARGUMENTS  # Keras: only when a --model-arg is given
+
     settable = set(VIT_ARGUMENTS) - set(_NOT_SETTABLE)
     if key not in settable:
         raise argparse.ArgumentTypeError(
@@ -64,7 +66,7 @@ def add_model_flags(parser):
     parser.add_argument(
         "--pooling",
         default=None,
-        choices=list(SequencePooling.MODES),
+        choices=list(POOLING_MODES),
         help="override the preset's head: class token, mean of the patch tokens, or their "
         "learned weighted mean (seqpool; no class token: 64 tokens for 4x4 patches)",
     )

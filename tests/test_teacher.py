@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import heavy_imports_of
 
 from keras_vit import teacher, train
 from keras_vit.data import load_cifar10
@@ -300,16 +301,16 @@ def test_teacher_ensemble_benchmark(tiny_tree, tmp_path):
 
 def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, monkeypatch):
     """`--validation-split` at the student's seed: the teacher trains on the student's training images only."""
-    from keras_vit.training import pipeline
+    from keras_vit.training import pipeline, teacher_command
 
     trained = []
 
-    class Recording(teacher.TrainingBatches):
+    class Recording(teacher_command.TrainingBatches):
         def __init__(self, images, labels, *args, **kwargs):
             trained.append(images)
             super().__init__(images, labels, *args, **kwargs)
 
-    monkeypatch.setattr(teacher, "TrainingBatches", Recording)
+    monkeypatch.setattr(teacher_command, "TrainingBatches", Recording)
     out = tmp_path / "teacher"
     flags = ["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "1", "--batch-size", "30"]
     assert (
@@ -344,3 +345,19 @@ def test_a_teacher_for_a_student_of_another_image_size(tmp_path, capsys):
     capsys.readouterr()
     assert teacher.main([*common, "--image-size", "12", "--output", str(tmp_path / "bad")]) == 2
     assert "--arch resnet9 at --image-size 12: image_size must divide by 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "status"), [(["--help"], 0), (["--time-budget", "0"], 2), (["--arch", "vgg"], 2)]
+)
+def test_help_and_bad_flags_answer_without_loading_keras(args, status):
+    code, out, heavy = heavy_imports_of("keras_vit.teacher", *args)
+    assert (code, heavy) == (status, [])
+    assert status or ("--arch {airbench,resnet9}" in out and "--time-budget" in out)
+
+
+def test_every_teacher_has_its_sgd_settings():
+    from keras_vit.models.teachers import TEACHER_ARCHS
+    from keras_vit.training.recipes import TEACHER_RECIPES
+
+    assert sorted(TEACHER_RECIPES) == sorted(TEACHER_ARCHS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_interrupted
+from conftest import heavy_imports_of, run_interrupted
 
 from keras_vit import load_model, train
 from keras_vit.data import load_cifar10
@@ -287,30 +287,32 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
     assert "no MixUp/CutMix" in capsys.readouterr().err
 
 
-def test_module_help():
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_vit.train", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert result.returncode == 0
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [(["--help"], 0), (["--epochs", "0"], 2), (["--pooling", "nope"], 2), (["--mesh", "2x"], 2)],
+    ids=["help", "check_args", "choice", "mesh"],
+)
+def test_help_and_bad_flags_answer_without_loading_keras(args, status):
+    """--help and a bad flag come before Keras and its backend (seconds to import) are loaded."""
+    code, out, heavy = heavy_imports_of("keras_vit.train", *args)
+    assert (code, heavy) == (status, [])
     for flag in (
         "--preset",
         "--data-dir",
         "--epochs",
-        "--batch-size",
         "--optimizer",
-        "--learning-rate",
-        "--weight-decay",
-        "--label-smoothing",
         "--mixed-precision",
-        "--seed",
-        "--limit",
+        "--model-arg",
         "--output",
     ):
-        assert flag in result.stdout
+        assert flag in out or status
+
+
+def test_a_model_arg_is_checked_against_the_vit_arguments(capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model-arg", "depht=3"])
+    assert stop.value.code == 2
+    assert "unknown build_vit argument 'depht'" in capsys.readouterr().err
 
 
 def test_fit_validates_on_a_held_out_split_and_the_test_set_is_scored_once_after(

@@ -170,7 +170,9 @@ def tree_48(tmp_path_factory):
 def _spy_on_the_start(monkeypatch):
     """Records what `fine_tuning_start` was asked for and the model it returned, before any training."""
     seen = {}
-    original = train.fine_tuning_start
+    from keras_vit.training import train_command
+
+    original = train_command.fine_tuning_start
 
     def spy(model, image_size, num_classes, overrides=None):
         start = original(model, image_size, num_classes, overrides)
@@ -179,7 +181,7 @@ def _spy_on_the_start(monkeypatch):
         seen["head"] = _layer_weights(start, "head")
         return start
 
-    monkeypatch.setattr(train, "fine_tuning_start", spy)
+    monkeypatch.setattr(train_command, "fine_tuning_start", spy)
     return seen
 
 

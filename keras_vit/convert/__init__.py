@@ -10,11 +10,32 @@ _mapping.py      the shared part: the architecture and timm-named weights -> a k
 Each converter returns a `ViT` that takes 0..255 pixels and normalizes them
 inside with the source's mean and std (or the given ones, in 0..1 units).
 The source libraries (`pip install keras-vit[convert]`) are imported inside
-the functions only.
+the functions only, and the converters on first use (PEP 562): `python -m
+keras_vit.convert --help` imports no Keras.
 """
 
-from keras_vit.convert.keras_hub import from_keras_hub
-from keras_vit.convert.timm import from_timm
-from keras_vit.convert.transformers import download_from_hub, from_transformers
+from __future__ import annotations
 
-__all__ = ["download_from_hub", "from_keras_hub", "from_timm", "from_transformers"]
+import importlib
+
+_PUBLIC = {
+    "download_from_hub": "transformers",
+    "from_keras_hub": "keras_hub",
+    "from_timm": "timm",
+    "from_transformers": "transformers",
+}
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'keras_vit.convert' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"keras_vit.convert.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_PUBLIC])
+
+
+__all__ = sorted(_PUBLIC)

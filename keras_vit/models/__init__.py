@@ -5,51 +5,50 @@ vit.py       ViT (a functional keras.Model that owns its config), build_vit, vit
 presets.py   PRESETS, get_preset: named ViT configurations
 teachers.py  ResNet-9 and airbench teachers, load_teacher, average_logits, with_dtype_policy
 flops.py     FLOPs per image (training step of a ViT, forward pass of a teacher), for MFU
+
+The names below are imported on first use (PEP 562): `keras_vit.models.presets` and the command lines'
+flags import without Keras.
 """
 
-from keras_vit.models.flops import forward_flops_per_image, training_flops_per_image, training_sequence_length
-from keras_vit.models.presets import PRESETS, get_preset
-from keras_vit.models.teachers import (
-    TEACHER_ARCHS,
-    average_logits,
-    build_airbench,
-    build_resnet9,
-    build_teacher,
-    load_teacher,
-    whitening_kernel,
-    with_dtype_policy,
-)
-from keras_vit.models.vit import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    VIT_ARGUMENTS,
-    ViT,
-    build_vit,
-    class_token_forward,
-    resize_vit,
-    vit_arguments,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "PRESETS",
-    "TEACHER_ARCHS",
-    "VIT_ARGUMENTS",
-    "ViT",
-    "average_logits",
-    "build_airbench",
-    "build_resnet9",
-    "build_teacher",
-    "build_vit",
-    "class_token_forward",
-    "forward_flops_per_image",
-    "get_preset",
-    "load_teacher",
-    "resize_vit",
-    "training_flops_per_image",
-    "training_sequence_length",
-    "vit_arguments",
-    "whitening_kernel",
-    "with_dtype_policy",
-]
+import importlib
+
+_PUBLIC = {
+    "forward_flops_per_image": "flops",
+    "training_flops_per_image": "flops",
+    "training_sequence_length": "flops",
+    "PRESETS": "presets",
+    "get_preset": "presets",
+    "TEACHER_ARCHS": "teachers",
+    "average_logits": "teachers",
+    "build_airbench": "teachers",
+    "build_resnet9": "teachers",
+    "build_teacher": "teachers",
+    "load_teacher": "teachers",
+    "whitening_kernel": "teachers",
+    "with_dtype_policy": "teachers",
+    "CIFAR10_MEAN": "vit",
+    "CIFAR10_STD": "vit",
+    "VIT_ARGUMENTS": "vit",
+    "ViT": "vit",
+    "build_vit": "vit",
+    "class_token_forward": "vit",
+    "resize_vit": "vit",
+    "vit_arguments": "vit",
+}
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'keras_vit.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"keras_vit.models.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_PUBLIC])
+
+
+__all__ = sorted(_PUBLIC)

@@ -206,16 +206,8 @@ def build_airbench(
     return model
 
 
-# The teachers `--arch` picks, and the SGD settings that go with each at batch 512.
-TEACHER_ARCHS = {
-    # Page's peak rate 0.4 and L2 5e-4 (decoupled: 5e-3 per unit of rate under momentum 0.9).
-    "resnet9": dict(learning_rate=0.4, weight_decay=5e-3),
-    # airbench94's step sizes (its lr 11.5 and weight decay 0.0153 per 1024 images, summed loss,
-    # Nesterov 0.85) for a mean loss, batch 512 and momentum 0.9: a rate of 0.5 moves as far per image,
-    # and a decoupled decay of 0.0133 per unit of rate shrinks the weights as much per step as its
-    # coupled one does.
-    "airbench": dict(learning_rate=0.5, weight_decay=0.0133),
-}
+# The teachers `--arch` picks (their SGD settings: `keras_vit.training.recipes.TEACHER_RECIPES`).
+TEACHER_ARCHS = ("airbench", "resnet9")
 
 
 def build_teacher(arch="resnet9", image_size=(32, 32), num_classes=10, width=64, channels=3, images=None):
@@ -237,7 +229,7 @@ def build_teacher(arch="resnet9", image_size=(32, 32), num_classes=10, width=64,
         ValueError: for an unknown `arch`.
     """
     if arch not in TEACHER_ARCHS:
-        raise ValueError(f"Unknown teacher arch {arch!r}; choose {', '.join(sorted(TEACHER_ARCHS))}.")
+        raise ValueError(f"Unknown teacher arch {arch!r}; choose {', '.join(TEACHER_ARCHS)}.")
     if arch == "airbench":
         return build_airbench(image_size, num_classes, width, channels=channels, images=images)
     return build_resnet9(image_size, num_classes, width, channels=channels)

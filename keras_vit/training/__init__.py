@@ -11,6 +11,7 @@
     callbacks.py   epoch-end callbacks: timing, NaN guard, time limit/budget, checkpoints
     recipes.py     named flag sets, AUGMENT_RECIPES, the augmentation recipe and dtype policy of a run
     pipeline.py    the one fit -> score -> save sequence of `keras_vit.train` and `keras_vit.teacher`
+    train_command.py  what `python -m keras_vit.train` runs once its flags are checked: processes, model, data, run
 
 Import from the modules; this package imports nothing, so `keras_vit.training.recipes`
 stays free of Keras.

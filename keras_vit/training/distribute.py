@@ -10,13 +10,12 @@ check_model_fits_mesh(...)       a ViT's heads and MLP units divide over the mod
 built: the variables are created with their layouts, `fit` splits each global
 batch over the `batch` axis, and `model.save` writes an ordinary single-device
 `.keras` file. A job of several processes (hosts): `keras_vit.training.processes`.
+
+Keras is imported by the functions that use it, so that the flags' vocabulary
+(`DISTRIBUTE_KINDS`, `parse_mesh`) imports without it.
 """
 
 from __future__ import annotations
-
-import keras
-
-from keras_vit.training.processes import process_share
 
 DISTRIBUTE_KINDS = ("none", "data", "model")
 
@@ -60,6 +59,8 @@ def vit_layout_map(mesh):
         The layout map; variables it does not name (norms, embeddings, the
         head) are replicated.
     """
+    import keras
+
     layout_map = keras.distribution.LayoutMap(mesh)
     for pattern, axes in _VIT_LAYOUTS.items():
         layout_map[pattern] = axes
@@ -88,6 +89,10 @@ def distribution(kind, mesh_shape=None, devices=None):
     """
     if kind == "none":
         return None
+    import keras
+
+    from keras_vit.training.processes import process_share
+
     if kind not in DISTRIBUTE_KINDS:
         raise ValueError(f"unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTE_KINDS)}")
     if keras.backend.backend() != "jax":

@@ -25,67 +25,43 @@ import shlex
 # augmentation (each image appears `repeats` times per batch, augmented
 # differently; Hoffer et al. 2020, as used by DeiT); `erasing_max_area`: the
 # largest share of the image a random-erasing box covers.
+_NO_AUGMENTATION = dict(
+    crop_padding=0,
+    flip=False,
+    randaug_ops=0,
+    randaug_magnitude=0.0,
+    erasing=0.0,
+    erasing_max_area=0.25,
+    mixup_alpha=0.0,
+    cutmix_alpha=0.0,
+    mix_prob=0.0,
+    repeats=1,
+)
+_CROP_FLIP = dict(_NO_AUGMENTATION, crop_padding=4, flip=True)
 AUGMENT_RECIPES = {
-    "none": dict(
-        crop_padding=0,
-        flip=False,
-        randaug_ops=0,
-        randaug_magnitude=0.0,
-        erasing=0.0,
-        erasing_max_area=0.25,
-        mixup_alpha=0.0,
-        cutmix_alpha=0.0,
-        mix_prob=0.0,
-        repeats=1,
-    ),
+    "none": dict(_NO_AUGMENTATION),
     # Short runs: strong augmentation only pays off after many epochs.
-    "basic": dict(
-        crop_padding=4,
-        flip=True,
-        randaug_ops=0,
-        randaug_magnitude=0.0,
-        erasing=0.0,
-        erasing_max_area=0.25,
-        mixup_alpha=0.0,
-        cutmix_alpha=0.0,
-        mix_prob=0.0,
-        repeats=1,
-    ),
+    "basic": dict(_CROP_FLIP),
     # DeiT-style: every batch mixed.
     "strong": dict(
-        crop_padding=4,
-        flip=True,
+        _CROP_FLIP,
         randaug_ops=2,
         randaug_magnitude=9.0,
         erasing=0.25,
-        erasing_max_area=0.25,
         mixup_alpha=0.8,
         cutmix_alpha=1.0,
         mix_prob=1.0,
-        repeats=1,
     ),
     # Cutout for the convolutional teacher (DeVries & Taylor 2017; Page's ResNet-9 used 8x8 squares):
     # crop + flip, and every image loses a rectangle of 2% to 12.5% of its area (8x8 is 6.25%).
-    "cutout": dict(
-        crop_padding=4,
-        flip=True,
-        randaug_ops=0,
-        randaug_magnitude=0.0,
-        erasing=1.0,
-        erasing_max_area=0.125,
-        mixup_alpha=0.0,
-        cutmix_alpha=0.0,
-        mix_prob=0.0,
-        repeats=1,
-    ),
+    "cutout": dict(_CROP_FLIP, erasing=1.0, erasing_max_area=0.125),
     # Lee et al. 2021's CIFAR recipe for ViTs on small data sets, with their AutoAugment
     # replaced by RandAugment (keras_vit.training.augment): half the batches mixed (MixUp 1.0 or CutMix 1.0),
     # erasing 0.25 of up to 40% of the image. Their "--ra 3" is not in-batch repetition:
     # their sampler is called with repetitions=1 and len_factor=3, i.e. epochs three times
     # the data set (100 of them = 300 passes), so repeats stays 1 here.
     "lee2021": dict(
-        crop_padding=4,
-        flip=True,
+        _CROP_FLIP,
         randaug_ops=2,
         randaug_magnitude=9.0,
         erasing=0.25,
@@ -93,8 +69,18 @@ AUGMENT_RECIPES = {
         mixup_alpha=1.0,
         cutmix_alpha=1.0,
         mix_prob=0.5,
-        repeats=1,
     ),
+}
+
+# The SGD settings of each teacher (`python -m keras_vit.teacher --arch`) at batch 512.
+TEACHER_RECIPES = {
+    # Page's peak rate 0.4 and L2 5e-4 (decoupled: 5e-3 per unit of rate under momentum 0.9).
+    "resnet9": dict(learning_rate=0.4, weight_decay=5e-3),
+    # airbench94's step sizes (its lr 11.5 and weight decay 0.0153 per 1024 images, summed loss,
+    # Nesterov 0.85) for a mean loss, batch 512 and momentum 0.9: a rate of 0.5 moves as far per image,
+    # and a decoupled decay of 0.0133 per unit of rate shrinks the weights as much per step as its
+    # coupled one does.
+    "airbench": dict(learning_rate=0.5, weight_decay=0.0133),
 }
 
 TRAINING_RECIPES = {

@@ -7,6 +7,7 @@ import pytest
 import keras_vit
 from keras_vit import cli_utils
 from keras_vit.convert import __main__ as convert_cli
+from keras_vit.convert import command as convert_command
 from keras_vit.convert import sources
 from keras_vit.labels import labels_for_model
 from tests.convert.helpers import assert_same_logits, random_pixels
@@ -50,7 +51,7 @@ def test_a_model_that_differs_from_its_source_is_not_written(hub_folder, tmp_pat
         converted.reference = lambda pixels: reference(pixels) + np.eye(4, dtype="float32")[0]
         return converted
 
-    monkeypatch.setattr(convert_cli, "load_source", off_by_one)
+    monkeypatch.setattr(convert_command, "load_source", off_by_one)
     output = tmp_path / "out" / "vit.keras"
     assert convert_cli.main([str(hub_folder), str(output)]) == 1
     assert (
@@ -96,7 +97,7 @@ def test_a_saved_file_that_reloads_to_other_logits_is_not_left(hub_folder, tmp_p
         def predict(self, pixels, verbose=0):
             return self.model.predict(pixels, verbose=verbose) + 0.5
 
-    monkeypatch.setattr(convert_cli, "load_keras_model", lambda path: Shifted(keras_vit.load_model(path)))
+    monkeypatch.setattr(convert_command, "load_keras_model", lambda path: Shifted(keras_vit.load_model(path)))
     output = tmp_path / "out" / "vit.keras"
     assert convert_cli.main([str(hub_folder), str(output)]) == 2
     assert "error: the saved file gives logits 0.5 away from the converted model's" in capsys.readouterr().err
@@ -107,7 +108,7 @@ def test_a_failure_of_the_source_library_is_one_line(tmp_path, monkeypatch, caps
     def unknown(*args):
         raise RuntimeError("Unknown model (vit_tyni_patch16_224)\nmore lines of a traceback")
 
-    monkeypatch.setattr(convert_cli, "load_source", unknown)
+    monkeypatch.setattr(convert_command, "load_source", unknown)
     assert convert_cli.main(["timm:vit_tyni_patch16_224", str(tmp_path / "vit.keras")]) == 2
     error = capsys.readouterr().err
     assert (
@@ -126,7 +127,7 @@ def test_class_names_a_labels_file_cannot_hold_stop_the_conversion_before_it_wri
         converted.class_names = ("a (1)", "a (1)", "b", "c")  # what de-duplication cannot always avoid
         return converted
 
-    monkeypatch.setattr(convert_cli, "load_source", colliding)
+    monkeypatch.setattr(convert_command, "load_source", colliding)
     output = tmp_path / "out" / "vit.keras"
     assert convert_cli.main([str(hub_folder), str(output)]) == 2
     assert "given more than once: 'a (1)'" in capsys.readouterr().err and written(output.parent) == []
@@ -182,14 +183,23 @@ def test_an_interrupted_conversion_says_what_it_wrote(
     def interrupted(*args):
         raise stop()
 
-    monkeypatch.setattr(convert_cli, "load_keras_model", interrupted)  # the reload inside the atomic save
+    monkeypatch.setattr(convert_command, "load_keras_model", interrupted)  # the reload inside the atomic save
     assert convert_cli.main([str(hub_folder), str(output)]) == status
     # The last line, after the source library's progress bars.
     assert capsys.readouterr().err.endswith("\nerror: interrupted: nothing written\n")
     assert written(output.parent) == []
     monkeypatch.undo()
-    monkeypatch.setattr(convert_cli, "write_labels", interrupted)
+    monkeypatch.setattr(convert_command, "write_labels", interrupted)
     assert convert_cli.main([str(hub_folder), str(output)]) == status
     last = capsys.readouterr().err.splitlines()[-1]
     assert last == f"error: interrupted after {output} was written: run the command again"
     assert written(output.parent) == ["vit.keras"]
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--help"], 0), (["hf:x", "out.onnx"], 2)])
+def test_help_and_bad_flags_answer_without_loading_keras(args, status):
+    from conftest import heavy_imports_of
+
+    code, out, heavy = heavy_imports_of("keras_vit.convert", *args)
+    assert (code, heavy) == (status, [])
+    assert status or ("SOURCE is timm:NAME" in out and sources.SOURCE_KINDS.split(",")[0] in out)

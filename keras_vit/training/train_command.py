@@ -1,0 +1,642 @@
+"""What `python -m keras_vit.train` does once its flags are parsed and checked (`keras_vit.train`).
+
+`main(args)`: joins the job's processes (if any), builds the model or loads
+the --init-from checkpoint, sets the distribution, loads the data, then
+`run` trains, scores and writes the run's files under --output, resuming
+from its checkpoint. Kept apart from the flags so that `--help` and a bad
+flag answer without importing Keras.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_vit.cli_utils import (
+    CLIError,
+    Terminated,
+    check_output_folder,
+    first_line,
+    print_error,
+    stop_on_signals,
+)
+from keras_vit.data.streaming import UnreadableImageError
+from keras_vit.model_flags import flag_overrides
+from keras_vit.models.presets import get_preset
+from keras_vit.models.teachers import load_teacher
+from keras_vit.models.vit import build_vit, vit_arguments
+from keras_vit.plots import plot_training_curves
+from keras_vit.training import pipeline
+from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
+from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
+from keras_vit.training.distribute import (
+    check_model_fits_mesh,
+    distribution,
+    mirrored_strategy,
+)
+from keras_vit.training.finetune import (
+    check_fine_tuning_overrides,
+    fine_tuning_start,
+    freeze_first_blocks,
+    layer_decay_multipliers,
+    load_checkpoint,
+)
+from keras_vit.training.optimizers import make_optimizer
+from keras_vit.training.plan import describe_length, plan_learning_rate
+from keras_vit.training.processes import (
+    agreed_clock,
+    check_same_on_every_process,
+    join_processes,
+    leave,
+    process_rows,
+    process_share,
+    stop_when_a_process_fails,
+    sum_over_processes,
+    wait_for_every_process,
+    writing_alone,
+)
+from keras_vit.training.recipes import (
+    training_recipe,
+)
+from keras_vit.training.trainer import make_trainer
+
+
+def as_float32(model):
+    """A float32 copy of a (mixed-precision) ViT, with the same weights."""
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build_vit(**vit_arguments(model))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _callbacks(args, budget, max_epochs, backup_dir):
+    """`(before_history, after_history, time_limit, unmasked)` callbacks of `pipeline.fit` for these flags.
+
+    Only epoch-end callbacks: batch hooks would make `fit` wait for the
+    device after every step (see `keras_vit.training.callbacks`).
+    """
+    time_limit = TimeLimit(args.time_limit, clock=agreed_clock()) if args.time_limit else None
+    unmasked = (
+        UnmaskedFinish(args.unmasked_finish, epochs=max_epochs, budget=budget, clocks=[time_limit])
+        if args.unmasked_finish
+        else None
+    )
+    before_history = [
+        *([unmasked] if unmasked else []),  # before TimeBudget: its plan then counts the slower epochs
+        *([budget] if budget else []),  # its learning rate goes into the history
+        *([time_limit] if time_limit else []),
+    ]
+    after_history = []
+    if args.ema_momentum is not None:
+        # Validate with the averaged weights, which are the ones that get saved.
+        # Not swap_on_epoch: it leaves the average in the model after an early
+        # stop (--time-limit, NaN), and fit's end then saves the raw weights.
+        after_history.append(keras.callbacks.SwapEMAWeights())
+    # Last: an epoch is in the history file before a checkpoint says it is done, and its clocks have timed it.
+    # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
+    after_history.append(
+        EpochBackup(
+            str(backup_dir),
+            every=args.checkpoint_every,
+            delete_checkpoint=False,
+            write=process_share()[0] == 0,
+            resumable=[unmasked, budget, time_limit],
+        )
+    )
+    return before_history, after_history, time_limit, unmasked
+
+
+def _batch_shards():
+    """The devices a batch is split over (`keras.distribution`'s `batch` axis, or TensorFlow's strategy's
+    replicas; 1 without either)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    chosen = keras.distribution.distribution()
+    if chosen is None:
+        return 1
+    return dict(zip(chosen.device_mesh.axis_names, chosen.device_mesh.shape))["batch"]
+
+
+def _validation(splits, args):
+    """`fit`'s validation arguments: the held-out validation split, never the test split (none without one).
+
+    Split over devices, every validation batch must divide by their count: the split's last
+    `len % devices` images are left out of validation (said). In a job of several processes, each feeds its
+    share of every batch, and the metrics are the whole batch's.
+    """
+    if splits.x_val is None:
+        return {}
+    shards = _batch_shards()
+    count = len(splits.y_val) - len(splits.y_val) % shards
+    if count < len(splits.y_val):
+        print(
+            f"Validating on {count} of the {len(splits.y_val)} validation images (a multiple of {shards} devices)",
+            flush=True,
+        )
+    processes = process_share()[1]  # a divisor of `shards`: each process holds as many of the batch's devices
+    size = even_batch_size(count // shards, max(args.batch_size, 250) // shards) * shards // processes
+    rows = process_rows(count)
+    images, labels = splits.x_val[rows], splits.y_val[rows]
+    if not isinstance(images, np.ndarray):  # streamed from disk: read a batch at a time
+        return {
+            "validation_data": EvaluationBatches(images, labels, size, **_loader_workers(args)),
+            "validation_freq": args.validation_freq,
+        }
+    return {
+        "validation_data": ({"images": images, "labels": labels}, labels),
+        "validation_freq": args.validation_freq,
+        "validation_batch_size": size,
+    }
+
+
+def _loader_workers(args):
+    """`PyDataset` arguments: with --stream, --loader-workers threads read the next batches during the step."""
+    return {"workers": args.loader_workers} if args.stream and args.loader_workers > 1 else {}
+
+
+def _load_teacher(args, splits):
+    """The frozen teacher of --teacher (None without it); prints what is distilled."""
+    if not args.teacher:
+        return None
+    teacher = load_teacher(args.teacher, tuple(splits.x_train.shape[1:3]), splits.num_classes)
+    print(
+        f"Distilling {' + '.join(args.teacher)} ({teacher.count_params():,} parameters, "
+        f"{args.distillation}, weight {args.distillation_weight})",
+        flush=True,
+    )
+    return teacher
+
+
+def _error(message, status=2):
+    print_error(message)
+    return status
+
+
+def _checkpoint(args, overrides):
+    """The pretrained ViT of --init-from (`finetune.load_checkpoint`), after checking that the model flags
+    (`overrides`) change only its regularization.
+
+    Raises:
+        CLIError: a flag would change its architecture, or it cannot be read, converted or fine-tuned.
+    """
+    try:
+        check_fine_tuning_overrides(overrides)
+    except ValueError as error:
+        raise CLIError(f"--init-from: {error}") from None
+    print(f"Loading the pretrained ViT {args.init_from}", flush=True)
+    try:
+        checkpoint = load_checkpoint(args.init_from)
+        vit_arguments(checkpoint)
+    except ImportError as error:
+        raise CLIError(f"--init-from {args.init_from}: {error} (pip install keras-vit[convert])") from None
+    except (OSError, ValueError) as error:
+        raise CLIError(f"--init-from {args.init_from}: {error}") from None
+    return checkpoint
+
+
+def _fine_tuning_model(args, splits, overrides, checkpoint):
+    """The --init-from checkpoint at the data's size and classes, its first --freeze-blocks frozen."""
+    try:
+        model = fine_tuning_start(checkpoint, tuple(splits.x_train.shape[1:3]), splits.num_classes, overrides)
+        frozen = freeze_first_blocks(model, args.freeze_blocks)
+    except ValueError as error:
+        raise CLIError(f"cannot fine-tune {args.init_from}: {error}") from None
+    if frozen:
+        print(f"Frozen: {', '.join(frozen)}", flush=True)
+    return model
+
+
+def _models(args, splits, overrides, checkpoint=None):
+    """The ViT to train and the frozen teacher (None without --teacher) of these flags.
+
+    Args:
+        checkpoint: the --init-from ViT (`_checkpoint`), or None to build --preset.
+
+    Raises:
+        CLIError: a model the flags describe cannot be built, or a teacher
+            cannot be used.
+    """
+    if checkpoint is not None:
+        model = _fine_tuning_model(args, splits, overrides, checkpoint)
+    else:
+        overrides = {
+            "num_classes": splits.num_classes,
+            "image_size": tuple(splits.x_train.shape[1:3]),
+            **overrides,
+        }
+        try:
+            model = build_vit(args.preset, **overrides)
+        except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
+            raise CLIError(f"cannot build the model: {error}") from None
+    if args.unmasked_finish and not vit_arguments(model)["patch_dropout"]:
+        raise CLIError("--unmasked-finish needs --patch-dropout (a model that leaves tokens out in training)")
+    try:
+        teacher = _load_teacher(args, splits)
+    except (OSError, ValueError) as error:
+        raise CLIError(f"cannot use the teacher: {error}") from None
+    return model, teacher
+
+
+def _compiled_trainer(args, model, teacher, recipe, steps_per_epoch, max_epochs):
+    """`(trainer, budget)`: the compiled `ViTTrainer` and the `TimeBudget` of --time-budget (else None)."""
+    trainer = make_trainer(
+        model,
+        recipe,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        teacher=teacher,
+        distillation=args.distillation,
+        distillation_weight=args.distillation_weight,
+        temperature=args.temperature,
+        teacher_flip=args.teacher_flip,
+    )
+    schedule, budget = plan_learning_rate(
+        args.learning_rate,
+        steps_per_epoch,
+        args.epochs,
+        args.warmup_epochs,
+        args.time_budget,
+        max_epochs=max_epochs,
+        clock=agreed_clock(),
+    )
+    optimizer = make_optimizer(
+        args.optimizer,
+        schedule,
+        args.weight_decay,
+        args.clipnorm or None,
+        ema_momentum=args.ema_momentum,
+        learning_rate_multipliers=layer_decay_multipliers(model, args.layer_decay)
+        if args.layer_decay
+        else None,
+    )
+    trainer.compile(
+        optimizer=optimizer,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=args.steps_per_execution,
+    )
+    return trainer, budget
+
+
+def _saved_model(model):
+    """The model to score and save: float32 (the exporters and the TF-free runtimes expect float32 layers), and
+    in a job of several processes a copy on this process's devices alone."""
+    processes = process_share()[1]
+    if processes == 1 and keras.mixed_precision.global_policy().name == "float32":
+        return model
+    chosen = keras.distribution.distribution()
+    if processes > 1:
+        keras.distribution.set_distribution(None)
+    try:
+        return as_float32(model)
+    finally:
+        keras.distribution.set_distribution(chosen)
+
+
+def _test_accuracy(model, splits, batch_size):
+    """`pipeline.score`'s accuracies on the test split; each process of a job scores its share of it."""
+    rows = process_rows(len(splits.y_test))
+    # Test-time augmentation (keras_vit.evaluate --tta flip / flip-shift), reported beside the plain accuracy.
+    share = pipeline.score(model, splits.x_test[rows], splits.y_test[rows], "flip-shift", batch_size)
+    names = sorted(share)
+    images = len(splits.y_test[rows])
+    # Counts of right answers (rounded: `score` gives shares), summed over the processes with the image counts.
+    *right, total = sum_over_processes([round(share[name] * images) for name in names] + [images])
+    return {name: float(count / total) for name, count in zip(names, right)}
+
+
+def _finish(args, splits, model, outcome, metrics, history_path):
+    """Scores the float32 model, draws the curves, writes the run's files (the working history at `history_path`
+    published with them) and prints the result line. In a job of several processes, process 0 writes, the others
+    score their share of the test split and wait until the files are written."""
+    model = _saved_model(model)
+    accuracy = _test_accuracy(model, splits, max(args.batch_size, 256))
+    if process_share()[0] != 0:
+        wait_for_every_process("run written")
+        return
+    output = Path(args.output)
+    if outcome.history:
+        title = f"{_model_name(args)}, {len(splits.x_train):,} training images"
+        plot_training_curves(outcome.history, output / "curves.png", title=title)
+    metrics = {
+        "test_accuracy": accuracy["none"],
+        "test_accuracy_flip_tta": accuracy["flip"],
+        "test_accuracy_flip_shift_tta": accuracy["flip-shift"],
+        **metrics,
+    }
+    with writing_alone():
+        pipeline.save_run(output, model, splits.class_names, metrics, history_path=history_path)
+    print(
+        f"Test accuracy {accuracy['none']:.2%} (test-time flip {accuracy['flip']:.2%}, flip-shift "
+        f"{accuracy['flip-shift']:.2%}) on {len(splits.y_test)} images after {outcome.epochs} epochs "
+        f"({outcome.seconds:.0f} s). Wrote {output}/model.keras",
+        flush=True,
+    )
+    wait_for_every_process("run written")
+
+
+def _model_name(args):
+    return f"{args.init_from} fine-tuned" if args.init_from else args.preset
+
+
+def run(args, splits, overrides, recipe, checkpoint=None):
+    """Trains, scores and saves; `overrides` and `recipe`: `flag_overrides(args)` and `training_recipe` of the args;
+    `checkpoint`: the --init-from ViT (None to build --preset)."""
+    output = Path(args.output)
+    backup_dir = output / "checkpoint"
+    writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
+    if writer and args.fresh and backup_dir.exists():
+        shutil.rmtree(backup_dir)
+    wait_for_every_process("checkpoint chosen")
+    resuming = backup_dir.exists()
+    pipeline.start_run(output, args.seed, args.mixed_precision, create=writer)
+    print(splits.summary(), flush=True)
+    # The history is kept beside the checkpoint until the run's files are all written (pipeline.save_run).
+    history_path = backup_dir / "history.csv"
+    epochs_done = EpochBackup.saved_epochs(backup_dir) if resuming else 0
+    try:
+        check_same_on_every_process(epochs_done, f"the epochs of the checkpoint in {backup_dir}")
+    except ValueError as error:
+        raise CLIError(
+            f"{error}: --output must be a folder every process reads (a shared file system)"
+        ) from None
+    if epochs_done:
+        print(f"Resuming from the checkpoint of epoch {epochs_done} in {backup_dir}", flush=True)
+    if writer:
+        if resuming:
+            # The epochs after the checkpoint run again: their rows of a killed run go.
+            pipeline.trim_history(history_path, epochs_done)
+        backup_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model, teacher = _models(args, splits, overrides, checkpoint)
+    except CLIError as error:
+        return _error(error)
+
+    # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
+    index, processes = process_share()
+    batches = TrainingBatches(
+        splits.x_train,
+        splits.y_train,
+        args.batch_size,
+        seed=args.seed,
+        process_index=index,
+        process_count=processes,
+        **_loader_workers(args),
+    )
+    # With a budget fit may run past the estimate, up to --max-epochs.
+    max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
+    trainer, budget = _compiled_trainer(args, model, teacher, recipe, len(batches), max_epochs)
+    before_history, after_history, time_limit, unmasked = _callbacks(args, budget, max_epochs, backup_dir)
+    length = describe_length(args.epochs, args.time_budget)
+    device = pipeline.describe_device()
+    print(
+        f"Training {_model_name(args)} ({model.count_params():,} parameters) for {length}, {len(batches)} steps "
+        "each, "
+        f"on {device}",
+        flush=True,
+    )
+    outcome = pipeline.fit(
+        trainer,
+        batches,
+        epochs=max_epochs,
+        history_path=history_path if writer else None,
+        append=resuming,
+        before_history=before_history,
+        after_history=after_history,
+        verbose=args.verbose if writer else 0,
+        **_validation(splits, args),
+    )
+    if budget is not None and budget.stopped_epoch is None and outcome.epochs == max_epochs:
+        print(
+            f"warning: {max_epochs} epochs ended before the {args.time_budget:.0f} s budget; "
+            "raise --max-epochs next time.",
+            file=sys.stderr,
+        )
+
+    if outcome.diverged:
+        # Nothing is written: a model or metrics of NaN weights would replace a good run's.
+        kept = EpochBackup.saved_epochs(backup_dir)
+        checkpoint = (
+            f"the checkpoint of epoch {kept} in {backup_dir} is kept" if kept else "no epoch was good"
+        )
+        return _error(
+            f"the loss became NaN or infinite in epoch {outcome.epochs} and training stopped; model.keras was not "
+            f"written (a previous one is kept) and {checkpoint}. Lower --learning-rate or use --mixed-precision "
+            "none, and rerun (--fresh to start over).",
+            status=1,
+        )
+    _finish(
+        args,
+        splits,
+        model,
+        outcome,
+        history_path=history_path,
+        metrics={
+            **pipeline.run_metrics(outcome, splits, model, len(batches) * batches.batch_size, args),
+            # The last validation score of the run (None without a validation split).
+            "validation_accuracy": next(
+                (v for v in reversed(outcome.history.get("val_accuracy", [])) if v == v), None
+            ),
+            "epochs_requested": args.epochs,
+            "stopped_by_time_limit": time_limit is not None and time_limit.stopped_epoch is not None,
+            "unmasked_from_epoch": None
+            if unmasked is None or unmasked.started_epoch is None
+            else unmasked.started_epoch + 1,
+            "time_budget_seconds": args.time_budget,
+        },
+    )
+    if writer:
+        shutil.rmtree(backup_dir, ignore_errors=True)  # last: a run killed before this resumes and rewrites
+    return 0
+
+
+def _bytes_needed(model):
+    """Disk space a run of `model` needs at most: two checkpoint versions (weights and two optimizer moments
+    each) while one replaces the other, the saved model, and a megabyte for the rest."""
+    return model.count_params() * 4 * (2 * 3 + 1) + 2**20
+
+
+def _interrupted(output, status):
+    """The one line a stopped run prints: what was saved, how to resume."""
+    backup_dir = Path(output) / "checkpoint"
+    try:
+        epochs = EpochBackup.saved_epochs(backup_dir)
+    except (OSError, ValueError):
+        epochs = 0
+    if epochs:
+        saved = f"the checkpoint of epoch {epochs} in {backup_dir} is kept; rerun the same command to resume"
+    else:
+        saved = "no epoch was finished, nothing to resume"
+    print(f"interrupted: {saved}", file=sys.stderr)
+    return status
+
+
+def main(args):
+    """Runs `python -m keras_vit.train` with its parsed and checked flags (`keras_vit.train.check_args`).
+
+    Joins the job's processes first when the flags or the environment make this process one of several.
+
+    Returns:
+        The exit status: 0 when the run's files are written, 2 for bad flags or data, 1 for a failed run,
+        130/143 when interrupted (the checkpoint is kept).
+    """
+    if _joins_processes(args):
+        try:
+            join_processes(args.coordinator, _num_processes(args), args.process_id)
+        except (RuntimeError, ValueError) as error:  # JAX's own errors are RuntimeErrors
+            return _error(f"cannot join the job of several processes: {first_line(error)}")
+        index, count = process_share()
+        print(
+            f"Process {index} of {count} ({len(keras.distribution.list_devices())} devices in all)",
+            flush=True,
+        )
+        if count > 1 and args.distribute == "none":
+            return leave(
+                _error("several processes train one model together: add --distribute data (or model)")
+            )
+        with stop_when_a_process_fails():
+            return leave(_main_in_process(args))
+    return _main_in_process(args)
+
+
+def _joins_processes(args):
+    """Whether these flags or Keras' environment variables make this process one of a job of several."""
+    if args.num_processes == 1:
+        return False
+    given = (args.coordinator, args.num_processes, args.process_id)
+    return any(value is not None for value in given) or "KERAS_DISTRIBUTION_NUM_PROCESSES" in os.environ
+
+
+def _num_processes(args):
+    """--num-processes for `join_processes`: None (Keras' variable, or the cluster's with 'auto') or a count."""
+    return None if args.num_processes == "auto" else args.num_processes
+
+
+def _main_in_process(args):
+    """`main` after this process has joined its job (if any): the model, the distribution, the run."""
+    try:
+        overrides = flag_overrides(args)
+        # Before the data loads: bad flags fail fast.
+        recipe = training_recipe(args.augment, args.repeats, args.mix_prob)
+    except ValueError as error:
+        return _error(error)
+    try:
+        # Before the data loads: the checkpoint, or the check run() makes again.
+        checkpoint = _checkpoint(args, overrides) if args.init_from else None
+        model = checkpoint if checkpoint is not None else build_vit(args.preset, **overrides)
+        chosen = _distribution(args, vit_arguments(model))
+    except CLIError as error:
+        return _error(error)
+    except (TypeError, ValueError) as error:
+        return _error(f"cannot build the model: {error}")
+    if keras.backend.backend() == "tensorflow" and chosen is not None:
+        with chosen.scope():  # TensorFlow's strategy: the models are built, compiled and fitted inside it
+            return _main(args, overrides, recipe, checkpoint, model)
+    try:
+        return _main(args, overrides, recipe, checkpoint, model)
+    finally:
+        if chosen is not None:
+            keras.distribution.set_distribution(None)
+
+
+def _distribution(args, arguments):
+    """Sets the `keras.distribution` of --distribute (for the models built from here on); returns it, or None.
+    Under TensorFlow, returns the `tf.distribute` strategy of `--distribute data` instead (to enter).
+
+    Raises:
+        CLIError: it cannot run here, or does not fit the model or the batch.
+    """
+    if args.distribute != "none" and keras.backend.backend() == "tensorflow":
+        return _tensorflow_strategy(args)
+    try:
+        chosen = distribution(args.distribute, args.mesh)
+        if chosen is None:
+            return None
+        shape = dict(zip(chosen.device_mesh.axis_names, chosen.device_mesh.shape))
+        if args.distribute == "model":
+            check_model_fits_mesh(arguments, (shape["batch"], shape["model"]))
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    if args.batch_size % shape["batch"]:
+        raise CLIError(f"--batch-size {args.batch_size} does not split over {shape['batch']} devices")
+    keras.distribution.set_distribution(chosen)
+    mesh = " x ".join(f"{size} ({name})" for name, size in shape.items())
+    print(f"Distributing: {args.distribute} parallel on a {mesh} device mesh", flush=True)
+    return chosen
+
+
+def _tensorflow_strategy(args):
+    """The `tf.distribute.MirroredStrategy` of `--distribute data` under TensorFlow.
+
+    Raises:
+        CLIError: `--distribute model`, fewer than two devices, or a batch that does not split over them.
+    """
+    if args.distribute != "data":
+        raise CLIError(
+            f"--distribute {args.distribute} runs on Keras' distribution API, on the JAX backend only "
+            "(KERAS_BACKEND=jax); under TensorFlow, --distribute data mirrors the model over several devices"
+        )
+    try:
+        strategy = mirrored_strategy()
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        raise CLIError(f"--batch-size {args.batch_size} does not split over {replicas} devices")
+    print(f"Distributing: data parallel over {replicas} devices (tf.distribute.MirroredStrategy)", flush=True)
+    if args.clipnorm:
+        print(
+            f"note: under tf.distribute, Keras clips each device's share of the gradient to --clipnorm "
+            f"{args.clipnorm:g} by its own norm, before the sum: while the clip bites, the run differs from one "
+            "device (--clipnorm 0 turns it off)",
+            flush=True,
+        )
+    return strategy
+
+
+def _main(args, overrides, recipe, checkpoint, model):
+    """`main` after the flags and the model are checked: the output folder, the data, the run."""
+    # Image folders load at the checkpoint's size (CIFAR-10 stays 32x32: the position embedding is resampled).
+    if args.image_size:
+        image_size = (args.image_size, args.image_size)
+    elif checkpoint is not None:
+        image_size = vit_arguments(checkpoint)["image_size"]
+    else:
+        image_size = get_preset(args.preset)["image_size"]
+    output = Path(args.output)
+    writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
+    try:
+        with stop_on_signals():
+            if writer:
+                check_output_folder(output, min_free_bytes=_bytes_needed(model))
+            with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
+                try:
+                    splits = pipeline.load_splits(
+                        args.data_dir, args.dataset, image_size, args.limit, args.seed, stream=args.stream
+                    )
+                    splits = splits.hold_out(args.validation_split, args.seed)
+                except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
+                    return _error(error)
+                return run(args, splits, overrides, recipe, checkpoint)
+    except (CLIError, CheckpointError) as error:
+        return _error(error)
+    except UnreadableImageError as error:  # a streamed file, found when its batch was read
+        return _error(f"{error}; model.keras was not written", status=1)
+    except KeyboardInterrupt:
+        return _interrupted(output, 130)
+    except Terminated:
+        return _interrupted(output, 143)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            return _error(
+                f"cannot write to {output}: {os.strerror(error.errno)}; the files written before are intact"
+            )
+        raise
