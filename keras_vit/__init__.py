@@ -9,8 +9,9 @@ numpy-only modules (`keras_vit.data`, `keras_vit.labels`, `keras_vit.files`,
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
+
+from keras_vit._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -19,24 +20,24 @@ __version__ = "0.1.0"
 # loads TensorFlow, unless the user chose (`TF_ENABLE_ONEDNN_OPTS=0` keeps it off).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-# public name -> the module that defines it
+# public name -> the module that defines it (relative to keras_vit)
 _PUBLIC = {
-    "DropPath": "keras_vit.layers.drop_path",
-    "LayerNorm": "keras_vit.layers.norm",
-    "LocalitySelfAttention": "keras_vit.layers.attention",
-    "PatchDropout": "keras_vit.layers.patch_dropout",
-    "Patches": "keras_vit.layers.patches",
-    "PatchEncoder": "keras_vit.layers.patch_encoder",
-    "SequencePooling": "keras_vit.layers.pooling",
-    "TransformerBlock": "keras_vit.layers.transformer_block",
-    "ViT": "keras_vit.models.vit",
-    "build_vit": "keras_vit.models.vit",
-    "resize_vit": "keras_vit.models.vit",
-    "vit_arguments": "keras_vit.models.vit",
-    "PRESETS": "keras_vit.models.presets",
-    "get_preset": "keras_vit.models.presets",
-    "load_pretrained": "keras_vit.pretrained",
-    "ModelFileError": "keras_vit.inference",
+    "DropPath": "layers.drop_path",
+    "LayerNorm": "layers.norm",
+    "LocalitySelfAttention": "layers.attention",
+    "PatchDropout": "layers.patch_dropout",
+    "Patches": "layers.patches",
+    "PatchEncoder": "layers.patch_encoder",
+    "SequencePooling": "layers.pooling",
+    "TransformerBlock": "layers.transformer_block",
+    "ViT": "models.vit",
+    "build_vit": "models.vit",
+    "resize_vit": "models.vit",
+    "vit_arguments": "models.vit",
+    "PRESETS": "models.presets",
+    "get_preset": "models.presets",
+    "load_pretrained": "pretrained",
+    "ModelFileError": "inference",
 }
 
 
@@ -62,19 +63,6 @@ def load_model(path, compile=False):
     return inference.load_keras_model(path, compile=compile)
 
 
-def __getattr__(name):
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    elif importlib.util.find_spec(f"keras_vit.{name}") is not None:  # a subpackage, e.g. keras_vit.pretrained
-        value = importlib.import_module(f"keras_vit.{name}")
-    else:
-        raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted([*globals(), *_PUBLIC])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC, submodules=True)
 
 __all__ = [*_PUBLIC, "load_model"]

@@ -16,7 +16,7 @@ keras_vit.convert --help` imports no Keras.
 
 from __future__ import annotations
 
-import importlib
+from keras_vit._lazy import lazy_attributes
 
 _PUBLIC = {
     "download_from_hub": "transformers",
@@ -26,16 +26,6 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'keras_vit.convert' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"keras_vit.convert.{_PUBLIC[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted([*globals(), *_PUBLIC])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)
 
 __all__ = sorted(_PUBLIC)

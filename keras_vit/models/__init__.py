@@ -12,7 +12,7 @@ flags import without Keras.
 
 from __future__ import annotations
 
-import importlib
+from keras_vit._lazy import lazy_attributes
 
 _PUBLIC = {
     "forward_flops_per_image": "flops",
@@ -39,16 +39,6 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'keras_vit.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"keras_vit.models.{_PUBLIC[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted([*globals(), *_PUBLIC])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)
 
 __all__ = sorted(_PUBLIC)
