@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from keras import ops
 
 PACKAGE = "keras_vit"
@@ -11,21 +13,25 @@ def pair(value, name):
     """Returns `value` as a `(height, width)` tuple of positive ints.
 
     Args:
-        value: an int (a square) or a sequence of two ints.
+        value: an int (a square) or a sequence of two ints; NumPy
+            integers are ints here, bools are not.
         name: the argument's name, for the error message.
 
     Returns:
-        A tuple `(height, width)` of ints.
+        A tuple `(height, width)` of Python ints.
 
     Raises:
         ValueError: `value` is not one positive int or two of them.
     """
-    if isinstance(value, int):
-        value = (value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) <= 0:
-        raise ValueError(f"`{name}` must be a positive int or a pair of them, got {value}.")
-    return value
+    # numbers.Integral covers NumPy integers (`isinstance(np.int64(3), int)` is False).
+    scalar = isinstance(value, numbers.Integral)
+    values = (value, value) if scalar else tuple(value)
+    # A bool is an int to Python, never a size.
+    if len(values) != 2 or any(isinstance(v, bool) for v in values) or min(int(v) for v in values) <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive int or a pair of them, got {value if scalar else values}."
+        )
+    return tuple(int(v) for v in values)
 
 
 def dense_over_tokens(dense, tokens):

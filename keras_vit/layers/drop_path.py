@@ -33,6 +33,8 @@ class DropPath(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.rate > 0 else None
+        # No weights to create: built now, as `keras.layers.Dropout` is.
+        self._build_at_init()
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:

@@ -105,6 +105,8 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_norm.build(input_shape)
         self.mlp_hidden.build(input_shape)
         self.mlp_output.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        # Weightless, but `Model.quantize` (and Keras' convention) wants every sublayer built.
+        self.drop_path_layer.build(input_shape)
 
     def call(self, tokens, training=None, return_attention_scores=False, query_tokens=None):
         x = self.attention_norm(tokens)
@@ -130,7 +132,19 @@ class TransformerBlock(keras.layers.Layer):
         return tokens
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return tuple(input_shape)
+
+    def compute_output_spec(self, tokens, training=None, return_attention_scores=False, query_tokens=None):
+        batch, sequence = tokens.shape[0], tokens.shape[1]
+        queries = sequence
+        if query_tokens is not None and sequence is not None:
+            # The length of `tokens[:, :query_tokens]`, as `call` slices it.
+            queries = len(range(sequence)[:query_tokens])
+        output = keras.KerasTensor((batch, queries) + tuple(tokens.shape[2:]), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        scores = keras.KerasTensor((batch, self.num_heads, queries, sequence), dtype=self.compute_dtype)
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

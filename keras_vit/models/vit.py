@@ -93,7 +93,8 @@ class ViT(keras.Model):
         head_norm: `"tokens"` (default: the final LayerNorm on every token,
             then the pooling) or `"pooled"` (the pooling, then the
             LayerNorm, named `head_norm`: timm's `fc_norm`).
-        name: model name.
+        name: model name; None (default) gives a unique one (`vit`,
+            `vit_1`, ...), so that several ViTs can stand in one model.
         dtype: optional dtype policy of the layers (e.g. `"mixed_bfloat16"`);
             `None` takes the global policy. The head always computes float32
             logits.
@@ -101,8 +102,8 @@ class ViT(keras.Model):
 
     Raises:
         ValueError: `image_size` is not divisible by `patch_size`, an
-            unknown `pooling` or `head_norm`, or `pooling="token"` without a
-            class token.
+            unknown `pooling` or `head_norm`, `pooling="token"` without a
+            class token, or `mean`/`std` without one value per channel.
 
     Example:
 
@@ -138,7 +139,7 @@ class ViT(keras.Model):
         class_token=None,
         distillation_token=False,
         head_norm="tokens",
-        name="vit",
+        name=None,
         dtype=None,
         **kwargs,
     ):
@@ -152,6 +153,11 @@ class ViT(keras.Model):
             raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
         if head_norm not in ("tokens", "pooled"):
             raise ValueError(f"head_norm must be 'tokens' or 'pooled', got {head_norm!r}.")
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(
+                f"mean and std need one value per channel (channels={channels}), got {len(mean)} and "
+                f"{len(std)}; the defaults are CIFAR-10's 3 channels: pass mean=... and std=... for other images."
+            )
         grid = (height // patch_size, width // patch_size)
         class_token = pooling == "token" if class_token is None else bool(class_token)
         if pooling == "token" and not class_token:
@@ -213,7 +219,7 @@ class ViT(keras.Model):
             x = LayerNorm(epsilon=layer_norm_epsilon, name="head_norm", dtype=dtype)(x)
         # Logits in float32 even under a mixed-precision policy (stable softmax).
         outputs = keras.layers.Dense(num_classes, kernel_initializer="zeros", name="head", dtype="float32")(x)
-        super().__init__(inputs, outputs, name=name, **kwargs)
+        super().__init__(inputs, outputs, name=name or _unique_name("vit"), **kwargs)
 
         # === Config ===
         self.image_size = (height, width)
@@ -255,6 +261,13 @@ class ViT(keras.Model):
         return cls(**config)
 
 
+def _unique_name(prefix):
+    """`prefix`, then `prefix_1`, `prefix_2`, ...: Keras' naming of unnamed layers, without its snake case
+    of the class name (`vi_t`)."""
+    uid = keras.backend.get_uid(prefix)
+    return prefix if uid == 1 else f"{prefix}_{uid - 1}"
+
+
 def _constructor_defaults(cls):
     """`{argument: default}` of `cls.__init__`'s keyword arguments, in order (`**kwargs` left out)."""
     parameters = inspect.signature(cls.__init__).parameters.values()
@@ -284,7 +297,7 @@ def build_vit(preset=None, **kwargs):
         TypeError: an argument `ViT` does not take.
         ValueError: an unknown preset, or arguments `ViT` refuses.
     """
-    unknown = sorted(set(kwargs) - set(VIT_ARGUMENTS))
+    unknown = sorted(set(kwargs) - set(VIT_ARGUMENTS) - {"trainable"})  # trainable: get_config holds it
     if unknown:
         raise TypeError(f"Unknown build_vit arguments {unknown}; known: {sorted(VIT_ARGUMENTS)}.")
     config = get_preset(preset) if preset is not None else {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-# Variables that AdamW must not decay (biases, norms, tokens, positions).
+# Variables that AdamW must not decay (biases, norms, tokens, positions, and Locality Self-Attention's
+# log-temperature, which decay would pull towards a temperature of 1 instead of its start, 1/sqrt(key_dim)).
 NO_WEIGHT_DECAY = [
     "bias",
     "gamma",
@@ -14,6 +15,7 @@ NO_WEIGHT_DECAY = [
     "distillation_token",
     "registers",
     "position_embedding",
+    "log_temperature",
 ]
 
 
@@ -88,7 +90,7 @@ def make_optimizer(
         name: `"adamw"`, `"adam"` or `"sgd"`.
         learning_rate: float or a schedule.
         weight_decay: float, decoupled weight decay (AdamW and SGD); biases,
-            norms, the tokens and position embeddings are not decayed.
+            norms, the tokens, position embeddings and attention temperatures are not decayed.
         clipnorm: float or None, global gradient-norm clip (keeps the early
             steps of a ViT from blowing up).
         momentum: float, for SGD (Nesterov).

@@ -26,6 +26,19 @@ def test_dense_over_tokens_is_the_dense_layer_on_3d_tokens():
 def test_pair():
     assert pair(4, "size") == (4, 4)
     assert pair([3, 5], "size") == (3, 5) and isinstance(pair([3, 5], "size"), tuple)
-    for bad in (0, (2, 0), (1, 2, 3)):
+    for bad in (0, (2, 0), (1, 2, 3), True, (True, 2)):
         with pytest.raises(ValueError, match="`size` must be a positive int"):
             pair(bad, "size")
+
+
+def test_pair_takes_numpy_integers_and_returns_python_ints():
+    for value, expected in [
+        (np.int64(32), (32, 32)),
+        (np.uint8(4), (4, 4)),
+        ((np.int32(3), 5), (3, 5)),
+        (np.array([6, 2]), (6, 2)),
+    ]:
+        result = pair(value, "size")
+        assert result == expected and all(type(v) is int for v in result)
+    with pytest.raises(ValueError, match="`size` must be a positive int"):
+        pair(np.int64(0), "size")

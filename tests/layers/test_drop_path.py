@@ -26,3 +26,10 @@ def test_drop_path():
     assert_round_trip(layer, x)
     with pytest.raises(ValueError):
         DropPath(1.0)
+
+
+def test_drop_path_is_built_at_construction():
+    """Weightless, so built at once like `keras.layers.Dropout` (`Model.quantize` needs built layers)."""
+    for rate in (0.0, 0.25):
+        layer = DropPath(rate)
+        assert layer.built and layer.weights == []

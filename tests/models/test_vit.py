@@ -42,6 +42,34 @@ def test_overrides_and_errors():
         build_vit("vit_micro", image_size=30)
 
 
+def test_two_vits_stand_in_one_model():
+    """Each ViT gets a name of its own (as Keras layers do), so an ensemble or a teacher beside its student
+    builds; an explicit name stays."""
+    first, second = build_vit("vit_micro"), build_vit("vit_micro")
+    assert first.name != second.name and first.name.startswith("vit")
+    images = keras.Input((32, 32, 3))
+    ensemble = keras.Model(images, keras.layers.Average()([first(images), second(images)]))
+    assert ensemble.output_shape == (None, 10)
+    assert build_vit("vit_micro", name="student").name == "student"
+
+
+def test_channels_need_their_own_statistics():
+    with pytest.raises(ValueError, match=r"one value per channel \(channels=1\), got 3 and 3"):
+        build_vit("vit_micro", channels=1)
+    gray = build_vit("vit_micro", channels=1, mean=(120.0,), std=(64.0,))
+    assert gray(np.zeros((2, 32, 32, 1), "float32")).shape == (2, 10)
+    with pytest.raises(ValueError, match="one value per channel"):
+        build_vit("vit_micro", channels=4, mean=(0, 0, 0, 0), std=(1, 1, 1))
+
+
+def test_a_models_config_builds_it_again():
+    """`build_vit(**model.get_config())`: the config `get_config` writes (with `trainable`) is accepted."""
+    model = build_vit("vit_micro", num_registers=1)
+    model.trainable = False
+    again = build_vit(**model.get_config())
+    assert again.get_config() == model.get_config() and not again.trainable
+
+
 def test_token_count_and_non_square_images():
     model = build_vit("vit_micro", image_size=(16, 40), patch_size=8)
     assert model.get_layer("patch_encoder").num_tokens == 2 * 5 + 1
@@ -195,7 +223,8 @@ def test_vit_arguments_and_defaults_come_from_the_constructor():
         name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty
     }
     # build_vit with no preset is the constructor's defaults; a preset replaces them, arguments override it.
-    assert build_vit().get_config() == ViT().get_config()
+    without_name = lambda model: {k: v for k, v in model.get_config().items() if k != "name"}  # noqa: E731
+    assert without_name(build_vit()) == without_name(ViT())
     model = build_vit("vit_tiny", depth=1)
     assert (model.depth, model.projection_dim, model.num_heads) == (1, 128, 4)
 

@@ -116,7 +116,22 @@ def test_scaled_optimizer_round_trips_its_config():
     assert type(make_optimizer("adamw", 1e-3, learning_rate_multipliers={})) is keras.optimizers.AdamW
 
 
-def test_tokens_are_not_decayed():
-    from keras_vit.training.optimizers import NO_WEIGHT_DECAY
+def test_only_the_matrices_are_decayed():
+    """Weight decay alone (zero gradients) moves the kernels only: biases, norms, tokens, position embeddings
+    and Locality Self-Attention's temperature stay where they are."""
+    from keras_vit import build_vit
 
-    assert {"class_token", "distillation_token", "registers", "position_embedding"} <= set(NO_WEIGHT_DECAY)
+    model = build_vit("vit_micro", num_registers=1, distillation_token=True, locality_attention=True)
+    for variable in model.trainable_variables:  # every variable away from zero, so decay would show
+        variable.assign(np.full(variable.shape, 0.5, "float32"))
+    optimizer = make_optimizer("adamw", 1.0, weight_decay=0.5, clipnorm=None)
+    optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
+    moved = {
+        v.path.rsplit("/", 1)[-1]
+        for v in model.trainable_variables
+        if np.any(keras.ops.convert_to_numpy(v) != 0.5)
+    }
+    kept = {v.path.rsplit("/", 1)[-1] for v in model.trainable_variables} - moved
+    assert moved == {"kernel"}
+    assert {"bias", "gamma", "beta", "class_token", "distillation_token", "registers"} <= kept
+    assert {"position_embedding", "log_temperature"} <= kept
