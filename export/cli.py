@@ -58,9 +58,10 @@ def make_parser(prog, description, output_help):
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="real images for the proof (and int8 calibration): a CIFAR-10 copy "
-        "(DIR/{train,test}/<class>/*.jpg or cifar-10-batches-py); default $KERAS_VIT_DATA_DIR, then the "
-        "standard local places; else a random batch, with a warning",
+        help="real images for the proof (and int8 calibration): an image-folder tree "
+        "DIR/{train,test}/<class>/*.jpg of the model's classes, or CIFAR-10's cifar-10-batches-py; default "
+        "$KERAS_VIT_DATA_DIR, then CIFAR-10's standard local places; else a random batch, with a warning "
+        "(not for int8, which stops without real images)",
     )
     parser.add_argument(
         "--eval-images",

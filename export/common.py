@@ -26,8 +26,8 @@ from keras_vit.data import load_cifar10, load_image_folder
 from keras_vit.labels import LABELS_FILENAME, find_labels_file, labels_for_model
 
 DATA_HELP = (
-    "pass --data-dir DIR (a CIFAR-10 image-folder tree DIR/{train,test}/<class>/*.jpg, or "
-    "cifar-10-batches-py) or set KERAS_VIT_DATA_DIR"
+    "pass --data-dir DIR (an image-folder tree DIR/{train,test}/<class>/*.jpg of the model's classes, or "
+    "CIFAR-10's cifar-10-batches-py) or set KERAS_VIT_DATA_DIR"
 )
 
 
@@ -401,7 +401,9 @@ def load_data(data_dir, io, labels, *, eval_images=2000, calib_images=0, seed=0,
     if splits is None:
         if calib_images:
             raise ExportError(
-                f"int8 quantization needs real calibration images and none were found: {DATA_HELP}."
+                f"int8 quantization needs real calibration images and none were found: {DATA_HELP}; "
+                "without images, export one format at a time (python -m export.tflite MODEL OUT.tflite, "
+                "python -m export.onnx MODEL OUT.onnx): those are proven on random images."
             )
         rng = np.random.default_rng(seed)
         x = rng.integers(0, 256, (fallback_images, io.height, io.width, io.channels), dtype=np.uint8)

@@ -199,7 +199,9 @@ class PatchEncoder(keras.layers.Layer):
             # After the class (and distillation) token, and after the position embedding: registers have none.
             registers = self._per_image(self.registers, patches, tokens.dtype)
             head = self.num_positioned_prefix_tokens
-            tokens = ops.concatenate([tokens[:, :head], registers, tokens[:, head:]], axis=1)
+            # No empty slice without a class token: TFLite's XNNPack delegate cannot reshape what follows one.
+            pieces = [tokens[:, :head], registers, tokens[:, head:]] if head else [registers, tokens]
+            tokens = ops.concatenate(pieces, axis=1)
         return tokens
 
     def compute_output_shape(self, input_shape):

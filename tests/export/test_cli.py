@@ -188,6 +188,7 @@ def test_killed_as_the_file_is_renamed_in_keeps_the_previous_labels_and_card(tra
         "unknown_quantize",
         "unwritable",
         "int8_no_data",
+        "all_formats_no_data",
         "unknown_input_shape",
         "bad_opset",
         "not_an_export_dir",
@@ -212,6 +213,8 @@ def test_bad_input(case, trained, odd_models, tmp_path):
         ),
         "unwritable": (["export.tflite", model, blocker / "out.tflite"], "cannot create output directory", 1),
         "int8_no_data": (["export.tflite", model, out, "--quantize", "int8"], "calibration images", 1),
+        # Every format includes int8: the error says how to export without images.
+        "all_formats_no_data": (["export", model, tmp_path / "o"], "export one format at a time", 1),
         "unknown_input_shape": (
             ["export.onnx", odd_models / "any_size.keras", tmp_path / "o.onnx"],
             "unknown height",
@@ -227,7 +230,7 @@ def test_bad_input(case, trained, odd_models, tmp_path):
     lines = error_lines(proc)
     assert len(lines) == 1 and message in lines[0], explain(proc)
     assert "Traceback" not in proc.stderr, explain(proc)
-    assert not out.exists() and not (tmp_path / "o.onnx").exists()
+    assert not out.exists() and not (tmp_path / "o.onnx").exists() and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
@@ -236,13 +239,18 @@ def test_bad_input(case, trained, odd_models, tmp_path):
         dict(num_registers=1, patch_dropout=0.5),
         dict(shifted_patches=True, locality_attention=True),
         dict(pooling="seqpool"),
+        dict(num_registers=1, pooling="gap"),
+        dict(num_registers=1, pooling="seqpool"),
     ],
-    ids=["registers_patch_dropout", "shifted_locality", "seqpool"],
+    ids=["registers_patch_dropout", "shifted_locality", "seqpool", "registers_gap", "registers_seqpool"],
 )
 def test_model_variants_export(variant, data_tree, tmp_path, monkeypatch, capsys):
     """ViTs with a register token, with shifted patches and locality attention, or
     with the seqpool head, convert to int8 TFLite and ONNX, proven (the commands run in
-    this process: the same code as `python -m`, without two more TensorFlow start-ups)."""
+    this process: the same code as `python -m`, without two more TensorFlow start-ups).
+
+    Registers with a mean-pooled head (gap, seqpool: no class token) once made a file that
+    XNNPACK, LiteRT's default delegate, refused to run; the proof runs it with that delegate."""
     from export import common, onnx, tflite
 
     root, arrays = data_tree

@@ -12,6 +12,7 @@ from conftest import cifar10_dir
 from export_helpers import CLASSES, explain, needs_tf_keras, run
 from PIL import Image
 
+import keras_vit
 from export import runtime, tflite
 from export.common import ExportError
 
@@ -56,6 +57,31 @@ def test_int8_takes_raw_uint8_pixels_and_returns_int8_logits(export_dir):
     }
     assert card["output"]["dtype"] == "int8" and "logit =" in card["output"]["values"]
     assert card["calibration"]["images"] == 64
+
+
+@needs_tf_keras
+@pytest.mark.parametrize("pooling", ["gap", "seqpool"])
+def test_registers_without_class_token_run_under_xnnpack(pooling, tmp_path):
+    """Registers with a mean-pooled head (no class token): the float32 file runs under LiteRT's default delegate.
+
+    With no class token the registers go first; inserting them after an empty `tokens[:, :0]` lowered to a
+    zero-length STRIDED_SLICE in the CONCATENATION, and XNNPACK then failed to reshape the next RESHAPE
+    ("XNNPack delegate failed to reshape runtimeNode"), in every quantize mode.
+    """
+    from export import common, savedmodel
+
+    keras.utils.set_random_seed(2)
+    model = keras_vit.build_vit("vit_micro", num_registers=1, pooling=pooling)
+    savedmodel.export_savedmodel(model, common.model_io(model), str(tmp_path / "sm"))
+    path = tmp_path / "vit.tflite"
+    path.write_bytes(tflite.convert(str(tmp_path / "sm"), "none"))
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    logits = np.asarray(model(x))
+    exported = runtime.load(path, num_threads=1)  # the default delegate (XNNPACK) applied
+    for batch in (1, 3):  # a resize of the dynamic batch re-runs XNNPACK's reshape
+        np.testing.assert_allclose(
+            exported.predict(x[:batch], batch_size=batch), logits[:batch], atol=1e-4, rtol=0
+        )
 
 
 @needs_tf_keras
