@@ -1,9 +1,9 @@
 """The decoded-image cache: one `.npz` per split of an image folder, named by a hash of what made it.
 
 Decoding 50,000 JPEGs takes minutes; reading them back from the cache about a
-second. The key covers the files (names, count, newest change), the image
-size, the classes and the `limit`/`seed` selection, so any change decodes
-again.
+second. The key covers every file (its name, size, modification and status
+change times), the image size, the classes and the `limit`/`seed` selection,
+so any change decodes again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 CACHE_DIR_ENV = "KERAS_VIT_CACHE_DIR"  # the cache folder; default ~/.cache/keras_vit
-CACHE_VERSION = 2  # 2: one cache file per split.
+CACHE_VERSION = 3  # 2: one cache file per split; 3: each file's own size and times in the key.
 
 
 def default_cache_dir() -> Path:
@@ -50,9 +50,12 @@ def cache_path(
     if cache_dir is False:
         return None
     cache_dir = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir).expanduser()
-    # Names (not just the count) so renames/moves also invalidate.
-    names_hash = hashlib.sha256("\n".join(paths).encode()).hexdigest()
-    newest = max(os.stat(p).st_mtime_ns for p in paths)
+    files_hash = hashlib.sha256()
+    for file in paths:
+        # The status change time too: a file replaced with its old modification time kept (`cp -p`, rsync,
+        # an unpacked archive) still gets a new one, which no user can set back.
+        stat = os.stat(file)
+        files_hash.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
     key = {
         "version": CACHE_VERSION,
         "root": str(root),
@@ -61,7 +64,7 @@ def cache_path(
         "classes": names,
         "limit": limit,
         "seed": seed,
-        "files": (len(paths), newest, names_hash),
+        "files": (len(paths), files_hash.hexdigest()),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir / f"{root.name or 'data'}-{split}-{digest}.npz"

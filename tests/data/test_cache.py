@@ -111,3 +111,25 @@ def test_cache_location_and_key(tmp_path, monkeypatch):
     assert data_cache.cache_path(False, **key) is None
     for change in (dict(size=(4, 4)), dict(limit=3), dict(seed=1), dict(names=("b",)), dict(paths=paths[1:])):
         assert data_cache.cache_path(tmp_path / "c", **{**key, **change}) != path, change
+
+
+def test_a_file_replaced_with_its_old_times_and_size_is_decoded_again(tmp_path):
+    """`cp -p`, rsync and unpacked archives keep a file's modification time: the key still sees the new file."""
+    root = make_tree(tmp_path / "ds")
+    cache = tmp_path / "cache"
+    first = data.load_image_folder(root, cache_dir=cache, splits="test")
+    victim, donor = root / "test/cat/0000.png", root / "test/dog/0000.png"
+    before = victim.stat()
+    assert before.st_size == donor.stat().st_size  # same-size images: only the contents change
+    victim.write_bytes(donor.read_bytes())
+    os.utime(
+        victim, ns=(before.st_atime_ns, before.st_mtime_ns)
+    )  # the old modification time, as cp -p sets it
+    again = data.load_image_folder(root, cache_dir=cache, splits="test")
+    assert "cached" not in again.source
+
+    # The dog image now stands twice in the test split: one distinct image fewer than before.
+    def distinct_images(split):
+        return len(np.unique(split.x_test.reshape(len(split.x_test), -1), axis=0))
+
+    assert distinct_images(first) == 6 and distinct_images(again) == 5
