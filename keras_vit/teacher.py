@@ -46,7 +46,7 @@ def build_parser():
         metavar="N",
         help="image folders load at NxN, the size of the student it teaches (keras_vit.train's --image-size, "
         "or its --init-from checkpoint's); resnet9 takes a multiple of 8, airbench at least 16 "
-        "(default: %(default)s). CIFAR-10 stays 32x32",
+        "(default: %(default)s). The CIFAR-10 loader gives 32x32 only: another N is refused for it",
     )
     parser.add_argument(
         "--arch",

@@ -15,6 +15,7 @@ several processes (hosts) train one model with the same command and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from keras_vit.training.distribute import (
 )
 from keras_vit.training.recipes import (
     AUGMENT_RECIPES,
+    DEFAULT_VALIDATION_SPLIT,
     MIXED_PRECISION,
     TRAINING_RECIPES,
     recipe_flags,
@@ -89,7 +91,8 @@ def _add_data_flags(parser):
         default=None,
         metavar="N",
         help="image folders load at NxN (default: the preset's size, or the --init-from checkpoint's); the model "
-        "takes the data's size. CIFAR-10 stays 32x32",
+        "takes the data's size. The CIFAR-10 loader gives 32x32 only: another N is refused with --dataset cifar10 "
+        "and for its batch files, while under --dataset auto an image-folder tree of CIFAR-10's classes loads at NxN",
     )
     parser.add_argument(
         "--stream",
@@ -281,12 +284,13 @@ def _add_run_flags(parser):
     parser.add_argument(
         "--validation-split",
         type=unit_fraction,
-        default=0.1,
+        default=None,
         metavar="FRACTION",
         help="hold out this share of the training images, class-balanced and drawn by --seed, as the validation "
         "split that the curves and every choice look at; the test split is scored once, after training "
-        "(default: %(default)s, for exploring; 0 for the final run on all the training images: no validation, "
-        "training curves and the test score only)",
+        f"(default: {DEFAULT_VALIDATION_SPLIT}, for exploring, or an image folder's own DIR/val/ when it has one; "
+        "0 for the final run on all the training images: no validation, val/ left out too, training curves and "
+        "the test score only; another share with a val/ folder is refused)",
     )
     parser.add_argument(
         "--validation-freq",
@@ -384,6 +388,10 @@ def main(argv=None):
     if problem:
         print_error(problem)
         return 2
+    if args.stream:
+        # A streamed file that cannot be read fails inside tf.data, whose C++ log (TensorFlow's warnings) would
+        # print the Python traceback twice above the command's one line; as export.common does, unless set.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_vit.training import train_command  # Keras and the backend: only once the flags are good
 
     return train_command.main(args)

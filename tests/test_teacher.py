@@ -330,7 +330,8 @@ def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, 
 
 def test_a_teacher_for_a_student_of_another_image_size(tmp_path, capsys):
     """--image-size: an image folder loads at the student's size (here 16x16), the teacher takes it, and
-    keras_vit.train at that size distils it; a size the network cannot take is one line, exit 2."""
+    keras_vit.train at that size distils it; a size the network cannot take, or another size than CIFAR-10's
+    for its loader, is one line, exit 2."""
     from conftest import write_colour_tree
 
     tree = write_colour_tree(
@@ -345,6 +346,10 @@ def test_a_teacher_for_a_student_of_another_image_size(tmp_path, capsys):
     capsys.readouterr()
     assert teacher.main([*common, "--image-size", "12", "--output", str(tmp_path / "bad")]) == 2
     assert "--arch resnet9 at --image-size 12: image_size must divide by 8" in capsys.readouterr().err
+    # The CIFAR-10 loader gives 32x32 only: another size is refused before any image is read.
+    cifar = [*common, "--dataset", "cifar10", "--image-size", "16", "--output", str(tmp_path / "cifar")]
+    assert teacher.main(cifar) == 2
+    assert "--image-size 16: CIFAR-10 loads at 32x32 only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

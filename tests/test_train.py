@@ -375,3 +375,77 @@ def test_no_validation_split_trains_on_every_image_without_validation(tiny_tree,
     header, *rows = [line.split(",") for line in (out / "history.csv").read_text().splitlines()]
     # Keras' CSVLogger always writes val_* columns: without a validation split they hold nothing.
     assert {row[i] for row in rows for i, name in enumerate(header) if name.startswith("val_")} == {"NA"}
+
+
+def _no_data_load(monkeypatch):
+    """Makes loading the data fail the test: what is refused must be refused before it."""
+    from keras_vit.training import pipeline
+
+    def load_splits(*args, **kwargs):
+        raise AssertionError("the data were loaded")
+
+    monkeypatch.setattr(pipeline, "load_splits", load_splits)
+
+
+def test_the_model_is_checked_at_the_image_size_before_the_data_loads(
+    tiny_tree, tmp_path, capsys, monkeypatch
+):
+    # --image-size 48 with 6x6 patches trains (the early check built the preset at its own 32x32 and refused it).
+    run = [*ARGS, "--epochs", "1", "--data-dir", str(tiny_tree), "--validation-split", "0"]
+    out = tmp_path / "patch6"
+    assert train.main([*run, "--output", str(out), "--image-size", "48", "--model-arg", "patch_size=6"]) == 0
+    assert load_model(out / "model.keras").input_shape == (None, 48, 48, 3)
+    # 50x50 does not divide into vit_micro's 8x8 patches: refused before any image is decoded.
+    _no_data_load(monkeypatch)
+    assert train.main([*run, "--output", str(tmp_path / "bad"), "--image-size", "50"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: cannot build the model: image_size 50x50 is not divisible by patch_size=8."
+    )
+
+
+def test_image_size_is_refused_for_the_cifar10_loader_and_honoured_for_an_image_folder(
+    tiny_tree, tmp_path, capsys, monkeypatch
+):
+    # Under --dataset auto, an image-folder tree of CIFAR-10's classes loads at --image-size (it was 32x32).
+    out = tmp_path / "auto"
+    run = [*ARGS, "--epochs", "1", "--validation-split", "0", "--image-size", "48"]
+    assert train.main([*run, "--data-dir", str(tiny_tree), "--output", str(out)]) == 0
+    assert load_model(out / "model.keras").input_shape == (None, 48, 48, 3)
+    # The CIFAR-10 loader gives 32x32 only: --dataset cifar10, or CIFAR-10's batch files, refuse another size.
+    batches = tmp_path / "cifar-10-batches-py"  # the refusal comes from the folder's layout, before any read
+    batches.mkdir()
+    (batches / "data_batch_1").write_bytes(b"")
+    _no_data_load(monkeypatch)
+    for data in (["--data-dir", str(tiny_tree), "--dataset", "cifar10"], ["--data-dir", str(batches)]):
+        assert train.main([*run, *data, "--output", str(tmp_path / "bad")]) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith("error: --image-size 48: CIFAR-10 loads at 32x32 only"), error
+
+
+def test_a_val_folder_is_the_validation_split_unless_validation_split_is_given(tmp_path, capsys):
+    from conftest import write_colour_tree
+
+    tree = write_colour_tree(
+        tmp_path / "data", ("a", "b", "c"), counts=(("train", 12), ("val", 5), ("test", 4))
+    )
+    run = [*ARGS, "--epochs", "1", "--data-dir", str(tree)]
+
+    def validation(out):
+        metrics = json.loads((out / "metrics.json").read_text())
+        header, *rows = [line.split(",") for line in (out / "history.csv").read_text().splitlines()]
+        return metrics["validation_images"], metrics["train_images"], rows[-1][header.index("val_accuracy")]
+
+    # Not given: the folder's own val/ split.
+    assert train.main([*run, "--output", str(tmp_path / "default")]) == 0
+    images, trained, accuracy = validation(tmp_path / "default")
+    assert (images, trained) == (15, 36) and accuracy != "NA"
+    # 0: no validation at all, as --help says (val/ was used all the same).
+    assert train.main([*run, "--validation-split", "0", "--output", str(tmp_path / "none")]) == 0
+    assert validation(tmp_path / "none") == (0, 36, "NA")
+    # Another share beside a val/ folder: refused, saying what to do.
+    assert train.main([*run, "--validation-split", "0.2", "--output", str(tmp_path / "both")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        "--validation-split 0.2 would hold out training images" in error and "val/ folder, 15 images" in error
+    )
+    assert not (tmp_path / "both" / "model.keras").exists()

@@ -1,5 +1,7 @@
 """python -m keras_vit.train resumed after an interruption ends with an uninterrupted run's weights."""
 
+import json
+
 import numpy as np
 from conftest import run_interrupted
 from test_train import ARGS
@@ -43,3 +45,55 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_tree, tm
     resumed_gap, second_epoch = _distance(whole, pieces), _distance(whole, one)
     assert second_epoch > 1e-2  # the second epoch moves the weights
     assert resumed_gap == 0.0, (resumed_gap, second_epoch)
+
+
+def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, capsys):
+    """A rerun into the same --output with other data, classes, image size or model does not resume the old
+    weights: one line names what changed and points at --fresh; the checkpoint and its history are untouched."""
+    from conftest import write_colour_tree
+
+    first = write_colour_tree(tmp_path / "abc", ("a", "b", "c"))
+    other = write_colour_tree(tmp_path / "xyz", ("x", "y", "z"), seed=1)  # as many classes, other names
+    out = tmp_path / "run"
+
+    def args(data, *extra):
+        return [*ARGS, "--data-dir", str(data), "--output", str(out), "--validation-split", "0", *extra]
+
+    run_interrupted(train.main, args(first))  # stopped after the checkpoint of epoch 1
+    checkpoint = out / "checkpoint"
+    kept = {path.name: path.read_bytes() for path in checkpoint.iterdir()}
+    assert "history.csv" in kept
+    capsys.readouterr()
+    for data, extra, change in (
+        (
+            other,
+            (),
+            f"its data was '{first}', now '{other}'; its class names were ['a', 'b', 'c'], now ['x', 'y', 'z']",
+        ),
+        (first, ("--image-size", "24"), "its image size was [32, 32], now [24, 24]"),
+        (first, ("--model-arg", "depth=3"), "its model differs (depth 2 -> 3)"),
+    ):
+        assert train.main(args(data, *extra)) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error == (
+            f"error: the checkpoint in {checkpoint} is of another run: {change}; rerun with --fresh to start over "
+            "(it removes that checkpoint), or choose another --output"
+        )
+        assert {path.name: path.read_bytes() for path in checkpoint.iterdir()} == kept
+        assert not (out / "model.keras").exists()
+    # Another data folder with the same classes is another run too.
+    same_classes = write_colour_tree(tmp_path / "abc2", ("a", "b", "c"), seed=2)
+    assert train.main(args(same_classes)) == 2
+    assert (
+        f"is of another run: its data was '{first}', now '{same_classes}'; rerun" in capsys.readouterr().err
+    )
+    # A checkpoint written before runs were recorded (no "run" in checkpoint.json) resumes as before.
+    metadata = json.loads((checkpoint / "checkpoint.json").read_text())
+    del metadata["run"]
+    (checkpoint / "checkpoint.json").write_text(json.dumps(metadata))
+    assert train.main(args(first)) == 0
+    assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
+    # --fresh starts over.
+    run_interrupted(train.main, args(first))
+    assert train.main(args(other, "--fresh")) == 0
+    assert (out / "labels.txt").read_text().split() == ["x", "y", "z"]

@@ -1,6 +1,9 @@
 """python -m keras_vit.train --stream: an image folder read from disk a batch at a time trains as in memory."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from test_train import ARGS
 
 from keras_vit import load_model, train
@@ -21,16 +24,31 @@ def test_a_streamed_run_ends_with_the_in_memory_runs_weights(tiny_tree, tmp_path
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_file_broken_after_the_scan_stops_the_run_with_its_name(tiny_tree, tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["1", "2"])  # this package's tf.data feed, or Keras' worker threads'
+def test_a_file_broken_after_the_scan_stops_the_run_with_its_name(tiny_tree, tmp_path, capsys, workers):
     import shutil
+
+    from keras_vit.training import pipeline
+    from keras_vit.training.batches import TrainingBatches
 
     data = tmp_path / "data"
     shutil.copytree(tiny_tree, data)
-    broken = sorted((data / "train" / "cat").iterdir())[0]
+    # A file of the last batch of epoch 0 (the run's batches: its default validation split, batch size, seed),
+    # read inside TensorFlow's tf.data pipeline; the first batch is also read eagerly, for its shapes.
+    splits = pipeline.load_splits(str(data), image_size=(24, 24), stream=True).hold_out(0.1, seed=0)
+    batches = TrainingBatches(splits.x_train, splits.y_train, int(ARGS[ARGS.index("--batch-size") + 1]))
+    assert len(batches) >= 3
+    rows = batches._order[(len(batches) - 1) * batches.batch_size : len(batches) * batches.batch_size]
+    first = set(splits.x_train.paths[batches._order[: batches.batch_size]])
+    broken = Path(splits.x_train.paths[rows[0]])
+    assert str(broken) not in first
     broken.write_bytes(b"truncated")
-    assert train.main(_args(data, tmp_path / "run", "--stream")) == 1
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert broken.name in error and "model.keras was not written" in error
+    assert train.main(_args(data, tmp_path / "run", "--stream", "--loader-workers", workers)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "InvalidArgumentError" not in err
+    (error,) = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert error == err.strip().splitlines()[-1]
+    assert f"cannot read {broken}:" in error and "model.keras was not written" in error
     assert not (tmp_path / "run" / "model.keras").exists()
 
 

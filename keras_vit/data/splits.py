@@ -122,6 +122,37 @@ class Splits:
             y_val=self.y_train[held],
         )
 
+    def with_validation(self, fraction: float | None, seed: int = 0, default: float = 0.1) -> "Splits":
+        """The validation split a run asks for (`--validation-split`), from the training images or the data set's own.
+
+        Args:
+            fraction: None (not asked for): the data set's own validation split
+                (an image folder's `val/`) when it ships one, else `default`
+                held out (`hold_out`); 0: no validation, a shipped split left
+                out too; another share: `hold_out(fraction)`, refused when
+                the data set ships its own (which of the two would be meant is unclear).
+            seed: the seed of `hold_out`.
+            default: the share held out when `fraction` is None and none is shipped.
+
+        Returns:
+            A `Splits` (`self` when nothing changes).
+
+        Raises:
+            ValueError: a share other than 0 with a shipped validation split, or
+                one `hold_out` refuses.
+        """
+        if fraction is None:
+            return self if self.x_val is not None else self.hold_out(default, seed)
+        if not fraction:
+            return dataclasses.replace(self, x_val=None, y_val=None)
+        if self.x_val is not None:
+            raise ValueError(
+                f"--validation-split {fraction:g} would hold out training images, but the data has its own "
+                f"validation split (its val/ folder, {len(self.y_val)} images): leave --validation-split out to "
+                "validate on val/, or give 0 for no validation"
+            )
+        return self.hold_out(fraction, seed)
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -6,7 +6,10 @@ holds file paths only; indexing with a slice or an index array gives another
 `FileImages` (no decode), and `np.asarray` or `astype` decodes just those
 files with `decode_image`, in a thread pool (Pillow releases the GIL). The
 training batches (`keras_vit.training.batches`) read one batch at a time, so
-memory stays flat however many files there are.
+memory stays flat however many files there are. A file that cannot be decoded
+raises `UnreadableImageError` and is also recorded (`FileImages.unreadable`,
+`first_unreadable`): read inside a tf.data pipeline, the error reaches the
+caller wrapped in TensorFlow's, and the record still names the file.
 """
 
 from __future__ import annotations
@@ -35,10 +38,17 @@ class FileImages:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, paths, size, threads=None):
+    def __init__(self, paths, size, threads=None, _failures=None):
         self.paths = np.asarray([os.fspath(p) for p in paths], dtype=object)
         self.size = (int(size[0]), int(size[1]))
         self.threads = threads or min(8, os.cpu_count() or 1)
+        # The UnreadableImageErrors raised so far, shared with every slice of this array (a batch is a slice).
+        self._failures = [] if _failures is None else _failures
+
+    @property
+    def unreadable(self):
+        """The first `UnreadableImageError` a read of this array (or of a slice of it) raised, or None."""
+        return self._failures[0] if self._failures else None
 
     @property
     def shape(self):
@@ -52,7 +62,7 @@ class FileImages:
             return self._decode([self.paths[key]])[0]
         if isinstance(key, tuple):
             raise TypeError("FileImages takes one index (a slice, an index array or a mask); decode first")
-        return FileImages(self.paths[key], self.size, self.threads)
+        return FileImages(self.paths[key], self.size, self.threads, _failures=self._failures)
 
     def __array__(self, dtype=None, copy=None):
         images = self._decode(self.paths)
@@ -71,10 +81,21 @@ class FileImages:
         try:
             return decode_image(path, self.size)
         except Exception as error:  # Pillow raises many types for bad files
-            raise UnreadableImageError(
+            unreadable = UnreadableImageError(
                 f"cannot read {path}: {error} (a streamed data set is checked as each batch is read: remove or "
                 "replace the file and rerun; the run resumes from its last checkpoint)"
-            ) from None
+            )
+            self._failures.append(unreadable)  # list.append is atomic: the decoding threads share it
+            raise unreadable from None
 
     def __repr__(self):
         return f"FileImages({len(self)} files at {self.size[0]}x{self.size[1]})"
+
+
+def first_unreadable(*arrays):
+    """The first `UnreadableImageError` recorded by any of `arrays` that is a `FileImages` (others: skipped), or
+    None: what a read inside a tf.data pipeline raised, before TensorFlow wrapped it in its own error."""
+    for array in arrays:
+        if isinstance(array, FileImages) and array.unreadable is not None:
+            return array.unreadable
+    return None

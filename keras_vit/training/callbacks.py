@@ -434,19 +434,40 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             writes one (the processes of a job other than process 0).
         resumable: callbacks with `state_name`, `get_state()` and
             `set_state(state)`; place them before this one.
+        run: optional JSON-ready dict of what identifies the run (its data,
+            classes, model), written into `checkpoint.json` as `"run"`; the
+            caller compares it before resuming (`saved_run`).
     """
 
     # Its batch hook is BackupAndRestore's, a no-op with save_freq="epoch".
     async_safe = True
     METADATA = "checkpoint.json"
 
-    def __init__(self, backup_dir, every=1, delete_checkpoint=True, write=True, resumable=()):
+    def __init__(self, backup_dir, every=1, delete_checkpoint=True, write=True, resumable=(), run=None):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint and write)
         if every < 1:
             raise ValueError(f"every must be a positive integer, got {every}.")
         self.every = int(every)
         self.write = bool(write)
         self.resumable = [callback for callback in resumable if callback is not None]
+        self.run = run
+
+    @classmethod
+    def saved_run(cls, backup_dir):
+        """The `run` record of the checkpoint in `backup_dir`, or None: no checkpoint, or one written before
+        runs were recorded (or by Keras' own callback), which resumes unchecked.
+
+        Raises:
+            CheckpointError: its metadata cannot be read.
+        """
+        path = Path(backup_dir) / cls.METADATA
+        if not path.exists():
+            return None
+        try:
+            run = _read_json(path).get("run")
+        except (OSError, ValueError) as error:
+            raise _unreadable(backup_dir, error) from None
+        return run if isinstance(run, dict) else None
 
     @classmethod
     def saved_epochs(cls, backup_dir):
@@ -509,6 +530,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             "weights": weights.name,
             "random_states": _random_states(self.model),
             "callbacks": {callback.state_name: callback.get_state() for callback in self.resumable},
+            **({"run": self.run} if self.run is not None else {}),
         }
         atomic_write_json(backup_dir / self.METADATA, metadata)
         pause_point("checkpoint-written")

@@ -1,6 +1,7 @@
 """The one fit -> score -> save sequence behind `python -m keras_vit.train` and `python -m keras_vit.teacher`.
 
 load_splits    the training and test images: CIFAR-10 or an image-folder tree
+uses_cifar10_loader  whether load_splits reads CIFAR-10's loader (32x32 only)
 start_run      output folder, seed, dtype policy
 fit            `trainer.fit` with the epoch timer, the NaN guard and the history file
 score          test accuracy, plain and with test-time augmentation
@@ -59,20 +60,26 @@ class FitOutcome:
     images_per_second: float
 
 
-def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, seed=0, stream=False):
+def load_splits(
+    data_dir=None, dataset="auto", image_size=(32, 32), limit=None, seed=0, stream=False, size_given=False
+):
     """The training and test images of a run.
 
     Args:
         data_dir: a CIFAR-10 copy or an image-folder tree `DIR/{train,test}/<class>/`;
             None: `$KERAS_VIT_DATA_DIR` (either kind), else the standard places of CIFAR-10.
         dataset: `"cifar10"`, `"folder"` (any classes, resized to `image_size`) or
-            `"auto"`: CIFAR-10 unless `data_dir`'s training folder holds other classes.
+            `"auto"`: CIFAR-10 unless `data_dir`'s training folder holds other classes
+            (`uses_cifar10_loader`).
         image_size: `(height, width)` the model takes (image folders only).
         limit: optional number of images of each split, drawn evenly from the classes.
         seed: seed of the `limit` selection.
         stream: leave an image folder's images on disk, decoded a batch at a
             time when read (`load_image_folder(stream=True)`); CIFAR-10's
             batch files always load into memory.
+        size_given: `image_size` was asked for (--image-size), not a default:
+            under `"auto"` an image-folder tree of CIFAR-10's classes then
+            loads at it with the image-folder loader.
 
     Returns:
         A `keras_vit.data.Splits`.
@@ -90,11 +97,37 @@ def load_splits(data_dir=None, dataset="auto", image_size=(32, 32), limit=None, 
         return data.load_image_folder(root, image_size=image_size, limit=limit, seed=seed, stream=True)
     if dataset == "folder" and not root:
         raise ValueError(f"--dataset folder needs --data-dir (or ${data.DATA_DIR_ENV}): an image-folder tree")
-    if dataset == "folder" or (dataset == "auto" and root and not data.holds_cifar10(root)):
+    if not uses_cifar10_loader(data_dir, dataset, image_size if size_given else None):
         return data.load_image_folder(root, image_size=image_size, limit=limit, seed=seed)
     return data.load_cifar10(
         data_dir, limit=limit, seed=seed
     )  # it names where a $KERAS_VIT_DATA_DIR came from
+
+
+CIFAR10_SIZE = (32, 32)  # what the CIFAR-10 loader gives, whatever the model's size
+
+
+def uses_cifar10_loader(data_dir=None, dataset="auto", image_size=None, stream=False):
+    """Whether `load_splits` reads with the CIFAR-10 loader (32x32 images), from the folder names alone.
+
+    Args:
+        data_dir, dataset, stream: as `load_splits` takes them.
+        image_size: an image size asked for (--image-size), or None. Under
+            `"auto"`, an image-folder tree of CIFAR-10's classes asked for at
+            another size than 32x32 loads at it with the image-folder loader
+            (the CIFAR-10 loader cannot resize).
+    """
+    if stream or dataset == "folder":
+        return False
+    if dataset == "cifar10":
+        return True
+    root = data.given_data_dir(data_dir)
+    if not root:
+        return True
+    if not data.holds_cifar10(root):
+        return False
+    folder_tree = data.image_folder_classes(root) is not None
+    return not (folder_tree and image_size is not None and tuple(image_size) != CIFAR10_SIZE)
 
 
 LOCK_NAME = ".keras_vit.lock"

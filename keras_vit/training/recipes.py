@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import shlex
 
+# The share of the training images `--validation-split` holds out when it is not given and the data has no val/.
+DEFAULT_VALIDATION_SPLIT = 0.1
+
 # Named augmentation recipes; `keras_vit.train --augment NAME` picks one.
 # `mix_prob`: share of batches that MixUp/CutMix mixes; `repeats`: repeated
 # augmentation (each image appears `repeats` times per batch, augmented

@@ -136,8 +136,15 @@ def main(args):
             with pipeline.locked_output(output):
                 try:
                     image_size = (args.image_size, args.image_size)
+                    if image_size != pipeline.CIFAR10_SIZE and pipeline.uses_cifar10_loader(
+                        args.data_dir, args.dataset, image_size
+                    ):  # the CIFAR-10 loader does not resize
+                        raise CLIError(
+                            f"--image-size {args.image_size}: CIFAR-10 loads at 32x32 only; leave --image-size "
+                            "out, or give an image-folder tree as --data-dir with --dataset folder"
+                        )
                     splits = pipeline.load_splits(
-                        args.data_dir, args.dataset, image_size, args.limit, args.seed
+                        args.data_dir, args.dataset, image_size, args.limit, args.seed, size_given=True
                     )
                     splits = splits.hold_out(args.validation_split, args.seed)
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError

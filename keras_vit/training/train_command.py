@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import sys
@@ -27,7 +28,9 @@ from keras_vit.cli_utils import (
     print_error,
     stop_on_signals,
 )
-from keras_vit.data.streaming import UnreadableImageError
+from keras_vit.data import given_data_dir
+from keras_vit.data.streaming import UnreadableImageError, first_unreadable
+from keras_vit.layers import pair
 from keras_vit.model_flags import flag_overrides
 from keras_vit.models.presets import get_preset
 from keras_vit.models.teachers import load_teacher
@@ -62,9 +65,7 @@ from keras_vit.training.processes import (
     wait_for_every_process,
     writing_alone,
 )
-from keras_vit.training.recipes import (
-    training_recipe,
-)
+from keras_vit.training.recipes import DEFAULT_VALIDATION_SPLIT, training_recipe
 from keras_vit.training.trainer import make_trainer
 
 
@@ -76,8 +77,9 @@ def as_float32(model):
     return copy
 
 
-def _callbacks(args, budget, max_epochs, backup_dir):
-    """`(before_history, after_history, time_limit, unmasked)` callbacks of `pipeline.fit` for these flags.
+def _callbacks(args, budget, max_epochs, backup_dir, identity=None):
+    """`(before_history, after_history, time_limit, unmasked)` callbacks of `pipeline.fit` for these flags;
+    `identity`: what the checkpoint records of the run (`_run_identity`).
 
     Only epoch-end callbacks: batch hooks would make `fit` wait for the
     device after every step (see `keras_vit.training.callbacks`).
@@ -108,6 +110,7 @@ def _callbacks(args, budget, max_epochs, backup_dir):
             delete_checkpoint=False,
             write=process_share()[0] == 0,
             resumable=[unmasked, budget, time_limit],
+            run=identity,
         )
     )
     return before_history, after_history, time_limit, unmasked
@@ -343,6 +346,63 @@ def _finish(args, splits, model, outcome, metrics, history_path):
     wait_for_every_process("run written")
 
 
+def _run_identity(args, splits, model):
+    """What makes a checkpoint this run's (`EpochBackup(run=...)`), JSON-ready: the data's folder, its class names
+    and image size, where the model starts and its architecture."""
+    root = given_data_dir(args.data_dir)
+    # The architecture: its name is Keras' numbering, its image size and classes are the data's, recorded apart.
+    left_out = ("name", "image_size", "num_classes")
+    arguments = {key: value for key, value in vit_arguments(model).items() if key not in left_out}
+    identity = {
+        "data": str(Path(root).expanduser().resolve()) if root else "CIFAR-10 (the loader's standard places)",
+        "class names": list(splits.class_names),
+        "image size": list(splits.image_shape[:2]),
+        "start": f"--init-from {args.init_from}" if args.init_from else f"--preset {args.preset}",
+        "model": arguments,
+    }
+    return json.loads(json.dumps(identity))  # tuples as lists: as the checkpoint gives them back
+
+
+def _check_same_run(backup_dir, identity):
+    """Refuses to resume from a checkpoint of another run (other data, classes, image size or model).
+
+    A checkpoint written before the run was recorded (no record) resumes as before.
+
+    Raises:
+        CLIError: one line naming what changed.
+    """
+    saved = EpochBackup.saved_run(backup_dir)
+    if saved is None:
+        return
+    changes = []
+    for key, now in identity.items():
+        if key not in saved or saved[key] == now:
+            continue
+        before = saved[key]
+        if isinstance(now, dict) and isinstance(before, dict):
+            changed = sorted(name for name in {*now, *before} if now.get(name) != before.get(name))
+            what = ", ".join(
+                f"{name} {_shown(before.get(name))} -> {_shown(now.get(name))}" for name in changed[:3]
+            )
+            changes.append(f"its model differs ({what})")
+        else:
+            changes.append(
+                f"its {key} {'were' if key == 'class names' else 'was'} {_shown(before)}, now {_shown(now)}"
+            )
+    if changes:
+        raise CLIError(
+            f"the checkpoint in {backup_dir} is of another run: {'; '.join(changes)}; rerun with --fresh to start "
+            "over (it removes that checkpoint), or choose another --output"
+        )
+
+
+def _shown(value, most=8):
+    """A value for a one-line message: long lists cut to their first `most` items."""
+    if isinstance(value, list) and len(value) > most:
+        return f"[{', '.join(map(repr, value[:most]))}, ... ({len(value)} in all)]"
+    return repr(value)
+
+
 def _model_name(args):
     return f"{args.init_from} fine-tuned" if args.init_from else args.preset
 
@@ -368,6 +428,13 @@ def run(args, splits, overrides, recipe, checkpoint=None):
         raise CLIError(
             f"{error}: --output must be a folder every process reads (a shared file system)"
         ) from None
+    try:
+        model, teacher = _models(args, splits, overrides, checkpoint)
+    except CLIError as error:
+        return _error(error)
+    identity = _run_identity(args, splits, model)
+    if resuming:
+        _check_same_run(backup_dir, identity)  # before anything in the checkpoint's folder changes
     if epochs_done:
         print(f"Resuming from the checkpoint of epoch {epochs_done} in {backup_dir}", flush=True)
     if writer:
@@ -375,10 +442,6 @@ def run(args, splits, overrides, recipe, checkpoint=None):
             # The epochs after the checkpoint run again: their rows of a killed run go.
             pipeline.trim_history(history_path, epochs_done)
         backup_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        model, teacher = _models(args, splits, overrides, checkpoint)
-    except CLIError as error:
-        return _error(error)
 
     # Batches of one shape only (one compilation): each epoch leaves out its last len % batch images.
     index, processes = process_share()
@@ -394,7 +457,9 @@ def run(args, splits, overrides, recipe, checkpoint=None):
     # With a budget fit may run past the estimate, up to --max-epochs.
     max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
     trainer, budget = _compiled_trainer(args, model, teacher, recipe, len(batches), max_epochs)
-    before_history, after_history, time_limit, unmasked = _callbacks(args, budget, max_epochs, backup_dir)
+    before_history, after_history, time_limit, unmasked = _callbacks(
+        args, budget, max_epochs, backup_dir, identity
+    )
     length = describe_length(args.epochs, args.time_budget)
     device = pipeline.describe_device()
     print(
@@ -403,17 +468,25 @@ def run(args, splits, overrides, recipe, checkpoint=None):
         f"on {device}",
         flush=True,
     )
-    outcome = pipeline.fit(
-        trainer,
-        batches,
-        epochs=max_epochs,
-        history_path=history_path if writer else None,
-        append=resuming,
-        before_history=before_history,
-        after_history=after_history,
-        verbose=args.verbose if writer else 0,
-        **_validation(splits, args),
-    )
+    try:
+        outcome = pipeline.fit(
+            trainer,
+            batches,
+            epochs=max_epochs,
+            history_path=history_path if writer else None,
+            append=resuming,
+            before_history=before_history,
+            after_history=after_history,
+            verbose=args.verbose if writer else 0,
+            **_validation(splits, args),
+        )
+    except Exception:
+        # A streamed file that cannot be decoded, read inside tf.data (TensorFlow), arrives wrapped in a graph
+        # execution error: report the file's own error, which the streamed images recorded.
+        unreadable = first_unreadable(splits.x_train, splits.x_val)
+        if unreadable is None:
+            raise
+        raise unreadable from None
     if budget is not None and budget.stopped_epoch is None and outcome.epochs == max_epochs:
         print(
             f"warning: {max_epochs} epochs ended before the {args.time_budget:.0f} s budget; "
@@ -529,9 +602,16 @@ def _main_in_process(args):
     except ValueError as error:
         return _error(error)
     try:
-        # Before the data loads: the checkpoint, or the check run() makes again.
+        # Before the data loads: the checkpoint, or the check run() makes again, at the size the data will have.
         checkpoint = _checkpoint(args, overrides) if args.init_from else None
-        model = checkpoint if checkpoint is not None else build_vit(args.preset, **overrides)
+        image_size, data_size = _image_sizes(args, checkpoint)
+        if checkpoint is not None:
+            _check_patches_divide(
+                vit_arguments(checkpoint)["patch_size"], data_size, f"cannot fine-tune {args.init_from}"
+            )
+            model = checkpoint
+        else:
+            model = build_vit(args.preset, **{**overrides, "image_size": data_size})
         chosen = _distribution(args, vit_arguments(model))
     except CLIError as error:
         return _error(error)
@@ -539,9 +619,9 @@ def _main_in_process(args):
         return _error(f"cannot build the model: {error}")
     if keras.backend.backend() == "tensorflow" and chosen is not None:
         with chosen.scope():  # TensorFlow's strategy: the models are built, compiled and fitted inside it
-            return _main(args, overrides, recipe, checkpoint, model)
+            return _main(args, overrides, recipe, checkpoint, model, image_size)
     try:
-        return _main(args, overrides, recipe, checkpoint, model)
+        return _main(args, overrides, recipe, checkpoint, model, image_size)
     finally:
         if chosen is not None:
             keras.distribution.set_distribution(None)
@@ -602,15 +682,42 @@ def _tensorflow_strategy(args):
     return strategy
 
 
-def _main(args, overrides, recipe, checkpoint, model):
-    """`main` after the flags and the model are checked: the output folder, the data, the run."""
-    # Image folders load at the checkpoint's size (CIFAR-10 stays 32x32: the position embedding is resampled).
+def _image_sizes(args, checkpoint):
+    """`(asked, data)`: the size image folders load at (--image-size, else the --init-from checkpoint's, else the
+    preset's), and the size the training images will have: the same, or 32x32 from the CIFAR-10 loader (a
+    checkpoint's position embedding is then resampled to it).
+
+    Raises:
+        CLIError: --image-size other than 32 for data the CIFAR-10 loader reads (it does not resize).
+    """
     if args.image_size:
-        image_size = (args.image_size, args.image_size)
+        asked = (args.image_size, args.image_size)
     elif checkpoint is not None:
-        image_size = vit_arguments(checkpoint)["image_size"]
+        asked = pair(vit_arguments(checkpoint)["image_size"], "image_size")
     else:
-        image_size = get_preset(args.preset)["image_size"]
+        asked = pair(get_preset(args.preset)["image_size"], "image_size")
+    given = asked if args.image_size else None
+    if not pipeline.uses_cifar10_loader(args.data_dir, args.dataset, given, stream=args.stream):
+        return asked, asked
+    if args.image_size and asked != pipeline.CIFAR10_SIZE:
+        raise CLIError(
+            f"--image-size {args.image_size}: CIFAR-10 loads at 32x32 only (the CIFAR-10 loader does not resize); "
+            "leave --image-size out, or give an image-folder tree as --data-dir with --dataset folder"
+        )
+    return asked, pipeline.CIFAR10_SIZE
+
+
+def _check_patches_divide(patch_size, image_size, what):
+    """Raises CLIError (`what: ...`) when `patch_size` does not divide `image_size`'s sides."""
+    height, width = image_size
+    if height % patch_size or width % patch_size:
+        raise CLIError(f"{what}: image_size {height}x{width} is not divisible by patch_size={patch_size}.")
+
+
+def _main(args, overrides, recipe, checkpoint, model, image_size):
+    """`main` after the flags and the model are checked: the output folder, the data, the run.
+
+    `image_size`: the size image folders load at (`_image_sizes`)."""
     output = Path(args.output)
     writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
     try:
@@ -620,9 +727,17 @@ def _main(args, overrides, recipe, checkpoint, model):
             with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
                 try:
                     splits = pipeline.load_splits(
-                        args.data_dir, args.dataset, image_size, args.limit, args.seed, stream=args.stream
+                        args.data_dir,
+                        args.dataset,
+                        image_size,
+                        args.limit,
+                        args.seed,
+                        stream=args.stream,
+                        size_given=bool(args.image_size),
                     )
-                    splits = splits.hold_out(args.validation_split, args.seed)
+                    splits = splits.with_validation(
+                        args.validation_split, args.seed, default=DEFAULT_VALIDATION_SPLIT
+                    )
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
                     return _error(error)
                 return run(args, splits, overrides, recipe, checkpoint)

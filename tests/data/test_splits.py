@@ -69,3 +69,35 @@ def test_hold_out_refuses_bad_fractions_and_empty_classes():
         splits.hold_out(0.1)  # rounds to none: said so, not an error about a `limit` never given
     once = _splits_with_ids().hold_out(0.25)
     assert once.hold_out(0.25) is once  # a validation split there already (e.g. shipped) is kept
+
+
+def test_with_validation_takes_a_shipped_split_unless_a_fraction_is_given():
+    from keras_vit.data import Splits
+
+    plain = _splits_with_ids()
+    assert _ids(plain.with_validation(None, seed=3).x_val) == _ids(
+        plain.hold_out(0.1, seed=3).x_val
+    )  # default
+    assert _ids(plain.with_validation(None, seed=3, default=0.25).x_val) == _ids(
+        plain.hold_out(0.25, 3).x_val
+    )
+    assert plain.with_validation(0).x_val is None
+    assert _ids(plain.with_validation(0.25, seed=3).x_val) == _ids(plain.hold_out(0.25, seed=3).x_val)
+    # A data set that ships its validation split (an image folder's val/): used when no fraction is given,
+    # left out with 0 (no validation), and refused with another fraction.
+    held = plain.hold_out(0.25, seed=3)
+    shipped = Splits(
+        held.x_train,
+        held.y_train,
+        held.x_test,
+        held.y_test,
+        held.class_names,
+        "ids",
+        x_val=held.x_val,
+        y_val=held.y_val,
+    )
+    assert shipped.with_validation(None) is shipped
+    none = shipped.with_validation(0)
+    assert none.x_val is None and none.y_val is None and len(none.y_train) == len(shipped.y_train)
+    with pytest.raises(ValueError, match=r"--validation-split 0.2 would hold out .* val/ folder, 20 images"):
+        shipped.with_validation(0.2)

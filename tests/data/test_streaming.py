@@ -6,7 +6,7 @@ from PIL import Image
 
 from keras_vit.data import load_image_folder
 from keras_vit.data.images import decode_image
-from keras_vit.data.streaming import FileImages, UnreadableImageError
+from keras_vit.data.streaming import FileImages, UnreadableImageError, first_unreadable
 
 
 @pytest.fixture
@@ -40,8 +40,11 @@ def test_an_unreadable_file_is_named_when_its_batch_is_read(pictures, tmp_path):
     broken.write_bytes(b"not a png")
     images = FileImages([*pictures, broken], (16, 8))
     np.asarray(images[:5])  # the readable ones
-    with pytest.raises(UnreadableImageError, match="broken.png"):
+    assert images.unreadable is None and first_unreadable(images, None, np.zeros(2)) is None
+    with pytest.raises(UnreadableImageError, match="broken.png") as raised:
         np.asarray(images[4:])
+    # Recorded by the array a batch was sliced from: read inside tf.data, the error arrives wrapped in another.
+    assert images.unreadable is raised.value and first_unreadable(None, images) is raised.value
 
 
 def test_a_streamed_folder_holds_the_in_memory_arrays(tiny_tree):

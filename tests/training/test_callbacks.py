@@ -425,6 +425,20 @@ def test_epoch_backup_saves_and_restores_the_state_of_its_resumable_callbacks(tm
     assert resumed.restored == {"epochs": 2}
 
 
+def test_epoch_backup_records_the_run_it_belongs_to(tmp_path):
+    # What identifies the run goes into checkpoint.json, for the command to compare before it resumes.
+    run = {"class names": ["a", "b"], "image size": [24, 24]}
+    backup = EpochBackup(str(tmp_path / "ckpt"), delete_checkpoint=False, run=run)
+    tiny_model().fit(*DATA, epochs=1, batch_size=16, callbacks=[backup], verbose=0)
+    assert EpochBackup.saved_run(tmp_path / "ckpt") == run
+    # A checkpoint written before runs were recorded, and no checkpoint at all: nothing to compare.
+    metadata = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    del metadata["run"]
+    (tmp_path / "ckpt" / "checkpoint.json").write_text(json.dumps(metadata))
+    assert EpochBackup.saved_run(tmp_path / "ckpt") is None
+    assert EpochBackup.saved_run(tmp_path / "none") is None
+
+
 def test_unmasked_finish_needs_patch_dropout_and_a_length():
     from keras_vit.training.callbacks import UnmaskedFinish
 
