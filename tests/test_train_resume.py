@@ -72,6 +72,8 @@ def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, cap
         ),
         (first, ("--image-size", "24"), "its image size was [32, 32], now [24, 24]"),
         (first, ("--model-arg", "depth=3"), "its model differs (depth 2 -> 3)"),
+        (first, ("--seed", "1"), "its --seed was 0, now 1"),
+        (first, ("--mixed-precision", "bfloat16"), "its precision was 'float32', now 'mixed_bfloat16'"),
     ):
         assert train.main(args(data, *extra)) == 2
         error = capsys.readouterr().err.strip().splitlines()[-1]

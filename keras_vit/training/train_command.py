@@ -65,7 +65,7 @@ from keras_vit.training.processes import (
     wait_for_every_process,
     writing_alone,
 )
-from keras_vit.training.recipes import DEFAULT_VALIDATION_SPLIT, training_recipe
+from keras_vit.training.recipes import DEFAULT_VALIDATION_SPLIT, MIXED_PRECISION, training_recipe
 from keras_vit.training.trainer import make_trainer
 
 
@@ -348,7 +348,8 @@ def _finish(args, splits, model, outcome, metrics, history_path):
 
 def _run_identity(args, splits, model):
     """What makes a checkpoint this run's (`EpochBackup(run=...)`), JSON-ready: the data's folder, its class names
-    and image size, where the model starts and its architecture."""
+    and image size, where the model starts, its architecture, the image selection, the teachers and the precision.
+    The length of the run (--epochs, --time-budget) may change on resume."""
     root = given_data_dir(args.data_dir)
     # The architecture: its name is Keras' numbering, its image size and classes are the data's, recorded apart.
     left_out = ("name", "image_size", "num_classes")
@@ -359,6 +360,11 @@ def _run_identity(args, splits, model):
         "image size": list(splits.image_shape[:2]),
         "start": f"--init-from {args.init_from}" if args.init_from else f"--preset {args.preset}",
         "model": arguments,
+        # What else makes the resumed run another one: the images drawn, the targets distilled, the arithmetic.
+        "--limit": args.limit,
+        "--seed": args.seed,
+        "teachers": [str(Path(path).expanduser().resolve()) for path in args.teacher or ()],
+        "precision": MIXED_PRECISION[args.mixed_precision],
     }
     return json.loads(json.dumps(identity))  # tuples as lists: as the checkpoint gives them back
 
