@@ -37,11 +37,14 @@ def image_folder_classes(root) -> list[str] | None:
     return None
 
 
-def holds_cifar10(root) -> bool:
+def holds_cifar10(root, image_size=None) -> bool:
     """Whether the CIFAR-10 loader reads `root`: anything but an image-folder tree, or a tree of exactly the
-    CIFAR-10 class folders."""
+    CIFAR-10 class folders, unless such a tree is asked for at another `image_size` than 32x32 (the image-folder
+    loader resizes, the CIFAR-10 loader does not); `image_size` None: at the loader's own size."""
     classes = image_folder_classes(root)
-    return classes is None or set(classes) == set(CIFAR10_CLASSES)
+    if classes is None:
+        return True
+    return set(classes) == set(CIFAR10_CLASSES) and (image_size is None or tuple(image_size) == (32, 32))
 
 
 def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cache_dir=None):
@@ -72,8 +75,7 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     """
     size = tuple(int(v) for v in image_size)
     root = given_data_dir(data_dir)
-    folder = root is not None and image_folder_classes(root) is not None
-    if root is None or not folder or (holds_cifar10(root) and size == (32, 32)):
+    if root is None or holds_cifar10(root, size):
         splits = load_cifar10(data_dir, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
     else:
         splits = load_image_folder(  # min_classes=1: a trained model may be scored on one class's images

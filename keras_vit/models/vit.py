@@ -147,8 +147,7 @@ class ViT(keras.Model):
         if unknown:
             raise TypeError(f"Unknown ViT arguments {unknown}.")
         height, width = pair(image_size, "image_size")
-        if height % patch_size or width % patch_size:
-            raise ValueError(f"image_size {height}x{width} is not divisible by patch_size={patch_size}.")
+        grid = patch_grid((height, width), patch_size)
         if pooling not in SequencePooling.MODES:
             raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
         if head_norm not in ("tokens", "pooled"):
@@ -158,7 +157,6 @@ class ViT(keras.Model):
                 f"mean and std need one value per channel (channels={channels}), got {len(mean)} and "
                 f"{len(std)}; the defaults are CIFAR-10's 3 channels: pass mean=... and std=... for other images."
             )
-        grid = (height // patch_size, width // patch_size)
         class_token = pooling == "token" if class_token is None else bool(class_token)
         if pooling == "token" and not class_token:
             raise ValueError("pooling='token' needs class_token=True (or None).")
@@ -259,6 +257,22 @@ class ViT(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def patch_grid(image_size, patch_size):
+    """`(rows, columns)` of the patches of an image.
+
+    Args:
+        image_size: `(height, width)`.
+        patch_size: int, side of the square patches.
+
+    Raises:
+        ValueError: `patch_size` does not divide both sides.
+    """
+    height, width = image_size
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"image_size {height}x{width} is not divisible by patch_size={patch_size}.")
+    return height // patch_size, width // patch_size
 
 
 def _unique_name(prefix):

@@ -2,6 +2,7 @@
 
 load_splits    the training and test images: CIFAR-10 or an image-folder tree
 uses_cifar10_loader  whether load_splits reads CIFAR-10's loader (32x32 only)
+loaded_image_size    the size the training images will have
 start_run      output folder, seed, dtype policy
 fit            `trainer.fit` with the epoch timer, the NaN guard and the history file
 score          test accuracy, plain and with test-time augmentation
@@ -122,12 +123,29 @@ def uses_cifar10_loader(data_dir=None, dataset="auto", image_size=None, stream=F
     if dataset == "cifar10":
         return True
     root = data.given_data_dir(data_dir)
-    if not root:
-        return True
-    if not data.holds_cifar10(root):
-        return False
-    folder_tree = data.image_folder_classes(root) is not None
-    return not (folder_tree and image_size is not None and tuple(image_size) != CIFAR10_SIZE)
+    return not root or data.holds_cifar10(root, image_size)
+
+
+def loaded_image_size(data_dir, dataset, image_size, size_given, stream=False):
+    """The size the training images will have: `image_size`, or 32x32 where the CIFAR-10 loader reads them.
+
+    Args:
+        data_dir, dataset, stream: as `load_splits` takes them.
+        image_size: `(height, width)` image folders load at.
+        size_given: `image_size` was asked for (--image-size), not a default.
+
+    Raises:
+        CLIError: an asked size other than 32x32 for data the CIFAR-10 loader reads (it does not resize).
+    """
+    image_size = tuple(image_size)
+    if not uses_cifar10_loader(data_dir, dataset, image_size if size_given else None, stream=stream):
+        return image_size
+    if size_given and image_size != CIFAR10_SIZE:
+        raise CLIError(
+            f"--image-size {image_size[0]}: CIFAR-10 loads at 32x32 only (the CIFAR-10 loader does not resize); "
+            "leave --image-size out, or give an image-folder tree as --data-dir with --dataset folder"
+        )
+    return CIFAR10_SIZE
 
 
 LOCK_NAME = ".keras_vit.lock"

@@ -136,13 +136,8 @@ def main(args):
             with pipeline.locked_output(output):
                 try:
                     image_size = (args.image_size, args.image_size)
-                    if image_size != pipeline.CIFAR10_SIZE and pipeline.uses_cifar10_loader(
-                        args.data_dir, args.dataset, image_size
-                    ):  # the CIFAR-10 loader does not resize
-                        raise CLIError(
-                            f"--image-size {args.image_size}: CIFAR-10 loads at 32x32 only; leave --image-size "
-                            "out, or give an image-folder tree as --data-dir with --dataset folder"
-                        )
+                    # A size the CIFAR-10 loader cannot give is refused before any image is read.
+                    pipeline.loaded_image_size(args.data_dir, args.dataset, image_size, size_given=True)
                     splits = pipeline.load_splits(
                         args.data_dir, args.dataset, image_size, args.limit, args.seed, size_given=True
                     )

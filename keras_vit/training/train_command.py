@@ -34,7 +34,7 @@ from keras_vit.layers import pair
 from keras_vit.model_flags import flag_overrides
 from keras_vit.models.presets import get_preset
 from keras_vit.models.teachers import load_teacher
-from keras_vit.models.vit import build_vit, vit_arguments
+from keras_vit.models.vit import build_vit, patch_grid, vit_arguments
 from keras_vit.plots import plot_training_curves
 from keras_vit.training import pipeline
 from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
@@ -612,9 +612,10 @@ def _main_in_process(args):
         checkpoint = _checkpoint(args, overrides) if args.init_from else None
         image_size, data_size = _image_sizes(args, checkpoint)
         if checkpoint is not None:
-            _check_patches_divide(
-                vit_arguments(checkpoint)["patch_size"], data_size, f"cannot fine-tune {args.init_from}"
-            )
+            try:  # the check its resize to the data's size makes once the data is loaded
+                patch_grid(data_size, vit_arguments(checkpoint)["patch_size"])
+            except ValueError as error:
+                raise CLIError(f"cannot fine-tune {args.init_from}: {error}") from None
             model = checkpoint
         else:
             model = build_vit(args.preset, **{**overrides, "image_size": data_size})
@@ -702,22 +703,10 @@ def _image_sizes(args, checkpoint):
         asked = pair(vit_arguments(checkpoint)["image_size"], "image_size")
     else:
         asked = pair(get_preset(args.preset)["image_size"], "image_size")
-    given = asked if args.image_size else None
-    if not pipeline.uses_cifar10_loader(args.data_dir, args.dataset, given, stream=args.stream):
-        return asked, asked
-    if args.image_size and asked != pipeline.CIFAR10_SIZE:
-        raise CLIError(
-            f"--image-size {args.image_size}: CIFAR-10 loads at 32x32 only (the CIFAR-10 loader does not resize); "
-            "leave --image-size out, or give an image-folder tree as --data-dir with --dataset folder"
-        )
-    return asked, pipeline.CIFAR10_SIZE
-
-
-def _check_patches_divide(patch_size, image_size, what):
-    """Raises CLIError (`what: ...`) when `patch_size` does not divide `image_size`'s sides."""
-    height, width = image_size
-    if height % patch_size or width % patch_size:
-        raise CLIError(f"{what}: image_size {height}x{width} is not divisible by patch_size={patch_size}.")
+    data_size = pipeline.loaded_image_size(
+        args.data_dir, args.dataset, asked, size_given=bool(args.image_size), stream=args.stream
+    )
+    return asked, data_size
 
 
 def _main(args, overrides, recipe, checkpoint, model, image_size):
