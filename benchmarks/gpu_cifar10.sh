@@ -135,7 +135,8 @@ if [ "$TEACHER_EPOCHS" != 0 ]; then
     dir="$OUT/teacher"
     if [ "$seed" -gt 0 ]; then dir="$OUT/teacher_$seed"; fi
     phase "teacher (seed $seed)"
-    python3 -m keras_vit.teacher --data-dir "$DATA" --arch "$TEACHER_ARCH" --width "$TEACHER_WIDTH" \
+    # --validation-split 0: every training image, as the recipe's final run of the ViT.
+    python3 -m keras_vit.teacher --data-dir "$DATA" --arch "$TEACHER_ARCH" --width "$TEACHER_WIDTH" --validation-split 0 \
       --epochs "$TEACHER_EPOCHS" --augment "$TEACHER_AUGMENT" --batch-size "$BATCH" --mixed-precision bfloat16 \
       --seed "$seed" --output "$dir" --verbose 2 ${LIMIT:+--limit $LIMIT} ${TEACHER_BUDGET:+--time-budget $TEACHER_BUDGET}
     # Every teacher's training counts: what is left of the budget is the ViT's.

@@ -280,10 +280,12 @@ def profile_keras(args, shape, output):
 
 
 def run_teacher(args, arch, work):
-    """`python -m keras_vit.teacher --arch ARCH` with its own defaults; its metrics.json as a row."""
+    """`python -m keras_vit.teacher --arch ARCH` with its own defaults on every training image; its metrics.json
+    as a row."""
     output = Path(work) / f"teacher_{arch}"
     command = [sys.executable, "-m", "keras_vit.teacher", "--arch", arch, "--data-dir", str(args.data)]
     command += ["--mixed-precision", args.precision, "--output", str(output), "--verbose", "2"]
+    command += ["--validation-split", "0"]  # every training image, as airbench trains on
     if args.teacher_epochs:
         command += ["--epochs", str(args.teacher_epochs)]
     command += ["--time-budget", str(args.teacher_budget)]

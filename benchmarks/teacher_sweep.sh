@@ -25,7 +25,7 @@ while IFS= read -r flags; do
   dir=$(mktemp -d /tmp/teacher.XXXXXX)
   # shellcheck disable=SC2086  # the flags are split on purpose
   if python3 -m keras_vit.teacher --data-dir "$DATA" --batch-size 512 --mixed-precision "${PRECISION:-bfloat16}" \
-      --verbose 0 --output "$dir" ${LIMIT:+--limit $LIMIT} $flags; then
+      --validation-split 0 --verbose 0 --output "$dir" ${LIMIT:+--limit $LIMIT} $flags; then
     python3 - "$dir/metrics.json" "$flags" >> "$OUT/teacher_sweep.jsonl" <<'PY'
 import json, sys
 metrics = json.load(open(sys.argv[1]))

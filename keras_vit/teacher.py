@@ -26,7 +26,12 @@ from keras_vit.cli_utils import (
     print_error,
     unit_fraction,
 )
-from keras_vit.training.recipes import AUGMENT_RECIPES, MIXED_PRECISION, TEACHER_RECIPES
+from keras_vit.training.recipes import (
+    AUGMENT_RECIPES,
+    DEFAULT_VALIDATION_SPLIT,
+    MIXED_PRECISION,
+    TEACHER_RECIPES,
+)
 
 
 def build_parser():
@@ -125,11 +130,12 @@ def build_parser():
     parser.add_argument(
         "--validation-split",
         type=unit_fraction,
-        default=0.0,
+        default=None,
         metavar="FRACTION",
-        help="leave out the share of the training images that keras_vit.train's --validation-split holds out "
-        "at the same --seed and --limit, so that the teacher never trains on the student's validation images "
-        "(default: %(default)s: all the training images)",
+        help="leave out what keras_vit.train's --validation-split holds out (the same default, and the same "
+        "images at the same --seed and --limit), so that the teacher never trains on the student's validation "
+        f"images (default: {DEFAULT_VALIDATION_SPLIT}, or nothing when the data has its own DIR/val/; 0 trains "
+        "on all the training images, for a student run with --validation-split 0)",
     )
     parser.add_argument("--output", default="runs/teacher", help="output directory (default: %(default)s)")
     parser.add_argument(

@@ -11,6 +11,7 @@ from conftest import heavy_imports_of
 from keras_vit import teacher, train
 from keras_vit.data import load_cifar10
 from keras_vit.models.teachers import build_airbench, build_resnet9, load_teacher
+from keras_vit.training.recipes import DEFAULT_VALIDATION_SPLIT
 
 
 def assert_reports_the_saved_teachers_accuracies(metrics, path, tiny_tree):
@@ -85,6 +86,8 @@ def test_teacher_cli_and_train_with_teacher(tiny_tree, tmp_path, capsys):
         )
         == 0
     )
+    # Both held out their default share at the same seed: the teacher never saw the student's validation images.
+    assert "warning: the teacher" not in capsys.readouterr().out
     saved = json.loads((student / "metrics.json").read_text())
     assert saved["args"]["teacher"] == [str(out / "model.keras")] and saved["args"]["distillation"] == "soft"
     assert saved["args"]["teacher_flip"] is True
@@ -299,8 +302,12 @@ def test_teacher_ensemble_benchmark(tiny_tree, tmp_path):
         script.main([str(tmp_path / "missing.keras"), "--data-dir", str(tiny_tree)])
 
 
-def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, monkeypatch):
-    """`--validation-split` at the student's seed: the teacher trains on the student's training images only."""
+@pytest.mark.parametrize(
+    ("flag", "share"), [(["--validation-split", "0.25"], 0.25), ([], DEFAULT_VALIDATION_SPLIT)]
+)
+def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, monkeypatch, flag, share):
+    """`--validation-split` at the student's seed, or neither given: the teacher trains on the student's training
+    images only."""
     from keras_vit.training import pipeline, teacher_command
 
     trained = []
@@ -313,16 +320,12 @@ def test_teacher_leaves_out_the_students_validation_images(tiny_tree, tmp_path, 
     monkeypatch.setattr(teacher_command, "TrainingBatches", Recording)
     out = tmp_path / "teacher"
     flags = ["--data-dir", str(tiny_tree), "--width", "4", "--epochs", "1", "--batch-size", "30"]
-    assert (
-        teacher.main(
-            [*flags, "--seed", "3", "--validation-split", "0.25", "--output", str(out), "--verbose", "0"]
-        )
-        == 0
-    )
-    student = pipeline.load_splits(str(tiny_tree), seed=3).hold_out(0.25, 3)
+    assert teacher.main([*flags, "--seed", "3", *flag, "--output", str(out), "--verbose", "0"]) == 0
+    student = pipeline.load_splits(str(tiny_tree), seed=3).hold_out(share, 3)
     np.testing.assert_array_equal(trained[0], student.x_train)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["train_images"] == 90 and metrics["validation_images"] == 30
+    assert metrics["validation_images"] == round(120 * share) == len(student.y_val)
+    assert metrics["train_images"] == 120 - metrics["validation_images"]
     # The held-out images are not among those trained on.
     flat = {image.tobytes() for image in trained[0]}
     assert not any(image.tobytes() in flat for image in student.x_val)
@@ -337,11 +340,23 @@ def test_a_teacher_for_a_student_of_another_image_size(tmp_path, capsys):
     tree = write_colour_tree(
         tmp_path / "data", ["cat", "dog", "fox"], size=24, counts=(("train", 8), ("test", 2))
     )
-    common = ["--data-dir", str(tree), "--epochs", "1", "--batch-size", "8", "--verbose", "0"]
+    common = [
+        "--data-dir",
+        str(tree),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--verbose",
+        "0",
+        "--validation-split",
+        "0",
+    ]
     out = tmp_path / "teacher"
-    assert teacher.main([*common, "--width", "4", "--image-size", "16", "--output", str(out)]) == 0
+    teacher_flags = [*common, "--width", "4", "--image-size", "16"]
+    assert teacher.main([*teacher_flags, "--output", str(out)]) == 0
     assert keras.saving.load_model(out / "model.keras").input_shape == (None, 16, 16, 3)
-    student = [*common, "--preset", "vit_micro", "--image-size", "16", "--validation-split", "0"]
+    student = [*common, "--preset", "vit_micro", "--image-size", "16"]
     assert train.main([*student, "--teacher", str(out / "model.keras"), "--output", str(tmp_path / "s")]) == 0
     capsys.readouterr()
     assert teacher.main([*common, "--image-size", "12", "--output", str(tmp_path / "bad")]) == 2
@@ -366,3 +381,33 @@ def test_every_teacher_has_its_sgd_settings():
     from keras_vit.training.recipes import TEACHER_RECIPES
 
     assert sorted(TEACHER_RECIPES) == sorted(TEACHER_ARCHS)
+
+
+@pytest.mark.parametrize(
+    ("teacher_flags", "student_flags", "warned"),
+    [
+        ({"validation_split": 0.0}, [], True),  # the teacher trained on every training image
+        ({"validation_split": None, "seed": 1}, [], True),  # another seed holds out other images
+        ({"validation_split": 0.2}, ["--validation-split", "0.2"], False),
+        ({"validation_split": None, "limit": 100}, ["--limit", "100"], False),
+        ({"validation_split": 0.0, "data_dir": "elsewhere"}, [], False),  # other data: not judged
+    ],
+)
+def test_train_warns_of_a_teacher_that_trained_on_its_validation_images(
+    tmp_path, capsys, teacher_flags, student_flags, warned
+):
+    """A --teacher whose metrics.json records another held-out selection than the student's is named in a warning,
+    with the flags that differ; one of the same selection, or of other data, is not."""
+    from keras_vit.train import parse_args
+    from keras_vit.training import train_command
+
+    data = str(tmp_path / "data")
+    recorded = {"data_dir": data, "limit": None, "seed": 0, **teacher_flags}
+    if recorded["data_dir"] == "elsewhere":
+        recorded["data_dir"] = str(tmp_path / "elsewhere")
+    (tmp_path / "metrics.json").write_text(json.dumps({"args": recorded}))
+    args = parse_args(["--data-dir", data, "--teacher", str(tmp_path / "model.keras"), *student_flags])
+    train_command._warn_of_teachers_that_saw_validation(args)
+    out = capsys.readouterr().out
+    assert ("warning: the teacher" in out) is warned
+    assert ("it saw some of this run's validation images" in out) is warned

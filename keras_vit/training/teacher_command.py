@@ -24,7 +24,7 @@ from keras_vit.training import pipeline
 from keras_vit.training.batches import TrainingBatches, even_batch_size
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
-from keras_vit.training.recipes import AUGMENT_RECIPES, TEACHER_RECIPES
+from keras_vit.training.recipes import AUGMENT_RECIPES, DEFAULT_VALIDATION_SPLIT, TEACHER_RECIPES
 from keras_vit.training.trainer import make_trainer
 
 
@@ -141,7 +141,9 @@ def main(args):
                     splits = pipeline.load_splits(
                         args.data_dir, args.dataset, image_size, args.limit, args.seed, size_given=True
                     )
-                    splits = splits.hold_out(args.validation_split, args.seed)
+                    splits = splits.with_validation(
+                        args.validation_split, args.seed, default=DEFAULT_VALIDATION_SPLIT
+                    )
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
                     print_error(error)
                     return 2

@@ -402,6 +402,43 @@ def _check_same_run(backup_dir, identity):
         )
 
 
+def _image_selection(run_args):
+    """What decides which training images a run held out for validation: its data, --limit, --seed and share."""
+    root = given_data_dir(run_args.get("data_dir"))
+    share = run_args.get("validation_split")
+    return {
+        "data": str(Path(root).expanduser().resolve()) if root else None,
+        "--limit": run_args.get("limit"),
+        "--seed": run_args.get("seed"),
+        "--validation-split": DEFAULT_VALIDATION_SPLIT if share is None else share,
+    }
+
+
+def _warn_of_teachers_that_saw_validation(args):
+    """Warns of each --teacher whose run (the `metrics.json` beside it, written by `keras_vit.teacher`) held out
+    other training images than this run's validation images: it trained on some of them, so distillation leaks them
+    and the validation scores read high. A teacher without that record, or of other data, is not judged."""
+    this_run = _image_selection(vars(args))
+    for path in args.teacher or ():
+        try:
+            teacher_args = json.loads((Path(path).expanduser().parent / "metrics.json").read_text())["args"]
+            teacher_run = _image_selection(teacher_args)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if teacher_run["data"] != this_run["data"] or teacher_run == this_run:
+            continue
+        flags = ", ".join(
+            f"{flag} {teacher_run[flag]}" for flag in ("--validation-split", "--seed", "--limit")
+        )
+        print(
+            f"warning: the teacher {path} was trained with {flags}, not this run's "
+            f"{', '.join(f'{flag} {this_run[flag]}' for flag in ('--validation-split', '--seed', '--limit'))}: "
+            "it saw some of this run's validation images, so the validation scores read high; train the teacher "
+            "with this run's flags, or give --validation-split 0 here",
+            flush=True,
+        )
+
+
 def _shown(value, most=8):
     """A value for a one-line message: long lists cut to their first `most` items."""
     if isinstance(value, list) and len(value) > most:
@@ -721,7 +758,7 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
                 check_output_folder(output, min_free_bytes=_bytes_needed(model))
             with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
                 try:
-                    splits = pipeline.load_splits(
+                    loaded = pipeline.load_splits(
                         args.data_dir,
                         args.dataset,
                         image_size,
@@ -730,11 +767,15 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
                         stream=args.stream,
                         size_given=bool(args.image_size),
                     )
-                    splits = splits.with_validation(
+                    splits = loaded.with_validation(
                         args.validation_split, args.seed, default=DEFAULT_VALIDATION_SPLIT
                     )
                 except (OSError, ValueError) as error:  # DataNotFoundError is an OSError
                     return _error(error)
+                if (
+                    writer and splits.y_val is not None and loaded.y_val is None
+                ):  # held out of the training images
+                    _warn_of_teachers_that_saw_validation(args)
                 return run(args, splits, overrides, recipe, checkpoint)
     except (CLIError, CheckpointError) as error:
         return _error(error)
