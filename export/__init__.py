@@ -18,7 +18,8 @@ loading a job, publishing one format), `common` (backend, errors, signals,
 model, labels, proof images, output paths), `output` (the output's lock,
 what a killed export left, free space, a file's own labels), `worker` (a
 conversion's process, which dies with its command), `card` (the model card),
-`verify` (the proof), the converters `savedmodel`, `tflite`, `onnx`, `report`
+`verify` (the proof), the converters `savedmodel`, `tflite`, `onnx` (with
+`onnx_attention`: ONNX Runtime's fused attention node), `report`
 (report.md/json), `runtime` (deployment side, TF-free), `benchmark`.
 
 This file imports nothing on purpose: `export.runtime` must stay importable

@@ -43,6 +43,7 @@ def main(argv=None):
         "Export a .keras ViT to every format (SavedModel, TFLite float32/float16/dynamic/int8, ONNX), "
         "prove each against Keras in its own runtime, and write report.md/report.json.",
         "directory to write (replaced only if it is a previous export)",
+        int8="always",
     )
     tflite.add_calib_images_arg(parser)
     tflite.add_strict_int8_arg(parser)

@@ -34,7 +34,6 @@ Writes `benchmark.md`, `benchmark.json` and `benchmark.png` (bar chart) into
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -336,7 +335,6 @@ def plot(report, path):
 def main(argv=None):
     parser = Parser(
         prog="python -m export.benchmark",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Latency (batch 1) and throughput (batch N) of Keras, the SavedModel, each TFLite file "
         "and ONNX Runtime on this machine's CPU; writes benchmark.md/.json/.png.",
     )
@@ -347,15 +345,21 @@ def main(argv=None):
         help="the .keras model to time too (default: the one named in EXPORT_DIR/report.json, "
         "if it still exists)",
     )
-    parser.add_argument("--runs", type=int, default=100, help="timed batch-1 calls")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed batch-1 calls first")
-    parser.add_argument("--batch", type=int, default=64, help="batch size for throughput")
-    parser.add_argument("--throughput-runs", type=int, default=10, help="timed calls at --batch")
+    parser.add_argument("--runs", type=int, default=100, help="timed batch-1 calls (default: %(default)s)")
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="untimed batch-1 calls first (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=64, help="batch size for throughput (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--throughput-runs", type=int, default=10, help="timed calls at --batch (default: %(default)s)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
         default=5,
-        help="times every format is timed, in turn with the others (the figures: medians of the rounds)",
+        help="times every format is timed, in turn with the others (the figures: medians of the rounds; default: %(default)s)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="TFLite / ONNX Runtime threads (default: cores)"

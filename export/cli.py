@@ -37,8 +37,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def make_parser(prog, description, output_help):
-    """An `ArgumentParser` with the arguments every exporter takes."""
+# What each command does without real images, for the help of --data-dir: by how it quantizes.
+WITHOUT_IMAGES = {
+    "never": "else a random batch, with a warning",
+    "optional": "else a random batch, with a warning (not for int8, which stops without real images)",
+    "always": "without real images it stops, as int8 needs them (export one format at a time with "
+    "python -m export.savedmodel, export.tflite or export.onnx to check on a random batch)",
+}
+
+
+def make_parser(prog, description, output_help, int8="never"):
+    """An `ArgumentParser` with the arguments every exporter takes.
+
+    Args:
+        int8: whether the command writes an int8 file, which needs real images for its calibration:
+            `"never"`, `"optional"` (`--quantize int8`) or `"always"`.
+    """
     parser = Parser(
         prog=prog,
         description=description,
@@ -58,18 +72,21 @@ def make_parser(prog, description, output_help):
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="real images for the proof (and int8 calibration): an image-folder tree "
-        "DIR/{train,test}/<class>/*.jpg of the model's classes, or CIFAR-10's cifar-10-batches-py; default "
-        "$KERAS_VIT_DATA_DIR, then CIFAR-10's standard local places; else a random batch, with a warning "
-        "(not for int8, which stops without real images)",
+        help=f"real images for the proof{'' if int8 == 'never' else ' and int8 calibration'}: an image-folder "
+        "tree DIR/{train,test}/<class>/*.jpg of the model's classes, or CIFAR-10's cifar-10-batches-py; default "
+        f"$KERAS_VIT_DATA_DIR, then CIFAR-10's standard local places; {WITHOUT_IMAGES[int8]}",
     )
     parser.add_argument(
         "--eval-images",
         type=eval_images_arg,
         default="all",
-        help="test images for parity and accuracy, or 'all' (default; CIFAR-10: 10000). A 1-point "
-        "accuracy tolerance needs thousands of images: int8 changes the top-1 of some borderline images, "
-        "both ways, so a drop measured on few images is noisy",
+        help="test images for parity and accuracy, or 'all' (default; CIFAR-10: 10000)"
+        + (
+            ""
+            if int8 == "never"
+            else ". A 1-point accuracy tolerance needs thousands of images: int8 changes the top-1 of some "
+            "borderline images, both ways, so a drop measured on few images is noisy"
+        ),
     )
     parser.add_argument(
         "--atol", type=float, default=None, help="max |logit diff| for float32 files (default 1e-4)"

@@ -306,6 +306,7 @@ def main(argv=None):
         "Export a .keras ViT to TFLite (builtin ops only), checked in ai-edge-litert against Keras.",
         "the .tflite file to write (its class names OUT.labels.txt and model card OUT.tflite.json are "
         "written beside it)",
+        int8="optional",
     )
     parser.add_argument(
         "--quantize",

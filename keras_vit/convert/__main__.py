@@ -4,7 +4,7 @@
     python -m keras_vit.convert timm:deit_small_patch16_224.fb_in1k deit_s.keras
     python -m keras_vit.convert keras_hub:vit_base_patch16_224_imagenet vit_b16.keras
     python -m keras_vit.convert vit-b16/ vit_b16.keras      # a Hugging Face folder: no PyTorch needed
-    python -m export vit_b16.keras export/vit_b16            # then every deployable format, with its proofs
+    python -m export vit_b16.keras runs/vit_b16/export       # then every deployable format, with its proofs
 
 SOURCE is timm:NAME, hf:NAME (downloaded), keras_hub:PRESET (a name or a local preset folder), a Hugging Face
 `.safetensors` file or a folder holding one with its config.json. The model written takes 0..255 pixels and

@@ -33,6 +33,29 @@ def test_help_of_every_command():
     assert "int8" in run(["export.tflite", "--help"]).stdout
 
 
+@pytest.mark.parametrize(
+    ("make_parser_args", "says_int8", "without_images"),
+    [
+        ({}, False, "else a random batch"),  # export.savedmodel, export.onnx
+        ({"int8": "optional"}, True, "not for int8"),  # export.tflite
+        ({"int8": "always"}, True, "it stops"),  # python -m export
+    ],
+)
+def test_the_help_says_what_the_command_does_without_images(make_parser_args, says_int8, without_images):
+    """Only a command that writes int8 speaks of calibration, and each says what it does without real images."""
+    parser = cli.make_parser("prog", "", "out", **make_parser_args)
+    data_dir, eval_images = (
+        parser._option_string_actions[flag].help for flag in ("--data-dir", "--eval-images")
+    )
+    assert ("int8" in data_dir) is says_int8 and ("int8" in eval_images) is says_int8
+    assert without_images in data_dir
+
+
+def test_benchmark_help_gives_each_default_once():
+    text = " ".join(run(["export.benchmark", "--help"]).stdout.split())
+    assert "(default: None)" not in text and text.count("(default: 100)") == 1
+
+
 @pytest.mark.parametrize("module", ["export", "export.tflite", "export.onnx", "export.runtime"])
 def test_help_and_bad_flags_answer_without_loading_tensorflow(module):
     """--help and a usage error come before TensorFlow and Keras (seconds to import) are loaded."""
