@@ -107,7 +107,7 @@ def build_parser():
         help="decoupled weight decay per unit of learning rate (default: the arch's: 5e-3 for "
         "resnet9, about Page's L2 of 5e-4 under momentum 0.9; 0.0133 for airbench)",
     )
-    parser.add_argument("--label-smoothing", type=float, default=0.2)
+    parser.add_argument("--label-smoothing", type=float, default=0.2, help="(default: %(default)s)")
     parser.add_argument(
         "--augment",
         default="basic",

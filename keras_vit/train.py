@@ -129,16 +129,33 @@ def _add_data_flags(parser):
 
 
 def _add_optimization_flags(parser):
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (after warmup)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs to train (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images a step (default: %(default)s)")
     parser.add_argument(
-        "--warmup-epochs", type=float, default=1.0, help="linear warmup, then cosine decay to 0"
+        "--optimizer", default="adamw", choices=["adamw", "adam", "sgd"], help="(default: %(default)s)"
     )
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (0: off)")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak learning rate, after warmup (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=1.0,
+        help="epochs of linear warmup, then cosine decay to 0 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.05,
+        help="decoupled weight decay of the matrices (default: %(default)s)",
+    )
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
+    parser.add_argument(
+        "--clipnorm", type=float, default=1.0, help="global gradient-norm clip, 0: off (default: %(default)s)"
+    )
     parser.add_argument(
         "--ema-momentum",
         type=float,
@@ -152,7 +169,12 @@ def _add_optimization_flags(parser):
         choices=sorted(MIXED_PRECISION),
         help="dtype policy (default: float32)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="of the image selection, the split, the weights and the augmentation (default: %(default)s)",
+    )
     parser.add_argument(
         "--distribute",
         default="none",
