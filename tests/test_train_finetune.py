@@ -102,10 +102,17 @@ def test_a_fine_tuning_run_resumes_to_the_uninterrupted_weights(pretrained, tiny
         (["--init-from", "{pretrained}", "--num-heads", "4"], "num_heads cannot be changed"),
         (["--init-from", "{missing}"], "--init-from"),
         (["--init-from", "{pretrained}", "--freeze-blocks", "4"], "cannot freeze 4 blocks of a ViT with 3"),
+        # safetensors' own error (no OSError or ValueError): one line, as python -m keras_vit.convert says it.
+        (["--init-from", "{truncated}"], "cannot load {truncated}: SafetensorError: "),
     ],
 )
 def test_bad_fine_tuning_flags_say_why(pretrained, tiny_tree, tmp_path, capsys, extra, message):
-    paths = {"pretrained": pretrained, "missing": tmp_path / "missing.keras"}
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    (truncated / "model.safetensors").write_bytes(b"\x05")  # a download cut short
+    paths = {"pretrained": pretrained, "missing": tmp_path / "missing.keras", "truncated": truncated}
+    message = message.format(**paths)
     extra = [value.format(**paths) for value in extra]
     assert train.main(_args(tiny_tree, tmp_path / "run", *extra)) == 2
     error = capsys.readouterr().err
@@ -174,8 +181,8 @@ def _spy_on_the_start(monkeypatch):
 
     original = train_command.fine_tuning_start
 
-    def spy(model, image_size, num_classes, overrides=None):
-        start = original(model, image_size, num_classes, overrides)
+    def spy(model, image_size, num_classes, overrides=None, head=None):
+        start = original(model, image_size, num_classes, overrides, head=head)
         seen.update(image_size=tuple(image_size), num_classes=num_classes)
         seen["position"] = np.array(start.get_layer("patch_encoder").position.numpy())
         seen["head"] = _layer_weights(start, "head")
@@ -224,3 +231,83 @@ def test_fine_tuning_loads_a_folder_at_the_checkpoint_size_by_default(
         seen["position"], load_model(pretrained).get_layer("patch_encoder").position
     )
     assert load_model(out / "model.keras").input_shape == (None, 32, 32, 3)
+
+
+def test_an_error_of_the_sources_library_is_one_line(tmp_path, monkeypatch, capsys):
+    """timm's unknown model (a RuntimeError) is worded as python -m keras_vit.convert words it."""
+    from keras_vit.training import finetune
+
+    def unknown(spec, **options):
+        raise RuntimeError("Unknown model (vit_tyni)\nmore lines")
+
+    monkeypatch.setattr(finetune, "load_source", unknown)
+    args = [*ARGS, "--init-from", "timm:vit_tyni", "--output", str(tmp_path / "run")]
+    assert train.main(args) == 2
+    assert capsys.readouterr().err == (
+        "error: --init-from timm:vit_tyni: cannot load timm:vit_tyni: RuntimeError: Unknown model (vit_tyni)\n"
+    )
+
+
+def _labelled_checkpoint(folder, names):
+    """A 3-class 32x32 'pretrained' ViT with non-zero weights, saved with `names` (None: none) as its labels twin."""
+    model = build_vit("vit_micro", num_classes=3)
+    rng = np.random.default_rng(2)
+    model.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") for w in model.get_weights()])
+    folder.mkdir()
+    model.save(folder / "vit.keras")
+    if names is not None:
+        (folder / "vit.labels.txt").write_text("".join(f"{name}\n" for name in names))
+    return folder / "vit.keras", model.get_layer("head").get_weights()
+
+
+@pytest.mark.parametrize(
+    ("names", "columns", "said"),
+    [
+        (("bee", "cat", "ant"), (2, 0, 1), "rows reordered to the data's order"),  # the data: ant, bee, cat
+        (("ant", "bee", "cat"), (0, 1, 2), "Head: the checkpoint's, kept: the data's classes"),
+        (
+            ("ant", "bee", "dog"),
+            None,
+            "Head: new, zero, for the data's 3 classes: the checkpoint's 3 classes",
+        ),
+        (None, (0, 1, 2), "its class names are unknown (no labels file beside"),
+    ],
+)
+def test_the_checkpoints_head_follows_its_class_names(
+    tree_48, tmp_path, monkeypatch, capsys, names, columns, said
+):
+    """A 3-class checkpoint on the 3-class folder: its head is kept for the same names, its rows reordered for the
+    same names in another order, new and zero for other names; without names it is kept, and the line says so."""
+    checkpoint, (kernel, bias) = _labelled_checkpoint(tmp_path / "checkpoint", names)
+    seen = _spy_on_the_start(monkeypatch)
+    args = _args(tree_48, tmp_path / "run", "--init-from", str(checkpoint), "--epochs", "1")
+    assert train.main(args) == 0
+    new_kernel, new_bias = seen["head"]
+    if columns is None:
+        assert not np.any(new_kernel) and not np.any(new_bias)
+    else:
+        np.testing.assert_array_equal(new_kernel, kernel[:, list(columns)])
+        np.testing.assert_array_equal(new_bias, bias[list(columns)])
+    heads = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Head: ")]
+    assert len(heads) == 1 and said in heads[0], heads
+
+
+def test_fine_tuning_starts_from_a_hugging_face_backbone(tree_48, tmp_path, monkeypatch, capsys):
+    """A transformers ViTModel folder (no classifier) gets a new zero head of the data's classes; without its
+    preprocessor_config.json, the one line says how to convert it with its statistics first."""
+    from tests.convert.test_sources import save_hugging_face_folder
+
+    folder = tmp_path / "backbone"
+    save_hugging_face_folder(folder, model_class="ViTModel")
+    seen = _spy_on_the_start(monkeypatch)
+    args = _args(tree_48, tmp_path / "run", "--init-from", str(folder), "--epochs", "1")
+    assert train.main(args) == 0
+    kernel, bias = seen["head"]
+    assert kernel.shape == (64, 3) and not np.any(kernel) and not np.any(bias)
+    assert "Head: new, zero, for the data's 3 classes (the checkpoint has none)" in capsys.readouterr().out
+    (folder / "preprocessor_config.json").unlink()
+    assert train.main(_args(tree_48, tmp_path / "run2", "--init-from", str(folder))) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "pass `mean`" not in error, error
+    assert f"python -m keras_vit.convert {folder} OUT.keras --mean R G B --std R G B" in error
+    assert not (tmp_path / "run2" / "model.keras").exists()

@@ -99,3 +99,43 @@ def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, cap
     run_interrupted(train.main, args(first))
     assert train.main(args(other, "--fresh")) == 0
     assert (out / "labels.txt").read_text().split() == ["x", "y", "z"]
+
+
+def test_a_fine_tuning_checkpoint_refuses_another_optimizer_or_trained_set(tmp_path, capsys):
+    """Resumed with another --freeze-blocks, --layer-decay or --optimizer, Keras would drop the saved optimizer
+    state (other variables): the rerun is refused in one line, the checkpoint left as it was."""
+    from conftest import write_colour_tree
+
+    from keras_vit.models import build_vit
+
+    data = write_colour_tree(tmp_path / "abc", ("a", "b", "c"))
+    build_vit("vit_micro", num_classes=3).save(tmp_path / "vit.keras")
+    out = tmp_path / "run"
+
+    def args(*extra):
+        fine = ["--init-from", str(tmp_path / "vit.keras"), "--validation-split", "0"]
+        return [*ARGS, "--data-dir", str(data), "--output", str(out), *fine, *extra]
+
+    run_interrupted(train.main, args("--freeze-blocks", "1", "--layer-decay", "0.75"))
+    checkpoint = out / "checkpoint"
+    kept = {path.name: path.read_bytes() for path in checkpoint.iterdir()}
+    capsys.readouterr()
+    for extra, change in (
+        (("--freeze-blocks", "2", "--layer-decay", "0.75"), "its --freeze-blocks was 1, now 2"),
+        (("--freeze-blocks", "1"), "its --layer-decay was 0.75, now None"),
+        (
+            ("--freeze-blocks", "1", "--layer-decay", "0.75", "--optimizer", "sgd"),
+            "its --optimizer was 'adamw', now 'sgd'",
+        ),
+    ):
+        assert train.main(args(*extra)) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and f"is of another run: {change}; rerun with --fresh" in error[0], error
+        assert {path.name: path.read_bytes() for path in checkpoint.iterdir()} == kept
+    # A checkpoint written before these were recorded resumes as before.
+    metadata = json.loads((checkpoint / "checkpoint.json").read_text())
+    for key in ("--optimizer", "--freeze-blocks", "--layer-decay", "--ema-momentum"):
+        del metadata["run"][key]
+    (checkpoint / "checkpoint.json").write_text(json.dumps(metadata))
+    assert train.main(args("--freeze-blocks", "1", "--layer-decay", "0.75")) == 0
+    assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out

@@ -54,6 +54,10 @@ class SourceViT:
     layer_norm_epsilon: float = 1e-6
 
 
+class MissingStatisticsError(ValueError):
+    """Neither the caller nor the source gives the input mean and std (`pixel_statistics`)."""
+
+
 def pixel_statistics(mean, std, source_mean, source_std, source):
     """The model's `mean` and `std` in 0..255 units, from the given or the source's 0..1 statistics.
 
@@ -69,15 +73,16 @@ def pixel_statistics(mean, std, source_mean, source_std, source):
         `(mean, std)`, tuples of floats in 0..255 units.
 
     Raises:
-        ValueError: neither the caller nor the source gives them, only one
-            of the two is given, or they are not in 0..1 units.
+        MissingStatisticsError: neither the caller nor the source gives them.
+        ValueError: only one of the two is given, or they are not in 0..1
+            units.
     """
     if (mean is None) != (std is None):
         raise ValueError("Pass both `mean` and `std` (0..1 units), or neither.")
     if mean is None:
         mean, std = source_mean, source_std
     if mean is None or std is None:
-        raise ValueError(
+        raise MissingStatisticsError(
             f"{source} does not say its input normalization: pass `mean` and `std` (per channel, 0..1 "
             "units, as the checkpoint's image processor or timm's pretrained_cfg gives them)."
         )

@@ -21,7 +21,7 @@ from keras_vit.cli_utils import (
     print_error,
     stop_on_signals,
 )
-from keras_vit.convert.sources import load_source
+from keras_vit.convert.sources import load_source, loading_error
 from keras_vit.files import atomic_path
 from keras_vit.inference import load_keras_model
 from keras_vit.labels import TWIN_SUFFIX, check_class_names, read_labels, write_labels
@@ -110,12 +110,8 @@ def convert(args, written):
     highest_matmul_precision()
     try:
         converted = load_source(args.source, args.image_size, args.mean, args.std, args.num_classes)
-    except ImportError as error:
-        raise CLIError(f"{first_line(error)}: pip install keras-vit[convert]") from None
-    except (OSError, ValueError) as error:
-        raise CLIError(first_line(error)) from None
-    except Exception as error:  # noqa: BLE001 - the source's library (e.g. timm's "Unknown model"): one line
-        raise CLIError(f"cannot load {args.source}: {first_line(error, with_type=True)}") from None
+    except Exception as error:  # noqa: BLE001 - the source's library too (e.g. timm's "Unknown model"): one line
+        raise CLIError(loading_error(args.source, error)) from None
     model = converted.model
     height, width = model.input_shape[1:3]
     num_classes = int(model.output_shape[-1])

@@ -44,7 +44,8 @@ def from_keras_hub(source, image_size=None, mean=None, std=None, num_classes=Non
         backbone = source
     else:
         raise ValueError(f"from_keras_hub converts a ViTBackbone or ViTImageClassifier; got {type(source)}.")
-    source_mean, source_std = _converter_statistics(classifier)
+    converter = getattr(getattr(classifier, "preprocessor", None), "image_converter", None)
+    source_mean, source_std = converter_statistics(converter)
     mean, std = pixel_statistics(mean, std, source_mean, source_std, f"The keras-hub {type(source).__name__}")
     arrays, used = _timm_arrays(backbone)
     pooling = "token"
@@ -89,13 +90,12 @@ def from_keras_hub(source, image_size=None, mean=None, std=None, num_classes=Non
     return build_converted_vit(spec, arrays, mean, std, image_size=image_size, num_classes=num_classes)
 
 
-def _converter_statistics(classifier):
-    """The classifier's image converter's `(mean, std)` in 0..1 units, or `(None, None)`.
+def converter_statistics(converter):
+    """A keras-hub image converter's `(mean, std)` in 0..1 units, or `(None, None)` (no converter or scale).
 
     keras-hub's converter computes `pixels * scale + offset` on 0..255
     pixels, so `std = 1 / (255 * scale)` and `mean = -offset / (255 * scale)`.
     """
-    converter = getattr(getattr(classifier, "preprocessor", None), "image_converter", None)
     if converter is None or getattr(converter, "scale", None) is None:
         return None, None
     scale = np.ravel(np.asarray(converter.scale, "float64")) * np.ones(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
@@ -44,6 +45,12 @@ _OTHER_NAMES = {
 }
 # Config fields whose value the converted model depends on, and the only value supported.
 _REQUIRED_CONFIG = {"hidden_act": "gelu", "model_type": "vit"}
+# The weights of one file, and the index of a checkpoint saved in shards (`model-00001-of-00003.safetensors`, ...).
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+# What the Hub's image processors rescale 0..255 pixels by before the mean and std: keras_vit's `mean` and `std`
+# are in these 0..1 units too.
+_RESCALE_FACTOR = 1 / 255
 
 
 def from_transformers(source, image_size=None, mean=None, std=None, num_classes=None, config=None):
@@ -61,15 +68,16 @@ def from_transformers(source, image_size=None, mean=None, std=None, num_classes=
     Args:
         source: a `transformers` `ViTForImageClassification` or `ViTModel`;
             or the path of a `.safetensors` file, or of a directory that
-            holds `model.safetensors` (and `config.json`), read with the
-            `safetensors` NumPy API (no PyTorch needed).
+            holds `model.safetensors` (or the shards its
+            `model.safetensors.index.json` lists) and `config.json`, read
+            with the `safetensors` NumPy API (no PyTorch needed).
         image_size: optional int or `(height, width)` to run at; default:
             the config's. Another size resamples the position embedding.
         mean, std: per-channel input statistics in 0..1 units (the image
             processor's `image_mean` / `image_std`, e.g. 0.5 for Google's
             ViTs); default: those of the `preprocessor_config.json` beside
-            a file. Required otherwise: neither a model nor its weights
-            carry them.
+            a file (`processor_statistics`). Required otherwise: neither a
+            model nor its weights carry them.
         num_classes: the class count of a new head, for a `ViTModel`.
         config: for a file: a `transformers` `ViTConfig` or its dict, when
             no `config.json` lies beside the file.
@@ -79,24 +87,25 @@ def from_transformers(source, image_size=None, mean=None, std=None, num_classes=
 
     Raises:
         ValueError: an unsupported config field or weight (named), a
-            missing config, or missing input statistics.
+            missing config, missing input statistics, or an image processor
+            whose preprocessing a mean and std cannot express.
     """
-    processor = {}
+    source_mean = source_std = None
     if isinstance(source, (str, os.PathLike)):
         arrays, file_config, processor = _read_safetensors(os.fspath(source))
         config = config if config is not None else file_config
         if config is None:
             raise ValueError(f"No config.json beside {os.fspath(source)!r}: pass `config`.")
         described = f"The checkpoint {os.fspath(source)!r} (no preprocessor_config.json beside it)"
+        if mean is None and std is None:  # given statistics replace the processor's: it is not read then
+            source_mean, source_std = processor_statistics(processor, os.fspath(source))
     else:
         config = source.config
         arrays = {name: value.detach().cpu().float().numpy() for name, value in source.state_dict().items()}
         described = f"The transformers model {type(source).__name__}"
     if not isinstance(config, dict):
         config = config.to_dict()
-    mean, std = pixel_statistics(
-        mean, std, processor.get("image_mean"), processor.get("image_std"), described
-    )
+    mean, std = pixel_statistics(mean, std, source_mean, source_std, described)
     arrays = _timm_names(arrays)
     spec = _spec(config, arrays)
     return build_converted_vit(spec, arrays, mean, std, image_size=image_size, num_classes=num_classes)
@@ -113,22 +122,101 @@ def download_from_hub(repo_id):
     """
     from huggingface_hub import snapshot_download  # lazily: transformers' own dependency, an optional extra
 
-    patterns = ["model.safetensors", "config.json", "preprocessor_config.json"]
-    return snapshot_download(repo_id=repo_id, allow_patterns=patterns)
+    from keras_vit.cli_utils import first_line
+
+    # One file, or a large model's shards and their index.
+    patterns = [
+        WEIGHTS_FILE,
+        INDEX_FILE,
+        "model-*-of-*.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+    ]
+    try:
+        return snapshot_download(repo_id=repo_id, allow_patterns=patterns)
+    except Exception as error:  # noqa: BLE001 - offline, no such repository, gated: the Hub's own words, one line
+        raise OSError(
+            f"cannot download hf:{repo_id} from the Hugging Face Hub ({first_line(error, with_type=True)})"
+        ) from None
+
+
+def processor_statistics(processor, where):
+    """The `(mean, std)`, 0..1 units, of a Hugging Face image processor's config (`preprocessor_config.json`).
+
+    keras_vit normalizes `(pixels / 255 - mean) / std`: the processor's
+    rescale by 1/255 then its `image_mean` and `image_std`, or mean 0 and
+    std 1 where `do_normalize` is false.
+
+    Args:
+        processor: the config's dict (`{}` where there is none).
+        where: the checkpoint, for the error message.
+
+    Returns:
+        `(mean, std)`, or `(None, None)` where the config does not give them.
+
+    Raises:
+        ValueError: preprocessing no mean and std express (`do_rescale`
+            false, another `rescale_factor`, a `rescale_offset`), named.
+    """
+    if not processor:
+        return None, None
+    factor = processor.get("rescale_factor", _RESCALE_FACTOR)
+    unlike = [
+        f"{field}={processor[field]!r}"
+        for field, fits in (
+            ("do_rescale", processor.get("do_rescale", True) is True),
+            ("rescale_factor", isinstance(factor, (int, float)) and math.isclose(factor, _RESCALE_FACTOR)),
+            ("rescale_offset", not processor.get("rescale_offset", False)),
+        )
+        if not fits
+    ]
+    if unlike:
+        raise ValueError(
+            f"{where}: its preprocessor_config.json says {', '.join(unlike)}; keras_vit models scale 0..255 "
+            "pixels by 1/255 before the mean and std: give the mean and std of those units (--mean, --std)"
+        )
+    if processor.get("do_normalize", True) is False:
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # rescaled to 0..1 only
+    return processor.get("image_mean"), processor.get("image_std")
+
+
+def weights_files(path):
+    """`(folder, safetensors files)` of a `.safetensors` file, or of a folder holding `model.safetensors` or the
+    shards its `model.safetensors.index.json` lists."""
+    if not os.path.isdir(path):
+        return os.path.dirname(path) or ".", [path]
+    index = _read_json(os.path.join(path, INDEX_FILE))
+    if os.path.exists(os.path.join(path, WEIGHTS_FILE)) or index is None:
+        return path, [os.path.join(path, WEIGHTS_FILE)]
+    shards = sorted(set(index.get("weight_map", {}).values()))
+    if not shards:
+        raise ValueError(f"{os.path.join(path, INDEX_FILE)} lists no weights files.")
+    return path, [os.path.join(path, shard) for shard in shards]
+
+
+def weight_names(path):
+    """The weight names of the checkpoint at `path` (see `weights_files`), read from the files' headers only."""
+    from safetensors import safe_open  # lazily: an optional extra
+
+    names = []
+    for file in weights_files(path)[1]:
+        with safe_open(file, framework="np") as opened:
+            names.extend(opened.keys())
+    return names
 
 
 def _read_safetensors(path):
-    """`(arrays, config dict or None, image processor dict or {})` of a safetensors file or a directory holding
-    one, with the `config.json` and `preprocessor_config.json` beside it where they are."""
+    """`(arrays, config dict or None, image processor dict or {})` of a safetensors file or a folder (see
+    `weights_files`), with the `config.json` and `preprocessor_config.json` beside it where they are."""
     from safetensors.numpy import load_file  # lazily: an optional extra
 
-    if os.path.isdir(path):
-        directory, path = path, os.path.join(path, "model.safetensors")
-    else:
-        directory = os.path.dirname(path)
+    directory, files = weights_files(path)
+    arrays = {}
+    for file in files:
+        arrays.update(load_file(file))
     config = _read_json(os.path.join(directory, "config.json"))
     processor = _read_json(os.path.join(directory, "preprocessor_config.json")) or {}
-    return load_file(path), config, processor
+    return arrays, config, processor
 
 
 def _read_json(path):

@@ -203,3 +203,18 @@ def test_help_and_bad_flags_answer_without_loading_keras(args, status):
     code, out, heavy = heavy_imports_of("keras_vit.convert", *args)
     assert (code, heavy) == (status, [])
     assert status or ("SOURCE is timm:NAME" in out and sources.SOURCE_KINDS.split(",")[0] in out)
+
+
+def test_preprocessing_no_mean_and_std_express_is_one_line_and_nothing_is_written(
+    hub_folder, tmp_path, capsys
+):
+    import json
+
+    config = json.loads((hub_folder / "preprocessor_config.json").read_text())
+    (hub_folder / "preprocessor_config.json").write_text(json.dumps({**config, "do_rescale": False}))
+    output = tmp_path / "out" / "vit.keras"
+    output.parent.mkdir()
+    assert convert_cli.main([str(hub_folder), str(output)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "preprocessor_config.json says do_rescale=False" in error, error
+    assert written(output.parent) == []

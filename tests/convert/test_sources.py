@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_vit.convert import sources
+from keras_vit.convert.transformers import from_transformers
 from tests.convert.helpers import assert_same_logits, random_pixels
 
 
@@ -162,3 +163,156 @@ def test_a_timm_name_gives_its_forward_pass_and_its_imagenet_class_names(monkeyp
     assert converted.class_names[134] == "crane (134)" and converted.class_names[517] == "crane (517)"
     pixels = random_pixels(224, batch=2)
     assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
+
+
+def _processor_logits(folder, source, pixels):
+    """The source's logits on `pixels` through its own image processor (`preprocessor_config.json`), not
+    resized: the Hugging Face pipeline a user of the checkpoint runs."""
+    import torch
+    import transformers
+
+    processor = transformers.ViTImageProcessorPil.from_pretrained(folder)
+    inputs = processor(list(pixels), do_resize=False, return_tensors="pt")
+    with torch.no_grad():
+        return source(**inputs).logits.numpy()
+
+
+def test_an_image_processor_without_normalization_is_honoured_and_compared(tmp_path):
+    """do_normalize false: the model normalizes with mean 0 and std 1 (0..1 units), not the config's image_mean
+    and image_std, which the processor ignores; the check runs the source's own processor."""
+    source = save_hugging_face_folder(tmp_path, labels=["cat", "dog", "owl"])
+    processor = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    processor.update(do_normalize=False, do_rescale=True, rescale_factor=1 / 255)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor))
+    converted = sources.load_source(tmp_path)
+    assert converted.model.mean == pytest.approx((0.0,) * 3)
+    assert converted.model.std == pytest.approx((255.0,) * 3)
+    pixels = random_pixels(32)
+    expected = _processor_logits(tmp_path, source, pixels)
+    np.testing.assert_allclose(converted.reference(pixels), expected, atol=1e-5)
+    assert_same_logits(expected, converted.model.predict(pixels, verbose=0))
+    # --mean / --std replace the processor's: the check then covers the network, normalized as the model does.
+    given = sources.load_source(tmp_path, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert_same_logits(given.reference(pixels), given.model.predict(pixels, verbose=0))
+
+
+def test_a_reference_that_normalized_as_the_model_would_catch_other_statistics(tmp_path, monkeypatch):
+    """The check runs the source's processor: a model converted with other statistics than the processor's
+    differs from its reference (the check normalized with the model's own statistics before, so agreed)."""
+    save_hugging_face_folder(tmp_path, labels=["cat", "dog", "owl"])
+    monkeypatch.setattr(
+        sources,
+        "from_transformers",
+        lambda path, **options: from_transformers(path, mean=(0.5,) * 3, std=(0.5,) * 3),
+    )
+    converted = sources.load_source(tmp_path)
+    pixels = random_pixels(32)
+    difference = np.max(np.abs(converted.reference(pixels) - converted.model.predict(pixels, verbose=0)))
+    assert difference > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"do_rescale": False}, "do_rescale=False"),
+        ({"rescale_factor": 1 / 127.5}, "rescale_factor=0.00784"),
+        ({"rescale_offset": True}, "rescale_offset=True"),
+    ],
+)
+def test_preprocessing_no_mean_and_std_express_is_refused_by_name(tmp_path, fields, named):
+    save_hugging_face_folder(tmp_path, labels=["cat", "dog", "owl"])
+    processor = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**processor, **fields}))
+    with pytest.raises(ValueError, match=f"preprocessor_config.json says {named}"):
+        sources.load_source(tmp_path)
+    # Statistics given for the pixels as the model saw them replace the processor's.
+    assert sources.load_source(tmp_path, mean=(0.5,) * 3, std=(0.5,) * 3).model.mean == pytest.approx(
+        (127.5,) * 3
+    )
+
+
+def test_a_sharded_hugging_face_folder_converts_and_is_compared(tmp_path):
+    """model.safetensors.index.json and its shards (as the Hub keeps large models) convert like one file."""
+    source = save_hugging_face_folder(tmp_path / "one", labels=["cat", "dog", "owl"])
+    source.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    shards = sorted(path.name for path in (tmp_path / "sharded").glob("*.safetensors"))
+    assert len(shards) > 1 and not (tmp_path / "sharded" / "model.safetensors").exists()
+    (tmp_path / "sharded" / "preprocessor_config.json").write_text(
+        (tmp_path / "one" / "preprocessor_config.json").read_text()
+    )
+    converted = sources.load_source(tmp_path / "sharded")
+    pixels = random_pixels(32)
+    assert_same_logits(converted.reference(pixels), converted.model.predict(pixels, verbose=0))
+    one = sources.load_source(tmp_path / "one").model.predict(pixels, verbose=0)
+    np.testing.assert_array_equal(converted.model.predict(pixels, verbose=0), one)
+    (tmp_path / "sharded" / shards[0]).unlink()
+    with pytest.raises(OSError, match=shards[0]):
+        sources.load_source(tmp_path / "sharded")
+
+
+def test_a_failed_download_names_the_source_and_the_hub_and_fetches_shards(monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    asked = {}
+
+    def offline(repo_id, allow_patterns):
+        asked.update(allow_patterns=allow_patterns)
+        raise huggingface_hub.errors.LocalEntryNotFoundError(
+            "Got: ConnectError: [Errno -2] Name or service not known\nAn error happened while trying to locate ..."
+        )
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(OSError) as raised:
+        sources.load_source("hf:google/vit-base-patch16-224")
+    assert str(raised.value) == (
+        "cannot download hf:google/vit-base-patch16-224 from the Hugging Face Hub (LocalEntryNotFoundError: Got: "
+        "ConnectError: [Errno -2] Name or service not known)"
+    )
+    assert {"model.safetensors.index.json", "model-*-of-*.safetensors"} <= set(asked["allow_patterns"])
+
+
+def test_keras_hub_presets_keep_a_classifiers_head_and_read_a_backbones_statistics(tmp_path):
+    """keras-hub as Hugging Face: --num-classes of the classifier's own count keeps its head (and the check), another
+    count is refused; a backbone preset takes its image_converter.json's statistics and needs a class count; an
+    unknown preset name is one line."""
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
+    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / (255 * 0.25), offset=-2.0)
+    preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
+    classifier = keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=3, preprocessor=preprocessor
+    )
+    rng = np.random.default_rng(0)
+    for variable in classifier.weights:
+        variable.assign(variable.numpy() + 0.05 * rng.standard_normal(variable.shape).astype("float32"))
+    classifier.save_to_preset(str(tmp_path / "classifier"))
+    backbone.save_to_preset(str(tmp_path / "backbone"))
+
+    same = sources.load_source(f"keras_hub:{tmp_path / 'classifier'}", num_classes=3)
+    pixels = random_pixels(32)
+    np.testing.assert_allclose(
+        same.model.predict(pixels, verbose=0), classifier.predict(pixels, verbose=0), atol=1e-4
+    )
+    assert same.reference is not None and not same.new_head
+    with pytest.raises(ValueError, match="3-class head; `num_classes`=5 would drop it"):
+        sources.load_source(f"keras_hub:{tmp_path / 'classifier'}", num_classes=5)
+
+    with pytest.raises(ValueError, match="is a backbone preset .*--num-classes N"):
+        sources.load_source(f"keras_hub:{tmp_path / 'backbone'}")
+    with pytest.raises(ValueError, match="does not say its input normalization"):
+        sources.load_source(f"keras_hub:{tmp_path / 'backbone'}", num_classes=4)
+    converter.save_to_preset(str(tmp_path / "backbone"))  # the preset's image_converter.json
+    headless = sources.load_source(f"keras_hub:{tmp_path / 'backbone'}", num_classes=4)
+    assert headless.model.mean == pytest.approx((127.5,) * 3) and headless.model.std == pytest.approx(
+        (63.75,) * 3
+    )
+    assert headless.new_head and headless.model.output_shape[-1] == 4
+    assert sources.load_source(f"keras_hub:{tmp_path / 'backbone'}", backbone_classes=1).new_head
+
+    with pytest.raises(ValueError) as raised:
+        sources.load_source("keras_hub:nosuchpreset")
+    assert str(raised.value) == (
+        "keras_hub:nosuchpreset is no keras-hub preset: give a built-in preset name, a kaggle:// or hf:// handle, "
+        "or a local preset folder"
+    )

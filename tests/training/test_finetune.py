@@ -108,8 +108,11 @@ def test_load_checkpoint_converts_every_other_source(monkeypatch, tmp_path):
 
     class Converted:
         model = "converted model"
+        class_names, names_from, new_head = None, None, False
 
-    monkeypatch.setattr(finetune, "load_source", lambda spec: calls.append(spec) or Converted)
+    monkeypatch.setattr(
+        finetune, "load_source", lambda spec, backbone_classes: calls.append(spec) or Converted
+    )
     for spec in (
         "timm:vit_small_patch16_224.augreg_in21k",
         "hf:google/vit-base-patch16-224",
@@ -123,3 +126,53 @@ def test_load_checkpoint_converts_every_other_source(monkeypatch, tmp_path):
         "keras_hub:vit",
         str(tmp_path),
     ]
+
+
+def test_choose_head_keeps_reorders_or_replaces_it_by_the_class_names():
+    data = ["bird", "cat", "dog"]
+    same = finetune.choose_head(3, data, ["bird", "cat", "dog"], "vit.labels.txt")
+    assert same.action == "keep" and "vit.labels.txt" in same.message
+    reordered = finetune.choose_head(3, data, ["cat", "dog", "bird"], "the config's id2label")
+    assert reordered.action == "reorder" and reordered.order == (2, 0, 1)  # the data's bird is logit 2
+    assert "reordered" in reordered.message
+    others = finetune.choose_head(3, data, ["ant", "cat", "dog"], "vit.labels.txt")
+    assert others.action == "new" and "'ant'" in others.message
+    assert finetune.choose_head(5, data, ["bird", "cat", "dog", "x", "y"], "f").action == "new"
+    unknown = finetune.choose_head(3, data, None, "no labels file beside vit.keras")
+    assert unknown.action == "keep" and "unknown (no labels file beside vit.keras)" in unknown.message
+    assert finetune.choose_head(4, data, None, "no labels file").action == "new"
+    backbone = finetune.choose_head(1, data, None, "the source names no classes", new_head=True)
+    assert backbone.action == "new" and "has none" in backbone.message
+    for choice in (same, reordered, others, unknown, backbone):  # one line each
+        assert "\n" not in choice.message
+    # What Python users call: the loaded checkpoint's choice for their data.
+    names = [str(i) for i in range(10)]
+    pretrained = finetune.Pretrained(_vit(), tuple(names[::-1]), "vit.labels.txt")
+    assert pretrained.head_for(names).order == tuple(range(9, -1, -1))
+
+
+def test_fine_tuning_start_reorders_or_zeroes_a_head_of_the_same_count():
+    model = _vit()  # 10 classes
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    logits = model.predict(pixels, verbose=0)
+    order = (3, 0, 9, 1, 2, 4, 5, 6, 7, 8)
+    head = finetune.HeadChoice("reorder", order)
+    reordered = finetune.fine_tuning_start(model, (32, 32), 10, head=head)
+    np.testing.assert_allclose(reordered.predict(pixels, verbose=0), logits[:, order], atol=1e-5)
+    new = finetune.fine_tuning_start(model, (32, 32), 10, head=finetune.HeadChoice("new"))
+    assert all(not np.any(w) for w in new.get_layer("head").get_weights())
+    kept = finetune.fine_tuning_start(model, (32, 32), 10, head=finetune.HeadChoice("keep"))
+    np.testing.assert_allclose(kept.predict(pixels, verbose=0), logits, atol=1e-5)
+
+
+def test_load_pretrained_reads_the_labels_beside_a_keras_file(tmp_path):
+    model = _vit(num_classes=3)
+    model.save(tmp_path / "vit.keras")
+    assert finetune.load_pretrained(tmp_path / "vit.keras").class_names is None
+    (tmp_path / "vit.labels.txt").write_text("cat\ndog\nbird\n")
+    loaded = finetune.load_pretrained(tmp_path / "vit.keras")
+    assert loaded.class_names == ("cat", "dog", "bird") and loaded.names_from.endswith("vit.labels.txt")
+    assert not loaded.new_head
+    (tmp_path / "vit.labels.txt").write_text("cat\ndog\n")  # another model's: not taken as this one's
+    wrong = finetune.load_pretrained(tmp_path / "vit.keras")
+    assert wrong.class_names is None and "has 2 names, the model 3 classes" in wrong.names_from
