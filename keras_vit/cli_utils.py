@@ -48,18 +48,45 @@ def signal_handlers(handlers):
             signal.signal(signum, handler)
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+# The signals a `stop_on_signals` block received: Python drops an exception raised where a signal arrived inside a
+# garbage-collector callback or a `__del__` (JAX frees buffers in one), so the run would go on; see `raise_if_signalled`.
+_received = []
 
 
+def _raise_for(signum):
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt
+
+
+def _on_signal(signum, frame):
+    _received.append(signum)
+    _raise_for(signum)
+
+
+@contextlib.contextmanager
 def stop_on_signals():
     """Turns SIGTERM into a `Terminated` exception and SIGINT into `KeyboardInterrupt` for the block, so writes
-    in progress roll back (a context manager; outside the main thread it does nothing).
+    in progress roll back (outside the main thread it does nothing).
 
     SIGINT is set too because a process started in the background by a script (`cmd &`) inherits SIGINT
     ignored, and Python then leaves it ignored: `kill -INT` would do nothing. The export commands do the same.
+    A signal whose exception was dropped is raised again by `raise_if_signalled`.
     """
-    return signal_handlers({signal.SIGTERM: _terminate, signal.SIGINT: signal.default_int_handler})
+    _received.clear()
+    try:
+        with signal_handlers({signal.SIGTERM: _on_signal, signal.SIGINT: _on_signal}):
+            yield
+    finally:
+        _received.clear()
+
+
+def raise_if_signalled():
+    """Raises the exception of a signal the enclosing `stop_on_signals` block received, if it is still running: the
+    exception raised when the signal arrived was dropped (inside a garbage-collector callback, for one). Long work
+    calls it between steps."""
+    if _received:
+        _raise_for(_received[0])
 
 
 # The exit status of a Unix tool that SIGPIPE ended (128 + 13): what a shell reports for `yes | head`.
@@ -82,6 +109,21 @@ def exits_quietly_on_closed_stdout(main):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return CLOSED_STDOUT_STATUS
         return status
+
+    return wrapper
+
+
+def interrupted_in_one_line(main):
+    """Wraps a command's `main`: Ctrl-C before the command set its own handling (while Keras and the backend are
+    imported, for one) is the line `interrupted` and status 130, not a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
     return wrapper
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -262,12 +263,24 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
 
 
 def json_text(obj: Any) -> str:
-    """`obj` as `atomic_write_json` writes it: JSON, indent 2, a trailing newline, numpy values as Python's.
+    """`obj` as `atomic_write_json` writes it: JSON, indent 2, a trailing newline, numpy values as Python's, and
+    NaN and infinities as `null` (JSON has no such numbers: `NaN` in a file breaks strict readers).
 
     Raises:
         TypeError: if `obj` holds a value JSON cannot represent.
     """
-    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+    return json.dumps(_finite_or_none(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def _finite_or_none(value: Any) -> Any:
+    """`value` with every float that is NaN or infinite (at any depth of dicts, lists and tuples) as None."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from keras_vit.cli_utils import (
+    interrupted_in_one_line,
     non_negative_int,
     positive_int,
     print_error,
@@ -38,6 +39,9 @@ from keras_vit.training.recipes import (
     TRAINING_RECIPES,
     recipe_flags,
 )
+
+# Threads that read the next batches of a --stream run while a step runs.
+LOADER_WORKERS = 2
 
 
 def build_parser():
@@ -103,8 +107,8 @@ def _add_data_flags(parser):
     parser.add_argument(
         "--loader-workers",
         type=positive_int,
-        default=2,
-        help="with --stream: threads that read the next batches while a step runs (default: %(default)s)",
+        default=None,
+        help=f"with --stream: threads that read the next batches while a step runs (default: {LOADER_WORKERS})",
     )
     parser.add_argument(
         "--augment",
@@ -401,6 +405,13 @@ def check_args(args):
         return "--mesh is for --distribute model"
     if (args.layer_decay is not None or args.freeze_blocks) and not args.init_from:
         return "--layer-decay and --freeze-blocks fine-tune a pretrained ViT: they need --init-from"
+    # Flags that would do nothing without another one are refused rather than ignored.
+    if args.max_epochs is not None and args.time_budget is None:
+        return "--max-epochs caps a --time-budget run: without --time-budget, --epochs is the length"
+    if args.loader_workers is not None and not args.stream:
+        return "--loader-workers is for --stream (the images are otherwise in memory)"
+    if args.coordinator is not None and args.num_processes == 1:
+        return "--coordinator joins a job of several processes: --num-processes 1 is one process alone"
     return None
 
 
@@ -410,6 +421,8 @@ def main(argv=None):
     if problem:
         print_error(problem)
         return 2
+    if args.loader_workers is None:
+        args.loader_workers = LOADER_WORKERS
     if args.stream:
         # A streamed file that cannot be read fails inside tf.data, whose C++ log (TensorFlow's warnings) would
         # print the Python traceback twice above the command's one line; as export.common does, unless set.
@@ -420,4 +433,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupted_in_one_line(main)())

@@ -196,3 +196,19 @@ def heavy_imports_of(module, *args):
     assert lines and lines[-1].startswith("heavy:"), result.stderr[-2000:]
     heavy, status = lines[-1].removeprefix("heavy: ").split(" status: ")
     return int(status), result.stdout, [name for name in heavy.split(",") if name]
+
+
+def signal_inside_a_gc_callback(signum):
+    """Sends `signum` to this process from inside a garbage-collector callback, where Python drops the exception
+    the handler raises (`Exception ignored in ...`): how a Ctrl-C was lost in a training run."""
+    import gc
+
+    def send(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signum)
+
+    gc.callbacks.append(send)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(send)

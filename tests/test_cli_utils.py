@@ -10,6 +10,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from conftest import signal_inside_a_gc_callback
 
 from keras_vit import cli_utils
 from keras_vit.cli_utils import (
@@ -122,6 +123,22 @@ def test_stop_on_signals_raises_on_sigint_and_sigterm_even_when_started_ignoring
             signal.signal(signum, handler)
 
 
+@pytest.mark.parametrize(
+    ("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, "Terminated")]
+)
+def test_a_signal_whose_exception_was_dropped_is_raised_again(signum, raised):
+    raised = getattr(cli_utils, raised) if isinstance(raised, str) else raised
+    went_on = []
+    with pytest.raises(raised), cli_utils.stop_on_signals():
+        signal_inside_a_gc_callback(signum)
+        went_on.append(True)  # the exception was dropped: the block goes on
+        cli_utils.raise_if_signalled()
+    assert went_on
+    cli_utils.raise_if_signalled()  # a new block, or none, starts clean
+    with cli_utils.stop_on_signals():
+        cli_utils.raise_if_signalled()
+
+
 def test_stop_on_signals_outside_the_main_thread_leaves_the_handlers():
     seen = []
 
@@ -162,3 +179,14 @@ def test_a_closed_stdout_is_status_141_and_a_failing_main_still_raises(monkeypat
 
     with pytest.raises(OSError):
         cli_utils.exits_quietly_on_closed_stdout(fails)()
+
+
+def test_ctrl_c_before_a_command_sets_its_handling_is_one_line(capsys):
+    """Ctrl-C while `python -m keras_vit.train` imports Keras printed a traceback of the import machinery."""
+
+    def importing():
+        raise KeyboardInterrupt
+
+    assert cli_utils.interrupted_in_one_line(importing)() == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert cli_utils.interrupted_in_one_line(lambda: 0)() == 0

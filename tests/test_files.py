@@ -139,3 +139,16 @@ def test_stale_temporaries_of_named_files_leave_another_writers_alone(tmp_path):
     assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".model.labels.tmp-k5.txt"]  # None: all
     with pytest.raises(ValueError, match="not a file name"):
         stale_temporaries(tmp_path, names=["runs/model.keras"])
+
+
+def test_json_text_writes_nan_and_infinities_as_null():
+    """JSON has no NaN: a metrics file that held one broke strict readers (JavaScript's JSON.parse)."""
+    text = files.json_text(
+        {"a": float("nan"), "b": [1.5, float("inf")], "c": np.array([np.nan, 2.0]), "d": np.float32("-inf")}
+    )
+    assert json.loads(text, parse_constant=pytest.fail) == {
+        "a": None,
+        "b": [1.5, None],
+        "c": [None, 2.0],
+        "d": None,
+    }

@@ -411,3 +411,30 @@ def test_train_warns_of_a_teacher_that_trained_on_its_validation_images(
     out = capsys.readouterr().out
     assert ("warning: the teacher" in out) is warned
     assert ("it saw some of this run's validation images" in out) is warned
+
+
+def test_an_interrupted_teacher_leaves_no_working_files(tiny_tree, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in training left `.history.partial.csv` behind: the teacher keeps nothing of an interrupted run."""
+    from keras_vit.training import pipeline
+
+    def interrupted_fit(trainer, batches, *, history_path, **kwargs):
+        history_path.write_text("epoch,loss\n0,1.0\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "fit", interrupted_fit)
+    out = tmp_path / "teacher"
+    flags = [
+        "--data-dir",
+        str(tiny_tree),
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--output",
+        str(out),
+        "--verbose",
+        "0",
+    ]
+    assert teacher.main(flags) == 130
+    assert "interrupted: the teacher was not saved" in capsys.readouterr().err
+    assert sorted(path.name for path in out.iterdir() if not path.name.endswith(".lock")) == []

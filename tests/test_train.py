@@ -288,6 +288,25 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
 
 
 @pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-epochs", "5"], "--max-epochs caps a --time-budget run"),
+        (["--loader-workers", "4"], "--loader-workers is for --stream"),
+        (["--coordinator", "127.0.0.1:1234", "--num-processes", "1"], "--coordinator joins a job"),
+    ],
+)
+def test_a_flag_that_would_do_nothing_is_refused(flags, message):
+    """These flags were ignored without a word; each needs another flag to mean anything."""
+    assert train.check_args(train.parse_args(flags)).startswith(message)
+    assert (
+        train.check_args(
+            train.parse_args([*flags, "--time-budget", "60", "--stream", "--num-processes", "2"])
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize(
     ("args", "status"),
     [(["--help"], 0), (["--epochs", "0"], 2), (["--pooling", "nope"], 2), (["--mesh", "2x"], 2)],
     ids=["help", "check_args", "choice", "mesh"],

@@ -95,7 +95,12 @@ def test_killed_after_fit_before_the_model_is_written_resumes_without_retraining
     assert train.main(args) == 0
     assert "Resuming from the checkpoint of epoch 2" in capsys.readouterr().out
     assert epochs_in_history(out) == [0, 1]  # no epoch trained again, none twice
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    # Strict JSON (it held NaN images/s), and the seconds of the epochs trained before the kill (it held 0.2).
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
+    assert metrics["epochs"] == 2
+    epoch_seconds = sum(read_history_csv(out / "history.csv")["epoch_seconds"])
+    assert metrics["wall_clock_seconds"] >= round(epoch_seconds, 1) > 0
+    assert metrics["train_images_per_second"] > 0
     assert not stale_temporaries(out) and not (out / "checkpoint").exists()
 
 
@@ -216,7 +221,7 @@ def test_a_full_disk_during_the_final_save_is_one_line_and_keeps_the_previous_fi
     assert train.main(run_args(tiny_tree, out, 1)) == 0
     before = {name: (out / name).read_bytes() for name in ("model.keras", "labels.txt", "metrics.json")}
 
-    def disk_full(model, path):
+    def disk_full(model, path, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(pipeline, "save_model_atomic", disk_full)
@@ -228,6 +233,56 @@ def test_a_full_disk_during_the_final_save_is_one_line_and_keeps_the_previous_fi
     )
     assert {name: (out / name).read_bytes() for name in before} == before
     assert EpochBackup.saved_epochs(out / "checkpoint") == 1  # the run can still be finished
+
+
+def test_a_disk_without_room_for_the_next_checkpoint_is_one_line_and_keeps_the_last(
+    tiny_tree, tmp_path, capsys, monkeypatch
+):
+    """h5py crashed the process (a segmentation fault) when the disk filled in the middle of a checkpoint: the room
+    is checked before each checkpoint is written, and a full disk then is the command's one line, exit 2."""
+    from keras_vit.training import callbacks
+
+    free = iter([2**40])  # room for the first checkpoint, none for the second
+
+    monkeypatch.setattr(callbacks, "_free_bytes", lambda folder: next(free, 0))
+    out = tmp_path / "run"
+    assert train.main(run_args(tiny_tree, out, 2)) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == f"error: cannot write to {out}: No space left on device; the files written before are intact"
+    )
+    assert EpochBackup.saved_epochs(out / "checkpoint") == 1
+    assert not stale_temporaries(out / "checkpoint") and not (out / "model.keras").exists()
+    monkeypatch.undo()
+    assert train.main(run_args(tiny_tree, out, 2)) == 0  # room again: the run resumes and ends
+    assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
+
+
+def test_a_ctrl_c_dropped_where_it_arrived_still_stops_the_run_between_epochs(
+    tiny_tree, tmp_path, capsys, monkeypatch
+):
+    """Python drops an exception raised inside a garbage-collector callback, and a Ctrl-C landing there (JAX frees
+    buffers in one) was lost: the run went on and wrote its model, exit 0. It now stops at the next epoch's start or
+    end (after its checkpoint), as a Ctrl-C does."""
+    from conftest import signal_inside_a_gc_callback
+
+    from keras_vit.training.batches import TrainingBatches
+
+    set_epoch = TrainingBatches.set_epoch
+
+    def set_epoch_then_ctrl_c(self, epoch):
+        set_epoch(self, epoch)
+        if epoch == 1:  # at the start of the second epoch: it is not trained
+            signal_inside_a_gc_callback(signal.SIGINT)
+
+    monkeypatch.setattr(TrainingBatches, "set_epoch", set_epoch_then_ctrl_c)
+    out = tmp_path / "run"
+    assert train.main(run_args(tiny_tree, out, 2)) == 130
+    assert "interrupted: the checkpoint of epoch 1" in capsys.readouterr().err
+    assert EpochBackup.saved_epochs(out / "checkpoint") == 1 and not (out / "model.keras").exists()
+    monkeypatch.undo()
+    assert train.main(run_args(tiny_tree, out, 2)) == 0
+    assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
 
 
 def test_output_folder_problems_are_found_before_the_data_loads(tmp_path, capsys):

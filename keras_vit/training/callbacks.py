@@ -16,8 +16,11 @@ checkpoint and `HistoryFile` the history a resumed run continues.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -521,6 +524,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         backup_dir = Path(self.backup_dir)
         backup_dir.mkdir(parents=True, exist_ok=True)
+        _check_room_for_checkpoint(backup_dir, self.model)
         weights = backup_dir / f"epoch_{self._current_epoch:05d}.weights.h5"
         # Keras wants names ending .weights.h5. In a job of several processes, only process 0 saves.
         with atomic_path(weights, suffix=".weights") as tmp, writing_alone():
@@ -538,6 +542,49 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             if old != weights:
                 old.unlink(missing_ok=True)
         (backup_dir / "training_metadata.json").unlink(missing_ok=True)
+
+
+def _free_bytes(folder):
+    return shutil.disk_usage(folder).free
+
+
+def _bytes_per_value(dtype):
+    """4 for "float32", 2 for "bfloat16" (which NumPy does not name), 1 for "bool"."""
+    bits = "".join(ch for ch in str(dtype) if ch.isdigit())
+    return max(int(bits) // 8, 1) if bits else 1
+
+
+def _size_or_none(path):
+    """A file's size, or None when it is gone (another process may remove an old checkpoint meanwhile)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _check_room_for_checkpoint(backup_dir, model):
+    """Raises `OSError(ENOSPC)` before a checkpoint is written to a disk without room for it: h5py, filling the disk
+    in the middle of a write, crashes the process (a segmentation fault) instead of raising.
+
+    The room needed: the last checkpoint's size (else the weights and optimizer state), a tenth more, plus 1 MiB.
+    """
+    previous = [_size_or_none(path) for path in backup_dir.glob("epoch_*.weights.h5")]
+    previous = [size for size in previous if size is not None]
+    if previous:
+        needed = max(previous)
+    else:
+        optimizer = getattr(model, "optimizer", None)
+        variables = [*model.variables, *(optimizer.variables if optimizer is not None else ())]
+        needed = sum(int(np.prod(v.shape)) * _bytes_per_value(v.dtype) for v in variables)
+    needed = int(needed * 1.1) + 2**20
+    free = _free_bytes(backup_dir)
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"{os.strerror(errno.ENOSPC)} (a checkpoint needs about {needed / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB free)",
+            str(backup_dir),
+        )
 
 
 def _seed_states(model):

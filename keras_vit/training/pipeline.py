@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from keras_vit import data
-from keras_vit.cli_utils import CLIError
+from keras_vit.cli_utils import CLIError, raise_if_signalled
 from keras_vit.device import cpu_name
 from keras_vit.files import (
     atomic_path,
@@ -47,18 +47,21 @@ class FitOutcome:
 
     Attributes:
         history: the history file's columns (`{"loss": [...], ...}`).
-        seconds: wall-clock seconds of `fit`, compilation included.
+        seconds: wall-clock seconds of `fit`, compilation included; for a
+            resumed run, plus the seconds of the epochs trained before it.
         epochs: epochs done.
         diverged: whether the loss became NaN or infinite.
         images_per_second: training images per second over the epochs after
-            the first (which holds compilation), or all of them if only one.
+            the first (which holds compilation), or all of them if only one
+            (for a run resumed after its last epoch, those of the earlier
+            epochs; None when no epoch was trained).
     """
 
     history: dict
     seconds: float
     epochs: int
     diverged: bool
-    images_per_second: float
+    images_per_second: float | None
 
 
 def load_splits(
@@ -188,11 +191,12 @@ def trim_history(path, epochs):
     path = Path(path)
     if not path.exists():
         return
-    lines = path.read_text().splitlines()
+    # Rows as Keras' CSVLogger ended them (\r\n, the csv module's), so that the rows a resumed run adds match.
+    lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
     if not lines:
         return
-    kept = [line for line in lines[1:] if line and int(float(line.split(",")[0])) < epochs]
-    atomic_write_text(path, "\n".join([lines[0], *kept]) + "\n")
+    kept = [line for line in lines[1:] if line.strip() and int(float(line.split(",")[0])) < epochs]
+    atomic_write_text(path, "".join([lines[0], *kept]))
 
 
 def start_run(output, seed, mixed_precision="none", create=True):
@@ -231,8 +235,10 @@ def fit(
 
     Callbacks run in this order: the epoch timer, `before_history` (whose
     logs, e.g. the learning rate, reach the history file), the history file
-    (`HistoryFile`), the NaN guard, then `after_history` (the resume
-    checkpoint last: an epoch it counts as done is in the history file).
+    (`HistoryFile`), the NaN guard, `after_history` (the resume checkpoint
+    last: an epoch it counts as done is in the history file), then the check
+    for a signal whose exception was dropped (`raise_if_signalled`), which is
+    made once more after `fit`.
 
     Args:
         trainer: a compiled `ViTTrainer`.
@@ -264,6 +270,12 @@ def fit(
         *([HistoryFile(str(history_path), append=append)] if history_path is not None else []),
         nan_guard,
         *after_history,
+        # Ctrl-C or SIGTERM whose exception was dropped where it arrived still stops the run: at the epoch's end,
+        # after its checkpoint (a per-step check would make Keras wait for every step's logs).
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: raise_if_signalled(),
+            on_epoch_end=lambda epoch, logs: raise_if_signalled(),
+        ),
     ]
     verbose = verbose if verbose == "auto" else int(verbose)
     start = time.perf_counter()
@@ -273,15 +285,18 @@ def fit(
         fit_input(batches), epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False, **fit_kwargs
     )
     seconds = time.perf_counter() - start
+    raise_if_signalled()  # one dropped in the last step: the run stops before its model is written
     if history_path is None:
         history = dict(fitted.history)
     else:
         history = read_history_csv(history_path) if history_path.exists() else {}
     losses = history.get("loss", [])
     diverged = nan_guard.stopped_epoch is not None or (bool(losses) and not np.isfinite(losses[-1]))
-    steady = timer.times[1:] or timer.times
-    images_per_second = timer.num_images / float(np.median(steady)) if steady else float("nan")
-    return FitOutcome(history, seconds, len(losses), diverged, images_per_second)
+    # A resumed run counts the epochs trained before it too, from their rows of the history file.
+    earlier = [float(t) for t in history.get("epoch_seconds", [])[: max(len(losses) - len(timer.times), 0)]]
+    steady = timer.times[1:] or timer.times or earlier[1:] or earlier
+    images_per_second = timer.num_images / float(np.median(steady)) if steady else None
+    return FitOutcome(history, sum(earlier) + seconds, len(losses), diverged, images_per_second)
 
 
 def score(model, images, labels, tta, batch_size, chunk=4096):
@@ -313,14 +328,20 @@ def score(model, images, labels, tta, batch_size, chunk=4096):
     return tta_accuracies(views, labels)
 
 
-def save_model_atomic(model, path):
+def save_model_atomic(model, path, before_replace=None):
     """Saves `model` to the `.keras` file `path` through `keras_vit.files.atomic_path`.
 
     A reader never sees a half-written model; a save that fails leaves the
     previous file (or none) and no temporary file.
+
+    Args:
+        before_replace: called once the new file is written, before it
+            replaces the previous one.
     """
     with atomic_path(path) as tmp:
         model.save(tmp)
+        if before_replace is not None:
+            before_replace()
 
 
 def run_metrics(outcome, splits, model, train_images_per_epoch, args):
@@ -342,7 +363,9 @@ def run_metrics(outcome, splits, model, train_images_per_epoch, args):
         "epochs": outcome.epochs,
         "diverged": outcome.diverged,
         "wall_clock_seconds": round(outcome.seconds, 1),
-        "train_images_per_second": round(outcome.images_per_second, 1),
+        "train_images_per_second": (
+            None if outcome.images_per_second is None else round(outcome.images_per_second, 1)
+        ),
         "backend": keras.backend.backend(),
         "device": describe_device(),
         "data_source": splits.source,
@@ -356,8 +379,10 @@ def save_run(output, model, class_names, metrics, history_path=None):
 
     A run keeps its history in a working file until here, so a run that
     fails or is killed never leaves the history of one run beside the model of
-    another. The metrics go last: a folder whose `metrics.json` is current
-    holds the model, labels and history it describes.
+    another. The metrics go last, and the previous run's are removed before
+    its model is replaced: a folder with a `metrics.json` holds the model,
+    labels and history it describes (a save that fails before the new model is
+    written leaves the previous run's files as they were).
 
     Args:
         output: the run's folder.
@@ -367,11 +392,14 @@ def save_run(output, model, class_names, metrics, history_path=None):
         history_path: the working `history.csv` to publish (None: none).
     """
     output = Path(output)
-    save_model_atomic(model, output / "model.keras")
+    metrics_path = output / "metrics.json"
+    save_model_atomic(
+        model, output / "model.keras", before_replace=lambda: metrics_path.unlink(missing_ok=True)
+    )
     write_labels(output / "labels.txt", class_names)
     if history_path is not None and Path(history_path).exists():
         atomic_write_bytes(output / "history.csv", Path(history_path).read_bytes())
-    atomic_write_json(output / "metrics.json", metrics)
+    atomic_write_json(metrics_path, metrics)
 
 
 def _accelerator(backend: str) -> str | None:

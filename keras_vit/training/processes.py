@@ -169,8 +169,22 @@ def stop_when_a_process_fails():
         index, count = process_share()
         if count == 1:
             raise
-        print(f"error: process {index} of {count} stopped: {first_line(error)}", file=sys.stderr, flush=True)
+        cause = first_line(error)
+        if _lost_a_process(
+            cause
+        ):  # this process is well: another one's failure shows here as a lost connection
+            cause += " (another process of the job stopped first: its own output says why)"
+        print(f"error: process {index} of {count} stopped: {cause}", file=sys.stderr, flush=True)
         os._exit(1)  # not sys.exit: JAX's shutdown would wait for the dead process
+
+
+def _lost_a_process(message):
+    """Whether a collective's error says that a peer went away (gloo's "Connection closed by peer", gRPC's
+    UNAVAILABLE) rather than what failed in this process."""
+    lowered = message.lower()
+    return any(
+        sign in lowered for sign in ("closed by peer", "connection reset", "unavailable", "socket closed")
+    )
 
 
 # Seconds process 0 waits before leaving a failed job (`leave`).

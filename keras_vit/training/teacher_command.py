@@ -67,8 +67,19 @@ def run(args, splits):
         f"{pipeline.describe_device()}",
         flush=True,
     )
-    # The history goes to history.csv only with the teacher it describes (pipeline.save_run).
+    # The history goes to history.csv only with the teacher it describes (pipeline.save_run); the working file
+    # goes whatever happens (an interrupted teacher starts over).
     history_path = output / ".history.partial.csv"
+    try:
+        return _train_and_save(
+            args, splits, output, model, trainer, batches, budget, max_epochs, history_path
+        )
+    finally:
+        history_path.unlink(missing_ok=True)
+
+
+def _train_and_save(args, splits, output, model, trainer, batches, budget, max_epochs, history_path):
+    """`run` once the teacher is compiled: fits, scores and saves it."""
     # TimeBudget before the history file: its learning rate and plan go into the history.
     outcome = pipeline.fit(
         trainer,
@@ -112,7 +123,6 @@ def run(args, splits):
         "stopped_by_time_budget": budget is not None and budget.stopped_epoch is not None,
     }
     pipeline.save_run(output, model, splits.class_names, metrics, history_path=history_path)
-    history_path.unlink(missing_ok=True)
     print(
         f"Teacher test accuracy {accuracy['none']:.2%} (with its mirror images {accuracy['flip']:.2%}) on "
         f"{len(splits.y_test)} images after {outcome.epochs} epochs ({outcome.seconds:.0f} s of fit). "

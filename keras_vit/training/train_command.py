@@ -28,6 +28,7 @@ from keras_vit.cli_utils import (
     print_error,
     stop_on_signals,
 )
+from keras_vit.convert.sources import MissingStatisticsError, loading_error
 from keras_vit.data import given_data_dir
 from keras_vit.data.streaming import UnreadableImageError, first_unreadable
 from keras_vit.layers import pair
@@ -46,10 +47,11 @@ from keras_vit.training.distribute import (
 )
 from keras_vit.training.finetune import (
     check_fine_tuning_overrides,
+    choose_head,
     fine_tuning_start,
     freeze_first_blocks,
     layer_decay_multipliers,
-    load_checkpoint,
+    load_pretrained,
 )
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.plan import describe_length, plan_learning_rate
@@ -140,6 +142,13 @@ def _validation(splits, args):
         return {}
     shards = _batch_shards()
     count = len(splits.y_val) - len(splits.y_val) % shards
+    if count == 0:
+        print(
+            f"warning: no validation: the {len(splits.y_val)} validation images are fewer than the {shards} devices "
+            "each validation batch is split over",
+            flush=True,
+        )
+        return {}
     if count < len(splits.y_val):
         print(
             f"Validating on {count} of the {len(splits.y_val)} validation images (a multiple of {shards} devices)",
@@ -185,8 +194,8 @@ def _error(message, status=2):
 
 
 def _checkpoint(args, overrides):
-    """The pretrained ViT of --init-from (`finetune.load_checkpoint`), after checking that the model flags
-    (`overrides`) change only its regularization.
+    """The pretrained ViT of --init-from with its class names (`finetune.load_pretrained`), after checking that
+    the model flags (`overrides`) change only its regularization.
 
     Raises:
         CLIError: a flag would change its architecture, or it cannot be read, converted or fine-tuned.
@@ -196,23 +205,40 @@ def _checkpoint(args, overrides):
     except ValueError as error:
         raise CLIError(f"--init-from: {error}") from None
     print(f"Loading the pretrained ViT {args.init_from}", flush=True)
+    source = args.init_from
     try:
-        checkpoint = load_checkpoint(args.init_from)
-        vit_arguments(checkpoint)
-    except ImportError as error:
-        raise CLIError(f"--init-from {args.init_from}: {error} (pip install keras-vit[convert])") from None
-    except (OSError, ValueError) as error:
-        raise CLIError(f"--init-from {args.init_from}: {error}") from None
-    return checkpoint
+        pretrained = load_pretrained(source)
+        vit_arguments(pretrained.model)
+    except MissingStatisticsError:  # train has no --mean / --std: the converter takes them
+        raise CLIError(
+            f"--init-from {source} does not say its input normalization (no preprocessor_config.json or image "
+            f"converter): convert it first with its mean and std, python -m keras_vit.convert {source} OUT.keras "
+            "--mean R G B --std R G B (0..1 units; and --num-classes N for a backbone), then --init-from OUT.keras"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - as python -m keras_vit.convert words it: one line
+        raise CLIError(f"--init-from {source}: {loading_error(source, error)}") from None
+    return pretrained
 
 
-def _fine_tuning_model(args, splits, overrides, checkpoint):
-    """The --init-from checkpoint at the data's size and classes, its first --freeze-blocks frozen."""
+def _fine_tuning_model(args, splits, overrides, pretrained):
+    """The --init-from checkpoint at the data's size and classes (its head kept, reordered or new by the class
+    names: one line says which), its first --freeze-blocks frozen."""
+    checkpoint = pretrained.model
+    head = choose_head(
+        vit_arguments(checkpoint)["num_classes"],
+        splits.class_names,
+        pretrained.class_names,
+        pretrained.names_from,
+        pretrained.new_head,
+    )
     try:
-        model = fine_tuning_start(checkpoint, tuple(splits.x_train.shape[1:3]), splits.num_classes, overrides)
+        model = fine_tuning_start(
+            checkpoint, tuple(splits.x_train.shape[1:3]), splits.num_classes, overrides, head=head
+        )
         frozen = freeze_first_blocks(model, args.freeze_blocks)
     except ValueError as error:
         raise CLIError(f"cannot fine-tune {args.init_from}: {error}") from None
+    print(head.message, flush=True)
     if frozen:
         print(f"Frozen: {', '.join(frozen)}", flush=True)
     return model
@@ -222,7 +248,8 @@ def _models(args, splits, overrides, checkpoint=None):
     """The ViT to train and the frozen teacher (None without --teacher) of these flags.
 
     Args:
-        checkpoint: the --init-from ViT (`_checkpoint`), or None to build --preset.
+        checkpoint: the --init-from checkpoint (`_checkpoint`: a `finetune.Pretrained`), or None to build
+            --preset.
 
     Raises:
         CLIError: a model the flags describe cannot be built, or a teacher
@@ -348,8 +375,9 @@ def _finish(args, splits, model, outcome, metrics, history_path):
 
 def _run_identity(args, splits, model):
     """What makes a checkpoint this run's (`EpochBackup(run=...)`), JSON-ready: the data's folder, its class names
-    and image size, where the model starts, its architecture, the image selection, the teachers and the precision.
-    The length of the run (--epochs, --time-budget) may change on resume."""
+    and image size, where the model starts, its architecture, the image selection, the teachers, the precision, the
+    optimizer and what it trains (--freeze-blocks, --layer-decay, --ema-momentum). The length of the run
+    (--epochs, --time-budget) may change on resume."""
     root = given_data_dir(args.data_dir)
     # The architecture: its name is Keras' numbering, its image size and classes are the data's, recorded apart.
     left_out = ("name", "image_size", "num_classes")
@@ -365,6 +393,11 @@ def _run_identity(args, splits, model):
         "--seed": args.seed,
         "teachers": [str(Path(path).expanduser().resolve()) for path in args.teacher or ()],
         "precision": MIXED_PRECISION[args.mixed_precision],
+        # What the optimizer's variables and the trained set are: another one drops the saved optimizer state.
+        "--optimizer": args.optimizer,
+        "--freeze-blocks": args.freeze_blocks,
+        "--layer-decay": args.layer_decay,
+        "--ema-momentum": args.ema_momentum,
     }
     return json.loads(json.dumps(identity))  # tuples as lists: as the checkpoint gives them back
 
@@ -452,7 +485,16 @@ def _model_name(args):
 
 def run(args, splits, overrides, recipe, checkpoint=None):
     """Trains, scores and saves; `overrides` and `recipe`: `flag_overrides(args)` and `training_recipe` of the args;
-    `checkpoint`: the --init-from ViT (None to build --preset)."""
+    `checkpoint`: the --init-from checkpoint (`_checkpoint`; None to build --preset)."""
+    # Refused before anything is written: one smaller batch would not split over the devices.
+    shards = _batch_shards()
+    if shards > 1 and args.batch_size > len(splits.y_train):
+        largest = len(splits.y_train) - len(splits.y_train) % shards
+        raise CLIError(
+            f"--batch-size {args.batch_size} is more than the {len(splits.y_train)} training images; split over "
+            f"{shards} devices, a batch must divide by {shards}: give --batch-size {largest} or less, a multiple of "
+            f"{shards}"
+        )
     output = Path(args.output)
     backup_dir = output / "checkpoint"
     writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
@@ -647,13 +689,13 @@ def _main_in_process(args):
     try:
         # Before the data loads: the checkpoint, or the check run() makes again, at the size the data will have.
         checkpoint = _checkpoint(args, overrides) if args.init_from else None
-        image_size, data_size = _image_sizes(args, checkpoint)
+        image_size, data_size = _image_sizes(args, checkpoint.model if checkpoint else None)
         if checkpoint is not None:
             try:  # the check its resize to the data's size makes once the data is loaded
-                patch_grid(data_size, vit_arguments(checkpoint)["patch_size"])
+                patch_grid(data_size, vit_arguments(checkpoint.model)["patch_size"])
             except ValueError as error:
                 raise CLIError(f"cannot fine-tune {args.init_from}: {error}") from None
-            model = checkpoint
+            model = checkpoint.model
         else:
             model = build_vit(args.preset, **{**overrides, "image_size": data_size})
         chosen = _distribution(args, vit_arguments(model))

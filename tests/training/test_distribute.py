@@ -139,6 +139,11 @@ def test_a_data_parallel_run_resumes_to_the_uninterrupted_weights(tiny_tree, tmp
         (["--distribute", "data", "--batch-size", "30"], "--batch-size 30 does not split over 4 devices"),
         (["--distribute", "model", "--mesh", "1x4"], "must divide num_heads (2)"),
         (["--mesh", "2x2"], "--mesh is for --distribute model"),
+        # A batch above the training set was one smaller batch, which did not split: a JAX traceback.
+        (
+            ["--distribute", "data", "--batch-size", "200"],
+            "--batch-size 200 is more than the 108 training images",
+        ),
     ],
 )
 def test_bad_distribution_flags_say_why(tiny_tree, tmp_path, flags, message):
@@ -282,6 +287,8 @@ def test_a_dead_process_stops_the_other():
     assert dead_code == 3
     assert survivor_code == 1, survivor_err[-3000:]
     assert "error: process 0 of 2 stopped:" in survivor_err, survivor_err[-3000:]
+    # The survivor is well: its line says that another process stopped first.
+    assert "(another process of the job stopped first: its own output says why)" in survivor_err
     assert seconds < 60  # not JAX's heartbeat timeout (100 s) and shutdown abort
 
 
@@ -356,3 +363,20 @@ def test_each_device_of_a_tensorflow_strategy_draws_its_own_augmentation():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     for name, seen in result.items():
         assert seen == {"alike": False, "varied": True}, (name, seen)
+
+
+def test_fewer_validation_images_than_devices_is_said_not_skipped_silently(monkeypatch, capsys):
+    """Two validation images over four devices: Keras warned that its input ran out of data and validated nothing."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from keras_vit.training import train_command
+
+    monkeypatch.setattr(train_command, "_batch_shards", lambda: 4)
+    splits = SimpleNamespace(x_val=np.zeros((2, 8, 8, 3), "uint8"), y_val=np.zeros(2, "int32"))
+    assert train_command._validation(splits, SimpleNamespace(batch_size=8)) == {}
+    assert (
+        "warning: no validation: the 2 validation images are fewer than the 4 devices"
+        in capsys.readouterr().out
+    )

@@ -30,6 +30,32 @@ def test_save_model_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tm
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
 
+def test_save_run_never_leaves_metrics_beside_a_model_they_do_not_describe(tmp_path, monkeypatch):
+    """A kill between the new model and the new metrics left the previous run's metrics.json describing the new
+    model.keras: the old metrics go before the model is replaced; a save that fails before that keeps them."""
+    from keras_vit import build_vit
+
+    model = build_vit("vit_micro")
+    pipeline.save_run(tmp_path, model, [str(i) for i in range(10)], {"run": 1})
+    assert (tmp_path / "metrics.json").exists()
+
+    class Broken:
+        def save(self, filepath):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):  # before the new model: the previous run stays whole
+        pipeline.save_run(tmp_path, Broken(), [str(i) for i in range(10)], {"run": 2})
+    assert '"run": 1' in (tmp_path / "metrics.json").read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "write_labels", killed)  # stopped after the new model replaced the old one
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.save_run(tmp_path, model, [str(i) for i in range(10)], {"run": 2})
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_describe_device_names_the_cpu_and_its_cores_without_an_accelerator():
     import tensorflow as tf
 
@@ -44,6 +70,10 @@ def test_trim_history_keeps_the_epochs_before_the_checkpoint(tmp_path):
     pipeline.trim_history(path, 2)
     assert path.read_text() == "epoch,loss\n0,2.0\n1,1.5\n"
     pipeline.trim_history(tmp_path / "missing.csv", 2)  # nothing to trim: no error
+    # Keras' CSVLogger ends rows with \r\n: the kept rows keep them, so a resumed run's rows match.
+    path.write_bytes(b"epoch,loss\r\n0,2.0\r\n1,1.5\r\n2,1.2\r\n")
+    pipeline.trim_history(path, 1)
+    assert path.read_bytes() == b"epoch,loss\r\n0,2.0\r\n"
 
 
 def test_locked_output_refuses_a_second_holder_and_removes_leftovers(tmp_path):
