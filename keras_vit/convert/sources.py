@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -247,9 +248,16 @@ def _from_keras_hub(preset, options):
 
 def _keras_hub_file(preset, name):
     """Whether the keras-hub preset holds the file `name` (a preset name's file is downloaded to find out)."""
-    # keras-hub's own test, which its loaders use (not public API).
-    from keras_hub.src.utils.preset_utils import check_file_exists
-
+    if Path(str(preset)).expanduser().is_dir():  # a local preset folder
+        return (Path(str(preset)).expanduser() / name).is_file()
+    try:  # keras-hub's own test for a named preset or handle, which its loaders use (not public API)
+        from keras_hub.src.utils.preset_utils import check_file_exists
+    except ImportError:
+        raise ValueError(
+            f"keras_hub:{preset}: this keras-hub has no preset_utils.check_file_exists to tell a classifier from a "
+            "backbone; download the preset to a folder (keras_hub.models.Backbone.from_preset(...).save_to_preset) "
+            "and give that folder"
+        ) from None
     try:
         return check_file_exists(preset, name)
     except ValueError as error:
