@@ -119,12 +119,23 @@ def test_a_classifier_given_its_own_class_count_keeps_its_head_names_and_check(t
     assert_same_logits(bare.reference(pixels), bare.model.predict(pixels, verbose=0))
 
 
-def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
+def keras_hub_presets(folder, name, shape, std, offset):
+    """A 3-class keras-hub ViT classifier of 32x32 images and 8x8 patches, its weights moved off their start, saved
+    as the preset folder `folder/name` and its backbone as `folder/backbone`; returns the classifier.
+
+    `shape`: (layers, heads, width, MLP width); `std`, `offset`: its image converter's (x / 255 / std + offset).
+    """
     keras_hub = pytest.importorskip("keras_hub")
+    layers, heads, width, mlp = shape
     backbone = keras_hub.models.ViTBackbone(
-        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128
+        image_shape=(32, 32, 3),
+        patch_size=8,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=width,
+        mlp_dim=mlp,
     )
-    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / (255 * 0.5), offset=-1.0)
+    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / (255 * std), offset=offset)
     preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
     classifier = keras_hub.models.ViTImageClassifier(
         backbone=backbone, num_classes=3, preprocessor=preprocessor
@@ -132,8 +143,13 @@ def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
     rng = np.random.default_rng(0)
     for variable in classifier.weights:
         variable.assign(variable.numpy() + 0.05 * rng.standard_normal(variable.shape).astype("float32"))
-    classifier.save_to_preset(str(tmp_path / "preset"))
-    backbone.save_to_preset(str(tmp_path / "backbone"))
+    classifier.save_to_preset(str(folder / name))
+    backbone.save_to_preset(str(folder / "backbone"))
+    return classifier
+
+
+def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
+    classifier = keras_hub_presets(tmp_path, "preset", (2, 4, 64, 128), std=0.5, offset=-1.0)
     converted = sources.load_source(f"keras_hub:{tmp_path / 'preset'}")
     assert converted.model.mean == pytest.approx((127.5,) * 3) and converted.class_names is None
     pixels = random_pixels(32)
@@ -274,20 +290,7 @@ def test_keras_hub_presets_keep_a_classifiers_head_and_read_a_backbones_statisti
     """keras-hub as Hugging Face: --num-classes of the classifier's own count keeps its head (and the check), another
     count is refused; a backbone preset takes its image_converter.json's statistics and needs a class count; an
     unknown preset name is one line."""
-    keras_hub = pytest.importorskip("keras_hub")
-    backbone = keras_hub.models.ViTBackbone(
-        image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32
-    )
-    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / (255 * 0.25), offset=-2.0)
-    preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
-    classifier = keras_hub.models.ViTImageClassifier(
-        backbone=backbone, num_classes=3, preprocessor=preprocessor
-    )
-    rng = np.random.default_rng(0)
-    for variable in classifier.weights:
-        variable.assign(variable.numpy() + 0.05 * rng.standard_normal(variable.shape).astype("float32"))
-    classifier.save_to_preset(str(tmp_path / "classifier"))
-    backbone.save_to_preset(str(tmp_path / "backbone"))
+    classifier = keras_hub_presets(tmp_path, "classifier", (1, 2, 16, 32), std=0.25, offset=-2.0)
 
     same = sources.load_source(f"keras_hub:{tmp_path / 'classifier'}", num_classes=3)
     pixels = random_pixels(32)
@@ -302,7 +305,9 @@ def test_keras_hub_presets_keep_a_classifiers_head_and_read_a_backbones_statisti
         sources.load_source(f"keras_hub:{tmp_path / 'backbone'}")
     with pytest.raises(ValueError, match="does not say its input normalization"):
         sources.load_source(f"keras_hub:{tmp_path / 'backbone'}", num_classes=4)
-    converter.save_to_preset(str(tmp_path / "backbone"))  # the preset's image_converter.json
+    classifier.preprocessor.image_converter.save_to_preset(
+        str(tmp_path / "backbone")
+    )  # its image_converter.json
     headless = sources.load_source(f"keras_hub:{tmp_path / 'backbone'}", num_classes=4)
     assert headless.model.mean == pytest.approx((127.5,) * 3) and headless.model.std == pytest.approx(
         (63.75,) * 3
