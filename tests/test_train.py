@@ -138,6 +138,9 @@ def test_unmasked_finish_flag(tiny_tree, tmp_path, capsys):
     args = ARGS + ["--data-dir", str(tiny_tree), "--output", str(out), "--unmasked-finish", "0.5"]
     assert train.main(args) == 2  # no PatchDropout to turn off
     assert "needs --patch-dropout" in capsys.readouterr().err
+    # Refused before the data loads (it was refused after): no data folder is needed to say so.
+    assert train.main([*args, "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "needs --patch-dropout" in capsys.readouterr().err
     assert train.main(args + ["--patch-dropout", "0.5"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["unmasked_from_epoch"] == 2

@@ -267,8 +267,6 @@ def _models(args, splits, overrides, checkpoint=None):
             model = build_vit(args.preset, **overrides)
         except (TypeError, ValueError) as error:  # e.g. a --model-arg value build_vit refuses
             raise CLIError(f"cannot build the model: {error}") from None
-    if args.unmasked_finish and not vit_arguments(model)["patch_dropout"]:
-        raise CLIError("--unmasked-finish needs --patch-dropout (a model that leaves tokens out in training)")
     try:
         teacher = _load_teacher(args, splits)
     except (OSError, ValueError) as error:
@@ -698,6 +696,12 @@ def _main_in_process(args):
             model = checkpoint.model
         else:
             model = build_vit(args.preset, **{**overrides, "image_size": data_size})
+        # A fine-tuning run's own --patch-dropout (a regularization override) is applied once the data is loaded.
+        patch_dropout = overrides.get("patch_dropout", vit_arguments(model)["patch_dropout"])
+        if args.unmasked_finish and not patch_dropout:
+            raise CLIError(
+                "--unmasked-finish needs --patch-dropout (a model that leaves tokens out in training)"
+            )
         chosen = _distribution(args, vit_arguments(model))
     except CLIError as error:
         return _error(error)
