@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from keras_vit.cli_utils import first_line
 from keras_vit.convert._mapping import SourceViT, build_converted_vit, pixel_statistics
 
 # transformers' ViT weight names (after the `vit.` prefix) -> timm's, per block and for the rest. Blocks are
@@ -121,8 +122,6 @@ def download_from_hub(repo_id):
         The local folder that holds them (the Hub's cache), for `from_transformers`.
     """
     from huggingface_hub import snapshot_download  # lazily: transformers' own dependency, an optional extra
-
-    from keras_vit.cli_utils import first_line
 
     # One file, or a large model's shards and their index.
     patterns = [

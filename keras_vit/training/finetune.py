@@ -47,7 +47,11 @@ class Pretrained:
     def head_for(self, class_names):
         """`choose_head` for data of these class names (in label order): keep, reorder or replace the head."""
         return choose_head(
-            self.model.num_classes, class_names, self.class_names, self.names_from, self.new_head
+            vit_arguments(self.model)["num_classes"],
+            class_names,
+            self.class_names,
+            self.names_from,
+            self.new_head,
         )
 
 

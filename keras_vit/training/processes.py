@@ -170,9 +170,8 @@ def stop_when_a_process_fails():
         if count == 1:
             raise
         cause = first_line(error)
-        if _lost_a_process(
-            cause
-        ):  # this process is well: another one's failure shows here as a lost connection
+        # This process is well where another one's failure shows here as a lost connection.
+        if _lost_a_process(cause):
             cause += " (another process of the job stopped first: its own output says why)"
         print(f"error: process {index} of {count} stopped: {cause}", file=sys.stderr, flush=True)
         os._exit(1)  # not sys.exit: JAX's shutdown would wait for the dead process

@@ -71,65 +71,58 @@ def run(args, splits):
     # goes whatever happens (an interrupted teacher starts over).
     history_path = output / ".history.partial.csv"
     try:
-        return _train_and_save(
-            args, splits, output, model, trainer, batches, budget, max_epochs, history_path
+        # TimeBudget before the history file: its learning rate and plan go into the history.
+        outcome = pipeline.fit(
+            trainer,
+            batches,
+            epochs=max_epochs,
+            history_path=history_path,
+            before_history=[budget] if budget else [],
+            verbose=args.verbose,
         )
-    finally:
-        history_path.unlink(missing_ok=True)
+        if budget is not None and budget.stopped_epoch is None and not outcome.diverged:
+            print(
+                f"warning: {max_epochs} epochs ended before the {args.time_budget:.0f} s budget; "
+                "--max-epochs caps the run",
+                flush=True,
+            )
 
-
-def _train_and_save(args, splits, output, model, trainer, batches, budget, max_epochs, history_path):
-    """`run` once the teacher is compiled: fits, scores and saves it."""
-    # TimeBudget before the history file: its learning rate and plan go into the history.
-    outcome = pipeline.fit(
-        trainer,
-        batches,
-        epochs=max_epochs,
-        history_path=history_path,
-        before_history=[budget] if budget else [],
-        verbose=args.verbose,
-    )
-    if budget is not None and budget.stopped_epoch is None and not outcome.diverged:
+        if outcome.diverged:  # nothing written: NaN weights would replace a good teacher
+            print(
+                "error: the loss became NaN or infinite; the teacher was not saved (a previous one is kept); lower "
+                "--learning-rate.",
+                file=sys.stderr,
+            )
+            return 1
+        if keras.mixed_precision.global_policy().name != "float32":
+            keras.mixed_precision.set_global_policy("float32")
+            model = with_dtype_policy(model, "float32")
+        # What a distillation with --teacher-flip learns from: the mean of the image's and its mirror's logits.
+        accuracy = pipeline.score(
+            model,
+            splits.x_test,
+            splits.y_test,
+            "flip",
+            even_batch_size(len(splits.x_test), max(args.batch_size, 250)),
+        )
+        metrics = {
+            "arch": args.arch,
+            "test_accuracy": accuracy["none"],
+            "test_accuracy_flip": accuracy["flip"],
+            **pipeline.run_metrics(outcome, splits, model, len(batches) * batches.batch_size, args),
+            "time_budget_seconds": args.time_budget,
+            "stopped_by_time_budget": budget is not None and budget.stopped_epoch is not None,
+        }
+        pipeline.save_run(output, model, splits.class_names, metrics, history_path=history_path)
         print(
-            f"warning: {max_epochs} epochs ended before the {args.time_budget:.0f} s budget; "
-            "--max-epochs caps the run",
+            f"Teacher test accuracy {accuracy['none']:.2%} (with its mirror images {accuracy['flip']:.2%}) on "
+            f"{len(splits.y_test)} images after {outcome.epochs} epochs ({outcome.seconds:.0f} s of fit). "
+            f"Wrote {output}/model.keras",
             flush=True,
         )
-
-    if outcome.diverged:  # nothing written: NaN weights would replace a good teacher
-        print(
-            "error: the loss became NaN or infinite; the teacher was not saved (a previous one is kept); lower "
-            "--learning-rate.",
-            file=sys.stderr,
-        )
-        return 1
-    if keras.mixed_precision.global_policy().name != "float32":
-        keras.mixed_precision.set_global_policy("float32")
-        model = with_dtype_policy(model, "float32")
-    # What a distillation with --teacher-flip learns from: the mean of the image's and its mirror's logits.
-    accuracy = pipeline.score(
-        model,
-        splits.x_test,
-        splits.y_test,
-        "flip",
-        even_batch_size(len(splits.x_test), max(args.batch_size, 250)),
-    )
-    metrics = {
-        "arch": args.arch,
-        "test_accuracy": accuracy["none"],
-        "test_accuracy_flip": accuracy["flip"],
-        **pipeline.run_metrics(outcome, splits, model, len(batches) * batches.batch_size, args),
-        "time_budget_seconds": args.time_budget,
-        "stopped_by_time_budget": budget is not None and budget.stopped_epoch is not None,
-    }
-    pipeline.save_run(output, model, splits.class_names, metrics, history_path=history_path)
-    print(
-        f"Teacher test accuracy {accuracy['none']:.2%} (with its mirror images {accuracy['flip']:.2%}) on "
-        f"{len(splits.y_test)} images after {outcome.epochs} epochs ({outcome.seconds:.0f} s of fit). "
-        f"Wrote {output}/model.keras",
-        flush=True,
-    )
-    return 0
+        return 0
+    finally:
+        history_path.unlink(missing_ok=True)
 
 
 def main(args):

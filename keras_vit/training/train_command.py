@@ -47,7 +47,6 @@ from keras_vit.training.distribute import (
 )
 from keras_vit.training.finetune import (
     check_fine_tuning_overrides,
-    choose_head,
     fine_tuning_start,
     freeze_first_blocks,
     layer_decay_multipliers,
@@ -223,17 +222,10 @@ def _checkpoint(args, overrides):
 def _fine_tuning_model(args, splits, overrides, pretrained):
     """The --init-from checkpoint at the data's size and classes (its head kept, reordered or new by the class
     names: one line says which), its first --freeze-blocks frozen."""
-    checkpoint = pretrained.model
-    head = choose_head(
-        vit_arguments(checkpoint)["num_classes"],
-        splits.class_names,
-        pretrained.class_names,
-        pretrained.names_from,
-        pretrained.new_head,
-    )
+    head = pretrained.head_for(splits.class_names)
     try:
         model = fine_tuning_start(
-            checkpoint, tuple(splits.x_train.shape[1:3]), splits.num_classes, overrides, head=head
+            pretrained.model, tuple(splits.x_train.shape[1:3]), splits.num_classes, overrides, head=head
         )
         frozen = freeze_first_blocks(model, args.freeze_blocks)
     except ValueError as error:
@@ -376,12 +368,11 @@ def _run_identity(args, splits, model):
     and image size, where the model starts, its architecture, the image selection, the teachers, the precision, the
     optimizer and what it trains (--freeze-blocks, --layer-decay, --ema-momentum). The length of the run
     (--epochs, --time-budget) may change on resume."""
-    root = given_data_dir(args.data_dir)
     # The architecture: its name is Keras' numbering, its image size and classes are the data's, recorded apart.
     left_out = ("name", "image_size", "num_classes")
     arguments = {key: value for key, value in vit_arguments(model).items() if key not in left_out}
     identity = {
-        "data": str(Path(root).expanduser().resolve()) if root else "CIFAR-10 (the loader's standard places)",
+        "data": _data_folder(args.data_dir) or "CIFAR-10 (the loader's standard places)",
         "class names": list(splits.class_names),
         "image size": list(splits.image_shape[:2]),
         "start": f"--init-from {args.init_from}" if args.init_from else f"--preset {args.preset}",
@@ -433,12 +424,22 @@ def _check_same_run(backup_dir, identity):
         )
 
 
+def _data_folder(data_dir):
+    """The absolute data folder a run of `--data-dir data_dir` reads (`$KERAS_VIT_DATA_DIR` without it), or None
+    (the CIFAR-10 loader's standard places)."""
+    root = given_data_dir(data_dir)
+    return str(Path(root).expanduser().resolve()) if root else None
+
+
+# The flags that decide which training images a run holds out for validation, beside its data folder.
+_SELECTION_FLAGS = ("--validation-split", "--seed", "--limit")
+
+
 def _image_selection(run_args):
     """What decides which training images a run held out for validation: its data, --limit, --seed and share."""
-    root = given_data_dir(run_args.get("data_dir"))
     share = run_args.get("validation_split")
     return {
-        "data": str(Path(root).expanduser().resolve()) if root else None,
+        "data": _data_folder(run_args.get("data_dir")),
         "--limit": run_args.get("limit"),
         "--seed": run_args.get("seed"),
         "--validation-split": DEFAULT_VALIDATION_SPLIT if share is None else share,
@@ -458,16 +459,17 @@ def _warn_of_teachers_that_saw_validation(args):
             continue
         if teacher_run["data"] != this_run["data"] or teacher_run == this_run:
             continue
-        flags = ", ".join(
-            f"{flag} {teacher_run[flag]}" for flag in ("--validation-split", "--seed", "--limit")
-        )
         print(
-            f"warning: the teacher {path} was trained with {flags}, not this run's "
-            f"{', '.join(f'{flag} {this_run[flag]}' for flag in ('--validation-split', '--seed', '--limit'))}: "
-            "it saw some of this run's validation images, so the validation scores read high; train the teacher "
+            f"warning: the teacher {path} was trained with {_selection_flags(teacher_run)}, not this run's "
+            f"{_selection_flags(this_run)}: it saw some of this run's validation images, so the validation scores read high; train the teacher "
             "with this run's flags, or give --validation-split 0 here",
             flush=True,
         )
+
+
+def _selection_flags(selection):
+    """`"--validation-split 0.1, --seed 0, --limit None"` of an `_image_selection`."""
+    return ", ".join(f"{flag} {selection[flag]}" for flag in _SELECTION_FLAGS)
 
 
 def _shown(value, most=8):
@@ -697,12 +699,12 @@ def _main_in_process(args):
         else:
             model = build_vit(args.preset, **{**overrides, "image_size": data_size})
         # A fine-tuning run's own --patch-dropout (a regularization override) is applied once the data is loaded.
-        patch_dropout = overrides.get("patch_dropout", vit_arguments(model)["patch_dropout"])
-        if args.unmasked_finish and not patch_dropout:
+        arguments = vit_arguments(model)
+        if args.unmasked_finish and not overrides.get("patch_dropout", arguments["patch_dropout"]):
             raise CLIError(
                 "--unmasked-finish needs --patch-dropout (a model that leaves tokens out in training)"
             )
-        chosen = _distribution(args, vit_arguments(model))
+        chosen = _distribution(args, arguments)
     except CLIError as error:
         return _error(error)
     except (TypeError, ValueError) as error:
