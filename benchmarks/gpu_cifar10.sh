@@ -138,7 +138,7 @@ if [ "$TEACHER_EPOCHS" != 0 ]; then
     # --validation-split 0: every training image, as the recipe's final run of the ViT.
     python3 -m keras_vit.teacher --data-dir "$DATA" --arch "$TEACHER_ARCH" --width "$TEACHER_WIDTH" --validation-split 0 \
       --epochs "$TEACHER_EPOCHS" --augment "$TEACHER_AUGMENT" --batch-size "$BATCH" --mixed-precision bfloat16 \
-      --seed "$seed" --output "$dir" --verbose 2 ${LIMIT:+--limit $LIMIT} ${TEACHER_BUDGET:+--time-budget $TEACHER_BUDGET}
+      --seed "$seed" --output "$dir" --fresh --verbose 2 ${LIMIT:+--limit $LIMIT} ${TEACHER_BUDGET:+--time-budget $TEACHER_BUDGET}
     # Every teacher's training counts: what is left of the budget is the ViT's.
     fit=$(python3 -c 'import json, math, sys; print(math.ceil(json.load(open(sys.argv[1]))["wall_clock_seconds"]))' \
       "$dir/metrics.json")
@@ -190,6 +190,6 @@ python3 -m keras_vit.train --recipe "$RECIPE" --preset "$PRESET" "${MODEL_FLAGS[
   --max-epochs "$MAX_EPOCHS" --batch-size "$BATCH" --learning-rate "$LR" --weight-decay "$WD" \
   --augment "$AUGMENT" ${MIX_PROB:+--mix-prob "$MIX_PROB"} --mixed-precision bfloat16 ${EMA:+--ema-momentum $EMA} \
   --steps-per-execution "$STEPS_PER_EXECUTION" ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} \
-  --output "$OUT/$PRESET" --verbose 2 ${LIMIT:+--limit $LIMIT} || status=$?
+  --output "$OUT/$PRESET" --fresh --verbose 2 ${LIMIT:+--limit $LIMIT} || status=$?
 phase "done (exit $status)"
 exit "$status"

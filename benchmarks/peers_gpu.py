@@ -284,7 +284,7 @@ def run_teacher(args, arch, work):
     as a row."""
     output = Path(work) / f"teacher_{arch}"
     command = [sys.executable, "-m", "keras_vit.teacher", "--arch", arch, "--data-dir", str(args.data)]
-    command += ["--mixed-precision", args.precision, "--output", str(output), "--verbose", "2"]
+    command += ["--mixed-precision", args.precision, "--output", str(output), "--fresh", "--verbose", "2"]
     command += ["--validation-split", "0"]  # every training image, as airbench trains on
     if args.teacher_epochs:
         command += ["--epochs", str(args.teacher_epochs)]

@@ -144,7 +144,7 @@ def main(argv=None):
     base = [
         "-m", "keras_vit.train", "--preset", "vit_micro", "--image-size", str(size), "--epochs", "1",
         "--batch-size", str(args.batch_size), "--validation-split", "0", "--verbose", "0", "--data-dir", str(data),
-        "--dataset", "folder",
+        "--dataset", "folder", "--fresh",
     ]  # fmt: skip
     if args.limit:
         base += ["--limit", str(args.limit)]

@@ -140,6 +140,11 @@ def build_parser():
     )
     parser.add_argument("--output", default="runs/teacher", help="output directory (default: %(default)s)")
     parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="train even where --output holds a finished teacher (replaced when this one ends; refused without it)",
+    )
+    parser.add_argument(
         "--verbose",
         default="auto",
         choices=["auto", "0", "1", "2"],

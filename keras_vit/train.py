@@ -6,7 +6,8 @@
 Writes to `--output`: `model.keras` (the exportable ViT, no augmentation
 inside), `labels.txt`, `history.csv`, `curves.png` and `metrics.json` (test
 accuracy, parameters, epochs, wall-clock). A checkpoint is written after each
-epoch; rerunning the same command after an interruption resumes from it.
+epoch; rerunning the same command after an interruption resumes from it. A
+finished run in `--output` is not trained over without `--fresh`.
 Runs on any Keras backend (TensorFlow, JAX, PyTorch): set `KERAS_BACKEND`. On JAX,
 several processes (hosts) train one model with the same command and
 --distribute, --coordinator, --num-processes and --process-id; process 0 writes.
@@ -361,7 +362,12 @@ def _add_run_flags(parser):
         default=1,
         help="write the resume checkpoint every N epochs (default: %(default)s)",
     )
-    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: ignore a checkpoint in --output, and train even where --output holds a finished run "
+        "(replaced when this run ends; refused without it)",
+    )
     parser.add_argument(
         "--verbose",
         default="auto",

@@ -1,5 +1,6 @@
 """Shared test settings: the TF backend unless told otherwise, a private cache."""
 
+import json
 import os
 import subprocess
 import sys
@@ -172,6 +173,24 @@ def run_interrupted(main, args, epoch=1):
             main(args)
     finally:
         EpochTimer.on_epoch_begin = original
+
+
+def assert_a_finished_run_is_refused(main, args, out, capsys, monkeypatch):
+    """`main(args)` (a training command's `main`) into `out`, the folder of a finished run, without --fresh:
+    refused in one line before the data loads, exit 2, the run's files untouched."""
+    from keras_vit.training import pipeline
+
+    finished = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    accuracy = json.loads(finished["metrics.json"])["test_accuracy"]
+    capsys.readouterr()
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "load_splits", lambda *args, **kwargs: pytest.fail("the data loaded"))
+        assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out} holds a finished run (model.keras, test accuracy {accuracy:.2%}); give --fresh to train "
+        "again and replace it when the new run ends, or choose another --output"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == finished
 
 
 HEAVY_MODULES = ("keras", "tensorflow", "jax", "torch")

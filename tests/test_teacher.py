@@ -6,7 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import heavy_imports_of
+from conftest import assert_a_finished_run_is_refused, heavy_imports_of
 
 from keras_vit import teacher, train
 from keras_vit.data import load_cifar10
@@ -94,6 +94,7 @@ def test_teacher_cli_and_train_with_teacher(tiny_tree, tmp_path, capsys):
     # The saved model is the ViT alone.
     assert keras.saving.load_model(student / "model.keras").count_params() == saved["parameters"]
     capsys.readouterr()
+    args.append("--fresh")  # past the finished student: the teacher's checks come after that one
     assert train.main(args + ["--teacher", str(tmp_path / "missing.keras")]) == 2
     assert "no such file" in capsys.readouterr().err
     build_resnet9(num_classes=3, width=4).save(tmp_path / "three.keras")
@@ -234,6 +235,7 @@ def test_teacher_time_budget(tiny_tree, tmp_path, capsys):
                 str(out),
                 "--verbose",
                 "0",
+                "--fresh",
             ]
         )
         == 0
@@ -413,17 +415,9 @@ def test_train_warns_of_a_teacher_that_trained_on_its_validation_images(
     assert ("it saw some of this run's validation images" in out) is warned
 
 
-def test_an_interrupted_teacher_leaves_no_working_files(tiny_tree, tmp_path, monkeypatch, capsys):
-    """Ctrl-C in training left `.history.partial.csv` behind: the teacher keeps nothing of an interrupted run."""
-    from keras_vit.training import pipeline
-
-    def interrupted_fit(trainer, batches, *, history_path, **kwargs):
-        history_path.write_text("epoch,loss\n0,1.0\n")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline, "fit", interrupted_fit)
-    out = tmp_path / "teacher"
-    flags = [
+def _tiny_teacher(tiny_tree, out):
+    """The flags of a teacher of width 4 trained for one epoch on `tiny_tree` into `out`."""
+    return [
         "--data-dir",
         str(tiny_tree),
         "--width",
@@ -435,6 +429,30 @@ def test_an_interrupted_teacher_leaves_no_working_files(tiny_tree, tmp_path, mon
         "--verbose",
         "0",
     ]
+
+
+def test_an_interrupted_teacher_leaves_no_working_files(tiny_tree, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in training left `.history.partial.csv` behind: the teacher keeps nothing of an interrupted run."""
+    from keras_vit.training import pipeline
+
+    def interrupted_fit(trainer, batches, *, history_path, **kwargs):
+        history_path.write_text("epoch,loss\n0,1.0\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "fit", interrupted_fit)
+    out = tmp_path / "teacher"
+    flags = _tiny_teacher(tiny_tree, out)
     assert teacher.main(flags) == 130
     assert "interrupted: the teacher was not saved" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir() if not path.name.endswith(".lock")) == []
+
+
+def test_a_finished_teacher_is_not_trained_over_without_fresh(tiny_tree, tmp_path, monkeypatch, capsys):
+    """A rerun into a finished teacher's folder is refused in one line before the data loads, the teacher
+    untouched; --fresh trains and replaces it."""
+    out = tmp_path / "teacher"
+    flags = _tiny_teacher(tiny_tree, out)
+    assert teacher.main(flags) == 0
+    assert_a_finished_run_is_refused(teacher.main, flags, out, capsys, monkeypatch)
+    assert teacher.main([*flags, "--seed", "1", "--fresh"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["args"]["seed"] == 1

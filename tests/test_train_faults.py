@@ -207,7 +207,9 @@ def test_a_diverging_run_keeps_the_previous_model_and_exits_non_zero(tiny_tree, 
     model_before = (out / "model.keras").read_bytes()
     metrics_before = (out / "metrics.json").read_text()
     capsys.readouterr()
-    assert train.main(run_args(tiny_tree, out, 2, "--learning-rate", "1e6", "--clipnorm", "0")) == 1
+    assert (
+        train.main(run_args(tiny_tree, out, 2, "--learning-rate", "1e6", "--clipnorm", "0", "--fresh")) == 1
+    )
     err = capsys.readouterr().err
     assert "NaN or infinite" in err and "model.keras was not written" in err
     assert (out / "model.keras").read_bytes() == model_before
@@ -226,7 +228,7 @@ def test_a_full_disk_during_the_final_save_is_one_line_and_keeps_the_previous_fi
 
     monkeypatch.setattr(pipeline, "save_model_atomic", disk_full)
     capsys.readouterr()
-    assert train.main(run_args(tiny_tree, out, 1)) == 2
+    assert train.main(run_args(tiny_tree, out, 1, "--fresh")) == 2
     err = capsys.readouterr().err.strip()
     assert (
         err == f"error: cannot write to {out}: No space left on device; the files written before are intact"

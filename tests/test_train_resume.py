@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from conftest import run_interrupted
+from conftest import assert_a_finished_run_is_refused, run_interrupted
 from test_train import ARGS
 
 from keras_vit import load_model, train
@@ -96,7 +96,7 @@ def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, cap
     assert train.main(args(first)) == 0
     assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
     # --fresh starts over.
-    run_interrupted(train.main, args(first))
+    run_interrupted(train.main, args(first, "--fresh"))
     assert train.main(args(other, "--fresh")) == 0
     assert (out / "labels.txt").read_text().split() == ["x", "y", "z"]
 
@@ -139,3 +139,38 @@ def test_a_fine_tuning_checkpoint_refuses_another_optimizer_or_trained_set(tmp_p
     (checkpoint / "checkpoint.json").write_text(json.dumps(metadata))
     assert train.main(args("--freeze-blocks", "1", "--layer-decay", "0.75")) == 0
     assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
+
+
+def test_a_finished_run_is_not_trained_over_without_fresh(tiny_tree, tmp_path, capsys, monkeypatch):
+    """A rerun into the folder of a finished run is refused in one line before the data loads, the run's files
+    untouched; --fresh trains and replaces them; an interrupted --fresh run says to resume without --fresh."""
+    from keras_vit.training import callbacks
+
+    out = tmp_path / "run"
+    args = [*ARGS, "--data-dir", str(tiny_tree), "--output", str(out)]
+    assert train.main(args) == 0
+    finished = (out / "model.keras").read_bytes()
+    assert_a_finished_run_is_refused(train.main, args, out, capsys, monkeypatch)
+
+    # Interrupted, a --fresh run keeps its checkpoint and says how to resume it: without --fresh, which would
+    # start over; the finished run's files stay until the new run ends.
+    original = callbacks.EpochTimer.on_epoch_begin
+
+    def interrupt(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, logs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(callbacks.EpochTimer, "on_epoch_begin", interrupt)
+        assert train.main([*args, "--seed", "1", "--fresh"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted: the checkpoint of epoch 1 in {out / 'checkpoint'} is kept; rerun the same command without "
+        "--fresh to resume"
+    )
+    assert (out / "model.keras").read_bytes() == finished
+    # A checkpoint resumes over the finished run, without --fresh.
+    assert train.main([*args, "--seed", "1"]) == 0
+    assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["args"]["seed"] == 1
+    assert (out / "model.keras").read_bytes() != finished

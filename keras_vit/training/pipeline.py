@@ -3,6 +3,8 @@
 load_splits    the training and test images: CIFAR-10 or an image-folder tree
 uses_cifar10_loader  whether load_splits reads CIFAR-10's loader (32x32 only)
 loaded_image_size    the size the training images will have
+locked_output  the run's folder, held by one run at a time
+check_not_finished   refuses to train over a finished run without --fresh
 start_run      output folder, seed, dtype policy
 fit            `trainer.fit` with the epoch timer, the NaN guard and the history file
 score          test accuracy, plain and with test-time augmentation
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -179,6 +182,29 @@ def locked_output(output):
     with exclusive_lock(output / LOCK_NAME, busy):
         remove_stale_temporaries(output, names=RUN_FILES)
         yield output
+
+
+def check_not_finished(output):
+    """Refuses to train into a folder that holds a finished run: a rerun of a finished command would train for as
+    long again and then replace the run's model without a word. Called under `locked_output`, unless --fresh.
+
+    Args:
+        output: the run's folder.
+
+    Raises:
+        CLIError: the folder holds a `model.keras` (`save_run` writes it first of a run's files).
+    """
+    output = Path(output)
+    if not (output / "model.keras").exists():
+        return
+    try:
+        accuracy = f", test accuracy {json.loads((output / 'metrics.json').read_text())['test_accuracy']:.2%}"
+    except (OSError, ValueError, KeyError, TypeError):
+        accuracy = ""
+    raise CLIError(
+        f"{output} holds a finished run (model.keras{accuracy}); give --fresh to train again and replace it when "
+        "the new run ends, or choose another --output"
+    )
 
 
 def trim_history(path, epochs):

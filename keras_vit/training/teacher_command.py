@@ -137,6 +137,8 @@ def main(args):
         with stop_on_signals():
             check_output_folder(output)
             with pipeline.locked_output(output):
+                if not args.fresh:
+                    pipeline.check_not_finished(output)
                 try:
                     image_size = (args.image_size, args.image_size)
                     # A size the CIFAR-10 loader cannot give is refused before any image is read.

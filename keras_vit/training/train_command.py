@@ -622,15 +622,16 @@ def _bytes_needed(model):
     return model.count_params() * 4 * (2 * 3 + 1) + 2**20
 
 
-def _interrupted(output, status):
-    """The one line a stopped run prints: what was saved, how to resume."""
-    backup_dir = Path(output) / "checkpoint"
+def _interrupted(args, status):
+    """The one line a stopped run prints: what was saved, how to resume (without --fresh, which starts over)."""
+    backup_dir = Path(args.output) / "checkpoint"
     try:
         epochs = EpochBackup.saved_epochs(backup_dir)
     except (OSError, ValueError):
         epochs = 0
     if epochs:
-        saved = f"the checkpoint of epoch {epochs} in {backup_dir} is kept; rerun the same command to resume"
+        command = "the same command without --fresh" if args.fresh else "the same command"
+        saved = f"the checkpoint of epoch {epochs} in {backup_dir} is kept; rerun {command} to resume"
     else:
         saved = "no epoch was finished, nothing to resume"
     print(f"interrupted: {saved}", file=sys.stderr)
@@ -805,6 +806,8 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
             if writer:
                 check_output_folder(output, min_free_bytes=_bytes_needed(model))
             with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
+                if not args.fresh and not (output / "checkpoint").exists():  # a checkpoint resumes
+                    pipeline.check_not_finished(output)
                 try:
                     loaded = pipeline.load_splits(
                         args.data_dir,
@@ -830,9 +833,9 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
     except UnreadableImageError as error:  # a streamed file, found when its batch was read
         return _error(f"{error}; model.keras was not written", status=1)
     except KeyboardInterrupt:
-        return _interrupted(output, 130)
+        return _interrupted(args, 130)
     except Terminated:
-        return _interrupted(output, 143)
+        return _interrupted(args, 143)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             return _error(
