@@ -393,6 +393,9 @@ def test_every_teacher_has_its_sgd_settings():
         ({"validation_split": 0.2}, ["--validation-split", "0.2"], False),
         ({"validation_split": None, "limit": 100}, ["--limit", "100"], False),
         ({"validation_split": 0.0, "data_dir": "elsewhere"}, [], False),  # other data: not judged
+        # The default share, recorded by one run and implied in the other, is the same selection.
+        ({"validation_split": DEFAULT_VALIDATION_SPLIT}, [], False),
+        ({"validation_split": None}, ["--validation-split", str(DEFAULT_VALIDATION_SPLIT)], False),
     ],
 )
 def test_train_warns_of_a_teacher_that_trained_on_its_validation_images(
@@ -413,6 +416,26 @@ def test_train_warns_of_a_teacher_that_trained_on_its_validation_images(
     out = capsys.readouterr().out
     assert ("warning: the teacher" in out) is warned
     assert ("it saw some of this run's validation images" in out) is warned
+
+
+@pytest.mark.parametrize(("own_val", "calls"), [(False, 1), (True, 0)])
+def test_train_looks_for_teachers_that_saw_validation_only_when_it_holds_images_out(
+    tmp_path, monkeypatch, own_val, calls
+):
+    """keras_vit.train judges its teachers when it holds its validation images out of the training images (the
+    default), not when the data tree ships its own val/ folder: no teacher trained on those."""
+    from conftest import write_colour_tree
+
+    from keras_vit.training import train_command
+
+    counts = (("train", 10), ("test", 1), *((("val", 1),) if own_val else ()))
+    tree = write_colour_tree(tmp_path / "data", ["cat", "dog"], size=16, counts=counts)
+    judged = []
+    monkeypatch.setattr(train_command, "_warn_of_teachers_that_saw_validation", judged.append)
+    monkeypatch.setattr(train_command, "run", lambda *args, **kwargs: 0)
+    flags = ["--preset", "vit_micro", "--data-dir", str(tree), "--output", str(tmp_path / "out")]
+    assert train.main(flags) == 0
+    assert [args.data_dir for args in judged] == [str(tree)] * calls
 
 
 def _tiny_teacher(tiny_tree, out):

@@ -287,6 +287,38 @@ def test_a_ctrl_c_dropped_where_it_arrived_still_stops_the_run_between_epochs(
     assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("where", ["last-step", "after-last-epoch"])
+def test_a_ctrl_c_dropped_in_the_last_epoch_stops_the_run_before_its_model_is_written(
+    tiny_tree, tmp_path, capsys, monkeypatch, where
+):
+    """A Ctrl-C dropped in the last epoch's steps stops the run at that epoch's end, inside fit, after its checkpoint;
+    one dropped after the last epoch's end (in a callback's on_train_end) stops it once fit returns: exit 130, no
+    model.keras, the last epoch's checkpoint kept to resume from."""
+    from conftest import signal_inside_a_gc_callback
+
+    ended = []
+
+    class Timer(pipeline.EpochTimer):
+        def on_train_batch_end(self, batch, logs=None):
+            if where == "last-step" and len(self.times) == 1 and batch == 0:  # in the second and last epoch
+                signal_inside_a_gc_callback(signal.SIGINT)
+
+        def on_train_end(self, logs=None):
+            ended.append(len(self.times))
+            if where == "after-last-epoch":
+                signal_inside_a_gc_callback(signal.SIGINT)
+
+    monkeypatch.setattr(pipeline, "EpochTimer", Timer)
+    out = tmp_path / "run"
+    assert train.main(run_args(tiny_tree, out, 2)) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted: the checkpoint of epoch 2 in {out / 'checkpoint'} is kept; rerun the same command to resume"
+    )
+    assert EpochBackup.saved_epochs(out / "checkpoint") == 2 and not (out / "model.keras").exists()
+    # The last step's Ctrl-C ended fit at that epoch's end: the callbacks' on_train_end never ran.
+    assert ended == ([] if where == "last-step" else [2])
+
+
 def test_output_folder_problems_are_found_before_the_data_loads(tmp_path, capsys):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")

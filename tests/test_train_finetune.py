@@ -100,7 +100,8 @@ def test_a_fine_tuning_run_resumes_to_the_uninterrupted_weights(pretrained, tiny
         (["--freeze-blocks", "1"], "need --init-from"),
         (["--init-from", "{pretrained}", "--layer-decay", "1.5"], "--layer-decay must be in (0, 1]"),
         (["--init-from", "{pretrained}", "--num-heads", "4"], "num_heads cannot be changed"),
-        (["--init-from", "{missing}"], "--init-from"),
+        # The whole line: a missing file is no failure of a source's library ("cannot load ...: OSError").
+        (["--init-from", "{missing}"], "error: --init-from {missing}: model file {missing} does not exist\n"),
         (["--init-from", "{pretrained}", "--freeze-blocks", "4"], "cannot freeze 4 blocks of a ViT with 3"),
         # safetensors' own error (no OSError or ValueError): one line, as python -m keras_vit.convert says it.
         (["--init-from", "{truncated}"], "cannot load {truncated}: SafetensorError: "),
@@ -118,6 +119,26 @@ def test_bad_fine_tuning_flags_say_why(pretrained, tiny_tree, tmp_path, capsys, 
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1, error
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_a_fine_tuning_runs_own_patch_dropout_allows_an_unmasked_finish(pretrained, tiny_tree, tmp_path):
+    """--unmasked-finish needs a model that leaves tokens out: the run's own --patch-dropout counts, though the
+    checkpoint's is 0 (one epoch: the finish is all of it)."""
+    assert load_model(pretrained).get_config()["patch_dropout"] == 0
+    out = tmp_path / "fine"
+    flags = [
+        "--init-from",
+        str(pretrained),
+        "--patch-dropout",
+        "0.5",
+        "--unmasked-finish",
+        "0.5",
+        "--epochs",
+        "1",
+    ]
+    assert train.main(_args(tiny_tree, out, *flags)) == 0
+    assert json.loads((out / "metrics.json").read_text())["unmasked_from_epoch"] == 1
+    assert load_model(out / "model.keras").get_config()["patch_dropout"] == 0.5
 
 
 def test_fine_tuning_a_converted_hugging_face_folder(tiny_tree, tmp_path):

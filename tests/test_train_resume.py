@@ -47,6 +47,28 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_tree, tm
     assert resumed_gap == 0.0, (resumed_gap, second_epoch)
 
 
+def test_a_run_resumed_mid_way_counts_each_earlier_epoch_once(tiny_tree, tmp_path, monkeypatch):
+    """Resumed after epoch 1 of 3, the run's wall-clock seconds are epoch 1's (read from the history) plus the
+    resumed fit's own: epoch 1 is counted once, the epochs trained now not again from the history."""
+    from keras_vit.training import pipeline
+
+    class Timer(pipeline.EpochTimer):
+        """Epoch N says it took 10^(N + 3) s: each epoch's share of a sum can be told apart."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            self.times[-1] = logs["epoch_seconds"] = 10.0 ** (epoch + 4)
+
+    monkeypatch.setattr(pipeline, "EpochTimer", Timer)
+    args = [*ARGS, "--data-dir", str(tiny_tree), "--output", str(tmp_path / "run")]
+    args[args.index("--epochs") + 1] = "3"
+    run_interrupted(train.main, args)  # the checkpoint of epoch 1
+    assert train.main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # Epoch 1's 10^4 s and the resumed fit's own seconds (far fewer than 10^3 s), not epoch 2's 10^5 s.
+    assert metrics["epochs"] == 3 and 1e4 < metrics["wall_clock_seconds"] < 1e4 + 1e3
+
+
 def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, capsys):
     """A rerun into the same --output with other data, classes, image size or model does not resume the old
     weights: one line names what changed and points at --fresh; the checkpoint and its history are untouched."""
@@ -127,15 +149,22 @@ def test_a_fine_tuning_checkpoint_refuses_another_optimizer_or_trained_set(tmp_p
             ("--freeze-blocks", "1", "--layer-decay", "0.75", "--optimizer", "sgd"),
             "its --optimizer was 'adamw', now 'sgd'",
         ),
+        # The averaged weights are optimizer variables too.
+        (
+            ("--freeze-blocks", "1", "--layer-decay", "0.75", "--ema-momentum", "0.99"),
+            "its --ema-momentum was None, now 0.99",
+        ),
     ):
         assert train.main(args(*extra)) == 2
-        error = capsys.readouterr().err.strip().splitlines()
-        assert len(error) == 1 and f"is of another run: {change}; rerun with --fresh" in error[0], error
+        assert capsys.readouterr().err.strip() == (
+            f"error: the checkpoint in {checkpoint} is of another run: {change}; rerun with --fresh to start over "
+            "(it removes that checkpoint), or choose another --output"
+        )
         assert {path.name: path.read_bytes() for path in checkpoint.iterdir()} == kept
     # A checkpoint written before these were recorded resumes as before.
     metadata = json.loads((checkpoint / "checkpoint.json").read_text())
     for key in ("--optimizer", "--freeze-blocks", "--layer-decay", "--ema-momentum"):
-        del metadata["run"][key]
+        metadata["run"].pop(key, None)
     (checkpoint / "checkpoint.json").write_text(json.dumps(metadata))
     assert train.main(args("--freeze-blocks", "1", "--layer-decay", "0.75")) == 0
     assert "Resuming from the checkpoint of epoch 1" in capsys.readouterr().out

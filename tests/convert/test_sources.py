@@ -168,6 +168,54 @@ def test_a_local_keras_hub_preset_gives_its_forward_pass(tmp_path):
     assert headless.model.output_shape[-1] == 5 and "a new head was made" in headless.no_reference
 
 
+def test_a_keras_hub_preset_without_its_task_weights_is_a_backbone_preset(tmp_path):
+    """task.json alone is no trained classifier (its head's weights are in task.weights.h5): the preset is read as
+    a backbone, which needs a class count, and gets a new head and the preset's image converter statistics."""
+    keras_hub_presets(tmp_path, "classifier", (1, 2, 16, 32), std=0.25, offset=-2.0)
+    preset = tmp_path / "classifier"
+    (preset / "task.weights.h5").unlink()
+    assert (preset / "task.json").is_file()
+    with pytest.raises(ValueError) as raised:
+        sources.load_source(f"keras_hub:{preset}")
+    assert str(raised.value) == (
+        f"keras_hub:{preset} is a backbone preset (no trained classifier in it): give the class count of a new "
+        "head (--num-classes N)"
+    )
+    headless = sources.load_source(f"keras_hub:{preset}", num_classes=4)
+    assert headless.new_head and headless.reference is None and headless.model.output_shape[-1] == 4
+    assert headless.model.std == pytest.approx((63.75,) * 3)
+
+
+def test_a_local_keras_hub_preset_is_read_without_keras_hubs_private_helper(tmp_path, monkeypatch):
+    """A local preset folder is told classifier from backbone by its files: it loads with keras-hub's
+    preset_utils.check_file_exists gone (private, it may go in a release); a preset name then says what to do."""
+    import importlib
+    import sys
+    import types
+
+    keras_hub_presets(tmp_path, "classifier", (1, 2, 16, 32), std=0.25, offset=-2.0)
+    helpers = importlib.import_module("keras_hub.src.utils.preset_utils")
+    without = types.ModuleType(helpers.__name__)  # keras-hub's own loaders keep the module they imported
+    without.__dict__.update(
+        {key: value for key, value in vars(helpers).items() if key != "check_file_exists"}
+    )
+    monkeypatch.setitem(sys.modules, helpers.__name__, without)
+    classifier = sources.load_source(f"keras_hub:{tmp_path / 'classifier'}")
+    assert not classifier.new_head and classifier.reference is not None
+    assert classifier.model.output_shape[-1] == 3
+    backbone = sources.load_source(
+        f"keras_hub:{tmp_path / 'backbone'}", num_classes=4, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
+    assert backbone.new_head and backbone.model.output_shape[-1] == 4
+    with pytest.raises(ValueError) as raised:
+        sources.load_source("keras_hub:vit_base_patch16_224_imagenet")
+    assert str(raised.value) == (
+        "keras_hub:vit_base_patch16_224_imagenet: this keras-hub has no preset_utils.check_file_exists to tell a "
+        "classifier from a backbone; download the preset to a folder "
+        "(keras_hub.models.Backbone.from_preset(...).save_to_preset) and give that folder"
+    )
+
+
 def test_a_timm_name_gives_its_forward_pass_and_its_imagenet_class_names(monkeypatch):
     """timm:NAME (created without its pretrained weights here: no network) converts, runs beside the timm model
     within 1e-4, and names ImageNet's classes, the two "crane"s told apart."""

@@ -19,6 +19,9 @@ pytest_plugins = ["export_fixtures"]
 
 
 def test_help_of_every_command():
+    """Each command's own --help: only those that write int8 speak of calibration, and each says what it does
+    without real images (--data-dir)."""
+    helps = {}
     for module in (
         "export",
         "export.savedmodel",
@@ -29,8 +32,19 @@ def test_help_of_every_command():
     ):
         proc = run([module, "--help"])
         assert proc.returncode == 0 and "usage:" in proc.stdout, explain(proc)
-    assert "--opset" in run(["export.onnx", "--help"]).stdout
-    assert "int8" in run(["export.tflite", "--help"]).stdout
+        helps[module] = " ".join(proc.stdout.split())  # argparse's line breaks undone
+    assert "--opset" in helps["export.onnx"]
+    for module in ("export.savedmodel", "export.onnx"):
+        assert (
+            "calibrat" not in helps[module]
+            and "local places; else a random batch, with a warning" in helps[module]
+        )
+    assert "real images for the proof and int8 calibration" in helps["export.tflite"]
+    assert (
+        "else a random batch, with a warning (not for int8, which stops without real images)"
+        in helps["export.tflite"]
+    )
+    assert "local places; without real images it stops, as int8 needs them" in helps["export"]
 
 
 @pytest.mark.parametrize(

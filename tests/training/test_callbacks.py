@@ -1,5 +1,6 @@
 """Epoch-level callbacks: they stop, save and time correctly and keep fit asynchronous."""
 
+import errno
 import importlib.util
 import io
 import json
@@ -843,6 +844,47 @@ def test_epoch_backup_restores_the_optimizer_state(tmp_path):
     backup.set_model(evaluated)
     backup.on_train_begin()
     np.testing.assert_array_equal(evaluated.get_weights()[0], trained.get_weights()[0])
+
+
+def assert_room_needed(backup_dir, model, needed, monkeypatch):
+    """`callbacks._check_room_for_checkpoint` passes with `needed` bytes free and raises ENOSPC, in one line saying
+    both sizes, with a byte less."""
+    monkeypatch.setattr(callbacks, "_free_bytes", lambda folder: needed)
+    callbacks._check_room_for_checkpoint(backup_dir, model)
+    monkeypatch.setattr(callbacks, "_free_bytes", lambda folder: needed - 1)
+    with pytest.raises(OSError) as raised:
+        callbacks._check_room_for_checkpoint(backup_dir, model)
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(backup_dir))
+    assert raised.value.strerror == (
+        f"No space left on device (a checkpoint needs about {needed / 2**20:.1f} MiB, "
+        f"{(needed - 1) / 2**20:.1f} MiB free)"
+    )
+
+
+def test_the_first_checkpoint_needs_room_for_the_weights_and_the_optimizer_state(tmp_path, monkeypatch):
+    """Before any checkpoint, the room needed is the weights' and the built optimizer's variables, a tenth more,
+    plus 1 MiB: Adam's two moments triple the weights' bytes."""
+    inputs = keras.Input((1000,))
+    model = keras.Model(inputs, keras.layers.Dense(1000)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    # Weights 4 * 1,001,000 B; Adam: two moments of as many, its int64 step and float32 rate (12 B).
+    assert_room_needed(tmp_path, model, int((3 * 4_004_000 + 12) * 1.1) + 2**20, monkeypatch)
+
+
+def test_a_checkpoint_needs_room_for_the_largest_previous_one(tmp_path, monkeypatch):
+    """Once a checkpoint is written, its file's size is what the next one needs (a tenth more, plus 1 MiB), however
+    small the model's own variables: the largest of those left, others' files ignored."""
+    # latest.weights.h5: Keras' own checkpoint name, not one of ours (removed by the next save).
+    sizes = {
+        "epoch_00002.weights.h5": 1_000,
+        "epoch_00003.weights.h5": 20_000_000,
+        "latest.weights.h5": 30_000_000,
+    }
+    for name, size in sizes.items():
+        with open(tmp_path / name, "wb") as file:
+            file.truncate(size)  # sparse: no disk used
+    assert_room_needed(tmp_path, tiny_model(), 22_000_000 + 2**20, monkeypatch)
 
 
 def test_an_unreadable_checkpoint_names_its_folder_the_error_and_the_way_out(tmp_path):

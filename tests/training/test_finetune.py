@@ -1,9 +1,10 @@
 """Tests for keras_vit.training.finetune: the checkpoint, layer-wise decay, frozen blocks."""
 
+import keras
 import numpy as np
 import pytest
 
-from keras_vit.models import build_vit, vit_arguments
+from keras_vit.models import ViT, build_vit, vit_arguments
 from keras_vit.training import finetune
 
 
@@ -128,7 +129,7 @@ def test_load_checkpoint_converts_every_other_source(monkeypatch, tmp_path):
     ]
 
 
-def test_choose_head_keeps_reorders_or_replaces_it_by_the_class_names():
+def test_choose_head_keeps_reorders_or_replaces_it_by_the_class_names(tmp_path):
     data = ["bird", "cat", "dog"]
     same = finetune.choose_head(3, data, ["bird", "cat", "dog"], "vit.labels.txt")
     assert same.action == "keep" and "vit.labels.txt" in same.message
@@ -149,6 +150,16 @@ def test_choose_head_keeps_reorders_or_replaces_it_by_the_class_names():
     names = [str(i) for i in range(10)]
     pretrained = finetune.Pretrained(_vit(), tuple(names[::-1]), "vit.labels.txt")
     assert pretrained.head_for(names).order == tuple(range(9, -1, -1))
+    # A checkpoint saved before `ViT` existed (a plain functional model, as the shipped one) answers alike.
+    model = _vit()
+    keras.Model(model.input, model.output, name=model.name).save(tmp_path / "legacy.keras")
+    legacy = keras.saving.load_model(tmp_path / "legacy.keras", safe_mode=True)
+    assert not isinstance(legacy, ViT)
+    choice = finetune.Pretrained(legacy, tuple(names[::-1]), "vit.labels.txt").head_for(names)
+    assert (choice.action, choice.order) == ("reorder", tuple(range(9, -1, -1)))
+    # Names unknown: its class count (10, read from its layers) decides.
+    assert finetune.Pretrained(legacy, None, "no labels file").head_for(names).action == "keep"
+    assert finetune.Pretrained(legacy, None, "no labels file").head_for(names[:3]).action == "new"
 
 
 def test_fine_tuning_start_reorders_or_zeroes_a_head_of_the_same_count():
