@@ -24,7 +24,30 @@ def test_a_streamed_run_ends_with_the_in_memory_runs_weights(tiny_tree, tmp_path
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])  # this package's tf.data feed, or Keras' worker threads'
+_STREAM_AGAINST_MEMORY = """
+import sys
+import numpy as np
+from keras_vit import load_model, train
+data, out, *args = sys.argv[1:]
+for name, extra in (("memory", ["--dataset", "folder"]), ("stream", ["--stream", "--loader-workers", "2"])):
+    assert train.main([*args, "--data-dir", data, "--output", f"{out}/{name}", *extra]) == 0
+memory, stream = (load_model(f"{out}/{name}/model.keras").get_weights() for name in ("memory", "stream"))
+print("largest difference", max(float(np.max(np.abs(a - b))) for a, b in zip(memory, stream, strict=True)))
+"""
+
+
+def test_a_streamed_run_on_jax_ends_with_the_in_memory_runs_weights(tiny_tree, tmp_path):
+    """On JAX (and PyTorch) Keras reads a batch to build the model before the first epoch: Keras' own loader
+    threads then served batches of one epoch's order in the next, and the streamed run ended elsewhere."""
+    from conftest import run_python
+
+    args = [*ARGS, "--image-size", "24", "--validation-split", "0"]
+    result = run_python(_STREAM_AGAINST_MEMORY, tiny_tree, tmp_path, *args, backend="jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "largest difference 0.0"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # one thread reading ahead, or several
 def test_a_file_broken_after_the_scan_stops_the_run_with_its_name(tiny_tree, tmp_path, capsys, workers):
     import shutil
 

@@ -13,8 +13,8 @@ def fit_input(batches):
     Under TensorFlow, Keras feeds a `PyDataset` through a tf.data pipeline with an autotuned prefetch and starts a
     new iterator every epoch; deleting the previous one waits for tf.data's autotuning thread, which can be
     asleep for seconds (measured in `docs/experiments/README.md`). The same batches in the same order through a
-    pipeline with autotuning off and a fixed prefetch of two do not wait. Batches read by Keras' worker threads
-    (`workers > 1`: Keras turns autotuning off for them already) and the other backends are left as they are.
+    pipeline with autotuning off and a fixed prefetch of two do not wait. The other backends take the batches as
+    they are.
 
     Args:
         batches: a `TrainingBatches` (a `keras.utils.PyDataset` of full batches).
@@ -24,7 +24,7 @@ def fit_input(batches):
         `batches[0]`, `batches[1]`, ... when it starts, so an order set at the start of an epoch
         (`set_epoch`) is the one that epoch sees.
     """
-    if keras.backend.backend() != "tensorflow" or batches.workers > 1 or batches.use_multiprocessing:
+    if keras.backend.backend() != "tensorflow":
         return batches
     import tensorflow as tf
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_vit.training.batches import TrainingBatches, even_batch_size
+from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
 
 
 def test_training_batches_are_full_shuffled_and_reshuffled():
@@ -63,6 +63,54 @@ def test_an_epochs_order_depends_on_the_seed_and_the_epoch_only():
     assert len({tuple(o) for o in orders}) == 4  # every epoch its own order
     other_seed = TrainingBatches(images, labels, 8, seed=5)
     assert not np.array_equal(order(other_seed), orders[0])
+
+
+def test_batches_read_ahead_are_those_of_the_order_set():
+    """Keras reads a batch to build the model before the epoch sets its order (a resumed run's, or the next
+    epoch's): with reader threads, every batch served is that of the order set, as without them."""
+    images = np.arange(50)[:, None, None, None] * np.ones((1, 2, 2, 3), "uint8")
+    labels = np.arange(50)
+    plain = TrainingBatches(images, labels, 8, seed=2)
+    ahead = TrainingBatches(images, labels, 8, seed=2, readers=3)
+    ahead[0]  # epoch 0's batches 0 to 3 are read
+    for batches in (plain, ahead):
+        batches.set_epoch(3)
+    for _ in range(2):
+        for index in range(len(plain)):
+            np.testing.assert_array_equal(ahead[index][1], plain[index][1])
+            np.testing.assert_array_equal(ahead[index][0]["images"], plain[index][0]["images"])
+        plain.on_epoch_end()
+        ahead.on_epoch_end()
+    in_order = EvaluationBatches(images, labels, 16, readers=2)
+    assert [in_order[i][1].tolist() for i in range(len(in_order))] == [
+        labels[i : i + 16].tolist() for i in range(0, 50, 16)
+    ]
+    with pytest.raises(IndexError):
+        ahead[len(ahead)]
+    with pytest.raises(ValueError, match="readers must be 0 or more"):
+        TrainingBatches(images, labels, 8, readers=-1)
+
+
+def test_a_batch_that_cannot_be_read_ahead_raises_its_error_when_served():
+    """A file that cannot be decoded in a reader thread is the error of its batch, in the thread that asks for
+    it; the batches before it are served."""
+
+    class Unreadable:
+        """Images of which row 5 cannot be read (as a broken file of a streamed data set)."""
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, rows):
+            rows = np.arange(10)[rows]  # a slice, as EvaluationBatches reads
+            if 5 in rows:
+                raise OSError("cannot read image 5")
+            return np.zeros((len(rows), 2, 2, 3), "uint8")
+
+    batches = EvaluationBatches(Unreadable(), np.arange(10), 2, readers=2)
+    batches[0], batches[1]
+    with pytest.raises(OSError, match="cannot read image 5"):
+        batches[2]
 
 
 def test_even_batch_size():

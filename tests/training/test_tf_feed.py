@@ -45,9 +45,11 @@ def test_each_new_iterator_sees_the_order_of_its_epoch():
     assert second == [int(label) for index in range(len(batches)) for label in batches[index][1]]
 
 
-def test_batches_read_by_workers_are_left_to_keras():
-    batches = _batches(workers=2)
-    assert fit_input(batches) is batches
+def test_batches_read_ahead_reach_the_pipeline_in_their_order():
+    batches = _batches(readers=2)
+    assert _labels_of(fit_input(batches)) == [
+        label for index in range(3) for label in batches[index][1].tolist()
+    ]
 
 
 def test_fit_takes_it_for_every_epoch():
