@@ -180,6 +180,28 @@ def test_ema_weights_are_saved_even_when_the_time_limit_stops_early(tiny_tree, t
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (the dev extra's)")
+def test_steps_per_execution_on_pytorch_is_refused_before_the_data_loads(tmp_path):
+    """Keras runs one step per call on PyTorch: --steps-per-execution 2 was a traceback from inside `fit`."""
+    from conftest import run_python
+
+    code = "import sys; from keras_vit import train; sys.exit(train.main(sys.argv[1:]))"
+    args = [
+        *ARGS,
+        "--steps-per-execution",
+        "2",
+        "--data-dir",
+        tmp_path / "nowhere",
+        "--output",
+        tmp_path / "run",
+    ]
+    result = run_python(code, *args, backend="torch")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --steps-per-execution must be 1 on the PyTorch backend (Keras runs one step per call there)"
+    )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (the dev extra's)")
 def test_teacher_and_gpu_recipe_train_under_pytorch(tiny_tree, tmp_path):
     """The README says any Keras backend: the GPU recipe's whole path (RandAugment, MixUp/CutMix, bf16, a distilled
     teacher with its flip, EMA, PatchDropout with an unmasked finish, the time budget) on PyTorch, and the file it

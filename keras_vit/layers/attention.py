@@ -86,7 +86,9 @@ class HeadMajorAttention(keras.layers.MultiHeadAttention):
     `(batch, heads, tokens, key_dim)` tensors instead of Keras' einsums, which
     TensorFlow runs more slowly (measured in `docs/experiments/README.md`). The other backends
     keep Keras' path, which calls their fused kernels (cuDNN, PyTorch's
-    `scaled_dot_product_attention`).
+    `scaled_dot_product_attention`), but for float16 on JAX's CPU: Keras' path
+    asks XLA there for a float16 product with a float32 result, which its CPU
+    backend refuses.
 
     Args:
         **kwargs: `keras.layers.MultiHeadAttention` arguments.
@@ -103,7 +105,7 @@ class HeadMajorAttention(keras.layers.MultiHeadAttention):
         use_causal_mask=False,
     ):
         if (
-            keras.backend.backend() != "tensorflow"
+            not _head_major_here(query.dtype)
             or attention_mask is not None
             or use_causal_mask
             or len(query.shape) != 4
@@ -118,3 +120,13 @@ class HeadMajorAttention(keras.layers.MultiHeadAttention):
         dropped = self._dropout_layer(weights, training=training) if self._dropout else weights
         output = ops.transpose(ops.matmul(dropped, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3))
         return output, (weights if return_attention_scores else None)
+
+
+def _head_major_here(dtype):
+    """Whether `HeadMajorAttention` computes its products itself for inputs of `dtype` on this backend."""
+    backend = keras.backend.backend()
+    if backend == "jax" and keras.backend.standardize_dtype(dtype) == "float16":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    return backend == "tensorflow"

@@ -159,7 +159,7 @@ def _validation(splits, args):
     images, labels = splits.x_val[rows], splits.y_val[rows]
     if not isinstance(images, np.ndarray):  # streamed from disk: read a batch at a time
         return {
-            "validation_data": EvaluationBatches(images, labels, size, **_loader_workers(args)),
+            "validation_data": EvaluationBatches(images, labels, size, readers=_readers(args)),
             "validation_freq": args.validation_freq,
         }
     return {
@@ -169,9 +169,9 @@ def _validation(splits, args):
     }
 
 
-def _loader_workers(args):
-    """`PyDataset` arguments: with --stream, --loader-workers threads read the next batches during the step."""
-    return {"workers": args.loader_workers} if args.stream and args.loader_workers > 1 else {}
+def _readers(args):
+    """Threads that read the next batches during the step: --loader-workers with --stream, else none."""
+    return args.loader_workers if args.stream else 0
 
 
 def _load_teacher(args, splits):
@@ -537,7 +537,7 @@ def run(args, splits, overrides, recipe, checkpoint=None):
         seed=args.seed,
         process_index=index,
         process_count=processes,
-        **_loader_workers(args),
+        readers=_readers(args),
     )
     # With a budget fit may run past the estimate, up to --max-epochs.
     max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
@@ -688,6 +688,10 @@ def _main_in_process(args):
     except ValueError as error:
         return _error(error)
     try:
+        if keras.backend.backend() == "torch" and args.steps_per_execution > 1:
+            raise CLIError(
+                "--steps-per-execution must be 1 on the PyTorch backend (Keras runs one step per call there)"
+            )
         # Before the data loads: the checkpoint, or the check run() makes again, at the size the data will have.
         checkpoint = _checkpoint(args, overrides) if args.init_from else None
         image_size, data_size = _image_sizes(args, checkpoint.model if checkpoint else None)

@@ -95,3 +95,30 @@ def test_head_major_attention_drops_weights_only_in_training():
 
 def test_transformer_blocks_attend_head_major():
     assert isinstance(TransformerBlock(2, 8, 16).attention, HeadMajorAttention)
+
+
+_FLOAT16_ON_JAX = """
+import jax
+import numpy as np
+from keras_vit.layers import HeadMajorAttention
+rng = np.random.default_rng(5)
+tokens = rng.normal(size=(2, 6, 8)).astype("float32")
+exact, half = HeadMajorAttention(2, 4), HeadMajorAttention(2, 4, dtype="mixed_float16")
+exact(tokens, tokens), half(tokens, tokens)
+exact.set_weights([rng.normal(size=w.shape).astype("float32") for w in exact.weights])
+half.set_weights(exact.get_weights())
+jitted = [jax.jit(lambda t, layer=layer: layer(t, t))(tokens) for layer in (half, exact)]  # as fit and predict run
+print("largest difference", float(np.max(np.abs(np.asarray(jitted[0], "float32") - np.asarray(jitted[1])))))
+"""
+
+
+def test_head_major_attention_runs_in_float16_on_jaxs_cpu():
+    """Keras' attention on JAX asks XLA for a float16 product with a float32 result, which its CPU backend
+    refuses (`ValueError: The precision 'F16_F16_F32' is not supported`): a ViT under `mixed_float16` failed
+    there. It computes the products itself there, within float16's precision of float32."""
+    from conftest import run_python
+
+    result = run_python(_FLOAT16_ON_JAX, backend="jax")
+    assert result.returncode == 0, result.stderr[-2000:]
+    difference = float(result.stdout.strip().splitlines()[-1].split()[-1])
+    assert 0 < difference < 0.05
