@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_vit import evaluate, load_pretrained  # noqa: E402
-from keras_vit.attention import rollout_map  # noqa: E402
+from keras_vit.attention_maps import rollout_map  # noqa: E402
 from keras_vit.data import load_cifar10  # noqa: E402
 from keras_vit.plots import plot_attention, plot_image_grid, plot_patches, plot_position_similarity  # noqa: E402
 from keras_vit.pretrained import model_path  # noqa: E402

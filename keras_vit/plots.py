@@ -5,7 +5,7 @@ canvas: no `pyplot`, no global backend switch, no display needed, and safe to
 call from worker threads or notebooks that use another backend. Files are
 written to a temporary file and renamed into place, so a reader never sees a
 half-written PNG. Every function returns the `Path` it wrote. The numbers
-drawn are computed elsewhere (`keras_vit.metrics`, `keras_vit.attention`).
+drawn are computed elsewhere (`keras_vit.metrics`, `keras_vit.attention_maps`).
 
 ```python
 from keras_vit import metrics, plots
@@ -539,7 +539,7 @@ def plot_image_grid(
 
 
 # --------------------------------------------------------------------------
-# Attention maps (computed by `keras_vit.attention`).
+# Attention maps (computed by `keras_vit.attention_maps`).
 
 
 def upsample_map(attention, size) -> np.ndarray:
@@ -592,7 +592,7 @@ def plot_attention(
         images: `(batch, height, width, channels)` images, uint8 or float
             0..255.
         maps: `(batch, rows, cols)` maps, e.g. from
-            `keras_vit.attention.rollout_map`; each is min-max scaled on its
+            `keras_vit.attention_maps.rollout_map`; each is min-max scaled on its
             own.
         path: output PNG path.
         titles: optional caption per image.
@@ -642,7 +642,7 @@ def plot_attention_heads(
     Args:
         image: `(height, width, channels)` image, uint8 or float 0..255.
         maps: `(heads, rows, cols)` maps of one block for this image, e.g.
-            `keras_vit.attention.attention_map(weights[layer, i], grid_size,
+            `keras_vit.attention_maps.attention_map(weights[layer, i], grid_size,
             "token", num_prefix_tokens)` (the heads take the place of the
             batch).
         path: output PNG path.

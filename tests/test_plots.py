@@ -179,7 +179,7 @@ def test_plot_validation_comparison_and_its_cli(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Attention maps (computed by keras_vit.attention; drawn here without Keras).
+# Attention maps (computed by keras_vit.attention_maps; drawn here without Keras).
 
 
 def test_upsample_map():

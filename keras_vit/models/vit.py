@@ -395,7 +395,7 @@ _VIT_CHAIN = (
 def vit_layers(model):
     """`model`'s layers in graph order when they are a ViT's chain (`_VIT_CHAIN`: the graph `ViT` and the legacy
     `build_vit` make, one layer feeding the next), else None: what walks a ViT layer by layer (the export's
-    inference pass, `keras_vit.attention`) starts from it."""
+    inference pass, `keras_vit.attention_maps`) starts from it."""
     layers = list(model.layers)
     return layers if _is_vit_chain(layers) else None
 

@@ -1,4 +1,4 @@
-"""Tests for keras_vit.attention: weights, rollout, maps (drawn by keras_vit.plots)."""
+"""Tests for keras_vit.attention_maps: weights, rollout, maps (drawn by keras_vit.plots)."""
 
 import os
 
@@ -8,7 +8,7 @@ import pytest
 from keras import ops
 from PIL import Image
 
-from keras_vit import attention, build_vit, plots
+from keras_vit import attention_maps, build_vit, plots
 
 
 def randomized_vit(pooling, seed=0, **kwargs):
@@ -46,7 +46,7 @@ def softmax(x):
 
 
 def test_manual_forward_reproduces_model_logits(model, images):
-    logits, weights = attention.forward_with_attention(model, images, batch_size=2)  # two passes
+    logits, weights = attention_maps.forward_with_attention(model, images, batch_size=2)  # two passes
     expected = ops.convert_to_numpy(model(images, training=False))
     assert logits.shape == expected.shape == (3, 10)
     assert np.abs(expected).max() > 1e-3  # the randomised head gives non-trivial logits
@@ -55,7 +55,7 @@ def test_manual_forward_reproduces_model_logits(model, images):
 
 
 def test_weights_shape_and_rows(model, images):
-    weights = attention.attention_weights(model, images)
+    weights = attention_maps.attention_weights(model, images)
     seq = 16 + int(model.get_layer("pool").mode == "token")  # 4x4 patches (+ CLS)
     assert weights.shape == (2, 3, 2, seq, seq)  # (depth, batch, heads, seq, seq)
     assert weights.dtype == np.float32
@@ -65,7 +65,7 @@ def test_weights_shape_and_rows(model, images):
 
 def test_weights_match_multi_head_attention(model, images):
     """Block 0's weights equal both MultiHeadAttention's own and a numpy recomputation."""
-    weights = attention.attention_weights(model, images)
+    weights = attention_maps.attention_weights(model, images)
     tokens = model.get_layer("patch_encoder")(
         model.get_layer("patches")(model.get_layer("normalize")(images))
     )
@@ -89,10 +89,10 @@ def test_weights_match_multi_head_attention(model, images):
 
 def test_rejects_bad_inputs(model):
     with pytest.raises(ValueError, match="shape"):
-        attention.attention_weights(model, np.zeros((2, 16, 16, 3), "float32"))
+        attention_maps.attention_weights(model, np.zeros((2, 16, 16, 3), "float32"))
     plain = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(ValueError, match="'sequential.*' is not a ViT's chain of layers"):
-        attention.attention_weights(plain, np.zeros((1, 32, 32, 3), "float32"))
+        attention_maps.attention_weights(plain, np.zeros((1, 32, 32, 3), "float32"))
 
 
 # --------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def reference_rollout(weights, discard_ratio, head_fusion):
 def test_rollout_matches_reference(head_fusion, discard_ratio):
     rng = np.random.default_rng(3)
     weights = rng.dirichlet(np.ones(7), size=(3, 2, 4, 7))  # (depth, batch, heads, seq, seq), rows sum to 1
-    rollout = attention.attention_rollout(weights, discard_ratio, head_fusion)
+    rollout = attention_maps.attention_rollout(weights, discard_ratio, head_fusion)
     assert rollout.shape == (2, 7, 7)
     np.testing.assert_allclose(rollout, reference_rollout(weights, discard_ratio, head_fusion), atol=1e-6)
     np.testing.assert_allclose(rollout.sum(-1), 1.0, atol=1e-5)
@@ -135,13 +135,13 @@ def test_rollout_one_layer_is_half_attention_half_identity():
     rng = np.random.default_rng(4)
     weights = rng.dirichlet(np.ones(5), size=(1, 1, 1, 5))
     expected = 0.5 * weights[0, :, 0] + 0.5 * np.eye(5)
-    np.testing.assert_allclose(attention.attention_rollout(weights), expected, atol=1e-6)
+    np.testing.assert_allclose(attention_maps.attention_rollout(weights), expected, atol=1e-6)
     with pytest.raises(ValueError, match="discard_ratio"):
-        attention.attention_rollout(weights, discard_ratio=1.0)
+        attention_maps.attention_rollout(weights, discard_ratio=1.0)
     with pytest.raises(ValueError, match="head_fusion"):
-        attention.attention_rollout(weights, head_fusion="median")
+        attention_maps.attention_rollout(weights, head_fusion="median")
     with pytest.raises(ValueError, match="shape"):
-        attention.attention_rollout(weights[0])
+        attention_maps.attention_rollout(weights[0])
 
 
 # --------------------------------------------------------------------------
@@ -151,53 +151,53 @@ def test_rollout_one_layer_is_half_attention_half_identity():
 def test_attention_map_token_and_gap():
     rng = np.random.default_rng(5)
     with_cls = rng.random((2, 5, 5))
-    maps = attention.attention_map(with_cls, (2, 2), "token")  # one prefix token by default
+    maps = attention_maps.attention_map(with_cls, (2, 2), "token")  # one prefix token by default
     np.testing.assert_allclose(maps, with_cls[:, 0, 1:].reshape(2, 2, 2), rtol=1e-6)
     no_cls = rng.random((2, 6, 6))
-    maps = attention.attention_map(no_cls, (2, 3), "gap")  # no prefix token by default
+    maps = attention_maps.attention_map(no_cls, (2, 3), "gap")  # no prefix token by default
     np.testing.assert_allclose(maps, no_cls.mean(axis=1).reshape(2, 2, 3), rtol=1e-6)
     with pytest.raises(ValueError, match="shape"):
-        attention.attention_map(no_cls, (2, 3), "token")
+        attention_maps.attention_map(no_cls, (2, 3), "token")
     # Prefix tokens (class, distillation, registers) are left out of the map.
     with_prefix = rng.random((2, 7, 7))  # 3 prefix tokens, 2x2 patches
-    maps = attention.attention_map(with_prefix, (2, 2), "token", num_prefix_tokens=3)
+    maps = attention_maps.attention_map(with_prefix, (2, 2), "token", num_prefix_tokens=3)
     np.testing.assert_allclose(maps, with_prefix[:, 0, 3:].reshape(2, 2, 2), rtol=1e-6)
     # A gap head on a class-token model reads the patch rows, not the class token's.
-    maps = attention.attention_map(with_prefix, (2, 2), "gap", num_prefix_tokens=3)
+    maps = attention_maps.attention_map(with_prefix, (2, 2), "gap", num_prefix_tokens=3)
     np.testing.assert_allclose(maps, with_prefix[:, 3:, 3:].mean(axis=1).reshape(2, 2, 2), rtol=1e-6)
     with pytest.raises(ValueError, match="3 prefix tokens"):
-        attention.attention_map(with_cls, (2, 2), "token", num_prefix_tokens=3)
+        attention_maps.attention_map(with_cls, (2, 2), "token", num_prefix_tokens=3)
     with pytest.raises(ValueError, match="at least 1"):
-        attention.attention_map(no_cls[:, :4, :4], (2, 2), "token", num_prefix_tokens=0)
+        attention_maps.attention_map(no_cls[:, :4, :4], (2, 2), "token", num_prefix_tokens=0)
     with pytest.raises(ValueError, match="pooling must be one of"):
-        attention.attention_map(with_cls, (2, 2), "cls")
+        attention_maps.attention_map(with_cls, (2, 2), "cls")
 
 
 @pytest.mark.parametrize("pooling", ["token", "gap", "seqpool"])
 def test_model_maps_with_registers(pooling, images):
     model = build_vit("vit_micro", pooling=pooling, num_registers=2)
-    weights = attention.attention_weights(model, images)
+    weights = attention_maps.attention_weights(model, images)
     prefix = int(pooling == "token") + 2
     assert weights.shape[-1] == 16 + prefix
-    rollout = attention.rollout_map(model, images)
+    rollout = attention_maps.rollout_map(model, images)
     assert rollout.shape == (3, 4, 4) and np.all(np.isfinite(rollout))
     pooling_weights = seqpool_weights(model, images)  # over the 16 patches: the registers left out
-    expected = attention.attention_map(
-        attention.attention_rollout(weights), (4, 4), pooling, prefix, pooling_weights
+    expected = attention_maps.attention_map(
+        attention_maps.attention_rollout(weights), (4, 4), pooling, prefix, pooling_weights
     )
     np.testing.assert_allclose(rollout, expected, atol=1e-6)
-    assert attention.cls_attention_map(model, images).shape == (3, 4, 4)
+    assert attention_maps.cls_attention_map(model, images).shape == (3, 4, 4)
 
 
 def test_maps_of_a_model_with_shifted_patches_and_locality_attention(images):
     """Lee et al.'s SL-ViT options: the maps' forward pass is still the model's, and no token attends to itself."""
     model = build_vit("vit_micro", shifted_patches=True, locality_attention=True)
     model.get_layer("head").kernel.assign(np.random.default_rng(2).normal(0, 0.5, (32, 10)).astype("float32"))
-    logits, weights = attention.forward_with_attention(model, images)
+    logits, weights = attention_maps.forward_with_attention(model, images)
     assert np.abs(logits - ops.convert_to_numpy(model(images, training=False))).max() < 1e-5
     assert weights.shape == (2, 3, 2, 17, 17)
     assert np.diagonal(weights, axis1=-2, axis2=-1).max() < 1e-8
-    assert np.all(np.isfinite(attention.rollout_map(model, images)))
+    assert np.all(np.isfinite(attention_maps.rollout_map(model, images)))
 
 
 def seqpool_weights(model, images):
@@ -214,26 +214,28 @@ def seqpool_weights(model, images):
 
 def test_model_maps(model, images):
     mode = model.get_layer("pool").mode
-    has_cls = attention.has_class_token(model)
+    has_cls = attention_maps.has_class_token(model)
     assert has_cls == (mode == "token")
     pooling = seqpool_weights(model, images)
-    weights = attention.attention_weights(model, images)
-    rollout = attention.rollout_map(model, images, discard_ratio=0.2)
+    weights = attention_maps.attention_weights(model, images)
+    rollout = attention_maps.rollout_map(model, images, discard_ratio=0.2)
     assert rollout.shape == (3, 4, 4)
-    expected = attention.attention_map(
-        attention.attention_rollout(weights, 0.2), (4, 4), mode, int(has_cls), pooling
+    expected = attention_maps.attention_map(
+        attention_maps.attention_rollout(weights, 0.2), (4, 4), mode, int(has_cls), pooling
     )
     np.testing.assert_allclose(rollout, expected, atol=1e-6)
-    last = attention.cls_attention_map(model, images)
-    expected = attention.attention_map(weights[-1].mean(axis=1), (4, 4), mode, int(has_cls), pooling)
+    last = attention_maps.cls_attention_map(model, images)
+    expected = attention_maps.attention_map(weights[-1].mean(axis=1), (4, 4), mode, int(has_cls), pooling)
     np.testing.assert_allclose(last, expected, atol=1e-6)
-    first = attention.cls_attention_map(model, images, layer=0, head_fusion="max")
+    first = attention_maps.cls_attention_map(model, images, layer=0, head_fusion="max")
     np.testing.assert_allclose(
-        first, attention.attention_map(weights[0].max(axis=1), (4, 4), mode, int(has_cls), pooling), atol=1e-6
+        first,
+        attention_maps.attention_map(weights[0].max(axis=1), (4, 4), mode, int(has_cls), pooling),
+        atol=1e-6,
     )
     if pooling is not None:  # the head's weights differ per image and change the map
         assert np.abs(pooling - 1 / 16).max() > 1e-3
-        plain = attention.attention_map(attention.attention_rollout(weights, 0.2), (4, 4), "gap")
+        plain = attention_maps.attention_map(attention_maps.attention_rollout(weights, 0.2), (4, 4), "gap")
         assert np.abs(rollout - plain).max() > 1e-4
 
 
@@ -257,7 +259,7 @@ def test_maps_read_the_rows_the_head_reads(name, images):
     model = randomized_vit(options.pop("pooling"), seed=7, **options)
     mode = model.get_layer("pool").mode
     prefix = int(model.class_token) + int(model.distillation_token) + model.num_registers
-    logits, weights = attention.forward_with_attention(model, images)
+    logits, weights = attention_maps.forward_with_attention(model, images)
     assert np.abs(logits - ops.convert_to_numpy(model(images, training=False))).max() < 1e-5
     assert weights.shape == (2, 3, 2, 16 + prefix, 16 + prefix)
     pooling = seqpool_weights(model, images)
@@ -272,10 +274,10 @@ def test_maps_read_the_rows_the_head_reads(name, images):
             return matrix[:, prefix:, prefix:].mean(axis=1).reshape(3, 4, 4)
         return np.einsum("bp,bpq->bq", pooling, matrix[:, prefix:, prefix:]).reshape(3, 4, 4)
 
-    rollout = attention.attention_rollout(weights)
+    rollout = attention_maps.attention_rollout(weights)
     last = weights[-1].mean(axis=1)
-    rollout_map = attention.rollout_map(model, images)
-    last_map = attention.cls_attention_map(model, images)
+    rollout_map = attention_maps.rollout_map(model, images)
+    last_map = attention_maps.cls_attention_map(model, images)
     assert rollout_map.shape == last_map.shape == (3, 4, 4)
     np.testing.assert_allclose(rollout_map, reads(rollout), atol=1e-6)
     np.testing.assert_allclose(last_map, reads(last), atol=1e-6)
@@ -288,12 +290,12 @@ def test_maps_of_the_shipped_model(images):
     from keras_vit import load_pretrained
 
     model = load_pretrained()
-    logits, weights = attention.forward_with_attention(model, images[:2])
+    logits, weights = attention_maps.forward_with_attention(model, images[:2])
     assert np.abs(logits - model.predict(images[:2], verbose=0)).max() < 1e-4
     assert weights.shape == (9, 2, 12, 66, 66)
     np.testing.assert_allclose(
-        attention.rollout_map(model, images[:2]),
-        attention.attention_rollout(weights)[:, 0, 2:].reshape(2, 8, 8),
+        attention_maps.rollout_map(model, images[:2]),
+        attention_maps.attention_rollout(weights)[:, 0, 2:].reshape(2, 8, 8),
         atol=1e-6,
     )
 
@@ -302,35 +304,37 @@ def test_attention_map_row_weights():
     rng = np.random.default_rng(6)
     no_cls = rng.random((2, 6, 6))
     row_weights = softmax(rng.normal(size=(2, 6)))
-    maps = attention.attention_map(no_cls, (2, 3), "seqpool", row_weights=row_weights)
+    maps = attention_maps.attention_map(no_cls, (2, 3), "seqpool", row_weights=row_weights)
     expected = np.stack([row_weights[b] @ no_cls[b] for b in range(2)]).reshape(2, 2, 3)
     np.testing.assert_allclose(maps, expected, rtol=1e-5)
-    uniform = attention.attention_map(no_cls, (2, 3), "seqpool", row_weights=np.full((2, 6), 1 / 6))
-    np.testing.assert_allclose(uniform, attention.attention_map(no_cls, (2, 3), "gap"), rtol=1e-5)
+    uniform = attention_maps.attention_map(no_cls, (2, 3), "seqpool", row_weights=np.full((2, 6), 1 / 6))
+    np.testing.assert_allclose(uniform, attention_maps.attention_map(no_cls, (2, 3), "gap"), rtol=1e-5)
     # With a class token before the patches, as a seqpool head on a class-token model sees it.
     with_cls = rng.random((2, 7, 7))
-    maps = attention.attention_map(with_cls, (2, 3), "seqpool", num_prefix_tokens=1, row_weights=row_weights)
+    maps = attention_maps.attention_map(
+        with_cls, (2, 3), "seqpool", num_prefix_tokens=1, row_weights=row_weights
+    )
     expected = np.stack([row_weights[b] @ with_cls[b, 1:, 1:] for b in range(2)]).reshape(2, 2, 3)
     np.testing.assert_allclose(maps, expected, rtol=1e-5)
     with pytest.raises(ValueError, match="row_weights must have shape"):
-        attention.attention_map(no_cls, (2, 3), "seqpool", row_weights=row_weights[:, :4])
+        attention_maps.attention_map(no_cls, (2, 3), "seqpool", row_weights=row_weights[:, :4])
     with pytest.raises(ValueError, match="row_weights is needed for pooling='seqpool'"):
-        attention.attention_map(no_cls, (2, 3), "seqpool")
+        attention_maps.attention_map(no_cls, (2, 3), "seqpool")
     with pytest.raises(ValueError, match="only for it"):
-        attention.attention_map(rng.random((2, 5, 5)), (2, 2), "token", row_weights=np.ones((2, 4)) / 4)
+        attention_maps.attention_map(rng.random((2, 5, 5)), (2, 2), "token", row_weights=np.ones((2, 4)) / 4)
 
 
 def test_plots(model, images, tmp_path):
-    maps = attention.rollout_map(model, images)
+    maps = attention_maps.rollout_map(model, images)
     path = plots.plot_attention(images, maps, tmp_path / "rollout.png", titles=["a", "b", "c"], ncols=2)
-    weights = attention.attention_weights(model, images)
+    weights = attention_maps.attention_weights(model, images)
     encoder = model.get_layer("patch_encoder")
     mode = model.get_layer("pool").mode
     if mode == "seqpool":  # one image's head weights, repeated for its heads (the heads as the batch)
         row_weights = np.repeat(seqpool_weights(model, images)[:1], weights.shape[2], axis=0)
     else:
         row_weights = None
-    head_maps = attention.attention_map(
+    head_maps = attention_maps.attention_map(
         weights[-1, 0], encoder.grid_size, mode, encoder.num_prefix_tokens, row_weights
     )
     assert head_maps.shape == (weights.shape[2], *encoder.grid_size)

@@ -20,9 +20,9 @@ weighted by the head's learned weights for `"seqpool"`, whatever prefix
 tokens (class, distillation, registers) the sequence holds.
 
 ```python
-from keras_vit import attention, plots
+from keras_vit import attention_maps, plots
 
-maps = attention.rollout_map(model, images)          # (batch, rows, cols)
+maps = attention_maps.rollout_map(model, images)          # (batch, rows, cols)
 plots.plot_attention(images, maps, "attention.png")  # keras_vit.plots draws them
 ```
 """
