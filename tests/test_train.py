@@ -331,6 +331,15 @@ def test_a_flag_that_would_do_nothing_is_refused(flags, message):
     )
 
 
+@pytest.mark.parametrize("count", [[], ["--num-processes", "4"]], ids=["count-from-the-environment", "four"])
+def test_a_coordinator_of_several_processes_is_not_refused(count):
+    """--coordinator is refused with --num-processes 1 only: without the flag the count comes from
+    $KERAS_DISTRIBUTION_NUM_PROCESSES, and any count above one is a job."""
+    assert (
+        train.check_args(train.parse_args(["--coordinator", "h:1", "--distribute", "data", *count])) is None
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "status"),
     [(["--help"], 0), (["--epochs", "0"], 2), (["--pooling", "nope"], 2), (["--mesh", "2x"], 2)],

@@ -155,6 +155,16 @@ def test_bad_distribution_flags_say_why(tiny_tree, tmp_path, flags, message):
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+def test_a_batch_of_the_whole_training_set_is_not_refused(tiny_tree, tmp_path):
+    """The refusal is for a batch above the training set: --batch-size 108, all of the training images (a
+    multiple of 4 devices), trains one step an epoch."""
+    code = "import sys; from keras_vit import train; sys.exit(train.main(sys.argv[1:]))"
+    args = ["--preset", "vit_micro", "--epochs", "1", "--data-dir", tiny_tree, "--output", tmp_path / "run"]
+    done = run_on_devices(code, *args, "--distribute", "data", "--batch-size", "108", "--verbose", "0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "model.keras").exists()
+
+
 def test_distribute_on_tensorflow_needs_devices_and_model_parallel_needs_jax(tiny_tree, tmp_path, capsys):
     from keras_vit import train
 
