@@ -127,6 +127,17 @@ def last_json_line(result, what):
     return json.loads(lines[-1])
 
 
+PEER_VERSIONS = (
+    "import json, timm, torch; print(json.dumps({'timm': timm.__version__, 'torch': torch.__version__}))"
+)
+
+
+def peer_versions(torch_python):
+    """The timm and torch versions of `--torch-python` (the peer's own interpreter, not this one's)."""
+    result = subprocess.run([torch_python, "-c", PEER_VERSIONS], capture_output=True, text=True)
+    return last_json_line(result, "timm's versions")
+
+
 def keras_train(config, shape, args):
     """images/s of keras_vit's train step for one `--keras-config`, in a fresh process."""
     options_text, _, tree = config.partition("@")
@@ -272,7 +283,7 @@ def inference(args, folder):
 
 
 def markdown(report):
-    lines = [f"Machine: {report['machine']}; {report['date']}.", ""]
+    lines = [f"Machine: {report['machine']}; timm's side: {report['peer']}; {report['date']}.", ""]
     if report.get("training"):
         lines += [
             f"Training step, batch {report['batch_size']}, float32 unless `+bf16`, images/s of the median step"
@@ -424,6 +435,7 @@ def main(argv=None):
     output.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": machine_summary(),
+        "peer": peer_versions(args.torch_python),
         "date": __import__("datetime").date.today().isoformat(),
         "batch_size": args.batch_size,
         "rounds": args.rounds,

@@ -566,9 +566,11 @@ def test_peers_cpu_ratios_are_per_round_medians(tmp_path, monkeypatch):
 
     monkeypatch.setattr(peers, "timm_train", lambda shape, args: row("timm"))
     monkeypatch.setattr(peers, "keras_train", lambda side, shape, args: row(side))
+    monkeypatch.setattr(peers, "peer_versions", lambda python: {"timm": "1.0.31", "torch": "2.14.1"})
     argv = ["--torch-python", sys.executable, "--output", str(tmp_path), "--shapes", "w64", "--rounds", "3"]
     assert peers.main([*argv, "--skip", "inference"]) == 0
     report = json.loads((tmp_path / "peers_cpu.json").read_text())
+    assert report["peer"] == {"timm": "1.0.31", "torch": "2.14.1"}  # the peer interpreter's, recorded
     ours = next(row for row in report["training"] if row["side"] == "tensorflow")
     assert ours["ratio_to_timm"] == pytest.approx([0.8, 0.9, 0.6])
     assert ours["median_ratio_to_timm"] == pytest.approx(0.8) and ours["median_images_per_second"] == 60.0
@@ -612,6 +614,7 @@ def test_peers_cpu_inference_ratios_are_to_timms_file_round_by_round(tmp_path, m
     monkeypatch.setattr(
         peers, "export_files", lambda shape, folder, args: [tmp_path / name for name in names]
     )
+    monkeypatch.setattr(peers, "peer_versions", lambda python: {"timm": "1.0.31", "torch": "2.14.1"})
     argv = ["--torch-python", sys.executable, "--output", str(tmp_path), "--shapes", "w64", "--rounds", "3"]
     assert peers.main([*argv, "--skip", "training"]) == 0
     rows = json.loads((tmp_path / "peers_cpu.json").read_text())["inference"]["w64"]["results"]
