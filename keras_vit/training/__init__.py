@@ -5,7 +5,7 @@
     batches.py     TrainingBatches (one batch shape), even_batch_size
     optimizers.py  make_optimizer, the variables left out of weight decay, per-variable rates (ScaledAdamW, ...)
     distribute.py  data and model parallel on keras.distribution (JAX): distribution, vit_layout_map
-    finetune.py    a pretrained start: load_checkpoint, fine_tuning_start, layer-wise decay, frozen blocks
+    finetune.py    a pretrained start: load_pretrained, fine_tuning_start, layer-wise decay, frozen blocks
     schedules.py   warmup + cosine
     plan.py        a run's length (epochs or a time budget) and its learning-rate plan
     callbacks.py   epoch-end callbacks: timing, NaN guard, time limit/budget, checkpoints

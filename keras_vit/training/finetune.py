@@ -1,7 +1,7 @@
 """Starting a run from a pretrained ViT: the checkpoint, layer-wise learning-rate decay, frozen blocks.
 
 load_pretrained(source)            a `.keras` file, or a checkpoint `keras_vit.convert.sources` converts, with the
-                                   class names it was trained on where they are known (load_checkpoint: the model)
+                                   class names it was trained on where they are known
 choose_head(...)                   keep, reorder or replace the checkpoint's head, by its and the data's class names
 fine_tuning_start(model, ...)      the checkpoint at the data's resolution, with that head and other regularization
 check_fine_tuning_overrides(...)   refuses ViT arguments that would change the checkpoint's architecture
@@ -92,11 +92,6 @@ def load_pretrained(source):
     converted = load_source(text, backbone_classes=1)
     names_from = converted.names_from or "the source names no classes"
     return Pretrained(converted.model, converted.class_names, names_from, converted.new_head)
-
-
-def load_checkpoint(source):
-    """The model of `load_pretrained(source)`."""
-    return load_pretrained(source).model
 
 
 def _labels_beside(path, num_classes):

@@ -90,20 +90,20 @@ def test_fine_tuning_start_resamples_to_the_data_size_and_takes_regularization()
         finetune.fine_tuning_start(model, (32, 32), 10, {"projection_dim": 64, "num_heads": 4})
 
 
-def test_load_checkpoint_reads_a_keras_file_and_refuses_what_it_cannot_read(tmp_path):
+def test_load_pretrained_reads_a_keras_file_and_refuses_what_it_cannot_read(tmp_path):
     model = _vit()
     model.save(tmp_path / "vit.keras")
-    loaded = finetune.load_checkpoint(tmp_path / "vit.keras")
+    loaded = finetune.load_pretrained(tmp_path / "vit.keras").model
     np.testing.assert_array_equal(loaded.get_weights()[3], model.get_weights()[3])
     with pytest.raises(ValueError, match="not a checkpoint keras_vit reads"):
-        finetune.load_checkpoint(tmp_path / "weights.pt")
+        finetune.load_pretrained(tmp_path / "weights.pt")
     with pytest.raises(OSError, match="no such file"):
-        finetune.load_checkpoint(tmp_path / "missing.safetensors")
+        finetune.load_pretrained(tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="missing.keras"):
-        finetune.load_checkpoint(tmp_path / "missing.keras")
+        finetune.load_pretrained(tmp_path / "missing.keras")
 
 
-def test_load_checkpoint_converts_every_other_source(monkeypatch, tmp_path):
+def test_load_pretrained_converts_every_other_source(monkeypatch, tmp_path):
     """Names and paths other than a .keras file go to keras_vit.convert.sources (tested in tests/convert)."""
     calls = []
 
@@ -119,8 +119,8 @@ def test_load_checkpoint_converts_every_other_source(monkeypatch, tmp_path):
         "hf:google/vit-base-patch16-224",
         "keras_hub:vit",
     ):
-        assert finetune.load_checkpoint(spec) == "converted model"
-    assert finetune.load_checkpoint(tmp_path) == "converted model"  # a folder
+        assert finetune.load_pretrained(spec).model == "converted model"
+    assert finetune.load_pretrained(tmp_path).model == "converted model"  # a folder
     assert calls == [
         "timm:vit_small_patch16_224.augreg_in21k",
         "hf:google/vit-base-patch16-224",
