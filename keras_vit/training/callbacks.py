@@ -409,6 +409,20 @@ class CheckpointError(OSError):
     """A resume checkpoint that cannot be read (the message says which file and what to do)."""
 
 
+def checkpoint_folder(output):
+    """The folder where a run written to `output` keeps its checkpoint until the run's files are all written."""
+    return Path(output) / "checkpoint"
+
+
+def checkpoint_bytes(model):
+    """About the bytes of one checkpoint of `model`: its variables and its optimizer's, or, before an optimizer is
+    attached, two moments for each trainable value (Adam's and AdamW's, the most the optimizers keep)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        return _bytes_of([*model.variables, *optimizer.variables])
+    return _bytes_of(model.variables) + 2 * _bytes_of(model.trainable_variables)
+
+
 class EpochBackup(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that saves every `every` epochs, at epoch ends, atomically and versioned.
 
@@ -548,6 +562,10 @@ def _free_bytes(folder):
     return shutil.disk_usage(folder).free
 
 
+def _bytes_of(variables):
+    return sum(int(np.prod(v.shape)) * _bytes_per_value(v.dtype) for v in variables)
+
+
 def _bytes_per_value(dtype):
     """4 for "float32", 2 for "bfloat16" (which NumPy does not name), 1 for "bool"."""
     bits = "".join(ch for ch in str(dtype) if ch.isdigit())
@@ -570,13 +588,7 @@ def _check_room_for_checkpoint(backup_dir, model):
     """
     previous = [_size_or_none(path) for path in backup_dir.glob("epoch_*.weights.h5")]
     previous = [size for size in previous if size is not None]
-    if previous:
-        needed = max(previous)
-    else:
-        optimizer = getattr(model, "optimizer", None)
-        variables = [*model.variables, *(optimizer.variables if optimizer is not None else ())]
-        needed = sum(int(np.prod(v.shape)) * _bytes_per_value(v.dtype) for v in variables)
-    needed = int(needed * 1.1) + 2**20
+    needed = int((max(previous) if previous else checkpoint_bytes(model)) * 1.1) + 2**20
     free = _free_bytes(backup_dir)
     if free < needed:
         raise OSError(

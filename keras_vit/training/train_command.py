@@ -39,7 +39,14 @@ from keras_vit.models.vit import build_vit, patch_grid, vit_arguments
 from keras_vit.plots import plot_training_curves
 from keras_vit.training import pipeline
 from keras_vit.training.batches import EvaluationBatches, TrainingBatches, even_batch_size
-from keras_vit.training.callbacks import CheckpointError, EpochBackup, TimeLimit, UnmaskedFinish
+from keras_vit.training.callbacks import (
+    CheckpointError,
+    EpochBackup,
+    TimeLimit,
+    UnmaskedFinish,
+    checkpoint_bytes,
+    checkpoint_folder,
+)
 from keras_vit.training.distribute import (
     check_model_fits_mesh,
     distribution,
@@ -496,7 +503,7 @@ def run(args, splits, overrides, recipe, checkpoint=None):
             f"{shards}"
         )
     output = Path(args.output)
-    backup_dir = output / "checkpoint"
+    backup_dir = checkpoint_folder(output)
     writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
     if writer and args.fresh and backup_dir.exists():
         shutil.rmtree(backup_dir)
@@ -617,14 +624,14 @@ def run(args, splits, overrides, recipe, checkpoint=None):
 
 
 def _bytes_needed(model):
-    """Disk space a run of `model` needs at most: two checkpoint versions (weights and two optimizer moments
-    each) while one replaces the other, the saved model, and a megabyte for the rest."""
-    return model.count_params() * 4 * (2 * 3 + 1) + 2**20
+    """Disk space a run of `model` needs at most: two checkpoint versions while one replaces the other, the saved
+    model (its float32 weights), and a megabyte for the rest."""
+    return 2 * checkpoint_bytes(model) + model.count_params() * 4 + 2**20
 
 
 def _interrupted(args, status):
     """The one line a stopped run prints: what was saved, how to resume (without --fresh, which starts over)."""
-    backup_dir = Path(args.output) / "checkpoint"
+    backup_dir = checkpoint_folder(args.output)
     try:
         epochs = EpochBackup.saved_epochs(backup_dir)
     except (OSError, ValueError):
@@ -810,7 +817,7 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
             if writer:
                 check_output_folder(output, min_free_bytes=_bytes_needed(model))
             with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
-                if not args.fresh and not (output / "checkpoint").exists():  # a checkpoint resumes
+                if not args.fresh and not checkpoint_folder(output).exists():  # a checkpoint resumes
                     pipeline.check_not_finished(output)
                 try:
                     loaded = pipeline.load_splits(

@@ -872,6 +872,15 @@ def test_the_first_checkpoint_needs_room_for_the_weights_and_the_optimizer_state
     assert_room_needed(tmp_path, model, int((3 * 4_004_000 + 12) * 1.1) + 2**20, monkeypatch)
 
 
+def test_a_model_without_an_optimizer_is_sized_with_two_moments_a_trainable_value():
+    """Before `compile` (the train command's first check of the disk), a checkpoint is sized as the weights and
+    two moments of each trainable value; a frozen layer's values count once."""
+    inputs = keras.Input((1000,))
+    frozen = keras.layers.Dense(10, trainable=False)
+    model = keras.Model(inputs, frozen(keras.layers.Dense(1000)(inputs)))
+    assert callbacks.checkpoint_bytes(model) == 3 * 4_004_000 + 4 * 10_010
+
+
 def test_a_checkpoint_needs_room_for_the_largest_previous_one(tmp_path, monkeypatch):
     """Once a checkpoint is written, its file's size is what the next one needs (a tenth more, plus 1 MiB), however
     small the model's own variables: the largest of those left, others' files ignored."""
