@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
-import filelock
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -173,6 +172,8 @@ def exclusive_lock(path: PathLike, busy_error: Exception) -> Iterator[None]:
     its process ends however it ends, so a killed process never blocks the
     next one. The lock file stays, empty, between holders.
     """
+    import filelock  # here: the TF-free runtime (export.runtime) imports this module and needs no lock
+
     lock = filelock.FileLock(os.fspath(path), timeout=0)
     try:
         lock.acquire()

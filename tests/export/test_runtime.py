@@ -46,9 +46,9 @@ def test_runtime_matches_keras(export_dir, trained, name):
 
 def test_runtime_cli_needs_neither_tensorflow_nor_keras(export_dir, trained, tmp_path, data_tree):
     # keras_vit's Keras-free modules (image decoder, labels, metrics, tta) are the runtime's; its Keras parts
-    # would import the blocked keras.
+    # would import the blocked keras. A device installs numpy, Pillow and a runtime, not the training's filelock.
     blocked = tmp_path / "blocked"
-    for module in ("tensorflow", "keras", "tf_keras"):
+    for module in ("tensorflow", "keras", "tf_keras", "filelock"):
         (blocked / module).mkdir(parents=True)
         (blocked / module / "__init__.py").write_text(
             f"raise ImportError('{module} is blocked in this test')\n"
