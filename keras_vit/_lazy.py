@@ -32,6 +32,6 @@ def lazy_attributes(package, public, submodules=False):
         return value
 
     def __dir__():
-        return sorted([*vars(sys.modules[package]), *public])
+        return sorted({*vars(sys.modules[package]), *public})  # a name once used is in both
 
     return __getattr__, __dir__

@@ -22,6 +22,7 @@ if {light!r} is not None:
 assert "keras" not in sys.modules, "imported Keras before a Keras-backed name was used"
 value = getattr(package, {heavy!r})
 assert "keras" in sys.modules and vars(package)[{heavy!r}] is value  # bound: found directly from now on
+assert dir(package).count({heavy!r}) == 1, "a name once used is listed twice"
 try:
     package.no_such_name
 except AttributeError as error:
