@@ -19,7 +19,8 @@ class LocalitySelfAttention(keras.layers.MultiHeadAttention):
     Datasets"): a token does not attend to itself (diagonal masking), so
     attention has to look at the other patches; and the softmax temperature
     is learned (one scalar per layer, kept as its logarithm and initialized
-    to Keras' `1 / sqrt(key_dim)`), so attention can sharpen. The
+    to Keras' `1 / sqrt(key_dim)`; the authors' code learns one linear scale
+    per head), so attention can sharpen. The
     projections and their weights are `keras.layers.MultiHeadAttention`'s;
     this layer overrides `_compute_attention`, the hook Keras documents for
     custom attention.

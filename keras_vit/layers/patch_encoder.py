@@ -210,9 +210,11 @@ class PatchEncoder(keras.layers.Layer):
     def resampled_position_embedding(self, grid_size):
         """The position embedding for another patch grid, as a numpy array.
 
-        Learned embeddings are resized bilinearly over the 2-D grid (as timm
-        does for new resolutions); the class and distillation tokens' vectors
-        are kept as they are.
+        Learned embeddings are resized bicubically over the 2-D grid,
+        antialiased when the grid shrinks (timm's `resample_abs_pos_embed`,
+        so a converted checkpoint at a new resolution starts where timm's
+        does); the class and distillation tokens' vectors are kept as they
+        are.
         Sine-cosine embeddings are recomputed for the new grid.
 
         Args:
@@ -231,7 +233,7 @@ class PatchEncoder(keras.layers.Layer):
             grid = table[len(head) :]
         else:
             grid = table[len(head) :].reshape(*self.grid_size, self.projection_dim)
-            grid = ops.image.resize(grid, (rows, cols), interpolation="bilinear", antialias=True)
+            grid = ops.image.resize(grid, (rows, cols), interpolation="bicubic", antialias=True)
             grid = ops.convert_to_numpy(grid).reshape(rows * cols, self.projection_dim)
         return np.concatenate([head, grid])[None].astype("float32")
 

@@ -457,7 +457,7 @@ def resize_vit(model, image_size, num_classes=None):
     """Returns a copy of `model` for another input resolution (and, optionally, another class count).
 
     All weights are copied; the position embedding is resampled to the new
-    patch grid (bilinear for learned embeddings, recomputed for sine-cosine),
+    patch grid (bicubic for learned embeddings, recomputed for sine-cosine),
     so a ViT trained on 32x32 images runs on, e.g., 48x48 ones. With another
     `num_classes` the head is new (zero weights, as every new ViT's): the
     starting point for fine-tuning a pretrained model on other classes.

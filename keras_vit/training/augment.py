@@ -185,10 +185,11 @@ def _posterize(images, strength, sign):
 
 
 def _autocontrast(images, strength, sign):
+    # Each channel stretched to 0..255; a flat channel is left as it is (PIL's ImageOps.autocontrast).
     low = ops.min(images, axis=(1, 2), keepdims=True)
     high = ops.max(images, axis=(1, 2), keepdims=True)
-    scale = 255.0 / ops.maximum(high - low, 1.0)
-    return (images - low) * scale
+    stretched = (images - low) * (255.0 / ops.maximum(high - low, 1.0))
+    return ops.where(high > low, stretched, images)
 
 
 def _sharpness(images, strength, sign):

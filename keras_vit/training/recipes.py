@@ -62,7 +62,9 @@ AUGMENT_RECIPES = {
     # replaced by RandAugment (keras_vit.training.augment): half the batches mixed (MixUp 1.0 or CutMix 1.0),
     # erasing 0.25 of up to 40% of the image. Their "--ra 3" is not in-batch repetition:
     # their sampler is called with repetitions=1 and len_factor=3, i.e. epochs three times
-    # the data set (100 of them = 300 passes), so repeats stays 1 here.
+    # the data set (100 of them = 300 passes), so repeats stays 1 here. Also unlike their code: the crop pads
+    # by reflection (theirs with zeros), erased boxes hold noise (theirs the data's mean), and RandAugment runs
+    # before the crop and flip (their AutoAugment after).
     "lee2021": dict(
         _CROP_FLIP,
         randaug_ops=2,

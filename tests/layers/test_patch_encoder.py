@@ -205,25 +205,37 @@ def test_sincos_layer_uses_the_table_and_resamples_by_recomputing():
     np.testing.assert_allclose(resampled[1:], sincos_reference(2, 7, 16), atol=1e-6)
 
 
-def bilinear_reference(grid, size):
-    """`grid` `(rows, cols, dim)` resized to `size` bilinearly with SciPy, sampling at pixel centres
-    (output pixel `i` reads input position `(i + 0.5) * rows / new_rows - 0.5`, held at the edges)."""
-    from scipy.interpolate import RegularGridInterpolator
+def _cubic(x, a=-0.5):
+    """Keys' cubic convolution kernel (a = -0.5: TensorFlow's, JAX's and PyTorch's antialiased bicubic)."""
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
 
+
+def bicubic_matrix(n, size):
+    """`(size, n)` weights of timm's position-embedding resize along one axis (`F.interpolate(mode="bicubic",
+    antialias=True)`): the cubic kernel at pixel centres, widened by the scale when shrinking, renormalized over
+    the samples inside the grid."""
+    scale = max(n / size, 1.0)
+    centres = (np.arange(size) + 0.5) * n / size - 0.5
+    weights = _cubic((np.arange(n)[None, :] - centres[:, None]) / scale)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def bicubic_reference(grid, size):
+    """`grid` `(rows, cols, dim)` resized to `size`, separably, rows then columns; `(rows * cols, dim)`."""
     rows, cols = grid.shape[:2]
-    interpolate = RegularGridInterpolator((np.arange(rows), np.arange(cols)), grid, method="linear")
-    r = np.clip((np.arange(size[0]) + 0.5) * rows / size[0] - 0.5, 0, rows - 1)
-    c = np.clip((np.arange(size[1]) + 0.5) * cols / size[1] - 0.5, 0, cols - 1)
-    points = np.stack(np.meshgrid(r, c, indexing="ij"), axis=-1).reshape(-1, 2)
-    return interpolate(points)  # (new_rows * new_cols, dim), row-major
+    resized = np.einsum("ir,jc,rcd->ijd", bicubic_matrix(rows, size[0]), bicubic_matrix(cols, size[1]), grid)
+    return resized.reshape(size[0] * size[1], -1)
 
 
 @pytest.mark.parametrize(("class_token", "num_registers"), [(True, 0), (False, 0), (True, 2), (False, 2)])
 @pytest.mark.parametrize("size", [(6, 7), (5, 10), (3, 8)])
-def test_resampled_position_embedding_is_bilinear_on_a_non_square_grid(class_token, num_registers, size):
-    """A 3x5 learned table with a known pattern, enlarged to a new grid: the patch vectors are SciPy's
-    bilinear resize of the table laid out row-major (a transposed grid or a reversed token order
-    fails), the class token's vector is kept, and registers (no positions) do not shift anything."""
+def test_resampled_position_embedding_is_timms_bicubic_on_a_non_square_grid(class_token, num_registers, size):
+    """A 3x5 learned table with a known pattern, resized to a new grid: the patch vectors are timm's antialiased
+    bicubic resize of the table laid out row-major (a transposed grid, a reversed token order or a bilinear
+    resize fails), the class token's vector is kept, and registers (no positions) do not shift anything."""
     rows, cols, dim = 3, 5, 4
     layer = PatchEncoder(
         rows * cols, dim, grid_size=(rows, cols), class_token=class_token, num_registers=num_registers
@@ -239,19 +251,24 @@ def test_resampled_position_embedding_is_bilinear_on_a_non_square_grid(class_tok
     assert resampled.dtype == np.float32
     patches = resampled[0, int(class_token) :]
     np.testing.assert_allclose(resampled[0, : int(class_token)], head)
-    np.testing.assert_allclose(patches, bilinear_reference(grid, size), atol=1e-5)
-    # The pattern read back: channel 0 is the source row, channel 1 the source column.
-    new_r, new_c = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
-    np.testing.assert_allclose(
-        patches[:, 0], np.clip((new_r.ravel() + 0.5) * rows / size[0] - 0.5, 0, rows - 1), atol=1e-5
-    )
-    np.testing.assert_allclose(
-        patches[:, 1], np.clip((new_c.ravel() + 0.5) * cols / size[1] - 0.5, 0, cols - 1), atol=1e-5
-    )
+    np.testing.assert_allclose(patches, bicubic_reference(grid, size), atol=1e-5)
     # At its own grid the table comes back as it is.
     np.testing.assert_allclose(
         layer.resampled_position_embedding((rows, cols)), keras.ops.convert_to_numpy(layer.position)
     )
+
+
+def test_the_resize_reference_is_timms():
+    """The NumPy reference above is PyTorch's `interpolate(mode="bicubic", antialias=True)`, the call of timm's
+    `resample_abs_pos_embed`, both growing and shrinking a grid."""
+    torch = pytest.importorskip("torch")
+    grid = np.random.default_rng(1).normal(size=(6, 5, 3))
+    for size in [(9, 7), (2, 3), (4, 8)]:
+        theirs = torch.nn.functional.interpolate(
+            torch.from_numpy(grid).permute(2, 0, 1)[None], size=size, mode="bicubic", antialias=True
+        )
+        theirs = theirs[0].permute(1, 2, 0).reshape(-1, 3).numpy()
+        np.testing.assert_allclose(bicubic_reference(grid, size), theirs, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -295,19 +312,6 @@ def test_patch_encoder_errors_say_what_is_wrong_in_one_line(make, message):
         make()
 
 
-def antialiased_downsample_reference(values, size):
-    """Antialiased bilinear downsampling of a 1-D signal: the triangle filter widened by the scale factor,
-    renormalized at the borders (what `antialias=True` computes; plain bilinear reads two samples only)."""
-    n = len(values)
-    scale = n / size
-    out = []
-    for i in range(size):
-        centre = (i + 0.5) * scale - 0.5
-        weights = np.maximum(0.0, 1.0 - np.abs(np.arange(n) - centre) / scale)
-        out.append(np.sum(weights * values) / np.sum(weights))
-    return np.array(out)
-
-
 def test_shrinking_the_position_grid_averages_with_the_antialiasing_filter():
     """4x4 -> 2x2: each new position is a filtered mean of the old ones around it, not two samples of them."""
     layer = PatchEncoder(16, 4, class_token=False)
@@ -317,7 +321,7 @@ def test_shrinking_the_position_grid_averages_with_the_antialiasing_filter():
     table = np.broadcast_to(stripes[None, :, None], (4, 4, 4)).reshape(1, 16, 4)
     layer.position.assign(table.astype("float32"))
     shrunk = layer.resampled_position_embedding((2, 2))[0].reshape(2, 2, 4)
-    np.testing.assert_allclose(shrunk[0, :, 0], antialiased_downsample_reference(stripes, 2), atol=1e-5)
+    np.testing.assert_allclose(shrunk[0, :, 0], bicubic_matrix(4, 2) @ stripes, atol=1e-5)
     assert not np.allclose(shrunk[0, :, 0], [4.0, 3.0])  # plain bilinear's two-sample means
     np.testing.assert_allclose(shrunk[0], shrunk[1], atol=1e-5)  # constant along the rows
     with pytest.raises(ValueError, match="grid_size"):

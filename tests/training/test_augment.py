@@ -128,6 +128,25 @@ def test_sharpness_matches_pil():
         assert np.abs(ours[i] - np.asarray(pil, "float32")).max() < 1.5
 
 
+def test_autocontrast_matches_pil_and_leaves_a_flat_channel():
+    """Each channel stretched to 0..255 as PIL's `ImageOps.autocontrast`; a flat channel (green and blue here)
+    is left as it is, not set to 0."""
+    from PIL import Image, ImageOps
+
+    autocontrast = COLOR_OPS[6]
+    assert autocontrast.__name__ == "_autocontrast"
+    image = np.stack(
+        [(IMAGES[0][..., 0] * 0.5 + 40).round(), np.full((32, 32), 200.0), np.full((32, 32), 37.0)], -1
+    ).astype("float32")
+    tensors = [
+        keras.ops.convert_to_tensor(array) for array in (image[None], np.ones((1, 1, 1, 1), "float32"))
+    ]
+    ours = np_(autocontrast(tensors[0], tensors[1], tensors[1]))[0]
+    pil = np.asarray(ImageOps.autocontrast(Image.fromarray(image.astype("uint8"))), "float32")
+    assert np.abs(ours - pil).max() < 1.0  # PIL truncates to uint8
+    assert ours[..., 1].min() == 200.0 and ours[..., 2].max() == 37.0
+
+
 def test_rand_augment_composes_geometric_rounds_into_one_warp():
     """Two translation rounds compose into their sum (one warp, no double resampling)."""
     layer = RandAugment(2, 9.0, seed=0)
