@@ -18,7 +18,8 @@ their forward FLOPs count in the MFU. The model flags are `train`'s
 (`--num-heads`, `--pooling`, `--model-arg projection_dim=256`, ...), so a
 shape timed here trains with the same flags. `--profile FOLDER` then traces
 `--profile-steps` more steps of the same compiled step with the backend's
-profiler (JAX or TensorFlow), for `benchmarks/op_profile.py`. Prints one JSON line and
+profiler (JAX or TensorFlow, for `benchmarks/op_profile.py`; on PyTorch its
+operator table, `torch_ops.txt`). Prints one JSON line and
 appends it to `--output` when given (`benchmarks/throughput_sweep.sh` times
 several shapes in one GPU session).
 """
@@ -38,6 +39,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_vit import build_vit, vit_arguments  # noqa: E402
+from keras_vit.files import atomic_write_text  # noqa: E402
 from keras_vit.model_flags import add_model_flags, flag_overrides  # noqa: E402
 from keras_vit.models.flops import forward_flops_per_image, training_flops_per_image, training_sequence_length  # noqa: E402
 from keras_vit.models.teachers import TEACHER_ARCHS, average_logits, build_teacher  # noqa: E402
@@ -105,8 +107,14 @@ def profiler_trace(folder):
             yield
         finally:
             tf.profiler.experimental.stop()
-    else:
-        raise ValueError(f"no profiler trace on the {backend} backend (JAX or TensorFlow)")
+    else:  # torch: its profiler's table of operators by self time (no xplane file for op_profile.py)
+        import torch
+
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            yield
+        table = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(folder) / "torch_ops.txt", table)
 
 
 def measure(
@@ -287,7 +295,7 @@ def main(argv=None):
         default=None,
         metavar="FOLDER",
         help="after the timed epochs, trace --profile-steps more steps with the backend's profiler into FOLDER "
-        "(read it with benchmarks/op_profile.py)",
+        "(read it with benchmarks/op_profile.py; on PyTorch, the operator table torch_ops.txt)",
     )
     parser.add_argument("--profile-steps", type=int, default=10)
     parser.add_argument("--output", default=None, help="append the JSON result to this file")

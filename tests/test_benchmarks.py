@@ -349,6 +349,27 @@ def test_throughput_sweep(tmp_path, without_tensorflow):
     assert "images/s" in result.stdout
 
 
+def test_throughput_profiles_the_torch_step_as_an_operator_table(tmp_path):
+    """`--profile` on the Keras torch backend writes torch's profiler table of the traced steps, operators by self
+    time, and the row records the trace without an error."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--preset", "vit_tiny"]
+        + ["--model-arg", "projection_dim=32", "--model-arg", "depth=1", "--augment", "none"]
+        + ["--batch-size", "8", "--steps", "2", "--epochs", "2", "--profile", str(tmp_path / "trace")]
+        + ["--profile-steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads(result.stdout.splitlines()[-1])
+    assert row["profile"] == {"folder": str(tmp_path / "trace"), "steps": 2, "error": None}
+    table = (tmp_path / "trace" / "torch_ops.txt").read_text()
+    assert "Self CPU" in table and "aten::" in table
+
+
 def test_throughput_help():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--help"],
