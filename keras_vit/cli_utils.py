@@ -128,6 +128,32 @@ def interrupted_in_one_line(main):
     return wrapper
 
 
+# The Keras backends that are not a dependency of the package, by their top-level module.
+_OPTIONAL_BACKENDS = {"jax": "jax[cpu]", "torch": "torch"}
+
+
+def missing_backend_in_one_line(main):
+    """Wraps a command's `main`: a Keras backend that is not installed (`KERAS_BACKEND=jax` without JAX) is one
+    line naming what to install and status 2, not the traceback of Keras' import."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except ModuleNotFoundError as error:
+            module = (error.name or "").split(".")[0]
+            if module not in _OPTIONAL_BACKENDS:
+                raise
+            print(
+                f"error: the Keras backend {module} is not installed (KERAS_BACKEND="
+                f"{os.environ.get('KERAS_BACKEND', '')}): pip install '{_OPTIONAL_BACKENDS[module]}'",
+                file=sys.stderr,
+            )
+            return 2
+
+    return wrapper
+
+
 def first_line(error: BaseException, with_type: bool = False) -> str:
     """The first non-blank line of an exception's message, for a one-line report.
 

@@ -26,6 +26,7 @@ from keras_vit.cli_utils import (
     CLIError,
     exits_quietly_on_closed_stdout,
     first_line,
+    missing_backend_in_one_line,
     positive_int,
     print_error,
 )
@@ -147,4 +148,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(missing_backend_in_one_line(main)())

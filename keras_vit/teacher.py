@@ -23,6 +23,7 @@ import sys
 
 from keras_vit.cli_utils import (
     interrupted_in_one_line,
+    missing_backend_in_one_line,
     positive_int,
     print_error,
     unit_fraction,
@@ -164,4 +165,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(main)())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from keras_vit.cli_utils import (
     interrupted_in_one_line,
+    missing_backend_in_one_line,
     non_negative_int,
     positive_int,
     print_error,
@@ -439,4 +440,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(main)())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())

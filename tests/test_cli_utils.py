@@ -190,3 +190,15 @@ def test_ctrl_c_before_a_command_sets_its_handling_is_one_line(capsys):
     assert cli_utils.interrupted_in_one_line(importing)() == 130
     assert capsys.readouterr().err == "interrupted\n"
     assert cli_utils.interrupted_in_one_line(lambda: 0)() == 0
+
+
+def test_a_missing_module_other_than_a_backend_keeps_its_traceback():
+    """Only jax and torch (the backends the package does not install) become the one line; another missing
+    module is a bug or a broken install, and is raised as it is."""
+
+    def needs(module):
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    with pytest.raises(ModuleNotFoundError, match="scipy"):
+        cli_utils.missing_backend_in_one_line(needs)("scipy")
+    assert cli_utils.missing_backend_in_one_line(needs)("jax.numpy") == 2
