@@ -391,11 +391,6 @@ EQUIVALENT.update(
         "dtype",
         (
             "keras_vit/layers/patch_encoder.py",
-            "PatchEncoder.resampled_position_embedding",
-            '-grid = ops.image.resize(grid, (rows, cols), interpolation="bilinear", antialias=True)\n+grid = ops.image.resize(grid, (rows, cols), antialias=True)',
-        ): '"bilinear" is keras.ops.image.resize\'s default interpolation',
-        (
-            "keras_vit/layers/patch_encoder.py",
             "sincos_position_embedding",
             "-omega = 1.0 / temperature ** (np.arange(dim // 4) / (dim // 4))  # float64\n+omega = 1.0 / temperature ** (np.arange(dim / 4) / (dim // 4))  # float64",
         ): "dim "

@@ -91,8 +91,8 @@ class StepTimer(keras.callbacks.Callback):
 
 @contextlib.contextmanager
 def profiler_trace(folder):
-    """The backend's profiler around the block, its trace (`*.xplane.pb`, for `benchmarks/op_profile.py`)
-    written under `folder`."""
+    """The backend's profiler around the block, its trace written under `folder`: JAX's and TensorFlow's
+    `*.xplane.pb` (for `benchmarks/op_profile.py`), PyTorch's table of CPU operators `torch_ops.txt`."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -107,7 +107,9 @@ def profiler_trace(folder):
             yield
         finally:
             tf.profiler.experimental.stop()
-    else:  # torch: its profiler's table of operators by self time (no xplane file for op_profile.py)
+    elif (
+        backend == "torch"
+    ):  # its profiler's table of CPU operators by self time (no xplane file for op_profile.py)
         import torch
 
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
@@ -115,6 +117,8 @@ def profiler_trace(folder):
         table = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
         Path(folder).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(folder) / "torch_ops.txt", table)
+    else:
+        raise ValueError(f"no profiler trace on the {backend} backend (JAX, TensorFlow or PyTorch)")
 
 
 def measure(

@@ -141,12 +141,12 @@ def missing_backend_in_one_line(main):
         try:
             return main(*args, **kwargs)
         except ModuleNotFoundError as error:
-            module = (error.name or "").split(".")[0]
-            if module not in _OPTIONAL_BACKENDS:
+            if (
+                error.name not in _OPTIONAL_BACKENDS
+            ):  # a missing submodule is a broken install, not an absent one
                 raise
             print(
-                f"error: the Keras backend {module} is not installed (KERAS_BACKEND="
-                f"{os.environ.get('KERAS_BACKEND', '')}): pip install '{_OPTIONAL_BACKENDS[module]}'",
+                f"error: the Keras backend {error.name} is not installed: pip install '{_OPTIONAL_BACKENDS[error.name]}'",
                 file=sys.stderr,
             )
             return 2

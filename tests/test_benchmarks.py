@@ -349,6 +349,7 @@ def test_throughput_sweep(tmp_path, without_tensorflow):
     assert "images/s" in result.stdout
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (the dev extra)")
 def test_throughput_profiles_the_torch_step_as_an_operator_table(tmp_path):
     """`--profile` on the Keras torch backend writes torch's profiler table of the traced steps, operators by self
     time, and the row records the trace without an error."""

@@ -5,12 +5,14 @@ import errno
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import signal_inside_a_gc_callback
+from conftest import REPO_ROOT, signal_inside_a_gc_callback
 
 from keras_vit import cli_utils
 from keras_vit.cli_utils import (
@@ -193,12 +195,56 @@ def test_ctrl_c_before_a_command_sets_its_handling_is_one_line(capsys):
 
 
 def test_a_missing_module_other_than_a_backend_keeps_its_traceback():
-    """Only jax and torch (the backends the package does not install) become the one line; another missing
-    module is a bug or a broken install, and is raised as it is."""
+    """Only jax and torch themselves (the backends the package does not install) become the one line; another
+    missing module, or a missing part of an installed backend, is a bug or a broken install, raised as it is."""
 
     def needs(module):
         raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
-    with pytest.raises(ModuleNotFoundError, match="scipy"):
-        cli_utils.missing_backend_in_one_line(needs)("scipy")
-    assert cli_utils.missing_backend_in_one_line(needs)("jax.numpy") == 2
+    for module in ("scipy", "jax.experimental.missing"):
+        with pytest.raises(ModuleNotFoundError, match=module):
+            cli_utils.missing_backend_in_one_line(needs)(module)
+    assert cli_utils.missing_backend_in_one_line(needs)("jax") == 2
+
+
+SHIPPED_MODEL = REPO_ROOT / "keras_vit" / "pretrained" / "vit_cifar10.keras"
+
+
+@pytest.mark.parametrize(
+    ("command", "backend"),
+    [("predict", "jax"), ("evaluate", "torch"), ("train", "jax"), ("teacher", "torch")],
+)
+def test_a_keras_backend_that_is_not_installed_is_one_line(tmp_path, command, backend):
+    """KERAS_BACKEND naming a backend the machine lacks (its module made absent): each command that loads Keras
+    says in one line what to install, status 2, not the traceback of Keras' import."""
+    absent = tmp_path / "absent" / backend
+    absent.mkdir(parents=True)
+    (absent / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{backend}'\", name='{backend}')\n"
+    )
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")  # never read: the backend is loaded first
+    arguments = {
+        "predict": [SHIPPED_MODEL, image],
+        "evaluate": [SHIPPED_MODEL, "--data-dir", tmp_path, "--output", tmp_path / "out"],
+        "train": ["--data-dir", tmp_path, "--output", tmp_path / "out"],
+        "teacher": ["--data-dir", tmp_path, "--output", tmp_path / "out"],
+    }[command]
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend,
+        PYTHONPATH=os.pathsep.join([str(absent.parent), str(REPO_ROOT)]),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", f"keras_vit.{command}", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    install = {"jax": "jax[cpu]", "torch": "torch"}[backend]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: the Keras backend {backend} is not installed: pip install '{install}'"
+    ]

@@ -118,38 +118,6 @@ def test_predict_module_entry_point(tmp_path):
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize(("backend", "install"), [("jax", "jax[cpu]"), ("torch", "torch")])
-def test_a_keras_backend_that_is_not_installed_is_one_line(tmp_path, backend, install):
-    """KERAS_BACKEND naming a backend the machine lacks (its module made absent): one line saying what to
-    install and status 2, not the traceback of Keras' import."""
-    root = Path(__file__).resolve().parents[1]
-    absent = tmp_path / "absent" / backend
-    absent.mkdir(parents=True)
-    (absent / "__init__.py").write_text(
-        f"raise ModuleNotFoundError(\"No module named '{backend}'\", name='{backend}')\n"
-    )
-    env = dict(
-        os.environ,
-        KERAS_BACKEND=backend,
-        PYTHONPATH=os.pathsep.join([str(absent.parent), str(root)]),
-        TF_CPP_MIN_LOG_LEVEL="3",
-    )
-    image = tmp_path / "x.png"
-    Image.new("RGB", (32, 32)).save(image)
-    model = root / "keras_vit" / "pretrained" / "vit_cifar10.keras"
-    proc = subprocess.run(
-        [sys.executable, "-m", "keras_vit.predict", str(model), str(image)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines() == [
-        f"error: the Keras backend {backend} is not installed (KERAS_BACKEND={backend}): pip install '{install}'"
-    ]
-
-
 @pytest.fixture(scope="module")
 def bad_models(setup, tmp_path_factory):
     return bad_model_files(tmp_path_factory.mktemp("bad_models"), setup["model_path"])

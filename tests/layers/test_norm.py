@@ -1,5 +1,7 @@
 """keras_vit.layers.norm: LayerNorm is Keras' LayerNormalization without a NEG op."""
 
+import importlib.util
+
 import keras
 import numpy as np
 import pytest
@@ -52,6 +54,7 @@ def test_layer_norm_computes_in_float32_under_mixed_precision():
     )
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch (the dev extra)")
 def test_layer_norm_runs_torchs_fused_kernel_on_the_torch_backend():
     """On PyTorch the layer is Keras' path, torch's `layer_norm` kernel (a fifth faster training step than the
     NEG-free formula, which only the TensorFlow export needs): one call per use, within 1e-6 of the formula."""
