@@ -107,9 +107,7 @@ def profiler_trace(folder):
             yield
         finally:
             tf.profiler.experimental.stop()
-    elif (
-        backend == "torch"
-    ):  # its profiler's table of CPU operators by self time (no xplane file for op_profile.py)
+    elif backend == "torch":  # a table of CPU operators by self time (no xplane file for op_profile.py)
         import torch
 
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:

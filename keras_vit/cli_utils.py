@@ -141,9 +141,8 @@ def missing_backend_in_one_line(main):
         try:
             return main(*args, **kwargs)
         except ModuleNotFoundError as error:
-            if (
-                error.name not in _OPTIONAL_BACKENDS
-            ):  # a missing submodule is a broken install, not an absent one
+            # A missing submodule (`jax.experimental.x`) is a broken install, not an absent backend.
+            if error.name not in _OPTIONAL_BACKENDS:
                 raise
             print(
                 f"error: the Keras backend {error.name} is not installed: pip install '{_OPTIONAL_BACKENDS[error.name]}'",

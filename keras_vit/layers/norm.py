@@ -47,9 +47,8 @@ class LayerNorm(keras.layers.LayerNormalization):
         super().build(input_shape)
 
     def call(self, inputs):
-        if (
-            keras.backend.backend() == "torch"
-        ):  # torch's fused kernel (Keras' path); files export under TensorFlow
+        # PyTorch: its fused kernel (Keras' path); files export under TensorFlow, which runs the formula below.
+        if keras.backend.backend() == "torch":
             return super().call(inputs)
         # At least float32, as Keras' layer_normalization: stable in half-precision training.
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
