@@ -25,7 +25,7 @@ RECIPE=${RECIPE:-cifar10_gpu}
 # MAX_EPOCHS (a cap; --time-budget decides), SHIFTED_PATCHES and LOCALITY_ATTENTION (1/0), PATCH_DROPOUT (a rate),
 # UNMASKED_FINISH (a share of the run; its epochs are slower, and the switch compiles the train step again):
 # the recipe's values unless set in the environment.
-recipe_settings=$(python3 -m keras_vit.recipes "$RECIPE" --shell)
+recipe_settings=$(python3 benchmarks/recipe_settings.py "$RECIPE")
 eval "$recipe_settings"
 SHIFTED_PATCHES=${SHIFTED_PATCHES:-0}
 LOCALITY_ATTENTION=${LOCALITY_ATTENTION:-0}

@@ -16,7 +16,7 @@ SESSION_SECONDS=${SESSION_SECONDS:-225}
 DEADLINE=$(( $(date +%s) + SESSION_SECONDS ))
 # Wheels, PYTHONPATH, JAX backend (the data are not needed: throughput.py times random images).
 DATA=${DATA:-unused} source benchmarks/device_env.sh
-eval "$(python3 -m keras_vit.recipes cifar10_gpu --shell)"
+eval "$(python3 benchmarks/recipe_settings.py cifar10_gpu)"
 BASE=${BASE:-"--preset $PRESET --num-heads $HEADS --pooling $POOLING --augment $AUGMENT --batch-size $BATCH
   --mixed-precision bfloat16 --registers 1 --teacher-width 64 --steps ${STEPS:-20} --epochs 4"}
 CONFIGS=${CONFIGS:-"--num-heads 12

@@ -33,6 +33,33 @@ def test_scripts_parse():
         assert result.returncode == 0, result.stderr
 
 
+def test_recipe_settings_give_the_scripts_the_recipes_values_where_unset():
+    """benchmarks/recipe_settings.py: the GPU scripts' defaults come from the recipe, a setting in the
+    environment wins, and printing them imports no Keras (the scripts call it before every run)."""
+    script = (
+        'eval "$(python3 benchmarks/recipe_settings.py cifar10_gpu)"\n'
+        'echo "$PRESET $HEADS $BATCH $LR $TRAIN_BUDGET $MAX_EPOCHS"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "BATCH": "64"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["vit_cifar10", "12", "64", "0.003", "340", "1000"]
+    check_imports = (
+        "import runpy, sys\n"
+        "sys.argv = ['recipe_settings.py', 'cifar10_gpu']\n"
+        "try:\n    runpy.run_path('benchmarks/recipe_settings.py', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('heavy:', [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", check_imports], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "heavy: []", result.stdout + result.stderr
+    unknown = subprocess.run(
+        [sys.executable, "benchmarks/recipe_settings.py", "nope"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+
+
 # The GPU machine has JAX but no TensorFlow (nor the converters): a sitecustomize
 # on PYTHONPATH makes their imports fail here too, so that a TensorFlow need that
 # crept into the training path fails this test instead of the GPU session.

@@ -9,16 +9,12 @@ optimizer, schedule, precision, length) under one name:
 Flags given on the command line win over the recipe's values, so
 `--recipe cifar10_gpu --batch-size 512` is that recipe at batch 512. The
 recipe's name and every value used go into `metrics.json` (`args`). Results
-measured with each recipe are in docs/results.md, next to their machine.
+measured with each recipe are in the project's results page, next to their machine.
 
-`benchmarks/gpu_cifar10.sh` takes its defaults from `cifar10_gpu`
-(`python -m keras_vit.recipes cifar10_gpu --shell`), so the script and the
-recipe cannot drift apart.
+`python -m keras_vit.recipes` lists them.
 """
 
 from __future__ import annotations
-
-import shlex
 
 # The share of the training images `--validation-split` holds out when it is not given and the data has no val/.
 DEFAULT_VALIDATION_SPLIT = 0.1
@@ -111,8 +107,8 @@ TRAINING_RECIPES = {
         "augmentation (lee2021), AdamW 3e-3, weight decay 0.05, label smoothing 0.1, batch 512, bfloat16, "
         "warmup + cosine over the epochs that fit in 340 s of fit (--time-budget; --time-limit 355 as the "
         "backstop); no validation split (the final run, on every training image; with --validation-split, "
-        "validation every 10 epochs). --epochs is only the first estimate (benchmarks/gpu_cifar10.sh "
-        "sets it from a throughput measurement, and trains a --teacher first). Results: docs/results.md.",
+        "validation every 10 epochs). --epochs is only the first estimate: --time-budget re-plans the "
+        "schedule from the measured epochs. Add --teacher PATH to distil a trained teacher.",
         "flags": dict(
             preset="vit_cifar10",
             num_heads=12,
@@ -136,23 +132,6 @@ TRAINING_RECIPES = {
     },
 }
 
-# The names of gpu_cifar10.sh's settings for the recipe's flags.
-SHELL_NAMES = {
-    "preset": "PRESET",
-    "num_heads": "HEADS",
-    "pooling": "POOLING",
-    "augment": "AUGMENT",
-    "batch_size": "BATCH",
-    "learning_rate": "LR",
-    "weight_decay": "WD",
-    "time_budget": "TRAIN_BUDGET",
-    "max_epochs": "MAX_EPOCHS",
-    "shifted_patches": "SHIFTED_PATCHES",
-    "locality_attention": "LOCALITY_ATTENTION",
-    "patch_dropout": "PATCH_DROPOUT",
-    "unmasked_finish": "UNMASKED_FINISH",
-}
-
 
 def recipe_flags(name):
     """The flag values of recipe `name` (argparse destinations), as a new dict.
@@ -163,20 +142,6 @@ def recipe_flags(name):
     if name not in TRAINING_RECIPES:
         raise ValueError(f"Unknown recipe {name!r}; known recipes: {', '.join(sorted(TRAINING_RECIPES))}.")
     return dict(TRAINING_RECIPES[name]["flags"])
-
-
-def shell_defaults(name):
-    """`: "${NAME:=value}"` lines that give gpu_cifar10.sh's settings the recipe's values where unset."""
-    flags = recipe_flags(name)
-    lines = []
-    for flag, variable in SHELL_NAMES.items():
-        if flag in flags:
-            value = flags[flag]
-            if isinstance(value, bool):  # an on/off flag: 1 or 0 in the script
-                value = int(value)
-            value = int(value) if isinstance(value, float) and value.is_integer() else value
-            lines.append(f': "${{{variable}:={shlex.quote(str(value))}}}"')
-    return "\n".join(lines)
 
 
 def as_command_line(flags):

@@ -1,4 +1,4 @@
-"""Named training recipes: valid flags, command-line overrides, the shell form the GPU script reads."""
+"""Named training recipes: valid flags, command-line overrides, the listing command."""
 
 import subprocess
 import sys
@@ -11,7 +11,6 @@ from keras_vit.training.recipes import (
     TRAINING_RECIPES,
     as_command_line,
     recipe_flags,
-    shell_defaults,
     training_recipe,
 )
 
@@ -82,18 +81,10 @@ def test_unknown_recipe():
         recipe_flags("nope")
 
 
-def test_shell_form_sets_only_what_is_unset():
-    script = shell_defaults("cifar10_gpu") + '\necho "$PRESET $HEADS $BATCH $LR $TRAIN_BUDGET $MAX_EPOCHS"'
-    out = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, env={"BATCH": "64"}, check=True
-    )
-    assert out.stdout.split() == ["vit_cifar10", "12", "64", "0.003", "340", "1000"]
-
-
 def test_cli_lists_recipes_without_loading_keras():
     status, out, heavy = heavy_imports_of("keras_vit.recipes")
     assert status == 0 and "cifar10_gpu:" in out and "--time-budget 340" in out
-    assert heavy == []  # the shell scripts call it for their defaults: no seconds of Keras import
+    assert heavy == []  # a listing: no seconds of Keras import
     bad = subprocess.run(
         [sys.executable, "-m", "keras_vit.recipes", "nope"], capture_output=True, text=True, timeout=300
     )
