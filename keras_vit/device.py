@@ -11,7 +11,9 @@ import platform
 from importlib import metadata
 
 # Versions worth recording beside a measurement, when installed.
-_PACKAGES = ("tensorflow", "keras", "jax", "torch", "ai_edge_litert", "onnxruntime")
+_PACKAGES = ("keras_vit", "numpy", "tensorflow", "keras", "jax", "torch", "ai_edge_litert", "onnxruntime")
+# The variables that change the arithmetic of TensorFlow's CPU kernels (oneDNN on or off, its bfloat16 math).
+_NUMERICS_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_DEFAULT_FPMATH_MODE")
 
 
 def _cpuinfo(field):
@@ -56,8 +58,9 @@ def machine_summary() -> dict:
     Returns:
         dict with `cpu`, `cpu_features` (`cpu_features()`), `cores_available`,
         `cores_total`, `platform`, `python`, `load_average_1min` (where the
-        OS has it), `tf_enable_onednn_opts` (the variable, where set) and one
-        key per installed package of `tensorflow`, `keras`, `jax`, `torch`,
+        OS has it), `tf_enable_onednn_opts` and `onednn_default_fpmath_mode`
+        (the variables, where set) and one key per installed package of
+        `keras_vit`, `numpy`, `tensorflow`, `keras`, `jax`, `torch`,
         `ai_edge_litert`, `onnxruntime`.
     """
     info = {
@@ -72,8 +75,9 @@ def machine_summary() -> dict:
         info["load_average_1min"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
-    if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
-        info["tf_enable_onednn_opts"] = os.environ["TF_ENABLE_ONEDNN_OPTS"]
+    for variable in _NUMERICS_VARIABLES:
+        if variable in os.environ:
+            info[variable.lower()] = os.environ[variable]
     for package in _PACKAGES:
         try:
             info[package] = metadata.version(package.replace("_", "-"))

@@ -10,13 +10,23 @@ import pytest
 from keras_vit.device import cpu_features, cpu_name, machine_summary, usable_cores
 
 
-def test_machine_summary_names_the_cpu_cores_and_runtimes():
+def test_machine_summary_names_the_cpu_cores_and_runtimes(monkeypatch):
+    import numpy as np
+
+    import keras_vit
+
+    monkeypatch.delenv("ONEDNN_DEFAULT_FPMATH_MODE", raising=False)
     info = machine_summary()
     assert info["cpu"] == cpu_name() and info["cpu"]
     assert 1 <= info["cores_available"] == usable_cores() <= os.cpu_count() == info["cores_total"]
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert "onnxruntime" in info and "keras" in info  # installed here: their versions are recorded
+    assert info["keras_vit"] == keras_vit.__version__ and info["numpy"] == np.__version__
     assert info["cpu_features"] == cpu_features()
+    # The variables that change TensorFlow's CPU arithmetic, where set.
+    assert "onednn_default_fpmath_mode" not in info
+    monkeypatch.setenv("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
+    assert machine_summary()["onednn_default_fpmath_mode"] == "BF16"
 
 
 def test_cpu_features_are_the_flags_the_cpu_reports():

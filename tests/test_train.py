@@ -28,6 +28,11 @@ def test_train_writes_everything_and_reports_true_accuracy(tiny_tree, tmp_path):
     assert not (out / "checkpoint").exists()  # removed once training finished
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["parameters"] > 0 and metrics["wall_clock_seconds"] > 0
+    assert metrics["resumes"] == []  # trained in one go
+    # What a rerun elsewhere needs: the versions (the package's own too) and the machine.
+    import keras_vit
+
+    assert metrics["machine"]["keras_vit"] == keras_vit.__version__ and metrics["machine"]["keras"]
     splits = load_cifar10(tiny_tree)
     model = load_model(out / "model.keras")
     accuracy = np.mean(

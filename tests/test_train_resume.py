@@ -45,6 +45,26 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_tree, tm
     resumed_gap, second_epoch = _distance(whole, pieces), _distance(whole, one)
     assert second_epoch > 1e-2  # the second epoch moves the weights
     assert resumed_gap == 0.0, (resumed_gap, second_epoch)
+    resumes = json.loads((tmp_path / "pieces" / "metrics.json").read_text())["resumes"]
+    assert resumes == [{"epoch": 1, "length before": {"--epochs": 2, "--time-budget": None}}]
+
+
+def test_a_resumed_run_draws_what_an_uninterrupted_run_draws(tiny_tree, tmp_path):
+    """With every random part on (RandAugment, random erasing, MixUp/CutMix, dropout, stochastic depth, patch
+    dropout) and the weights averaged (EMA), the run resumed after epoch 1 ends with the uninterrupted run's
+    weights, bit for bit: each generator's state and the average come back from the checkpoint."""
+    random_parts = ["--augment", "strong", "--drop-path", "0.1", "--patch-dropout", "0.25"]
+    random_parts += ["--model-arg", "dropout=0.1", "--ema-momentum", "0.9"]
+
+    def args(name):
+        return [*ARGS, *random_parts, "--data-dir", str(tiny_tree), "--output", str(tmp_path / name)]
+
+    assert train.main(args("whole")) == 0
+    run_interrupted(train.main, args("pieces"))
+    assert train.main(args("pieces")) == 0
+    whole = _weights(tmp_path / "whole" / "model.keras")
+    pieces = _weights(tmp_path / "pieces" / "model.keras")
+    assert _distance(whole, pieces) == 0.0
 
 
 def test_a_run_resumed_mid_way_counts_each_earlier_epoch_once(tiny_tree, tmp_path, monkeypatch):
@@ -63,10 +83,13 @@ def test_a_run_resumed_mid_way_counts_each_earlier_epoch_once(tiny_tree, tmp_pat
     args = [*ARGS, "--data-dir", str(tiny_tree), "--output", str(tmp_path / "run")]
     args[args.index("--epochs") + 1] = "3"
     run_interrupted(train.main, args)  # the checkpoint of epoch 1
+    args[args.index("--epochs") + 1] = "4"  # the length may change on resume
     assert train.main(args) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # Epoch 1's 10^4 s and the resumed fit's own seconds (far fewer than 10^3 s), not epoch 2's 10^5 s.
-    assert metrics["epochs"] == 3 and 1e4 < metrics["wall_clock_seconds"] < 1e4 + 1e3
+    assert metrics["epochs"] == 4 and 1e4 < metrics["wall_clock_seconds"] < 1e4 + 1e3
+    # The resume and the length asked before it are recorded.
+    assert metrics["resumes"] == [{"epoch": 1, "length before": {"--epochs": 3, "--time-budget": None}}]
 
 
 def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, capsys):
@@ -96,6 +119,16 @@ def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(tmp_path, cap
         (first, ("--model-arg", "depth=3"), "its model differs (depth 2 -> 3)"),
         (first, ("--seed", "1"), "its --seed was 0, now 1"),
         (first, ("--mixed-precision", "bfloat16"), "its precision was 'float32', now 'mixed_bfloat16'"),
+        # What each step computes: the images held out, the augmentation, the batch, the optimizer's settings.
+        (first, ("--validation-split", "0.5"), "its validation images were 0, now 18"),
+        (
+            first,
+            ("--augment", "cutout"),
+            "its augmentation differs (--augment 'basic' -> 'cutout', erasing 0.0 -> 1.0, erasing_max_area 0.25 -> 0.125)",
+        ),
+        (first, ("--batch-size", "16"), "its --batch-size was 32, now 16"),
+        (first, ("--learning-rate", "0.01"), "its --learning-rate was 0.001, now 0.01"),
+        (first, ("--label-smoothing", "0"), "its --label-smoothing was 0.1, now 0.0"),
     ):
         assert train.main(args(data, *extra)) == 2
         error = capsys.readouterr().err.strip().splitlines()[-1]

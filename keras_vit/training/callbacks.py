@@ -454,13 +454,22 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         run: optional JSON-ready dict of what identifies the run (its data,
             classes, model), written into `checkpoint.json` as `"run"`; the
             caller compares it before resuming (`saved_run`).
+        length: optional JSON-ready value, the run's length as asked (it may
+            change on resume); each resume records the one it replaced.
+
+    Attributes:
+        resumes: `[{"epoch": N, "length before": ...}, ...]`, the epochs at
+            which this run resumed from its checkpoint, and the length asked
+            before each; empty for a run trained in one go.
     """
 
     # Its batch hook is BackupAndRestore's, a no-op with save_freq="epoch".
     async_safe = True
     METADATA = "checkpoint.json"
 
-    def __init__(self, backup_dir, every=1, delete_checkpoint=True, write=True, resumable=(), run=None):
+    def __init__(
+        self, backup_dir, every=1, delete_checkpoint=True, write=True, resumable=(), run=None, length=None
+    ):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint and write)
         if every < 1:
             raise ValueError(f"every must be a positive integer, got {every}.")
@@ -468,6 +477,8 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         self.write = bool(write)
         self.resumable = [callback for callback in resumable if callback is not None]
         self.run = run
+        self.length = length
+        self.resumes = []
 
     @classmethod
     def saved_run(cls, backup_dir):
@@ -522,9 +533,14 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             for callback in self.resumable:
                 if callback.state_name in states:  # a checkpoint of a run without it: it starts afresh
                     callback.set_state(states[callback.state_name])
+            epoch = int(metadata["epoch"])
+            self.resumes = [
+                *metadata.get("resumes", []),
+                {"epoch": epoch, "length before": metadata.get("length")},
+            ]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise _unreadable(backup_dir, error) from None
-        self.model._initial_epoch = int(metadata["epoch"])
+        self.model._initial_epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
@@ -549,6 +565,8 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
             "random_states": _random_states(self.model),
             "callbacks": {callback.state_name: callback.get_state() for callback in self.resumable},
             **({"run": self.run} if self.run is not None else {}),
+            "length": self.length,
+            "resumes": self.resumes,
         }
         atomic_write_json(backup_dir / self.METADATA, metadata)
         pause_point("checkpoint-written")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from keras_vit import data
 from keras_vit.cli_utils import CLIError, raise_if_signalled
-from keras_vit.device import cpu_name
+from keras_vit.device import cpu_name, machine_summary, usable_cores
 from keras_vit.files import (
     atomic_path,
     atomic_write_bytes,
@@ -394,6 +393,8 @@ def run_metrics(outcome, splits, model, train_images_per_epoch, args):
         ),
         "backend": keras.backend.backend(),
         "device": describe_device(),
+        # The versions and the CPU's numerics settings: a run is bitwise repeatable only with the same ones.
+        "machine": machine_summary(),
         "data_source": splits.source,
         "skipped_images": len(splits.skipped),
         "args": vars(args),
@@ -461,4 +462,4 @@ def describe_device() -> str:
         e.g. `"<GPU name> (jax 0.6.2)"`, or `"<CPU name>, 2 cores (tensorflow)"`.
     """
     backend = keras.backend.backend()
-    return _accelerator(backend) or f"{cpu_name()}, {os.cpu_count()} cores ({backend})"
+    return _accelerator(backend) or f"{cpu_name()}, {usable_cores()} cores ({backend})"

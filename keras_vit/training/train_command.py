@@ -86,8 +86,9 @@ def as_float32(model):
 
 
 def _callbacks(args, budget, max_epochs, backup_dir, identity=None):
-    """`(before_history, after_history, time_limit, unmasked)` callbacks of `pipeline.fit` for these flags;
-    `identity`: what the checkpoint records of the run (`_run_identity`).
+    """`(before_history, after_history, time_limit, unmasked, backup)` callbacks of `pipeline.fit` for these flags;
+    `identity`: what the checkpoint records of the run (`_run_identity`); `backup`, the `EpochBackup`, is the
+    last of `after_history`.
 
     Only epoch-end callbacks: batch hooks would make `fit` wait for the
     device after every step (see `keras_vit.training.callbacks`).
@@ -111,17 +112,17 @@ def _callbacks(args, budget, max_epochs, backup_dir, identity=None):
         after_history.append(keras.callbacks.SwapEMAWeights())
     # Last: an epoch is in the history file before a checkpoint says it is done, and its clocks have timed it.
     # Saving weights and optimizer state costs time on a fast GPU: every N epochs.
-    after_history.append(
-        EpochBackup(
-            str(backup_dir),
-            every=args.checkpoint_every,
-            delete_checkpoint=False,
-            write=process_share()[0] == 0,
-            resumable=[unmasked, budget, time_limit],
-            run=identity,
-        )
+    backup = EpochBackup(
+        str(backup_dir),
+        every=args.checkpoint_every,
+        delete_checkpoint=False,
+        write=process_share()[0] == 0,
+        resumable=[unmasked, budget, time_limit],
+        run=identity,
+        length={"--epochs": args.epochs, "--time-budget": args.time_budget},
     )
-    return before_history, after_history, time_limit, unmasked
+    after_history.append(backup)
+    return before_history, after_history, time_limit, unmasked, backup
 
 
 def _batch_shards():
@@ -370,11 +371,15 @@ def _finish(args, splits, model, outcome, metrics, history_path):
     wait_for_every_process("run written")
 
 
-def _run_identity(args, splits, model):
+def _run_identity(args, splits, model, recipe):
     """What makes a checkpoint this run's (`EpochBackup(run=...)`), JSON-ready: the data's folder, its class names
     and image size, where the model starts, its architecture, the image selection, the teachers, the precision, the
-    optimizer and what it trains (--freeze-blocks, --layer-decay, --ema-momentum). The length of the run
-    (--epochs, --time-budget) may change on resume."""
+    optimizer and what it trains (--freeze-blocks, --layer-decay, --ema-momentum), and what each step computes (the
+    augmentation `recipe`, batch, learning rate and warmup, weight decay, label smoothing, clipping, distillation).
+
+    What may change on resume: the length (--epochs, --time-budget, --max-epochs, --time-limit), how the steps run
+    (--stream, --loader-workers, --steps-per-execution, --distribute, --mesh) and what is reported or kept
+    (--validation-freq, --checkpoint-every, --verbose)."""
     # The architecture: its name is Keras' numbering, its image size and classes are the data's, recorded apart.
     left_out = ("name", "image_size", "num_classes")
     arguments = {key: value for key, value in vit_arguments(model).items() if key not in left_out}
@@ -394,6 +399,24 @@ def _run_identity(args, splits, model):
         "--freeze-blocks": args.freeze_blocks,
         "--layer-decay": args.layer_decay,
         "--ema-momentum": args.ema_momentum,
+        # What each step computes: another value would train the epochs after the checkpoint as another run.
+        "validation images": 0 if splits.y_val is None else len(splits.y_val),
+        "augmentation": {"--augment": args.augment, **recipe},
+        "--batch-size": args.batch_size,
+        "--learning-rate": args.learning_rate,
+        "--warmup-epochs": args.warmup_epochs,
+        "--weight-decay": args.weight_decay,
+        "--label-smoothing": args.label_smoothing,
+        "--clipnorm": args.clipnorm,
+        "--unmasked-finish": args.unmasked_finish,
+        "distillation": {
+            "--distillation": args.distillation,
+            "--distillation-weight": args.distillation_weight,
+            "--temperature": args.temperature,
+            "--teacher-flip": args.teacher_flip,
+        }
+        if args.teacher
+        else None,
     }
     return json.loads(json.dumps(identity))  # tuples as lists: as the checkpoint gives them back
 
@@ -419,11 +442,10 @@ def _check_same_run(backup_dir, identity):
             what = ", ".join(
                 f"{name} {_shown(before.get(name))} -> {_shown(now.get(name))}" for name in changed[:3]
             )
-            changes.append(f"its model differs ({what})")
+            changes.append(f"its {key} differs ({what})")
         else:
-            changes.append(
-                f"its {key} {'were' if key == 'class names' else 'was'} {_shown(before)}, now {_shown(now)}"
-            )
+            plural = key.endswith("s") and not key.startswith("--")  # "class names", "teachers"
+            changes.append(f"its {key} {'were' if plural else 'was'} {_shown(before)}, now {_shown(now)}")
     if changes:
         raise CLIError(
             f"the checkpoint in {backup_dir} is of another run: {'; '.join(changes)}; rerun with --fresh to start "
@@ -524,7 +546,7 @@ def run(args, splits, overrides, recipe, checkpoint=None):
         model, teacher = _models(args, splits, overrides, checkpoint)
     except CLIError as error:
         return _error(error)
-    identity = _run_identity(args, splits, model)
+    identity = _run_identity(args, splits, model, recipe)
     if resuming:
         _check_same_run(backup_dir, identity)  # before anything in the checkpoint's folder changes
     if epochs_done:
@@ -549,7 +571,7 @@ def run(args, splits, overrides, recipe, checkpoint=None):
     # With a budget fit may run past the estimate, up to --max-epochs.
     max_epochs = (args.max_epochs or 10 * args.epochs) if args.time_budget else args.epochs
     trainer, budget = _compiled_trainer(args, model, teacher, recipe, len(batches), max_epochs)
-    before_history, after_history, time_limit, unmasked = _callbacks(
+    before_history, after_history, time_limit, unmasked, backup = _callbacks(
         args, budget, max_epochs, backup_dir, identity
     )
     length = describe_length(args.epochs, args.time_budget)
@@ -616,6 +638,8 @@ def run(args, splits, overrides, recipe, checkpoint=None):
             if unmasked is None or unmasked.started_epoch is None
             else unmasked.started_epoch + 1,
             "time_budget_seconds": args.time_budget,
+            # Where the run resumed from its checkpoint, and the length asked before (empty: trained in one go).
+            "resumes": backup.resumes,
         },
     )
     if writer:
