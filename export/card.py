@@ -59,6 +59,9 @@ def model_card(
     input_quantization=None,
     output_dtype="float32",
     output_quantization=None,
+    input_tensor=None,
+    output_tensor=None,
+    signature=None,
     extra=None,
 ):
     """The documentation of one exported file, as a JSON-ready dict.
@@ -74,6 +77,9 @@ def model_card(
         input_dtype, output_dtype: dtype names of the file's input and output.
         input_quantization, output_quantization: `(scale, zero_point)` of a
             quantized input or output, else `None`.
+        input_tensor, output_tensor, signature: a TFLite file's tensor names
+            and its signature, whose keys are the `name`s (`images`,
+            `logits`); `None` where the names are the tensors' (ONNX).
         extra: more fields (conversion details, the proof's numbers).
 
     Returns:
@@ -114,10 +120,23 @@ def model_card(
             f"int8 quantized logits: logit = {scale:g} * {_minus(zero_point)}; argmax over q gives the "
             "class directly; softmax the dequantized logits for probabilities"
         )
+    if input_tensor is not None:
+        image_input["tensor"], logits["tensor"] = input_tensor, output_tensor
     card = {
         "format": fmt,
         "variant": variant,
         "file": os.path.basename(os.fspath(file)),
+        **(
+            {
+                "signature": {
+                    "name": signature,
+                    "use": f"the names are its keys: get_signature_runner({signature!r})(images=...)['logits'] "
+                    "(LiteRT: runSignature); by index, the tensors are input.tensor and output.tensor",
+                }
+            }
+            if signature is not None
+            else {}
+        ),
         "input": image_input,
         "output": logits,
         "labels_file": os.path.basename(os.fspath(labels_file)),

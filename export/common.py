@@ -346,12 +346,14 @@ def check_data_available(data_dir):
     return root
 
 
-def _load_split(root, io, split, limit, seed):
+def _load_split(root, origin, io, split, limit, seed):
     """`limit` images (`None`: all) of one split of `root` as a `Splits`, or None: no `root` and no standard
     CIFAR-10 place for a 32x32 model, or no `root` at all for another size."""
     if root is not None:
         if io.image_size == (32, 32):
-            return load_cifar10(root, limit=limit, seed=seed, download=False, splits=split)
+            # A folder from the environment is left for the loader to find, so that the source names it.
+            given = None if origin == "$KERAS_VIT_DATA_DIR" else root
+            return load_cifar10(given, limit=limit, seed=seed, download=False, splits=split)
         return load_image_folder(root, image_size=io.image_size, limit=limit, seed=seed, splits=split)
     if io.image_size != (32, 32):
         return None
@@ -389,9 +391,9 @@ def load_data(data_dir, io, labels, *, eval_images=2000, calib_images=0, seed=0,
     """
     root, origin = _data_root(data_dir)
     try:  # only the images used: the test images to check on, the training images to calibrate int8 on
-        splits = _load_split(root, io, "test", eval_images, seed)
+        splits = _load_split(root, origin, io, "test", eval_images, seed)
         calibration = (
-            _load_split(root, io, "train", calib_images, seed)
+            _load_split(root, origin, io, "train", calib_images, seed)
             if calib_images and splits is not None
             else None
         )

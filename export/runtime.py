@@ -225,7 +225,12 @@ class TFLiteModel(ExportedModel):
         self.output_dtype = np.dtype(self._output["dtype"])
         self.input_quantization = _tflite_quantization(self._input)
         self.output_quantization = _tflite_quantization(self._output)
+        self.input_tensor_name, self.output_tensor_name = self._input["name"], self._output["name"]
         self._batch = None
+
+    def signatures(self):
+        """The file's signatures, by name (`serving_default` for this package's files), and their keys."""
+        return list(self._interpreter.get_signature_list())
 
     def _run(self, batch):
         interpreter = self._interpreter

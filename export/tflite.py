@@ -253,13 +253,18 @@ def write_tflite(job, path, quantize):
 
 
 def read_io(path):
-    """`Format.read_io` of the TFLite formats: the file's input/output dtypes and quantization."""
+    """`Format.read_io` of the TFLite formats: the file's input/output dtypes, quantization, tensor names and
+    signature (whose keys, `images` and `logits`, are not the tensors' names)."""
     model = TFLiteModel(path, num_threads=1)
+    (signature,) = model.signatures()
     return {
         "input_dtype": model.input_dtype.name,
         "input_quantization": model.input_quantization,
         "output_dtype": model.output_dtype.name,
         "output_quantization": model.output_quantization,
+        "input_tensor": model.input_tensor_name,
+        "output_tensor": model.output_tensor_name,
+        "signature": signature,
     }
 
 

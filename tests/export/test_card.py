@@ -43,3 +43,28 @@ def test_sidecar_paths(tmp_path):
         str(tmp_path / "sm" / "labels.txt"),
         str(tmp_path / "sm" / "model_card.json"),
     )
+
+
+def test_cards_give_the_names_an_app_calls_the_file_by(export_dir):
+    """A TFLite file's tensors are not named `images` and `logits` (those are its signature's keys): its card
+    gives both, and each works; the ONNX file's names are its tensors' own."""
+    import numpy as np
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+
+    for name in ("model_fp32.tflite", "model_int8.tflite"):
+        card = json.loads((export_dir / f"{name}.json").read_text())
+        interpreter = Interpreter(model_path=str(export_dir / name))
+        assert card["input"]["tensor"] == interpreter.get_input_details()[0]["name"] != "images"
+        assert card["output"]["tensor"] == interpreter.get_output_details()[0]["name"]
+        runner = interpreter.get_signature_runner(card["signature"]["name"])
+        images = np.zeros((1, 32, 32, 3), card["input"]["dtype"])
+        logits = runner(**{card["input"]["name"]: images})[card["output"]["name"]]
+        assert logits.shape == (1, 10)
+    card = json.loads((export_dir / "model.onnx.json").read_text())
+    session = onnxruntime.InferenceSession(str(export_dir / "model.onnx"))
+    assert "signature" not in card and "tensor" not in card["input"]
+    assert [card["input"]["name"], card["output"]["name"]] == [
+        session.get_inputs()[0].name,
+        session.get_outputs()[0].name,
+    ]

@@ -87,3 +87,21 @@ def test_export_data_reads_only_the_images_it_uses(tmp_path, monkeypatch):
     assert len(common.load_data(test_only, io, ["a", "b"], eval_images=None).x_eval) == 4
     with pytest.raises(ExportError, match="train"):  # int8 needs the training split: said, with the path
         common.load_data(test_only, io, ["a", "b"], eval_images=None, calib_images=5)
+
+
+def test_export_data_names_where_its_folder_came_from(tmp_path, monkeypatch):
+    """The data source of the report and the cards says whether the folder was --data-dir or
+    $KERAS_VIT_DATA_DIR (a CIFAR-10 tree, read by load_cifar10)."""
+    from conftest import write_colour_tree
+
+    from export import common
+    from keras_vit.data import CIFAR10_CLASSES
+
+    tree = write_colour_tree(tmp_path / "data", CIFAR10_CLASSES, counts=(("test", 1),))
+    io = common.ModelIO(32, 32, 3, 10)
+    monkeypatch.delenv("KERAS_VIT_DATA_DIR", raising=False)
+    given = common.load_data(tree, io, list(CIFAR10_CLASSES), eval_images=None)
+    assert str(tree) in given.source and "(from the data_dir argument)" in given.source
+    monkeypatch.setenv("KERAS_VIT_DATA_DIR", str(tree))
+    from_environment = common.load_data(None, io, list(CIFAR10_CLASSES), eval_images=None)
+    assert str(tree) in from_environment.source and "(from $KERAS_VIT_DATA_DIR)" in from_environment.source
