@@ -98,13 +98,25 @@ class Interrupted(BaseException):
 
 # While an output is being published (a rename, a few small files): the signals that arrived, acted on after.
 _deferred_signals = None
+# Every signal `run_cli`'s handler received: Python drops an exception raised where a signal arrives inside a
+# garbage-collector callback or a `__del__` (JAX frees buffers in one), so the export would go on and publish;
+# `raise_if_interrupted` raises it again.
+_received = []
 
 
 def _raise_interrupted(signum, frame):
     if _deferred_signals is not None:
         _deferred_signals.append(signum)
         return
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def raise_if_interrupted():
+    """Raises `Interrupted` for a signal received earlier whose exception was dropped (see `_received`). Long work
+    calls it between its pieces, and an output is never published after one."""
+    if _received:
+        raise Interrupted(_received[0])
 
 
 def _signals_interrupt():
@@ -124,6 +136,7 @@ class SignalDeferral:
 
     def defer(self):
         global _deferred_signals
+        raise_if_interrupted()  # a signal whose exception was dropped: nothing is published
         _deferred_signals = []
 
     def __enter__(self):
@@ -145,24 +158,52 @@ def run_cli(main, argv=None):
         (or another `CLIError`), printed as one `error: ...` line; 130 on
         Ctrl-C (SIGINT), 143 on SIGTERM, after one `interrupted ...` line.
     """
+    _received.clear()
     try:
         with _signals_interrupt():
             use_tensorflow_backend()
-            return main(argv) or 0
-    except CLIError as e:
-        print_error(e, one_line=True)
-        return 1
+            status = main(argv) or 0
+            if _received:  # dropped after the last check: what was published is complete
+                signal_name = signal.Signals(_received[0]).name
+                print(
+                    f"interrupted ({signal_name}) after the output was written (it is complete)",
+                    file=sys.stderr,
+                )
+                return 128 + _received[0]
+            return status
     except Interrupted as e:
         print(e.message(), file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:  # Ctrl-C outside the main thread's handler
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if _received:  # code the signal's exception went through raised another (an import's, a library's)
+            print(f"interrupted ({signal.Signals(_received[0]).name})", file=sys.stderr)
+            return 128 + _received[0]
+        if isinstance(e, CLIError):
+            print_error(e, one_line=True)
+            return 1
+        raise
+
+
+class _Progress(tqdm):
+    """tqdm that raises a dropped signal (`raise_if_interrupted`) at each step."""
+
+    def __iter__(self):
+        for item in super().__iter__():
+            raise_if_interrupted()
+            yield item
+
+    def update(self, n=1):
+        raise_if_interrupted()
+        return super().update(n)
 
 
 def progress(iterable, **kwargs):
-    """A tqdm progress bar on stderr, shown only on a terminal."""
-    return tqdm(iterable, file=sys.stderr, disable=None, leave=False, **kwargs)
+    """A tqdm progress bar on stderr, shown only on a terminal; each step acts on a signal whose exception was
+    dropped (`raise_if_interrupted`)."""
+    return _Progress(iterable, file=sys.stderr, disable=None, leave=False, **kwargs)
 
 
 # --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Tests for export/common.py: the backend is chosen by the commands (not by an import), labels."""
 
 import importlib.util
+import signal
 
 import pytest
 from conftest import run_python
@@ -105,3 +106,41 @@ def test_export_data_names_where_its_folder_came_from(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_VIT_DATA_DIR", str(tree))
     from_environment = common.load_data(None, io, list(CIFAR10_CLASSES), eval_images=None)
     assert str(tree) in from_environment.source and "(from $KERAS_VIT_DATA_DIR)" in from_environment.source
+
+
+@pytest.mark.parametrize("then", ["progress", "publish", "finish", "other error"])
+def test_a_signal_whose_exception_python_dropped_still_stops_the_export(then, capsys):
+    """Ctrl-C landing in a garbage-collector callback (JAX frees buffers in one): Python drops the exception and the
+    command goes on. The export then stops at its next step, or before it publishes, never exits 0 as if it had
+    not been interrupted, and says so in one line instead of the traceback of what the signal broke."""
+    from conftest import signal_inside_a_gc_callback
+
+    from export import common
+
+    published = []
+
+    def main(argv):
+        signal_inside_a_gc_callback(signal.SIGINT)
+        if then == "progress":
+            for _ in common.progress(range(3)):
+                pass
+        elif then == "publish":
+            with common.SignalDeferral() as deferral:
+                deferral.defer()
+                published.append(True)
+        elif then == "other error":
+            raise KeyError("a library turned the signal's exception into its own")
+        return 0
+
+    assert common.run_cli(main) == 130
+    assert published == []
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        last
+        == {
+            "progress": "interrupted (SIGINT) before any output was written",
+            "publish": "interrupted (SIGINT) before any output was written",
+            "finish": "interrupted (SIGINT) after the output was written (it is complete)",
+            "other error": "interrupted (SIGINT)",
+        }[then]
+    )

@@ -50,3 +50,35 @@ def test_worker_dies_with_its_command(how, tmp_path):
         assert status == {"SIGTERM": 143, "SIGINT": 130}[how], command.output()
         said = [line for line in command.lines if line.startswith(("interrupted", "error", "Traceback"))]
         assert said == [f"interrupted ({how}) before any output was written"], command.output()
+
+
+def test_a_dropped_signal_stops_the_wait_for_the_worker_and_kills_it(capsys):
+    """A Ctrl-C whose exception Python dropped (in a garbage-collector callback) is acted on while the command
+    waits for its worker: the wait ends at once, the worker is killed, the command exits 130."""
+    import time
+
+    from conftest import signal_inside_a_gc_callback
+
+    from export import common
+
+    def main(argv):
+        signal_inside_a_gc_callback(signal.SIGINT)
+        return run_isolated(time.sleep, 600, name="sleep")
+
+    start = time.monotonic()
+    assert common.run_cli(main) == 130
+    assert time.monotonic() - start < 120
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1]
+        == "interrupted (SIGINT) before any output was written"
+    )
+
+
+def test_the_worker_starts_deaf_to_ctrl_c_and_the_command_hears_it_again():
+    """The worker starts with SIGINT ignored, from its first instruction (a Ctrl-C while it starts Python would
+    otherwise print its traceback beside the command's line); the command's own handler and mask are as they
+    were once the worker has started."""
+    handler, mask = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert run_isolated(signal.getsignal, signal.SIGINT, name="handler") == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) == handler != signal.SIG_IGN
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
