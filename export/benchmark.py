@@ -47,6 +47,7 @@ from export.cli import Parser
 from export.common import ExportError
 from export.runtime import load as load_runtime_model
 from export.verify import SavedModelRunner, path_size
+from keras_vit.cli_utils import positive_int
 from keras_vit.device import machine_summary, usable_cores
 from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
 
@@ -362,7 +363,7 @@ def main(argv=None):
         help="times every format is timed, in turn with the others (the figures: medians of the rounds; default: %(default)s)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="TFLite / ONNX Runtime threads (default: cores)"
+        "--threads", type=positive_int, default=None, help="TFLite / ONNX Runtime threads (default: cores)"
     )
     parser.add_argument("--out", default=None, help="where to write benchmark.* (default: EXPORT_DIR)")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ from export import common, verify
 from export import output as output_module
 from export.common import ExportError
 from export.step import DiskFullError, Job, export_format, write_sidecars
-from keras_vit.cli_utils import first_line, positive_int
+from keras_vit.cli_utils import first_line, positive_float, positive_int
 from keras_vit.files import atomic_path
 
 
@@ -89,7 +89,7 @@ def make_parser(prog, description, output_help, int8="never"):
         ),
     )
     parser.add_argument(
-        "--atol", type=float, default=None, help="max |logit diff| for float32 files (default 1e-4)"
+        "--atol", type=positive_float, default=None, help="max |logit diff| for float32 files (default 1e-4)"
     )
     return parser
 

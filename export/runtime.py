@@ -44,7 +44,7 @@ import numpy as np
 
 from keras_vit import labels as label_files
 from keras_vit import metrics
-from keras_vit.cli_utils import exits_quietly_on_closed_stdout, first_line, print_error
+from keras_vit.cli_utils import exits_quietly_on_closed_stdout, first_line, positive_int, print_error
 from keras_vit.data.images import decode_images
 from keras_vit.device import usable_cores
 from keras_vit.labels import LABELS_FILENAME, default_labels_path  # noqa: F401 (public: the runtime's API)
@@ -481,7 +481,7 @@ def main(argv=None):
         help="labels file, one class per line (default: <model>.labels.txt or labels.txt "
         "beside the model; the CIFAR-10 names for 10 outputs)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--tta", choices=TTA_CHOICES, default="none", help=TTA_HELP)
     args = parser.parse_args(argv)

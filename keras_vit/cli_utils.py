@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import errno
 import functools
+import math
 import os
 import shutil
 import signal
@@ -263,6 +264,26 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type: an int >= 0, with a clear message otherwise."""
     return _bounded_int(text, 0, "a non-negative integer")
+
+
+def _bounded_float(text: str, low: float, inclusive: bool, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value) or value < low or (value == low and not inclusive):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0 (a learning rate, a tolerance), with a clear message otherwise."""
+    return _bounded_float(text, 0.0, False, "a positive number")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0 (a weight decay, a warmup, a clip where 0 is off)."""
+    return _bounded_float(text, 0.0, True, "a number >= 0")
 
 
 def unit_fraction(text: str) -> float:

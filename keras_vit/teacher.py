@@ -24,6 +24,8 @@ import sys
 from keras_vit.cli_utils import (
     interrupted_in_one_line,
     missing_backend_in_one_line,
+    non_negative_float,
+    positive_float,
     positive_int,
     print_error,
     unit_fraction,
@@ -91,25 +93,25 @@ def build_parser():
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument(
         "--learning-rate",
-        type=float,
+        type=positive_float,
         default=None,
         help="peak rate of SGD with Nesterov momentum 0.9 (default: the arch's, at batch 512: "
         "0.4 for resnet9, 0.5 for airbench)",
     )
     parser.add_argument(
         "--warmup-epochs",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="linear warmup, then cosine decay to 0 (default: a fifth of --epochs)",
     )
     parser.add_argument(
         "--weight-decay",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="decoupled weight decay per unit of learning rate (default: the arch's: 5e-3 for "
         "resnet9, about Page's L2 of 5e-4 under momentum 0.9; 0.0133 for airbench)",
     )
-    parser.add_argument("--label-smoothing", type=float, default=0.2, help="(default: %(default)s)")
+    parser.add_argument("--label-smoothing", type=unit_fraction, default=0.2, help="(default: %(default)s)")
     parser.add_argument(
         "--augment",
         default="basic",

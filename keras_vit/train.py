@@ -23,7 +23,9 @@ from pathlib import Path
 from keras_vit.cli_utils import (
     interrupted_in_one_line,
     missing_backend_in_one_line,
+    non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
     print_error,
     unit_fraction,
@@ -142,25 +144,28 @@ def _add_optimization_flags(parser):
     )
     parser.add_argument(
         "--learning-rate",
-        type=float,
+        type=positive_float,
         default=1e-3,
         help="peak learning rate, after warmup (default: %(default)s)",
     )
     parser.add_argument(
         "--warmup-epochs",
-        type=float,
+        type=non_negative_float,
         default=1.0,
         help="epochs of linear warmup, then cosine decay to 0 (default: %(default)s)",
     )
     parser.add_argument(
         "--weight-decay",
-        type=float,
+        type=non_negative_float,
         default=0.05,
         help="decoupled weight decay of the matrices (default: %(default)s)",
     )
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
+    parser.add_argument("--label-smoothing", type=unit_fraction, default=0.1, help="(default: %(default)s)")
     parser.add_argument(
-        "--clipnorm", type=float, default=1.0, help="global gradient-norm clip, 0: off (default: %(default)s)"
+        "--clipnorm",
+        type=non_negative_float,
+        default=1.0,
+        help="global gradient-norm clip, 0: off (default: %(default)s)",
     )
     parser.add_argument(
         "--ema-momentum",

@@ -20,7 +20,9 @@ from keras_vit.cli_utils import (
     CLIError,
     check_output_folder,
     first_line,
+    non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
     print_error,
     unit_fraction,
@@ -59,7 +61,14 @@ def parse(kind, text):
 def test_argument_types(capsys):
     assert positive_int("3") == 3 and non_negative_int("0") == 0 and unit_fraction("0.25") == 0.25
     assert unit_fraction("0") == 0.0
+    assert positive_float("3e-3") == 0.003 and non_negative_float("0") == 0.0
     for kind, text, message in (
+        (positive_float, "0", "a positive number, got 0"),
+        (positive_float, "-1e-3", "a positive number, got -1e-3"),
+        (positive_float, "inf", "a positive number, got inf"),
+        (non_negative_float, "-2", "a number >= 0, got -2"),
+        (non_negative_float, "nan", "a number >= 0, got nan"),
+        (non_negative_float, "lots", "a number >= 0, got 'lots'"),
         (positive_int, "0", "a positive integer, got 0"),
         (positive_int, "two", "a positive integer, got 'two'"),
         (non_negative_int, "-1", "a non-negative integer, got -1"),
@@ -70,6 +79,35 @@ def test_argument_types(capsys):
             kind(text)
         with pytest.raises(argparse.ArgumentError, match="expected|must be"):
             parse(kind, text)
+
+
+@pytest.mark.parametrize(
+    "command, flag, value",
+    [
+        ("keras_vit.train", "--learning-rate", "-1"),
+        ("keras_vit.train", "--label-smoothing", "2"),
+        ("keras_vit.train", "--weight-decay", "-3"),
+        ("keras_vit.train", "--warmup-epochs", "-2"),
+        ("keras_vit.train", "--clipnorm", "-1"),
+        ("keras_vit.teacher", "--learning-rate", "0"),
+        ("keras_vit.teacher", "--label-smoothing", "3"),
+        ("export.onnx", "--atol", "-1"),
+        ("export.benchmark", "--threads", "-3"),
+        ("export.runtime", "--threads", "-2"),
+    ],
+)
+def test_commands_refuse_numbers_out_of_their_range(command, flag, value, capsys):
+    """A negative learning rate, a smoothing above 1, a negative tolerance or thread count: a usage error in one
+    line before any work (they trained, or ran for minutes, and exited 0 or failed late)."""
+    import importlib
+
+    parser_argv = {"export.onnx": ["m.keras", "m.onnx"], "export.runtime": ["m.onnx", "x.jpg"]}
+    main = importlib.import_module(command).main
+    argv = [*parser_argv.get(command, ["d"] if command == "export.benchmark" else []), flag, value]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: " in capsys.readouterr().err
 
 
 def test_check_output_folder(tmp_path, monkeypatch):
