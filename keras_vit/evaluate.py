@@ -24,12 +24,15 @@ import numpy as np
 from keras_vit import data
 from keras_vit.cli_utils import (
     CLIError,
+    Terminated,
     check_output_folder,
     exits_quietly_on_closed_stdout,
     first_line,
+    interrupted_in_one_line,
     missing_backend_in_one_line,
     positive_int,
     print_error,
+    stop_on_signals,
 )
 from keras_vit.files import atomic_write_json
 from keras_vit.labels import labels_for_model
@@ -194,13 +197,15 @@ def run(args) -> dict:
     }
 
     try:
-        json_path = atomic_write_json(output / "evaluation.json", results)
+        # The results last, the previous ones removed first: a folder with an evaluation.json holds its picture.
+        (output / "evaluation.json").unlink(missing_ok=True)
         plot_path = plot_confusion_matrix(
             np.asarray(results["confusion_matrix"]),
             class_names,
             output / "confusion_matrix.png",
             title=f"{model_path.name} on {args.split} ({len(y)} images): accuracy {results['accuracy']:.4f}",
         )
+        json_path = atomic_write_json(output / "evaluation.json", results)
     except OSError as e:  # the disk filled up, or the folder went away, since the check
         raise CLIError(f"cannot write to {output}: {e.strerror or first_line(e, with_type=True)}") from None
 
@@ -220,15 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        with stop_on_signals():  # SIGTERM too, and SIGINT in a background job: files in progress are removed
+            run(args)
     except CLIError as e:
         print_error(e)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
         print_error("interrupted")
-        return 130
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(missing_backend_in_one_line(main)())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())

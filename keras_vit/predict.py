@@ -24,11 +24,14 @@ import numpy as np
 
 from keras_vit.cli_utils import (
     CLIError,
+    Terminated,
     exits_quietly_on_closed_stdout,
     first_line,
+    interrupted_in_one_line,
     missing_backend_in_one_line,
     positive_int,
     print_error,
+    stop_on_signals,
 )
 from keras_vit.data import IMAGE_EXTENSIONS, decode_images
 from keras_vit.labels import labels_for_model
@@ -129,13 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if any image failed)."""
     args = build_parser().parse_args(argv)
     try:
-        predictions, errors = run(args)
+        with stop_on_signals():  # SIGTERM too, and SIGINT in a background job
+            predictions, errors = run(args)
     except CLIError as e:
         print_error(e)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
         print_error("interrupted")
-        return 130
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
     if args.json:
         print(
             json.dumps(
@@ -148,4 +152,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(missing_backend_in_one_line(main)())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())

@@ -232,6 +232,20 @@ def test_ctrl_c_before_a_command_sets_its_handling_is_one_line(capsys):
     assert cli_utils.interrupted_in_one_line(lambda: 0)() == 0
 
 
+@pytest.mark.parametrize(
+    "module",
+    ["train", "teacher", "predict", "evaluate", "convert/__main__"],
+    ids=lambda name: name.split("/")[0],
+)
+def test_each_keras_command_runs_its_main_through_the_ctrl_c_line(module):
+    """A Ctrl-C in a command's first seconds (Keras and its backend importing, inside `main`) is caught only if
+    the command's `__main__` line wraps `main` in `interrupted_in_one_line`: the convert, predict and evaluate
+    commands printed a traceback of the import machinery instead."""
+    source = (REPO_ROOT / "keras_vit" / f"{module}.py").read_text()
+    entry = source[source.index('if __name__ == "__main__":') :]
+    assert "sys.exit(interrupted_in_one_line(" in entry, entry
+
+
 def test_a_missing_module_other_than_a_backend_keeps_its_traceback():
     """Only jax and torch themselves (the backends the package does not install) become the one line; another
     missing module, or a missing part of an installed backend, is a bug or a broken install, raised as it is."""

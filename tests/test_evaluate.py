@@ -390,3 +390,27 @@ def test_help_and_bad_flags_answer_without_loading_keras(args, status):
     code, out, heavy = heavy_imports_of("keras_vit.evaluate", *args)
     assert (code, heavy) == (status, [])
     assert status or "--tta" in out
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT in a background job"])
+def test_evaluate_stopped_while_writing_leaves_no_half_of_its_results(setup, tmp_path, how):
+    """SIGTERM, or SIGINT sent to a command a script started in the background (which inherits SIGINT ignored),
+    while the picture is written: one line, 143 or 130, no temporary file, and no evaluation.json without its
+    picture (the results are written last; the previous ones go first)."""
+    import signal
+
+    from test_train_faults import Paused
+
+    out = tmp_path / "eval"
+    args = [setup["model_path"], "--data-dir", setup["tree"], "--output", out, "--no-cache"]
+    assert evaluate.main(list(map(str, args))) == 0  # a previous evaluation in the folder
+    paused = Paused(
+        args,
+        "before-replace:confusion_matrix.png",
+        module="keras_vit.evaluate",
+        sigint_ignored=how != "SIGTERM",
+    )
+    status, stderr = paused.stop(signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
+    assert status == (143 if how == "SIGTERM" else 130), stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert sorted(path.name for path in out.iterdir()) == ["confusion_matrix.png"]  # the previous picture

@@ -25,16 +25,17 @@ ARGS = ["--preset", "vit_micro", "--batch-size", "32", "--verbose", "0"]
 
 
 class Paused:
-    """`python -m keras_vit.train ARGS` started with `$KERAS_VIT_TEST_PAUSE_AT=point`, waited for until it pauses."""
+    """`python -m MODULE ARGS` (`keras_vit.train` unless named) started with `$KERAS_VIT_TEST_PAUSE_AT=point`,
+    waited for until it pauses."""
 
-    def __init__(self, args, point, timeout=240, sigint_ignored=False):
+    def __init__(self, args, point, timeout=240, sigint_ignored=False, module="keras_vit.train"):
         env = {**os.environ, PAUSE_ENV: point, "PYTHONPATH": str(ROOT)}
         # SIGINT as a terminal's foreground command has it, or ignored as `cmd &` in a script starts it,
         # whatever the test process inherited.
         handler = "signal.SIG_IGN" if sigint_ignored else "signal.default_int_handler"
         launcher = (
             f"import runpy, signal; signal.signal(signal.SIGINT, {handler}); "
-            "runpy.run_module('keras_vit.train', run_name='__main__', alter_sys=True)"
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
         )
         self.process = subprocess.Popen(
             [sys.executable, "-c", launcher, *map(str, args)],

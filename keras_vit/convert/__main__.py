@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from keras_vit.cli_utils import (
+    interrupted_in_one_line,
     positive_int,
 )
 
@@ -94,4 +95,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupted_in_one_line(main)())
