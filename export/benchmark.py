@@ -400,13 +400,29 @@ def main(argv=None):
         threads=args.threads,
         rounds=args.rounds,
     )
-    text = markdown(report)
-    atomic_write_json(os.path.join(out_dir, "benchmark.json"), report)
-    atomic_write_text(os.path.join(out_dir, "benchmark.md"), text)
-    plot(report, os.path.join(out_dir, "benchmark.png"))
+    text = write_report(report, out_dir)
     print()
     print(text)
     print(f"wrote {os.path.join(out_dir, 'benchmark.md')}, benchmark.json, benchmark.png")
+
+
+def write_report(report, out_dir):
+    """Writes `benchmark.png`, `benchmark.md`, then `benchmark.json` (the one a reader takes as the result) into
+    `out_dir`, each atomically; a SIGINT/SIGTERM meanwhile waits until all three are written. Returns the text."""
+    json_path = os.path.join(out_dir, "benchmark.json")
+    started = False
+    try:
+        with common.SignalDeferral() as deferral:
+            deferral.defer()  # raises a signal received earlier: then nothing is written
+            started = True
+            text = markdown(report)
+            plot(report, os.path.join(out_dir, "benchmark.png"))
+            atomic_write_text(os.path.join(out_dir, "benchmark.md"), text)
+            atomic_write_json(json_path, report)
+    except common.Interrupted as stop:
+        stop.output, stop.published = json_path, started
+        raise
+    return text
 
 
 if __name__ == "__main__":

@@ -115,3 +115,29 @@ def test_a_channels_first_peer_gets_the_same_pixels_transposed():
     np.testing.assert_array_equal(peer, ours.transpose(0, 3, 1, 2))
     with pytest.raises(ExportError, match="not one model's files"):
         timing_inputs([runners[0], (None, np.dtype(np.float32), (3, 6, 8))], ["a", "b"], 2)
+
+
+def test_a_signal_while_the_report_is_written_waits_until_all_of_it_is(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the picture is drawn: the table and the JSON are still written, then the command exits 130
+    saying its output is complete (it said that nothing was written, with benchmark.json already there)."""
+    import os
+    import signal
+
+    from export import benchmark, common
+
+    def plot(report, path):
+        os.kill(os.getpid(), signal.SIGINT)
+        with open(path, "wb") as f:
+            f.write(b"png")
+
+    monkeypatch.setattr(benchmark, "plot", plot)
+    monkeypatch.setattr(benchmark, "markdown", lambda report: "table")
+    assert common.run_cli(lambda argv: benchmark.write_report({"results": []}, str(tmp_path))) == 130
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "benchmark.json",
+        "benchmark.md",
+        "benchmark.png",
+    ]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted (SIGINT) after {tmp_path / 'benchmark.json'} was written (it is complete)"
+    )
