@@ -373,7 +373,8 @@ def main(argv=None):
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     if not os.path.isdir(args.export_dir):
-        raise ExportError(f"export directory {args.export_dir} does not exist.")
+        what = "is a file, not a folder" if os.path.exists(args.export_dir) else "does not exist"
+        raise ExportError(f"export directory {args.export_dir} {what}.")
     model_path = args.model
     if model_path is None:
         try:

@@ -58,7 +58,8 @@ def read_labels(path: PathLike) -> tuple[str, ...]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"labels file {path} does not exist.")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"labels file {path} {what}.")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:

@@ -410,7 +410,7 @@ def check_args(args):
         return "--teacher-flip needs --teacher (it averages the teacher over the mirror images)"
     for path in args.teacher or ():
         if not Path(path).is_file():
-            return f"--teacher {path}: no such file"
+            return f"--teacher {path}: {'a folder, not a .keras file' if Path(path).is_dir() else 'no such file'}"
     if args.layer_decay is not None and not 0.0 < args.layer_decay <= 1.0:
         return "--layer-decay must be in (0, 1]"
     if args.mesh and args.distribute != "model":

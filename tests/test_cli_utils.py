@@ -300,3 +300,18 @@ def test_a_keras_backend_that_is_not_installed_is_one_line(tmp_path, command, ba
     assert proc.stderr.strip().splitlines() == [
         f"error: the Keras backend {backend} is not installed: pip install '{install}'"
     ]
+
+
+def test_a_folder_where_a_file_is_expected_and_the_reverse_are_named(tmp_path, capsys):
+    """train --teacher FOLDER said "no such file", export.benchmark FILE "does not exist": each now says what
+    it found."""
+    from export import benchmark, common
+    from keras_vit.train import check_args, parse_args
+
+    assert check_args(parse_args(["--teacher", str(tmp_path)])) == (
+        f"--teacher {tmp_path}: a folder, not a .keras file"
+    )
+    a_file = tmp_path / "model.onnx"
+    a_file.write_bytes(b"")
+    assert common.run_cli(benchmark.main, [str(a_file)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: export directory {a_file} is a file, not a folder."

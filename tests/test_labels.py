@@ -111,3 +111,10 @@ def test_the_shipped_model_finds_its_twin():
 
     assert labels.default_labels_path(model_path()) == labels_path()
     assert labels.labels_for_model(model_path(), 10) == labels.read_labels(labels_path())
+
+
+def test_a_folder_given_as_the_labels_file_is_named_as_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a folder, not a file"):
+        labels.read_labels(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        labels.read_labels(tmp_path / "labels.txt")

@@ -100,6 +100,8 @@ def load_source(spec, image_size=None, mean=None, std=None, num_classes=None, ba
     """
     text = os.fspath(spec)
     if not names_a_source(text):
+        if not text.startswith(_PREFIXES) and not os.path.exists(text):
+            raise OSError(f"no such file or folder: {text} (give {SOURCE_KINDS})")
         raise ValueError(f"{text!r} is not a checkpoint keras_vit converts: give {SOURCE_KINDS}")
     options = dict(
         image_size=image_size, mean=mean, std=std, num_classes=num_classes, backbone_classes=backbone_classes

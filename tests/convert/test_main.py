@@ -138,7 +138,7 @@ def test_class_names_a_labels_file_cannot_hold_stop_the_conversion_before_it_wri
     [
         (
             ["weights.pt", "out.keras"],
-            f"'weights.pt' is not a checkpoint keras_vit converts: give {sources.SOURCE_KINDS}",
+            f"no such file or folder: weights.pt (give {sources.SOURCE_KINDS})",
         ),
         (["missing.safetensors", "out.keras"], "no such file: missing.safetensors"),
         (["HUB", "out.keras", "--labels", "NAMES"], "NAMES gives 2 class names, the model has 4 classes"),

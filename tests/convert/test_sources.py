@@ -49,8 +49,11 @@ def test_names_go_to_their_loaders(monkeypatch, tmp_path):
         ("_from_hugging_face_folder", str(tmp_path)),
         ("_from_hugging_face_folder", str(weights)),
     ]
+    (tmp_path / "weights.pt").write_bytes(b"a PyTorch checkpoint")
     with pytest.raises(ValueError, match="not a checkpoint keras_vit converts: give timm:NAME"):
         sources.load_source(tmp_path / "weights.pt")
+    with pytest.raises(OSError, match="no such file or folder: .*elsewhere.pt .give timm:NAME"):
+        sources.load_source(tmp_path / "elsewhere.pt")
     with pytest.raises(OSError, match="no such file"):
         sources.load_source(tmp_path / "missing.safetensors")
     with pytest.raises(OSError, match="no such file"):
