@@ -47,7 +47,7 @@ from export.cli import Parser
 from export.common import ExportError
 from export.runtime import load as load_runtime_model
 from export.verify import SavedModelRunner, path_size
-from keras_vit.cli_utils import positive_int
+from keras_vit.cli_utils import first_line, positive_int
 from keras_vit.device import machine_summary, usable_cores
 from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
 
@@ -411,18 +411,21 @@ def write_report(report, out_dir):
     """Writes `benchmark.png`, `benchmark.md`, then `benchmark.json` (the one a reader takes as the result) into
     `out_dir`, each atomically; a SIGINT/SIGTERM meanwhile waits until all three are written. Returns the text."""
     json_path = os.path.join(out_dir, "benchmark.json")
-    started = False
+    written = False
     try:
         with common.SignalDeferral() as deferral:
             deferral.defer()  # raises a signal received earlier: then nothing is written
-            started = True
             text = markdown(report)
             plot(report, os.path.join(out_dir, "benchmark.png"))
             atomic_write_text(os.path.join(out_dir, "benchmark.md"), text)
             atomic_write_json(json_path, report)
+            written = True
     except common.Interrupted as stop:
-        stop.output, stop.published = json_path, started
+        stop.output, stop.published = json_path, written
         raise
+    except OSError as error:  # the disk filled up, or the folder went away, since the check
+        reason = error.strerror or first_line(error, with_type=True)
+        raise ExportError(f"cannot write the benchmark to {out_dir}: {reason}") from None
     return text
 
 

@@ -185,6 +185,8 @@ def run_cli(main, argv=None):
             print_error(e, one_line=True)
             return 1
         raise
+    finally:
+        _received.clear()  # acted on: a later command in this process starts without it
 
 
 class _Progress(tqdm):

@@ -229,7 +229,7 @@ class TFLiteModel(ExportedModel):
         self._batch = None
 
     def signatures(self):
-        """The file's signatures, by name (`serving_default` for this package's files), and their keys."""
+        """The names of the file's signatures (`["serving_default"]` for this package's files)."""
         return list(self._interpreter.get_signature_list())
 
     def _run(self, batch):

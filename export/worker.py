@@ -11,7 +11,6 @@ the parent, `run_isolated` kills the worker before it re-raises.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -51,19 +50,9 @@ def run_isolated(function, *args, name):
         name=f"keras-vit {name}",
         daemon=True,
     )
-    # The worker inherits SIGINT ignored (Python then leaves it so): Ctrl-C reaches every process of the terminal's
-    # group, and the parent decides, and kills it. Meanwhile the parent's own signals wait, blocked, and are acted
-    # on once unblocked below.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        with _sigint_ignored():
-            process.start()
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        raise
+    process.start()
     sender.close()  # the worker holds the only write end: its death is an end of file here
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal that came meanwhile raises here
         while not receiver.poll(POLL_SECONDS):  # a timeout, so that a signal is acted on at once
             raise_if_interrupted()
         try:
@@ -83,23 +72,11 @@ def run_isolated(function, *args, name):
     return value
 
 
-@contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored for the block, in the main thread (elsewhere Python cannot change a handler)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
-
-
 def _worker(sender, parent_pid, name, function, args):
-    """The worker process (SIGINT ignored from its start, see `run_isolated`): die with the parent, run, send
-    `(status, value)` back."""
+    """The worker process: die with the parent, leave Ctrl-C to it, run, send `(status, value)` back."""
     _die_with_parent(parent_pid)
+    # Ctrl-C reaches every process of the terminal's group; the parent decides, and kills this one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pause_point(f"worker:{name}")
     try:
         answer = ("ok", function(*args))

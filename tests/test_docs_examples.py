@@ -1,4 +1,4 @@
-"""The Python examples of the README and docs/usage.md run as printed, on a tiny image tree.
+"""The README's quickstart and docs/usage.md's trainer example run as printed, on a tiny image tree.
 
 Each example is read from its page, its data pointed at the tree and its epochs cut to 1, and run in its own
 process: an example that drifted from the package fails here, not in a user's hands. The trainer example runs

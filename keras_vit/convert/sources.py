@@ -99,9 +99,8 @@ def load_source(spec, image_size=None, mean=None, std=None, num_classes=None, ba
             words any of them in one line).
     """
     text = os.fspath(spec)
+    check_path_exists(text)
     if not names_a_source(text):
-        if not text.startswith(_PREFIXES) and not os.path.exists(text):
-            raise OSError(f"no such file or folder: {text} (give {SOURCE_KINDS})")
         raise ValueError(f"{text!r} is not a checkpoint keras_vit converts: give {SOURCE_KINDS}")
     options = dict(
         image_size=image_size, mean=mean, std=std, num_classes=num_classes, backbone_classes=backbone_classes
@@ -112,8 +111,6 @@ def load_source(spec, image_size=None, mean=None, std=None, num_classes=None, ba
         return _from_keras_hub(text.removeprefix("keras_hub:"), options)
     if text.startswith("hf:"):
         return _from_hugging_face_folder(download_from_hub(text.removeprefix("hf:")), options)
-    if not os.path.exists(text):
-        raise OSError(f"no such file: {text}")
     return _from_hugging_face_folder(text, options)
 
 
@@ -131,6 +128,14 @@ def loading_error(spec, error):
     if isinstance(error, (OSError, ValueError)):
         return first_line(error)
     return f"cannot load {spec}: {first_line(error, with_type=True)}"
+
+
+def check_path_exists(spec):
+    """Raises `OSError` for a local path (no `timm:`, `hf:` or `keras_hub:` prefix) that does not exist, before
+    its name is judged."""
+    text = os.fspath(spec)
+    if not text.startswith(_PREFIXES) and not os.path.exists(text):
+        raise OSError(f"no such file or folder: {text}")
 
 
 def names_a_source(spec):

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from keras_vit.convert.sources import SOURCE_KINDS, load_source, names_a_source
+from keras_vit.convert.sources import SOURCE_KINDS, check_path_exists, load_source, names_a_source
 from keras_vit.inference import load_keras_model
 from keras_vit.labels import find_labels_file, read_labels
 from keras_vit.models import ViT, resize_vit, vit_arguments
@@ -87,6 +87,7 @@ def load_pretrained(source):
         model = load_keras_model(text)
         names, names_from = _labels_beside(text, int(model.output_shape[-1]))
         return Pretrained(model, names, names_from)
+    check_path_exists(text)
     if not names_a_source(text):
         raise ValueError(f"{text!r} is not a checkpoint keras_vit reads: give a .keras file, {SOURCE_KINDS}")
     converted = load_source(text, backbone_classes=1)

@@ -138,9 +138,9 @@ def test_class_names_a_labels_file_cannot_hold_stop_the_conversion_before_it_wri
     [
         (
             ["weights.pt", "out.keras"],
-            f"no such file or folder: weights.pt (give {sources.SOURCE_KINDS})",
+            "no such file or folder: weights.pt",
         ),
-        (["missing.safetensors", "out.keras"], "no such file: missing.safetensors"),
+        (["missing.safetensors", "out.keras"], "no such file or folder: missing.safetensors"),
         (["HUB", "out.keras", "--labels", "NAMES"], "NAMES gives 2 class names, the model has 4 classes"),
         (["HUB", "out.keras", "--labels", "missing.txt"], "labels file missing.txt does not exist."),
     ],

@@ -141,3 +141,21 @@ def test_a_signal_while_the_report_is_written_waits_until_all_of_it_is(tmp_path,
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"interrupted (SIGINT) after {tmp_path / 'benchmark.json'} was written (it is complete)"
     )
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """A full disk while the report is written: one `error:` line and exit 1, not a traceback."""
+    import errno
+
+    from export import benchmark, common
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(benchmark, "plot", lambda report, path: None)
+    monkeypatch.setattr(benchmark, "markdown", lambda report: "table")
+    monkeypatch.setattr(benchmark, "atomic_write_json", full)
+    assert common.run_cli(lambda argv: benchmark.write_report({"results": []}, str(tmp_path))) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: cannot write the benchmark to {tmp_path}: No space left on device"
+    )

@@ -134,6 +134,7 @@ def test_a_signal_whose_exception_python_dropped_still_stops_the_export(then, ca
 
     assert common.run_cli(main) == 130
     assert published == []
+    assert list(common.progress(range(2))) == [0, 1]  # acted on: a later command does not meet it again
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert (
         last

@@ -72,13 +72,3 @@ def test_a_dropped_signal_stops_the_wait_for_the_worker_and_kills_it(capsys):
         capsys.readouterr().err.strip().splitlines()[-1]
         == "interrupted (SIGINT) before any output was written"
     )
-
-
-def test_the_worker_starts_deaf_to_ctrl_c_and_the_command_hears_it_again():
-    """The worker starts with SIGINT ignored, from its first instruction (a Ctrl-C while it starts Python would
-    otherwise print its traceback beside the command's line); the command's own handler and mask are as they
-    were once the worker has started."""
-    handler, mask = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    assert run_isolated(signal.getsignal, signal.SIGINT, name="handler") == signal.SIG_IGN
-    assert signal.getsignal(signal.SIGINT) == handler != signal.SIG_IGN
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask

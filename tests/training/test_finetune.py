@@ -95,10 +95,12 @@ def test_load_pretrained_reads_a_keras_file_and_refuses_what_it_cannot_read(tmp_
     model.save(tmp_path / "vit.keras")
     loaded = finetune.load_pretrained(tmp_path / "vit.keras").model
     np.testing.assert_array_equal(loaded.get_weights()[3], model.get_weights()[3])
+    (tmp_path / "weights.pt").write_bytes(b"a PyTorch checkpoint")
     with pytest.raises(ValueError, match="not a checkpoint keras_vit reads"):
         finetune.load_pretrained(tmp_path / "weights.pt")
-    with pytest.raises(OSError, match="no such file"):
-        finetune.load_pretrained(tmp_path / "missing.safetensors")
+    for missing in ("missing.safetensors", "missing.pt"):  # a path that does not exist is said to be missing
+        with pytest.raises(OSError, match=f"no such file or folder: .*{missing}"):
+            finetune.load_pretrained(tmp_path / missing)
     with pytest.raises(ValueError, match="missing.keras"):
         finetune.load_pretrained(tmp_path / "missing.keras")
 

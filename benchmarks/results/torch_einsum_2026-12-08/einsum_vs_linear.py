@@ -2,7 +2,7 @@
 matmul + bias) and matmul + bias: forward and backward at the vit_cifar10 step's shape (batch 128, 65 tokens, width
 192, 12 heads of 16). 7 interleaved rounds of 20 calls each, after 5 warm-ups; the median of the rounds.
 
-    python einsum_vs_linear.py   (torch 2.13.0+cpu, 2 threads)
+    python einsum_vs_linear.py   (torch 2.13.0+cpu, its default threads)
 """
 
 import statistics
