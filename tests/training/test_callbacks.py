@@ -164,7 +164,14 @@ def test_epoch_backup_saves_every_n_epochs_and_records_the_next_epoch(tmp_path):
     tiny_model().fit(*DATA, epochs=3, batch_size=16, callbacks=[backup], verbose=0)
     # Saved after epochs 2 (not 1, not 3): a resumed run starts at epoch index 2.
     metadata = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
-    assert metadata == {"epoch": 2, "weights": "epoch_00002.weights.h5", "random_states": [], "callbacks": {}}
+    assert metadata == {
+        "epoch": 2,
+        "weights": "epoch_00002.weights.h5",
+        "random_states": [],
+        "callbacks": {},
+        "length": None,  # no length given
+        "resumes": [],  # trained in one go so far
+    }
     assert EpochBackup.saved_epochs(tmp_path / "ckpt") == 2
     resumed = tiny_model()
     history = resumed.fit(
