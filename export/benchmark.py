@@ -47,7 +47,7 @@ from export.cli import Parser
 from export.common import ExportError
 from export.runtime import load as load_runtime_model
 from export.verify import SavedModelRunner, path_size
-from keras_vit.cli_utils import first_line, positive_int
+from keras_vit.cli_utils import os_error_reason, positive_int
 from keras_vit.device import machine_summary, usable_cores
 from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
 
@@ -424,8 +424,7 @@ def write_report(report, out_dir):
         stop.output, stop.published = json_path, written
         raise
     except OSError as error:  # the disk filled up, or the folder went away, since the check
-        reason = error.strerror or first_line(error, with_type=True)
-        raise ExportError(f"cannot write the benchmark to {out_dir}: {reason}") from None
+        raise ExportError(f"cannot write the benchmark to {out_dir}: {os_error_reason(error)}") from None
     return text
 
 

@@ -19,7 +19,7 @@ from export import common, verify
 from export import output as output_module
 from export.common import ExportError
 from export.step import DiskFullError, Job, export_format, write_sidecars
-from keras_vit.cli_utils import first_line, positive_float, positive_int
+from keras_vit.cli_utils import os_error_reason, positive_float, positive_int
 from keras_vit.files import atomic_path
 
 
@@ -151,9 +151,7 @@ def prepared(args, *, kind, marker=None, calib_images=0, isolate=False, files=1)
         e.output, e.published = output, job is not None and job.published
         raise
     except OSError as e:  # writing the export (reading errors are ExportErrors already)
-        reason = (
-            "the disk is full" if output_module.disk_full(e) else e.strerror or first_line(e, with_type=True)
-        )
+        reason = "the disk is full" if output_module.disk_full(e) else os_error_reason(e)
         if job is not None and job.published:  # only moving its labels and card into place was left
             kept = f"; {output} itself was written, its labels file or model card may be missing or old"
         else:

@@ -164,12 +164,9 @@ def run_cli(main, argv=None):
             use_tensorflow_backend()
             status = main(argv) or 0
             if _received:  # dropped after the last check: what was published is complete
-                signal_name = signal.Signals(_received[0]).name
-                print(
-                    f"interrupted ({signal_name}) after the output was written (it is complete)",
-                    file=sys.stderr,
-                )
-                return 128 + _received[0]
+                late = Interrupted(_received[0])
+                print(f"interrupted ({late}) after the output was written (it is complete)", file=sys.stderr)
+                return late.exit_status
             return status
     except Interrupted as e:
         print(e.message(), file=sys.stderr)
@@ -179,8 +176,9 @@ def run_cli(main, argv=None):
         return 130
     except Exception as e:
         if _received:  # code the signal's exception went through raised another (an import's, a library's)
-            print(f"interrupted ({signal.Signals(_received[0]).name})", file=sys.stderr)
-            return 128 + _received[0]
+            late = Interrupted(_received[0])
+            print(f"interrupted ({late})", file=sys.stderr)
+            return late.exit_status
         if isinstance(e, CLIError):
             print_error(e, one_line=True)
             return 1

@@ -90,6 +90,12 @@ def raise_if_signalled():
         _raise_for(_received[0])
 
 
+def interrupted_status(stop: BaseException) -> int:
+    """The exit status of a command that `stop_on_signals` stopped: 130 for Ctrl-C (`KeyboardInterrupt`), 143 for
+    SIGTERM (`Terminated`), as a shell reports a command those signals killed."""
+    return 130 if isinstance(stop, KeyboardInterrupt) else 143
+
+
 # The exit status of a Unix tool that SIGPIPE ended (128 + 13): what a shell reports for `yes | head`.
 CLOSED_STDOUT_STATUS = 141
 
@@ -224,14 +230,14 @@ def check_output_folder(path, min_free_bytes: int | None = None, what: str = "ou
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        reason = "a part of it is a file" if e.errno in (errno.EEXIST, errno.ENOTDIR) else _reason(e)
+        reason = "a part of it is a file" if e.errno in (errno.EEXIST, errno.ENOTDIR) else os_error_reason(e)
         raise CLIError(f"cannot create {what} {path}: {reason}") from None
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        raise CLIError(f"cannot write to {what} {path}: {_reason(e)}") from None
+        raise CLIError(f"cannot write to {what} {path}: {os_error_reason(e)}") from None
     if min_free_bytes is not None:
         free = shutil.disk_usage(path).free
         if free < min_free_bytes:
@@ -241,8 +247,8 @@ def check_output_folder(path, min_free_bytes: int | None = None, what: str = "ou
     return path
 
 
-def _reason(error: OSError) -> str:
-    """`strerror` of an OSError (`"Read-only file system"`), else its first line."""
+def os_error_reason(error: OSError) -> str:
+    """`strerror` of an OSError (`"Read-only file system"`), else its first line with its type."""
     return error.strerror or first_line(error, with_type=True)
 
 

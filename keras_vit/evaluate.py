@@ -29,7 +29,9 @@ from keras_vit.cli_utils import (
     exits_quietly_on_closed_stdout,
     first_line,
     interrupted_in_one_line,
+    interrupted_status,
     missing_backend_in_one_line,
+    os_error_reason,
     positive_int,
     print_error,
     stop_on_signals,
@@ -207,7 +209,7 @@ def run(args) -> dict:
         )
         json_path = atomic_write_json(output / "evaluation.json", results)
     except OSError as e:  # the disk filled up, or the folder went away, since the check
-        raise CLIError(f"cannot write to {output}: {e.strerror or first_line(e, with_type=True)}") from None
+        raise CLIError(f"cannot write to {output}: {os_error_reason(e)}") from None
 
     print()
     print(format_table(results))
@@ -232,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, Terminated) as stop:
         print_error("interrupted")
-        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+        return interrupted_status(stop)
     return 0
 
 

@@ -28,6 +28,7 @@ from keras_vit.cli_utils import (
     exits_quietly_on_closed_stdout,
     first_line,
     interrupted_in_one_line,
+    interrupted_status,
     missing_backend_in_one_line,
     positive_int,
     print_error,
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, Terminated) as stop:
         print_error("interrupted")
-        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+        return interrupted_status(stop)
     if args.json:
         print(
             json.dumps(

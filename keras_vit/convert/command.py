@@ -18,6 +18,7 @@ from keras_vit.cli_utils import (
     Terminated,
     check_output_folder,
     first_line,
+    interrupted_status,
     print_error,
     stop_on_signals,
 )
@@ -179,4 +180,4 @@ def main(args):
             print_error(
                 f"interrupted after {', '.join(map(str, written))} was written: run the command again"
             )
-        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+        return interrupted_status(stop)
