@@ -247,6 +247,47 @@ def check_output_folder(path, min_free_bytes: int | None = None, what: str = "ou
     return path
 
 
+def missing_folders(path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first: the folders creating it would add."""
+    path = Path(path).absolute()
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
+
+
+def remove_empty_folders(folders, leftovers=()) -> None:
+    """Removes `folders`, deepest first, while each holds nothing but the names in `leftovers` (removed with it).
+
+    Stops at the first folder that holds anything else or cannot be
+    removed: what a command created and did not use goes, nothing else.
+    """
+    for folder in folders:
+        try:
+            names = {entry.name for entry in Path(folder).iterdir()}
+            if not names <= set(leftovers):
+                return
+            for name in names:
+                (Path(folder) / name).unlink()
+            Path(folder).rmdir()
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def output_folder(path, min_free_bytes: int | None = None, what: str = "output folder"):
+    """`check_output_folder` for the block, and the folders it created removed again if the block leaves them empty.
+
+    A command that fails before writing anything (missing data, a bad
+    model, an interruption) then leaves no empty folder behind.
+
+    Yields:
+        `path`, as a `Path`.
+    """
+    created = missing_folders(path)
+    try:
+        yield check_output_folder(path, min_free_bytes, what)
+    finally:
+        remove_empty_folders(created)
+
+
 def os_error_reason(error: OSError) -> str:
     """`strerror` of an OSError (`"Read-only file system"`), else its first line with its type."""
     return error.strerror or first_line(error, with_type=True)

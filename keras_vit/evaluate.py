@@ -25,13 +25,13 @@ from keras_vit import data
 from keras_vit.cli_utils import (
     CLIError,
     Terminated,
-    check_output_folder,
     exits_quietly_on_closed_stdout,
     first_line,
     interrupted_in_one_line,
     interrupted_status,
     missing_backend_in_one_line,
     os_error_reason,
+    output_folder,
     positive_int,
     print_error,
     stop_on_signals,
@@ -159,8 +159,7 @@ def _load_data(args, model, class_names):
 
 def run(args) -> dict:
     """Runs an evaluation for parsed arguments; returns the results dict."""
-    import keras  # heavy: imported after parsing, so that --help and usage errors are instant
-
+    # Heavy (Keras): imported after parsing, so that --help and usage errors are instant.
     from keras_vit import inference
 
     model_path = Path(args.model)
@@ -172,18 +171,35 @@ def run(args) -> dict:
         raise CLIError(first_line(e)) from None
     output = Path(args.output) if args.output else default_output_dir(model_path)
     # Before the data loads: a folder that cannot take the results is found in a second, not after minutes.
-    check_output_folder(
-        output, min_free_bytes=OUTPUT_BYTES, what="--output" if args.output else "output folder"
-    )
-    x, y, source, skipped = _load_data(args, model, class_names)
+    what = "--output" if args.output else "output folder"
+    with output_folder(output, min_free_bytes=OUTPUT_BYTES, what=what):  # removed again if nothing is written
+        results = _results(args, model, model_path, class_names)
+        json_path, plot_path = _write_results(output, results, model_path.name)
 
+    print()
+    print(format_table(results))
+    print()
+    line = f"Accuracy: {results['accuracy']:.4f} ({results['correct']}/{results['num_images']})"
+    if "top5_accuracy" in results:
+        line += f", top-5 accuracy: {results['top5_accuracy']:.4f}"
+    print(line + f", loss: {results['loss']:.4f}")
+    print(f"Wrote {json_path} and {plot_path}")
+    return results
+
+
+def _results(args, model, model_path, class_names) -> dict:
+    """Loads the split, runs the model over it, and gathers what `evaluation.json` holds."""
+    import keras
+
+    from keras_vit import inference
+
+    x, y, source, skipped = _load_data(args, model, class_names)
     print(f"Model: {model_path} ({model.count_params():,} parameters, backend {keras.backend.backend()})")
     print(f"Data: {args.split} split, {len(y)} images, from {source}")
     start = time.perf_counter()
     logits = inference.tta_logits(model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}")
     seconds = time.perf_counter() - start
-
-    results = {
+    return {
         "model": str(model_path.absolute()),
         "data": source,
         "split": args.split,
@@ -198,28 +214,22 @@ def run(args) -> dict:
         "images_per_second": round(len(y) / seconds, 1) if seconds > 0 else None,
     }
 
+
+def _write_results(output: Path, results: dict, model_name: str) -> tuple[Path, Path]:
+    """Writes the confusion-matrix picture, then `evaluation.json`; returns their paths."""
     try:
         # The results last, the previous ones removed first: a folder with an evaluation.json holds its picture.
         (output / "evaluation.json").unlink(missing_ok=True)
         plot_path = plot_confusion_matrix(
             np.asarray(results["confusion_matrix"]),
-            class_names,
+            results["class_names"],
             output / "confusion_matrix.png",
-            title=f"{model_path.name} on {args.split} ({len(y)} images): accuracy {results['accuracy']:.4f}",
+            title=f"{model_name} on {results['split']} ({results['num_images']} images): "
+            f"accuracy {results['accuracy']:.4f}",
         )
-        json_path = atomic_write_json(output / "evaluation.json", results)
+        return atomic_write_json(output / "evaluation.json", results), plot_path
     except OSError as e:  # the disk filled up, or the folder went away, since the check
         raise CLIError(f"cannot write to {output}: {os_error_reason(e)}") from None
-
-    print()
-    print(format_table(results))
-    print()
-    line = f"Accuracy: {results['accuracy']:.4f} ({results['correct']}/{results['num_images']})"
-    if "top5_accuracy" in results:
-        line += f", top-5 accuracy: {results['top5_accuracy']:.4f}"
-    print(line + f", loss: {results['loss']:.4f}")
-    print(f"Wrote {json_path} and {plot_path}")
-    return results
 
 
 @exits_quietly_on_closed_stdout

@@ -20,11 +20,14 @@ from keras_vit.cli_utils import (
     CLIError,
     check_output_folder,
     first_line,
+    missing_folders,
     non_negative_float,
     non_negative_int,
+    output_folder,
     positive_float,
     positive_int,
     print_error,
+    remove_empty_folders,
     unit_fraction,
 )
 
@@ -142,6 +145,46 @@ def test_check_output_folder(tmp_path, monkeypatch):
     ):
         check_output_folder(nested, min_free_bytes=2 * 10**9)
     assert check_output_folder(nested, min_free_bytes=1_500_000) == nested
+
+
+def test_output_folder_removes_the_folders_it_made_when_nothing_was_written(tmp_path, monkeypatch):
+    made = tmp_path / "runs" / "a"
+    with pytest.raises(CLIError, match="no data"):
+        with output_folder(made) as folder:
+            assert folder == made and made.is_dir()
+            raise CLIError("no data")
+    assert list(tmp_path.iterdir()) == []  # `runs` too: it made both
+    with output_folder(made):
+        (made / "result.json").write_text("{}")
+    assert (made / "result.json").exists()  # written: kept
+    with output_folder(tmp_path / "runs" / "b"):
+        pass
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a"]  # `runs` was there before: kept
+    (tmp_path / "mine").mkdir()
+    with output_folder(tmp_path / "mine"):
+        pass
+    assert (tmp_path / "mine").is_dir()  # the user's empty folder is not the command's to remove
+    monkeypatch.setattr(cli_utils.shutil, "disk_usage", lambda path: SimpleNamespace(free=1))
+    with pytest.raises(CLIError, match="1 bytes free"):
+        with output_folder(tmp_path / "full" / "c", min_free_bytes=10):
+            pass
+    assert not (tmp_path / "full").exists()  # refused by its check: what the check made goes too
+
+
+def test_remove_empty_folders_keeps_a_folder_with_anything_but_its_leftovers(tmp_path):
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / ".lock").write_text("")
+    (tmp_path / "a" / "other").write_text("x")
+    remove_empty_folders([deep, deep.parent], leftovers={".lock"})
+    assert not deep.exists() and (tmp_path / "a" / "other").exists()  # stops at the first folder in use
+    deep.mkdir()
+    (deep / "model.keras").write_text("x")
+    (deep / ".lock").write_text("")
+    remove_empty_folders([deep], leftovers={".lock"})
+    assert sorted(p.name for p in deep.iterdir()) == [".lock", "model.keras"]
+    assert missing_folders(tmp_path / "x" / "y") == [tmp_path / "x" / "y", tmp_path / "x"]
+    assert missing_folders(deep) == []
 
 
 def test_stop_on_signals_raises_on_sigint_and_sigterm_even_when_started_ignoring_sigint():

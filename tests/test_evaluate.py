@@ -205,9 +205,12 @@ def test_evaluate_test_only_folder(setup, tmp_path, capsys, monkeypatch):
 
     # Asking for the missing split is a clear one-line error naming it.
     capsys.readouterr()
-    assert evaluate.main([*argv, "--split", "train", "--output", str(tmp_path / "c")]) == 1
+    assert evaluate.main([*argv, "--split", "train", "--output", str(tmp_path / "c" / "d")]) == 1
     line = error_line(capsys)
     assert line.startswith("error: ") and f"Missing split folder {tree / 'train'}" in line
+    assert not (
+        tmp_path / "c"
+    ).exists()  # the folders it made for its output, removed again: nothing was written
 
 
 def test_evaluate_decodes_only_the_evaluated_split(setup, tmp_path, monkeypatch):

@@ -104,7 +104,8 @@ def test_teacher_cli_and_train_with_teacher(tiny_tree, tmp_path, capsys):
     capsys.readouterr()
     assert train.main(args + ["--teacher-flip"]) == 2  # nothing to flip: said, not ignored
     assert "--teacher-flip needs --teacher" in capsys.readouterr().err
-    assert teacher.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")]) == 2
+    assert teacher.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o" / "p")]) == 2
+    assert not (tmp_path / "o").exists()  # the folders it made, lock file included, removed again
 
 
 def test_teacher_cli_airbench(tiny_tree, tmp_path):

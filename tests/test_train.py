@@ -308,8 +308,12 @@ def test_bad_input_exits_non_zero(tmp_path, capsys, tiny_tree):
     assert train.main(["--time-limit", "-1"]) == 2
     with pytest.raises(SystemExit):
         train.main(["--num-heads", "0"])
-    assert train.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")]) == 2
+    assert train.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o" / "p")]) == 2
     assert str(tmp_path / "nowhere") in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # the folders it made, lock file included, removed again
+    (tmp_path / "kept").mkdir()
+    assert train.main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir()  # the user's folder stays
     with pytest.raises(SystemExit):
         train.main(["--preset", "vit_gigantic"])
     assert train.main(["--mix-prob", "1.5", "--augment", "lee2021"]) == 2

@@ -16,9 +16,9 @@ import numpy as np
 from keras_vit.cli_utils import (
     CLIError,
     Terminated,
-    check_output_folder,
     first_line,
     interrupted_status,
+    output_folder,
     print_error,
     stop_on_signals,
 )
@@ -106,7 +106,11 @@ def highest_matmul_precision():
 def convert(args, written):
     """Converts, checks and writes; appends each file to `written` once it is in place."""
     output = Path(args.output)
-    check_output_folder(output.parent, what="the output's folder")
+    with output_folder(output.parent, what="the output's folder"):  # removed again if nothing is written
+        return _convert(args, output, written)
+
+
+def _convert(args, output, written):
     given = given_labels(args)
     highest_matmul_precision()
     try:

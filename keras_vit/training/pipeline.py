@@ -24,7 +24,13 @@ import keras
 import numpy as np
 
 from keras_vit import data
-from keras_vit.cli_utils import CLIError, raise_if_signalled
+from keras_vit.cli_utils import (
+    CLIError,
+    check_output_folder,
+    missing_folders,
+    raise_if_signalled,
+    remove_empty_folders,
+)
 from keras_vit.device import cpu_name, machine_summary, usable_cores
 from keras_vit.files import (
     atomic_path,
@@ -159,28 +165,39 @@ RUN_FILES = ("model.keras", "labels.txt", "history.csv", "metrics.json", "curves
 
 
 @contextlib.contextmanager
-def locked_output(output):
+def locked_output(output, min_free_bytes=None):
     """Holds the output folder for one run; removes what a killed run left half-written (its own files' temporaries
     only: an export writing into the same folder keeps its own).
 
     The lock is an OS file lock (`filelock`): it is released when the process
-    ends however it ends, so a killed run never blocks the next one.
+    ends however it ends, so a killed run never blocks the next one. A run
+    that ends without writing anything (its data missing, say) removes the
+    folders it created, lock included, while it still holds the lock.
 
     Args:
         output: the run's folder (created if missing).
+        min_free_bytes: if given, the free space its disk must have.
 
     Yields:
         The folder as a `Path`.
 
     Raises:
-        CLIError: another process holds the folder.
+        CLIError: the folder cannot be created or written to, has less than
+            `min_free_bytes` free, or another process holds it.
     """
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    created = missing_folders(output)
+    check_output_folder(output, min_free_bytes)
     busy = CLIError(f"another run is writing to {output}; wait for it to end or choose another --output")
-    with exclusive_lock(output / LOCK_NAME, busy):
-        remove_stale_temporaries(output, names=RUN_FILES)
-        yield output
+    try:
+        with exclusive_lock(output / LOCK_NAME, busy):
+            try:
+                remove_stale_temporaries(output, names=RUN_FILES)
+                yield output
+            finally:
+                remove_empty_folders(created, leftovers={LOCK_NAME})
+    finally:
+        remove_empty_folders(created)  # the lock was busy, or the folder's check failed
 
 
 def check_not_finished(output):

@@ -15,7 +15,6 @@ import keras
 from keras_vit.cli_utils import (
     CLIError,
     Terminated,
-    check_output_folder,
     print_error,
     stop_on_signals,
 )
@@ -135,7 +134,6 @@ def main(args):
     output = Path(args.output)
     try:
         with stop_on_signals():
-            check_output_folder(output)
             with pipeline.locked_output(output):
                 if not args.fresh:
                     pipeline.check_not_finished(output)

@@ -23,7 +23,6 @@ import numpy as np
 from keras_vit.cli_utils import (
     CLIError,
     Terminated,
-    check_output_folder,
     first_line,
     print_error,
     stop_on_signals,
@@ -838,9 +837,8 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
     writer = process_share()[0] == 0  # alone, or process 0 of a job: the others write nothing
     try:
         with stop_on_signals():
-            if writer:
-                check_output_folder(output, min_free_bytes=_bytes_needed(model))
-            with pipeline.locked_output(output) if writer else contextlib.nullcontext(output):
+            locked = pipeline.locked_output(output, min_free_bytes=_bytes_needed(model))
+            with locked if writer else contextlib.nullcontext(output):
                 if not args.fresh and not checkpoint_folder(output).exists():  # a checkpoint resumes
                     pipeline.check_not_finished(output)
                 try:

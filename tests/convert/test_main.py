@@ -137,10 +137,10 @@ def test_class_names_a_labels_file_cannot_hold_stop_the_conversion_before_it_wri
     "arguments, message",
     [
         (
-            ["weights.pt", "out.keras"],
+            ["weights.pt", "made/out.keras"],
             "no such file or folder: weights.pt",
         ),
-        (["missing.safetensors", "out.keras"], "no such file or folder: missing.safetensors"),
+        (["missing.safetensors", "made/for/out.keras"], "no such file or folder: missing.safetensors"),
         (["HUB", "out.keras", "--labels", "NAMES"], "NAMES gives 2 class names, the model has 4 classes"),
         (["HUB", "out.keras", "--labels", "missing.txt"], "labels file missing.txt does not exist."),
     ],
@@ -149,7 +149,8 @@ def test_class_names_a_labels_file_cannot_hold_stop_the_conversion_before_it_wri
 def test_bad_input_is_one_line_and_nothing_is_written(
     arguments, message, hub_folder, tmp_path, monkeypatch, capsys
 ):
-    """Each is the command's own line, exactly: a missing file is not a failure of the source's library."""
+    """Each is the command's own line, exactly: a missing file is not a failure of the source's library; the folders
+    made for the output are removed again."""
     monkeypatch.chdir(tmp_path)
     names = tmp_path / "names.txt"
     names.write_text("a\nb\n")

@@ -90,6 +90,22 @@ def test_locked_output_refuses_a_second_holder_and_removes_leftovers(tmp_path):
         pass
 
 
+def test_locked_output_removes_the_folders_it_made_for_a_run_that_wrote_nothing(tmp_path):
+    run = tmp_path / "runs" / "a"
+    with pytest.raises(pipeline.CLIError, match="no data"):
+        with pipeline.locked_output(run):
+            assert (run / pipeline.LOCK_NAME).exists()
+            with pytest.raises(pipeline.CLIError, match="another run is writing to"):
+                with pipeline.locked_output(run):  # busy: removes nothing of the holder's
+                    pass
+            assert (run / pipeline.LOCK_NAME).exists()
+            raise pipeline.CLIError("no data")
+    assert list(tmp_path.iterdir()) == []  # the lock file and both folders
+    with pipeline.locked_output(run):
+        (run / "checkpoint").mkdir()  # an interrupted run's checkpoint: kept for the rerun
+    assert sorted(p.name for p in run.iterdir()) == [pipeline.LOCK_NAME, "checkpoint"]
+
+
 def test_score_reads_a_streamed_split_a_chunk_at_a_time_with_the_same_accuracies(tiny_tree, monkeypatch):
     import numpy as np
 
