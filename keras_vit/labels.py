@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from keras_vit.data import CIFAR10_CLASSES
+from keras_vit.data.class_names import check_class_names
 from keras_vit.files import atomic_write_text
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -77,32 +78,6 @@ def read_labels(path: PathLike) -> tuple[str, ...]:
             raise ValueError(f"labels file {path} names class {name!r} twice.")
         seen.add(name)
     return tuple(names)
-
-
-def check_class_names(names: Sequence[str]) -> list[str]:
-    """The names as strings, if a labels file can hold them (`read_labels` would read them back).
-
-    Raises:
-        ValueError: if `names` is empty, repeats a name, or a name is blank,
-            has a line break (any that `str.splitlines` splits on, form feed
-            and U+2028 included) or surrounding whitespace.
-    """
-    names = [str(n) for n in names]
-    if not names:
-        raise ValueError("A labels file needs at least one class name.")
-    for name in names:
-        # `read_labels` splits lines with `str.splitlines`: a name must stay one line by its rules.
-        if not name.strip() or len(name.splitlines()) != 1 or name != name.strip():
-            raise ValueError(
-                f"Class name {name!r} can't be stored one-per-line: it is blank, has a line "
-                "break or surrounding whitespace."
-            )
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(
-            f"Class names must be unique; given more than once: {', '.join(map(repr, repeated))}."
-        )
-    return names
 
 
 def write_labels(path: PathLike, names: Sequence[str]) -> Path:

@@ -34,18 +34,23 @@ from keras_vit.cli_utils import (
     print_error,
     stop_on_signals,
 )
-from keras_vit.data import IMAGE_EXTENSIONS, decode_images
+from keras_vit.data import decode_images
+from keras_vit.data.folders import is_image_file, list_folder
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import format_predictions, softmax, top_k
 from keras_vit.tta import TTA_CHOICES
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
-    """Replaces each folder in `paths` by the image files directly in it (`IMAGE_EXTENSIONS`), sorted."""
+    """Replaces each folder in `paths` by the image files directly in it, sorted, as training lists a class
+    folder's (`IMAGE_EXTENSIONS`; dot-files such as macOS `._x.jpg` left out). A broken link among them stays, to
+    be reported as unreadable with the others."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+            unlisted: dict[str, str] = {}
+            files = list_folder(p, unlisted)[1] + list(unlisted)
+            out += sorted(Path(f) for f in files if is_image_file(Path(f).name))
         else:
             out.append(p)
     return out

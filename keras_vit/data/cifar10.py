@@ -20,7 +20,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from keras_vit.cli_utils import first_line
-from keras_vit.data.folders import load_image_folder
+from keras_vit.data.folders import check_not_bare_class_folders, load_image_folder
 from keras_vit.data.splits import (
     BATCHES_DIRNAME,
     CIFAR10_CLASSES,
@@ -125,6 +125,7 @@ def _load_dir(
         raise DataNotFoundError(f"{folder} does not exist.")
     layout = _find_layout(folder)
     if layout is None:
+        check_not_bare_class_folders(folder)  # a user's own DIR/<class>/*.jpg: said as such, not as CIFAR-10
         entries = sorted(os.listdir(folder))
         shown = ", ".join(entries[:8]) + (", ..." if len(entries) > 8 else "")
         raise DataNotFoundError(
@@ -247,7 +248,8 @@ def load_cifar10(
         DataNotFoundError: If no source works; the message lists every
             source tried and why it failed.
         ValueError: If a given image folder is malformed (e.g. an empty
-            class folder), or `splits` names an unknown split.
+            class folder, or class folders without `train/` and `test/`), or
+            `splits` names an unknown split.
     """
     wanted = normalize_splits(splits)
     origin = "the data_dir argument"

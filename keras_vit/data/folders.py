@@ -16,6 +16,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from keras_vit.data import cache
+from keras_vit.data.class_names import check_class_names
 from keras_vit.data.images import decode_image
 from keras_vit.data.splits import (
     CIFAR10_CLASSES,
@@ -49,7 +50,7 @@ def load_image_folder(
     min_classes: int = 2,
     stream: bool = False,
 ) -> Splits:
-    """Loads `root/{train,test}/<class>/*.{png,jpg,jpeg}` into arrays.
+    """Loads `root/{train,test}/<class>/*` (the `IMAGE_EXTENSIONS` files) into arrays.
 
     Non-image files (`.txt`, `.DS_Store`, ...) and sub-folders of class
     folders are ignored. Grayscale, RGBA and palette images are converted to
@@ -97,7 +98,8 @@ def load_image_folder(
         DataNotFoundError: If `root`, a requested split folder or one of its
             class folders is missing.
         ValueError: If there are fewer than `min_classes` classes, a class
-            folder has no images, all images of a split or of a class are
+            name cannot be a line of a labels file (`check_class_names`: e.g.
+            a folder named with a trailing space), a class folder has no images, all images of a split or of a class are
             unreadable, images differ in size and `image_size` is `None`, or
             `splits` names an unknown split.
     """
@@ -110,6 +112,7 @@ def load_image_folder(
         raise DataNotFoundError(f"Image folder {root} does not exist.\n{LAYOUT_HELP}")
     for split in wanted:
         if not (root / split).is_dir():
+            check_not_bare_class_folders(root)
             other = " next to the other split" if len(wanted) == len(SPLITS) else ""
             raise DataNotFoundError(
                 f"Missing split folder {root / split}: expected {root}/{split}/<class>/*.png|jpg{other}."
@@ -259,7 +262,39 @@ def _normalize_size(image_size: int | tuple[int, int] | None) -> tuple[int, int]
     return int(size[0]), int(size[1])
 
 
-def _is_image_file(name: str) -> bool:
+def check_not_bare_class_folders(folder: Path) -> None:
+    """Refuses, with what to do, a folder of class folders that has no train/ or test/ (`DIR/<class>/*.jpg`),
+    the layout most image collections come in.
+
+    Raises:
+        ValueError: `folder` has neither `train/` nor `test/`, and one of
+            its sub-folders holds image files.
+    """
+    if any((folder / split).is_dir() for split in SPLITS):
+        return
+    try:
+        classes = [name for name in _subdirs(folder) if _holds_images(folder / name)]
+    except OSError:
+        return
+    if classes:
+        shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+        raise ValueError(
+            f"{folder} holds class folders ({shown}) but no train/ or test/ folder: give the folder that holds "
+            f"train/<class>/ and test/<class>/, or move the class folders into {folder / 'train'} and a share "
+            f"of each class's images into {folder / 'test'}/<class>/"
+        )
+
+
+def _holds_images(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(is_image_file(entry.name) for entry in entries)
+    except OSError:
+        return False
+
+
+def is_image_file(name: str) -> bool:
+    """Whether a file of this name is one of a folder's images: an `IMAGE_EXTENSIONS` file, dot-files left out."""
     # Dot-files include macOS "._x.jpg" resource forks, which aren't images.
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
@@ -314,10 +349,7 @@ def _class_names(
     unlisted: dict[str, str] | None = None,
 ) -> tuple[str, ...]:
     if class_names is not None:
-        names = tuple(str(c) for c in class_names)
-        if len(set(names)) != len(names) or not names:
-            raise ValueError(f"`class_names` must be non-empty and unique, got {names}.")
-        return names
+        return tuple(check_class_names(class_names))
     # train/ defines the classes (and so the labels) whenever it has any, even
     # if only test/ is loaded; a test-only tree uses test/'s own folders.
     train = root / "train"
@@ -328,10 +360,16 @@ def _class_names(
         raise DataNotFoundError(
             f"{root / ref} has no class sub-folders: expected {root}/{ref}/<class>/*.png|jpg."
         )
-    for split in wanted:
+    # A training load reads val/ too, when there is one: its folders must be classes the model learns.
+    with_val = (*wanted, "val") if "train" in wanted and (root / "val").is_dir() else wanted
+    for split in with_val:
         extra = sorted(set(_subdirs(root / split, unlisted)) - set(names)) if split != ref else []
         if extra:
             raise ValueError(f"{root / split} has class folders that {root / ref} lacks: {extra}.")
+    try:
+        check_class_names(names)  # before any image is decoded: the run could not save its labels
+    except ValueError as error:
+        raise ValueError(f"{root / ref}: {error} Rename its folder.") from None
     if set(names) == set(CIFAR10_CLASSES):
         return CIFAR10_CLASSES
     return tuple(names)
@@ -347,7 +385,7 @@ def _scan_split(
         class_dir = split_dir / name
         if not class_dir.is_dir():
             raise DataNotFoundError(f"Missing class folder {class_dir}.")
-        found = [p for p in list_folder(class_dir, unlisted)[1] if _is_image_file(os.path.basename(p))]
+        found = [p for p in list_folder(class_dir, unlisted)[1] if is_image_file(os.path.basename(p))]
         if not found:
             raise ValueError(
                 f"Class folder {class_dir} contains no images "

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from keras_vit.data.cifar10 import load_cifar10
+from keras_vit.data.class_names import same_name
 from keras_vit.data.folders import list_folder, load_image_folder
 from keras_vit.data.images import resize_images
 from keras_vit.data.splits import CIFAR10_CLASSES, DATA_DIR_ENV, SPLITS
@@ -88,7 +89,7 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
 
 
 def match_labels(labels, data_classes: Sequence[str], model_classes: Sequence[str]) -> np.ndarray:
-    """Maps data labels to the model's label order by class name.
+    """Maps data labels to the model's label order by class name (compared in Unicode's composed form, NFC).
 
     Args:
         labels: int labels indexing `data_classes`.
@@ -101,12 +102,12 @@ def match_labels(labels, data_classes: Sequence[str], model_classes: Sequence[st
     Raises:
         ValueError: if a data class is not one of the model's classes.
     """
-    index = {name: i for i, name in enumerate(model_classes)}
-    unknown = [name for name in data_classes if name not in index]
+    index = {same_name(name): i for i, name in enumerate(model_classes)}
+    unknown = [name for name in data_classes if same_name(name) not in index]
     if unknown:
         raise ValueError(
             f"data classes {unknown} are not among the model's classes ({', '.join(model_classes)}); "
             "pass --labels FILE with the model's class names"
         )
-    mapping = np.asarray([index[name] for name in data_classes], np.int32)
+    mapping = np.asarray([index[same_name(name)] for name in data_classes], np.int32)
     return mapping[np.asarray(labels, np.int64)]

@@ -41,7 +41,7 @@ from keras_vit.files import (
     remove_stale_temporaries,
 )
 from keras_vit.inference import view_logits
-from keras_vit.labels import write_labels
+from keras_vit.labels import check_class_names, write_labels
 from keras_vit.plots import read_history_csv
 from keras_vit.training.callbacks import EpochTimer, HistoryFile, StopOnNaN
 from keras_vit.training.recipes import MIXED_PRECISION
@@ -426,7 +426,8 @@ def save_run(output, model, class_names, metrics, history_path=None):
     another. The metrics go last, and the previous run's are removed before
     its model is replaced: a folder with a `metrics.json` holds the model,
     labels and history it describes (a save that fails before the new model is
-    written leaves the previous run's files as they were).
+    written leaves the previous run's files as they were; the previous labels
+    go with its metrics, so no model is read with another's names).
 
     Args:
         output: the run's folder.
@@ -434,13 +435,20 @@ def save_run(output, model, class_names, metrics, history_path=None):
         class_names: the names of its outputs, in order.
         metrics: the dict to write as `metrics.json`.
         history_path: the working `history.csv` to publish (None: none).
+
+    Raises:
+        ValueError: a class name a labels file cannot hold (nothing is written).
     """
     output = Path(output)
-    metrics_path = output / "metrics.json"
-    save_model_atomic(
-        model, output / "model.keras", before_replace=lambda: metrics_path.unlink(missing_ok=True)
-    )
-    write_labels(output / "labels.txt", class_names)
+    metrics_path, labels_path = output / "metrics.json", output / "labels.txt"
+    check_class_names(class_names)  # before the model: a model is never published without its labels
+
+    def remove_the_previous_runs():  # its metrics and labels describe another model
+        metrics_path.unlink(missing_ok=True)
+        labels_path.unlink(missing_ok=True)
+
+    save_model_atomic(model, output / "model.keras", before_replace=remove_the_previous_runs)
+    write_labels(labels_path, class_names)
     if history_path is not None and Path(history_path).exists():
         atomic_write_bytes(output / "history.csv", Path(history_path).read_bytes())
     atomic_write_json(metrics_path, metrics)

@@ -292,5 +292,64 @@ def test_every_format_predict_reads_is_a_training_image_too(tmp_path):
         )
     s = data.load_image_folder(root, cache_dir=False)
     assert np.bincount(s.y_train).tolist() == [5, 1, 1]
-    assert predict.IMAGE_EXTENSIONS is data.IMAGE_EXTENSIONS
     assert len(predict.expand_paths([str(root / "train" / CLASSES[0])])) == 5
+
+
+def test_predict_lists_a_folder_as_training_does(tmp_path):
+    """A folder copied from a Mac holds `._x.jpg` resource forks: training skipped them, predict read them and
+    failed; a broken link is kept, to be reported as unreadable rather than dropped without a word."""
+    from keras_vit import predict
+
+    folder = tmp_path / "cats"
+    save_image(folder / "a.png", 0)
+    (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / ".DS_Store").write_bytes(b"\x00")
+    (folder / "notes.txt").write_text("x")
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert predict.expand_paths([str(folder)]) == [folder / "a.png", folder / "gone.jpg"]
+
+
+def test_class_folders_without_train_and_test_say_where_they_belong(tmp_path):
+    """`DIR/<class>/*.jpg`, the layout most collections come in, was "CIFAR-10 not found ... no recognised
+    dataset layout" or "Missing split folder DIR/train"."""
+    root = tmp_path / "photos"
+    for label, name in enumerate(CLASSES):
+        save_image(root / name / "0.jpg", label, fmt="JPEG")
+    expected = (
+        rf"^{root} holds class folders \(cat, dog, frog\) but no train/ or test/ folder: .*{root / 'train'}"
+    )
+    with pytest.raises(ValueError, match=expected):
+        data.load_image_folder(root, cache_dir=False)
+    with pytest.raises(ValueError, match=expected):
+        data.load_cifar10(root, cache_dir=False)
+    with pytest.raises(ValueError, match=expected):
+        data.load_split(root, "test", (8, 8), cache_dir=False)
+    (root / "empty").mkdir()
+    shutil.rmtree(root / "cat")
+    for name in ("dog", "frog"):
+        (root / name / "0.jpg").unlink()
+    with pytest.raises(data.DataNotFoundError, match="no recognised dataset layout"):  # no images: as before
+        data.load_cifar10(root, cache_dir=False)
+
+
+@pytest.mark.parametrize("name", ["yak ", " yak", "yak\u2028two"])
+def test_a_class_folder_a_labels_file_cannot_name_is_refused_before_decoding(tmp_path, monkeypatch, name):
+    """A folder `yak ` trained to the end, then the run could not write labels.txt: model.keras stood without
+    its names (predict then showed CIFAR-10's for 10 classes)."""
+    root = make_tree(tmp_path / "ds", classes=("ant", name))
+    decoded = record_decodes(monkeypatch)
+    with pytest.raises(ValueError, match=rf"^{root / 'train'}: Class name .* Rename its folder\.$"):
+        data.load_image_folder(root, cache_dir=False)
+    assert decoded == []
+    with pytest.raises(ValueError, match="given more than once"):
+        data.load_image_folder(make_tree(tmp_path / "ok"), class_names=["cat", "cat"], cache_dir=False)
+
+
+def test_a_class_folder_in_val_that_train_lacks_is_refused(tmp_path):
+    """It was dropped without a word: its images were neither trained on nor validated."""
+    root = make_tree(tmp_path / "ds")
+    for label, name in enumerate((*CLASSES, "green")):
+        save_image(root / "val" / name / "0.png", label % len(CLASSES))
+    with pytest.raises(ValueError, match=r"ds.val has class folders that .*ds.train lacks: \['green'\]"):
+        data.load_image_folder(root, cache_dir=False)
+    assert data.load_image_folder(root, cache_dir=False, splits="test").y_val is None  # val/ is not read

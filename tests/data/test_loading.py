@@ -34,6 +34,13 @@ def test_match_labels_by_name():
         data.match_labels(labels, ("a", "b", "z"), ("a", "b", "c"))
 
 
+def test_match_labels_takes_a_decomposed_name_for_the_composed_one():
+    """macOS and zip files store `café` as `cafe` + a combining accent: the same name on screen was refused."""
+    decomposed, composed = "cafe\u0301", "caf\u00e9"
+    mapped = data.match_labels(np.array([0, 1]), (decomposed, "tea"), ("tea", composed))
+    assert mapped.tolist() == [1, 0]
+
+
 def test_load_split_of_one_class_with_a_symlink_loop(tmp_path):
     """Evaluation may score a model on one class's images; a symbolic-link loop beside the class is skipped."""
     root = make_tree(tmp_path / "ds", classes=("cat",), n_train=1, n_test=2)

@@ -17,7 +17,11 @@ def test_save_model_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tm
     model = build_vit("vit_micro")
     pipeline.save_model_atomic(model, path)
     assert load_model(path).count_params() == model.count_params()
-    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, as any saved model
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (
+        path.stat().st_mode & 0o777 == 0o666 & ~umask
+    )  # as `open` makes a file: readable by others under 022
     before = path.read_bytes()
 
     class Broken:  # fails halfway through writing
@@ -54,6 +58,16 @@ def test_save_run_never_leaves_metrics_beside_a_model_they_do_not_describe(tmp_p
     with pytest.raises(KeyboardInterrupt):
         pipeline.save_run(tmp_path, model, [str(i) for i in range(10)], {"run": 2})
     assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "labels.txt").exists()  # the previous run's names, which predict would have shown
+
+
+def test_save_run_refuses_names_a_labels_file_cannot_hold_before_writing_anything(tmp_path):
+    """A class `yak ` used to publish model.keras, then fail on labels.txt: a model without its names."""
+    from keras_vit import build_vit
+
+    with pytest.raises(ValueError, match="surrounding whitespace"):
+        pipeline.save_run(tmp_path, build_vit("vit_micro", num_classes=2), ["ant", "yak "], {"run": 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_describe_device_names_the_cpu_and_its_cores_without_an_accelerator():
