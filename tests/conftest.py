@@ -1,4 +1,5 @@
-"""Shared test settings: the TF backend unless told otherwise, a private cache."""
+"""Shared test settings: the TF backend in the suite's own process (the other backends' tests start
+subprocesses), a private cache, and as many workers as the CPUs the process may run on."""
 
 import json
 import os
@@ -6,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Set, not defaulted: a KERAS_BACKEND left in the shell made the tests that assume TensorFlow fail or skip.
+os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
@@ -44,6 +46,12 @@ def pytest_collection_modifyitems(config, items):
     """Starts the slow files first; the order within a file, and of the other files, is kept."""
     rank = {path: i for i, path in enumerate(SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FILES)))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: a worker per CPU this process may run on (xdist counts physical cores: one on a 2-thread VM,
+    the host's on a container pinned to fewer)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def pytest_report_header(config):

@@ -101,7 +101,8 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     out = tmp_path / "out"
     out.mkdir()
     # SESSION_SECONDS leaves less than TRAIN_BUDGET + RESERVE after the probe and the
-    # throughputs: the training budget must shrink to what is left.
+    # throughputs: the training budget must shrink to what is left (and MAX_EPOCHS ends the run long before it;
+    # a deadline near the steps' own time would fail the run on a slow machine instead).
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
@@ -110,13 +111,13 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
         "INSTALL": "0",
         "DATA": str(tiny_tree),
         "OUT": str(out),
-        "SESSION_SECONDS": "480",
+        "SESSION_SECONDS": "2400",
         "KERAS_VIT_CACHE_DIR": str(tmp_path / "cache"),
         "PRESET": "vit_micro",
         "HEADS": "4",
         "BATCH": "32",
         "STEPS": "2",
-        "TRAIN_BUDGET": "600",
+        "TRAIN_BUDGET": "6000",
         "MAX_EPOCHS": "2",
         # The recipe's options that are off by default, so that their paths run too.
         "SHIFTED_PATCHES": "1",
@@ -177,8 +178,8 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
     assert args["unmasked_finish"] == 0.5 and metrics["unmasked_from_epoch"] == 2  # the last of MAX_EPOCHS=2
     # The budget was cut to the time left before the deadline, less the reserve, and the
     # backstop follows it.
-    assert "training budget cut from 600 s" in log
-    assert 30 <= metrics["time_budget_seconds"] < 480 - 60
+    assert "training budget cut from 6000 s" in log
+    assert 30 <= metrics["time_budget_seconds"] < 2400 - 60
     assert metrics["args"]["time_limit"] == metrics["time_budget_seconds"] + 15
     assert (
         0.0 <= metrics["test_accuracy_flip_tta"] <= 1.0
@@ -197,6 +198,7 @@ def test_gpu_session_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tens
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+@pytest.mark.timeout(1200)  # the session's own limit below, and its fixtures and checks
 def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
     """TEACHER_EPOCHS (and TEACHER_BUDGET): the teacher trains first, its fit time comes off the ViT's budget,
     the ViT distils it. HEADS=auto: the run's step timed with each head count, the fastest trained."""
@@ -241,7 +243,7 @@ def test_gpu_session_with_a_teacher(tiny_tree, tmp_path, without_tensorflow):
         env=env,
         capture_output=True,
         text=True,
-        timeout=840,
+        timeout=1080,
     )
     log = (out / "log.txt").read_text() if (out / "log.txt").exists() else ""
     assert result.returncode == 0, log[-4000:] + result.stderr[-2000:]
@@ -830,9 +832,9 @@ def test_peers_gpu_on_cpu_without_tensorflow(tiny_tree, tmp_path, without_tensor
     profiles = {row["framework"]: row for row in lines if row.get("measurement") == "profile"}
     ours = rows["keras_vit"]
     assert ours["versions"]["jax"] and ours["images_per_epoch"] == 64  # 120 images: one full batch of 64
-    assert (
-        1 <= ours["epochs"] and 0 < ours["seconds"] <= 15 + 15 and ours["steady_epochs"] == ours["epochs"] - 1
-    )
+    assert 1 <= ours["epochs"] and ours["steady_epochs"] == ours["epochs"] - 1
+    # The budget is checked at an epoch's end, and the first (compiling) epoch runs whole, however slow the machine.
+    assert 0 < ours["seconds"] <= max(15, ours["first_epoch_seconds"]) + 15
     # A rate only from epochs after the compiling one (on a loaded machine that one may take the whole budget).
     assert ours["images_per_second"] > 0 if ours["steady_epochs"] else ours["images_per_second"] is None
     assert ours["first_epoch_seconds"] > 0
