@@ -32,7 +32,8 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
       and the final resize still only shrinks.
     - The EXIF orientation of phone photos is applied.
     - 16-bit grayscale keeps its high byte (a plain conversion to RGB would
-      clip every value above 255 to white).
+      clip every value above 255 to white); so does 32-bit integer grayscale
+      (a TIFF) whose values fit in 16 bits.
     - Grayscale, palette, CMYK and RGBA images become RGB (alpha dropped).
     - Images of another size are resized with bicubic resampling, without
       keeping the aspect ratio.
@@ -48,6 +49,9 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
         FileNotFoundError: if `path` does not exist.
         OSError, ValueError (from Pillow, e.g. `PIL.UnidentifiedImageError`):
             if the file is not a readable image (corrupt, truncated).
+        ValueError: a floating-point image, or 32-bit integers beyond 16
+            bits: no 8-bit reading of them is standard (a conversion would
+            clip them to white or black).
     """
     with Image.open(path) as im:
         orientation = im.getexif().get(_ORIENTATION, 1)
@@ -61,6 +65,8 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
             im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16"):
             im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
+        elif im.mode in ("I", "F"):
+            im = Image.fromarray(_high_byte_of_16_bits(np.asarray(im), im.mode))
         elif im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")  # avoids Pillow's palette-transparency warning
         if im.mode != "RGB":
@@ -68,6 +74,14 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
         if size is not None and im.size != (size[1], size[0]):
             im = im.resize((size[1], size[0]), Image.Resampling.BICUBIC)
         return np.asarray(im, dtype=np.uint8)
+
+
+def _high_byte_of_16_bits(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """A 32-bit grayscale image (Pillow's mode `I` or `F`) as 8 bits, when its values are 16-bit integers."""
+    if mode == "F" or pixels.min() < 0 or pixels.max() > 65535:
+        kind = "floating-point" if mode == "F" else "32-bit integer (values beyond 16 bits)"
+        raise ValueError(f"a {kind} grayscale image has no standard 8-bit reading; save it with 8 or 16 bits")
+    return (pixels.astype(np.uint32) >> 8).astype(np.uint8)
 
 
 def decode_images(

@@ -37,6 +37,22 @@ def test_16_bit_grayscale_keeps_the_high_byte(tmp_path):
     assert out.max() == 255 and len(np.unique(out)) == 256  # not clipped to white
 
 
+def test_32_bit_grayscale_tiffs_are_read_as_16_bits_or_refused(tmp_path):
+    """A 32-bit integer TIFF decoded nearly all white and a float TIFF nearly all black, without a word."""
+    values = (np.arange(16 * 16, dtype=np.int32).reshape(16, 16) * 257).astype(np.int32)
+    Image.fromarray(values).save(tmp_path / "i32.tif")
+    with Image.open(tmp_path / "i32.tif") as im:
+        assert im.mode == "I"  # what the branch is for
+    out = decode_image(tmp_path / "i32.tif")
+    np.testing.assert_array_equal(out, np.repeat((values >> 8).astype(np.uint8)[..., None], 3, -1))
+    Image.fromarray(values * 1000).save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=r"32-bit integer \(values beyond 16 bits\) grayscale image has no standard"):
+        decode_image(tmp_path / "wide.tif")
+    Image.fromarray((values / 65535).astype(np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match="floating-point grayscale image has no standard 8-bit reading"):
+        decode_image(tmp_path / "f.tif")
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK"])
 def test_every_mode_becomes_rgb(tmp_path, mode):
     image = Image.fromarray(photo(10, 10)).convert(mode)
