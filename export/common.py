@@ -23,7 +23,7 @@ from tqdm import tqdm
 import keras_vit
 from keras_vit.cli_utils import CLIError, first_line, print_error, signal_handlers
 from keras_vit.data import load_cifar10, load_image_folder
-from keras_vit.labels import LABELS_FILENAME, find_labels_file, labels_for_model
+from keras_vit.labels import cifar10_names_note, find_labels_file, labels_for_model
 
 DATA_HELP = (
     "pass --data-dir DIR (an image-folder tree DIR/{train,test}/<class>/*.jpg of the model's classes, or "
@@ -338,10 +338,7 @@ def labels_with_source(model_path, num_classes, labels_file=None):
         raise ExportError(str(e)) from None
     if found is not None:
         return labels, f"labels from {found}"
-    return labels, (
-        f"note: no --labels and no {LABELS_FILENAME} beside {os.path.abspath(os.fspath(model_path))}; the "
-        "model has 10 outputs, so the CIFAR-10 class names are used"
-    )
+    return labels, f"note: {cifar10_names_note(model_path)}"
 
 
 # --------------------------------------------------------------------------

@@ -149,6 +149,14 @@ def find_labels_file(model_path: PathLike, labels_file: PathLike | None = None) 
     return beside if beside.is_file() else None
 
 
+def cifar10_names_note(model_path: PathLike) -> str:
+    """What to tell the user when a model's names are CIFAR-10's for want of a labels file (rule 4 above)."""
+    return (
+        f"no --labels and no {LABELS_FILENAME} beside {os.path.abspath(os.fspath(model_path))}; the model has "
+        "10 outputs, so the CIFAR-10 class names are used"
+    )
+
+
 def labels_for_model(
     model_path: PathLike, num_classes: int, labels_file: PathLike | None = None
 ) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from keras_vit.cli_utils import (
 )
 from keras_vit.data import decode_images
 from keras_vit.data.folders import is_image_file, list_folder
-from keras_vit.labels import labels_for_model
+from keras_vit.labels import cifar10_names_note, find_labels_file, labels_for_model
 from keras_vit.metrics import format_predictions, softmax, top_k
 from keras_vit.tta import TTA_CHOICES
 
@@ -120,6 +120,8 @@ def run(args) -> tuple[list[dict], list[dict]]:
         class_names = labels_for_model(model_path, int(model.output_shape[-1]), args.labels)
     except (OSError, ValueError) as e:
         raise CLIError(first_line(e)) from None
+    if find_labels_file(model_path, args.labels) is None:  # a user's 10 classes would be shown as CIFAR-10's
+        print(f"note: {cifar10_names_note(model_path)}", file=sys.stderr)
 
     paths = expand_paths(args.images)
     if not paths:

@@ -14,6 +14,7 @@ from conftest import heavy_imports_of
 from PIL import Image
 
 from keras_vit import inference, metrics, predict
+from keras_vit.data import CIFAR10_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,22 @@ def test_predict_errors(setup, tmp_path, capsys):
     short.write_text("a\nb\n")
     assert predict.main([str(setup["model_path"]), image, "--labels", str(short)]) == 1
     assert "has 2 names but the model has 10 classes" in error_line(capsys)
+
+
+def test_predict_says_when_it_names_the_classes_as_cifar10s(setup, tmp_path, capsys):
+    """A user's 10-class model without labels.txt was shown with CIFAR-10's names, silently."""
+    image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(Path(setup["model_path"]).read_bytes())
+    assert predict.main([str(bare), image]) == 0
+    printed = capsys.readouterr()
+    assert printed.err == (
+        f"note: no --labels and no labels.txt beside {bare}; the model has 10 outputs, so the CIFAR-10 class "
+        "names are used\n"
+    )
+    assert sum(f" {name} " in printed.out for name in CIFAR10_CLASSES) == 5  # the top 5, by CIFAR-10's names
+    assert predict.main([str(setup["model_path"]), image]) == 0
+    assert capsys.readouterr().err == ""  # its labels.txt: no note
 
 
 def test_predict_module_entry_point(tmp_path):
