@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import keras_vit
 from keras_vit.cli_utils import CLIError, first_line, print_error, signal_handlers
-from keras_vit.data import load_cifar10, load_image_folder
+from keras_vit.data import holds_cifar10, load_cifar10, load_image_folder
 from keras_vit.labels import cifar10_names_note, find_labels_file, labels_for_model
 
 DATA_HELP = (
@@ -388,11 +388,14 @@ def _load_split(root, origin, io, split, limit, seed):
     """`limit` images (`None`: all) of one split of `root` as a `Splits`, or None: no `root` and no standard
     CIFAR-10 place for a 32x32 model, or no `root` at all for another size."""
     if root is not None:
-        if io.image_size == (32, 32):
+        if holds_cifar10(root, io.image_size):  # else a tree of other classes, read as such at any size
             # A folder from the environment is left for the loader to find, so that the source names it.
             given = None if origin == "$KERAS_VIT_DATA_DIR" else root
             return load_cifar10(given, limit=limit, seed=seed, download=False, splits=split)
-        return load_image_folder(root, image_size=io.image_size, limit=limit, seed=seed, splits=split)
+        loaded = load_image_folder(root, image_size=io.image_size, limit=limit, seed=seed, splits=split)
+        # Named as load_cifar10 names its folder's origin.
+        loaded.source += f" (from {origin if origin != '--data-dir' else 'the data_dir argument'})"
+        return loaded
     if io.image_size != (32, 32):
         return None
     try:  # Standard places only; fine if there is nothing.

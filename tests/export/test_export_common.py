@@ -2,6 +2,7 @@
 
 import importlib.util
 import signal
+import warnings
 
 import pytest
 from conftest import run_python
@@ -106,6 +107,20 @@ def test_export_data_names_where_its_folder_came_from(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_VIT_DATA_DIR", str(tree))
     from_environment = common.load_data(None, io, list(CIFAR10_CLASSES), eval_images=None)
     assert str(tree) in from_environment.source and "(from $KERAS_VIT_DATA_DIR)" in from_environment.source
+    # A tree of the user's own classes, for a 32x32 model too: read as such (it was read as CIFAR-10, with a
+    # warning that its classes were not CIFAR-10's), its origin named the same way.
+    own = write_colour_tree(tmp_path / "own", ["ant", "bee"], counts=(("test", 2),))
+    io = common.ModelIO(32, 32, 3, 2)
+    monkeypatch.setenv("KERAS_VIT_DATA_DIR", str(own))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_environment = common.load_data(None, io, ["ant", "bee"], eval_images=None)
+        assert from_environment.source.startswith(f"image folder {own}")
+    assert "(from $KERAS_VIT_DATA_DIR)" in from_environment.source
+    monkeypatch.delenv("KERAS_VIT_DATA_DIR")
+    assert (
+        "(from the data_dir argument)" in common.load_data(own, io, ["ant", "bee"], eval_images=None).source
+    )
 
 
 @pytest.mark.parametrize("then", ["progress", "publish", "finish", "other error"])
