@@ -46,7 +46,9 @@ def test_32_bit_grayscale_tiffs_are_read_as_16_bits_or_refused(tmp_path):
     out = decode_image(tmp_path / "i32.tif")
     np.testing.assert_array_equal(out, np.repeat((values >> 8).astype(np.uint8)[..., None], 3, -1))
     Image.fromarray(values * 1000).save(tmp_path / "wide.tif")
-    with pytest.raises(ValueError, match=r"32-bit integer \(values beyond 16 bits\) grayscale image has no standard"):
+    with pytest.raises(
+        ValueError, match=r"32-bit integer \(values beyond 16 bits\) grayscale image has no standard"
+    ):
         decode_image(tmp_path / "wide.tif")
     Image.fromarray((values / 65535).astype(np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(ValueError, match="floating-point grayscale image has no standard 8-bit reading"):
