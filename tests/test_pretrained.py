@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from conftest import cifar10_dir
 
-from keras_vit import data, load_pretrained
+import keras_vit.pretrained
+from keras_vit import build_vit, data, load_pretrained, vit_arguments
 from keras_vit.pretrained import labels_path, metrics, model_path
 
 
@@ -14,6 +15,19 @@ def test_pretrained_model_loads():
     assert model.output_shape == (None, 10)
     assert labels_path().read_text().split()[0] == "airplane"
     assert metrics()["test_accuracy"] > 0.5
+
+
+def test_the_docstring_names_each_argument_the_shipped_model_does_not_take_from_its_preset():
+    """The module docstring calls the model the `vit_cifar10` preset's shape "but for" some arguments: it names
+    each one that differs from the preset (and the constructor's defaults), with its value."""
+    expected = vit_arguments(build_vit("vit_cifar10"))
+    shipped = vit_arguments(load_pretrained())
+    differing = {key: value for key, value in shipped.items() if value != expected[key]}
+    assert differing == {"num_heads": 12, "num_registers": 1}  # as its metrics' arguments say
+    assert (metrics()["args"]["num_heads"], metrics()["args"]["registers"]) == (12, 1)
+    words = " ".join(keras_vit.pretrained.__doc__.split())
+    for key, value in differing.items():
+        assert f"`{key}={value}`" in words, key
 
 
 @pytest.mark.slow

@@ -1,20 +1,42 @@
-"""What the layers share: the serialization package, `pair` and `dense_over_tokens`."""
+"""What the layers share: the serialization package, `positive_int`, `pair` and `dense_over_tokens`."""
 
 from __future__ import annotations
 
-import numbers
+import operator
 
+import numpy as np
 from keras import ops
 
 PACKAGE = "keras_vit"
+
+
+def positive_int(value, name):
+    """Returns `value` as a positive Python int.
+
+    Args:
+        value: an int; NumPy integers (and 0-d integer arrays) are ints
+            here, bools and floats (even `32.0`) are not.
+        name: the argument's name, for the error message.
+
+    Returns:
+        A Python int.
+
+    Raises:
+        ValueError: `value` is not a positive int.
+    """
+    size = _as_int(value)
+    if size is None or size <= 0:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    return size
 
 
 def pair(value, name):
     """Returns `value` as a `(height, width)` tuple of positive ints.
 
     Args:
-        value: an int (a square) or a sequence of two ints; NumPy
-            integers are ints here, bools are not.
+        value: an int (a square) or a sequence of two ints (a list, as a
+            JSON config holds, is one); NumPy integers are ints here, bools
+            and floats (even `32.0`) are not.
         name: the argument's name, for the error message.
 
     Returns:
@@ -23,15 +45,27 @@ def pair(value, name):
     Raises:
         ValueError: `value` is not one positive int or two of them.
     """
-    # numbers.Integral covers NumPy integers (`isinstance(np.int64(3), int)` is False).
-    scalar = isinstance(value, numbers.Integral)
-    values = (value, value) if scalar else tuple(value)
-    # A bool is an int to Python, never a size.
-    if len(values) != 2 or any(isinstance(v, bool) for v in values) or min(int(v) for v in values) <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive int or a pair of them, got {value if scalar else values}."
-        )
-    return tuple(int(v) for v in values)
+    scalar = _as_int(value)
+    if scalar is not None:
+        values = (scalar, scalar)
+    elif isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):  # a float, None, "32", ...
+        values = None
+    else:
+        values = tuple(_as_int(v) for v in value)
+    if values is None or len(values) != 2 or any(v is None or v <= 0 for v in values):
+        raise ValueError(f"`{name}` must be a positive int or a pair of them, got {value!r}.")
+    return values
+
+
+def _as_int(value):
+    """`value` as a Python int where it is an integer (NumPy's too), else None: a bool is an int to Python, never
+    a size, and a float is refused rather than truncated."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)  # ints, NumPy integers, 0-d integer arrays; not floats
+    except TypeError:
+        return None
 
 
 def dense_over_tokens(dense, tokens):

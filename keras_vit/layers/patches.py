@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_vit.layers.common import PACKAGE
+from keras_vit.layers.common import PACKAGE, positive_int
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -28,10 +28,15 @@ class Patches(keras.layers.Layer):
     TFLite ops.
 
     Args:
-        patch_size: int, side of the square patches in pixels. The image
-            height and width must both be divisible by it.
+        patch_size: positive int, side of the square patches in pixels
+            (a NumPy integer will do; a bool or a float will not). The
+            image height and width must both be divisible by it.
         shifted: bool, Shifted Patch Tokenization (default False).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: `patch_size` is not a positive int, or `shifted=True`
+            with `patch_size=1`.
 
     Call arguments:
         images: tensor of shape `(batch, height, width, channels)`.
@@ -44,9 +49,7 @@ class Patches(keras.layers.Layer):
 
     def __init__(self, patch_size, shifted=False, **kwargs):
         super().__init__(**kwargs)
-        if int(patch_size) <= 0:
-            raise ValueError(f"`patch_size` must be positive, got {patch_size}.")
-        self.patch_size = int(patch_size)
+        self.patch_size = positive_int(patch_size, "patch_size")
         self.shifted = bool(shifted)
         if self.shifted and self.patch_size < 2:
             raise ValueError("shifted=True needs patch_size >= 2 (the shift is half a patch).")

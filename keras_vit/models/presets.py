@@ -9,7 +9,8 @@ from __future__ import annotations
 
 PRESETS = {
     "vit_micro": {
-        "description": "A few-thousand-parameter ViT for unit tests and smoke runs.",
+        "description": "The smallest ViT (tens of thousands of parameters): 8x8 patches, width 32, 2 blocks; "
+        "for unit tests and smoke runs.",
         "config": dict(
             image_size=32,
             patch_size=8,

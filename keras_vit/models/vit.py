@@ -34,6 +34,7 @@ from keras_vit.layers import (
     TransformerBlock,
     pair,
 )
+from keras_vit.layers.common import positive_int
 from keras_vit.models.presets import get_preset
 
 # Per-channel statistics of the CIFAR-10 training images, in 0..255 units.
@@ -52,8 +53,10 @@ class ViT(keras.Model):
     and `head` with `head_norm="pooled"`).
 
     Args:
-        image_size: int or `(height, width)` of the input images.
-        patch_size: int, side of the square patches; must divide both sides.
+        image_size: positive int or `(height, width)` of the input images
+            (NumPy integers will do; bools and floats, even `32.0`, will not).
+        patch_size: positive int, side of the square patches; must divide
+            both sides.
         num_classes: int, number of output logits.
         projection_dim: int, token width.
         depth: int, number of transformer blocks.
@@ -66,7 +69,8 @@ class ViT(keras.Model):
         dropout: float, dropout on embeddings, attention output and MLP.
         attention_dropout: float, dropout on attention weights.
         drop_path: float, the stochastic-depth rate of the last block; it
-            grows linearly from 0 in the first block.
+            grows linearly from 0 in the first block (a single block gets
+            all of it).
         position_embedding: `"learned"` or `"sincos"` (fixed 2-D).
         num_registers: int, learned register tokens after the class token
             (see `PatchEncoder`).
@@ -95,22 +99,27 @@ class ViT(keras.Model):
             LayerNorm, named `head_norm`: timm's `fc_norm`).
         name: model name; None (default) gives a unique one (`vit`,
             `vit_1`, ...), so that several ViTs can stand in one model.
+            The copies `resize_vit` and `build_vit(**vit_arguments(model))`
+            make get one of their own too; a config round trip
+            (`ViT.from_config(model.get_config())`, loading a saved file)
+            keeps the name, as it does for any Keras model.
         dtype: optional dtype policy of the layers (e.g. `"mixed_bfloat16"`);
             `None` takes the global policy. The head always computes float32
             logits.
         **kwargs: `trainable`.
 
     Raises:
-        ValueError: `image_size` is not divisible by `patch_size`, an
-            unknown `pooling` or `head_norm`, `pooling="token"` without a
-            class token, or `mean`/`std` without one value per channel.
+        ValueError: `image_size` or `patch_size` is not a positive int (or
+            pair of them), `image_size` is not divisible by `patch_size`,
+            an unknown `pooling` or `head_norm`, `pooling="token"` without
+            a class token, or `mean`/`std` without one value per channel.
 
     Example:
 
     ```python
     model = ViT(image_size=32, patch_size=8, projection_dim=32, depth=2, num_heads=2, mlp_dim=64)
     logits = model(np.zeros((1, 32, 32, 3), "float32"))  # (1, 10)
-    same = ViT.from_config(model.get_config())  # the same network, new weights
+    same = ViT.from_config(model.get_config())  # the same network and name, new weights
     ```
     """
 
@@ -147,6 +156,7 @@ class ViT(keras.Model):
         if unknown:
             raise TypeError(f"Unknown ViT arguments {unknown}.")
         height, width = pair(image_size, "image_size")
+        patch_size = positive_int(patch_size, "patch_size")
         grid = patch_grid((height, width), patch_size)
         if pooling not in SequencePooling.MODES:
             raise ValueError(f"pooling must be one of {SequencePooling.MODES}, got {pooling!r}.")
@@ -189,8 +199,9 @@ class ViT(keras.Model):
             )(x)
         x = keras.layers.Dropout(dropout, name="embedding_dropout", dtype=dtype)(x)
         for i in range(depth):
-            # Stochastic depth grows linearly from 0 in the first block to drop_path in the last.
-            rate = drop_path * i / max(depth - 1, 1)
+            # Stochastic depth grows linearly from 0 in the first block to drop_path in the last (a lone block
+            # is the last one: it gets drop_path).
+            rate = drop_path * i / (depth - 1) if depth > 1 else drop_path
             x = TransformerBlock(
                 num_heads,
                 projection_dim,
@@ -221,7 +232,7 @@ class ViT(keras.Model):
 
         # === Config ===
         self.image_size = (height, width)
-        self.patch_size = int(patch_size)
+        self.patch_size = patch_size
         self.num_classes = int(num_classes)
         self.projection_dim = int(projection_dim)
         self.depth = int(depth)
@@ -263,13 +274,18 @@ def patch_grid(image_size, patch_size):
     """`(rows, columns)` of the patches of an image.
 
     Args:
-        image_size: `(height, width)`.
-        patch_size: int, side of the square patches.
+        image_size: int or `(height, width)`, positive ints.
+        patch_size: positive int, side of the square patches.
+
+    Returns:
+        `(rows, columns)`, Python ints.
 
     Raises:
-        ValueError: `patch_size` does not divide both sides.
+        ValueError: a size that is not a positive int, or a `patch_size`
+            that does not divide both sides.
     """
-    height, width = image_size
+    height, width = pair(image_size, "image_size")
+    patch_size = positive_int(patch_size, "patch_size")
     if height % patch_size or width % patch_size:
         raise ValueError(f"image_size {height}x{width} is not divisible by patch_size={patch_size}.")
     return height // patch_size, width // patch_size
@@ -320,10 +336,12 @@ def build_vit(preset=None, **kwargs):
 
 
 def vit_arguments(model):
-    """The constructor arguments of a ViT, the `dtype` policy left out.
+    """The constructor arguments of a ViT that describe its network: all but `name` and `dtype`.
 
     `build_vit(**vit_arguments(model))` builds the same network (new
-    weights) under the caller's dtype policy.
+    weights) under the caller's dtype policy, with a new unique name (so
+    that it can stand beside `model` in one model); pass `name=model.name`
+    as well to keep the name.
 
     Args:
         model: a `ViT`, or a plain functional model saved by `build_vit`
@@ -331,11 +349,12 @@ def vit_arguments(model):
             its arguments are read from its layers.
 
     Returns:
-        dict of `build_vit` keyword arguments (without `preset` and `dtype`).
+        dict of `build_vit` keyword arguments (without `preset`, `name` and
+        `dtype`).
     """
     if isinstance(model, ViT):
         config = model.get_config()
-        return {argument: config[argument] for argument in (*_ARCHITECTURE, "name")}
+        return {argument: config[argument] for argument in _ARCHITECTURE}
     return _legacy_vit_arguments(model)
 
 
@@ -372,7 +391,6 @@ def _legacy_vit_arguments(model):
         class_token=encoder.class_token,
         distillation_token=getattr(encoder, "distillation_token", False),
         head_norm="pooled" if any(layer.name == "head_norm" for layer in model.layers) else "tokens",
-        name=model.name,
     )
 
 
@@ -453,7 +471,7 @@ def class_token_forward(model):
     return forward
 
 
-def resize_vit(model, image_size, num_classes=None):
+def resize_vit(model, image_size, num_classes=None, name=None):
     """Returns a copy of `model` for another input resolution (and, optionally, another class count).
 
     All weights are copied; the position embedding is resampled to the new
@@ -467,16 +485,29 @@ def resize_vit(model, image_size, num_classes=None):
         image_size: int or `(height, width)`, divisible by the patch size.
         num_classes: optional int, the class count of a new head; None (or
             the model's own count) keeps the head.
+        name: optional name of the copy; None (default) gives it a new
+            unique one (`vit_1`, ...), so that it can stand beside `model`
+            in one model.
 
     Returns:
         A new `ViT`, under the global dtype policy.
+
+    Raises:
+        ValueError: `image_size` is not a positive int (or pair of them)
+            or is not divisible by the patch size.
     """
     config = vit_arguments(model)
     config["image_size"] = pair(image_size, "image_size")
+    # A unique name, never the source's: a model loaded from a file keeps its name (`vit`), which this process's
+    # count may not have passed yet.
+    if name is None:
+        name = _unique_name("vit")
+        while name == model.name:
+            name = _unique_name("vit")
     new_head = num_classes is not None and int(num_classes) != config["num_classes"]
     if new_head:
         config["num_classes"] = int(num_classes)
-    new = ViT(**config)
+    new = ViT(**config, name=name)
     encoder = model.get_layer("patch_encoder")
     new_encoder = new.get_layer("patch_encoder")
     for old_layer, new_layer in zip(model.layers, new.layers, strict=True):

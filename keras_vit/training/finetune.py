@@ -237,7 +237,7 @@ def fine_tuning_start(model, image_size, num_classes, overrides=None, head=None)
     if not overrides:
         return start
     # Regularization layers hold no weights: the same weights fit the rebuilt network.
-    rebuilt = ViT(**{**vit_arguments(start), **overrides})
+    rebuilt = ViT(**{**vit_arguments(start), **overrides}, name=start.name)
     rebuilt.set_weights(start.get_weights())
     return rebuilt
 

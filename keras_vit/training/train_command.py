@@ -79,7 +79,7 @@ from keras_vit.training.trainer import make_trainer
 def as_float32(model):
     """A float32 copy of a (mixed-precision) ViT, with the same weights."""
     keras.mixed_precision.set_global_policy("float32")
-    copy = build_vit(**vit_arguments(model))
+    copy = build_vit(**vit_arguments(model), name=model.name)  # the saved model keeps the trained one's name
     copy.set_weights(model.get_weights())
     return copy
 

@@ -1,10 +1,13 @@
-"""keras_vit.layers.common: `pair` and `dense_over_tokens`."""
+"""keras_vit.layers.common: `positive_int`, `pair` and `dense_over_tokens`."""
+
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from keras_vit.layers import dense_over_tokens, pair
+from keras_vit.layers.common import positive_int
 
 
 def test_dense_over_tokens_is_the_dense_layer_on_3d_tokens():
@@ -42,3 +45,39 @@ def test_pair_takes_numpy_integers_and_returns_python_ints():
         assert result == expected and all(type(v) is int for v in result)
     with pytest.raises(ValueError, match="`size` must be a positive int"):
         pair(np.int64(0), "size")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        32.0,
+        2.5,
+        (2.5, 3),
+        (32, 32.0),
+        np.float64(4),
+        np.array([4.0, 4.0]),
+        np.True_,
+        None,
+        "32",
+        (4,),
+        [],
+        -1,
+    ],
+    ids=repr,
+)
+def test_pair_refuses_floats_and_other_non_sizes_with_a_value_error(bad):
+    """A float is refused, not truncated (`(2.5, 3)` is no `(2, 3)`), even an integral one; the message names
+    the argument and the value."""
+    with pytest.raises(ValueError, match=r"^`size` must be a positive int or a pair of them, got .+\.$"):
+        pair(bad, "size")
+
+
+def test_positive_int():
+    assert positive_int(4, "patch_size") == 4
+    for value in (np.int64(4), np.uint8(4), np.array(4)):
+        result = positive_int(value, "patch_size")
+        assert result == 4 and type(result) is int
+    for bad in (0, -2, 2.5, 4.0, True, np.True_, None, "4", (4,)):
+        message = f"`patch_size` must be a positive int, got {bad!r}."
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            positive_int(bad, "patch_size")

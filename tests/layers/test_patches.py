@@ -54,7 +54,12 @@ def test_patches_rejects_sizes_it_cannot_cut():
 @pytest.mark.parametrize(
     "make,message",
     [
-        (lambda: Patches(0), "`patch_size` must be positive, got 0."),
+        (lambda: Patches(0), "`patch_size` must be a positive int, got 0."),
+        (lambda: Patches(-4), "`patch_size` must be a positive int, got -4."),
+        # Refused, not truncated to 2 or taken as 1.
+        (lambda: Patches(2.5), "`patch_size` must be a positive int, got 2.5."),
+        (lambda: Patches(4.0), "`patch_size` must be a positive int, got 4.0."),
+        (lambda: Patches(True), "`patch_size` must be a positive int, got True."),
         (lambda: Patches(1, shifted=True), "shifted=True needs patch_size >= 2 (the shift is half a patch)."),
         (
             lambda: Patches(4).build((1, 32, 32)),
@@ -72,6 +77,12 @@ def test_patches_rejects_sizes_it_cannot_cut():
 def test_patches_errors_say_what_is_wrong_in_one_line(make, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         make()
+
+
+def test_patches_take_a_numpy_integer_and_save_a_python_int():
+    layer = Patches(np.int64(4))
+    assert layer.patch_size == 4 and type(layer.patch_size) is int
+    assert Patches.from_config(layer.get_config()).patch_size == 4
 
 
 @pytest.mark.parametrize("p", [2, 4, 3])

@@ -1,5 +1,7 @@
 """keras_vit.models.presets: the named configurations and their sizes."""
 
+import re
+
 import pytest
 
 from keras_vit import PRESETS, ViT, build_vit, get_preset
@@ -12,6 +14,24 @@ def test_preset_sizes():
     assert 2.5e6 <= cifar.count_params() <= 5e6
     assert build_vit("vit_tiny").count_params() < 1e6
     assert cifar.output_shape == (None, 10)
+
+
+def test_preset_descriptions_give_their_size_right():
+    """The size a description states is the model's: "tens of thousands of parameters" for `vit_micro`, and a
+    count in millions ("2.7M parameters") to its first decimal."""
+    micro = PRESETS["vit_micro"]["description"]
+    assert (
+        "tens of thousands of parameters" in micro
+        and 10_000 <= build_vit("vit_micro").count_params() < 100_000
+    )
+    stated = {
+        name: float(match.group(1))
+        for name, preset in PRESETS.items()
+        if (match := re.search(r"([0-9.]+)M parameters", preset["description"]))
+    }
+    assert "vit_cifar10" in stated
+    for name, millions in stated.items():
+        assert round(build_vit(name).count_params() / 1e6, 1) == millions, name
 
 
 def test_presets_are_constructor_arguments_with_a_description():

@@ -3,6 +3,7 @@ class_token_forward, training under ViTTrainer, backends."""
 
 import inspect
 import json
+import re
 import textwrap
 import zipfile
 
@@ -13,7 +14,7 @@ from conftest import run_python
 
 from keras_vit import ViT, build_vit, load_model, resize_vit, vit_arguments
 from keras_vit.models.presets import PRESETS
-from keras_vit.models.vit import VIT_ARGUMENTS, class_token_forward
+from keras_vit.models.vit import VIT_ARGUMENTS, class_token_forward, patch_grid
 from keras_vit.pretrained import model_path
 from keras_vit.training.optimizers import make_optimizer
 from keras_vit.training.recipes import AUGMENT_RECIPES
@@ -51,6 +52,88 @@ def test_two_vits_stand_in_one_model():
     ensemble = keras.Model(images, keras.layers.Average()([first(images), second(images)]))
     assert ensemble.output_shape == (None, 10)
     assert build_vit("vit_micro", name="student").name == "student"
+
+
+def test_copies_of_a_vit_get_names_of_their_own():
+    """`resize_vit` and `build_vit(**vit_arguments(model))` name their copies anew, so a copy stands beside its
+    source in one model; an explicit name stays, and a config round trip keeps the name (as Keras does)."""
+    model = build_vit("vit_micro")
+    resized, rebuilt = resize_vit(model, 32), build_vit(**vit_arguments(model))
+    assert "name" not in vit_arguments(model)
+    assert len({model.name, resized.name, rebuilt.name}) == 3
+    images = keras.Input((32, 32, 3))
+    ensemble = keras.Model(images, keras.layers.Average()([m(images) for m in (model, resized, rebuilt)]))
+    assert ensemble.output_shape == (None, 10)
+    assert resize_vit(model, 48, name="large").name == "large"
+    assert build_vit(**vit_arguments(model), name="copy").name == "copy"
+    assert ViT.from_config(model.get_config()).name == model.name
+
+
+def test_a_resized_file_model_is_not_named_as_its_source():
+    """A model loaded from a file keeps its name (the shipped one is `vit`) while this process's count of ViTs
+    may be at its start (its next ViT would be `vit` too): the resized copy skips that name."""
+    keras.backend.clear_session()  # the count at its start
+    legacy = load_model(model_path())
+    resized = resize_vit(legacy, 32)
+    assert legacy.name == "vit" and resized.name == "vit_1"
+    assert "name" not in vit_arguments(legacy)
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        ({"image_size": 32.0}, "`image_size` must be a positive int or a pair of them, got 32.0."),
+        (
+            {"image_size": (32, 32.5)},
+            "`image_size` must be a positive int or a pair of them, got (32, 32.5).",
+        ),
+        ({"image_size": True}, "`image_size` must be a positive int or a pair of them, got True."),
+        (
+            {"image_size": (32, 32, 3)},
+            "`image_size` must be a positive int or a pair of them, got (32, 32, 3).",
+        ),
+        ({"patch_size": 0}, "`patch_size` must be a positive int, got 0."),
+        ({"patch_size": 2.5}, "`patch_size` must be a positive int, got 2.5."),
+        ({"patch_size": 8.0}, "`patch_size` must be a positive int, got 8.0."),
+        ({"patch_size": True}, "`patch_size` must be a positive int, got True."),
+    ],
+    ids=str,
+)
+def test_vit_refuses_sizes_that_are_not_positive_ints(arguments, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        build_vit("vit_micro", **arguments)
+
+
+def test_vit_sizes_take_numpy_integers_and_lists():
+    """NumPy integers (a size computed with NumPy) and lists (a JSON config's pairs) are sizes: the config
+    holds Python ints."""
+    model = build_vit("vit_micro", image_size=[np.int64(16), 24], patch_size=np.int32(8))
+    assert model.image_size == (16, 24) and type(model.patch_size) is int and model.patch_size == 8
+    assert all(type(v) is int for v in model.image_size)
+    with pytest.raises(
+        ValueError, match=r"^`image_size` must be a positive int or a pair of them, got 32\.0\.$"
+    ):
+        resize_vit(model, 32.0)
+    with pytest.raises(ValueError, match=r"^`patch_size` must be a positive int, got 0\.$"):
+        patch_grid((32, 32), 0)
+    assert patch_grid(32, np.int64(8)) == (4, 4)
+
+
+def test_drop_path_is_the_last_blocks_rate_at_every_depth():
+    """The last block gets `drop_path`, a single block too; from 2 blocks up it grows linearly from 0 (the rule
+    trained checkpoints were made with, unchanged)."""
+    model = build_vit(**{**SMALL, "depth": 1, "drop_path": 0.2})
+    assert model.get_layer("block_0").drop_path == 0.2
+    for depth in range(2, 13):
+        model = build_vit(**{**SMALL, "depth": depth, "drop_path": 0.1})
+        rates = [model.get_layer(f"block_{i}").drop_path for i in range(depth)]
+        assert rates == [0.1 * i / max(depth - 1, 1) for i in range(depth)], depth  # the old rule, exactly
+    # The shipped model's blocks: a ViT built from its arguments has the same rates.
+    legacy = load_model(model_path())
+    rebuilt = build_vit(**vit_arguments(legacy))
+    blocks = [layer.name for layer in legacy.layers if layer.name.startswith("block_")]
+    assert [legacy.get_layer(n).drop_path for n in blocks] == [rebuilt.get_layer(n).drop_path for n in blocks]
+    assert legacy.get_layer(blocks[-1]).drop_path == 0.1
 
 
 def test_channels_need_their_own_statistics():
@@ -212,7 +295,7 @@ def test_vit_owns_its_config():
     # The config through JSON (as in a .keras file) builds the same network.
     assert ViT.from_config(json.loads(json.dumps(config))).get_config() == config
     assert keras.saving.get_registered_name(ViT) == "keras_vit>ViT"
-    assert vit_arguments(model) == {key: config[key] for key in VIT_ARGUMENTS if key != "dtype"}
+    assert vit_arguments(model) == {key: config[key] for key in VIT_ARGUMENTS if key not in ("name", "dtype")}
     with pytest.raises(TypeError, match="Unknown ViT arguments"):
         ViT(depht=3)
 
@@ -252,7 +335,7 @@ def test_legacy_file_loads_and_converts():
     legacy = load_model(model_path())
     assert type(legacy) is not ViT and legacy.name == "vit"
     arguments = vit_arguments(legacy)
-    assert set(arguments) == set(VIT_ARGUMENTS) - {"dtype"}
+    assert set(arguments) == set(VIT_ARGUMENTS) - {"name", "dtype"}
     assert (
         arguments["num_heads"] == 12
         and arguments["num_registers"] == 1
