@@ -444,13 +444,17 @@ def classify(model, images, labels, top_k=5, tta="none"):
         model: an `ExportedModel` (see `load`).
         images: array `(n, height, width, 3)` of raw pixels 0..255.
         labels: class names, one per logit.
-        top_k: number of classes per image.
+        top_k: number of classes per image (at least 1); more than the
+            model has gives all of them.
         tta: one of `TTA_CHOICES` (see `tta_views`).
 
     Returns:
-        One list per image of `top_k` dicts `{"label", "index",
-        "probability"}`, most likely first. Probabilities are the softmax of
-        the (dequantized) logits.
+        One list per image of `min(top_k, number of classes)` dicts
+        `{"label", "index", "probability"}`, most likely first.
+        Probabilities are the softmax of the (dequantized) logits.
+
+    Raises:
+        RuntimeModelError: `labels` does not name one class per output.
     """
     if len(labels) != model.num_classes:
         raise RuntimeModelError(

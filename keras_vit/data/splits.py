@@ -58,6 +58,11 @@ class Splits:
         class_names: Class names; label `i` is `class_names[i]`.
         source: Human-readable description of where the data came from.
         skipped: `(path, reason)` for every image that could not be read.
+        x_val: the validation split's images, as `x_train` (`(V, H, W, 3)`):
+            held out of the training images by `hold_out`, or an image
+            folder's own `val/`; None when there is no validation split.
+        y_val: int32 array of shape `(V,)`, the labels of `x_val`; None with
+            it.
     """
 
     x_train: np.ndarray

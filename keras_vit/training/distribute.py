@@ -4,7 +4,7 @@ distribution(kind, mesh_shape)   None, `DataParallel` over every device, or `Mod
 vit_layout_map(mesh)             where a ViT's attention and MLP kernels are split over the mesh's `model` axis
 parse_mesh("2x4")                (data, model) axis sizes
 mirrored_strategy()              TensorFlow's data parallel: `tf.distribute.MirroredStrategy` over local devices
-check_model_fits_mesh(...)       a ViT's heads and MLP units divide over the model axis
+check_model_fits_mesh(...)       a ViT's heads and MLP units divide over the model axis (`distribution(model=)`)
 
 `keras.distribution.set_distribution(distribution(...))` before the model is
 built: the variables are created with their layouts, `fit` splits each global
@@ -67,8 +67,15 @@ def vit_layout_map(mesh):
     return layout_map
 
 
-def distribution(kind, mesh_shape=None, devices=None):
+def distribution(kind, mesh_shape=None, devices=None, model=None):
     """The `keras.distribution` of `--distribute KIND`.
+
+    Example:
+
+    ```python
+    keras.distribution.set_distribution(distribution("model", (4, 2), model="vit_tiny"))
+    model = keras_vit.build_vit("vit_tiny")  # built after: its variables get their layouts
+    ```
 
     Args:
         kind: `"none"` (None: one device), `"data"` (every device holds the
@@ -79,13 +86,20 @@ def distribution(kind, mesh_shape=None, devices=None):
             the model axis, the other devices on the data axis.
         devices: the devices to use (default: every device
             `keras.distribution.list_devices()` sees).
+        model: optional, the ViT that will be built under the distribution,
+            as `check_model_fits_mesh` takes it (a preset name, a dict of
+            `build_vit` arguments, or a ViT). For `"model"`, it is checked
+            against the mesh here: without it, a model axis that does not
+            divide the heads or the MLP width fails only when the model is
+            built, with JAX's `IndivisibleError`.
 
     Returns:
         A `keras.distribution.Distribution`, or None for `"none"`.
 
     Raises:
         ValueError: another backend than JAX, a mesh that does not use the
-            devices there are, or an unknown kind.
+            devices there are, an unknown kind, or (for `"model"`) a `model`
+            whose heads or MLP width the model axis does not divide.
     """
     if kind == "none":
         return None
@@ -106,17 +120,20 @@ def distribution(kind, mesh_shape=None, devices=None):
     own_shares = {"auto_shard_dataset": False} if process_share()[1] > 1 else {}
     if kind == "data":
         return keras.distribution.DataParallel(devices=devices, **own_shares)
-    data, model = mesh_shape or (max(len(devices) // 2, 1), min(2, len(devices)))
-    if data * model != len(devices):
-        raise ValueError(f"a {data}x{model} mesh needs {data * model} devices; there are {len(devices)}")
+    data, split = mesh_shape or (max(len(devices) // 2, 1), min(2, len(devices)))
+    if data * split != len(devices):
+        raise ValueError(f"a {data}x{split} mesh needs {data * split} devices; there are {len(devices)}")
     processes = process_share()[1]
-    if processes > 1 and (len(devices) // processes) % model:
+    if processes > 1 and (len(devices) // processes) % split:
         # The mesh's rows are processes: a model axis inside each keeps every weight readable where it is saved.
         raise ValueError(
-            f"with {processes} processes the model axis ({model} devices) must divide each process's "
+            f"with {processes} processes the model axis ({split} devices) must divide each process's "
             f"{len(devices) // processes} devices"
         )
-    mesh = keras.distribution.DeviceMesh((data, model), ["batch", "model"], devices)
+    if model is not None:
+        # Here, not at build time, where JAX's IndivisibleError names neither the argument nor the mesh.
+        check_model_fits_mesh(model, (data, split))
+    mesh = keras.distribution.DeviceMesh((data, split), ["batch", "model"], devices)
     return keras.distribution.ModelParallel(
         layout_map=vit_layout_map(mesh), batch_dim_name="batch", **own_shares
     )
@@ -149,11 +166,42 @@ def mirrored_strategy():
 def check_model_fits_mesh(model, mesh_shape):
     """Raises ValueError where the `model` axis does not divide a ViT's heads and MLP units.
 
+    `distribution("model", ..., model=...)` runs this check; call it yourself
+    for a distribution made without `model`, before building the ViT under it.
+
     Args:
-        model: keyword arguments of the ViT (`vit_arguments`), or its config.
+        model: the ViT: a preset name (`"vit_tiny"`), a dict of `build_vit`
+            arguments (`vit_arguments(model)`, or e.g.
+            `{"preset": "vit_cifar10", "num_heads": 12}`: the preset's
+            values, then the `ViT` defaults, fill what it leaves out), or a
+            built ViT.
         mesh_shape: `(data, model)` axis sizes.
+
+    Raises:
+        ValueError: the model axis does not divide `num_heads` or `mlp_dim`,
+            or an unknown preset.
     """
+    sizes = _heads_and_mlp(model)
     split = mesh_shape[1]
     for name in ("num_heads", "mlp_dim"):
-        if model[name] % split:
-            raise ValueError(f"the model axis ({split} devices) must divide {name} ({model[name]})")
+        if sizes[name] % split:
+            raise ValueError(f"the model axis ({split} devices) must divide {name} ({sizes[name]})")
+
+
+def _heads_and_mlp(model):
+    """`{"num_heads": ..., "mlp_dim": ...}` of `check_model_fits_mesh`'s `model`."""
+    if isinstance(model, str):
+        model = {"preset": model}
+    if isinstance(model, dict):
+        model = dict(model)
+        if "num_heads" in model and "mlp_dim" in model:  # given in full (the command's case): no Keras import
+            return {name: model[name] for name in ("num_heads", "mlp_dim")}
+        from keras_vit.models.presets import get_preset
+        from keras_vit.models.vit import VIT_ARGUMENTS
+
+        preset = model.pop("preset", None)
+        arguments = {**VIT_ARGUMENTS, **(get_preset(preset) if preset is not None else {}), **model}
+        return {name: arguments[name] for name in ("num_heads", "mlp_dim")}
+    from keras_vit.models.vit import vit_arguments
+
+    return _heads_and_mlp(vit_arguments(model))

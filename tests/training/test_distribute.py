@@ -33,6 +33,55 @@ def test_distribution_needs_jax_and_a_mesh_that_fits():
         distribute.check_model_fits_mesh({"num_heads": 3, "mlp_dim": 64}, (1, 2))
 
 
+def test_check_model_fits_mesh_reads_presets_dicts_and_built_models():
+    from keras_vit.models import build_vit
+
+    with pytest.raises(ValueError, match=r"model axis \(2 devices\) must divide num_heads \(3\)"):
+        distribute.check_model_fits_mesh("vit_cifar10", (4, 2))
+    distribute.check_model_fits_mesh({"preset": "vit_cifar10", "num_heads": 12}, (4, 2))  # 12 heads, MLP 384
+    with pytest.raises(ValueError, match=r"must divide mlp_dim \(64\)"):
+        distribute.check_model_fits_mesh(
+            {"preset": "vit_micro", "num_heads": 6}, (1, 3)
+        )  # MLP from the preset
+    distribute.check_model_fits_mesh(build_vit("vit_micro"), (2, 2))  # 2 heads, MLP 64
+    with pytest.raises(ValueError, match=r"must divide num_heads \(2\)"):
+        distribute.check_model_fits_mesh(build_vit("vit_micro"), (1, 4))
+    with pytest.raises(ValueError, match="Unknown preset"):
+        distribute.check_model_fits_mesh("vit_huge", (1, 2))
+
+
+# distribution(..., model=...) on a 2x2 mesh: vit_cifar10's 3 heads are refused before any variable exists, its
+# 12-head variant builds with its query kernels split; data parallel takes any model.
+MODEL_CHECKED = """
+import json
+import keras
+from keras_vit.models import build_vit
+from keras_vit.training.distribute import distribution
+
+try:
+    distribution("model", (2, 2), model="vit_cifar10")
+    refused = ""
+except ValueError as error:
+    refused = str(error)
+vit = {"preset": "vit_cifar10", "num_heads": 12}
+keras.distribution.set_distribution(distribution("model", (2, 2), model=vit))
+query = {v.path: v for v in build_vit(**vit).weights}["block_0/attention/query/kernel"]
+data = distribution("data", model="vit_cifar10")
+print(json.dumps({"refused": refused, "query": list(query.value.sharding.spec), "data": type(data).__name__}))
+"""
+
+
+def test_distribution_refuses_a_model_the_mesh_does_not_divide():
+    done = run_on_devices(MODEL_CHECKED, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {
+        "refused": "the model axis (2 devices) must divide num_heads (3)",
+        "query": [None, "model", None],
+        "data": "DataParallel",
+    }, result
+
+
 # Trains vit_micro for one epoch of 4 steps (batch 32, crop+flip in the step) on one device, on 4 devices data
 # parallel and on a 2x2 mesh; prints the largest weight difference of each against one device, the sharding of
 # a query kernel and an MLP kernel on the mesh, and saves the mesh-trained model with its logits on fixed images.
