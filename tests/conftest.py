@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Set, not defaulted: a KERAS_BACKEND left in the shell made the tests that assume TensorFlow fail or skip.
-os.environ["KERAS_BACKEND"] = "tensorflow"
+# A subprocess that imports this file for its helpers keeps the backend it was started with;
+# the suite's own process is set in pytest_configure.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
@@ -40,6 +41,12 @@ SLOW_FILES = (
     "tests/test_pretrained.py",
     "tests/models/test_vit.py",
 )
+
+
+def pytest_configure(config):
+    """The suite's process runs TensorFlow, whatever the shell says: a KERAS_BACKEND left there made the tests
+    that assume TensorFlow fail or skip. (Keras is not imported yet: collection comes after.)"""
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
 def pytest_collection_modifyitems(config, items):
