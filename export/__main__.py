@@ -15,8 +15,8 @@ place only when every file passed its proof):
 
 Each TFLite conversion runs in its own process (the converter leaks memory
 per call; `export.worker`: it dies with the command). A failed proof prints
-the numbers and the report and exits 1; so do an error and a full disk
-(one line); Ctrl-C and SIGTERM print one line and exit 130 and 143. In each
+the numbers and the report and exits 1; bad input and a full disk print one
+line and exit 2; Ctrl-C and SIGTERM print one line and exit 130 and 143. In each
 case a previous export at `OUT_DIR` is kept as it was, and the temporary
 folder is removed (one left by a killed export is removed by the next
 export to `OUT_DIR`, which holds a lock on it: `export.output`).

@@ -32,7 +32,13 @@ DATA_HELP = (
 
 
 class ExportError(CLIError):
-    """A user-facing failure: the commands print its one-line message and exit 1."""
+    """Bad input, or a place the export cannot write: the commands print its one-line message and exit 2."""
+
+
+class ExportFailure(ExportError):
+    """The export itself failed, its input being fine (a converter's error, a failed proof): exit status 1."""
+
+    exit_status = 1
 
 
 def use_tensorflow_backend():
@@ -181,7 +187,7 @@ def run_cli(main, argv=None):
             return late.exit_status
         if isinstance(e, CLIError):
             print_error(e, one_line=True)
-            return 1
+            return e.exit_status
         raise
     finally:
         _received.clear()  # acted on: a later command in this process starts without it

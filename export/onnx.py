@@ -60,7 +60,7 @@ import sys
 import numpy as np
 
 from export import cli, common, savedmodel
-from export.common import ExportError
+from export.common import ExportError, ExportFailure
 from export.onnx_attention import ORT_DOMAIN, fuse_attention
 from export.step import Format
 from keras_vit.cli_utils import first_line
@@ -356,7 +356,7 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET, ort_attention=False):
             tensors_to_rename={inputs[0]: INPUT_NAME, outputs[0]: OUTPUT_NAME},
         )
     except Exception as e:  # tf2onnx raises many types
-        raise ExportError(f"tf2onnx conversion failed: {first_line(e, with_type=True)}") from None
+        raise ExportFailure(f"tf2onnx conversion failed: {first_line(e, with_type=True)}") from None
 
     # tf2onnx only logs ops it cannot convert and keeps them as TF nodes: refuse those.
     unknown = sorted(
@@ -367,7 +367,7 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET, ort_attention=False):
         }
     )
     if unknown:
-        raise ExportError(
+        raise ExportFailure(
             f"the ONNX graph has ops that are not standard ONNX: {', '.join(unknown)} (tf2onnx could not "
             "convert them; please report)."
         )
@@ -381,7 +381,7 @@ def convert(saved_model_dir, opset=DEFAULT_OPSET, ort_attention=False):
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
-        raise ExportError(f"the converted ONNX model is invalid: {first_line(e, with_type=True)}") from None
+        raise ExportFailure(f"the converted ONNX model is invalid: {first_line(e, with_type=True)}") from None
     return proto
 
 

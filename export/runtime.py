@@ -30,7 +30,8 @@ print(runtime.classify(model, images, labels, top_k=3))
 
 CLI: `python -m export.runtime MODEL.{tflite,onnx} IMAGE... [--top-k 5] [--labels FILE]`. As
 `python -m keras_vit.predict`, an unreadable image is one `error: ...` line (in `--json`, its entry is
-`{"image", "error"}`), the others are still classified, and the exit status is 1 if any image failed.
+`{"image", "error"}`), the others are still classified, and the exit status is 1 if any image failed; a model
+or labels file it cannot use is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -498,9 +499,9 @@ def main(argv=None):
         for error in errors:
             print_error(error["error"])
         results = classify(model, images, labels, args.top_k, args.tta) if len(images) else []
-    except RuntimeModelError as e:
+    except RuntimeModelError as e:  # a model or labels file it cannot use: bad input
         print_error(e)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130

@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from export import cli, common, savedmodel
-from export.common import ExportError
+from export.common import ExportError, ExportFailure
 from export.runtime import TFLiteModel
 from export.step import Format
 from export.worker import run_isolated
@@ -130,7 +130,7 @@ def convert(saved_model_dir, quantize="none", calibration=None, strict_int8=Fals
     except ExportError:
         raise
     except Exception as e:  # ConverterError, or ValueError from the calibrator
-        raise ExportError(_explain(e)) from None
+        raise ExportFailure(_explain(e)) from None
 
 
 def _quantize_selectively(converter):

@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from export.common import ExportError, keras_logits, progress
+from export.common import ExportFailure, keras_logits, progress
 from export.runtime import load as load_runtime_model
 from keras_vit.metrics import accuracy
 
@@ -34,7 +34,7 @@ MAX_ACCURACY_DROP = {"float16": 0.1, "dynamic": 1.0, "int8": 1.0}  # percentage 
 DYNAMIC_BATCH_SIZES = (1, 7)
 
 
-class ProofError(ExportError):
+class ProofError(ExportFailure):
     """An export failed its proof; `results` holds the numbers."""
 
     def __init__(self, message, results=()):

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from export.common import ExportError, raise_if_interrupted
+from export.common import ExportFailure, raise_if_interrupted
 from keras_vit.cli_utils import first_line
 from keras_vit.files import pause_point
 
@@ -38,8 +38,8 @@ def run_isolated(function, *args, name):
 
     Raises:
         The function's exception (an `ExportError`, an `OSError`, ...);
-        `ExportError` when the process dies without an answer (killed, out of
-        memory). A `BaseException` in the parent (`Interrupted`) kills the
+        `ExportFailure` when the process dies without an answer (killed, out
+        of memory). A `BaseException` in the parent (`Interrupted`) kills the
         worker first.
     """
     context = multiprocessing.get_context("spawn")
@@ -59,7 +59,7 @@ def run_isolated(function, *args, name):
             status, value = receiver.recv()
         except EOFError:
             process.join()
-            raise ExportError(
+            raise ExportFailure(
                 f"the worker process converting {name} died (exit status {process.exitcode}; out of memory?)."
             ) from None
     finally:
@@ -86,7 +86,7 @@ def _worker(sender, parent_pid, name, function, args):
         sender.send(answer)
     except Exception as e:  # an exception that does not pickle: its first line
         sender.send(
-            ("error", ExportError(first_line(answer[1] if answer[0] == "error" else e, with_type=True)))
+            ("error", ExportFailure(first_line(answer[1] if answer[0] == "error" else e, with_type=True)))
         )
     sender.close()
 

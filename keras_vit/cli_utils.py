@@ -25,7 +25,14 @@ MAX_LINE = 400
 
 
 class CLIError(Exception):
-    """An error a command line reports as one `error: ...` line and exit status 1."""
+    """An error a command line reports as one `error: ...` line: bad input, or a place it cannot read or write.
+
+    Attributes:
+        exit_status: the command's exit status, 2 (a subclass for a failure of
+            the work itself, its input being fine, says 1).
+    """
+
+    exit_status = 2
 
 
 class Terminated(BaseException):

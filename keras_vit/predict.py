@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             predictions, errors = run(args)
     except CLIError as e:
         print_error(e)
-        return 1
+        return e.exit_status
     except (KeyboardInterrupt, Terminated) as stop:
         print_error("interrupted")
         return interrupted_status(stop)

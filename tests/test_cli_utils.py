@@ -356,5 +356,5 @@ def test_a_folder_where_a_file_is_expected_and_the_reverse_are_named(tmp_path, c
     )
     a_file = tmp_path / "model.onnx"
     a_file.write_bytes(b"")
-    assert common.run_cli(benchmark.main, [str(a_file)]) == 1
+    assert common.run_cli(benchmark.main, [str(a_file)]) == 2
     assert capsys.readouterr().err.strip() == f"error: export directory {a_file} is a file, not a folder."

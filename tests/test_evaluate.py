@@ -205,7 +205,7 @@ def test_evaluate_test_only_folder(setup, tmp_path, capsys, monkeypatch):
 
     # Asking for the missing split is a clear one-line error naming it.
     capsys.readouterr()
-    assert evaluate.main([*argv, "--split", "train", "--output", str(tmp_path / "c" / "d")]) == 1
+    assert evaluate.main([*argv, "--split", "train", "--output", str(tmp_path / "c" / "d")]) == 2
     line = error_line(capsys)
     assert line.startswith("error: ") and f"Missing split folder {tree / 'train'}" in line
     assert not (
@@ -234,23 +234,23 @@ def test_evaluate_decodes_only_the_evaluated_split(setup, tmp_path, monkeypatch)
 
 def test_evaluate_errors(setup, tmp_path, capsys):
     tree = str(setup["tree"])
-    assert evaluate.main([str(tmp_path / "missing.keras"), "--data-dir", tree]) == 1
+    assert evaluate.main([str(tmp_path / "missing.keras"), "--data-dir", tree]) == 2
     assert error_line(capsys) == f"error: model file {tmp_path / 'missing.keras'} does not exist"
 
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"this is not a zip file")
-    assert evaluate.main([str(corrupt), "--data-dir", tree]) == 1
+    assert evaluate.main([str(corrupt), "--data-dir", tree]) == 2
     assert error_line(capsys).startswith(f"error: {corrupt} is not a valid .keras file: not a zip archive")
 
     assert (
-        evaluate.main([str(setup["model_path"]), "--data-dir", str(tmp_path / "nodata"), "--no-cache"]) == 1
+        evaluate.main([str(setup["model_path"]), "--data-dir", str(tmp_path / "nodata"), "--no-cache"]) == 2
     )
     line = error_line(capsys)
     assert line.startswith("error: ") and "nodata" in line
 
     # A 10-class model without labels.txt gets CIFAR-10 names, which the tree lacks.
     _, bare = save_model(tmp_path / "bare")
-    assert evaluate.main([str(bare), "--data-dir", tree, "--no-cache"]) == 1
+    assert evaluate.main([str(bare), "--data-dir", tree, "--no-cache"]) == 2
     assert "not among the model's classes" in error_line(capsys)
 
     with pytest.raises(SystemExit) as exit_info:
@@ -267,7 +267,7 @@ def test_evaluate_without_data_lists_what_it_tried(setup, tmp_path, monkeypatch,
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.chdir(tmp_path)  # ./data/cifar10 and ./data/cifar-10-batches-py: absent
     monkeypatch.setattr(cifar10, "_network_available", lambda *a, **k: False)
-    assert evaluate.main([str(setup["model_path"]), "--no-cache"]) == 1
+    assert evaluate.main([str(setup["model_path"]), "--no-cache"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Could not find CIFAR-10. Tried:")
     for expected in (
@@ -299,7 +299,7 @@ def test_evaluate_refuses_a_bad_model_file_in_one_line(
     out = tmp_path / "out"
     status = evaluate.main([str(path), "--data-dir", str(setup["tree"]), "--no-cache", "--output", str(out)])
     err = capsys.readouterr().err.strip()
-    assert status == 1 and len(err.splitlines()) == 1, err
+    assert status == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("error: ") and expected in err
     assert read == [] and not out.exists()
 
@@ -323,7 +323,7 @@ def test_evaluate_checks_its_output_folder_before_the_data(setup, tmp_path, caps
             ]
         )
         err = capsys.readouterr().err.strip()
-        assert status == 1 and len(err.splitlines()) == 1, err
+        assert status == 2 and len(err.splitlines()) == 1, err
         return err
 
     assert run(a_file) == f"error: --output {a_file} exists and is not a folder"
@@ -360,7 +360,7 @@ def test_evaluate_disk_full_while_writing_is_one_line(setup, tmp_path, capsys, m
         [str(setup["model_path"]), "--data-dir", str(setup["tree"]), "--no-cache", "--output", str(out)]
     )
     err = capsys.readouterr().err.strip()
-    assert status == 1 and err == f"error: cannot write to {out}: No space left on device"
+    assert status == 2 and err == f"error: cannot write to {out}: No space left on device"
     # The picture goes first and the results last: no evaluation.json without its picture, no temporary file.
     assert [path.name for path in out.iterdir()] == ["confusion_matrix.png"]
 

@@ -86,13 +86,13 @@ def test_predict_text_folder_and_unreadable(setup, tmp_path, capsys):
 
 def test_predict_errors(setup, tmp_path, capsys):
     image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
-    assert predict.main([str(tmp_path / "none.keras"), image]) == 1
+    assert predict.main([str(tmp_path / "none.keras"), image]) == 2
     assert error_line(capsys) == f"error: model file {tmp_path / 'none.keras'} does not exist"
     assert predict.main([str(setup["model_path"]), str(tmp_path / "nope.png")]) == 1
     assert "nope.png" in error_line(capsys)
     short = tmp_path / "short.txt"
     short.write_text("a\nb\n")
-    assert predict.main([str(setup["model_path"]), image, "--labels", str(short)]) == 1
+    assert predict.main([str(setup["model_path"]), image, "--labels", str(short)]) == 2
     assert "has 2 names but the model has 10 classes" in error_line(capsys)
 
 
@@ -127,7 +127,7 @@ def test_predict_module_entry_point(tmp_path):
         env=env,
         timeout=120,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert (
         proc.stderr.strip().splitlines()[-1]
         == f"error: model file {tmp_path / 'missing.keras'} does not exist"
@@ -148,7 +148,7 @@ def test_predict_refuses_a_bad_model_file_in_one_line(setup, bad_models, case, c
     a 28x28x1 CNN (a ValueError traceback) and NaN weights (`nan%` and exit 0): one line each."""
     path, expected = bad_models[case]
     image = str(next((setup["tree"] / "test" / "shape1").glob("*.png")))
-    assert predict.main([str(path), image]) == 1
+    assert predict.main([str(path), image]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and expected in err, err

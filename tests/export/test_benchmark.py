@@ -144,7 +144,7 @@ def test_a_signal_while_the_report_is_written_waits_until_all_of_it_is(tmp_path,
 
 
 def test_a_report_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
-    """A full disk while the report is written: one `error:` line and exit 1, not a traceback."""
+    """A full disk while the report is written: one `error:` line and exit 2, not a traceback."""
     import errno
 
     from export import benchmark, common
@@ -155,7 +155,7 @@ def test_a_report_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, caps
     monkeypatch.setattr(benchmark, "plot", lambda report, path: None)
     monkeypatch.setattr(benchmark, "markdown", lambda report: "table")
     monkeypatch.setattr(benchmark, "atomic_write_json", full)
-    assert common.run_cli(lambda argv: benchmark.write_report({"results": []}, str(tmp_path))) == 1
+    assert common.run_cli(lambda argv: benchmark.write_report({"results": []}, str(tmp_path))) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: cannot write the benchmark to {tmp_path}: No space left on device"
     )

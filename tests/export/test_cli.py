@@ -183,7 +183,7 @@ def test_a_card_that_cannot_be_moved_in_says_the_file_was_written(trained, data_
         ["export.onnx", trained["path"], out, "--data-dir", root, "--eval-images", "20"],
         env={"KERAS_VIT_CACHE_DIR": str(tmp_path / "cache")},
     )
-    assert proc.returncode == 1, explain(proc)
+    assert proc.returncode == 2, explain(proc)
     lines = error_lines(proc)
     assert len(lines) == 1 and f"{out} itself was written" in lines[0], explain(proc)
     assert f"{tmp_path / 'model.onnx.json'}: " in lines[0] and "was changed" not in lines[0], explain(proc)
@@ -240,27 +240,27 @@ def test_bad_input(case, trained, odd_models, tmp_path):
     blocker.write_text("x")
     out = tmp_path / "out.tflite"
     args, message, status = {
-        "missing": (["export.tflite", tmp_path / "nope.keras", out], "does not exist", 1),
-        "garbage": (["export.tflite", odd_models / "garbage.keras", out], "not a .keras file", 1),
-        "corrupt": (["export.tflite", odd_models / "corrupt.keras", out], "is not a valid .keras file", 1),
+        "missing": (["export.tflite", tmp_path / "nope.keras", out], "does not exist", 2),
+        "garbage": (["export.tflite", odd_models / "garbage.keras", out], "not a .keras file", 2),
+        "corrupt": (["export.tflite", odd_models / "corrupt.keras", out], "is not a valid .keras file", 2),
         "unknown_quantize": (
             ["export.tflite", model, out, "--quantize", "int4"],
             "invalid choice: 'int4'",
             2,
         ),
-        "unwritable": (["export.tflite", model, blocker / "out.tflite"], "cannot create output directory", 1),
-        "int8_no_data": (["export.tflite", model, out, "--quantize", "int8"], "calibration images", 1),
+        "unwritable": (["export.tflite", model, blocker / "out.tflite"], "cannot create output directory", 2),
+        "int8_no_data": (["export.tflite", model, out, "--quantize", "int8"], "calibration images", 2),
         # Every format includes int8: the error says how to export without images.
-        "all_formats_no_data": (["export", model, tmp_path / "o"], "export one format at a time", 1),
+        "all_formats_no_data": (["export", model, tmp_path / "o"], "export one format at a time", 2),
         "unknown_input_shape": (
             ["export.onnx", odd_models / "any_size.keras", tmp_path / "o.onnx"],
             "unknown height",
-            1,
+            2,
         ),
         "bad_opset": (["export.onnx", model, tmp_path / "o.onnx", "--opset", "21"], "--opset", 2),
-        "not_an_export_dir": (["export", model, tmp_path], "is not a previous export", 1),
-        "output_dir_is_a_file": (["export", model, blocker], "exists and is not a directory", 1),
-        "output_file_is_a_dir": (["export.tflite", model, tmp_path], "is a directory", 1),
+        "not_an_export_dir": (["export", model, tmp_path], "is not a previous export", 2),
+        "output_dir_is_a_file": (["export", model, blocker], "exists and is not a directory", 2),
+        "output_file_is_a_dir": (["export.tflite", model, tmp_path], "is a directory", 2),
     }[case]
     proc = run(args, env=env, cwd=tmp_path)
     assert proc.returncode == status, explain(proc)

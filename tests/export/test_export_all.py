@@ -115,7 +115,7 @@ def test_killed_or_terminated_export_leaves_no_worker_and_no_temporaries(
         killed.wait_for(f"paused at {pause}")
         assert len(killed.processes(settle=0)) >= 2  # the command and its worker
         busy = run(args, env=env)
-        assert busy.returncode == 1, explain(busy)
+        assert busy.returncode == 2, explain(busy)
         assert len(error_lines(busy)) == 1 and "another export is writing" in busy.stderr, explain(busy)
         killed.process.kill()
         killed.finish()
@@ -147,7 +147,7 @@ def test_killed_or_terminated_export_leaves_no_worker_and_no_temporaries(
 def test_disk_full_while_writing_keeps_the_previous_export(
     small_disk, trained, data_tree, monkeypatch, capsys
 ):
-    """The disk fills up during the export (a 2 MB tmpfs): one line, exit 1, the previous export as it was.
+    """The disk fills up during the export (a 2 MB tmpfs): one line, exit 2, the previous export as it was.
 
     In process, with one format that writes more than the disk holds after the free-space check passed.
     """
@@ -166,7 +166,7 @@ def test_disk_full_while_writing_keeps_the_previous_export(
     (out / "model.onnx").write_bytes(b"the previous model")
     before = snapshot(out)
     argv = [str(trained["path"]), str(out), "--data-dir", str(root), "--eval-images", "20"]
-    assert common.run_cli(export_main.main, argv) == 1
+    assert common.run_cli(export_main.main, argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: the disk is full: writing onnx float32 failed"), (
         lines

@@ -21,7 +21,7 @@ def test_keras_imported_with_other_backend_is_a_clear_error(trained):
         "sys.exit(common.run_cli(tflite.main, [sys.argv[1], sys.argv[2]]))\n"
     )
     proc = run_python(code, trained["path"], "/tmp/unused-keras-vit.tflite", timeout=None, cwd=REPO)
-    assert proc.returncode == 1, explain(proc)
+    assert proc.returncode == 2, explain(proc)
     assert "'jax' backend" in proc.stderr and len(error_lines(proc)) == 1, explain(proc)
 
 

@@ -130,11 +130,11 @@ def test_disk_full():
 
 
 def test_preflight_full_or_read_only_disk_is_one_line_before_loading(trained, small_disk, tmp_path):
-    """Too little free space for the export, or a read-only disk: one line, exit 1, before the model loads."""
+    """Too little free space for the export, or a read-only disk: one line, exit 2, before the model loads."""
     needed = 6 * model_weight_bytes(trained["path"]) + EXPORT_OVERHEAD_BYTES  # python -m export: six files
     (small_disk / "filler").write_bytes(bytes(max(0, 2 * 2**20 - needed + 256 * 1024)))  # leaves less
     proc = run(["export", trained["path"], small_disk / "out"])
-    assert proc.returncode == 1, explain(proc)
+    assert proc.returncode == 2, explain(proc)
     lines = error_lines(proc)
     assert len(lines) == 1 and "free on its disk; at least" in lines[0] and "6 files" in lines[0], explain(
         proc
@@ -145,6 +145,6 @@ def test_preflight_full_or_read_only_disk_is_one_line_before_loading(trained, sm
 
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     proc = run(["export.onnx", trained["path"], small_disk / "m.onnx"])
-    assert proc.returncode == 1, explain(proc)
+    assert proc.returncode == 2, explain(proc)
     lines = error_lines(proc)
     assert len(lines) == 1 and "Read-only file system" in lines[0], explain(proc)

@@ -92,15 +92,15 @@ def test_runtime_cli_needs_neither_tensorflow_nor_keras(export_dir, trained, tmp
 def test_runtime_cli_errors(export_dir, tmp_path):
     bad_image = tmp_path / "bad.png"
     bad_image.write_bytes(b"not an image")
-    cases = [
-        ([export_dir / "model.onnx", tmp_path / "missing.png"], "does not exist"),
-        ([export_dir / "model.onnx", bad_image], "cannot read image"),
-        ([export_dir / "report.md", bad_image], "expected .tflite or .onnx"),
-        ([export_dir / "model.onnx", bad_image, "--labels", tmp_path / "none.txt"], "labels file"),
+    cases = [  # an image that fails: 1, as predict; a model or labels file it cannot use: 2, bad input
+        ([export_dir / "model.onnx", tmp_path / "missing.png"], "does not exist", 1),
+        ([export_dir / "model.onnx", bad_image], "cannot read image", 1),
+        ([export_dir / "report.md", bad_image], "expected .tflite or .onnx", 2),
+        ([export_dir / "model.onnx", bad_image, "--labels", tmp_path / "none.txt"], "labels file", 2),
     ]
-    for args, message in cases:
+    for args, message, status in cases:
         proc = run(["export.runtime", *args])
-        assert proc.returncode == 1, explain(proc)
+        assert proc.returncode == status, explain(proc)
         assert len(error_lines(proc)) == 1 and message in proc.stderr, explain(proc)
 
 
