@@ -160,9 +160,10 @@ def run_cli(main, argv=None):
     """Runs an export command's `main(argv)` on the TensorFlow backend.
 
     Returns:
-        The exit status: `main`'s (0 for `None`); 1 after an `ExportError`
-        (or another `CLIError`), printed as one `error: ...` line; 130 on
-        Ctrl-C (SIGINT), 143 on SIGTERM, after one `interrupted ...` line.
+        The exit status: `main`'s (0 for `None`); after an `ExportError` (or
+        another `CLIError`), printed as one `error: ...` line, its
+        `exit_status` (2, or 1 for an `ExportFailure`); 130 on Ctrl-C
+        (SIGINT), 143 on SIGTERM, after one `interrupted ...` line.
     """
     _received.clear()
     try:

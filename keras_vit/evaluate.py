@@ -234,7 +234,7 @@ def _write_results(output: Path, results: dict, model_name: str) -> tuple[Path, 
 
 @exits_quietly_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (2 for bad input, as `CLIError` says)."""
     args = build_parser().parse_args(argv)
     try:
         with stop_on_signals():  # SIGTERM too, and SIGINT in a background job: files in progress are removed

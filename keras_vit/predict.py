@@ -137,7 +137,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
 
 @exits_quietly_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (1 if any image failed)."""
+    """Command-line entry point; returns the exit status (2 for bad input, 1 if any image failed)."""
     args = build_parser().parse_args(argv)
     try:
         with stop_on_signals():  # SIGTERM too, and SIGINT in a background job
