@@ -49,6 +49,7 @@ def load_image_folder(
     splits: str | Sequence[str] = SPLITS,
     min_classes: int = 2,
     stream: bool = False,
+    classes_of_split: bool = False,
 ) -> Splits:
     """Loads `root/{train,test}/<class>/*` (the `IMAGE_EXTENSIONS` files) into arrays.
 
@@ -90,6 +91,9 @@ def load_image_folder(
             read, a batch at a time), for data sets larger than memory.
             Needs `image_size`; nothing is cached, and an unreadable file
             is found (and named) when its batch is read.
+        classes_of_split: with one split requested, its own class folders
+            are the classes (sorted), even where `train/` has more: for
+            scoring a trained model, whose classes are matched by name.
 
     Returns:
         A `Splits`.
@@ -118,7 +122,7 @@ def load_image_folder(
                 f"Missing split folder {root / split}: expected {root}/{split}/<class>/*.png|jpg{other}."
             )
     unlisted: dict[str, str] = {}  # entries that cannot be listed (symlink loops): path -> why
-    names = _class_names(root, class_names, wanted, unlisted)
+    names = _class_names(root, class_names, wanted, unlisted, classes_of_split and len(wanted) == 1)
     if len(names) < min_classes:
         where = "`class_names`" if class_names is not None else str(root)
         raise ValueError(
@@ -347,13 +351,14 @@ def _class_names(
     class_names: Sequence[str] | None,
     wanted: tuple[str, ...] = SPLITS,
     unlisted: dict[str, str] | None = None,
+    own_classes: bool = False,
 ) -> tuple[str, ...]:
     if class_names is not None:
         return tuple(check_class_names(class_names))
     # train/ defines the classes (and so the labels) whenever it has any, even
     # if only test/ is loaded; a test-only tree uses test/'s own folders.
     train = root / "train"
-    use_train = "train" in wanted or (train.is_dir() and bool(_subdirs(train)))
+    use_train = "train" in wanted or (not own_classes and train.is_dir() and bool(_subdirs(train)))
     ref = "train" if use_train else wanted[0]
     names = _subdirs(root / ref, unlisted)
     if not names:

@@ -55,7 +55,9 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     exactly the CIFAR-10 class folders when the model takes 32x32 images) is
     read with `load_cifar10`; any other image-folder tree with
     `load_image_folder`, resized to `image_size`. Only `split` is read: a
-    folder may lack the other one.
+    folder may lack the other one, and the split's class folders are its
+    classes, even where `train/` has more (`match_labels` maps them to the
+    model's).
 
     Args:
         data_dir: dataset folder, or None: `$KERAS_VIT_DATA_DIR`, else the
@@ -80,7 +82,14 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
         splits = load_cifar10(data_dir, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
     else:
         splits = load_image_folder(  # min_classes=1: a trained model may be scored on one class's images
-            root, image_size=size, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,), min_classes=1
+            root,
+            image_size=size,
+            limit=limit,
+            seed=seed,
+            cache_dir=cache_dir,
+            splits=(split,),
+            min_classes=1,
+            classes_of_split=True,  # matched to the model's by name: train/ may have more
         )
     x, y = (splits.x_train, splits.y_train) if split == "train" else (splits.x_test, splits.y_test)
     if tuple(x.shape[1:3]) != size:  # CIFAR-10 batches for a model of another resolution.

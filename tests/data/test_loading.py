@@ -16,6 +16,18 @@ def test_load_split_of_an_image_folder_at_the_model_size(tmp_path):
     assert len(y) == 2 and sorted(y.tolist()) == [0, 1]
 
 
+def test_load_split_reads_the_classes_of_its_split_even_where_train_has_more(tmp_path):
+    """Evaluation reads the --split folder alone: a test/ without one of train/'s classes was refused ("Missing
+    class folder"), while the same test/ without train/ beside it was scored."""
+    root = make_tree(tmp_path / "ds", classes=("cat", "dog", "frog"), n_train=1, n_test=2)
+    for image in (root / "test" / "dog").iterdir():
+        image.unlink()
+    (root / "test" / "dog").rmdir()
+    x, y, classes, *_ = data.load_split(root, "test", (8, 8), cache_dir=False)
+    assert classes == ("cat", "frog") and np.bincount(y).tolist() == [2, 2]
+    assert sorted(data.match_labels(y, classes, ("cat", "dog", "frog")).tolist()) == [0, 0, 2, 2]
+
+
 def test_load_split_of_cifar10_batches_resized(tmp_path):
     folder = write_batches(tmp_path / "cifar-10-batches-py")
     x, y, classes, source, _ = data.load_split(folder, "test", (32, 32), cache_dir=False)
