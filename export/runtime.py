@@ -45,7 +45,13 @@ import numpy as np
 
 from keras_vit import labels as label_files
 from keras_vit import metrics
-from keras_vit.cli_utils import exits_quietly_on_closed_stdout, first_line, positive_int, print_error
+from keras_vit.cli_utils import (
+    exits_quietly_on_closed_stdout,
+    first_line,
+    positive_int,
+    print_error,
+    warnings_in_one_line,
+)
 from keras_vit.data.images import decode_images
 from keras_vit.device import usable_cores
 from keras_vit.labels import LABELS_FILENAME, default_labels_path  # noqa: F401 (public: the runtime's API)
@@ -516,4 +522,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(warnings_in_one_line(main)())

@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 # Longest message `first_line` keeps: an error line, not a dump.
@@ -138,6 +139,26 @@ def interrupted_in_one_line(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+
+    return wrapper
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def warnings_in_one_line(main):
+    """Wraps a command's `main`: a Python warning (an image skipped, say) is the line `warning: ...`, not the path
+    and line number of the library code that warned, followed by that line's source."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        previous = warnings.formatwarning
+        warnings.formatwarning = _one_line_warning
+        try:
+            return main(*args, **kwargs)
+        finally:
+            warnings.formatwarning = previous
 
     return wrapper
 

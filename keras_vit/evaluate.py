@@ -35,6 +35,7 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
     stop_on_signals,
+    warnings_in_one_line,
 )
 from keras_vit.files import atomic_write_json
 from keras_vit.labels import labels_for_model
@@ -249,4 +250,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(warnings_in_one_line(main)))())

@@ -33,6 +33,7 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
     stop_on_signals,
+    warnings_in_one_line,
 )
 from keras_vit.data import decode_images
 from keras_vit.data.folders import is_image_file, list_folder
@@ -160,4 +161,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(warnings_in_one_line(main)))())

@@ -29,6 +29,7 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
     unit_fraction,
+    warnings_in_one_line,
 )
 from keras_vit.training.recipes import (
     AUGMENT_RECIPES,
@@ -167,4 +168,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(main))())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(warnings_in_one_line(main)))())

@@ -32,6 +32,28 @@ from keras_vit.cli_utils import (
 )
 
 
+def test_a_warning_of_a_command_is_one_line():
+    """Skipped images were reported as `/.../keras_vit/training/pipeline.py:107: UserWarning: Skipped ...` and the
+    source line that warned."""
+    from conftest import run_python
+
+    code = (
+        "import sys, warnings\n"
+        "from keras_vit.cli_utils import warnings_in_one_line\n"
+        "def main():\n"
+        "    warnings.warn('Skipped 1 unreadable image(s) under DIR')\n"
+        "    return 3\n"
+        "status = warnings_in_one_line(main)()\n"
+        "warnings.warn('after the command')\n"
+        "sys.exit(status)\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 3
+    lines = done.stderr.splitlines()
+    assert lines[0] == "warning: Skipped 1 unreadable image(s) under DIR", done.stderr
+    assert "UserWarning: after the command" in lines[1]  # the format is the command's only while it runs
+
+
 def test_first_line():
     assert first_line(ValueError("\n  bad value  \nmore detail")) == "bad value"
     assert first_line(OSError("disk full"), with_type=True) == "OSError: disk full"

@@ -24,6 +24,7 @@ import sys
 from keras_vit.cli_utils import (
     interrupted_in_one_line,
     positive_int,
+    warnings_in_one_line,
 )
 
 
@@ -95,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(main)())
+    sys.exit(interrupted_in_one_line(warnings_in_one_line(main))())
