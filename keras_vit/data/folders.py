@@ -35,7 +35,21 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 # The image files of a folder, for training, evaluation and prediction alike: the formats Pillow decodes.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Photo formats a folder may hold that are not read (Pillow needs plug-ins or cannot): said, not silently left out.
+UNREAD_PHOTO_EXTENSIONS = (
+    ".heic",
+    ".heif",
+    ".avif",
+    ".jxl",
+    ".dng",
+    ".cr2",
+    ".cr3",
+    ".nef",
+    ".arw",
+    ".raf",
+    ".psd",
+)
 
 
 def load_image_folder(
@@ -54,7 +68,8 @@ def load_image_folder(
     """Loads `root/{train,test}/<class>/*` (the `IMAGE_EXTENSIONS` files) into arrays.
 
     Non-image files (`.txt`, `.DS_Store`, ...) and sub-folders of class
-    folders are ignored. Grayscale, RGBA and palette images are converted to
+    folders are ignored; photos in a format that is not read (`.heic`, raw
+    files: `UNREAD_PHOTO_EXTENSIONS`) are left out with a warning. Grayscale, RGBA and palette images are converted to
     RGB. Unreadable (corrupt, truncated) images are skipped, reported with
     `warnings.warn` and listed in `Splits.skipped`; so are, with a warning
     of their own, entries that cannot even be listed (a symbolic-link loop,
@@ -383,22 +398,51 @@ def _class_names(
 def _scan_split(
     split_dir: Path, names: tuple[str, ...], unlisted: dict[str, str] | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """Lists image files per class, sorted by name so `seed` is reproducible."""
+    """Lists image files per class, sorted by name so `seed` is reproducible; warns of photos in formats that are
+    not read (`UNREAD_PHOTO_EXTENSIONS`)."""
     paths: list[str] = []
     labels: list[int] = []
+    unread: dict[str, int] = {}
     for label, name in enumerate(names):
         class_dir = split_dir / name
         if not class_dir.is_dir():
             raise DataNotFoundError(f"Missing class folder {class_dir}.")
-        found = [p for p in list_folder(class_dir, unlisted)[1] if is_image_file(os.path.basename(p))]
+        files = list_folder(class_dir, unlisted)[1]
+        found = [p for p in files if is_image_file(os.path.basename(p))]
+        skipped = _unread_photos(files)
         if not found:
+            held = f"; it holds {_counted(skipped)}, not read: convert them to JPEG or PNG" if skipped else ""
             raise ValueError(
-                f"Class folder {class_dir} contains no images "
-                f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder."
+                f"Class folder {class_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)}){held}; add images "
+                "or remove the folder."
             )
+        for extension, count in skipped.items():
+            unread[extension] = unread.get(extension, 0) + count
         paths += found
         labels += [label] * len(found)
+    if unread:
+        warnings.warn(
+            f"Left out {_counted(unread)} under {split_dir}: a format keras_vit does not read; convert them to "
+            "JPEG or PNG to use them.",
+            stacklevel=3,
+        )
     return paths, np.asarray(labels, dtype=np.int32)
+
+
+def _unread_photos(files: list[str]) -> dict[str, int]:
+    """How many of `files` are photos in a format that is not read, by extension."""
+    counts: dict[str, int] = {}
+    for path in files:
+        extension = os.path.splitext(path)[1].lower()
+        if extension in UNREAD_PHOTO_EXTENSIONS and not os.path.basename(path).startswith("."):
+            counts[extension] = counts.get(extension, 0) + 1
+    return counts
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(
+        f"{count} {extension} file{'s' if count > 1 else ''}" for extension, count in counts.items()
+    )
 
 
 def _decode_many(

@@ -345,6 +345,26 @@ def test_a_class_folder_a_labels_file_cannot_name_is_refused_before_decoding(tmp
         data.load_image_folder(make_tree(tmp_path / "ok"), class_names=["cat", "cat"], cache_dir=False)
 
 
+def test_photos_in_a_format_that_is_not_read_are_said(tmp_path):
+    """iPhone photos (.heic) beside JPEGs were left out without a word; a folder of them alone said only that it
+    held no images. A .jfif is a JPEG: read."""
+    root = make_tree(tmp_path / "ds", n_train=2, n_test=1)
+    for i in range(3):
+        (root / "train" / "cat" / f"IMG_{i}.HEIC").write_bytes(b"ftypheic")
+    save_image(root / "train" / "dog" / "extra.jfif", 1, fmt="JPEG")
+    with pytest.warns(
+        UserWarning, match=r"^Left out 3 \.heic files under .*ds.train: a format keras_vit does not"
+    ):
+        splits = data.load_image_folder(root, cache_dir=False)
+    assert np.bincount(splits.y_train).tolist() == [2, 3, 2]  # cat's two PNGs, dog's and the .jfif, frog's
+    for image in (root / "train" / "cat").glob("*.png"):
+        image.unlink()
+    with pytest.raises(
+        ValueError, match=r"train.cat contains no images .*; it holds 3 \.heic files, not read: conv"
+    ):
+        data.load_image_folder(root, cache_dir=False)
+
+
 def test_a_class_folder_in_val_that_train_lacks_is_refused(tmp_path):
     """It was dropped without a word: its images were neither trained on nor validated."""
     root = make_tree(tmp_path / "ds")
