@@ -37,6 +37,7 @@ from keras_vit.cli_utils import (
     stop_on_signals,
     warnings_in_one_line,
 )
+from keras_vit.data.streaming import UnreadableImageError
 from keras_vit.files import atomic_write_json
 from keras_vit.labels import labels_for_model
 from keras_vit.metrics import evaluation_metrics
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the decoded-image cache"
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="leave an image-folder tree's images on disk, decoded a few thousand at a time: for a split larger "
+        "than memory (nothing is cached; an unreadable image stops the evaluation, named)",
+    )
     return parser
 
 
@@ -137,7 +144,7 @@ def _load_data(args, model, class_names):
     cache_dir = False if args.no_cache else args.cache_dir
     try:
         x, y, data_classes, source, skipped = data.load_split(
-            args.data_dir, args.split, model.input_shape[1:3], args.limit, args.seed, cache_dir
+            args.data_dir, args.split, model.input_shape[1:3], args.limit, args.seed, cache_dir, args.stream
         )
     except data.DataNotFoundError as e:
         if (
@@ -198,7 +205,13 @@ def _results(args, model, model_path, class_names) -> dict:
     print(f"Model: {model_path} ({model.count_params():,} parameters, backend {keras.backend.backend()})")
     print(f"Data: {args.split} split, {len(y)} images, from {source}")
     start = time.perf_counter()
-    logits = inference.tta_logits(model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}")
+    try:  # a chunk of images at a time: a streamed split is never decoded whole
+        views = inference.view_logits_in_chunks(
+            model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}"
+        )
+    except UnreadableImageError as error:  # a streamed image, found when its chunk was read
+        raise CLIError(f"{error}: remove or replace it and rerun") from None
+    logits = np.mean(views, axis=0)
     seconds = time.perf_counter() - start
     return {
         "model": str(model_path.absolute()),

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_vit.cli_utils import CLIError, first_line
-from keras_vit.tta import TTA_VIEW_COUNTS, tta_views
+from keras_vit.tta import TTA_VIEW_COUNTS, check_tta, tta_views
 
 # Packages whose classes and functions a model file may name: Keras' own (which refuses its non-modeling
 # functions itself) and this package's registered layers; "builtins" is how Keras writes its activations.
@@ -320,6 +320,49 @@ def view_logits(
         )
         for i, view in enumerate(tta_views(images, tta), 1)
     ]
+
+
+def view_logits_in_chunks(
+    model,
+    images,
+    tta: str = "none",
+    batch_size: int = 256,
+    chunk: int = 4096,
+    progress: bool = True,
+    desc: str = "predict",
+):
+    """`view_logits`, reading `images` `chunk` at a time (rounded up to whole batches).
+
+    A streamed split (`keras_vit.data.streaming.FileImages`) is then never
+    decoded whole, and its views (ten per image for `"flip-shift"`) never
+    held for all of it at once.
+
+    Args:
+        model, tta, batch_size, desc: as `view_logits`.
+        images: array `(n, height, width, channels)`, or an array-like that
+            decodes a slice on `np.asarray` (`FileImages`).
+        chunk: images read at a time.
+        progress: one progress bar over the images (only on a terminal).
+
+    Returns:
+        As `view_logits`: a list of float32 arrays `(n, num_classes)`.
+
+    Raises:
+        ValueError: for an unknown `tta`, or no images, before any prediction.
+    """
+    check_tta(tta)
+    if not len(images):
+        raise ValueError("No images to predict.")
+    step = max(1, -(-int(chunk) // batch_size)) * batch_size
+    parts = []
+    with tqdm(
+        total=len(images), desc=desc, unit="img", disable=None if progress else True, file=sys.stderr
+    ) as bar:
+        for start in range(0, len(images), step):
+            part = np.asarray(images[start : start + step])
+            parts.append(view_logits(model, part, tta, batch_size, progress=False))
+            bar.update(len(part))
+    return [np.concatenate(logits) for logits in zip(*parts)]
 
 
 def tta_logits(

@@ -179,6 +179,61 @@ def test_evaluate_cifar_named_tree_uses_cifar_names(setup, tmp_path, capsys):
     assert again["confusion_matrix"] == results["confusion_matrix"]
 
 
+def test_evaluate_streamed_gives_the_results_of_a_load_in_memory(setup, tmp_path, capsys, monkeypatch):
+    """--stream: a split larger than memory is decoded a chunk at a time, with the same results; an unreadable
+    image stops it in one line naming the file; a source that is not an image-folder tree is refused."""
+    tree = setup["tree"]
+    argv = [
+        str(setup["model_path"]),
+        "--data-dir",
+        str(tree),
+        "--no-cache",
+        "--tta",
+        "flip",
+        "--batch-size",
+        "4",
+    ]
+    assert evaluate.main([*argv, "--output", str(tmp_path / "memory")]) == 0
+    chunks = []
+    real = inference.view_logits_in_chunks
+
+    def spy(model, images, *args, **kwargs):
+        chunks.append(type(images).__name__)
+        return real(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "view_logits_in_chunks", spy)
+    assert evaluate.main([*argv, "--stream", "--output", str(tmp_path / "streamed")]) == 0
+    assert chunks == ["FileImages"]  # never an array of the whole split
+    memory, streamed = (
+        json.loads((tmp_path / name / "evaluation.json").read_text()) for name in ("memory", "streamed")
+    )
+    assert (
+        streamed["confusion_matrix"] == memory["confusion_matrix"]
+        and streamed["num_images"] == memory["num_images"]
+    )
+    assert streamed["loss"] == pytest.approx(memory["loss"], abs=1e-5)
+    assert "streamed from disk" in streamed["data"]
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tree, broken)
+    victim = sorted((broken / "test").glob("*/*.png"))[3]
+    victim.write_bytes(b"no longer a picture")  # after the listing: found when its chunk is read
+    capsys.readouterr()
+    out = tmp_path / "made" / "here"
+    assert evaluate.main([*argv[:2], str(broken), *argv[3:], "--stream", "--output", str(out)]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"error: cannot read {victim}: ") and line.endswith(
+        "remove or replace it and rerun"
+    )
+    assert not (tmp_path / "made").exists()
+
+    batches = tmp_path / "cifar-10-batches-py"  # CIFAR-10's batch files: refused before they are read
+    batches.mkdir()
+    (batches / "data_batch_1").write_bytes(b"")
+    assert evaluate.main([str(setup["model_path"]), "--data-dir", str(batches), "--stream"]) == 2
+    assert "streaming reads an image-folder tree" in error_line(capsys)
+
+
 def test_evaluate_test_only_folder(setup, tmp_path, capsys, monkeypatch):
     """A tree with only test/ evaluates like the full tree; train/ is never read."""
     tree = tmp_path / "test_only"

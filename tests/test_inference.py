@@ -117,6 +117,35 @@ def test_tta_logits_and_view_logits(saved):
         inference.view_logits(model, x, "rotate")
 
 
+def test_view_logits_in_chunks_reads_a_chunk_at_a_time_with_the_same_logits(saved):
+    """A streamed split is decoded a chunk (whole batches) at a time, never whole; the views are those of one call."""
+    model, _ = saved
+    x = np.random.default_rng(2).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+
+    class Slices:  # an array-like that decodes a slice on np.asarray, as FileImages
+        def __init__(self):
+            self.read = []
+
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, key):
+            self.read.append((key.start, key.stop))
+            return x[key]
+
+    images = Slices()
+    views = inference.view_logits_in_chunks(model, images, "flip", batch_size=2, chunk=3, progress=False)
+    assert images.read == [(0, 4), (4, 8), (8, 12)]  # 3 rounded up to two whole batches of 2
+    whole = inference.view_logits(model, x, "flip", 2, progress=False)
+    assert len(views) == 2 and all(v.shape == (10, 10) for v in views)
+    for chunked, at_once in zip(views, whole):
+        np.testing.assert_allclose(chunked, at_once, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="tta"):
+        inference.view_logits_in_chunks(model, images, "rotate")
+    with pytest.raises(ValueError, match="No images"):
+        inference.view_logits_in_chunks(model, x[:0])
+
+
 @pytest.fixture(scope="module")
 def bad_files(saved, tmp_path_factory):
     return bad_model_files(tmp_path_factory.mktemp("bad_models"), saved[1])

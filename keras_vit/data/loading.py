@@ -48,7 +48,7 @@ def holds_cifar10(root, image_size=None) -> bool:
     return set(classes) == set(CIFAR10_CLASSES) and (image_size is None or tuple(image_size) == (32, 32))
 
 
-def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cache_dir=None):
+def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cache_dir=None, stream=False):
     """Loads one split of a dataset at the model's input size.
 
     A CIFAR-10 source (the official batches, or an image-folder tree with
@@ -67,6 +67,9 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
         limit: optional number of images, drawn evenly from the classes.
         seed: seed of the `limit` selection.
         cache_dir: decoded-array cache folder (False disables it).
+        stream: leave an image-folder tree's images on disk: the images are
+            a `keras_vit.data.streaming.FileImages`, decoded when read (an
+            unreadable file raises then); nothing is cached.
 
     Returns:
         Tuple `(images uint8 (n, h, w, 3), labels int32 (n,), class_names,
@@ -78,7 +81,11 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     """
     size = tuple(int(v) for v in image_size)
     root = given_data_dir(data_dir)
-    if root is None or holds_cifar10(root, size):
+    if stream and (root is None or image_folder_classes(root) is None):
+        raise ValueError(
+            "streaming reads an image-folder tree DIR/{train,test}/<class>/: give it as the data folder"
+        )
+    if root is None or (holds_cifar10(root, size) and not stream):
         splits = load_cifar10(data_dir, limit=limit, seed=seed, cache_dir=cache_dir, splits=(split,))
     else:
         splits = load_image_folder(  # min_classes=1: a trained model may be scored on one class's images
@@ -90,8 +97,11 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
             splits=(split,),
             min_classes=1,
             classes_of_split=True,  # matched to the model's by name: train/ may have more
+            stream=stream,
         )
     x, y = (splits.x_train, splits.y_train) if split == "train" else (splits.x_test, splits.y_test)
+    if stream:
+        return x, np.asarray(y, np.int32), tuple(splits.class_names), splits.source, 0
     if tuple(x.shape[1:3]) != size:  # CIFAR-10 batches for a model of another resolution.
         x = resize_images(x, size)
     return x, np.asarray(y, np.int32), tuple(splits.class_names), splits.source, len(splits.skipped)

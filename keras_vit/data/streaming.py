@@ -81,10 +81,7 @@ class FileImages:
         try:
             return decode_image(path, self.size)
         except Exception as error:  # Pillow raises many types for bad files
-            unreadable = UnreadableImageError(
-                f"cannot read {path}: {error} (a streamed data set is checked as each batch is read: remove or "
-                "replace the file and rerun; the run resumes from its last checkpoint)"
-            )
+            unreadable = UnreadableImageError(f"cannot read {path}: {error}")
             self._failures.append(unreadable)  # list.append is atomic: the decoding threads share it
             raise unreadable from None
 

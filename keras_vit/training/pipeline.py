@@ -40,7 +40,7 @@ from keras_vit.files import (
     exclusive_lock,
     remove_stale_temporaries,
 )
-from keras_vit.inference import view_logits
+from keras_vit.inference import view_logits_in_chunks
 from keras_vit.labels import check_class_names, write_labels
 from keras_vit.plots import read_history_csv
 from keras_vit.training.callbacks import EpochTimer, HistoryFile, StopOnNaN
@@ -361,12 +361,7 @@ def score(model, images, labels, tta, batch_size, chunk=4096):
     Returns:
         `{"none": ..., "flip": ..., ["flip-shift": ...]}` accuracies.
     """
-    step = max(1, -(-int(chunk) // batch_size)) * batch_size
-    parts = [
-        view_logits(model, np.asarray(images[start : start + step]), tta, batch_size, progress=False)
-        for start in range(0, len(labels), step)
-    ]
-    views = [np.concatenate(logits) for logits in zip(*parts)]
+    views = view_logits_in_chunks(model, images, tta, batch_size, chunk, progress=False)
     return tta_accuracies(views, labels)
 
 

@@ -864,7 +864,11 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
     except (CLIError, CheckpointError) as error:
         return _error(error)
     except UnreadableImageError as error:  # a streamed file, found when its batch was read
-        return _error(f"{error}; model.keras was not written", status=1)
+        return _error(
+            f"{error} (a streamed data set is checked as each batch is read: remove or replace the file and rerun; "
+            "the run resumes from its last checkpoint); model.keras was not written",
+            status=1,
+        )
     except KeyboardInterrupt:
         return _interrupted(args, 130)
     except Terminated:
