@@ -48,7 +48,7 @@ from export.common import ExportError
 from export.runtime import load as load_runtime_model
 from export.verify import SavedModelRunner, path_size
 from keras_vit.cli_utils import os_error_reason, positive_int
-from keras_vit.device import machine_summary, usable_cores
+from keras_vit.device import load_average, machine_summary, usable_cores
 from keras_vit.files import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -203,10 +203,9 @@ def benchmark(
             f"{row['throughput_images_per_s']:9.1f} img/s, {row['size_bytes'] / 1e6:.3f} MB"
         )
         results.append(row)
-    try:
-        machine["load_average_1min_after"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
+    load = load_average()
+    if load is not None:
+        machine["load_average_1min_after"] = load
     return {
         "machine": machine,
         "settings": {

@@ -47,6 +47,7 @@ from keras_vit import labels as label_files
 from keras_vit import metrics
 from keras_vit.cli_utils import (
     exits_quietly_on_closed_stdout,
+    expand_wildcards,
     first_line,
     positive_int,
     print_error,
@@ -496,6 +497,7 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--tta", choices=TTA_CHOICES, default="none", help=TTA_HELP)
     args = parser.parse_args(argv)
+    args.images = expand_wildcards(args.images)
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
     try:

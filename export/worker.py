@@ -96,10 +96,15 @@ def _die_with_parent(parent_pid):
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
+        # The parent's sentinel, on every platform (on Windows os.getppid() keeps giving a dead parent's id).
+        parent = multiprocessing.parent_process()
 
         def watch():
-            while os.getppid() == parent_pid:
-                time.sleep(1)
+            if parent is not None:
+                parent.join()
+            else:  # not started by multiprocessing
+                while os.getppid() == parent_pid:
+                    time.sleep(1)
             os._exit(1)
 
         threading.Thread(target=watch, daemon=True).start()

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import errno
 import functools
+import glob
 import math
 import os
 import shutil
@@ -120,7 +121,13 @@ def exits_quietly_on_closed_stdout(main):
         try:
             status = main(*args, **kwargs)
             sys.stdout.flush()
-        except BrokenPipeError:
+        except OSError as error:
+            # Windows reports a closed pipe as EINVAL (cpython#79935).
+            closed = isinstance(error, BrokenPipeError) or (
+                sys.platform == "win32" and error.errno == errno.EINVAL
+            )
+            if not closed:
+                raise
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return CLOSED_STDOUT_STATUS
         return status
@@ -314,6 +321,19 @@ def output_folder(path, min_free_bytes: int | None = None, what: str = "output f
         yield check_output_folder(path, min_free_bytes, what)
     finally:
         remove_empty_folders(created)
+
+
+def expand_wildcards(arguments) -> list[str]:
+    """File arguments with their wildcards (`imgs\\*.jpg`) expanded, sorted, on Windows, whose shells leave that
+    to the program; elsewhere (the shell expanded them) and for a name that exists or matches nothing, as given."""
+    if sys.platform != "win32":
+        return list(arguments)
+    expanded = []
+    for argument in arguments:
+        wildcard = any(character in argument for character in "*?[")
+        matches = sorted(glob.glob(argument)) if wildcard and not os.path.exists(argument) else []
+        expanded += matches or [argument]
+    return expanded
 
 
 def os_error_reason(error: OSError) -> str:

@@ -52,6 +52,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def load_average() -> float | None:
+    """The system's load average over the last minute, rounded to 0.01; None where there is none (Windows)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # Windows has no os.getloadavg
+        return None
+
+
 def machine_summary() -> dict:
     """CPU, cores, platform, Python, the load and the installed runtime versions.
 
@@ -71,10 +79,9 @@ def machine_summary() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-    try:  # other jobs on a shared machine make timings noisy: record how busy it was
-        info["load_average_1min"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
+    load = load_average()  # other jobs on a shared machine make timings noisy: record how busy it was
+    if load is not None:
+        info["load_average_1min"] = load
     for variable in _NUMERICS_VARIABLES:
         if variable in os.environ:
             info[variable.lower()] = os.environ[variable]

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
@@ -207,8 +208,9 @@ def _replace(tmp: Path, path: Path) -> None:
     if not (tmp.is_dir() and path.is_dir()):
         os.replace(tmp, path)
         return
-    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
-    os.replace(path, old)  # onto the empty directory mkdtemp made
+    # A name nothing has: Windows renames no folder onto an existing one, even an empty one.
+    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(path, old)
     try:
         os.replace(tmp, path)
     except OSError:

@@ -26,6 +26,7 @@ from keras_vit.cli_utils import (
     CLIError,
     Terminated,
     exits_quietly_on_closed_stdout,
+    expand_wildcards,
     first_line,
     interrupted_in_one_line,
     interrupted_status,
@@ -124,7 +125,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
     if find_labels_file(model_path, args.labels) is None:  # a user's 10 classes would be shown as CIFAR-10's
         print(f"note: {cifar10_names_note(model_path)}", file=sys.stderr)
 
-    paths = expand_paths(args.images)
+    paths = expand_paths(expand_wildcards(args.images))
     if not paths:
         raise CLIError(f"no image files found in {', '.join(args.images)}")
     images, readable, errors = read_images(paths, model.input_shape[1:3])

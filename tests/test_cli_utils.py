@@ -54,6 +54,21 @@ def test_a_warning_of_a_command_is_one_line():
     assert "UserWarning: after the command" in lines[1]  # the format is the command's only while it runs
 
 
+def test_wildcards_are_expanded_on_windows_only(tmp_path, monkeypatch):
+    """cmd and PowerShell pass `imgs\\*.jpg` as it is: predict and export.runtime said it did not exist."""
+    for name in ("b.jpg", "a.jpg", "c.png", "odd[1].jpg"):
+        (tmp_path / name).write_bytes(b"")
+    pattern, missing = str(tmp_path / "*.jpg"), str(tmp_path / "none*.jpg")
+    literal = str(tmp_path / "odd[1].jpg")  # a name that exists is itself, brackets or not
+    assert cli_utils.expand_wildcards([pattern, literal]) == [pattern, literal]  # a POSIX shell expanded them
+    monkeypatch.setattr(cli_utils.sys, "platform", "win32")
+    assert cli_utils.expand_wildcards([pattern, missing, literal]) == [
+        *(str(tmp_path / name) for name in ("a.jpg", "b.jpg", "odd[1].jpg")),
+        missing,  # matches nothing: left for the command to say it does not exist
+        literal,
+    ]
+
+
 def test_first_line():
     assert first_line(ValueError("\n  bad value  \nmore detail")) == "bad value"
     assert first_line(OSError("disk full"), with_type=True) == "OSError: disk full"
@@ -284,6 +299,14 @@ def test_a_closed_stdout_is_status_141_and_a_failing_main_still_raises(monkeypat
 
     with pytest.raises(OSError):
         cli_utils.exits_quietly_on_closed_stdout(fails)()
+
+    def closed_on_windows():  # Windows says EINVAL where POSIX says EPIPE (cpython#79935)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    with pytest.raises(OSError):  # elsewhere it is an error of its own
+        cli_utils.exits_quietly_on_closed_stdout(closed_on_windows)()
+    monkeypatch.setattr(cli_utils.sys, "platform", "win32")
+    assert cli_utils.exits_quietly_on_closed_stdout(closed_on_windows)() == 141
 
 
 def test_ctrl_c_before_a_command_sets_its_handling_is_one_line(capsys):

@@ -27,6 +27,14 @@ def test_machine_summary_names_the_cpu_cores_and_runtimes(monkeypatch):
     assert "onednn_default_fpmath_mode" not in info
     monkeypatch.setenv("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
     assert machine_summary()["onednn_default_fpmath_mode"] == "BF16"
+    assert isinstance(info["load_average_1min"], float)
+
+
+def test_machine_summary_without_a_load_average(monkeypatch):
+    """Windows has no os.getloadavg: the AttributeError stopped every training at its last epoch and every export
+    at its first model card."""
+    monkeypatch.delattr(os, "getloadavg")
+    assert "load_average_1min" not in machine_summary()
 
 
 def test_cpu_features_are_the_flags_the_cpu_reports():

@@ -100,6 +100,26 @@ def test_atomic_directory(tmp_path):
     assert names(target) == ["other.pb"] and names(tmp_path) == ["savedmodel"]
 
 
+def test_atomic_directory_with_windows_renames(tmp_path, monkeypatch):
+    """Windows renames no folder onto an existing one, even an empty one: the old folder was moved onto an empty
+    temporary one, and every second export into a folder failed there."""
+    from keras_vit import files
+
+    real = os.replace
+
+    def windows_replace(source, destination):
+        if os.path.isdir(destination):
+            raise PermissionError(5, "Access is denied", str(source), None, str(destination))
+        real(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", windows_replace)
+    target = tmp_path / "export"
+    for content in (b"one", b"two"):
+        with atomic_path(target, directory=True) as tmp:
+            (tmp / "model.onnx").write_bytes(content)
+    assert (target / "model.onnx").read_bytes() == b"two" and names(tmp_path) == ["export"]
+
+
 def test_atomic_writes(tmp_path):
     assert atomic_write_bytes(tmp_path / "a.bin", b"\x00\x01") == tmp_path / "a.bin"
     assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"

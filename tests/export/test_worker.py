@@ -3,10 +3,12 @@
 import operator
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
-from export_helpers import Background
+from export_helpers import REPO, Background
 
 from export.common import ExportError
 from export.worker import run_isolated
@@ -72,3 +74,55 @@ def test_a_dropped_signal_stops_the_wait_for_the_worker_and_kills_it(capsys):
         capsys.readouterr().err.strip().splitlines()[-1]
         == "interrupted (SIGINT) before any output was written"
     )
+
+
+# A worker started by multiprocessing, on the watcher thread macOS and Windows take (no prctl there): its parent
+# exits; the worker must end within seconds. Prints the worker's pid.
+WATCHED = """
+import multiprocessing, os, sys, time
+
+def worker(parent_pid):
+    sys.platform = "darwin"  # the fallback's path: a watcher thread instead of prctl (as on Windows)
+    os.getppid = lambda: parent_pid  # as on Windows, where a dead parent's id stays
+    from export import worker as module
+    module._die_with_parent(parent_pid)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("spawn").Process(target=worker, args=(os.getpid(),))
+    process.start()
+    time.sleep(4)  # the worker has set its watcher
+    print(process.pid, flush=True)
+    os._exit(0)  # as a killed parent: no cleanup
+"""
+
+
+@linux_only
+def test_the_watcher_of_a_worker_without_prctl_ends_it_with_its_parent(tmp_path):
+    """On Windows os.getppid() keeps giving a dead parent's id: the watcher polled it and never fired, and the
+    worker of a killed export converted on for minutes. It now waits on the parent's sentinel."""
+    script = tmp_path / "watched.py"
+    script.write_text(WATCHED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    printed = tmp_path / "printed.txt"  # a file, not a pipe: the worker holds what it inherits
+    with open(printed, "w") as stdout:
+        subprocess.run(
+            [sys.executable, str(script)], stdout=stdout, stderr=subprocess.DEVNULL, timeout=120, env=env
+        )
+    pid = int(printed.read_text().split()[-1])
+    deadline = time.monotonic() + 30
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = _running(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the worker outlived its parent"
+
+
+def _running(pid):
+    """Whether `pid` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
