@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 import keras_vit
-from keras_vit.cli_utils import CLIError, first_line, print_error, signal_handlers, warnings_in_one_line
+from keras_vit.cli_utils import CLIError, console_output, first_line, print_error, signal_handlers
 from keras_vit.data import holds_cifar10, load_cifar10, load_image_folder
 from keras_vit.labels import cifar10_names_note, find_labels_file, labels_for_model
 
@@ -169,7 +169,7 @@ def run_cli(main, argv=None):
     try:
         with _signals_interrupt():
             use_tensorflow_backend()
-            status = warnings_in_one_line(main)(argv) or 0
+            status = console_output(main)(argv) or 0
             if _received:  # dropped after the last check: what was published is complete
                 late = Interrupted(_received[0])
                 print(f"interrupted ({late}) after the output was written (it is complete)", file=sys.stderr)

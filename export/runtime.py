@@ -46,12 +46,12 @@ import numpy as np
 from keras_vit import labels as label_files
 from keras_vit import metrics
 from keras_vit.cli_utils import (
+    console_output,
     exits_quietly_on_closed_stdout,
     expand_wildcards,
     first_line,
     positive_int,
     print_error,
-    warnings_in_one_line,
 )
 from keras_vit.data.images import decode_images
 from keras_vit.device import usable_cores
@@ -524,4 +524,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(warnings_in_one_line(main)())
+    sys.exit(console_output(main)())

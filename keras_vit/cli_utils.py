@@ -154,12 +154,17 @@ def _one_line_warning(message, category, filename, lineno, line=None):
     return f"warning: {message}\n"
 
 
-def warnings_in_one_line(main):
-    """Wraps a command's `main`: a Python warning (an image skipped, say) is the line `warning: ...`, not the path
-    and line number of the library code that warned, followed by that line's source."""
+def console_output(main):
+    """Wraps a command's `main` for what it prints: a Python warning (an image skipped, say) is the line
+    `warning: ...`, not the path and line number of the library code that warned followed by that line's source;
+    and a character the output's encoding cannot write (a class name printed to a file on Windows, in cp1252) is
+    escaped rather than a `UnicodeEncodeError` that would stop the command."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):  # a TextIOWrapper; not a test's capture
+                stream.reconfigure(errors="backslashreplace")
         previous = warnings.formatwarning
         warnings.formatwarning = _one_line_warning
         try:

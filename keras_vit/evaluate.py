@@ -25,6 +25,7 @@ from keras_vit import data
 from keras_vit.cli_utils import (
     CLIError,
     Terminated,
+    console_output,
     exits_quietly_on_closed_stdout,
     first_line,
     interrupted_in_one_line,
@@ -35,7 +36,6 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
     stop_on_signals,
-    warnings_in_one_line,
 )
 from keras_vit.data.streaming import UnreadableImageError
 from keras_vit.files import atomic_write_json
@@ -263,4 +263,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(warnings_in_one_line(main)))())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(console_output(main)))())

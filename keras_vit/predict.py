@@ -25,6 +25,7 @@ import numpy as np
 from keras_vit.cli_utils import (
     CLIError,
     Terminated,
+    console_output,
     exits_quietly_on_closed_stdout,
     expand_wildcards,
     first_line,
@@ -34,7 +35,6 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
     stop_on_signals,
-    warnings_in_one_line,
 )
 from keras_vit.data import decode_images
 from keras_vit.data.folders import is_image_file, list_folder
@@ -162,4 +162,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(warnings_in_one_line(main)))())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(console_output(main)))())

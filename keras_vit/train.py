@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from keras_vit.cli_utils import (
+    console_output,
     interrupted_in_one_line,
     missing_backend_in_one_line,
     non_negative_float,
@@ -29,7 +30,6 @@ from keras_vit.cli_utils import (
     positive_int,
     print_error,
     unit_fraction,
-    warnings_in_one_line,
 )
 from keras_vit.model_flags import add_model_flags, without_model_args
 from keras_vit.models.presets import PRESETS
@@ -446,4 +446,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(warnings_in_one_line(main)))())
+    sys.exit(interrupted_in_one_line(missing_backend_in_one_line(console_output(main)))())

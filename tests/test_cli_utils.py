@@ -32,23 +32,26 @@ from keras_vit.cli_utils import (
 )
 
 
-def test_a_warning_of_a_command_is_one_line():
+def test_what_a_command_prints_is_one_line_warnings_and_never_an_encoding_error():
     """Skipped images were reported as `/.../keras_vit/training/pipeline.py:107: UserWarning: Skipped ...` and the
-    source line that warned."""
+    source line that warned; a class name the output's encoding cannot write (a file on Windows, in cp1252) was a
+    `UnicodeEncodeError` that stopped the command."""
     from conftest import run_python
 
     code = (
         "import sys, warnings\n"
-        "from keras_vit.cli_utils import warnings_in_one_line\n"
+        "from keras_vit.cli_utils import console_output\n"
         "def main():\n"
         "    warnings.warn('Skipped 1 unreadable image(s) under DIR')\n"
+        "    print('1. \\u732b 97.5%')\n"
         "    return 3\n"
-        "status = warnings_in_one_line(main)()\n"
+        "status = console_output(main)()\n"
         "warnings.warn('after the command')\n"
         "sys.exit(status)\n"
     )
-    done = run_python(code)
-    assert done.returncode == 3
+    done = run_python(code, env={"PYTHONIOENCODING": "cp1252"})
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "1. \\u732b 97.5%\n"  # escaped, not an error
     lines = done.stderr.splitlines()
     assert lines[0] == "warning: Skipped 1 unreadable image(s) under DIR", done.stderr
     assert "UserWarning: after the command" in lines[1]  # the format is the command's only while it runs

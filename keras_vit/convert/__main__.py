@@ -22,9 +22,9 @@ import argparse
 import sys
 
 from keras_vit.cli_utils import (
+    console_output,
     interrupted_in_one_line,
     positive_int,
-    warnings_in_one_line,
 )
 
 
@@ -96,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(interrupted_in_one_line(warnings_in_one_line(main))())
+    sys.exit(interrupted_in_one_line(console_output(main))())
