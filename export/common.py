@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 import keras_vit
-from keras_vit.cli_utils import CLIError, console_output, first_line, print_error, signal_handlers
+from keras_vit.cli_utils import CLIError, RunFailed, console_output, first_line, print_error, signal_handlers
 from keras_vit.data import holds_cifar10, load_cifar10, load_image_folder
-from keras_vit.labels import cifar10_names_note, find_labels_file, labels_for_model
+from keras_vit.labels import cifar10_names_note, labels_and_where
 
 DATA_HELP = (
     "pass --data-dir DIR (an image-folder tree DIR/{train,test}/<class>/*.jpg of the model's classes, or "
@@ -35,10 +35,10 @@ class ExportError(CLIError):
     """Bad input, or a place the export cannot write: the commands print its one-line message and exit 2."""
 
 
-class ExportFailure(ExportError):
+class ExportFailure(ExportError, RunFailed):
     """The export itself failed, its input being fine (a converter's error, a failed proof): exit status 1."""
 
-    exit_status = 1
+    exit_status = RunFailed.exit_status
 
 
 def use_tensorflow_backend():
@@ -338,11 +338,11 @@ def labels_with_source(model_path, num_classes, labels_file=None):
         ExportError: unreadable or malformed file, a wrong count of names,
             or no labels for a model without 10 outputs.
     """
-    found = find_labels_file(model_path, labels_file)
     try:
-        labels = list(labels_for_model(model_path, num_classes, labels_file))
+        labels, found = labels_and_where(model_path, num_classes, labels_file)
     except (OSError, ValueError) as e:
         raise ExportError(str(e)) from None
+    labels = list(labels)
     if found is not None:
         return labels, f"labels from {found}"
     return labels, f"note: {cifar10_names_note(model_path)}"

@@ -92,10 +92,16 @@ def model_labels(model, labels_file=None):
     Raises:
         RuntimeModelError: no usable labels.
     """
+    return _labels_and_where(model, labels_file)[0]
+
+
+def _labels_and_where(model, labels_file):
+    """`model_labels` and the file they came from (None: the CIFAR-10 names, `keras_vit.labels` rule 4)."""
     try:
-        return list(label_files.labels_for_model(model.path, model.num_classes, labels_file))
+        names, found = label_files.labels_and_where(model.path, model.num_classes, labels_file)
     except (OSError, ValueError) as e:
         raise RuntimeModelError(first_line(e)) from None
+    return list(names), found
 
 
 def _quantize(x, dtype, scale, zero_point):
@@ -502,7 +508,9 @@ def main(argv=None):
         parser.error("--top-k must be at least 1")
     try:
         model = load(args.model, args.threads)
-        labels = model_labels(model, args.labels)
+        labels, found = _labels_and_where(model, args.labels)
+        if found is None:  # as predict: a user's 10 classes would be shown as CIFAR-10's without a word
+            print(f"note: {label_files.cifar10_names_note(model.path)}", file=sys.stderr)
         images, readable, errors = read_images(args.images, model.image_size)
         for error in errors:
             print_error(error["error"])

@@ -63,7 +63,7 @@ def export_savedmodel(model, io, path):
     try:
         archive.write_out(os.fspath(path), verbose=False)
     except Exception as e:  # TF raises many types when tracing fails.
-        raise common.ExportError(f"SavedModel export failed: {first_line(e, with_type=True)}") from None
+        raise common.ExportFailure(f"SavedModel export failed: {first_line(e, with_type=True)}") from None
 
 
 @contextlib.contextmanager

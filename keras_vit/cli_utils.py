@@ -30,11 +30,17 @@ class CLIError(Exception):
     """An error a command line reports as one `error: ...` line: bad input, or a place it cannot read or write.
 
     Attributes:
-        exit_status: the command's exit status, 2 (a subclass for a failure of
+        exit_status: the command's exit status, 2 (`RunFailed`, a failure of
             the work itself, its input being fine, says 1).
     """
 
     exit_status = 2
+
+
+class RunFailed(CLIError):
+    """The work ran on good input and failed (a check of what it made, a conversion): exit status 1."""
+
+    exit_status = 1
 
 
 class Terminated(BaseException):
@@ -122,17 +128,25 @@ def exits_quietly_on_closed_stdout(main):
             status = main(*args, **kwargs)
             sys.stdout.flush()
         except OSError as error:
-            # Windows reports a closed pipe as EINVAL (cpython#79935).
-            closed = isinstance(error, BrokenPipeError) or (
-                sys.platform == "win32" and error.errno == errno.EINVAL
-            )
-            if not closed:
+            if not (isinstance(error, BrokenPipeError) or _closed_on_windows(error)):
                 raise
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return CLOSED_STDOUT_STATUS
         return status
 
     return wrapper
+
+
+def _closed_on_windows(error: OSError) -> bool:
+    """Whether `error` is Windows' word for a closed standard output: EINVAL (cpython#79935), when writing to it
+    still fails."""
+    if sys.platform != "win32" or error.errno != errno.EINVAL:
+        return False
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
 
 
 def interrupted_in_one_line(main):
@@ -163,7 +177,7 @@ def console_output(main):
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         for stream in (sys.stdout, sys.stderr):
-            if hasattr(stream, "reconfigure"):  # a TextIOWrapper; not a test's capture
+            if hasattr(stream, "reconfigure"):  # a TextIOWrapper (a replaced stream may not be one)
                 stream.reconfigure(errors="backslashreplace")
         previous = warnings.formatwarning
         warnings.formatwarning = _one_line_warning
@@ -289,7 +303,7 @@ def check_output_folder(path, min_free_bytes: int | None = None, what: str = "ou
 
 def missing_folders(path) -> list[Path]:
     """`path` and those of its parents that do not exist yet, deepest first: the folders creating it would add."""
-    path = Path(path).absolute()
+    path = Path(os.path.abspath(path))  # `..` resolved: `x/../out` adds `out` alone
     return [folder for folder in (path, *path.parents) if not folder.exists()]
 
 

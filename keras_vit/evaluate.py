@@ -206,12 +206,11 @@ def _results(args, model, model_path, class_names) -> dict:
     print(f"Data: {args.split} split, {len(y)} images, from {source}")
     start = time.perf_counter()
     try:  # a chunk of images at a time: a streamed split is never decoded whole
-        views = inference.view_logits_in_chunks(
+        logits = inference.tta_logits_in_chunks(
             model, x, args.tta, args.batch_size, desc=f"evaluate {args.split}"
         )
     except UnreadableImageError as error:  # a streamed image, found when its chunk was read
         raise CLIError(f"{error}: remove or replace it and rerun") from None
-    logits = np.mean(views, axis=0)
     seconds = time.perf_counter() - start
     return {
         "model": str(model_path.absolute()),
@@ -232,6 +231,7 @@ def _results(args, model, model_path, class_names) -> dict:
 def _write_results(output: Path, results: dict, model_name: str) -> tuple[Path, Path]:
     """Writes the confusion-matrix picture, then `evaluation.json`; returns their paths."""
     try:
+        output.mkdir(parents=True, exist_ok=True)  # again: another command's failure may have removed it
         # The results last, the previous ones removed first: a folder with an evaluation.json holds its picture.
         (output / "evaluation.json").unlink(missing_ok=True)
         plot_path = plot_confusion_matrix(

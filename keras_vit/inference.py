@@ -334,8 +334,8 @@ def view_logits_in_chunks(
     """`view_logits`, reading `images` `chunk` at a time (rounded up to whole batches).
 
     A streamed split (`keras_vit.data.streaming.FileImages`) is then never
-    decoded whole, and its views (ten per image for `"flip-shift"`) never
-    held for all of it at once.
+    decoded whole, nor its views (ten per image for `"flip-shift"`) held for
+    all of it at once: only their logits are.
 
     Args:
         model, tta, batch_size, desc: as `view_logits`.
@@ -350,19 +350,45 @@ def view_logits_in_chunks(
     Raises:
         ValueError: for an unknown `tta`, or no images, before any prediction.
     """
+    parts = list(_chunk_view_logits(model, images, tta, batch_size, chunk, progress, desc))
+    return [np.concatenate(logits) for logits in zip(*parts)]
+
+
+def tta_logits_in_chunks(
+    model,
+    images,
+    tta: str = "none",
+    batch_size: int = 256,
+    chunk: int = 4096,
+    progress: bool = True,
+    desc: str = "predict",
+):
+    """`tta_logits`, reading `images` as `view_logits_in_chunks` does and averaging each chunk's views at once:
+    one array of logits is held for the whole split, whatever `tta`.
+
+    Returns:
+        float32 logits `(n, num_classes)`.
+
+    Raises:
+        ValueError: for an unknown `tta`, or no images, before any prediction.
+    """
+    parts = _chunk_view_logits(model, images, tta, batch_size, chunk, progress, desc)
+    return np.concatenate([np.mean(views, axis=0) for views in parts])
+
+
+def _chunk_view_logits(model, images, tta, batch_size, chunk, progress, desc):
+    """Yields `view_logits` of each chunk of `images` in turn (see `view_logits_in_chunks`)."""
     check_tta(tta)
     if not len(images):
         raise ValueError("No images to predict.")
     step = max(1, -(-int(chunk) // batch_size)) * batch_size
-    parts = []
     with tqdm(
         total=len(images), desc=desc, unit="img", disable=None if progress else True, file=sys.stderr
     ) as bar:
         for start in range(0, len(images), step):
             part = np.asarray(images[start : start + step])
-            parts.append(view_logits(model, part, tta, batch_size, progress=False))
+            yield view_logits(model, part, tta, batch_size, progress=False)
             bar.update(len(part))
-    return [np.concatenate(logits) for logits in zip(*parts)]
 
 
 def tta_logits(

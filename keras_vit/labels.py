@@ -178,6 +178,18 @@ def labels_for_model(
             model has classes, or no labels were found for a model that does
             not have 10 classes.
     """
+    return labels_and_where(model_path, num_classes, labels_file)[0]
+
+
+def labels_and_where(
+    model_path: PathLike, num_classes: int, labels_file: PathLike | None = None
+) -> tuple[tuple[str, ...], Path | None]:
+    """`labels_for_model`, and the labels file the names came from: None for the CIFAR-10 names of a 10-class
+    model without one (rule 4), which a command should say (`cifar10_names_note`).
+
+    Raises:
+        As `labels_for_model`.
+    """
     num_classes = int(num_classes)
     found = find_labels_file(model_path, labels_file)
     if found is not None:
@@ -186,9 +198,9 @@ def labels_for_model(
             raise ValueError(
                 f"labels file {found} has {len(names)} names but the model has {num_classes} classes."
             )
-        return names
+        return names, found
     if num_classes == 10:
-        return tuple(CIFAR10_CLASSES)
+        return tuple(CIFAR10_CLASSES), None
     raise ValueError(
         f"No labels for the {num_classes}-class model {model_path}: pass --labels FILE "
         f"(one class name per line) or put a {LABELS_FILENAME} beside the model."

@@ -38,7 +38,7 @@ from keras_vit.cli_utils import (
 )
 from keras_vit.data import decode_images
 from keras_vit.data.folders import is_image_file, list_folder
-from keras_vit.labels import cifar10_names_note, find_labels_file, labels_for_model
+from keras_vit.labels import cifar10_names_note, labels_and_where
 from keras_vit.metrics import format_predictions, softmax, top_k
 from keras_vit.tta import TTA_CHOICES
 
@@ -119,10 +119,10 @@ def run(args) -> tuple[list[dict], list[dict]]:
     model_path = Path(args.model)
     model = inference.load_model_checked(model_path)
     try:
-        class_names = labels_for_model(model_path, int(model.output_shape[-1]), args.labels)
+        class_names, found = labels_and_where(model_path, int(model.output_shape[-1]), args.labels)
     except (OSError, ValueError) as e:
         raise CLIError(first_line(e)) from None
-    if find_labels_file(model_path, args.labels) is None:  # a user's 10 classes would be shown as CIFAR-10's
+    if found is None:  # a user's 10 classes would be shown as CIFAR-10's
         print(f"note: {cifar10_names_note(model_path)}", file=sys.stderr)
 
     paths = expand_paths(expand_wildcards(args.images))

@@ -309,6 +309,17 @@ def test_a_closed_stdout_is_status_141_and_a_failing_main_still_raises(monkeypat
     with pytest.raises(OSError):  # elsewhere it is an error of its own
         cli_utils.exits_quietly_on_closed_stdout(closed_on_windows)()
     monkeypatch.setattr(cli_utils.sys, "platform", "win32")
+    with pytest.raises(OSError):  # on Windows too while the output still takes what is written
+        cli_utils.exits_quietly_on_closed_stdout(closed_on_windows)()
+
+    class ClosedPipe:
+        def flush(self):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        def fileno(self):
+            return 1
+
+    monkeypatch.setattr(cli_utils.sys, "stdout", ClosedPipe())
     assert cli_utils.exits_quietly_on_closed_stdout(closed_on_windows)() == 141
 
 

@@ -195,13 +195,13 @@ def test_evaluate_streamed_gives_the_results_of_a_load_in_memory(setup, tmp_path
     ]
     assert evaluate.main([*argv, "--output", str(tmp_path / "memory")]) == 0
     chunks = []
-    real = inference.view_logits_in_chunks
+    real = inference.tta_logits_in_chunks
 
     def spy(model, images, *args, **kwargs):
         chunks.append(type(images).__name__)
         return real(model, images, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "view_logits_in_chunks", spy)
+    monkeypatch.setattr(inference, "tta_logits_in_chunks", spy)
     assert evaluate.main([*argv, "--stream", "--output", str(tmp_path / "streamed")]) == 0
     assert chunks == ["FileImages"]  # never an array of the whole split
     memory, streamed = (
@@ -232,6 +232,21 @@ def test_evaluate_streamed_gives_the_results_of_a_load_in_memory(setup, tmp_path
     (batches / "data_batch_1").write_bytes(b"")
     assert evaluate.main([str(setup["model_path"]), "--data-dir", str(batches), "--stream"]) == 2
     assert "streaming reads an image-folder tree" in error_line(capsys)
+
+
+def test_evaluate_writes_into_its_folder_even_if_another_commands_failure_removed_it(tmp_path):
+    """Two commands into one new folder: the one that failed removes the folder it made, empty, while the other
+    still runs; that one's results were then lost (FileNotFoundError)."""
+    results = {
+        "confusion_matrix": [[1, 0], [0, 1]],
+        "class_names": ["a", "b"],
+        "split": "test",
+        "num_images": 2,
+        "accuracy": 1.0,
+    }
+    output = tmp_path / "shared" / "new"  # made by the other command, then removed by it
+    json_path, plot_path = evaluate._write_results(output, results, "m.keras")
+    assert json.loads(json_path.read_text()) == results and plot_path.stat().st_size > 0
 
 
 def test_evaluate_test_only_folder(setup, tmp_path, capsys, monkeypatch):

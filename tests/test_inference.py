@@ -140,6 +140,10 @@ def test_view_logits_in_chunks_reads_a_chunk_at_a_time_with_the_same_logits(save
     assert len(views) == 2 and all(v.shape == (10, 10) for v in views)
     for chunked, at_once in zip(views, whole):
         np.testing.assert_allclose(chunked, at_once, rtol=1e-5, atol=1e-5)
+    mean = inference.tta_logits_in_chunks(model, images, "flip", batch_size=2, chunk=3, progress=False)
+    np.testing.assert_allclose(
+        mean, inference.tta_logits(model, x, "flip", 2, progress=False), rtol=1e-5, atol=1e-5
+    )
     with pytest.raises(ValueError, match="tta"):
         inference.view_logits_in_chunks(model, images, "rotate")
     with pytest.raises(ValueError, match="No images"):

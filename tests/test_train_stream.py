@@ -66,7 +66,7 @@ def test_a_file_broken_after_the_scan_stops_the_run_with_its_name(tiny_tree, tmp
     broken = Path(splits.x_train.paths[rows[0]])
     assert str(broken) not in first
     broken.write_bytes(b"truncated")
-    assert train.main(_args(data, tmp_path / "run", "--stream", "--loader-workers", workers)) == 1
+    assert train.main(_args(data, tmp_path / "run", "--stream", "--loader-workers", workers)) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "InvalidArgumentError" not in err
     (error,) = [line for line in err.strip().splitlines() if line.startswith("error:")]

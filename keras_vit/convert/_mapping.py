@@ -221,7 +221,7 @@ def build_converted_vit(spec, arrays, mean, std, image_size=None, num_classes=No
     if left:
         raise ValueError(f"The converter would drop these source weights: {left}.")
     if image_size is not None and pair(image_size, "image_size") != tuple(spec.image_size):
-        model = resize_vit(model, image_size)
+        model = resize_vit(model, image_size, name=model.name)  # the copy stands in for it
     return model
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_vit.cli_utils import (
     CLIError,
+    RunFailed,
     Terminated,
     first_line,
     interrupted_status,
@@ -77,13 +78,16 @@ def save_checked(model, output, pixels, expected):
     """Writes `model` to `output` atomically, after reloading the written file in safe mode and checking that it
     gives the logits `expected` that `model` gives on `pixels` (nothing is left at `output` otherwise)."""
     try:
+        output.parent.mkdir(
+            parents=True, exist_ok=True
+        )  # again: another command's failure may have removed it
         with atomic_path(output) as tmp:
             model.save(tmp)
             reloaded = load_keras_model(tmp)
             difference = float(np.max(np.abs(reloaded.predict(pixels, verbose=0) - expected)))
             # The same weights and graph: equal on a CPU; a GPU may pick other kernels when it compiles again.
             if difference > RELOAD_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
-                raise CLIError(
+                raise RunFailed(
                     f"the saved file gives logits {difference:.3g} away from the converted model's"
                 )
     except (OSError, ValueError) as error:  # a full disk, or the file refused on reloading
@@ -167,7 +171,8 @@ def main(args):
     labels twin.
 
     Returns:
-        The exit status: 0 when written, 1 when the model differs from its source, 2 for a bad source or a
+        The exit status: 0 when written, 1 when the model differs from its source (or its saved file from it),
+        2 for a bad source or a
         failed write (nothing left half written), 130/143 when interrupted.
     """
     written = []
@@ -176,7 +181,7 @@ def main(args):
             return convert(args, written)
     except CLIError as error:
         print_error(error)
-        return 2
+        return error.exit_status
     except (KeyboardInterrupt, Terminated) as stop:
         if not written:
             print_error("interrupted: nothing written")

@@ -19,9 +19,11 @@ def check_class_names(names: Sequence[str]) -> list[str]:
         The names, each as a `str`.
 
     Raises:
-        ValueError: if `names` is empty, repeats a name, or a name is blank,
-            has a line break (any that `str.splitlines` splits on, form feed
-            and U+2028 included) or surrounding whitespace.
+        ValueError: if `names` is empty, repeats a name (also in another
+            Unicode form: `café` composed and decomposed look the same), or
+            a name is blank, has a line break (any that `str.splitlines`
+            splits on, form feed and U+2028 included) or surrounding
+            whitespace.
     """
     names = [str(n) for n in names]
     if not names:
@@ -33,10 +35,13 @@ def check_class_names(names: Sequence[str]) -> list[str]:
                 f"Class name {name!r} can't be stored one-per-line: it is blank, has a line "
                 "break or surrounding whitespace."
             )
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    forms = [same_name(name) for name in names]
+    repeated = sorted({name for name, form in zip(names, forms) if forms.count(form) > 1})
     if repeated:
+        # Names that differ in Unicode form alone look the same: shown escaped (ascii) to tell them apart.
+        shown = ascii if len({same_name(name) for name in repeated}) < len(repeated) else repr
         raise ValueError(
-            f"Class names must be unique; given more than once: {', '.join(map(repr, repeated))}."
+            f"Class names must be unique; given more than once: {', '.join(map(shown, repeated))}."
         )
     return names
 

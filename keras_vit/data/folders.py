@@ -34,21 +34,37 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+
+def _pillow_reads_avif() -> bool:
+    try:
+        from PIL import AvifImagePlugin  # Pillow 11.2 and later, with libavif in its wheels
+    except ImportError:
+        return False
+    return bool(getattr(AvifImagePlugin, "SUPPORTED", False))
+
+
 # The image files of a folder, for training, evaluation and prediction alike: the formats Pillow decodes.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# Photo formats a folder may hold that are not read (Pillow needs plug-ins or cannot): said, not silently left out.
-UNREAD_PHOTO_EXTENSIONS = (
-    ".heic",
-    ".heif",
-    ".avif",
-    ".jxl",
-    ".dng",
-    ".cr2",
-    ".cr3",
-    ".nef",
-    ".arw",
-    ".raf",
-    ".psd",
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff") + (
+    (".avif",) if _pillow_reads_avif() else ()
+)
+# Photo formats a folder may hold that are not read: said, not silently left out. Pillow cannot read HEIF, JPEG XL
+# or raw files without plug-ins, and reads a PSD's layers, not the picture.
+UNREAD_PHOTO_EXTENSIONS = tuple(
+    extension
+    for extension in (
+        ".heic",
+        ".heif",
+        ".avif",
+        ".jxl",
+        ".dng",
+        ".cr2",
+        ".cr3",
+        ".nef",
+        ".arw",
+        ".raf",
+        ".psd",
+    )
+    if extension not in IMAGE_EXTENSIONS
 )
 
 
@@ -107,8 +123,9 @@ def load_image_folder(
             Needs `image_size`; nothing is cached, and an unreadable file
             is found (and named) when its batch is read.
         classes_of_split: with one split requested, its own class folders
-            are the classes (sorted), even where `train/` has more: for
-            scoring a trained model, whose classes are matched by name.
+            are the classes (sorted), even where `train/` has more, and
+            `val/` is not read: for scoring a trained model, whose classes
+            are matched by name.
 
     Returns:
         A `Splits`.
@@ -116,7 +133,9 @@ def load_image_folder(
     Raises:
         DataNotFoundError: If `root`, a requested split folder or one of its
             class folders is missing.
-        ValueError: If there are fewer than `min_classes` classes, a class
+        ValueError: If `root` holds class folders but no `train/` or `test/`
+            (`check_not_bare_class_folders`), there are fewer than
+            `min_classes` classes, a class
             name cannot be a line of a labels file (`check_class_names`: e.g.
             a folder named with a trailing space), a class folder has no images, all images of a split or of a class are
             unreadable, images differ in size and `image_size` is `None`, or
@@ -137,7 +156,8 @@ def load_image_folder(
                 f"Missing split folder {root / split}: expected {root}/{split}/<class>/*.png|jpg{other}."
             )
     unlisted: dict[str, str] = {}  # entries that cannot be listed (symlink loops): path -> why
-    names = _class_names(root, class_names, wanted, unlisted, classes_of_split and len(wanted) == 1)
+    classes_of_split = classes_of_split and len(wanted) == 1
+    names = _class_names(root, class_names, wanted, unlisted, classes_of_split)
     if len(names) < min_classes:
         where = "`class_names`" if class_names is not None else str(root)
         raise ValueError(
@@ -147,7 +167,7 @@ def load_image_folder(
     files = {split: _scan_split(root / split, names, unlisted) for split in wanted}
     _warn_unlisted(unlisted, root)
     if stream:
-        return _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted)
+        return _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted, classes_of_split)
 
     arrays, skipped, cached = {}, [], []
     for split in wanted:
@@ -157,7 +177,7 @@ def load_image_folder(
         if cache_file is not None:
             cached.append(cache_file)
     validation = None
-    if "train" in wanted and (root / "val").is_dir():  # a data set that ships its validation split
+    if _reads_val(root, wanted, classes_of_split):  # a data set that ships its validation split
         val_files = _scan_split(root / "val", names, unlisted)
         x, y, bad, cache_file = _load_split(root, "val", val_files, size, names, limit, seed, cache_dir)
         validation, skipped = (x, y), skipped + bad
@@ -180,7 +200,12 @@ def load_image_folder(
     return result
 
 
-def _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted):
+def _reads_val(root: Path, wanted: tuple[str, ...], classes_of_split: bool) -> bool:
+    """Whether a load reads `val/`: a training load of a folder that has one (not one split scored alone)."""
+    return "train" in wanted and not classes_of_split and (root / "val").is_dir()
+
+
+def _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted, classes_of_split=False):
     """`load_image_folder(..., stream=True)`: each split's selected files as a `FileImages`, in the seed's order."""
     if size is None:
         raise ValueError("a streamed image folder needs `image_size` (its files are decoded when read)")
@@ -194,7 +219,7 @@ def _streamed_splits(root, files, wanted, names, size, limit, seed, unlisted):
     for split in SPLITS:  # a split not requested: zero images of the same shape
         arrays.setdefault(split, (FileImages([], size), np.zeros(0, np.int32)))
     validation = None
-    if "train" in wanted and (root / "val").is_dir():
+    if _reads_val(root, wanted, classes_of_split):
         validation = split_arrays(_scan_split(root / "val", names, unlisted))
     return Splits(
         *arrays["train"],
@@ -381,7 +406,7 @@ def _class_names(
             f"{root / ref} has no class sub-folders: expected {root}/{ref}/<class>/*.png|jpg."
         )
     # A training load reads val/ too, when there is one: its folders must be classes the model learns.
-    with_val = (*wanted, "val") if "train" in wanted and (root / "val").is_dir() else wanted
+    with_val = (*wanted, "val") if _reads_val(root, wanted, own_classes) else wanted
     for split in with_val:
         extra = sorted(set(_subdirs(root / split, unlisted)) - set(names)) if split != ref else []
         if extra:

@@ -33,7 +33,8 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
     - The EXIF orientation of phone photos is applied.
     - 16-bit grayscale keeps its high byte (a plain conversion to RGB would
       clip every value above 255 to white); so does 32-bit integer grayscale
-      (a TIFF) whose values fit in 16 bits.
+      (a TIFF) whose values fit in 16 bits, unless they fit in 8 (read as
+      they are).
     - Grayscale, palette, CMYK and RGBA images become RGB (alpha dropped).
     - Images of another size are resized with bicubic resampling, without
       keeping the aspect ratio.
@@ -77,10 +78,13 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
 
 
 def _high_byte_of_16_bits(pixels: np.ndarray, mode: str) -> np.ndarray:
-    """A 32-bit grayscale image (Pillow's mode `I` or `F`) as 8 bits, when its values are 16-bit integers."""
+    """A 32-bit grayscale image (Pillow's mode `I` or `F`) as 8 bits: values of 0..255 as they are, 16-bit values
+    by their high byte."""
     if mode == "F" or pixels.min() < 0 or pixels.max() > 65535:
         kind = "floating-point" if mode == "F" else "32-bit integer (values beyond 16 bits)"
         raise ValueError(f"a {kind} grayscale image has no standard 8-bit reading; save it with 8 or 16 bits")
+    if pixels.max() <= 255:  # 8-bit values stored wide (what Pillow's own conversion read right)
+        return pixels.astype(np.uint8)
     return (pixels.astype(np.uint32) >> 8).astype(np.uint8)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_vit.data.cifar10 import load_cifar10
 from keras_vit.data.class_names import same_name
-from keras_vit.data.folders import list_folder, load_image_folder
+from keras_vit.data.folders import check_not_bare_class_folders, list_folder, load_image_folder
 from keras_vit.data.images import resize_images
 from keras_vit.data.splits import CIFAR10_CLASSES, DATA_DIR_ENV, SPLITS
 
@@ -81,6 +81,8 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
     """
     size = tuple(int(v) for v in image_size)
     root = given_data_dir(data_dir)
+    if stream and root is not None:
+        check_not_bare_class_folders(Path(root).expanduser())  # DIR/<class>/*.jpg: said as such
     if stream and (root is None or image_folder_classes(root) is None):
         raise ValueError(
             "streaming reads an image-folder tree DIR/{train,test}/<class>/: give it as the data folder"
@@ -108,7 +110,8 @@ def load_split(data_dir, split: str, image_size, limit=None, seed: int = 0, cach
 
 
 def match_labels(labels, data_classes: Sequence[str], model_classes: Sequence[str]) -> np.ndarray:
-    """Maps data labels to the model's label order by class name (compared in Unicode's composed form, NFC).
+    """Maps data labels to the model's label order by class name (a name without an exact match is compared in
+    Unicode's composed form, NFC).
 
     Args:
         labels: int labels indexing `data_classes`.
@@ -121,12 +124,15 @@ def match_labels(labels, data_classes: Sequence[str], model_classes: Sequence[st
     Raises:
         ValueError: if a data class is not one of the model's classes.
     """
-    index = {same_name(name): i for i, name in enumerate(model_classes)}
-    unknown = [name for name in data_classes if same_name(name) not in index]
+    exact = {name: i for i, name in enumerate(model_classes)}
+    composed = {same_name(name): i for i, name in enumerate(model_classes)}
+    # A name matches itself first, and only then its composed form (two classes may differ in form alone).
+    index = {name: exact.get(name, composed.get(same_name(name))) for name in data_classes}
+    unknown = [name for name in data_classes if index[name] is None]
     if unknown:
         raise ValueError(
             f"data classes {unknown} are not among the model's classes ({', '.join(model_classes)}); "
             "pass --labels FILE with the model's class names"
         )
-    mapping = np.asarray([index[same_name(name)] for name in data_classes], np.int32)
+    mapping = np.asarray([index[name] for name in data_classes], np.int32)
     return mapping[np.asarray(labels, np.int64)]

@@ -4,8 +4,9 @@
 width 192, 9 blocks, MLP 384) but for two arguments: `num_heads=12` (12
 heads of 16 where the preset has 3 of 64: the same weight shapes) and
 `num_registers=1` (one register token). It was trained on CIFAR-10 by
-`python -m keras_vit.train --preset vit_cifar10 --num-heads 12 --registers 1`,
-distilled from a ConvNet teacher. Saved before `ViT` existed, it loads as a
+`python -m keras_vit.train --recipe cifar10_gpu --registers 1 --teacher
+TEACHER.keras --distillation soft` (the recipe takes `vit_cifar10` with 12
+heads), distilled from a ConvNet teacher. Saved before `ViT` existed, it loads as a
 plain functional model of a ViT's layers; `vit_arguments(load_pretrained())`
 reads its arguments back. How it was trained and what it scores (test
 accuracy, epochs, wall-clock, the device, the exact arguments) are in

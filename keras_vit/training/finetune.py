@@ -219,7 +219,9 @@ def fine_tuning_start(model, image_size, num_classes, overrides=None, head=None)
     """
     overrides = dict(overrides or {})
     check_fine_tuning_overrides(overrides)
-    start = resize_vit(model, image_size, num_classes=num_classes)
+    start = resize_vit(
+        model, image_size, num_classes=num_classes, name=model.name
+    )  # the copy stands in for it
     kept = int(num_classes) == vit_arguments(model)["num_classes"]  # resize_vit copied the head
     if head is not None and head.action != "keep":
         if head.action == "reorder" and not kept:

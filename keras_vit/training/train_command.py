@@ -866,9 +866,8 @@ def _main(args, overrides, recipe, checkpoint, model, image_size):
     except UnreadableImageError as error:  # a streamed file, found when its batch was read
         return _error(
             f"{error} (a streamed data set is checked as each batch is read: remove or replace the file and rerun; "
-            "the run resumes from its last checkpoint); model.keras was not written",
-            status=1,
-        )
+            "the run resumes from its last checkpoint); model.keras was not written"
+        )  # 2: a file to fix before the rerun
     except KeyboardInterrupt:
         return _interrupted(args, 130)
     except Terminated:

@@ -45,6 +45,11 @@ def test_32_bit_grayscale_tiffs_are_read_as_16_bits_or_refused(tmp_path):
         assert im.mode == "I"  # what the branch is for
     out = decode_image(tmp_path / "i32.tif")
     np.testing.assert_array_equal(out, np.repeat((values >> 8).astype(np.uint8)[..., None], 3, -1))
+    narrow = np.arange(16 * 16, dtype=np.int32).reshape(16, 16) % 256  # 8-bit values stored in 32 bits
+    Image.fromarray(narrow).save(tmp_path / "narrow.tif")
+    np.testing.assert_array_equal(
+        decode_image(tmp_path / "narrow.tif")[..., 0], narrow
+    )  # as they are, not black
     Image.fromarray(values * 1000).save(tmp_path / "wide.tif")
     with pytest.raises(
         ValueError, match=r"32-bit integer \(values beyond 16 bits\) grayscale image has no standard"

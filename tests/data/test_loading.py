@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from data_trees import make_tree, write_batches
+from data_trees import make_tree, save_image, write_batches
 
 from keras_vit import data
 
@@ -26,6 +26,22 @@ def test_load_split_reads_the_classes_of_its_split_even_where_train_has_more(tmp
     x, y, classes, *_ = data.load_split(root, "test", (8, 8), cache_dir=False)
     assert classes == ("cat", "frog") and np.bincount(y).tolist() == [2, 2]
     assert sorted(data.match_labels(y, classes, ("cat", "dog", "frog")).tolist()) == [0, 0, 2, 2]
+    # Scoring the training split reads neither val/ nor its class folders (a class there train/ lacks was refused).
+    save_image(root / "val" / "newt" / "0.png", 0)
+    x, y, classes, *_ = data.load_split(root, "train", (8, 8), cache_dir=False)
+    assert classes == ("cat", "dog", "frog") and len(y) == 3
+    with pytest.raises(
+        ValueError, match=r"train holds class folders \(cat, dog, frog\) but no train/ or test/"
+    ):
+        data.load_split(root / "train", "test", (8, 8), stream=True)  # said as such when streamed too
+
+
+def test_match_labels_tells_apart_names_that_differ_in_unicode_form_alone():
+    """Two classes whose names differ in form alone (a tree merged from a macOS copy) were merged into one."""
+    decomposed, composed = "cafe\u0301", "caf\u00e9"
+    assert data.match_labels(
+        np.array([0, 1, 2]), (composed, decomposed, "tea"), (composed, decomposed, "tea")
+    ).tolist() == [0, 1, 2]
 
 
 def test_load_split_of_cifar10_batches_resized(tmp_path):

@@ -172,6 +172,30 @@ def fake_runtime(tmp_path, monkeypatch):
     return tmp_path / "model.onnx", good, bad
 
 
+def test_runtime_says_when_it_names_the_classes_as_cifar10s(tmp_path, monkeypatch, capsys):
+    """As predict: a 10-class model without a labels file was shown with CIFAR-10's names without a word."""
+
+    class TenClasses(FakeExported):
+        def __init__(self, path):
+            super().__init__(path, num_classes=10)
+
+        def predict(self, images):
+            return np.tile(np.asarray(images, np.float32).mean(axis=(1, 2)), (1, 4))[:, :10]
+
+    monkeypatch.setattr(runtime, "load", lambda path, threads=None: TenClasses(path))
+    image = tmp_path / "red.png"
+    Image.new("RGB", (16, 16), (250, 0, 0)).save(image)
+    model = tmp_path / "model.onnx"
+    assert runtime.main([str(model), str(image), "--top-k", "1"]) == 0
+    assert capsys.readouterr().err == (
+        f"note: no --labels and no labels.txt beside {model}; the model has 10 outputs, so the CIFAR-10 class "
+        "names are used\n"
+    )
+    (tmp_path / "labels.txt").write_text("\n".join(data.CIFAR10_CLASSES) + "\n")
+    assert runtime.main([str(model), str(image), "--top-k", "1"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_runtime_reports_each_bad_image_and_classifies_the_rest(fake_runtime, capsys):
     """A decompression bomb was a 26-line traceback, and one bad image stopped all: now one line an image, the
     others classified, exit status 1 (as `keras_vit.predict`)."""
