@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from export.common import ExportFailure, raise_if_interrupted
 from keras_vit.cli_utils import first_line
@@ -96,15 +95,12 @@ def _die_with_parent(parent_pid):
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
-        # The parent's sentinel, on every platform (on Windows os.getppid() keeps giving a dead parent's id).
+        # The parent's sentinel (`_worker` runs in a process multiprocessing started): on Windows os.getppid() keeps
+        # giving a dead parent's id.
         parent = multiprocessing.parent_process()
 
         def watch():
-            if parent is not None:
-                parent.join()
-            else:  # not started by multiprocessing
-                while os.getppid() == parent_pid:
-                    time.sleep(1)
+            parent.join()
             os._exit(1)
 
         threading.Thread(target=watch, daemon=True).start()

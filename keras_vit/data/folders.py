@@ -85,12 +85,12 @@ def load_image_folder(
 
     Non-image files (`.txt`, `.DS_Store`, ...) and sub-folders of class
     folders are ignored; photos in a format that is not read (`.heic`, raw
-    files: `UNREAD_PHOTO_EXTENSIONS`) are left out with a warning. Grayscale, RGBA and palette images are converted to
-    RGB. Unreadable (corrupt, truncated) images are skipped, reported with
-    `warnings.warn` and listed in `Splits.skipped`; so are, with a warning
-    of their own, entries that cannot even be listed (a symbolic-link loop,
-    a broken link). Decoded arrays are cached
-    as one `.npz` per split so the next load takes about a second (a
+    files: `UNREAD_PHOTO_EXTENSIONS`) are left out with a warning.
+    Grayscale, RGBA and palette images are converted to RGB. Unreadable
+    (corrupt, truncated) images are skipped, reported with `warnings.warn`
+    and listed in `Splits.skipped`; so are, with a warning of their own,
+    entries that cannot even be listed (a symbolic-link loop, a broken
+    link). Decoded arrays are cached as one `.npz` per split so the next load takes about a second (a
     test-only load reuses the test cache of an earlier full load).
 
     Args:
@@ -135,11 +135,11 @@ def load_image_folder(
             class folders is missing.
         ValueError: If `root` holds class folders but no `train/` or `test/`
             (`check_not_bare_class_folders`), there are fewer than
-            `min_classes` classes, a class
-            name cannot be a line of a labels file (`check_class_names`: e.g.
-            a folder named with a trailing space), a class folder has no images, all images of a split or of a class are
-            unreadable, images differ in size and `image_size` is `None`, or
-            `splits` names an unknown split.
+            `min_classes` classes, a class name cannot be a line of a labels
+            file (`check_class_names`: e.g. a folder named with a trailing
+            space), a class folder has no images, all images of a split or
+            of a class are unreadable, images differ in size and
+            `image_size` is `None`, or `splits` names an unknown split.
     """
     root = Path(root).expanduser().absolute()
     size = _normalize_size(image_size)

@@ -80,10 +80,11 @@ def decode_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndar
 def _high_byte_of_16_bits(pixels: np.ndarray, mode: str) -> np.ndarray:
     """A 32-bit grayscale image (Pillow's mode `I` or `F`) as 8 bits: values of 0..255 as they are, 16-bit values
     by their high byte."""
-    if mode == "F" or pixels.min() < 0 or pixels.max() > 65535:
+    high = pixels.max()
+    if mode == "F" or pixels.min() < 0 or high > 65535:
         kind = "floating-point" if mode == "F" else "32-bit integer (values beyond 16 bits)"
         raise ValueError(f"a {kind} grayscale image has no standard 8-bit reading; save it with 8 or 16 bits")
-    if pixels.max() <= 255:  # 8-bit values stored wide (what Pillow's own conversion read right)
+    if high <= 255:  # 8-bit values stored wide (what Pillow's own conversion read right)
         return pixels.astype(np.uint8)
     return (pixels.astype(np.uint32) >> 8).astype(np.uint8)
 
